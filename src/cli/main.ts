@@ -1,0 +1,121 @@
+// The mmsim command line.
+
+import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
+import { readdir, writeFile } from 'node:fs/promises';
+import { fileURLToPath } from 'node:url';
+import { join, dirname } from 'node:path';
+import { loadScenario, ScenarioError } from '../sim/scenario.ts';
+import { runScenario } from '../sim/machine.ts';
+import { summary, exitCode } from '../sim/report.ts';
+import { KNOBS, KNOB_NAMES } from '../sim/knobs.ts';
+import { ARCH_NAMES } from '../arch/index.ts';
+
+const EXIT_BAD_INPUT = 2;
+export const SCENARIO_DIR = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'scenarios');
+
+function int(name: string, min: number, max: number) {
+  return (v: string): number => {
+    if (!/^\d+$/.test(v)) throw new InvalidArgumentError(`${name} must be a whole number, got '${v}'`);
+    const n = Number(v);
+    if (n < min || n > max) throw new InvalidArgumentError(`${name} must be between ${min} and ${max}, got ${n}`);
+    return n;
+  };
+}
+function prob(v: string): number {
+  const n = Number(v);
+  if (!/^[0-9.eE-]+$/.test(v) || !Number.isFinite(n) || n < 0 || n > 1) throw new InvalidArgumentError(`must be a probability between 0 and 1, got '${v}'`);
+  return n;
+}
+function collect(v: string, prev: string[]): string[] {
+  if (!(KNOB_NAMES as string[]).includes(v)) throw new InvalidArgumentError(`unknown bug knob '${v}' (mmsim knobs lists them)`);
+  return [...prev, v];
+}
+
+/** Resolve a scenario argument: a path, or a name from the library. */
+async function resolveScenario(arg: string): Promise<string> {
+  if (arg.includes('/') || arg.endsWith('.ts') || arg.endsWith('.json')) return arg;
+  const files = await readdir(SCENARIO_DIR).catch(() => [] as string[]);
+  const hit = files.find((f) => f === `${arg}.ts` || f === `${arg}.json`);
+  return hit ? join(SCENARIO_DIR, hit) : arg;
+}
+
+export function buildProgram(): Command {
+  const program = new Command();
+  program
+    .name('mmsim')
+    .description('SMP simulator of Linux memory management: page tables, TLBs and shootdowns under real concurrency')
+    .showHelpAfterError(false)
+    .exitOverride()
+    .configureOutput({ outputError: (str, write) => write(str.split('\n')[0] + '\n') });
+
+  program
+    .command('run')
+    .description('run a scenario and print a summary (exit 0 clean, 1 violation or hang, 2 bad input, 3 crash)')
+    .argument('<scenario>', 'a scenario file (.ts or .json) or a name from the library (mmsim list)')
+    .option('--cpus <n>', 'simulated CPUs (1-256)', int('--cpus', 1, 256))
+    .addOption(new Option('--arch <arch>', 'TLB-flush model').choices(ARCH_NAMES))
+    .option('--seed <n>', 'random seed', int('--seed', 0, 2 ** 31 - 1))
+    .option('--ops <n>', 'operations per CPU', int('--ops', 1, 1e12))
+    .option('--duration <ms>', 'run for this long instead of a fixed number of operations', int('--duration', 1, 1e9))
+    .option('--threads <t>', 'host threads carrying the CPUs (1 = inline on the main thread; default one per CPU)', int('--threads', 1, 256))
+    .option('--delay <p>', 'probability of a random delay at each scheduling point (widens race windows)', prob)
+    .option('--tlb <entries>', 'TLB entries per CPU (power of two)', int('--tlb', 1, 65536))
+    .option('--knob <name>', 'turn on a bug-injection knob (repeatable)', collect, [] as string[])
+    .option('--keep-going', 'do not stop at the first violation')
+    .option('--hang-timeout <ms>', 'declare a hang after this long without progress', int('--hang-timeout', 100, 1e9))
+    .option('--json <file>', 'also write the result as JSON')
+    .action(async (arg: string, opts) => {
+      const s = await loadScenario(await resolveScenario(arg));
+      if (opts.tlb !== undefined && opts.tlb & (opts.tlb - 1)) throw new InvalidArgumentError('--tlb must be a power of two');
+      const r = await runScenario(s, {
+        cpus: opts.cpus, arch: opts.arch, seed: opts.seed, ops: opts.ops, durationMs: opts.duration,
+        threads: opts.threads, delay: opts.delay, tlbEntries: opts.tlb,
+        knobs: opts.knob.length ? [...new Set([...s.knobs, ...opts.knob])] : undefined,
+        keepGoing: opts.keepGoing, hangTimeoutMs: opts.hangTimeout,
+      });
+      console.log(summary(r));
+      if (opts.json) await writeFile(opts.json, JSON.stringify(r, null, 2));
+      process.exitCode = exitCode(r);
+    });
+
+  program
+    .command('list')
+    .description('list the scenario library')
+    .action(async () => {
+      const files = (await readdir(SCENARIO_DIR)).filter((f) => f.endsWith('.ts') || f.endsWith('.json')).sort();
+      for (const f of files) {
+        const s = await loadScenario(join(SCENARIO_DIR, f));
+        console.log(`${s.name.padEnd(28)} ${s.description}`);
+      }
+    });
+
+  program
+    .command('knobs')
+    .description('list the bug-injection knobs')
+    .action(() => {
+      for (const [name, k] of Object.entries(KNOBS)) console.log(`${name.padEnd(36)} ${k.what}\n${''.padEnd(36)} (${k.where}; ${k.source})`);
+    });
+  return program;
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const program = buildProgram();
+  try {
+    await program.parseAsync(argv, { from: 'user' });
+    return typeof process.exitCode === 'number' ? process.exitCode : 0;
+  } catch (e) {
+    if (e instanceof CommanderError) {
+      if (e.code === 'commander.helpDisplayed' || e.code === 'commander.version' || e.code === 'commander.help') return 0;
+      return EXIT_BAD_INPUT; // commander already printed the one-line error
+    }
+    if (e instanceof ScenarioError || e instanceof InvalidArgumentError) {
+      process.stderr.write(`mmsim: ${e.message}\n`);
+      return EXIT_BAD_INPUT;
+    }
+    throw e;
+  }
+}
+
+if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
+  main(process.argv.slice(2)).then((code) => process.exit(code));
+}

@@ -1,0 +1,422 @@
+// Simulated CPUs and the host threads that carry them.
+//
+// A Host is one JavaScript thread (a worker, or the main thread in inline mode).
+// It carries one or more Cpus. Every blocking wait of a host goes through
+// Host.block(), which sleeps on the host's own futex word: IPI senders, IPI
+// acknowledgements and lock releases all bump that word, so a host waiting for
+// anything still services the IPIs of every CPU it carries. That is what keeps
+// shootdowns from deadlocking against lock waits, on any number of hosts.
+
+import {
+  type Views, cpuCtl, hostWord, statWord, frameWord, dataWord, mmWord,
+  CC_IPI_PENDING, CC_IPI_MASK, CC_ACK, CC_INFO_TYPE, CC_INFO_MM, FM_OWNER, CC_IRQS_OFF, CC_LOADED_MM, CC_IS_LAZY, CC_HOST,
+  HB_WAKE, HB_SLEEPING, HB_WAITING_ON, HB_HEARTBEAT, CPUMASK_WORDS, FM_GEN, FM_FLAGS, PG_FREE,
+  ST_TLB_HITS, ST_TLB_MISSES, ST_READS, ST_WRITES, ST_IPI_RECV, ST_IPI_SENT, ST_FAULTS, ST_SEGV, ST_DELAYS,
+  WORD_SHIFT, WORDS_PER_PAGE, MM_ASID, H_STOP,
+} from './layout.ts';
+import { Tlb, TLB_W, TLB_D } from './tlb.ts';
+import { EventRing, EV } from './trace.ts';
+import { walk } from './walker.ts';
+
+/** Handler for a "call function" IPI: runs on the target, in interrupt context. */
+export type IpiHandler = (target: Cpu, sender: number) => void;
+/** The page-fault entry point the kernel registers: 0 = retry the access, VM_FAULT_SIGSEGV otherwise. */
+export type FaultHandler = (cpu: Cpu, va: number, write: boolean) => number;
+export const VM_FAULT_OK = 0;
+export const VM_FAULT_SIGSEGV = 1;
+export const VM_FAULT_OOM = 2;
+
+export interface ViolationInfo {
+  kind: string;
+  message: string;
+  cpu: number;
+  va?: number;
+  pfn?: number;
+  /** Other CPUs whose recent events matter (e.g. the one that freed the frame). */
+  cpus?: number[];
+}
+export type ViolationSink = (v: ViolationInfo) => void;
+
+/** Per-machine hooks registered by the kernel (mm, arch) and the simulator (oracles). */
+export interface Hooks {
+  fault: FaultHandler;
+  ipi: IpiHandler[];
+  violation: ViolationSink;
+  /** the contents of [start, end) of mm are about to be discarded (zap); `done` when finished */
+  discard: (mm: number, start: number, end: number, done: boolean) => void;
+}
+
+/** Xorshift128+-style PRNG on 32-bit ints: fast, seedable, reproducible. */
+export class Rng {
+  private a: number;
+  private b: number;
+  private c: number;
+  private d: number;
+  constructor(seed: number, stream = 0) {
+    this.a = (seed ^ 0x9e3779b9) | 0;
+    this.b = (stream * 0x85ebca6b) ^ 0x243f6a88;
+    this.c = 0xb7e15162 ^ seed;
+    this.d = 0x6a09e667 ^ (stream + 1);
+    for (let i = 0; i < 16; i++) this.u32();
+  }
+  /** sfc32 */
+  u32(): number {
+    const t = (((this.a + this.b) | 0) + this.d) | 0;
+    this.d = (this.d + 1) | 0;
+    this.a = this.b ^ (this.b >>> 9);
+    this.b = (this.c + (this.c << 3)) | 0;
+    this.c = (this.c << 21) | (this.c >>> 11);
+    this.c = (this.c + t) | 0;
+    return t >>> 0;
+  }
+  /** [0, 1) */
+  next(): number {
+    return this.u32() / 4294967296;
+  }
+  /** integer in [lo, hi] */
+  int(lo: number, hi: number): number {
+    return lo + Math.floor(this.next() * (hi - lo + 1));
+  }
+}
+
+export interface DelayConfig {
+  /** probability of a delay at each scheduling point */
+  p: number;
+  /** maximum delay, in spin iterations (Atomics.pause calls) */
+  maxSpins: number;
+}
+
+export class Host {
+  readonly id: number;
+  readonly V: Views;
+  readonly I: Int32Array;
+  readonly cpus: Cpu[] = [];
+  readonly wake: number;
+  readonly hooks: Hooks;
+  private readonly hostOfCpu: Int32Array;
+  private readonly nhosts: number;
+  constructor(V: Views, id: number, hooks: Hooks) {
+    this.V = V;
+    this.I = V.I;
+    this.id = id;
+    this.hooks = hooks;
+    this.wake = hostWord(V.L, id, HB_WAKE);
+    this.nhosts = V.L.shape.hosts;
+    this.hostOfCpu = new Int32Array(V.L.shape.cpus);
+    for (let c = 0; c < V.L.shape.cpus; c++) this.hostOfCpu[c] = V.I[cpuCtl(V.L, c, CC_HOST)];
+    Atomics.store(this.I, hostWord(V.L, id, HB_WAITING_ON), -1);
+  }
+
+  /** Service pending IPIs of every CPU this host carries whose interrupts are on. */
+  pollIpis(): void {
+    const cs = this.cpus;
+    for (let i = 0; i < cs.length; i++) {
+      const c = cs[i];
+      if (this.I[c.ctl + CC_IPI_PENDING] !== 0 && c.irqOff === 0) c.handleIpis();
+    }
+  }
+
+  /**
+   * Sleep until this host's futex word changes (an IPI, an acknowledgement, a
+   * release of the lock we wait on) or a short timeout; `ready` is rechecked after
+   * registering so that no wake-up is lost. lockIdx is the word we are waiting on
+   * (its waiter count is the next word), or -1.
+   */
+  block(lockIdx: number, ready: () => boolean): void {
+    const I = this.I;
+    const L = this.V.L;
+    const seq = Atomics.load(I, this.wake);
+    if (lockIdx >= 0) {
+      Atomics.store(I, hostWord(L, this.id, HB_WAITING_ON), lockIdx);
+      Atomics.add(I, lockIdx + 1, 1);
+    }
+    if (!ready()) {
+      this.pollIpis();
+      Atomics.store(I, hostWord(L, this.id, HB_SLEEPING), 1);
+      Atomics.wait(I, this.wake, seq, 20);
+      Atomics.store(I, hostWord(L, this.id, HB_SLEEPING), 0);
+    }
+    if (lockIdx >= 0) {
+      Atomics.sub(I, lockIdx + 1, 1);
+      Atomics.store(I, hostWord(L, this.id, HB_WAITING_ON), -1);
+    }
+    I[hostWord(L, this.id, HB_HEARTBEAT)]++;
+  }
+
+  /** Get the attention of the host that carries `cpu`. */
+  kick(cpu: number): void {
+    const h = this.hostOfCpu[cpu];
+    this.kickHost(h);
+  }
+
+  kickHost(h: number): void {
+    const L = this.V.L;
+    Atomics.add(this.I, hostWord(L, h, HB_WAKE), 1);
+    if (Atomics.load(this.I, hostWord(L, h, HB_SLEEPING)) !== 0) Atomics.notify(this.I, hostWord(L, h, HB_WAKE));
+  }
+
+  /** A lock word was released and has waiters: wake the hosts blocked on it. */
+  wakeWaiters(lockIdx: number): void {
+    const L = this.V.L;
+    for (let h = 0; h < this.nhosts; h++) {
+      if (Atomics.load(this.I, hostWord(L, h, HB_WAITING_ON)) === lockIdx) this.kickHost(h);
+    }
+  }
+
+  stopRequested(): boolean {
+    return Atomics.load(this.I, this.V.L.header + H_STOP) !== 0;
+  }
+}
+
+/** The CPU whose code this thread is executing right now (the kernel's `current` CPU). */
+export let current: Cpu = undefined as unknown as Cpu;
+export function set_current(c: Cpu): void {
+  current = c;
+}
+
+export class Cpu {
+  readonly id: number;
+  readonly host: Host;
+  readonly V: Views;
+  readonly I: Int32Array;
+  readonly tlb: Tlb;
+  readonly ring: EventRing;
+  readonly ctl: number;
+  readonly st: number;
+  readonly rng: Rng;
+  /** interrupts-disabled depth; IPIs are held while > 0 */
+  irqOff = 0;
+  /** interrupt (hardirq) nesting; in_interrupt() */
+  inIrq = 0;
+  /** softirq-disabled depth (spin_lock_bh); also counts as in_interrupt() */
+  bhOff = 0;
+  /** the mm whose tables this CPU walks: index, or -1 for init_mm */
+  loadedMm = -1;
+  asid = -1;
+  /** the task running on this CPU now, or -1 (idle) */
+  curTask = -1;
+  /** per-ASID TLB generation this CPU has caught up with (cpu_tlbstate.ctxs[].tlb_gen) */
+  readonly ctxGen: Int32Array;
+  /** per-ASID context id this CPU's cached entries belong to (ASIDs are reused across mms) */
+  readonly ctxId: Int32Array;
+  /** arch backend state (lazy MMU batches etc.), owned by the arch module */
+  arch: unknown = undefined;
+  delay: DelayConfig = { p: 0, maxSpins: 0 };
+  /** shootdown latencies (ns) measured by this CPU as a sender, up to lat.length samples */
+  readonly lat = new Float64Array(1 << 16);
+  nlat = 0;
+  /** last value read by read() (valid when it returned true) */
+  value = 0;
+  /** set by read()/write() when the access ended in SIGSEGV */
+  segv = false;
+
+  constructor(host: Host, id: number, tlbEntries: number, seed: number) {
+    this.id = id;
+    this.host = host;
+    this.V = host.V;
+    this.I = host.V.I;
+    this.tlb = new Tlb(tlbEntries);
+    this.ring = new EventRing(host.V, id);
+    this.ctl = cpuCtl(host.V.L, id, 0);
+    this.st = statWord(host.V.L, id, 0);
+    this.rng = new Rng(seed, id);
+    this.ctxGen = new Int32Array(host.V.L.shape.maxMms);
+    this.ctxId = new Int32Array(host.V.L.shape.maxMms);
+  }
+
+  recordLatency(ns: number): void {
+    if (this.nlat < this.lat.length) this.lat[this.nlat++] = ns;
+    else this.lat[this.rng.u32() % this.lat.length] = ns; // keep a uniform sample
+  }
+
+  stat(field: number, n = 1): void {
+    this.I[this.st + field] += n;
+  }
+
+  // ---- scheduling points and delay injection ---------------------------------
+  /**
+   * Called by kernel code at every shared access: a scheduling point (delay
+   * injection widens race windows here) and, with interrupts on, a point where
+   * a pending IPI is taken, as on a real CPU between instructions.
+   */
+  sched_point(): void {
+    if (this.delay.p > 0 && this.rng.next() < this.delay.p) this.injectDelay();
+    if (this.irqOff === 0 && this.I[this.ctl + CC_IPI_PENDING] !== 0) this.handleIpis();
+  }
+
+  /** The same inside one hardware instruction (a page walk, a TLB-hit access): delays, never interrupts. */
+  hw_point(): void {
+    if (this.delay.p > 0 && this.rng.next() < this.delay.p) this.injectDelay();
+  }
+
+  private injectDelay(): void {
+    const n = 1 + Math.floor(this.rng.next() * this.delay.maxSpins);
+    for (let i = 0; i < n; i++) Atomics.pause();
+    this.I[this.st + ST_DELAYS]++;
+  }
+
+  // ---- interrupts ------------------------------------------------------------
+  local_irq_disable(): void {
+    this.irqOff++;
+    this.I[this.ctl + CC_IRQS_OFF] = this.irqOff;
+  }
+  local_irq_enable(): void {
+    this.irqOff--;
+    this.I[this.ctl + CC_IRQS_OFF] = this.irqOff;
+    if (this.irqOff === 0 && this.I[this.ctl + CC_IPI_PENDING] !== 0) this.handleIpis();
+  }
+  in_interrupt(): boolean {
+    return this.inIrq > 0 || this.bhOff > 0;
+  }
+
+  /** Service this CPU's mailbox: run each sender's request, then acknowledge it. */
+  handleIpis(): void {
+    const I = this.I;
+    const prev = current;
+    current = this;
+    this.inIrq++;
+    this.irqOff++;
+    while (Atomics.exchange(I, this.ctl + CC_IPI_PENDING, 0) !== 0) {
+      for (let w = 0; w < CPUMASK_WORDS; w++) {
+        let bits = Atomics.exchange(I, this.ctl + CC_IPI_MASK + w, 0);
+        while (bits !== 0) {
+          const b = 31 - Math.clz32(bits);
+          bits &= ~(1 << b);
+          const sender = w * 32 + b;
+          const type = Atomics.load(I, cpuCtl(this.V.L, sender, CC_INFO_TYPE));
+          this.I[this.st + ST_IPI_RECV]++;
+          this.ring.log(EV.IPI_HANDLE, sender, Atomics.load(I, cpuCtl(this.V.L, sender, CC_INFO_MM)));
+          this.host.hooks.ipi[type](this, sender);
+          Atomics.sub(I, cpuCtl(this.V.L, sender, CC_ACK), 1);
+          this.host.kick(sender);
+        }
+      }
+    }
+    this.irqOff--;
+    this.inIrq--;
+    current = prev;
+  }
+
+  /**
+   * Send a call-function IPI to `targets` and wait until each has run the handler
+   * (smp_call_function_many with wait=true). The caller has written its request
+   * (CC_INFO_*) first. Interrupts must be on: the sender services IPIs while it waits.
+   */
+  send_ipis_and_wait(targets: ArrayLike<number>, n: number, type: number): void {
+    const I = this.I;
+    const L = this.V.L;
+    if (this.irqOff > 0) {
+      this.host.hooks.violation({
+        kind: 'ipi-with-irqs-off', cpu: this.id,
+        message: `cpu ${this.id} waits for IPI acknowledgements with interrupts disabled (deadlock hazard, rule T5)`,
+      });
+    }
+    Atomics.store(I, this.ctl + CC_INFO_TYPE, type);
+    Atomics.store(I, this.ctl + CC_ACK, n);
+    const word = this.id >> 5;
+    const bit = 1 << (this.id & 31);
+    for (let i = 0; i < n; i++) {
+      const t = targets[i];
+      Atomics.or(I, cpuCtl(L, t, CC_IPI_MASK + word), bit);
+      Atomics.add(I, cpuCtl(L, t, CC_IPI_PENDING), 1);
+      this.host.kick(t);
+    }
+    this.I[this.st + ST_IPI_SENT] += n;
+    const ack = this.ctl + CC_ACK;
+    for (let spin = 0; Atomics.load(I, ack) !== 0; spin++) {
+      this.host.pollIpis();
+      if (spin < 32) Atomics.pause();
+      else this.host.block(-1, () => Atomics.load(I, ack) === 0);
+    }
+  }
+
+  // ---- memory access: TLB -> walk -> fault -----------------------------------
+  /** Read the word at va. Returns false on SIGSEGV; the value is in this.value. */
+  read(va: number): boolean {
+    return this.access(va, false, 0);
+  }
+
+  /** Write value at va. Returns false on SIGSEGV. */
+  write(va: number, value: number): boolean {
+    return this.access(va, true, value);
+  }
+
+  access(va: number, write: boolean, value: number): boolean {
+    const I = this.I;
+    if (I[this.ctl + CC_IPI_PENDING] !== 0 && this.irqOff === 0) this.handleIpis();
+    this.segv = false;
+    const vpn = Math.floor(va / 4096);
+    const asid = this.asid;
+    const tlb = this.tlb;
+    const word = (va >>> WORD_SHIFT) & (WORDS_PER_PAGE - 1);
+    for (let attempt = 0; attempt < 8; attempt++) {
+      let s = tlb.lookup(asid, vpn);
+      if (s >= 0 && (!write || (tlb.flags[s] & (TLB_W | TLB_D)) === (TLB_W | TLB_D))) {
+        I[this.st + ST_TLB_HITS]++;
+      } else {
+        if (s < 0) I[this.st + ST_TLB_MISSES]++;
+        s = walk(this, this.loadedMm, va, vpn, write);
+        if (s < 0) {
+          I[this.st + ST_FAULTS]++;
+          this.ring.log(EV.FAULT, va, write ? 1 : 0);
+          const r = this.host.hooks.fault(this, va, write);
+          if (r !== VM_FAULT_OK) {
+            I[this.st + ST_SEGV]++;
+            this.ring.log(EV.SEGV, va, r);
+            this.segv = true;
+            return false;
+          }
+          continue;
+        }
+      }
+      // A delay here widens the window between translation and use: a stale
+      // entry is used exactly as a slow CPU would use it.
+      this.hw_point();
+      const pfn = tlb.pfn[s];
+      const gen = I[frameWord(this.V.L, pfn, FM_GEN)];
+      if (gen !== tlb.gen[s]) this.staleTlbAccess(va, pfn, s, gen, write);
+      const at = dataWord(this.V.L, pfn, word);
+      if (write) {
+        Atomics.store(I, at, value);
+        I[this.st + ST_WRITES]++;
+        this.ring.log(EV.WRITE, va, value);
+      } else {
+        this.value = Atomics.load(I, at);
+        I[this.st + ST_READS]++;
+        this.ring.log(EV.READ, va, this.value);
+      }
+      return true;
+    }
+    throw new Error(`cpu ${this.id}: access to 0x${va.toString(16)} faulted 8 times without progress`);
+  }
+
+  private staleTlbAccess(va: number, pfn: number, slot: number, gen: number, write: boolean): void {
+    const L = this.V.L;
+    const freed = (Atomics.load(this.I, frameWord(L, pfn, FM_FLAGS)) & PG_FREE) !== 0;
+    const freer = Atomics.load(this.I, frameWord(L, pfn, FM_OWNER)) - 1; // cpu that freed it
+    this.host.hooks.violation({
+      kind: 'uaf-stale-tlb',
+      cpu: this.id,
+      va,
+      pfn,
+      cpus: freer >= 0 && freer !== this.id ? [freer] : [],
+      message:
+        `cpu ${this.id} ${write ? 'wrote' : 'read'} 0x${va.toString(16)} through a stale TLB entry: ` +
+        `pfn ${pfn} was filled at generation ${this.tlb.gen[slot]} but the frame is now at generation ${gen} ` +
+        `(${freed ? 'free' : 'freed and reallocated'}${freer >= 0 ? `, last freed by cpu ${freer}` : ''})`,
+    });
+  }
+
+  /** The ASID of an mm (stable for the mm's life). */
+  asidOf(mm: number): number {
+    return this.I[mmWord(this.V.L, mm, MM_ASID)];
+  }
+
+  setLoaded(mm: number, lazy: boolean): void {
+    this.loadedMm = mm;
+    this.asid = mm >= 0 ? this.asidOf(mm) : -1;
+    Atomics.store(this.I, this.ctl + CC_LOADED_MM, mm);
+    Atomics.store(this.I, this.ctl + CC_IS_LAZY, lazy ? 1 : 0);
+  }
+}
+

@@ -1,0 +1,301 @@
+// The whole SharedArrayBuffer layout of a simulated machine, declared once.
+//
+// Every thread (main, CPU workers, stress workers) builds the same views from a
+// Layout computed here. No other module may invent offsets: it asks for a field
+// index through the helpers below. Indices are in 32-bit words for the Int32Array
+// view `I`, and in 64-bit words for the Float64Array view `F` (same buffer).
+
+export const PAGE_SHIFT = 12;
+export const PAGE_SIZE = 1 << PAGE_SHIFT;
+export const PTRS_PER_TABLE = 512; // 4 KiB granule, 8-byte entries
+export const PMD_SHIFT = 21;
+export const PUD_SHIFT = 30;
+export const PGDIR_SHIFT = 39;
+export const PMD_SIZE = 2 ** PMD_SHIFT;
+export const PUD_SIZE = 2 ** PUD_SHIFT;
+export const PGDIR_SIZE = 2 ** PGDIR_SHIFT;
+/** x86-64 with 4-level paging: user space is the lower half of 48 bits. */
+export const TASK_SIZE = 2 ** 47 - PAGE_SIZE;
+export const MMAP_MIN_ADDR = 0x10000;
+
+/** Content words per simulated page: enough for unique write tags, not 4 KiB. */
+export const WORDS_PER_PAGE = 8;
+export const WORD_SHIFT = PAGE_SHIFT - 3; // 8 words per page: offset bits 9..11 pick the word
+
+export const MAX_CPUS = 256;
+export const CPUMASK_WORDS = MAX_CPUS / 32;
+const LINE = 16; // 64-byte cache line, in 32-bit words
+
+// ---- per-frame metadata (struct page), in words -------------------------------
+export const FM_REF = 0; // refcount
+export const FM_MAP = 1; // mapcount
+export const FM_FLAGS = 2; // PG_* below
+export const FM_GEN = 3; // changes on every free: the UAF oracle compares it
+export const FM_PTL = 4; // split page-table lock (table frames)
+export const FM_PTL_WAITERS = 5;
+export const FM_OWNER = 6; // table frames: owning mm; freed frames: cpu that freed it + 1
+export const FM_AUX = 7; // table frames: level; data frames: index of the free site
+export const FRAME_META_WORDS = 8;
+
+export const PG_FREE = 1 << 0;
+export const PG_TABLE = 1 << 1;
+export const PG_ANON = 1 << 2;
+export const PG_RESERVED = 1 << 3;
+export const PG_DIRTY = 1 << 4;
+export const PG_HEAD = 1 << 5; // head of a compound (THP) page
+
+// ---- per-CPU control block (64 words = 4 lines) --------------------------------
+// line 0: written by IPI senders
+export const CC_IPI_PENDING = 0;
+export const CC_IPI_MASK = 1; // CPUMASK_WORDS words: which senders have a request for us
+// line 1: acknowledgements for this CPU's own requests (written by targets)
+export const CC_ACK = LINE;
+// line 2: this CPU's flush_tlb_info (written by owner while it waits; read by targets)
+export const CC_INFO_TYPE = 2 * LINE;
+export const CC_INFO_MM = 2 * LINE + 1;
+export const CC_INFO_GEN = 2 * LINE + 2;
+export const CC_INFO_FREED = 2 * LINE + 3;
+export const CC_INFO_STRIDE = 2 * LINE + 4;
+export const CC_INFO_TRIM = 2 * LINE + 5;
+export const CC_INFO_START_F = 2 * LINE + 8; // Float64: word index; use fIndex()
+export const CC_INFO_END_F = 2 * LINE + 10;
+// line 3: state other CPUs read (cpu_tlbstate / cpu_tlbstate_shared)
+export const CC_LOADED_MM = 3 * LINE; // -1 = init_mm
+export const CC_IS_LAZY = 3 * LINE + 1;
+export const CC_IRQS_OFF = 3 * LINE + 2;
+export const CC_CUR_TASK = 3 * LINE + 3;
+export const CC_HOST = 3 * LINE + 4;
+export const CC_DONE = 3 * LINE + 5;
+export const CPU_CTL_WORDS = 4 * LINE;
+
+// ---- per-host (thread) block: the futex word everyone bumps to get our attention --
+export const HB_WAKE = 0;
+export const HB_SLEEPING = 1;
+export const HB_WAITING_ON = 2; // lock word index this host is blocked on, or -1
+export const HB_HEARTBEAT = 3;
+export const HOST_WORDS = LINE;
+
+// ---- per-CPU statistics (hot counters, each CPU its own lines) ----------------
+export const ST_OPS = 0;
+export const ST_READS = 1;
+export const ST_WRITES = 2;
+export const ST_TLB_HITS = 3;
+export const ST_TLB_MISSES = 4;
+export const ST_WALKS = 5;
+export const ST_FAULTS = 6;
+export const ST_SEGV = 7;
+export const ST_IPI_SENT = 8;
+export const ST_IPI_RECV = 9;
+export const ST_FLUSH_SINGLE = 10; // local per-page invalidations (INVLPG)
+export const ST_FLUSH_RANGE = 11; // flush requests handled as a range
+export const ST_FLUSH_FULL = 12; // flush requests handled as a full ASID flush
+export const ST_FLUSH_SKIPPED = 13; // handler found the local generation current
+export const ST_SHOOTDOWNS = 14; // flush_tlb_multi calls that waited for acks
+export const ST_SWITCH_FLUSH = 15; // flushes done at context switch (generation behind)
+export const ST_CTX_SWITCH = 16;
+export const ST_SYSCALLS = 17;
+export const ST_LAZY_TLB_SKIPPED = 18; // targets skipped because lazy
+export const ST_PAGES_FREED = 19;
+export const ST_TABLES_FREED = 20;
+export const ST_LOCK_CONTENDED = 21;
+export const ST_DELAYS = 22;
+export const STAT_WORDS = 2 * LINE;
+export const STAT_NAMES = [
+  'ops', 'reads', 'writes', 'tlbHits', 'tlbMisses', 'walks', 'faults', 'segv',
+  'ipiSent', 'ipiReceived', 'flushSingle', 'flushRange', 'flushFull', 'flushSkipped',
+  'shootdowns', 'switchFlush', 'contextSwitches', 'syscalls', 'lazyTlbSkipped',
+  'pagesFreed', 'tablesFreed', 'lockContended', 'delays',
+] as const;
+export type StatName = (typeof STAT_NAMES)[number];
+
+// ---- per-mm (mm_struct) -----------------------------------------------------------
+export const MM_IN_USE = 0;
+export const MM_USERS = 1;
+export const MM_PGD = 2; // pfn of the top-level table
+export const MM_LOCK = 3; // mmap_lock: rwsem count word
+export const MM_LOCK_WAITERS = 4;
+export const MM_LOCK_WWAIT = 5; // writers waiting (readers hold back while > 0)
+export const MM_TLB_GEN = 6;
+export const MM_NVMAS = 7;
+export const MM_FLUSH_PENDING = 8; // tlb_flush_pending
+export const MM_PT_LOCK = 9; // page_table_lock (populating upper levels)
+export const MM_PT_LOCK_WAITERS = 10;
+export const MM_WP_SEQ = 11; // write_protect_seq
+export const MM_UNMAP_SEQ = 12; // content oracle: number of zap events logged
+export const MM_FLUSH_COUNT = 13; // for periodic cpumask trimming
+export const MM_RSS = 14;
+export const MM_PT_PAGES = 15;
+export const MM_CPUMASK = LINE; // CPUMASK_WORDS words
+export const MM_LOCK_OWNER = LINE + CPUMASK_WORDS; // cpu+1 of the writer, for hang reports
+export const MM_ASID = MM_LOCK_OWNER + 1;
+/** unique for the life of the machine: a CPU whose cached ASID context differs flushes it */
+export const MM_CTX_ID = MM_ASID + 1;
+export const MM_UNMAP_SLOT = MM_CTX_ID + 1; // content oracle: unmap-log entries written
+export const MM_WORDS = 4 * LINE;
+
+// VMA records (Float64 slots)
+export const VMA_START = 0;
+export const VMA_END = 1;
+export const VMA_PGOFF = 2;
+export const VMA_FLAGS = 3;
+export const VMA_FILE = 4; // -1 anonymous
+export const VMA_ANON = 5; // anon_vma id (root), -1 none yet
+export const VMA_F64 = 8;
+
+// unmap log for the content oracle: [start, end, seq] per entry, ring per mm
+export const UNMAP_LOG_ENTRIES = 256;
+export const UNMAP_LOG_F64 = 4; // start, end, beginSeq, endSeq (0 while in progress)
+
+// ---- files (shmem / page-cache objects): a 2-level radix of table frames maps pgoff -> pfn
+export const FILE_IN_USE = 0;
+export const FILE_REFS = 1; // VMAs and other holders
+export const FILE_ROOT = 2; // table pfn of the radix root, 0 = empty
+export const FILE_LOCK = 3; // i_pages lock (+ waiters word)
+export const FILE_NRPAGES = 5;
+export const FILE_I_MMAP = 6; // i_mmap_rwsem (+ waiters, writers-waiting)
+export const FILE_SIZE_PAGES = 9;
+export const FILE_WORDS = LINE;
+
+// ---- tasks ------------------------------------------------------------------------
+export const T_IN_USE = 0;
+export const T_MM = 1;
+export const T_CPU = 2;
+export const T_LAZY_ENABLE = 3; // lazy_mmu_state.enable_count
+export const T_LAZY_PAUSE = 4; // lazy_mmu_state.pause_count
+export const T_PROC = 5;
+export const TASK_WORDS = 8;
+
+// ---- header -----------------------------------------------------------------------
+export const H_MAGIC = 0;
+export const H_STOP = 1; // set to stop every CPU at its next op boundary
+export const H_DONE = 2; // CPUs that finished their program
+export const H_VIOLATIONS = 3;
+export const H_NEXT_MM = 4;
+export const H_NEXT_TASK = 5;
+export const H_NEXT_ANON = 6;
+export const H_TAG_SEQ = 7;
+export const H_STARTED = 8;
+export const H_NEXT_CTX = 9;
+export const H_NEXT_FILE = 10;
+export const H_RUNNING = 11; // hosts still executing operations (the rest only service IPIs)
+export const HEADER_WORDS = 2 * LINE;
+export const MAGIC = 0x6d6d7331; // 'mms1'
+
+// event ring: [time, type, a, b] as Float64 per event
+export const EVENT_F64 = 4;
+
+export interface MachineShape {
+  cpus: number;
+  hosts: number;
+  dataFrames: number;
+  tableFrames: number;
+  maxMms: number;
+  maxVmas: number;
+  maxTasks: number;
+  maxFiles: number;
+  eventRing: number; // events per CPU, power of two
+}
+
+export interface Layout {
+  shape: MachineShape;
+  bytes: number;
+  header: number;
+  cpuCtl: number; // word index of CPU 0's control block
+  hostBlk: number;
+  stats: number;
+  frameMeta: number; // word index of frame 0's metadata
+  tableMem: number; // word index of table frame 0's 512 entries
+  dataStart: number; // first data pfn
+  nframes: number; // total pfns (tables + gap + data)
+  dataMem: number; // word index of the first data frame's content
+  tableAlloc: number; // allocator: [lock, waiters, top, pad...] then stack
+  tableStack: number;
+  dataAlloc: number;
+  dataStack: number;
+  mms: number;
+  vmasF: number; // Float64 index
+  unmapLogF: number; // Float64 index
+  tasks: number;
+  files: number;
+  eventsF: number; // Float64 index
+}
+
+export const ALLOC_LOCK = 0;
+export const ALLOC_WAITERS = 1;
+export const ALLOC_TOP = 2;
+export const ALLOC_LOW = 3; // low-water mark, for stats
+
+function align(n: number, a: number): number {
+  return Math.ceil(n / a) * a;
+}
+
+export function computeLayout(shape: MachineShape): Layout {
+  if (shape.cpus < 1 || shape.cpus > MAX_CPUS) throw new RangeError(`cpus must be 1..${MAX_CPUS}`);
+  if (shape.eventRing & (shape.eventRing - 1)) throw new RangeError('eventRing must be a power of two');
+  let w = 0; // running word offset; every region starts on a cache line
+  const take = (words: number): number => {
+    const at = align(w, LINE);
+    w = at + words;
+    return at;
+  };
+  const header = take(HEADER_WORDS);
+  const cpuCtl = take(shape.cpus * CPU_CTL_WORDS);
+  const hostBlk = take(shape.hosts * HOST_WORDS);
+  const stats = take(shape.cpus * STAT_WORDS);
+  // pfn 0 is reserved (never allocated) so that a zero entry can never look valid.
+  const dataStart = align(shape.tableFrames, PTRS_PER_TABLE);
+  const nframes = dataStart + shape.dataFrames;
+  const frameMeta = take(nframes * FRAME_META_WORDS);
+  const tableMem = take(shape.tableFrames * PTRS_PER_TABLE);
+  const dataMem = take(shape.dataFrames * WORDS_PER_PAGE);
+  const tableAlloc = take(LINE);
+  const tableStack = take(shape.tableFrames);
+  const dataAlloc = take(LINE);
+  const dataStack = take(shape.dataFrames);
+  const mms = take(shape.maxMms * MM_WORDS);
+  const tasks = take(shape.maxTasks * TASK_WORDS);
+  const files = take(shape.maxFiles * FILE_WORDS);
+  const vmasF = take(shape.maxMms * shape.maxVmas * VMA_F64 * 2) / 2;
+  const unmapLogF = take(shape.maxMms * UNMAP_LOG_ENTRIES * UNMAP_LOG_F64 * 2) / 2;
+  const eventsF = take(shape.cpus * shape.eventRing * EVENT_F64 * 2) / 2;
+  const bytes = align(w, LINE) * 4;
+  return {
+    shape, bytes, header, cpuCtl, hostBlk, stats, frameMeta, tableMem, dataStart, nframes,
+    dataMem, tableAlloc, tableStack, dataAlloc, dataStack, mms, vmasF, unmapLogF, tasks, files, eventsF,
+  };
+}
+
+/** The views every thread builds over one machine's SharedArrayBuffer. */
+export interface Views {
+  L: Layout;
+  sab: SharedArrayBuffer;
+  I: Int32Array;
+  F: Float64Array;
+}
+
+export function makeViews(sab: SharedArrayBuffer, L: Layout): Views {
+  return { L, sab, I: new Int32Array(sab), F: new Float64Array(sab) };
+}
+
+// ---- index helpers (the only place offsets are combined) -----------------------
+export const cpuCtl = (L: Layout, cpu: number, field: number): number => L.cpuCtl + cpu * CPU_CTL_WORDS + field;
+export const hostWord = (L: Layout, host: number, field: number): number => L.hostBlk + host * HOST_WORDS + field;
+export const statWord = (L: Layout, cpu: number, field: number): number => L.stats + cpu * STAT_WORDS + field;
+export const frameWord = (L: Layout, pfn: number, field: number): number => L.frameMeta + pfn * FRAME_META_WORDS + field;
+export const tableEntry = (L: Layout, pfn: number, idx: number): number => L.tableMem + pfn * PTRS_PER_TABLE + idx;
+export const dataWord = (L: Layout, pfn: number, word: number): number =>
+  L.dataMem + (pfn - L.dataStart) * WORDS_PER_PAGE + word;
+export const mmWord = (L: Layout, mm: number, field: number): number => L.mms + mm * MM_WORDS + field;
+export const vmaF = (L: Layout, mm: number, slot: number, field: number): number =>
+  L.vmasF + (mm * L.shape.maxVmas + slot) * VMA_F64 + field;
+export const unmapLogF = (L: Layout, mm: number, entry: number, field: number): number =>
+  L.unmapLogF + (mm * UNMAP_LOG_ENTRIES + entry) * UNMAP_LOG_F64 + field;
+export const fileWord = (L: Layout, file: number, field: number): number => L.files + file * FILE_WORDS + field;
+export const taskWord = (L: Layout, task: number, field: number): number => L.tasks + task * TASK_WORDS + field;
+export const eventF = (L: Layout, cpu: number, slot: number): number =>
+  L.eventsF + (cpu * L.shape.eventRing + slot) * EVENT_F64;
+/** Float64 index of a field declared in 32-bit words (must be even). */
+export const fIndex = (wordIndex: number): number => wordIndex >> 1;
+
+export const isTablePfn = (L: Layout, pfn: number): boolean => pfn > 0 && pfn < L.shape.tableFrames;
+export const isDataPfn = (L: Layout, pfn: number): boolean => pfn >= L.dataStart && pfn < L.nframes;

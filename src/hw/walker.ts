@@ -1,0 +1,91 @@
+// The hardware page walker (x86-style): reads entries with Atomics, sets the
+// accessed and dirty bits with compareExchange, fills the TLB. It never takes a
+// lock: it races with the kernel exactly as a real MMU does.
+
+import {
+  frameWord, mmWord, tableEntry, FM_GEN, FM_FLAGS, FM_OWNER, PG_FREE, PG_TABLE, MM_PGD, ST_WALKS,
+  PTRS_PER_TABLE,
+} from './layout.ts';
+import {
+  _PAGE_PRESENT, _PAGE_RW, _PAGE_USER, _PAGE_ACCESSED, _PAGE_DIRTY, _PAGE_PSE, PFN_SHIFT,
+} from './pte.ts';
+import { TLB_W, TLB_D } from './tlb.ts';
+import type { Cpu } from './cpu.ts';
+import { EV } from './trace.ts';
+
+export const WALK_NOT_PRESENT = -1;
+export const WALK_PROT = -2;
+export const WALK_NO_MM = -3;
+
+/** Index of the entry for va at a level whose entries each cover 2^shift bytes. */
+export function pgtIndex(va: number, shift: number): number {
+  // >>> sees only the low 32 bits of va: fine while the index bits (shift..shift+8) lie below bit 32
+  return shift <= 23 ? (va >>> shift) & (PTRS_PER_TABLE - 1) : Math.floor(va / 2 ** shift) & (PTRS_PER_TABLE - 1);
+}
+
+const LEVEL_SHIFTS = [39, 30, 21, 12];
+
+/**
+ * Walk mm's tables for va. On success the translation is in the TLB and the slot
+ * is returned; otherwise a negative WALK_* code (the caller takes a page fault).
+ */
+export function walk(cpu: Cpu, mm: number, va: number, vpn: number, write: boolean): number {
+  const I = cpu.I;
+  const L = cpu.V.L;
+  cpu.I[cpu.st + ST_WALKS]++;
+  if (mm < 0) return WALK_NO_MM;
+  let table = I[mmWord(L, mm, MM_PGD)];
+  for (let level = 0; level < 4; level++) {
+    const shift = LEVEL_SHIFTS[level];
+    const idx = tableEntry(L, table, pgtIndex(va, shift));
+    cpu.hw_point();
+    let e = Atomics.load(I, idx);
+    if ((e & _PAGE_PRESENT) === 0) return WALK_NOT_PRESENT;
+    const leaf = level === 3 || (e & _PAGE_PSE) !== 0;
+    if (!leaf) {
+      const next = e >>> PFN_SHIFT;
+      const fl = Atomics.load(I, frameWord(L, next, FM_FLAGS));
+      if ((fl & PG_TABLE) === 0 || (fl & PG_FREE) !== 0 || Atomics.load(I, frameWord(L, next, FM_OWNER)) !== mm + 1) {
+        cpu.host.hooks.violation({
+          kind: 'walk-freed-table', cpu: cpu.id, va, pfn: next,
+          message: `cpu ${cpu.id}'s page walk for 0x${va.toString(16)} reached level-${level + 1} table pfn ${next}, which is ${(fl & PG_FREE) !== 0 ? 'free' : (fl & PG_TABLE) === 0 ? 'not a page table' : 'a table of another mm'} (page table freed before the walkers were flushed)`,
+        });
+        return WALK_NOT_PRESENT;
+      }
+      table = next;
+      continue;
+    }
+    if ((e & _PAGE_USER) === 0) return WALK_PROT;
+    if (write && (e & _PAGE_RW) === 0) return WALK_PROT;
+    // Set accessed (and dirty on a write) atomically, as x86 hardware does; if the
+    // entry changed under us, re-check it.
+    const want = _PAGE_ACCESSED | (write ? _PAGE_DIRTY : 0);
+    while ((e & want) !== want) {
+      const old = Atomics.compareExchange(I, idx, e, e | want);
+      if (old === e) {
+        e |= want;
+        break;
+      }
+      e = old;
+      if ((e & _PAGE_PRESENT) === 0) return WALK_NOT_PRESENT;
+      if (write && (e & _PAGE_RW) === 0) return WALK_PROT;
+    }
+    // A huge leaf maps 2^(shift-12) pages; this TLB caches the 4 KiB piece.
+    const sub = level === 3 ? 0 : (vpn % 2 ** (shift - 12));
+    const pfn = (e >>> PFN_SHIFT) + sub;
+    const fl = Atomics.load(I, frameWord(L, pfn, FM_FLAGS));
+    if ((fl & PG_FREE) !== 0) {
+      cpu.host.hooks.violation({
+        kind: 'pte-maps-free-frame', cpu: cpu.id, va, pfn,
+        cpus: [Atomics.load(I, frameWord(L, pfn, FM_OWNER)) - 1].filter((c) => c >= 0 && c !== cpu.id),
+        message: `cpu ${cpu.id}'s page walk for 0x${va.toString(16)} found a present PTE for pfn ${pfn}, which is free (freed before it was unmapped)`,
+      });
+    }
+    const gen = Atomics.load(I, frameWord(L, pfn, FM_GEN));
+    const flags = ((e & _PAGE_RW) !== 0 ? TLB_W : 0) | ((e & _PAGE_DIRTY) !== 0 ? TLB_D : 0);
+    cpu.ring.log(EV.TLB_FILL, va, pfn);
+    return cpu.tlb.fill(cpu.asid, vpn, pfn, flags, gen);
+  }
+  return WALK_NOT_PRESENT;
+}
+

@@ -1,0 +1,321 @@
+// mm/memory.c: the page fault (handle_mm_fault, do_anonymous_page, do_wp_page),
+// and unmapping (unmap_page_range, zap_pte_range, free_pgtables).
+
+import { type Cpu, current, VM_FAULT_OK, VM_FAULT_SIGSEGV, VM_FAULT_OOM } from '../hw/cpu.ts';
+import { down_read, up_read } from '../hw/locks.ts';
+import {
+  type Views, mmWord, tableEntry, frameWord, dataWord, MM_LOCK, MM_RSS, MM_PT_LOCK, MM_PT_PAGES, FM_FLAGS, PG_ANON,
+  VMA_ANON, H_NEXT_ANON, PTRS_PER_TABLE, PGDIR_SIZE, PUD_SIZE, PMD_SIZE, PAGE_SIZE, WORDS_PER_PAGE,
+} from '../hw/layout.ts';
+import {
+  pte_none, pte_present, pte_write, pte_pfn, pfn_pte, _PAGE_PRESENT, _PAGE_RW, _PAGE_USER, _PAGE_ACCESSED,
+  _PAGE_DIRTY, _PAGE_SPECIAL, _PAGE_PSE, VM_READ, VM_WRITE, VM_EXEC, VM_SHARED,
+} from '../hw/pte.ts';
+import { spin_lock, spin_unlock } from '../hw/locks.ts';
+import { EV } from '../hw/trace.ts';
+import {
+  arch, pgd_offset, pud_alloc, pmd_alloc, __pte_alloc, pte_offset_map_lock, pte_unmap_unlock, ptl, ptep_get,
+  set_pte_at, ptep_get_and_clear, ptep_clear_flush,
+} from './pgtable.ts';
+import { alloc_page, put_page, page_mapcount_inc, page_mapcount_dec, zero_pfn, page_ref, page_mapcount } from './page_alloc.ts';
+import { type Vma, vma_lookup, vma_read, vma_field, vma_set_field } from './vma.ts';
+import { shmem_get_page } from './shmem.ts';
+import { lazy_mmu_mode_enable, lazy_mmu_mode_disable } from './lazy_mmu.ts';
+import { type mmu_gather, __tlb_remove_page, tlb_flush_pte_range, tlb_flush_mmu_tlbonly, tlb_flush_mmu, tlb_remove_table } from './mmu_gather.ts';
+
+const mmLock = (V: Views, mm: number): number => mmWord(V.L, mm, MM_LOCK);
+
+/** addr rounded up to the next multiple of size, capped at end (pgd_addr_end etc.). */
+export function addr_end(addr: number, end: number, size: number): number {
+  const b = (Math.floor(addr / size) + 1) * size;
+  return b < end ? b : end;
+}
+
+/** The fault entry point registered with the hardware. */
+export function handle_mm_fault(cpu: Cpu, va: number, write: boolean): number {
+  const mm = cpu.loadedMm;
+  if (mm < 0) return VM_FAULT_SIGSEGV;
+  const V = cpu.V;
+  down_read(mmLock(V, mm));
+  const slot = vma_lookup(V, mm, va);
+  let r = VM_FAULT_SIGSEGV;
+  if (slot >= 0) {
+    const vma = vma_read(V, mm, slot);
+    const ok = write ? (vma.flags & VM_WRITE) !== 0 : (vma.flags & (VM_READ | VM_WRITE | VM_EXEC)) !== 0;
+    if (ok) r = __handle_mm_fault(mm, slot, vma, va, write);
+  }
+  up_read(mmLock(V, mm));
+  return r;
+}
+
+function __handle_mm_fault(mm: number, slot: number, vma: Vma, va: number, write: boolean): number {
+  const addr = Math.floor(va / PAGE_SIZE) * PAGE_SIZE;
+  const pgdp = pgd_offset(mm, addr);
+  const pudp = pud_alloc(mm, pgdp, addr);
+  if (pudp < 0) return VM_FAULT_OOM;
+  const pmdp = pmd_alloc(mm, pudp, addr);
+  if (pmdp < 0) return VM_FAULT_OOM;
+  if (!__pte_alloc(mm, pmdp)) return VM_FAULT_OOM;
+  return handle_pte_fault(mm, slot, vma, pmdp, addr, write);
+}
+
+function vm_page_prot(vma: Vma): number {
+  return (vma.flags & (VM_READ | VM_WRITE | VM_EXEC)) !== 0 ? _PAGE_PRESENT | _PAGE_USER : _PAGE_PRESENT;
+}
+
+function handle_pte_fault(mm: number, slot: number, vma: Vma, pmdp: number, addr: number, write: boolean): number {
+  const ptep = pte_offset_map_lock(pmdp, addr);
+  if (ptep < 0) return VM_FAULT_OK; // the table went away under us: retry the access
+  const lock = ptl.value;
+  const entry = ptep_get(ptep);
+  if (pte_none(entry)) {
+    pte_unmap_unlock(lock);
+    if (vma.file >= 0) return do_shared_fault(mm, vma, pmdp, addr, write);
+    return do_anonymous_page(mm, slot, vma, pmdp, addr, write);
+  }
+  let r = VM_FAULT_OK;
+  if (write && !pte_write(entry)) {
+    r = do_wp_page(mm, vma, pmdp, ptep, lock, addr, entry); // drops the lock
+    return r;
+  }
+  // Spurious fault: the PTE allows the access (another CPU fixed it, or our TLB
+  // entry is older than the PTE). Mark it young/dirty and drop our stale entry.
+  const want = entry | _PAGE_ACCESSED | (write ? _PAGE_DIRTY : 0);
+  if (want !== entry) Atomics.compareExchange(current.I, ptep, entry, want);
+  arch.flush_tlb_local_page(current, addr);
+  pte_unmap_unlock(lock);
+  return r;
+}
+
+/** anon_vma_prepare: give the VMA its anon_vma on its first anonymous page. */
+function anon_vma_prepare(mm: number, slot: number): void {
+  const V = current.V;
+  if (vma_field(V, mm, slot, VMA_ANON) >= 0) return;
+  const lock = mmWord(V.L, mm, MM_PT_LOCK);
+  spin_lock(lock);
+  if (vma_field(V, mm, slot, VMA_ANON) < 0) vma_set_field(V, mm, slot, VMA_ANON, Atomics.add(V.I, V.L.header + H_NEXT_ANON, 1));
+  spin_unlock(lock);
+}
+
+function do_anonymous_page(mm: number, slot: number, vma: Vma, pmdp: number, addr: number, write: boolean): number {
+  const cpu = current;
+  let entry: number;
+  let pfn = 0;
+  if (!write) {
+    // Reads of never-written anonymous memory map the shared zero page read-only.
+    entry = pfn_pte(zero_pfn(cpu.V), vm_page_prot(vma) | _PAGE_SPECIAL);
+  } else {
+    anon_vma_prepare(mm, slot);
+    pfn = alloc_page(true);
+    if (pfn === 0) return VM_FAULT_OOM;
+    entry = pfn_pte(pfn, vm_page_prot(vma) | _PAGE_ACCESSED);
+    if (vma.flags & VM_WRITE) entry |= _PAGE_RW | _PAGE_DIRTY;
+  }
+  const ptep = pte_offset_map_lock(pmdp, addr);
+  if (ptep < 0) {
+    if (pfn) put_page(pfn);
+    return VM_FAULT_OK;
+  }
+  if (!pte_none(ptep_get(ptep))) {
+    // someone else faulted it in first
+    pte_unmap_unlock(ptl.value);
+    if (pfn) put_page(pfn);
+    return VM_FAULT_OK;
+  }
+  const lock = ptl.value;
+  if (pfn) {
+    page_mapcount_inc(pfn); // folio_add_new_anon_rmap
+    Atomics.add(cpu.I, mmWord(cpu.V.L, mm, MM_RSS), 1);
+  }
+  set_pte_at(mm, addr, ptep, entry);
+  pte_unmap_unlock(lock);
+  return VM_FAULT_OK;
+}
+
+/** Fault on a shared mapping: find or create the page in the file's cache and map it. */
+function do_shared_fault(mm: number, vma: Vma, pmdp: number, addr: number, write: boolean): number {
+  const cpu = current;
+  const pgoff = vma.pgoff + (addr - vma.start) / PAGE_SIZE;
+  const pfn = shmem_get_page(vma.file, pgoff); // +1 reference for this mapping
+  if (pfn === 0) return VM_FAULT_OOM;
+  const ptep = pte_offset_map_lock(pmdp, addr);
+  if (ptep < 0 || !pte_none(ptep_get(ptep))) {
+    if (ptep >= 0) pte_unmap_unlock(ptl.value);
+    put_page(pfn);
+    return VM_FAULT_OK;
+  }
+  const lock = ptl.value;
+  let entry = pfn_pte(pfn, vm_page_prot(vma) | _PAGE_ACCESSED);
+  if (vma.flags & VM_WRITE && vma.flags & VM_SHARED) entry |= _PAGE_RW | (write ? _PAGE_DIRTY : 0);
+  page_mapcount_inc(pfn);
+  Atomics.add(cpu.I, mmWord(cpu.V.L, mm, MM_RSS), 1);
+  set_pte_at(mm, addr, ptep, entry);
+  pte_unmap_unlock(lock);
+  return VM_FAULT_OK;
+}
+
+/**
+ * do_wp_page: a write to a present, write-protected PTE (PTL held; dropped here).
+ * Shared mappings and exclusively owned anonymous pages are reused in place;
+ * otherwise the page is copied (wp_page_copy).
+ */
+function do_wp_page(mm: number, vma: Vma, pmdp: number, ptep: number, lock: number, addr: number, entry: number): number {
+  const cpu = current;
+  const V = cpu.V;
+  const pfn = pte_pfn(entry);
+  const isZero = pfn === zero_pfn(V);
+  const anon = !isZero && (Atomics.load(V.I, frameWord(V.L, pfn, FM_FLAGS)) & PG_ANON) !== 0;
+  if (vma.flags & VM_SHARED || (anon && page_ref(V, pfn) === 1 && page_mapcount(V, pfn) === 1)) {
+    // wp_page_reuse
+    Atomics.store(cpu.I, ptep, entry | _PAGE_RW | _PAGE_DIRTY | _PAGE_ACCESSED);
+    arch.flush_tlb_local_page(cpu, addr);
+    pte_unmap_unlock(lock);
+    return VM_FAULT_OK;
+  }
+  pte_unmap_unlock(lock);
+  return wp_page_copy(mm, vma, pmdp, addr, entry);
+}
+
+function wp_page_copy(mm: number, vma: Vma, pmdp: number, addr: number, orig: number): number {
+  const cpu = current;
+  const { I, L } = cpu.V;
+  const oldPfn = pte_pfn(orig);
+  const isZero = oldPfn === zero_pfn(cpu.V);
+  const npfn = alloc_page(true);
+  if (npfn === 0) return VM_FAULT_OOM;
+  if (!isZero) for (let w = 0; w < WORDS_PER_PAGE; w++) Atomics.store(I, dataWord(L, npfn, w), Atomics.load(I, dataWord(L, oldPfn, w)));
+  const ptep = pte_offset_map_lock(pmdp, addr);
+  if (ptep < 0) {
+    put_page(npfn);
+    return VM_FAULT_OK;
+  }
+  const lock = ptl.value;
+  if (ptep_get(ptep) !== orig) {
+    pte_unmap_unlock(lock);
+    put_page(npfn);
+    return VM_FAULT_OK;
+  }
+  const entry = pfn_pte(npfn, vm_page_prot(vma) | _PAGE_ACCESSED | _PAGE_RW | _PAGE_DIRTY);
+  // Clear and flush the old entry before the new one is visible (spec 4.7).
+  ptep_clear_flush(mm, addr, ptep);
+  page_mapcount_inc(npfn);
+  set_pte_at(mm, addr, ptep, entry);
+  // The old page's rmap goes only after the switch.
+  if (!isZero) {
+    page_mapcount_dec(oldPfn);
+    put_page(oldPfn, addr);
+  } else {
+    Atomics.add(I, mmWord(L, mm, MM_RSS), 1);
+  }
+  pte_unmap_unlock(lock);
+  return VM_FAULT_OK;
+}
+
+// ---- unmapping -----------------------------------------------------------------
+
+/** zap_pte_range: clear [addr, end) of one PTE table; returns how far it got (a full batch stops it early). */
+function zap_pte_range(tlb: mmu_gather, mm: number, pmdp: number, addr: number, end: number): number {
+  const cpu = current;
+  const V = cpu.V;
+  const ptep0 = pte_offset_map_lock(pmdp, addr);
+  if (ptep0 < 0) return end;
+  const lock = ptl.value;
+  const zero = zero_pfn(V);
+  let force = false;
+  let rss = 0;
+  lazy_mmu_mode_enable();
+  let a = addr;
+  for (let ptep = ptep0; a < end; a += PAGE_SIZE, ptep++) {
+    const e = ptep_get(ptep);
+    if (pte_none(e)) continue;
+    const old = ptep_get_and_clear(mm, a, ptep);
+    tlb_flush_pte_range(tlb, a, PAGE_SIZE);
+    if (!pte_present(old)) continue;
+    const pfn = pte_pfn(old);
+    if (pfn === zero || old & _PAGE_SPECIAL) continue;
+    page_mapcount_dec(pfn); // rmap removed now; the reference goes after the flush
+    rss++;
+    if (__tlb_remove_page(tlb, pfn, a)) {
+      force = true;
+      a += PAGE_SIZE;
+      break;
+    }
+  }
+  lazy_mmu_mode_disable();
+  Atomics.sub(cpu.I, mmWord(V.L, mm, MM_RSS), rss);
+  // A full batch is flushed from TLBs before the PTL is dropped (commit 1cf35d47712d),
+  // and its pages freed after.
+  if (force) tlb_flush_mmu_tlbonly(tlb);
+  pte_unmap_unlock(lock);
+  if (force) tlb_flush_mmu(tlb);
+  return a;
+}
+
+/** unmap_page_range: zap every PTE of [addr, end) in mm. */
+export function unmap_page_range(tlb: mmu_gather, mm: number, addr: number, end: number): void {
+  const cpu = current;
+  const I = cpu.I;
+  cpu.ring.log(EV.ZAP, addr, end);
+  while (addr < end) {
+    const next = addr_end(addr, end, PMD_SIZE);
+    const pgdp = pgd_offset(mm, addr);
+    if ((Atomics.load(I, pgdp) & _PAGE_PRESENT) === 0) {
+      addr = addr_end(addr, end, PGDIR_SIZE);
+      continue;
+    }
+    const pudp = tableEntry(cpu.V.L, pte_pfn(Atomics.load(I, pgdp)), Math.floor(addr / PUD_SIZE) & 511);
+    if ((Atomics.load(I, pudp) & _PAGE_PRESENT) === 0) {
+      addr = addr_end(addr, end, PUD_SIZE);
+      continue;
+    }
+    const pmdp = tableEntry(cpu.V.L, pte_pfn(Atomics.load(I, pudp)), Math.floor(addr / PMD_SIZE) & 511);
+    const pmd = Atomics.load(I, pmdp);
+    if ((pmd & _PAGE_PRESENT) === 0 || pmd & _PAGE_PSE) {
+      addr = next;
+      continue;
+    }
+    addr = zap_pte_range(tlb, mm, pmdp, addr, next);
+  }
+}
+
+const LEVEL_SIZE = [PGDIR_SIZE, PUD_SIZE, PMD_SIZE];
+
+/**
+ * free_pgtables / free_pgd_range: unhook and queue every table below the PGD
+ * that covers part of [addr, end) and lies wholly inside [floor, ceiling)
+ * (the gaps to the neighbouring VMAs), so no table another VMA uses is freed.
+ */
+export function free_pgtables(tlb: mmu_gather, mm: number, addr: number, end: number, floor: number, ceiling: number): void {
+  const cpu = current;
+  const pgd = cpu.I[mmWord(cpu.V.L, mm, 2 /* MM_PGD */)];
+  free_level(tlb, mm, pgd, 0, 0, addr, end, floor, ceiling);
+}
+
+function free_level(tlb: mmu_gather, mm: number, table: number, level: number, base: number, addr: number, end: number, floor: number, ceiling: number): void {
+  const cpu = current;
+  const { I, L } = cpu.V;
+  const size = LEVEL_SIZE[level];
+  const first = Math.max(0, Math.floor((addr - base) / size));
+  const last = Math.min(PTRS_PER_TABLE - 1, Math.floor((end - 1 - base) / size));
+  for (let i = first; i <= last; i++) {
+    const ep = tableEntry(L, table, i);
+    const e = Atomics.load(I, ep);
+    if ((e & _PAGE_PRESENT) === 0 || e & _PAGE_PSE) continue;
+    const lo = base + i * size;
+    const childTable = pte_pfn(e);
+    if (level < 2) free_level(tlb, mm, childTable, level + 1, lo, Math.max(addr, lo), Math.min(end, lo + size), floor, ceiling);
+    if (lo < floor || lo + size > ceiling) continue;
+    for (let j = 0; j < PTRS_PER_TABLE; j++) {
+      if (Atomics.load(I, tableEntry(L, childTable, j)) !== 0) {
+        cpu.host.hooks.violation({
+          kind: 'free-nonempty-table', cpu: cpu.id, pfn: childTable,
+          message: `free_pgtables: table pfn ${childTable} covering 0x${lo.toString(16)} still has entry ${j} set`,
+        });
+        break;
+      }
+    }
+    Atomics.store(I, ep, 0); // unhook first
+    Atomics.sub(I, mmWord(L, mm, MM_PT_PAGES), 1);
+    tlb_remove_table(tlb, childTable, lo, PAGE_SIZE); // freed after the flush
+  }
+}

@@ -1,0 +1,180 @@
+// mm/mmap.c and mm/vma.c's munmap: mmap (anonymous private and shared, fixed
+// and not), munmap through an mmu_gather with the mmap_lock downgraded while
+// the page tables are torn down, get_unmapped_area (top-down).
+
+import { current } from '../hw/cpu.ts';
+import { down_write, up_write, downgrade_write, up_read } from '../hw/locks.ts';
+import { mmWord, MM_LOCK, MM_LOCK_OWNER, PAGE_SIZE, TASK_SIZE, MMAP_MIN_ADDR, ST_SYSCALLS } from '../hw/layout.ts';
+import { VM_READ, VM_WRITE, VM_EXEC, VM_SHARED, VM_MAYREAD, VM_MAYWRITE, VM_MAYEXEC, VM_MAYSHARE, VM_ACCOUNT } from '../hw/pte.ts';
+import { EV, SYS } from '../hw/trace.ts';
+import { type Vma, vma_count, vma_read, find_vma, vma_insert, vma_remove, split_vma, vma_merge_neighbours } from './vma.ts';
+import { mmu_gather, tlb_gather_mmu, tlb_finish_mmu } from './mmu_gather.ts';
+import { unmap_page_range, free_pgtables } from './memory.ts';
+import { shmem_file_setup, file_put } from './shmem.ts';
+
+export const PROT_NONE = 0;
+export const PROT_READ = 1;
+export const PROT_WRITE = 2;
+export const PROT_EXEC = 4;
+export const MAP_SHARED = 0x01;
+export const MAP_PRIVATE = 0x02;
+export const MAP_FIXED = 0x10;
+export const MAP_ANONYMOUS = 0x20;
+export const MAP_FIXED_NOREPLACE = 0x100000;
+
+export const EPERM = 1;
+export const ENOMEM = 12;
+export const EACCES = 13;
+export const EFAULT = 14;
+export const EEXIST = 17;
+export const EINVAL = 22;
+export const ERRNO_NAMES: Record<number, string> = { 1: 'EPERM', 11: 'EAGAIN', 12: 'ENOMEM', 13: 'EACCES', 14: 'EFAULT', 17: 'EEXIST', 22: 'EINVAL', 4: 'EINTR' };
+
+/** Where top-down mmap starts (below the stack gap), as on x86-64 without ASLR. */
+export const MMAP_BASE = 0x7ffff7fff000;
+
+export const PAGE_ALIGN = (n: number): number => Math.ceil(n / PAGE_SIZE) * PAGE_SIZE;
+const aligned = (n: number): boolean => n % PAGE_SIZE === 0;
+
+export const lockOf = (mm: number): number => mmWord(current.V.L, mm, MM_LOCK);
+export const ownerOf = (mm: number): number => mmWord(current.V.L, mm, MM_LOCK_OWNER);
+export const mmap_write_lock = (mm: number): void => down_write(lockOf(mm), ownerOf(mm));
+export const mmap_write_unlock = (mm: number): void => up_write(lockOf(mm), ownerOf(mm));
+
+export function calc_vm_flags(prot: number, flags: number): number {
+  let f = VM_MAYREAD | VM_MAYWRITE | VM_MAYEXEC;
+  if (prot & PROT_READ) f |= VM_READ;
+  if (prot & PROT_WRITE) f |= VM_WRITE;
+  if (prot & PROT_EXEC) f |= VM_EXEC;
+  if (flags & MAP_SHARED) f |= VM_SHARED | VM_MAYSHARE;
+  else if (prot & PROT_WRITE) f |= VM_ACCOUNT;
+  return f;
+}
+
+/** Top-down search for a free range of len bytes below MMAP_BASE (or at hint if free). */
+export function get_unmapped_area(mm: number, hint: number, len: number): number {
+  const V = current.V;
+  if (hint && aligned(hint) && hint >= MMAP_MIN_ADDR && hint + len <= TASK_SIZE) {
+    const s = find_vma(V, mm, hint);
+    if (s < 0 || vma_read(V, mm, s).start >= hint + len) return hint;
+  }
+  const n = vma_count(V, mm);
+  let top = MMAP_BASE;
+  for (let s = n - 1; s >= -1; s--) {
+    const lo = s >= 0 ? vma_read(V, mm, s).end : MMAP_MIN_ADDR;
+    if (lo >= top) continue;
+    if (top - lo >= len) return top - len;
+    if (s >= 0) top = Math.min(top, vma_read(V, mm, s).start);
+  }
+  return -ENOMEM;
+}
+
+/** mmap: returns the address or -errno. */
+export function do_mmap(mm: number, addr: number, len: number, prot: number, flags: number): number {
+  const cpu = current;
+  const V = cpu.V;
+  cpu.stat(ST_SYSCALLS);
+  cpu.ring.log(EV.SYSCALL, SYS.mmap, addr);
+  if (!(flags & MAP_ANONYMOUS)) return -EINVAL; // file-backed mappings: not yet
+  if ((flags & (MAP_SHARED | MAP_PRIVATE)) === 0 || (flags & MAP_SHARED && flags & MAP_PRIVATE)) return -EINVAL;
+  if (len <= 0) return -EINVAL;
+  len = PAGE_ALIGN(len);
+  if (len > TASK_SIZE) return -ENOMEM;
+  const fixed = (flags & (MAP_FIXED | MAP_FIXED_NOREPLACE)) !== 0;
+  if (fixed && (!aligned(addr) || addr < MMAP_MIN_ADDR)) return -EINVAL;
+  if (fixed && addr + len > TASK_SIZE) return -ENOMEM;
+  mmap_write_lock(mm);
+  try {
+    if (fixed) {
+      if (flags & MAP_FIXED_NOREPLACE) {
+        const s = find_vma(V, mm, addr);
+        if (s >= 0 && vma_read(V, mm, s).start < addr + len) return -EEXIST;
+      } else {
+        const r = do_vmi_munmap(mm, addr, addr + len, false);
+        if (r < 0) return r;
+      }
+    } else {
+      addr = get_unmapped_area(mm, addr, len);
+      if (addr < 0) return addr;
+    }
+    const vmFlags = calc_vm_flags(prot, flags);
+    let file = -1;
+    let pgoff = addr / PAGE_SIZE;
+    if (flags & MAP_SHARED) {
+      file = shmem_file_setup(len / PAGE_SIZE);
+      if (file < 0) return -ENOMEM;
+      pgoff = 0;
+    }
+    const vma: Vma = { start: addr, end: addr + len, pgoff, flags: vmFlags, file, anon: -1 };
+    let slot = find_vma(V, mm, addr);
+    if (slot < 0) slot = vma_count(V, mm);
+    if (!vma_insert(V, mm, slot, vma)) {
+      if (file >= 0) file_put(file);
+      return -ENOMEM;
+    }
+    if (file < 0) vma_merge_neighbours(V, mm, slot);
+    return addr;
+  } finally {
+    mmap_write_unlock(mm);
+  }
+}
+
+/**
+ * Unmap [start, end) with the mmap_lock held for write. With `downgrade` the
+ * lock is downgraded to read before the page tables are torn down (munmap(2)
+ * does this); returns 1 in that case so the caller releases a read lock.
+ */
+export function do_vmi_munmap(mm: number, start: number, end: number, downgrade: boolean): number {
+  const cpu = current;
+  const V = cpu.V;
+  let s = find_vma(V, mm, start);
+  if (s < 0 || vma_read(V, mm, s).start >= end) return 0;
+  const first = vma_read(V, mm, s);
+  // splitting in the middle adds a VMA
+  if (first.start < start && first.end > end && vma_count(V, mm) >= V.L.shape.maxVmas) return -ENOMEM;
+  if (first.start < start) {
+    if (!split_vma(V, mm, s, start)) return -ENOMEM;
+    s++;
+  }
+  let e = s;
+  while (e < vma_count(V, mm) && vma_read(V, mm, e).start < end) e++;
+  const lastSlot = e - 1;
+  if (vma_read(V, mm, lastSlot).end > end) {
+    if (!split_vma(V, mm, lastSlot, end)) return -ENOMEM;
+  }
+  const detached: Vma[] = [];
+  for (let i = s; i < e; i++) detached.push(vma_read(V, mm, i));
+  const floor = s > 0 ? vma_read(V, mm, s - 1).end : 0;
+  const ceiling = e < vma_count(V, mm) ? vma_read(V, mm, e).start : TASK_SIZE + PAGE_SIZE;
+  cpu.host.hooks.discard(mm, start, end, false);
+  vma_remove(V, mm, s, e, false); // detached: no fault can find them now
+  if (downgrade) downgrade_write(lockOf(mm), ownerOf(mm));
+  unmap_region(mm, detached, floor, ceiling);
+  for (const v of detached) if (v.file >= 0) file_put(v.file);
+  cpu.host.hooks.discard(mm, start, end, true);
+  return downgrade ? 1 : 0;
+}
+
+/** unmap_region: zap the detached VMAs and free their page tables, through one gather. */
+export function unmap_region(mm: number, vmas: Vma[], floor: number, ceiling: number): void {
+  const tlb = new mmu_gather();
+  tlb_gather_mmu(tlb, mm);
+  for (const v of vmas) unmap_page_range(tlb, mm, v.start, v.end);
+  free_pgtables(tlb, mm, vmas[0].start, vmas[vmas.length - 1].end, floor, ceiling);
+  tlb_finish_mmu(tlb);
+}
+
+/** munmap(2): 0 or -errno. */
+export function do_munmap(mm: number, start: number, len: number): number {
+  const cpu = current;
+  cpu.stat(ST_SYSCALLS);
+  cpu.ring.log(EV.SYSCALL, SYS.munmap, start);
+  if (!aligned(start) || start > TASK_SIZE || len <= 0) return -EINVAL;
+  len = PAGE_ALIGN(len);
+  if (start + len > TASK_SIZE) return -EINVAL;
+  mmap_write_lock(mm);
+  const r = do_vmi_munmap(mm, start, start + len, true);
+  if (r === 1) up_read(lockOf(mm));
+  else mmap_write_unlock(mm);
+  return r < 0 ? r : 0;
+}

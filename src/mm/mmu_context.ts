@@ -1,0 +1,23 @@
+// The mm side of a context switch (kernel/sched/core.c context_switch):
+// a user task switches the address space in, a kernel thread or the idle
+// task borrows the previous one lazily (enter_lazy_tlb).
+
+import type { Cpu } from '../hw/cpu.ts';
+import { CC_CUR_TASK, ST_CTX_SWITCH } from '../hw/layout.ts';
+import { EV } from '../hw/trace.ts';
+import { arch } from './pgtable.ts';
+import { task_mm } from './mm.ts';
+
+export function context_switch(cpu: Cpu, next: number): void {
+  if (next === cpu.curTask) return;
+  const prevMm = cpu.loadedMm;
+  const nextMm = next >= 0 ? task_mm(cpu.V, next) : -1;
+  cpu.curTask = next;
+  Atomics.store(cpu.I, cpu.ctl + CC_CUR_TASK, next);
+  cpu.stat(ST_CTX_SWITCH);
+  cpu.local_irq_disable();
+  if (nextMm < 0) arch.enter_lazy_tlb(cpu);
+  else arch.switch_mm_irqs_off(cpu, prevMm, nextMm);
+  cpu.local_irq_enable();
+  if (prevMm !== nextMm) cpu.ring.log(EV.CTX_SWITCH, prevMm, nextMm);
+}

@@ -1,0 +1,133 @@
+// Generic page-table helpers (include/linux/pgtable.h, mm/memory.c's *_alloc).
+// A "pointer" to an entry is its word index in the machine's Int32Array.
+// Kernel code never touches the typed arrays for entries directly: it goes
+// through these helpers, which dispatch PTE updates to the architecture.
+
+import { current } from '../hw/cpu.ts';
+import { spin_lock, spin_unlock } from '../hw/locks.ts';
+import {
+  frameWord, mmWord, tableEntry, FM_PTL, MM_PGD, MM_PT_LOCK, MM_PT_PAGES, PTRS_PER_TABLE,
+  PGDIR_SHIFT, PUD_SHIFT, PMD_SHIFT, PAGE_SHIFT,
+} from '../hw/layout.ts';
+import { pte_pfn, mk_table_entry, _PAGE_PRESENT, _PAGE_PSE } from '../hw/pte.ts';
+import { pgtIndex } from '../hw/walker.ts';
+import type { Arch } from '../arch/arch.ts';
+import { alloc_pt_page, free_pt_page } from './page_alloc.ts';
+
+/** The architecture this thread's kernel runs on (set once per thread). */
+export let arch: Arch = undefined as unknown as Arch;
+export function set_arch(a: Arch): void {
+  arch = a;
+}
+
+export const pgd_offset = (mm: number, addr: number): number => {
+  const L = current.V.L;
+  return tableEntry(L, current.I[mmWord(L, mm, MM_PGD)], pgtIndex(addr, PGDIR_SHIFT));
+};
+/** Entry for addr in the table the entry at `parentp` points to. */
+function child(parentp: number, addr: number, shift: number): number {
+  const e = Atomics.load(current.I, parentp);
+  return tableEntry(current.V.L, pte_pfn(e), pgtIndex(addr, shift));
+}
+export const pud_offset = (pgdp: number, addr: number): number => child(pgdp, addr, PUD_SHIFT);
+export const pmd_offset = (pudp: number, addr: number): number => child(pudp, addr, PMD_SHIFT);
+export const pte_offset = (pmdp: number, addr: number): number => child(pmdp, addr, PAGE_SHIFT);
+
+export const entry_present = (e: number): boolean => (e & _PAGE_PRESENT) !== 0;
+export const entry_leaf = (e: number): boolean => (e & _PAGE_PSE) !== 0;
+
+export function pgd_val(p: number): number {
+  current.sched_point();
+  return Atomics.load(current.I, p);
+}
+export const pud_val = pgd_val;
+export const pmd_val = pgd_val;
+
+/** Populate an empty upper-level entry with a new table (pud_alloc/pmd_alloc/__pte_alloc). Returns false on OOM. */
+function table_alloc(mm: number, parentp: number, level: number, lockIdx: number): boolean {
+  const cpu = current;
+  const I = cpu.I;
+  if (Atomics.load(I, parentp) !== 0) return true;
+  const pfn = alloc_pt_page(mm, level);
+  if (pfn === 0) return false;
+  spin_lock(lockIdx);
+  if (Atomics.load(I, parentp) === 0) {
+    // the table is zeroed before it becomes reachable (smp_wmb in the kernel)
+    Atomics.store(I, parentp, mk_table_entry(pfn));
+    Atomics.add(I, mmWord(cpu.V.L, mm, MM_PT_PAGES), 1);
+    spin_unlock(lockIdx);
+  } else {
+    spin_unlock(lockIdx);
+    free_pt_page(pfn); // someone else populated it first
+  }
+  return true;
+}
+
+export function pud_alloc(mm: number, pgdp: number, addr: number): number {
+  if (!table_alloc(mm, pgdp, 3, mmWord(current.V.L, mm, MM_PT_LOCK))) return -1;
+  return pud_offset(pgdp, addr);
+}
+export function pmd_alloc(mm: number, pudp: number, addr: number): number {
+  if (!table_alloc(mm, pudp, 2, mmWord(current.V.L, mm, MM_PT_LOCK))) return -1;
+  return pmd_offset(pudp, addr);
+}
+/** pmd_lock: the split lock of the PMD table page holding pmdp. */
+export function pmd_lockptr(pmdp: number): number {
+  const L = current.V.L;
+  const pfn = Math.floor((pmdp - L.tableMem) / PTRS_PER_TABLE);
+  return frameWord(L, pfn, FM_PTL);
+}
+export function __pte_alloc(mm: number, pmdp: number): boolean {
+  return table_alloc(mm, pmdp, 1, pmd_lockptr(pmdp));
+}
+
+/** The split PTL of the PTE table a PMD entry points to. */
+export function pte_lockptr(pmdval: number): number {
+  return frameWord(current.V.L, pte_pfn(pmdval), FM_PTL);
+}
+
+/**
+ * pte_offset_map_lock: lock the PTE table under pmdp and return the entry
+ * pointer for addr, or -1 if the PMD no longer points to a PTE table (it was
+ * freed or changed before we got the lock: the caller retries or gives up).
+ * The lock taken is left in ptl.value.
+ */
+export const ptl = { value: -1 };
+export function pte_offset_map_lock(pmdp: number, addr: number): number {
+  const I = current.I;
+  const pmdval = Atomics.load(I, pmdp);
+  if ((pmdval & _PAGE_PRESENT) === 0 || (pmdval & _PAGE_PSE) !== 0) return -1;
+  const lock = pte_lockptr(pmdval);
+  spin_lock(lock);
+  if (Atomics.load(I, pmdp) !== pmdval) {
+    spin_unlock(lock);
+    return -1;
+  }
+  ptl.value = lock;
+  return tableEntry(current.V.L, pte_pfn(pmdval), pgtIndex(addr, PAGE_SHIFT));
+}
+export function pte_unmap_unlock(lock: number): void {
+  spin_unlock(lock);
+}
+
+// PTE accessors: all dispatch to the arch (lazy MMU backends intercept them).
+export const ptep_get = (ptep: number): number => arch.ptep_get(ptep);
+export const set_pte_at = (_mm: number, _addr: number, ptep: number, pte: number): void => arch.set_pte(ptep, pte);
+export const ptep_get_and_clear = (mm: number, addr: number, ptep: number): number => arch.ptep_get_and_clear(mm, addr, ptep);
+/** ptep_modify_prot_start/commit: clear, then install the modified value. */
+export const ptep_modify_prot_start = (mm: number, addr: number, ptep: number): number => arch.ptep_get_and_clear(mm, addr, ptep);
+export const ptep_modify_prot_commit = (mm: number, addr: number, ptep: number, _old: number, pte: number): void =>
+  set_pte_at(mm, addr, ptep, pte);
+
+export function flush_tlb_range(mm: number, start: number, end: number): void {
+  arch.flush_tlb_mm_range(mm, start, end, PAGE_SHIFT, false);
+}
+export function flush_tlb_page(mm: number, addr: number): void {
+  arch.flush_tlb_mm_range(mm, addr, addr + 4096, PAGE_SHIFT, false);
+}
+/** ptep_clear_flush: clear the entry and flush it from every TLB before returning. */
+export function ptep_clear_flush(mm: number, addr: number, ptep: number): number {
+  const old = ptep_get_and_clear(mm, addr, ptep);
+  if (old & _PAGE_PRESENT) flush_tlb_page(mm, addr);
+  return old;
+}

@@ -1,0 +1,278 @@
+// The main thread's side of a run: create the shared memory, boot the kernel
+// (processes, their regions, their tasks), start the host threads (one worker
+// per CPU by default, or --threads T), watch them (hang watchdog, crashes),
+// then audit and summarise.
+
+import { Worker } from 'node:worker_threads';
+import * as Comlink from 'comlink';
+import nodeEndpoint from 'comlink/dist/esm/node-adapter.mjs';
+import {
+  type Views, computeLayout, makeViews, cpuCtl, hostWord, statWord, mmWord, eventF,
+  CC_HOST, CC_LOADED_MM, CC_IS_LAZY, CC_ACK, CC_IPI_PENDING, CC_IRQS_OFF, HB_WAITING_ON, H_MAGIC, H_RUNNING, H_STOP, H_DONE, H_VIOLATIONS,
+  MAGIC, STAT_WORDS, STAT_NAMES, ST_OPS, ST_SYSCALLS, ST_IPI_RECV, MM_CPUMASK, CPUMASK_WORDS, PAGE_SIZE, MM_LOCK, MM_WORDS, type StatName,
+} from '../hw/layout.ts';
+import { Cpu, set_current } from '../hw/cpu.ts';
+import { init_page_alloc } from '../mm/page_alloc.ts';
+import { mm_alloc, task_create, exit_mmap, mm_in_use, mmap_lock_state } from '../mm/mm.ts';
+import { do_mmap, MAP_ANONYMOUS, MAP_PRIVATE, MAP_SHARED, ERRNO_NAMES } from '../mm/mmap.ts';
+import { setKnobs } from './knobs.ts';
+import { type Scenario, placeThreads, ScenarioError } from './scenario.ts';
+import { makeHost, runHost, type HostPlan, type HostResult } from './hostrun.ts';
+import { protBits, type TaskPlan, type RegionInfo } from './program.ts';
+import { audit, type AuditReport } from './audit.ts';
+import { requestStop, type ViolationRecord } from './oracles.ts';
+import type { CpuWorkerApi } from '../../workers/cpu.ts';
+
+export interface RunOptions {
+  cpus?: number;
+  arch?: string;
+  seed?: number;
+  ops?: number;
+  durationMs?: number;
+  threads?: number; // host threads; 1 = inline on the main thread
+  delay?: number;
+  tlbEntries?: number;
+  knobs?: string[];
+  keepGoing?: boolean;
+  hangTimeoutMs?: number;
+}
+
+export interface RunResult {
+  scenario: string;
+  arch: string;
+  cpus: number;
+  threads: number;
+  mode: 'inline' | 'worker-per-cpu' | 'hosted';
+  seed: number;
+  knobs: string[];
+  wallMs: number;
+  stats: Record<StatName, number>;
+  perCpuOps: number[];
+  latencyNs: { samples: number; p50: number; p99: number; max: number };
+  violations: ViolationRecord[];
+  violationCount: number;
+  audit: AuditReport;
+  teardownAudit: AuditReport;
+  hang?: string;
+  crash?: string;
+  syscallErrors: number;
+  lastSyscallError: string;
+  readsChecked: number;
+  readsExcused: number;
+}
+
+export function defaultThreads(cpus: number): number {
+  return cpus; // one worker per CPU (hosted by default above the core count: issue #3)
+}
+
+interface Booted {
+  V: Views;
+  tasks: TaskPlan[];
+  hosts: number;
+  hostOf: number[];
+}
+
+/** Boot: lay out memory, create processes, their regions and tasks (on the main thread, as CPU 0 at boot). */
+export function boot(s: Scenario, cpus: number, hosts: number, arch: string, tlbEntries: number): Booted {
+  const dataFrames = s.machine.memoryMiB * 256;
+  const shape = {
+    cpus, hosts, dataFrames,
+    tableFrames: s.machine.tableFrames ?? Math.max(1024, dataFrames >> 3),
+    maxMms: 64, maxVmas: 1024, maxTasks: 4096, maxFiles: 1024, eventRing: 64,
+  };
+  const L = computeLayout(shape);
+  const V = makeViews(new SharedArrayBuffer(L.bytes), L);
+  const I = V.I;
+  I[L.header + H_MAGIC] = MAGIC;
+  I[L.header + H_RUNNING] = hosts;
+  const hostOf: number[] = [];
+  for (let c = 0; c < cpus; c++) {
+    const h = Math.floor((c * hosts) / cpus);
+    hostOf.push(h);
+    I[cpuCtl(L, c, CC_HOST)] = h;
+    I[cpuCtl(L, c, CC_LOADED_MM)] = -1;
+  }
+  for (let h = 0; h < hosts; h++) I[hostWord(L, h, HB_WAITING_ON)] = -1;
+  init_page_alloc(V);
+  const bootViolations: ViolationRecord[] = [];
+  const host = makeHost(V, 0, arch, bootViolations, false);
+  const cpu0 = new Cpu(host, 0, tlbEntries, 0);
+  set_current(cpu0);
+  const placement = placeThreads(s, cpus);
+  const tasks: TaskPlan[] = [];
+  s.processes.forEach((p, pi) => {
+    const mm = mm_alloc();
+    if (mm < 0) throw new ScenarioError(`processes.${pi}: cannot create an mm`);
+    const regions: RegionInfo[] = p.regions.map((r, ri) => {
+      const base = do_mmap(mm, 0, r.pages * PAGE_SIZE, protBits(r.prot), MAP_ANONYMOUS | (r.shared ? MAP_SHARED : MAP_PRIVATE));
+      if (base < 0) throw new ScenarioError(`processes.${pi}.regions.${ri}: mmap of ${r.pages} pages failed (${ERRNO_NAMES[-base] ?? base})`);
+      return { name: r.name, base, pages: r.pages, shared: r.shared, prot: r.prot };
+    });
+    p.threads.forEach((t, ti) => {
+      for (const c of placement[pi][ti]) {
+        const id = task_create(V, mm, c, pi);
+        tasks.push({ id, cpu: c, mm, proc: p.name, thread: t.name, program: t.program, regions });
+      }
+    });
+  });
+  if (bootViolations.length) throw new Error(`boot: ${bootViolations[0].message}`);
+  // boot work is not part of the run's figures
+  I.fill(0, L.stats, L.stats + cpus * STAT_WORDS);
+  V.F.fill(0, eventF(L, 0, 0), eventF(L, cpus, 0));
+  return { V, tasks, hosts, hostOf };
+}
+
+function percentile(sorted: Float64Array, p: number): number {
+  if (sorted.length === 0) return 0;
+  return sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))];
+}
+
+/** A description of who holds what and who waits, for a hang report. */
+export function describeHang(V: Views): string {
+  const { I, L } = V;
+  const lines: string[] = [];
+  for (let mm = 0; mm < L.shape.maxMms; mm++) {
+    if (!mm_in_use(V, mm)) continue;
+    const st = mmap_lock_state(V, mm);
+    if (st.value !== 0 || st.waiters) {
+      lines.push(`mm ${mm} mmap_lock: ${st.value < 0 ? `write-held by cpu ${st.owner}` : `${st.value} readers`}, ${st.waiters} waiting (${st.writersWaiting} writers)`);
+    }
+  }
+  for (let h = 0; h < L.shape.hosts; h++) {
+    const w = I[hostWord(L, h, HB_WAITING_ON)];
+    if (w >= 0) {
+      const holder = I[w];
+      const mmLock = w >= L.mms && w < L.mms + L.shape.maxMms * MM_WORDS && (w - L.mms) % MM_WORDS === MM_LOCK ? ` (mmap_lock of mm ${Math.floor((w - L.mms) / MM_WORDS)})` : '';
+      lines.push(`host ${h} blocked on lock word ${w}${mmLock}, value ${holder}${holder > 0 && !mmLock ? ` (held by cpu ${holder - 1})` : ''}`);
+    }
+  }
+  for (let c = 0; c < L.shape.cpus; c++) {
+    const ack = I[cpuCtl(L, c, CC_ACK)];
+    if (ack > 0) lines.push(`cpu ${c} waits for ${ack} IPI acknowledgements`);
+    const pend = I[cpuCtl(L, c, CC_IPI_PENDING)];
+    if (pend > 0) lines.push(`cpu ${c} has IPIs pending (irqs off depth ${I[cpuCtl(L, c, CC_IRQS_OFF)]})`);
+  }
+  return lines.length ? lines.join('\n') : 'no lock held and no IPI outstanding: a host stopped making progress';
+}
+
+export async function runScenario(s: Scenario, o: RunOptions = {}): Promise<RunResult> {
+  const cpus = o.cpus ?? s.machine.cpus;
+  const arch = o.arch ?? s.machine.arch;
+  const seed = o.seed ?? s.run.seed;
+  const knobs = o.knobs ?? s.knobs;
+  const threads = Math.min(o.threads ?? defaultThreads(cpus), cpus);
+  const tlbEntries = o.tlbEntries ?? s.machine.tlbEntries;
+  const delay = o.delay ?? s.run.delay;
+  const durationMs = o.durationMs ?? (o.ops === undefined ? s.run.durationMs : undefined);
+  const ops = durationMs !== undefined ? Number.MAX_SAFE_INTEGER : (o.ops ?? s.run.opsPerCpu);
+  setKnobs(knobs);
+  const { V, tasks, hosts, hostOf } = boot(s, cpus, threads, arch, tlbEntries);
+  const { I, L } = V;
+  const plan = (h: number): HostPlan => ({
+    sab: V.sab, layout: L, hostId: h, cpus: [...Array(cpus).keys()].filter((c) => hostOf[c] === h), arch, knobs,
+    tlbEntries, seed, delay, delaySpins: s.run.delaySpins, opsPerCpu: ops, stopOnViolation: !o.keepGoing,
+    tasks: tasks.filter((t) => hostOf[t.cpu] === h),
+  });
+  const t0 = performance.now();
+  let results: HostResult[] = [];
+  let hang: string | undefined;
+  let crash: string | undefined;
+  if (threads === 1) {
+    results = [runHost(plan(0))];
+  } else {
+    const workers: Worker[] = [];
+    const url = new URL('../../workers/cpu.ts', import.meta.url);
+    let failed: (why: string) => void = () => {};
+    const failure = new Promise<string>((res) => (failed = res));
+    for (let h = 0; h < hosts; h++) {
+      const w = new Worker(url, { name: `mmsim-host-${h}`, stdout: false, stderr: false });
+      w.on('error', (e) => failed(`host thread ${h} crashed: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}`));
+      w.on('exit', (code) => {
+        if (code !== 0) failed(`host thread ${h} exited with code ${code}`);
+      });
+      workers.push(w);
+    }
+    const remotes = workers.map((w) => Comlink.wrap<CpuWorkerApi>(nodeEndpoint(w)));
+    if (durationMs !== undefined) setTimeout(() => requestStop(V), durationMs).unref();
+    // watchdog: progress = ops + heartbeats of blocked hosts that still service IPIs
+    const hangMs = o.hangTimeoutMs ?? 30000;
+    let last = -1;
+    let lastChange = performance.now();
+    let watchdog: NodeJS.Timeout | undefined;
+    const hung = new Promise<string>((res) => {
+      watchdog = setInterval(() => {
+        let p = 0;
+        for (let c = 0; c < cpus; c++) p += I[statWord(L, c, ST_OPS)] + I[statWord(L, c, ST_SYSCALLS)] + I[statWord(L, c, ST_IPI_RECV)];
+        p += I[L.header + H_DONE];
+        if (p !== last) {
+          last = p;
+          lastChange = performance.now();
+        } else if (performance.now() - lastChange > hangMs) {
+          res(`no CPU made progress for ${(hangMs / 1000).toFixed(0)} s\n${describeHang(V)}`);
+        }
+      }, 250);
+    });
+    const all = Promise.all(remotes.map((r, h) => r.run(plan(h))));
+    const outcome = await Promise.race([
+      all.then((r) => ({ r })),
+      failure.then((why) => ({ crash: why })),
+      hung.then((why) => ({ hang: why })),
+    ]);
+    clearInterval(watchdog);
+    if ('r' in outcome) results = outcome.r;
+    else if ('crash' in outcome) crash = outcome.crash;
+    else hang = outcome.hang;
+    Atomics.store(I, L.header + H_STOP, 1);
+    for (const r of remotes) r[Comlink.releaseProxy]();
+    await Promise.all(workers.map((w) => w.terminate()));
+  }
+  const wallMs = performance.now() - t0;
+  const stats = Object.fromEntries(STAT_NAMES.map((n) => [n, 0])) as Record<StatName, number>;
+  const perCpuOps: number[] = [];
+  for (let c = 0; c < cpus; c++) {
+    STAT_NAMES.forEach((n, i) => (stats[n] += I[statWord(L, c, i)]));
+    perCpuOps.push(I[statWord(L, c, ST_OPS)]);
+  }
+  const lat = Float64Array.from(results.flatMap((r) => r.latencies)).sort();
+  const violations = results.flatMap((r) => r.violations);
+  // Quiescent: audit the live state, then tear every mm down and audit again (leaks).
+  let auditReport: AuditReport;
+  let teardown: AuditReport;
+  if (hang || crash) {
+    auditReport = teardown = { ok: true, problems: ['skipped: the run did not finish'], usedData: 0, usedTables: 0, freeData: 0, freeTables: 0, mappedPages: 0 };
+  } else {
+    auditReport = audit(V);
+    teardown = teardownAndAudit(V, arch, tlbEntries, violations);
+  }
+  return {
+    scenario: s.name, arch, cpus, threads, mode: threads === 1 ? 'inline' : threads === cpus ? 'worker-per-cpu' : 'hosted',
+    seed, knobs, wallMs, stats, perCpuOps,
+    latencyNs: { samples: lat.length, p50: percentile(lat, 0.5), p99: percentile(lat, 0.99), max: lat.length ? lat[lat.length - 1] : 0 },
+    violations, violationCount: Atomics.load(I, L.header + H_VIOLATIONS), audit: auditReport, teardownAudit: teardown, hang, crash,
+    syscallErrors: results.reduce((a, r) => a + r.syscallErrors, 0),
+    lastSyscallError: results.map((r) => r.lastSyscallError).filter(Boolean).pop() ?? '',
+    readsChecked: results.reduce((a, r) => a + r.readsChecked, 0),
+    readsExcused: results.reduce((a, r) => a + r.readsExcused, 0),
+  };
+}
+
+/** After the CPUs are gone: forget their TLB state, exit every mm, and check that every frame came back. */
+function teardownAndAudit(V: Views, arch: string, tlbEntries: number, violations: ViolationRecord[]): AuditReport {
+  const { I, L } = V;
+  for (let c = 0; c < L.shape.cpus; c++) {
+    I[cpuCtl(L, c, CC_LOADED_MM)] = -1;
+    I[cpuCtl(L, c, CC_IS_LAZY)] = 0;
+  }
+  for (let mm = 0; mm < L.shape.maxMms; mm++) for (let w = 0; w < CPUMASK_WORDS; w++) I[mmWord(L, mm, MM_CPUMASK + w)] = 0;
+  I[L.header + H_STOP] = 0;
+  const host = makeHost(V, 0, arch, violations, false);
+  set_current(new Cpu(host, 0, tlbEntries, 0));
+  for (let mm = 0; mm < L.shape.maxMms; mm++) if (mm_in_use(V, mm)) exit_mmap(mm);
+  const r = audit(V);
+  if (r.usedData > 0 || r.usedTables > 0) {
+    r.ok = false;
+    r.problems.push(`after every mm exited, ${r.usedData} data frames and ${r.usedTables} page-table frames are still allocated (leaked)`);
+  }
+  return r;
+}
+

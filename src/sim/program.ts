@@ -1,0 +1,164 @@
+// The interpreter of a thread's program: runs one operation at a time on the
+// CPU the thread is placed on, through the simulated kernel's syscalls and the
+// simulated CPU's loads and stores, feeding the content oracle.
+
+import type { Cpu } from '../hw/cpu.ts';
+import { PAGE_SIZE, WORDS_PER_PAGE, ST_OPS } from '../hw/layout.ts';
+import { do_mmap, do_munmap, MAP_ANONYMOUS, MAP_FIXED, MAP_PRIVATE, MAP_SHARED, PROT_READ, PROT_WRITE, PROT_EXEC } from '../mm/mmap.ts';
+import { do_mprotect } from '../mm/mprotect.ts';
+import type { Step } from './scenario.ts';
+import type { ContentOracle } from './oracles.ts';
+
+export interface RegionInfo {
+  name: string;
+  base: number;
+  pages: number;
+  shared: boolean;
+  prot: string;
+}
+
+export interface TaskPlan {
+  id: number;
+  cpu: number;
+  mm: number;
+  proc: string;
+  thread: string;
+  program: Step[];
+  regions: RegionInfo[];
+}
+
+export function protBits(p: string): number {
+  return (p.includes('r') ? PROT_READ : 0) | (p.includes('w') ? PROT_WRITE : 0) | (p.includes('x') ? PROT_EXEC : 0);
+}
+
+interface Frame {
+  steps: Step[];
+  idx: number;
+  left: number; // remaining iterations (Infinity for the top level)
+}
+
+export class TaskRunner {
+  readonly plan: TaskPlan;
+  private readonly regions = new Map<string, RegionInfo>();
+  private readonly saved = new Map<string, { region: string; page: number; pages: number }>();
+  private readonly stack: Frame[];
+  syscallErrors = 0;
+  lastError = '';
+  constructor(plan: TaskPlan) {
+    this.plan = plan;
+    for (const r of plan.regions) this.regions.set(r.name, r);
+    this.stack = [{ steps: plan.program, idx: 0, left: Infinity }];
+  }
+
+  /** Run the next leaf operation; returns the number of ops it counts as. */
+  step(cpu: Cpu, oracle: ContentOracle): number {
+    for (;;) {
+      const f = this.stack[this.stack.length - 1];
+      if (f.idx >= f.steps.length) {
+        f.left--;
+        if (f.left > 0) f.idx = 0;
+        else this.stack.pop();
+        continue;
+      }
+      let s = f.steps[f.idx++];
+      while (s.op === 'choose') s = pickWeighted(cpu, s.weights, s.steps);
+      if (s.op === 'repeat') {
+        this.stack.push({ steps: s.steps, idx: 0, left: s.times });
+        continue;
+      }
+      return this.exec(cpu, oracle, s);
+    }
+  }
+
+  private pages(cpu: Cpu, p: number | [number, number]): number {
+    return typeof p === 'number' ? p : cpu.rng.int(p[0], p[1]);
+  }
+
+  /** Resolve `at` + `pages` to a page range inside the region. */
+  private range(cpu: Cpu, r: RegionInfo, at: number | string, pages: number): { page: number; pages: number } {
+    if (typeof at === 'string' && at !== 'random') {
+      const s = this.saved.get(at);
+      if (!s) return { page: 0, pages: 0 };
+      return { page: s.page, pages: s.pages };
+    }
+    const n = Math.min(pages, r.pages);
+    const page = at === 'random' ? cpu.rng.int(0, r.pages - n) : Math.min(at as number, r.pages - n);
+    return { page, pages: n };
+  }
+
+  private exec(cpu: Cpu, oracle: ContentOracle, s: Exclude<Step, { op: 'choose' } | { op: 'repeat' }>): number {
+    const mm = this.plan.mm;
+    switch (s.op) {
+      case 'access': {
+        const r = this.regions.get(s.region)!;
+        for (let i = 0; i < s.count; i++) {
+          const { page } = typeof s.at === 'string' && s.at !== 'random'
+            ? this.pickInSaved(cpu, s.at, r)
+            : this.range(cpu, r, s.at, 1);
+          const va = r.base + page * PAGE_SIZE + cpu.rng.int(0, WORDS_PER_PAGE - 1) * (PAGE_SIZE / WORDS_PER_PAGE);
+          const write = s.mode === 'write' || (s.mode === 'rw' && (cpu.rng.u32() & 1) === 1);
+          if (write) {
+            const tag = oracle.tag(va);
+            const snap = oracle.snapshot(mm);
+            if (cpu.write(va, tag)) oracle.wrote(mm, va, tag, snap);
+          } else if (cpu.read(va)) {
+            oracle.read(mm, va, cpu.value);
+          }
+        }
+        return s.count;
+      }
+      case 'munmap': {
+        const r = this.regions.get(s.region)!;
+        const g = this.range(cpu, r, s.at, this.pages(cpu, s.pages));
+        if (g.pages === 0) return 1;
+        this.check(do_munmap(mm, r.base + g.page * PAGE_SIZE, g.pages * PAGE_SIZE), 'munmap');
+        if (s.save) this.saved.set(s.save, { region: r.name, ...g });
+        return 1;
+      }
+      case 'mmap': {
+        const r = this.regions.get(s.region)!;
+        const g = this.range(cpu, r, s.at, s.pages ? this.pages(cpu, s.pages) : 1);
+        if (g.pages === 0) return 1;
+        const flags = MAP_FIXED | MAP_ANONYMOUS | (r.shared ? MAP_SHARED : MAP_PRIVATE);
+        this.check(do_mmap(mm, r.base + g.page * PAGE_SIZE, g.pages * PAGE_SIZE, protBits(r.prot), flags), 'mmap');
+        return 1;
+      }
+      case 'mprotect': {
+        const r = this.regions.get(s.region)!;
+        const g = this.range(cpu, r, s.at, this.pages(cpu, s.pages));
+        if (g.pages === 0) return 1;
+        this.check(do_mprotect(mm, r.base + g.page * PAGE_SIZE, g.pages * PAGE_SIZE, protBits(s.prot)), 'mprotect');
+        if (s.save) this.saved.set(s.save, { region: r.name, ...g });
+        return 1;
+      }
+      case 'yield':
+        return 1;
+    }
+  }
+
+  private pickInSaved(cpu: Cpu, name: string, r: RegionInfo): { page: number } {
+    const s = this.saved.get(name);
+    if (!s || s.pages === 0) return { page: cpu.rng.int(0, r.pages - 1) };
+    return { page: s.page + cpu.rng.int(0, s.pages - 1) };
+  }
+
+  private check(ret: number, what: string): void {
+    if (ret < 0) {
+      this.syscallErrors++;
+      this.lastError = `${what} returned ${ret}`;
+    }
+  }
+}
+
+function pickWeighted(cpu: Cpu, weights: number[], steps: Step[]): Step {
+  let total = 0;
+  for (const w of weights) total += w;
+  let x = cpu.rng.next() * total;
+  for (let i = 0; i < steps.length; i++) {
+    x -= weights[i];
+    if (x < 0) return steps[i];
+  }
+  return steps[steps.length - 1];
+}
+
+export { ST_OPS };

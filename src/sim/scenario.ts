@@ -1,0 +1,166 @@
+// Scenarios: a typed description of a machine, processes, threads with their
+// CPU placement and programs, and bug knobs. Written in TypeScript with
+// defineScenario() or as JSON of the same shape; validated with zod, and every
+// error names the file and the path of the bad field.
+
+import { z } from 'zod';
+import { readFile } from 'node:fs/promises';
+import { resolve, extname } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { KNOB_NAMES } from './knobs.ts';
+import { ARCH_NAMES } from '../arch/index.ts';
+
+const pages = z.union([z.number().int().positive(), z.tuple([z.number().int().positive(), z.number().int().positive()])])
+  .describe('a page count, or [min, max] for a random count');
+/** page index within the region, 'random', or the name of a range saved by an earlier step */
+const at = z.union([z.number().int().nonnegative(), z.string().min(1)]).default('random');
+const prot = z.enum(['none', 'r', 'rw', 'rwx', 'rx']);
+
+export type Step =
+  | { op: 'access'; region: string; mode: 'read' | 'write' | 'rw'; at: number | string; count: number }
+  | { op: 'munmap'; region: string; at: number | string; pages: number | [number, number]; save?: string }
+  | { op: 'mmap'; region: string; at: number | string; pages?: number | [number, number] }
+  | { op: 'mprotect'; region: string; at: number | string; pages: number | [number, number]; prot: z.infer<typeof prot>; save?: string }
+  | { op: 'choose'; weights: number[]; steps: Step[] }
+  | { op: 'repeat'; times: number; steps: Step[] }
+  | { op: 'yield' };
+
+const step: z.ZodType<Step> = z.lazy(() =>
+  z.discriminatedUnion('op', [
+    z.object({
+      op: z.literal('access'), region: z.string(), mode: z.enum(['read', 'write', 'rw']).default('rw'), at,
+      count: z.number().int().positive().default(1),
+    }).strict(),
+    z.object({ op: z.literal('munmap'), region: z.string(), at, pages, save: z.string().optional() }).strict(),
+    z.object({ op: z.literal('mmap'), region: z.string(), at, pages: pages.optional() }).strict(),
+    z.object({ op: z.literal('mprotect'), region: z.string(), at, pages, prot, save: z.string().optional() }).strict(),
+    z.object({ op: z.literal('choose'), weights: z.array(z.number().nonnegative()).min(1), steps: z.array(step).min(1) }).strict()
+      .refine((c) => c.weights.length === c.steps.length, { message: 'weights and steps must have the same length' }),
+    z.object({ op: z.literal('repeat'), times: z.number().int().positive(), steps: z.array(step).min(1) }).strict(),
+    z.object({ op: z.literal('yield') }).strict(),
+  ]) as z.ZodType<Step>,
+);
+
+const cpuSel = z.union([
+  z.literal('all'),
+  z.literal('rest').describe('every CPU not named explicitly by another thread of the scenario'),
+  z.number().int().nonnegative(),
+  z.array(z.number().int().nonnegative()).min(1),
+]);
+
+export const scenarioSchema = z.object({
+  name: z.string().regex(/^[a-z0-9][a-z0-9._-]*$/, 'lower-case letters, digits, dot, dash, underscore'),
+  description: z.string().min(1),
+  machine: z.object({
+    cpus: z.number().int().min(1).max(256).default(4),
+    arch: z.string().refine((a) => ARCH_NAMES.includes(a), { message: `one of: ${ARCH_NAMES.join(', ')}` }).default('x86'),
+    tlbEntries: z.number().int().min(1).max(1 << 16).refine((n) => (n & (n - 1)) === 0, { message: 'a power of two' }).default(64),
+    memoryMiB: z.number().int().min(1).max(16384).default(64),
+    tableFrames: z.number().int().min(16).optional(),
+  }).strict().default({ cpus: 4, arch: 'x86', tlbEntries: 64, memoryMiB: 64 }),
+  run: z.object({
+    opsPerCpu: z.number().int().positive().default(20000),
+    durationMs: z.number().int().positive().optional(),
+    seed: z.number().int().nonnegative().default(1),
+    delay: z.number().min(0).max(1).default(0),
+    delaySpins: z.number().int().positive().default(2000),
+  }).strict().default({ opsPerCpu: 20000, seed: 1, delay: 0, delaySpins: 2000 }),
+  knobs: z.array(z.string().refine((k) => (KNOB_NAMES as string[]).includes(k), { message: `a bug knob (mmsim knobs lists them)` })).default([]),
+  processes: z.array(z.object({
+    name: z.string().min(1),
+    regions: z.array(z.object({
+      name: z.string().min(1),
+      pages: z.number().int().positive(),
+      shared: z.boolean().default(false),
+      prot: prot.default('rw'),
+    }).strict()).default([]),
+    threads: z.array(z.object({
+      name: z.string().min(1),
+      cpus: cpuSel,
+      program: z.array(step).min(1),
+    }).strict()).min(1),
+  }).strict()).min(1),
+}).strict();
+
+export type ScenarioInput = z.input<typeof scenarioSchema>;
+export type Scenario = z.output<typeof scenarioSchema>;
+
+/** Declare a scenario in TypeScript (type-checked; validated again when loaded). */
+export function defineScenario(s: ScenarioInput): ScenarioInput {
+  return s;
+}
+
+export class ScenarioError extends Error {}
+
+function formatIssues(where: string, err: z.ZodError): string {
+  return err.issues
+    .map((i) => `${where}: ${i.path.length ? i.path.join('.') : '(root)'}: ${i.message}`)
+    .join('\n');
+}
+
+export function parseScenario(input: unknown, where = 'scenario'): Scenario {
+  const r = scenarioSchema.safeParse(input);
+  if (!r.success) throw new ScenarioError(formatIssues(where, r.error));
+  const s = r.data;
+  // cross-field checks: regions referenced by steps must exist in the process
+  s.processes.forEach((p, pi) => {
+    const names = new Set(p.regions.map((r) => r.name));
+    const check = (steps: Step[], path: string): void => {
+      steps.forEach((st, i) => {
+        const here = `${path}.${i}`;
+        if ('region' in st && !names.has(st.region)) {
+          throw new ScenarioError(`${where}: ${here}.region: no region '${st.region}' in process '${p.name}'`);
+        }
+        if (st.op === 'choose' || st.op === 'repeat') check(st.steps, `${here}.steps`);
+      });
+    };
+    p.threads.forEach((t, ti) => check(t.program, `processes.${pi}.threads.${ti}.program`));
+  });
+  return s;
+}
+
+/** Load a scenario from a .ts/.js module (default export) or a .json file. */
+export async function loadScenario(file: string): Promise<Scenario> {
+  const path = resolve(file);
+  let raw: unknown;
+  try {
+    if (extname(path) === '.json') {
+      const text = await readFile(path, 'utf8');
+      try {
+        raw = JSON.parse(text);
+      } catch (e) {
+        throw new ScenarioError(`${file}: not valid JSON: ${(e as Error).message}`);
+      }
+    } else {
+      const mod = (await import(pathToFileURL(path).href)) as { default?: unknown };
+      if (mod.default === undefined) throw new ScenarioError(`${file}: has no default export (export default defineScenario({...}))`);
+      raw = mod.default;
+    }
+  } catch (e) {
+    if (e instanceof ScenarioError) throw e;
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT' || code === 'ERR_MODULE_NOT_FOUND') throw new ScenarioError(`${file}: no such scenario file`);
+    throw new ScenarioError(`${file}: cannot load: ${(e as Error).message}`);
+  }
+  return parseScenario(raw, file);
+}
+
+/** Resolve thread placements to CPU lists. */
+export function placeThreads(s: Scenario, cpus: number): number[][][] {
+  const named = new Set<number>();
+  for (const p of s.processes) for (const t of p.threads) {
+    if (typeof t.cpus === 'number') named.add(t.cpus);
+    else if (Array.isArray(t.cpus)) t.cpus.forEach((c) => named.add(c));
+  }
+  return s.processes.map((p, pi) => p.threads.map((t, ti) => {
+    let list: number[];
+    if (t.cpus === 'all') list = [...Array(cpus).keys()];
+    else if (t.cpus === 'rest') list = [...Array(cpus).keys()].filter((c) => !named.has(c));
+    else list = typeof t.cpus === 'number' ? [t.cpus] : t.cpus;
+    for (const c of list) {
+      if (c >= cpus) throw new ScenarioError(`processes.${pi}.threads.${ti}.cpus: cpu ${c} does not exist on a ${cpus}-CPU machine`);
+    }
+    if (list.length === 0) throw new ScenarioError(`processes.${pi}.threads.${ti}.cpus: 'rest' leaves no CPU on a ${cpus}-CPU machine`);
+    return list;
+  }));
+}
