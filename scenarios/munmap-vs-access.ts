@@ -9,7 +9,7 @@ export default defineScenario({
   name: 'munmap-vs-access',
   description: 'readers/writers on all CPUs vs munmap + re-mmap of random parts of their region',
   machine: { cpus: 4, arch: 'x86', tlbEntries: 64, memoryMiB: 64 },
-  run: { opsPerCpu: 20000, seed: 1 },
+  run: { opsPerCpu: 3000, seed: 1 },
   processes: [
     {
       name: 'app',

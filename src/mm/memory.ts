@@ -17,7 +17,8 @@ import {
   arch, pgd_offset, pud_alloc, pmd_alloc, __pte_alloc, pte_offset_map_lock, pte_unmap_unlock, ptl, ptep_get,
   set_pte_at, ptep_get_and_clear, ptep_clear_flush,
 } from './pgtable.ts';
-import { alloc_page, put_page, page_mapcount_inc, page_mapcount_dec, zero_pfn, page_ref, page_mapcount } from './page_alloc.ts';
+import { knobs } from '../sim/knobs.ts';
+import { alloc_page, get_page, put_page, page_mapcount_inc, page_mapcount_dec, zero_pfn, page_ref, page_mapcount } from './page_alloc.ts';
 import { type Vma, vma_lookup, vma_read, vma_field, vma_set_field } from './vma.ts';
 import { shmem_get_page } from './shmem.ts';
 import { lazy_mmu_mode_enable, lazy_mmu_mode_disable } from './lazy_mmu.ts';
@@ -124,6 +125,7 @@ function do_anonymous_page(mm: number, slot: number, vma: Vma, pmdp: number, add
   }
   const lock = ptl.value;
   if (pfn) {
+    if (knobs['fault.leak_ref']) get_page(pfn); // BUG (injected): a reference nobody drops
     page_mapcount_inc(pfn); // folio_add_new_anon_rmap
     Atomics.add(cpu.I, mmWord(cpu.V.L, mm, MM_RSS), 1);
   }
@@ -225,7 +227,9 @@ function zap_pte_range(tlb: mmu_gather, mm: number, pmdp: number, addr: number, 
   let rss = 0;
   lazy_mmu_mode_enable();
   let a = addr;
-  for (let ptep = ptep0; a < end; a += PAGE_SIZE, ptep++) {
+  // BUG (injected): one entry too many, if the table has one
+  const stop = knobs['zap.off_by_one'] && end % PMD_SIZE !== 0 ? end + PAGE_SIZE : end;
+  for (let ptep = ptep0; a < stop; a += PAGE_SIZE, ptep++) {
     const e = ptep_get(ptep);
     if (pte_none(e)) continue;
     const old = ptep_get_and_clear(mm, a, ptep);

@@ -7,6 +7,7 @@ import { down_write, up_write, downgrade_write, up_read } from '../hw/locks.ts';
 import { mmWord, MM_LOCK, MM_LOCK_OWNER, PAGE_SIZE, TASK_SIZE, MMAP_MIN_ADDR, ST_SYSCALLS } from '../hw/layout.ts';
 import { VM_READ, VM_WRITE, VM_EXEC, VM_SHARED, VM_MAYREAD, VM_MAYWRITE, VM_MAYEXEC, VM_MAYSHARE, VM_ACCOUNT } from '../hw/pte.ts';
 import { EV, SYS } from '../hw/trace.ts';
+import { knobs } from '../sim/knobs.ts';
 import { type Vma, vma_count, vma_read, find_vma, vma_insert, vma_remove, split_vma, vma_merge_neighbours } from './vma.ts';
 import { mmu_gather, tlb_gather_mmu, tlb_finish_mmu } from './mmu_gather.ts';
 import { unmap_page_range, free_pgtables } from './memory.ts';
@@ -61,9 +62,9 @@ export function get_unmapped_area(mm: number, hint: number, len: number): number
   const n = vma_count(V, mm);
   let top = MMAP_BASE;
   for (let s = n - 1; s >= -1; s--) {
+    // the gap between this VMA's end (or the bottom) and the lowest start seen so far
     const lo = s >= 0 ? vma_read(V, mm, s).end : MMAP_MIN_ADDR;
-    if (lo >= top) continue;
-    if (top - lo >= len) return top - len;
+    if (lo < top && top - lo >= len) return top - len;
     if (s >= 0) top = Math.min(top, vma_read(V, mm, s).start);
   }
   return -ENOMEM;
@@ -174,6 +175,7 @@ export function do_munmap(mm: number, start: number, len: number): number {
   if (start + len > TASK_SIZE) return -EINVAL;
   mmap_write_lock(mm);
   const r = do_vmi_munmap(mm, start, start + len, true);
+  if (knobs['munmap.leak_mmap_lock']) return r < 0 ? r : 0; // BUG (injected): the lock stays held
   if (r === 1) up_read(lockOf(mm));
   else mmap_write_unlock(mm);
   return r < 0 ? r : 0;

@@ -66,6 +66,7 @@ export function tlb_flush_mmu_tlbonly(tlb: mmu_gather): void {
 
 function tlb_flush_mmu_free(tlb: mmu_gather): void {
   for (let i = 0; i < tlb.npages; i++) put_page(tlb.pages[i], tlb.vas[i]);
+  if (knobs['munmap.double_put']) for (let i = 0; i < tlb.npages; i++) put_page(tlb.pages[i], tlb.vas[i]); // BUG (injected)
   tlb.npages = 0;
   for (const t of tlb.tables) free_pt_page(t);
   tlb.tables.length = 0;

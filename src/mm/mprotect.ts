@@ -8,7 +8,6 @@ import {
   pte_present, pte_pfn, _PAGE_RW, _PAGE_USER, VM_READ, VM_WRITE, VM_EXEC, VM_SHARED, VM_MAYREAD, VM_MAYWRITE, VM_MAYEXEC,
 } from '../hw/pte.ts';
 import { EV, SYS } from '../hw/trace.ts';
-import { knobs } from '../sim/knobs.ts';
 import { find_vma, vma_read, vma_count, split_vma, vma_merge_neighbours, vma_set_field } from './vma.ts';
 import { VMA_FLAGS } from '../hw/layout.ts';
 import { mmu_gather, tlb_gather_mmu, tlb_finish_mmu, tlb_flush_pte_range } from './mmu_gather.ts';
@@ -112,10 +111,6 @@ export function do_mprotect(mm: number, start: number, len: number, prot: number
     }
     return 0;
   } finally {
-    if (knobs['mprotect.skip_flush']) {
-      tlb.start = Infinity;
-      tlb.end = 0;
-    }
     tlb_finish_mmu(tlb);
     mmap_write_unlock(mm);
     void err;

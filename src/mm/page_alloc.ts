@@ -149,7 +149,16 @@ export function put_page(pfn: number, va = -1): void {
   const left = Atomics.sub(cpu.I, frameWord(cpu.V.L, pfn, FM_REF), 1) - 1;
   if (left === 0) free_page(pfn, va);
   else if (left < 0) {
-    cpu.host.hooks.violation({ kind: 'refcount-underflow', cpu: cpu.id, pfn, message: `cpu ${cpu.id}: refcount of pfn ${pfn} went negative` });
+    const { I, L } = cpu.V;
+    const freed = (Atomics.load(I, frameWord(L, pfn, FM_FLAGS)) & PG_FREE) !== 0;
+    const by = Atomics.load(I, frameWord(L, pfn, FM_OWNER)) - 1;
+    cpu.host.hooks.violation({
+      kind: freed ? 'double-free' : 'refcount-underflow', cpu: cpu.id, pfn, va: va >= 0 ? va : undefined,
+      cpus: freed && by >= 0 && by !== cpu.id ? [by] : [],
+      message: freed
+        ? `cpu ${cpu.id} dropped a reference to pfn ${pfn}${va >= 0 ? ` (was at 0x${va.toString(16)})` : ''}, which is already free${by >= 0 ? ` (freed by cpu ${by})` : ''}: double free`
+        : `cpu ${cpu.id}: refcount of pfn ${pfn} went negative`,
+    });
   }
 }
 

@@ -2,7 +2,6 @@
 // memory): lookup, insert, remove, split and merge. Changes happen under the
 // mmap_lock held for write; lookups under it held for read.
 
-import { current } from '../hw/cpu.ts';
 import {
   type Views, vmaF, mmWord, MM_NVMAS, VMA_START, VMA_END, VMA_PGOFF, VMA_FLAGS, VMA_FILE, VMA_ANON, VMA_F64,
 } from '../hw/layout.ts';

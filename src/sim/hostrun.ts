@@ -4,7 +4,7 @@
 // the CPU worker (workers/cpu.ts) and by the inline mode on the main thread.
 
 import { Host, Cpu, set_current, type Hooks } from '../hw/cpu.ts';
-import { type Views, type Layout, makeViews, H_DONE, H_RUNNING, H_STOP, ST_OPS } from '../hw/layout.ts';
+import { type Layout, type Views, makeViews, H_DONE, H_RUNNING, H_STOP, H_STARTED, ST_OPS } from '../hw/layout.ts';
 import { getArch } from '../arch/index.ts';
 import { IPI_TYPES } from '../arch/arch.ts';
 import { set_arch } from '../mm/pgtable.ts';
@@ -74,43 +74,50 @@ export function runHost(plan: HostPlan): HostResult {
     tasks.push(plan.tasks.filter((t) => t.cpu === id).map((t) => new TaskRunner(t)));
   }
   const n = cpus.length;
-  const done = new Uint8Array(n);
+  const reached = new Uint8Array(n); // reached its op budget
   const ops = new Float64Array(n);
   const rr = new Int32Array(n);
-  let left = n;
   const totalCpus = L.shape.cpus;
-  const finish = (i: number): void => {
-    done[i] = 1;
-    left--;
-    set_current(cpus[i]);
-    context_switch(cpus[i], -1); // idle: lazy TLB
-    if (Atomics.add(I, L.header + H_DONE, 1) + 1 === totalCpus) kickAll(V);
+  const doneWord = L.header + H_DONE;
+  // --ops N is a minimum: a CPU that has done N keeps running its tasks until
+  // every CPU has, so that the run stays concurrent to its end (otherwise fast
+  // CPUs would go idle while slow ones still unmap, and nothing would race).
+  const reach = (i: number): void => {
+    reached[i] = 1;
+    if (Atomics.add(I, doneWord, 1) + 1 === totalCpus) kickAll(V);
   };
-  for (let i = 0; i < n; i++) if (tasks[i].length === 0) finish(i);
+  const idle: number[] = [];
+  for (let i = 0; i < n; i++) if (tasks[i].length === 0) {
+    reach(i);
+    idle.push(i);
+  }
+  const active = [...Array(n).keys()].filter((i) => tasks[i].length > 0);
+  // Start barrier: no CPU runs before every host has booted, so that the
+  // first shootdowns already see every CPU (worker start-up takes seconds at 64+).
+  if (Atomics.add(I, L.header + H_STARTED, 1) + 1 === L.shape.hosts) kickAll(V);
+  const allStarted = (): boolean => Atomics.load(I, L.header + H_STARTED) >= L.shape.hosts || Atomics.load(I, L.header + H_STOP) !== 0;
+  while (!allStarted()) host.block(-1, allStarted);
   const stop = L.header + H_STOP;
-  let i = 0;
-  while (left > 0 && Atomics.load(I, stop) === 0) {
-    if (done[i]) {
-      i = (i + 1) % n;
-      continue;
-    }
+  let k = 0;
+  while (active.length > 0 && Atomics.load(I, stop) === 0 && Atomics.load(I, doneWord) < totalCpus) {
+    const i = active[k];
     const cpu = cpus[i];
     set_current(cpu);
     const ts = tasks[i];
     const t = ts[rr[i]++ % ts.length];
     context_switch(cpu, t.plan.id);
-    const k = t.step(cpu, oracles[i]);
-    ops[i] += k;
-    I[cpu.st + ST_OPS] += k;
-    if (ops[i] >= plan.opsPerCpu) finish(i);
+    const c = t.step(cpu, oracles[i]);
+    ops[i] += c;
+    I[cpu.st + ST_OPS] += c;
+    if (!reached[i] && ops[i] >= plan.opsPerCpu) reach(i);
     host.pollIpis();
-    if (n > 1) i = (i + 1) % n;
+    if (++k === active.length) k = 0;
   }
   // Leave the op loop, but keep answering IPIs until every host has left it:
   // another host may be waiting for our acknowledgement right now.
-  for (let j = 0; j < n; j++) if (!done[j]) {
+  for (let j = 0; j < n; j++) {
     set_current(cpus[j]);
-    context_switch(cpus[j], -1);
+    context_switch(cpus[j], -1); // idle: lazy TLB
   }
   if (Atomics.sub(I, L.header + H_RUNNING, 1) - 1 === 0) kickAll(V);
   const allOut = (): boolean => Atomics.load(I, L.header + H_RUNNING) <= 0;

@@ -20,20 +20,35 @@ export const KNOBS = {
     what: 'never flush TLBs for a gather (pages are freed while other CPUs still cache them)',
     source: 'spec 5.7 rule T2',
   },
-  'x86.flush_skip_lazy_freed_tables': {
-    where: 'src/arch/x86/tlb.ts native_flush_tlb_multi',
-    what: 'skip lazy-TLB CPUs even when page tables are freed (freed_tables ignored)',
-    source: 'spec 5.1 step 4',
-  },
   'x86.switch_mm_no_gen_check': {
     where: 'src/arch/x86/tlb.ts switch_mm_irqs_off',
-    what: 'do not compare the ASID generation on switch-in (a CPU that missed an IPI keeps stale entries)',
+    what: 'do not compare the ASID generation on switch-in (a CPU that got no IPI while it ran another mm keeps stale entries)',
     source: 'spec 5.1 step 6',
   },
-  'mprotect.skip_flush': {
-    where: 'src/mm/mprotect.ts change_protection',
-    what: 'do not flush TLBs after write-protecting PTEs',
-    source: 'spec 5.7 rule T4',
+  'zap.off_by_one': {
+    where: 'src/mm/memory.ts zap_pte_range',
+    what: 'zap one PTE past the end of the range: a page of a VMA that stays mapped loses its contents',
+    source: 'constructed (content oracle sensitivity)',
+  },
+  'fault.leak_ref': {
+    where: 'src/mm/memory.ts do_anonymous_page',
+    what: 'take one page reference too many on every anonymous fault (pages never come back)',
+    source: 'constructed (refcount audit sensitivity)',
+  },
+  'munmap.double_put': {
+    where: 'src/mm/mmu_gather.ts tlb_flush_mmu_free',
+    what: 'drop the reference of every gathered page twice (double free)',
+    source: 'constructed (allocator double-free check sensitivity)',
+  },
+  'munmap.leak_mmap_lock': {
+    where: 'src/mm/mmap.ts do_munmap',
+    what: 'return from munmap without releasing the mmap_lock (every fault and syscall of the mm then blocks)',
+    source: 'constructed (hang watchdog sensitivity)',
+  },
+  'sim.crash_cpu_worker': {
+    where: 'src/sim/program.ts TaskRunner.step',
+    what: 'throw inside the CPU thread after 1000 operations (not a kernel bug: tests that a crashed thread ends the run with a report)',
+    source: 'test of the runner',
   },
 } as const satisfies Record<string, Omit<KnobInfo, 'name'>>;
 

@@ -9,7 +9,7 @@ import nodeEndpoint from 'comlink/dist/esm/node-adapter.mjs';
 import {
   type Views, computeLayout, makeViews, cpuCtl, hostWord, statWord, mmWord, eventF,
   CC_HOST, CC_LOADED_MM, CC_IS_LAZY, CC_ACK, CC_IPI_PENDING, CC_IRQS_OFF, HB_WAITING_ON, H_MAGIC, H_RUNNING, H_STOP, H_DONE, H_VIOLATIONS,
-  MAGIC, STAT_WORDS, STAT_NAMES, ST_OPS, ST_SYSCALLS, ST_IPI_RECV, MM_CPUMASK, CPUMASK_WORDS, PAGE_SIZE, MM_LOCK, MM_WORDS, type StatName,
+  MAGIC, H_STARTED, STAT_WORDS, STAT_NAMES, ST_OPS, ST_SYSCALLS, ST_IPI_RECV, MM_CPUMASK, CPUMASK_WORDS, PAGE_SIZE, MM_LOCK, MM_WORDS, type StatName,
 } from '../hw/layout.ts';
 import { Cpu, set_current } from '../hw/cpu.ts';
 import { init_page_alloc } from '../mm/page_alloc.ts';
@@ -45,7 +45,10 @@ export interface RunResult {
   mode: 'inline' | 'worker-per-cpu' | 'hosted';
   seed: number;
   knobs: string[];
+  /** from the start barrier (every host booted) to the end of the run */
   wallMs: number;
+  /** starting the host threads */
+  bootMs: number;
   stats: Record<StatName, number>;
   perCpuOps: number[];
   latencyNs: { samples: number; p50: number; p99: number; max: number };
@@ -174,6 +177,7 @@ export async function runScenario(s: Scenario, o: RunOptions = {}): Promise<RunR
     tasks: tasks.filter((t) => hostOf[t.cpu] === h),
   });
   const t0 = performance.now();
+  let startedAt = 0;
   let results: HostResult[] = [];
   let hang: string | undefined;
   let crash: string | undefined;
@@ -193,7 +197,7 @@ export async function runScenario(s: Scenario, o: RunOptions = {}): Promise<RunR
       workers.push(w);
     }
     const remotes = workers.map((w) => Comlink.wrap<CpuWorkerApi>(nodeEndpoint(w)));
-    if (durationMs !== undefined) setTimeout(() => requestStop(V), durationMs).unref();
+    let durationArmed = false;
     // watchdog: progress = ops + heartbeats of blocked hosts that still service IPIs
     const hangMs = o.hangTimeoutMs ?? 30000;
     let last = -1;
@@ -201,20 +205,25 @@ export async function runScenario(s: Scenario, o: RunOptions = {}): Promise<RunR
     let watchdog: NodeJS.Timeout | undefined;
     const hung = new Promise<string>((res) => {
       watchdog = setInterval(() => {
+        if (!startedAt && Atomics.load(I, L.header + H_STARTED) >= hosts) startedAt = performance.now();
+        if (startedAt && durationMs !== undefined && !durationArmed) {
+          durationArmed = true; // --duration counts from the start barrier, not from worker boot
+          setTimeout(() => requestStop(V), durationMs).unref();
+        }
         let p = 0;
         for (let c = 0; c < cpus; c++) p += I[statWord(L, c, ST_OPS)] + I[statWord(L, c, ST_SYSCALLS)] + I[statWord(L, c, ST_IPI_RECV)];
         p += I[L.header + H_DONE];
-        if (p !== last) {
+        if (p !== last || !startedAt) {
           last = p;
           lastChange = performance.now();
         } else if (performance.now() - lastChange > hangMs) {
           res(`no CPU made progress for ${(hangMs / 1000).toFixed(0)} s\n${describeHang(V)}`);
         }
-      }, 250);
+      }, 50);
     });
     const all = Promise.all(remotes.map((r, h) => r.run(plan(h))));
     const outcome = await Promise.race([
-      all.then((r) => ({ r })),
+      all.then((r) => ({ r }), (e: unknown) => ({ crash: `a host thread crashed: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}` })),
       failure.then((why) => ({ crash: why })),
       hung.then((why) => ({ hang: why })),
     ]);
@@ -226,7 +235,9 @@ export async function runScenario(s: Scenario, o: RunOptions = {}): Promise<RunR
     for (const r of remotes) r[Comlink.releaseProxy]();
     await Promise.all(workers.map((w) => w.terminate()));
   }
-  const wallMs = performance.now() - t0;
+  const end = performance.now();
+  const bootMs = startedAt ? startedAt - t0 : 0;
+  const wallMs = end - (startedAt || t0);
   const stats = Object.fromEntries(STAT_NAMES.map((n) => [n, 0])) as Record<StatName, number>;
   const perCpuOps: number[] = [];
   for (let c = 0; c < cpus; c++) {
@@ -246,7 +257,7 @@ export async function runScenario(s: Scenario, o: RunOptions = {}): Promise<RunR
   }
   return {
     scenario: s.name, arch, cpus, threads, mode: threads === 1 ? 'inline' : threads === cpus ? 'worker-per-cpu' : 'hosted',
-    seed, knobs, wallMs, stats, perCpuOps,
+    seed, knobs, wallMs, bootMs, stats, perCpuOps,
     latencyNs: { samples: lat.length, p50: percentile(lat, 0.5), p99: percentile(lat, 0.99), max: lat.length ? lat[lat.length - 1] : 0 },
     violations, violationCount: Atomics.load(I, L.header + H_VIOLATIONS), audit: auditReport, teardownAudit: teardown, hang, crash,
     syscallErrors: results.reduce((a, r) => a + r.syscallErrors, 0),

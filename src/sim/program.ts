@@ -3,10 +3,11 @@
 // simulated CPU's loads and stores, feeding the content oracle.
 
 import type { Cpu } from '../hw/cpu.ts';
-import { PAGE_SIZE, WORDS_PER_PAGE, ST_OPS } from '../hw/layout.ts';
+import { PAGE_SIZE, WORDS_PER_PAGE } from '../hw/layout.ts';
 import { do_mmap, do_munmap, MAP_ANONYMOUS, MAP_FIXED, MAP_PRIVATE, MAP_SHARED, PROT_READ, PROT_WRITE, PROT_EXEC } from '../mm/mmap.ts';
 import { do_mprotect } from '../mm/mprotect.ts';
 import type { Step } from './scenario.ts';
+import { knobs } from './knobs.ts';
 import type { ContentOracle } from './oracles.ts';
 
 export interface RegionInfo {
@@ -50,8 +51,11 @@ export class TaskRunner {
     this.stack = [{ steps: plan.program, idx: 0, left: Infinity }];
   }
 
+  private steps = 0;
+
   /** Run the next leaf operation; returns the number of ops it counts as. */
   step(cpu: Cpu, oracle: ContentOracle): number {
+    if (++this.steps === 1000 && knobs['sim.crash_cpu_worker']) throw new Error(`injected crash on cpu ${cpu.id} (sim.crash_cpu_worker)`);
     for (;;) {
       const f = this.stack[this.stack.length - 1];
       if (f.idx >= f.steps.length) {
@@ -161,4 +165,3 @@ function pickWeighted(cpu: Cpu, weights: number[], steps: Step[]): Step {
   return steps[steps.length - 1];
 }
 
-export { ST_OPS };

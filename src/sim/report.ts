@@ -10,7 +10,7 @@ export function summary(r: RunResult): string {
   const out: string[] = [];
   const verdict = r.crash ? 'CRASHED' : r.hang ? 'HUNG' : r.violationCount > 0 || !r.audit.ok || !r.teardownAudit.ok ? 'VIOLATION' : 'clean';
   out.push(`mmsim: ${r.scenario} on ${r.cpus} CPUs (${r.arch}), seed ${r.seed}, ${r.mode} (${r.threads} host thread${r.threads > 1 ? 's' : ''})${r.knobs.length ? `, bug knobs: ${r.knobs.join(', ')}` : ''}`);
-  out.push(`  result        ${verdict} in ${(r.wallMs / 1000).toFixed(2)} s`);
+  out.push(`  result        ${verdict} in ${(r.wallMs / 1000).toFixed(2)} s${r.bootMs ? ` (+${(r.bootMs / 1000).toFixed(2)} s starting threads)` : ''}`);
   out.push(`  ops           ${fmt(s.ops)} (${fmt(Math.round(s.ops / (r.wallMs / 1000)))}/s), reads ${fmt(s.reads)}, writes ${fmt(s.writes)}, syscalls ${fmt(s.syscalls)}${r.syscallErrors ? ` (${r.syscallErrors} failed, last: ${r.lastSyscallError})` : ''}`);
   out.push(`  faults        ${fmt(s.faults)} (SIGSEGV ${fmt(s.segv)})`);
   out.push(`  TLB           hits ${fmt(s.tlbHits)}, misses ${fmt(s.tlbMisses)}, walks ${fmt(s.walks)}`);

@@ -58,7 +58,6 @@ export function flush_tlb_mm_range(mm: number, start: number, end: number, strid
   let n = 0;
   let local = false;
   const maskBase = mmWord(L, mm, MM_CPUMASK);
-  const skipLazyEvenIfFreed = knobs['x86.flush_skip_lazy_freed_tables'];
   for (let w = 0; w < CPUMASK_WORDS; w++) {
     let bits = Atomics.load(I, maskBase + w);
     while (bits !== 0) {
@@ -70,7 +69,7 @@ export function flush_tlb_mm_range(mm: number, start: number, end: number, strid
         continue;
       }
       // freed_tables: every CPU in the mask, lazy ones included (they may walk the freed tables)
-      if ((freedTables && !skipLazyEvenIfFreed) || should_flush_tlb(cpu, t, mm, trim)) targets[n++] = t;
+      if (freedTables || should_flush_tlb(cpu, t, mm, trim)) targets[n++] = t;
       else if (Atomics.load(I, cpuCtl(L, t, CC_IS_LAZY)) !== 0) cpu.stat(ST_LAZY_TLB_SKIPPED);
     }
   }
@@ -165,11 +164,12 @@ export function switch_mm_irqs_off(cpu: Cpu, prev: number, next: number): void {
     cpu.ctxId[cpu.asid] = ctx;
     cpu.ctxGen[cpu.asid] = gen;
     cpu.stat(ST_SWITCH_FLUSH);
-  } else if (cpu.ctxGen[cpu.asid] !== gen && !knobs['x86.switch_mm_no_gen_check']) {
-    cpu.tlb.flushAsid(cpu.asid);
-    cpu.stat(ST_SWITCH_FLUSH);
-    cpu.ctxGen[cpu.asid] = gen;
-  } else if (knobs['x86.switch_mm_no_gen_check']) {
+  } else if (cpu.ctxGen[cpu.asid] !== gen) {
+    // We missed flushes while this mm was not loaded here: drop its entries.
+    if (!knobs['x86.switch_mm_no_gen_check']) {
+      cpu.tlb.flushAsid(cpu.asid);
+      cpu.stat(ST_SWITCH_FLUSH);
+    }
     cpu.ctxGen[cpu.asid] = gen;
   }
   void prev;

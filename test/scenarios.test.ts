@@ -1,0 +1,38 @@
+import { describe, it, expect } from 'vitest';
+import { loadScenario } from '../src/sim/scenario.ts';
+import { runScenario } from '../src/sim/machine.ts';
+import { summary } from '../src/sim/report.ts';
+
+const s = await loadScenario('scenarios/munmap-vs-access.ts');
+
+describe('munmap-vs-access', () => {
+  for (const [cpus, ops] of [[2, 20000], [8, 4000], [64, 300]] as const) {
+    it(`runs clean on ${cpus} CPUs, one worker thread each`, async () => {
+      const r = await runScenario(s, { cpus, ops, seed: 7, hangTimeoutMs: 30000 });
+      expect(r.mode).toBe('worker-per-cpu');
+      expect(r.threads).toBe(cpus);
+      expect(r.violations).toEqual([]);
+      expect(r.audit.ok && r.teardownAudit.ok).toBe(true);
+      expect(r.hang).toBeUndefined();
+      expect(r.perCpuOps.every((n) => n >= ops)).toBe(true);
+      expect(r.stats.syscalls).toBeGreaterThan(0);
+    });
+  }
+
+  it('runs clean with 64 CPUs hosted on 2 threads and inline on this thread', async () => {
+    for (const threads of [2, 1]) {
+      const r = await runScenario(s, { cpus: 64, ops: 500, seed: 3, threads, hangTimeoutMs: 30000 });
+      expect(r.mode).toBe(threads === 1 ? 'inline' : 'hosted');
+      expect(r.violations).toEqual([]);
+      expect(r.audit.ok && r.teardownAudit.ok).toBe(true);
+      expect(r.stats.shootdowns).toBeGreaterThan(0);
+    }
+  });
+
+  it('catches munmap.free_before_flush within 5000 operations per CPU, seed after seed', async () => {
+    for (let seed = 1; seed <= 5; seed++) {
+      const r = await runScenario(s, { cpus: 4, ops: 5000, seed, delay: 0.05, knobs: ['munmap.free_before_flush'], hangTimeoutMs: 20000 });
+      expect(r.violations.map((v) => v.kind), `seed ${seed}: ${summary(r)}`).toContain('uaf-stale-tlb');
+    }
+  });
+});
