@@ -21,17 +21,12 @@ import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import {
-  computeLayout, makeViews, cpuCtl, hostWord, statWord, CC_HOST, CC_LOADED_MM, HB_WAITING_ON, H_RUNNING,
-  PAGE_SIZE, WORD_SHIFT, WORDS_PER_PAGE, ST_TLB_MISSES, ST_WALKS,
+  statWord, PAGE_SIZE, WORD_SHIFT, WORDS_PER_PAGE, ST_TLB_MISSES, ST_WALKS,
 } from '../src/hw/layout.ts';
-import { Cpu, set_current } from '../src/hw/cpu.ts';
+import type { Cpu } from '../src/hw/cpu.ts';
 import { walk, pgtIndex } from '../src/hw/walker.ts';
-import { init_page_alloc } from '../src/mm/page_alloc.ts';
-import { mm_alloc, task_create } from '../src/mm/mm.ts';
-import { context_switch } from '../src/mm/mmu_context.ts';
 import { do_mmap, MAP_ANONYMOUS, MAP_PRIVATE, PROT_READ, PROT_WRITE } from '../src/mm/mmap.ts';
-import { makeHost } from '../src/sim/hostrun.ts';
-import { setKnobs } from '../src/sim/knobs.ts';
+import { inlineMachine } from '../src/sim/inline.ts';
 import { runScenario, type RunResult } from '../src/sim/machine.ts';
 import { loadScenario } from '../src/sim/scenario.ts';
 import type { ViolationRecord } from '../src/sim/oracles.ts';
@@ -110,28 +105,13 @@ function interleaved(trials: number, sim: () => number, raw: () => number): { si
   return { sim: median(s), raw: median(r), simTrials: s, rawTrials: r };
 }
 
-// ---- an inline machine (as test/helpers.ts builds one): one CPU on this thread ------
+// ---- an inline machine: one CPU on this thread --------------------------------------
 
-function inlineMachine(): { cpu: Cpu; mm: number; vas: Float64Array; vpns: Float64Array; violations: ViolationRecord[] } {
-  setKnobs([]);
-  const L = computeLayout({
-    cpus: 1, hosts: 1, dataFrames: 4096, tableFrames: 512,
-    maxMms: 16, maxVmas: 256, maxTasks: 256, maxFiles: 64, eventRing: 64,
-  });
-  const V = makeViews(new SharedArrayBuffer(L.bytes), L);
-  V.I[cpuCtl(L, 0, CC_HOST)] = 0;
-  V.I[cpuCtl(L, 0, CC_LOADED_MM)] = -1;
-  V.I[hostWord(L, 0, HB_WAITING_ON)] = -1;
-  V.I[L.header + H_RUNNING] = 1;
-  init_page_alloc(V);
-  const violations: ViolationRecord[] = [];
-  const host = makeHost(V, 0, 'x86', violations, false);
-  const cpu = new Cpu(host, 0, 64, 1);
-  host.cpus.push(cpu);
-  set_current(cpu);
-  const mm = mm_alloc();
-  if (mm < 0) throw new Error('bench: mm_alloc failed');
-  context_switch(cpu, task_create(V, mm, 0, 0));
+function benchMachine(): { cpu: Cpu; mm: number; vas: Float64Array; vpns: Float64Array; violations: ViolationRecord[] } {
+  const m = inlineMachine({ cpus: 1 });
+  const { violations } = m;
+  const cpu = m.cpus[0];
+  const { mm } = m.process([0]);
   const base = do_mmap(mm, 0, PAGES * PAGE_SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS);
   if (base < 0) throw new Error(`bench: do_mmap failed (${base})`);
   const vas = new Float64Array(PAGES);
@@ -150,7 +130,7 @@ function inlineMachine(): { cpu: Cpu; mm: number; vas: Float64Array; vpns: Float
 
 // ---- 1. TLB-hit access ---------------------------------------------------------------
 
-function benchAccess(m: ReturnType<typeof inlineMachine>): void {
+function benchAccess(m: ReturnType<typeof benchMachine>): void {
   const { cpu, vas } = m;
   const n = CFG.accessIters;
   const missesBefore = cpu.I[statWord(cpu.V.L, cpu.id, ST_TLB_MISSES)];
@@ -216,7 +196,7 @@ function benchAccess(m: ReturnType<typeof inlineMachine>): void {
 
 // ---- 2. page walk ---------------------------------------------------------------------
 
-function benchWalk(m: ReturnType<typeof inlineMachine>): void {
+function benchWalk(m: ReturnType<typeof benchMachine>): void {
   const { cpu, mm, vas, vpns } = m;
   const n = CFG.walkIters;
   const walksBefore = cpu.I[statWord(cpu.V.L, cpu.id, ST_WALKS)];
@@ -487,7 +467,7 @@ function printTable(): void {
 async function main(): Promise<void> {
   const start = started;
   log(`mmsim bench${quick ? ' (quick)' : ''}: node ${process.version}, ${os.cpus().length} cores`);
-  const m = inlineMachine();
+  const m = benchMachine();
   let t0 = performance.now();
   benchAccess(m);
   log(`  TLB-hit access: ${((performance.now() - t0) / 1000).toFixed(1)} s`);

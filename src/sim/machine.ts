@@ -7,12 +7,12 @@ import { Worker } from 'node:worker_threads';
 import * as Comlink from 'comlink';
 import nodeEndpoint from 'comlink/dist/esm/node-adapter.mjs';
 import {
-  type Views, computeLayout, makeViews, cpuCtl, hostWord, statWord, mmWord, eventF,
-  CC_HOST, CC_LOADED_MM, CC_IS_LAZY, CC_ACK, CC_IPI_PENDING, CC_IRQS_OFF, HB_WAITING_ON, H_MAGIC, H_RUNNING, H_STOP, H_DONE, H_VIOLATIONS,
-  MAGIC, H_STARTED, STAT_WORDS, STAT_NAMES, ST_OPS, ST_SYSCALLS, ST_IPI_RECV, MM_CPUMASK, CPUMASK_WORDS, PAGE_SIZE, MM_LOCK, MM_WORDS, type StatName,
+  type Views, cpuCtl, hostWord, statWord, mmWord, eventF,
+  CC_LOADED_MM, CC_IS_LAZY, CC_ACK, CC_IPI_PENDING, CC_IRQS_OFF, HB_WAITING_ON, H_STOP, H_DONE, H_VIOLATIONS,
+  H_STARTED, STAT_WORDS, STAT_NAMES, ST_OPS, ST_SYSCALLS, ST_IPI_RECV, MM_CPUMASK, CPUMASK_WORDS, PAGE_SIZE, MM_LOCK, MM_WORDS, type StatName,
 } from '../hw/layout.ts';
 import { Cpu, set_current } from '../hw/cpu.ts';
-import { init_page_alloc } from '../mm/page_alloc.ts';
+import { createMachine } from './inline.ts';
 import { mm_alloc, task_create, exit_mmap, mm_in_use, mmap_lock_state } from '../mm/mm.ts';
 import { do_mmap, MAP_ANONYMOUS, MAP_PRIVATE, MAP_SHARED, ERRNO_NAMES } from '../mm/mmap.ts';
 import { setKnobs } from './knobs.ts';
@@ -83,20 +83,9 @@ export function boot(s: Scenario, cpus: number, hosts: number, arch: string, tlb
     tableFrames: s.machine.tableFrames ?? Math.max(1024, dataFrames >> 3),
     maxMms: 64, maxVmas: 1024, maxTasks: 4096, maxFiles: 1024, eventRing: 64,
   };
-  const L = computeLayout(shape);
-  const V = makeViews(new SharedArrayBuffer(L.bytes), L);
-  const I = V.I;
-  I[L.header + H_MAGIC] = MAGIC;
-  I[L.header + H_RUNNING] = hosts;
-  const hostOf: number[] = [];
-  for (let c = 0; c < cpus; c++) {
-    const h = Math.floor((c * hosts) / cpus);
-    hostOf.push(h);
-    I[cpuCtl(L, c, CC_HOST)] = h;
-    I[cpuCtl(L, c, CC_LOADED_MM)] = -1;
-  }
-  for (let h = 0; h < hosts; h++) I[hostWord(L, h, HB_WAITING_ON)] = -1;
-  init_page_alloc(V);
+  const hostOf = [...Array(cpus).keys()].map((c) => Math.floor((c * hosts) / cpus));
+  const V = createMachine(shape, (c) => hostOf[c]);
+  const { I, L } = V;
   const bootViolations: ViolationRecord[] = [];
   const host = makeHost(V, 0, arch, bootViolations, false);
   const cpu0 = new Cpu(host, 0, tlbEntries, 0);
