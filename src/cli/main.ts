@@ -9,6 +9,9 @@ import { runScenario } from '../sim/machine.ts';
 import { summary, exitCode } from '../sim/report.ts';
 import { KNOBS, KNOB_NAMES } from '../sim/knobs.ts';
 import { ARCH_NAMES } from '../arch/index.ts';
+import { toChromeTrace } from '../sim/trace_export.ts';
+import { htmlReport } from '../sim/html_report.ts';
+import { registerStress } from './stress.ts';
 
 const EXIT_BAD_INPUT = 2;
 export const SCENARIO_DIR = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'scenarios');
@@ -64,6 +67,8 @@ export function buildProgram(): Command {
     .option('--keep-going', 'do not stop at the first violation')
     .option('--hang-timeout <ms>', 'declare a hang after this long without progress', int('--hang-timeout', 100, 1e9))
     .option('--json <file>', 'also write the result as JSON')
+    .option('--trace <file>', 'write a Chrome trace-event JSON of the run (open it in ui.perfetto.dev)')
+    .option('--report <file>', 'write a self-contained HTML report of the run')
     .action(async (arg: string, opts) => {
       const s = await loadScenario(await resolveScenario(arg));
       if (opts.tlb !== undefined && opts.tlb & (opts.tlb - 1)) throw new InvalidArgumentError('--tlb must be a power of two');
@@ -71,12 +76,16 @@ export function buildProgram(): Command {
         cpus: opts.cpus, arch: opts.arch, seed: opts.seed, ops: opts.ops, durationMs: opts.duration,
         threads: opts.threads, delay: opts.delay, tlbEntries: opts.tlb,
         knobs: opts.knob.length ? [...new Set([...s.knobs, ...opts.knob])] : undefined,
-        keepGoing: opts.keepGoing, hangTimeoutMs: opts.hangTimeout,
+        keepGoing: opts.keepGoing, hangTimeoutMs: opts.hangTimeout, trace: Boolean(opts.trace || opts.report),
       });
       console.log(summary(r));
-      if (opts.json) await writeFile(opts.json, JSON.stringify(r, null, 2));
+      if (opts.json) await writeFile(opts.json, JSON.stringify({ ...r, trace: undefined }, null, 2));
+      if (opts.trace) await writeFile(opts.trace, JSON.stringify(toChromeTrace(r)));
+      if (opts.report) await writeFile(opts.report, htmlReport(r));
       process.exitCode = exitCode(r);
     });
+
+  registerStress(program);
 
   program
     .command('list')

@@ -287,6 +287,7 @@ export class Cpu {
           this.I[this.st + ST_IPI_RECV]++;
           this.ring.log(EV.IPI_HANDLE, sender, Atomics.load(I, cpuCtl(this.V.L, sender, CC_INFO_MM)));
           this.host.hooks.ipi[type](this, sender);
+          this.ring.log(EV.IPI_DONE, sender, 0);
           Atomics.sub(I, cpuCtl(this.V.L, sender, CC_ACK), 1);
           this.host.kick(sender);
         }
@@ -360,6 +361,7 @@ export class Cpu {
           I[this.st + ST_FAULTS]++;
           this.ring.log(EV.FAULT, va, write ? 1 : 0);
           const r = this.host.hooks.fault(this, va, write);
+          this.ring.log(EV.FAULT_END, va, r);
           if (r !== VM_FAULT_OK) {
             I[this.st + ST_SEGV]++;
             this.ring.log(EV.SEGV, va, r);

@@ -181,8 +181,9 @@ export const H_RUNNING = 11; // hosts still executing operations (the rest only 
 export const HEADER_WORDS = 2 * LINE;
 export const MAGIC = 0x6d6d7331; // 'mms1'
 
-// event ring: [time, type, a, b] as Float64 per event
-export const EVENT_F64 = 4;
+// event ring: [seq, time, type, a, b] as Float64 per event (time: microseconds, or the
+// deterministic scheduler's step; 0 when not tracing)
+export const EVENT_F64 = 5;
 
 export interface MachineShape {
   cpus: number;

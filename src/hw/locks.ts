@@ -8,6 +8,7 @@
 
 import { current } from './cpu.ts';
 import { ST_LOCK_CONTENDED } from './layout.ts';
+import { EV } from './trace.ts';
 
 const SPINS = 64;
 
@@ -17,9 +18,13 @@ export function spin_lock(idx: number): void {
   cpu.sched_point();
   if (Atomics.compareExchange(I, idx, 0, cpu.id + 1) === 0) return;
   I[cpu.st + ST_LOCK_CONTENDED]++;
+  cpu.ring.log(EV.LOCK_WAIT, idx, 0);
   const ready = (): boolean => Atomics.load(I, idx) === 0;
   for (let spin = 0; ; spin++) {
-    if (Atomics.load(I, idx) === 0 && Atomics.compareExchange(I, idx, 0, cpu.id + 1) === 0) return;
+    if (Atomics.load(I, idx) === 0 && Atomics.compareExchange(I, idx, 0, cpu.id + 1) === 0) {
+      cpu.ring.log(EV.LOCK_ACQUIRED, idx, 0);
+      return;
+    }
     if (cpu.irqOff === 0) cpu.host.pollIpis();
     if (spin < SPINS) Atomics.pause();
     else cpu.host.block(idx, ready);
@@ -61,8 +66,14 @@ export function down_read(idx: number): void {
   for (let spin = 0; ; spin++) {
     const v = Atomics.load(I, idx);
     // Readers hold back while a writer waits, so a writer cannot starve.
-    if (v >= 0 && Atomics.load(I, idx + 2) === 0 && Atomics.compareExchange(I, idx, v, v + 1) === v) return;
-    if (spin === 0) I[cpu.st + ST_LOCK_CONTENDED]++;
+    if (v >= 0 && Atomics.load(I, idx + 2) === 0 && Atomics.compareExchange(I, idx, v, v + 1) === v) {
+      if (spin > 0) cpu.ring.log(EV.LOCK_ACQUIRED, idx, 1);
+      return;
+    }
+    if (spin === 0) {
+      I[cpu.st + ST_LOCK_CONTENDED]++;
+      cpu.ring.log(EV.LOCK_WAIT, idx, 1);
+    }
     if (cpu.irqOff === 0) cpu.host.pollIpis();
     if (spin < SPINS) Atomics.pause();
     else cpu.host.block(idx, ready);
@@ -85,6 +96,7 @@ export function down_write(idx: number, ownerIdx = -1): void {
   cpu.sched_point();
   if (Atomics.compareExchange(I, idx, 0, RWSEM_WRITER) !== 0) {
     I[cpu.st + ST_LOCK_CONTENDED]++;
+    cpu.ring.log(EV.LOCK_WAIT, idx, 2);
     Atomics.add(I, idx + 2, 1);
     const ready = (): boolean => Atomics.load(I, idx) === 0;
     for (let spin = 0; ; spin++) {
@@ -94,6 +106,7 @@ export function down_write(idx: number, ownerIdx = -1): void {
       else cpu.host.block(idx, ready);
     }
     Atomics.sub(I, idx + 2, 1);
+    cpu.ring.log(EV.LOCK_ACQUIRED, idx, 2);
   }
   if (ownerIdx >= 0) Atomics.store(I, ownerIdx, cpu.id + 1);
 }

@@ -17,10 +17,23 @@ export const EV = {
   FREE_TABLE: 11,
   CTX_SWITCH: 12, // a = from mm, b = to mm
   VIOLATION: 13,
-  SHOOTDOWN_DONE: 14, // a = mm, b = latency ns
+  SHOOTDOWN_DONE: 14, // a = mm, b = latency ns (ends IPI_SEND)
   ZAP: 15, // a = start, b = end
   LAZY_TLB: 16,
+  SYSCALL_END: 17, // a = syscall id, b = return value (ends SYSCALL)
+  FAULT_END: 18, // a = va, b = result (ends FAULT)
+  IPI_DONE: 19, // a = sender cpu (ends IPI_HANDLE)
+  LOCK_WAIT: 20, // a = lock word (contended acquire begins)
+  LOCK_ACQUIRED: 21, // a = lock word (ends LOCK_WAIT)
+  LAZY_ENTER: 22, // arch lazy MMU section entered
+  LAZY_LEAVE: 23, // ... left (ends LAZY_ENTER)
+  OP: 24, // a = task, b = op index (an operation of the task's program begins)
 } as const;
+/** begin -> end pairs, for duration events in traces */
+export const EV_SPANS: [number, number][] = [
+  [EV.SYSCALL, EV.SYSCALL_END], [EV.FAULT, EV.FAULT_END], [EV.IPI_SEND, EV.SHOOTDOWN_DONE],
+  [EV.IPI_HANDLE, EV.IPI_DONE], [EV.LOCK_WAIT, EV.LOCK_ACQUIRED], [EV.LAZY_ENTER, EV.LAZY_LEAVE],
+];
 export const EV_NAMES: Record<number, string> = Object.fromEntries(Object.entries(EV).map(([k, v]) => [v, k]));
 
 export const SYS = { mmap: 1, munmap: 2, mprotect: 3, mremap: 4, fork: 5, exit: 6, madvise: 7 } as const;
@@ -28,6 +41,8 @@ export const SYS_NAMES: Record<number, string> = Object.fromEntries(Object.entri
 
 export class EventRing {
   private pos = 0;
+  /** source of timestamps; null: not tracing (time 0) */
+  clock: (() => number) | null = null;
   private readonly base: number;
   private readonly mask: number;
   private readonly F: Float64Array;
@@ -41,30 +56,33 @@ export class EventRing {
     const p = this.pos++;
     const at = this.base + (p & this.mask) * EVENT_F64;
     this.F[at] = p + 1;
-    this.F[at + 1] = type;
-    this.F[at + 2] = a;
-    this.F[at + 3] = b;
+    this.F[at + 1] = this.clock === null ? 0 : this.clock();
+    this.F[at + 2] = type;
+    this.F[at + 3] = a;
+    this.F[at + 4] = b;
   }
 }
 
 export interface EventRecord {
   seq: number;
+  /** microseconds since the run started (free mode), or scheduler step (deterministic); 0 untraced */
+  ts: number;
   type: string;
   a: number;
   b: number;
 }
 
 /** Read a CPU's ring, oldest first. Safe from any thread (a racing writer may tear the newest entry). */
-export function readRing(V: Views, cpu: number, last = 16): EventRecord[] {
+export function readRing(V: Views, cpu: number, last = Infinity): EventRecord[] {
   const n = V.L.shape.eventRing;
   const out: EventRecord[] = [];
   for (let s = 0; s < n; s++) {
     const at = eventF(V.L, cpu, s);
     const seq = V.F[at];
-    if (seq > 0) out.push({ seq, type: EV_NAMES[V.F[at + 1]] ?? `?${V.F[at + 1]}`, a: V.F[at + 2], b: V.F[at + 3] });
+    if (seq > 0) out.push({ seq, ts: V.F[at + 1], type: EV_NAMES[V.F[at + 2]] ?? `?${V.F[at + 2]}`, a: V.F[at + 3], b: V.F[at + 4] });
   }
   out.sort((x, y) => x.seq - y.seq);
-  return out.slice(-last);
+  return last === Infinity ? out : out.slice(-last);
 }
 
 export function formatEvent(e: EventRecord): string {

@@ -7,8 +7,18 @@
 import { current } from '../hw/cpu.ts';
 import { taskWord, T_LAZY_ENABLE, T_LAZY_PAUSE } from '../hw/layout.ts';
 import { arch } from './pgtable.ts';
+import { EV } from '../hw/trace.ts';
 
 export const LAZY_MMU_MAX = 255;
+
+function enter(): void {
+  current.ring.log(EV.LAZY_ENTER, current.curTask, 0);
+  arch.arch_enter_lazy_mmu_mode();
+}
+function leave(): void {
+  arch.arch_leave_lazy_mmu_mode();
+  current.ring.log(EV.LAZY_LEAVE, current.curTask, 0);
+}
 
 function counts(): { en: number; pa: number } | null {
   const cpu = current;
@@ -29,7 +39,7 @@ export function lazy_mmu_mode_enable(): void {
   const en = I[c.en];
   if (en >= LAZY_MMU_MAX) warn('lazy_mmu_mode_enable: enable_count overflow');
   I[c.en] = en + 1;
-  if (en === 0) arch.arch_enter_lazy_mmu_mode();
+  if (en === 0) enter();
 }
 
 export function lazy_mmu_mode_disable(): void {
@@ -43,7 +53,7 @@ export function lazy_mmu_mode_disable(): void {
     return;
   }
   I[c.en] = en - 1;
-  if (en - 1 === 0) arch.arch_leave_lazy_mmu_mode();
+  if (en - 1 === 0) leave();
   else arch.arch_flush_lazy_mmu_mode();
 }
 
@@ -54,7 +64,7 @@ export function lazy_mmu_mode_pause(): void {
   const pa = I[c.pa];
   if (pa >= LAZY_MMU_MAX) warn('lazy_mmu_mode_pause: pause_count overflow');
   I[c.pa] = pa + 1;
-  if (pa === 0 && I[c.en] > 0) arch.arch_leave_lazy_mmu_mode();
+  if (pa === 0 && I[c.en] > 0) leave();
 }
 
 export function lazy_mmu_mode_resume(): void {
@@ -67,7 +77,7 @@ export function lazy_mmu_mode_resume(): void {
     return;
   }
   I[c.pa] = pa - 1;
-  if (pa - 1 === 0 && I[c.en] > 0) arch.arch_enter_lazy_mmu_mode();
+  if (pa - 1 === 0 && I[c.en] > 0) enter();
 }
 
 export function is_lazy_mmu_mode_active(): boolean {

@@ -73,9 +73,15 @@ export function get_unmapped_area(mm: number, hint: number, len: number): number
 /** mmap: returns the address or -errno. */
 export function do_mmap(mm: number, addr: number, len: number, prot: number, flags: number): number {
   const cpu = current;
-  const V = cpu.V;
   cpu.stat(ST_SYSCALLS);
   cpu.ring.log(EV.SYSCALL, SYS.mmap, addr);
+  const r = __do_mmap(mm, addr, len, prot, flags);
+  cpu.ring.log(EV.SYSCALL_END, SYS.mmap, r);
+  return r;
+}
+
+function __do_mmap(mm: number, addr: number, len: number, prot: number, flags: number): number {
+  const V = current.V;
   if (!(flags & MAP_ANONYMOUS)) return -EINVAL; // file-backed mappings: not yet
   if ((flags & (MAP_SHARED | MAP_PRIVATE)) === 0 || (flags & MAP_SHARED && flags & MAP_PRIVATE)) return -EINVAL;
   if (len <= 0) return -EINVAL;
@@ -170,6 +176,12 @@ export function do_munmap(mm: number, start: number, len: number): number {
   const cpu = current;
   cpu.stat(ST_SYSCALLS);
   cpu.ring.log(EV.SYSCALL, SYS.munmap, start);
+  const r = __do_munmap(mm, start, len);
+  cpu.ring.log(EV.SYSCALL_END, SYS.munmap, r);
+  return r;
+}
+
+function __do_munmap(mm: number, start: number, len: number): number {
   if (!aligned(start) || start > TASK_SIZE || len <= 0) return -EINVAL;
   len = PAGE_ALIGN(len);
   if (start + len > TASK_SIZE) return -EINVAL;

@@ -68,9 +68,15 @@ export function change_protection(tlb: mmu_gather, mm: number, vmFlags: number, 
 /** mprotect(2): 0 or -errno. */
 export function do_mprotect(mm: number, start: number, len: number, prot: number): number {
   const cpu = current;
-  const V = cpu.V;
   cpu.stat(ST_SYSCALLS);
   cpu.ring.log(EV.SYSCALL, SYS.mprotect, start);
+  const r = __do_mprotect(mm, start, len, prot);
+  cpu.ring.log(EV.SYSCALL_END, SYS.mprotect, r);
+  return r;
+}
+
+function __do_mprotect(mm: number, start: number, len: number, prot: number): number {
+  const V = current.V;
   if (start % PAGE_SIZE !== 0) return -EINVAL;
   if (prot & ~(PROT_READ | PROT_WRITE | PROT_EXEC)) return -EINVAL;
   if (len === 0) return 0;

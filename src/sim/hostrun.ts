@@ -13,6 +13,7 @@ import { context_switch } from '../mm/mmu_context.ts';
 import { setKnobs } from './knobs.ts';
 import { makeViolationSink, makeDiscardHook, kickAll, ContentOracle, type ViolationRecord } from './oracles.ts';
 import { TaskRunner, type TaskPlan } from './program.ts';
+import { EV } from '../hw/trace.ts';
 
 export interface HostPlan {
   sab: SharedArrayBuffer;
@@ -27,6 +28,8 @@ export interface HostPlan {
   delaySpins: number;
   opsPerCpu: number; // Infinity-like large number when a duration is set
   stopOnViolation: boolean;
+  /** when tracing: event timestamps are microseconds since this absolute time (ms) */
+  traceEpochMs?: number;
   tasks: TaskPlan[];
 }
 
@@ -68,6 +71,10 @@ export function runHost(plan: HostPlan): HostResult {
   for (const id of plan.cpus) {
     const c = new Cpu(host, id, plan.tlbEntries, plan.seed);
     c.delay = { p: plan.delay, maxSpins: plan.delaySpins };
+    if (plan.traceEpochMs !== undefined) {
+      const epoch = plan.traceEpochMs - performance.timeOrigin;
+      c.ring.clock = () => (performance.now() - epoch) * 1000;
+    }
     host.cpus.push(c);
     cpus.push(c);
     oracles.push(new ContentOracle(V, host, id));
@@ -106,6 +113,7 @@ export function runHost(plan: HostPlan): HostResult {
     const ts = tasks[i];
     const t = ts[rr[i]++ % ts.length];
     context_switch(cpu, t.plan.id);
+    cpu.ring.log(EV.OP, t.plan.id, ops[i]);
     const c = t.step(cpu, oracles[i]);
     ops[i] += c;
     I[cpu.st + ST_OPS] += c;

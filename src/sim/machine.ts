@@ -12,6 +12,7 @@ import {
   H_STARTED, STAT_WORDS, STAT_NAMES, ST_OPS, ST_SYSCALLS, ST_IPI_RECV, MM_CPUMASK, CPUMASK_WORDS, PAGE_SIZE, MM_LOCK, MM_WORDS, type StatName,
 } from '../hw/layout.ts';
 import { Cpu, set_current } from '../hw/cpu.ts';
+import { readRing, type EventRecord } from '../hw/trace.ts';
 import { createMachine } from './inline.ts';
 import { mm_alloc, task_create, exit_mmap, mm_in_use, mmap_lock_state } from '../mm/mm.ts';
 import { do_mmap, MAP_ANONYMOUS, MAP_PRIVATE, MAP_SHARED, ERRNO_NAMES } from '../mm/mmap.ts';
@@ -35,6 +36,18 @@ export interface RunOptions {
   knobs?: string[];
   keepGoing?: boolean;
   hangTimeoutMs?: number;
+  /** 'free' (default): CPUs race on the OS scheduler; 'deterministic': one CPU at a time, a seeded scheduler picks */
+  mode?: 'free' | 'deterministic';
+  /** deterministic mode: PCT preemption bound d (default 3) */
+  preemptions?: number;
+  /** keep a long event history with timestamps, returned as RunResult.trace */
+  trace?: boolean;
+  /** events kept per CPU when tracing (power of two) */
+  traceEvents?: number;
+}
+
+export interface TraceEvent extends EventRecord {
+  cpu: number;
 }
 
 export interface RunResult {
@@ -52,6 +65,10 @@ export interface RunResult {
   stats: Record<StatName, number>;
   perCpuOps: number[];
   latencyNs: { samples: number; p50: number; p99: number; max: number };
+  /** shootdown latencies (ns), sorted; a uniform sample of at most 20000 */
+  latencySamplesNs: number[];
+  /** with RunOptions.trace: every CPU's retained events, ordered by time */
+  trace?: { events: TraceEvent[]; dropped: number };
   violations: ViolationRecord[];
   violationCount: number;
   audit: AuditReport;
@@ -76,12 +93,12 @@ interface Booted {
 }
 
 /** Boot: lay out memory, create processes, their regions and tasks (on the main thread, as CPU 0 at boot). */
-export function boot(s: Scenario, cpus: number, hosts: number, arch: string, tlbEntries: number): Booted {
+export function boot(s: Scenario, cpus: number, hosts: number, arch: string, tlbEntries: number, eventRing = 64): Booted {
   const dataFrames = s.machine.memoryMiB * 256;
   const shape = {
     cpus, hosts, dataFrames,
     tableFrames: s.machine.tableFrames ?? Math.max(1024, dataFrames >> 3),
-    maxMms: 64, maxVmas: 1024, maxTasks: 4096, maxFiles: 1024, eventRing: 64,
+    maxMms: 64, maxVmas: 1024, maxTasks: 4096, maxFiles: 1024, eventRing,
   };
   const hostOf = [...Array(cpus).keys()].map((c) => Math.floor((c * hosts) / cpus));
   const V = createMachine(shape, (c) => hostOf[c]);
@@ -112,6 +129,26 @@ export function boot(s: Scenario, cpus: number, hosts: number, arch: string, tlb
   I.fill(0, L.stats, L.stats + cpus * STAT_WORDS);
   V.F.fill(0, eventF(L, 0, 0), eventF(L, cpus, 0));
   return { V, tasks, hosts, hostOf };
+}
+
+/** Every retained event of every CPU, in time order (ties: CPU, then sequence). */
+function collectTrace(V: Views, cpus: number): { events: TraceEvent[]; dropped: number } {
+  const events: TraceEvent[] = [];
+  let dropped = 0;
+  for (let c = 0; c < cpus; c++) {
+    const evs = readRing(V, c);
+    if (evs.length) dropped += evs[0].seq - 1; // older events were overwritten
+    for (const e of evs) events.push({ ...e, cpu: c });
+  }
+  events.sort((x, y) => x.ts - y.ts || x.cpu - y.cpu || x.seq - y.seq);
+  return { events, dropped };
+}
+
+function sample(sorted: Float64Array, n: number): number[] {
+  if (sorted.length <= n) return Array.from(sorted);
+  const out: number[] = [];
+  for (let i = 0; i < n; i++) out.push(sorted[Math.floor((i * sorted.length) / n)]);
+  return out;
 }
 
 function percentile(sorted: Float64Array, p: number): number {
@@ -158,12 +195,15 @@ export async function runScenario(s: Scenario, o: RunOptions = {}): Promise<RunR
   const durationMs = o.durationMs ?? (o.ops === undefined ? s.run.durationMs : undefined);
   const ops = durationMs !== undefined ? Number.MAX_SAFE_INTEGER : (o.ops ?? s.run.opsPerCpu);
   setKnobs(knobs);
-  const { V, tasks, hosts, hostOf } = boot(s, cpus, threads, arch, tlbEntries);
+  const traceEvents = o.trace ? (o.traceEvents ?? 1 << 15) : 64;
+  if (traceEvents & (traceEvents - 1)) throw new ScenarioError('traceEvents must be a power of two');
+  const { V, tasks, hosts, hostOf } = boot(s, cpus, threads, arch, tlbEntries, traceEvents);
+  const traceEpochMs = o.trace ? performance.timeOrigin + performance.now() : undefined;
   const { I, L } = V;
   const plan = (h: number): HostPlan => ({
     sab: V.sab, layout: L, hostId: h, cpus: [...Array(cpus).keys()].filter((c) => hostOf[c] === h), arch, knobs,
     tlbEntries, seed, delay, delaySpins: s.run.delaySpins, opsPerCpu: ops, stopOnViolation: !o.keepGoing,
-    tasks: tasks.filter((t) => hostOf[t.cpu] === h),
+    tasks: tasks.filter((t) => hostOf[t.cpu] === h), traceEpochMs,
   });
   const t0 = performance.now();
   let startedAt = 0;
@@ -248,6 +288,8 @@ export async function runScenario(s: Scenario, o: RunOptions = {}): Promise<RunR
     scenario: s.name, arch, cpus, threads, mode: threads === 1 ? 'inline' : threads === cpus ? 'worker-per-cpu' : 'hosted',
     seed, knobs, wallMs, bootMs, stats, perCpuOps,
     latencyNs: { samples: lat.length, p50: percentile(lat, 0.5), p99: percentile(lat, 0.99), max: lat.length ? lat[lat.length - 1] : 0 },
+    latencySamplesNs: sample(lat, 20000),
+    trace: o.trace ? collectTrace(V, cpus) : undefined,
     violations, violationCount: Atomics.load(I, L.header + H_VIOLATIONS), audit: auditReport, teardownAudit: teardown, hang, crash,
     syscallErrors: results.reduce((a, r) => a + r.syscallErrors, 0),
     lastSyscallError: results.map((r) => r.lastSyscallError).filter(Boolean).pop() ?? '',
