@@ -16,7 +16,7 @@ import { audit } from '../src/sim/audit.ts';
 const munmap = await loadScenario('scenarios/munmap-vs-access.ts');
 const switchMm = await loadScenario('scenarios/switch-mm-munmap.ts');
 const run = (s = munmap, knobs: string[] = [], seed = 1, extra = {}): Promise<RunResult> =>
-  runScenario(s, { cpus: 4, ops: 5000, delay: 0.02, seed, knobs, hangTimeoutMs: 20000, ...extra });
+  runScenario(s, { cpus: 4, threads: 4, ops: 5000, delay: 0.02, seed, knobs, hangTimeoutMs: 20000, ...extra });
 const kinds = (r: RunResult) => [...new Set(r.violations.map((v) => v.kind))];
 
 describe('oracles on the correct kernel', () => {

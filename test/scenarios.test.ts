@@ -8,7 +8,7 @@ const s = await loadScenario('scenarios/munmap-vs-access.ts');
 describe('munmap-vs-access', () => {
   for (const [cpus, ops] of [[2, 20000], [8, 4000], [64, 300]] as const) {
     it(`runs clean on ${cpus} CPUs, one worker thread each`, async () => {
-      const r = await runScenario(s, { cpus, ops, seed: 7, hangTimeoutMs: 30000 });
+      const r = await runScenario(s, { cpus, threads: cpus, ops, seed: 7, hangTimeoutMs: 30000 });
       expect(r.mode).toBe('worker-per-cpu');
       expect(r.threads).toBe(cpus);
       expect(r.violations).toEqual([]);
@@ -18,6 +18,23 @@ describe('munmap-vs-access', () => {
       expect(r.stats.syscalls).toBeGreaterThan(0);
     });
   }
+
+  it('256 CPUs run to completion as 256 worker threads', async () => {
+    const r = await runScenario(s, { cpus: 256, threads: 256, ops: 20, seed: 2, hangTimeoutMs: 60000 });
+    expect(r.mode).toBe('worker-per-cpu');
+    expect(r.hang).toBeUndefined();
+    expect(r.violations).toEqual([]);
+    expect(r.perCpuOps.every((n) => n >= 20)).toBe(true);
+  }, 300_000);
+
+  it('256 CPUs hosted on 2 threads: the default above the core count', async () => {
+    const r = await runScenario(s, { cpus: 256, ops: 200, seed: 2 });
+    expect(r.mode).toBe('hosted');
+    expect(r.threads).toBeLessThan(256);
+    expect(r.violations).toEqual([]);
+    expect(r.audit.ok && r.teardownAudit.ok).toBe(true);
+    expect(r.stats.shootdowns).toBeGreaterThan(0);
+  });
 
   it('runs clean with 64 CPUs hosted on 2 threads and inline on this thread', async () => {
     for (const threads of [2, 1]) {
@@ -31,7 +48,7 @@ describe('munmap-vs-access', () => {
 
   it('catches munmap.free_before_flush within 5000 operations per CPU, seed after seed', async () => {
     for (let seed = 1; seed <= 5; seed++) {
-      const r = await runScenario(s, { cpus: 4, ops: 5000, seed, delay: 0.05, knobs: ['munmap.free_before_flush'], hangTimeoutMs: 20000 });
+      const r = await runScenario(s, { cpus: 4, threads: 4, ops: 5000, seed, delay: 0.05, knobs: ['munmap.free_before_flush'], hangTimeoutMs: 20000 });
       expect(r.violations.map((v) => v.kind), `seed ${seed}: ${summary(r)}`).toContain('uaf-stale-tlb');
     }
   });

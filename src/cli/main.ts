@@ -12,6 +12,14 @@ import { ARCH_NAMES } from '../arch/index.ts';
 import { toChromeTrace } from '../sim/trace_export.ts';
 import { htmlReport } from '../sim/html_report.ts';
 import { registerStress } from './stress.ts';
+import { type RunOptions } from '../sim/machine.ts';
+import { makeRepro, readRepro, reproFileName, writeRepro, type Repro } from '../sim/repro.ts';
+import { replay, shrink } from '../sim/shrink.ts';
+
+function describeSize(r: Repro): string {
+  const o = r.options;
+  return `${o.cpus ?? r.scenario.machine.cpus} CPUs, ${o.ops ?? r.scenario.run.opsPerCpu} ops/CPU${o.mode === 'deterministic' ? `, d=${o.preemptions ?? 3}` : ''}`;
+}
 
 const EXIT_BAD_INPUT = 2;
 export const SCENARIO_DIR = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'scenarios');
@@ -61,28 +69,72 @@ export function buildProgram(): Command {
     .option('--ops <n>', 'operations per CPU', int('--ops', 1, 1e12))
     .option('--duration <ms>', 'run for this long instead of a fixed number of operations', int('--duration', 1, 1e9))
     .option('--threads <t>', 'host threads carrying the CPUs (1 = inline on the main thread; default one per CPU)', int('--threads', 1, 256))
+    .addOption(new Option('--mode <mode>', 'free: CPUs race on the OS scheduler; deterministic: one at a time, a seeded scheduler picks').choices(['free', 'deterministic']))
+    .option('--preemptions <d>', 'deterministic mode: PCT preemption bound (default 3)', int('--preemptions', 1, 64))
     .option('--delay <p>', 'probability of a random delay at each scheduling point (widens race windows)', prob)
     .option('--tlb <entries>', 'TLB entries per CPU (power of two)', int('--tlb', 1, 65536))
     .option('--knob <name>', 'turn on a bug-injection knob (repeatable)', collect, [] as string[])
     .option('--keep-going', 'do not stop at the first violation')
     .option('--hang-timeout <ms>', 'declare a hang after this long without progress', int('--hang-timeout', 100, 1e9))
     .option('--json <file>', 'also write the result as JSON')
+    .option('--repro-dir <dir>', 'where a failing run writes its repro file', '.')
+    .option('--no-repro', 'do not write a repro file on failure')
     .option('--trace <file>', 'write a Chrome trace-event JSON of the run (open it in ui.perfetto.dev)')
     .option('--report <file>', 'write a self-contained HTML report of the run')
     .action(async (arg: string, opts) => {
-      const s = await loadScenario(await resolveScenario(arg));
+      const file = await resolveScenario(arg);
+      const s = await loadScenario(file);
       if (opts.tlb !== undefined && opts.tlb & (opts.tlb - 1)) throw new InvalidArgumentError('--tlb must be a power of two');
-      const r = await runScenario(s, {
-        cpus: opts.cpus, arch: opts.arch, seed: opts.seed, ops: opts.ops, durationMs: opts.duration,
-        threads: opts.threads, delay: opts.delay, tlbEntries: opts.tlb,
+      const options: RunOptions = {
+        cpus: opts.cpus ?? s.machine.cpus, arch: opts.arch, seed: opts.seed ?? s.run.seed, ops: opts.ops, durationMs: opts.duration,
+        threads: opts.threads, delay: opts.delay, tlbEntries: opts.tlb, mode: opts.mode, preemptions: opts.preemptions,
         knobs: opts.knob.length ? [...new Set([...s.knobs, ...opts.knob])] : undefined,
-        keepGoing: opts.keepGoing, hangTimeoutMs: opts.hangTimeout, trace: Boolean(opts.trace || opts.report),
-      });
+        keepGoing: opts.keepGoing, hangTimeoutMs: opts.hangTimeout,
+      };
+      const r = await runScenario(s, { ...options, trace: Boolean(opts.trace || opts.report) });
       console.log(summary(r));
+      if (exitCode(r) !== 0 && opts.repro) {
+        const path = join(opts.reproDir, reproFileName(s.name, r.seed));
+        await writeRepro(path, makeRepro(s, { ...options, mode: r.deterministic ? 'deterministic' : 'free' }, r, file, r.deterministic?.schedule));
+        console.log(`  repro         ${path} (mmsim replay-run ${path}; mmsim shrink ${path})`);
+      }
       if (opts.json) await writeFile(opts.json, JSON.stringify({ ...r, trace: undefined }, null, 2));
       if (opts.trace) await writeFile(opts.trace, JSON.stringify(toChromeTrace(r)));
       if (opts.report) await writeFile(opts.report, htmlReport(r));
       process.exitCode = exitCode(r);
+    });
+
+  program
+    .command('replay-run')
+    .description('re-run a repro file; deterministic repros replay the exact interleaving (exit 1 when the failure reproduces)')
+    .argument('<repro>', 'a repro-<scenario>-<seed>.json file')
+    .option('--trace <file>', 'write a Chrome trace-event JSON of the replay')
+    .option('--report <file>', 'write an HTML report of the replay')
+    .action(async (path: string, opts) => {
+      const repro = await readRepro(path);
+      const out = await replay({ ...repro, options: { ...repro.options, trace: Boolean(opts.trace || opts.report) } });
+      console.log(summary(out.result));
+      const want = repro.violation ? `[${repro.violation.kind}]` : 'a clean run';
+      console.log(`  replay        ${out.reproduced ? 'reproduced' : 'did NOT reproduce'} ${want}` +
+        (out.samePath === undefined ? ' (free mode: same seed and options, not an exact interleaving)' : out.samePath ? `, exactly (${repro.schedule!.length / 2} handoffs identical)` : `, but the interleaving diverged at handoff ${out.divergedAt}`));
+      if (opts.trace) await writeFile(opts.trace, JSON.stringify(toChromeTrace(out.result)));
+      if (opts.report) await writeFile(opts.report, htmlReport(out.result));
+      process.exitCode = exitCode(out.result);
+    });
+
+  program
+    .command('shrink')
+    .description('find a smaller run (CPUs, operations, preemptions) that still fails the same way; writes <repro>.min.json')
+    .argument('<repro>', 'a repro file')
+    .option('--tries <n>', 'free-mode repros: runs per candidate', int('--tries', 1, 100), 3)
+    .option('--out <file>', 'where to write the smaller repro')
+    .action(async (path: string, opts) => {
+      const repro = await readRepro(path);
+      const before = describeSize(repro);
+      const { repro: min, steps } = await shrink(repro, { tries: opts.tries, log: (st) => console.log(`  ${st.failed ? 'still fails' : 'passes    '}  ${st.tried}`) });
+      const out = opts.out ?? path.replace(/\.json$/, '') + '.min.json';
+      await writeRepro(out, min);
+      console.log(`shrunk ${before} -> ${describeSize(min)} in ${steps.length} runs; wrote ${out}`);
     });
 
   registerStress(program);

@@ -79,6 +79,20 @@ export class Rng {
   }
 }
 
+/**
+ * The deterministic scheduler (src/sim/det.ts), when one is in force: it
+ * decides at every scheduling point which CPU runs next, and replaces every
+ * blocking wait by handing the CPU's turn to another.
+ */
+export interface Scheduler {
+  /** a scheduling point of `cpu` (it holds the token) */
+  point(cpu: Cpu): void;
+  /** cpu cannot proceed until its host is kicked: give the turn away, return when it comes back */
+  blocked(cpu: Cpu, seq: number): void;
+  /** a host's futex word was bumped: eligibility may have changed */
+  kicked(): void;
+}
+
 export interface DelayConfig {
   /** probability of a delay at each scheduling point */
   p: number;
@@ -93,6 +107,8 @@ export class Host {
   readonly cpus: Cpu[] = [];
   readonly wake: number;
   readonly hooks: Hooks;
+  /** the deterministic scheduler, or null in free mode */
+  sched: Scheduler | null = null;
   private readonly hostOfCpu: Int32Array;
   private readonly nhosts: number;
   constructor(V: Views, id: number, hooks: Hooks) {
@@ -132,9 +148,13 @@ export class Host {
     }
     if (!ready()) {
       this.pollIpis();
-      Atomics.store(I, hostWord(L, this.id, HB_SLEEPING), 1);
-      Atomics.wait(I, this.wake, seq, 20);
-      Atomics.store(I, hostWord(L, this.id, HB_SLEEPING), 0);
+      if (this.sched !== null) {
+        if (!ready()) this.sched.blocked(current, seq);
+      } else {
+        Atomics.store(I, hostWord(L, this.id, HB_SLEEPING), 1);
+        Atomics.wait(I, this.wake, seq, 20);
+        Atomics.store(I, hostWord(L, this.id, HB_SLEEPING), 0);
+      }
     }
     if (lockIdx >= 0) {
       Atomics.sub(I, lockIdx + 1, 1);
@@ -152,6 +172,7 @@ export class Host {
   kickHost(h: number): void {
     const L = this.V.L;
     Atomics.add(this.I, hostWord(L, h, HB_WAKE), 1);
+    if (this.sched !== null) this.sched.kicked();
     if (Atomics.load(this.I, hostWord(L, h, HB_SLEEPING)) !== 0) Atomics.notify(this.I, hostWord(L, h, HB_WAKE));
   }
 
@@ -224,6 +245,9 @@ export class Cpu {
     this.ctxId = new Int32Array(host.V.L.shape.maxMms);
   }
 
+  /** the clock latencies are measured with: ns, or scheduler steps in deterministic mode */
+  now: () => number = () => performance.now() * 1e6;
+
   recordLatency(ns: number): void {
     if (this.nlat < this.lat.length) this.lat[this.nlat++] = ns;
     else this.lat[this.rng.u32() % this.lat.length] = ns; // keep a uniform sample
@@ -240,13 +264,15 @@ export class Cpu {
    * a pending IPI is taken, as on a real CPU between instructions.
    */
   sched_point(): void {
-    if (this.delay.p > 0 && this.rng.next() < this.delay.p) this.injectDelay();
+    if (this.host.sched !== null) this.host.sched.point(this);
+    else if (this.delay.p > 0 && this.rng.next() < this.delay.p) this.injectDelay();
     if (this.irqOff === 0 && this.I[this.ctl + CC_IPI_PENDING] !== 0) this.handleIpis();
   }
 
   /** The same inside one hardware instruction (a page walk, a TLB-hit access): delays, never interrupts. */
   hw_point(): void {
-    if (this.delay.p > 0 && this.rng.next() < this.delay.p) this.injectDelay();
+    if (this.host.sched !== null) this.host.sched.point(this);
+    else if (this.delay.p > 0 && this.rng.next() < this.delay.p) this.injectDelay();
   }
 
   private injectDelay(): void {
@@ -326,7 +352,7 @@ export class Cpu {
     const ack = this.ctl + CC_ACK;
     for (let spin = 0; Atomics.load(I, ack) !== 0; spin++) {
       this.host.pollIpis();
-      if (spin < 32) Atomics.pause();
+      if (spin < 32 && this.host.sched === null) Atomics.pause();
       else this.host.block(-1, () => Atomics.load(I, ack) === 0);
     }
   }

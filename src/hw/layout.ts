@@ -181,6 +181,30 @@ export const H_RUNNING = 11; // hosts still executing operations (the rest only 
 export const HEADER_WORDS = 2 * LINE;
 export const MAGIC = 0x6d6d7331; // 'mms1'
 
+// ---- deterministic scheduler (src/sim/det.ts) ----------------------------------
+export const DET_TOKEN = 0; // the CPU allowed to run
+export const DET_STEP = 1; // scheduling points passed so far (the deterministic clock)
+export const DET_DIRTY = 2; // something changed eligibility (a kick, a block): rescan
+export const DET_FINISHED = 3;
+export const DET_DEADLOCK = 4; // every CPU blocked: set by the scheduler, read by the watchdog
+export const DET_NCHANGE = 5; // PCT change points
+export const DET_NEXT_CHANGE = 6; // index of the next change point
+export const DET_NDECISIONS = 7;
+export const DET_STALLED = 8; // consecutive picks of blocked CPUs that blocked again
+export const DET_RR = 9; // round-robin cursor for equal choices
+export const DET_HDR = LINE;
+export const DET_MAX_CHANGES = 64;
+export const DET_MAX_DECISIONS = 1 << 18;
+/** per CPU: priority, state, wake sequence seen when it blocked */
+export const DET_CPU_WORDS = 4;
+export const DET_PRIO = 0;
+export const DET_STATE = 1;
+export const DET_BLOCKED_SEQ = 2;
+export const DS_RUN = 0;
+export const DS_BLOCKED = 1;
+export const DS_DONE = 2; // left its program: runs only to take IPIs
+export const DS_WAITING = 3; // booted, waiting for the token
+
 // event ring: [seq, time, type, a, b] as Float64 per event (time: microseconds, or the
 // deterministic scheduler's step; 0 when not tracing)
 export const EVENT_F64 = 5;
@@ -195,6 +219,8 @@ export interface MachineShape {
   maxTasks: number;
   maxFiles: number;
   eventRing: number; // events per CPU, power of two
+  /** room for the deterministic scheduler's decision log */
+  deterministic?: boolean;
 }
 
 export interface Layout {
@@ -219,6 +245,10 @@ export interface Layout {
   tasks: number;
   files: number;
   eventsF: number; // Float64 index
+  det: number; // deterministic scheduler block: header, change points, per-CPU words, decisions
+  detChanges: number;
+  detCpus: number;
+  detDecisions: number;
 }
 
 export const ALLOC_LOCK = 0;
@@ -259,10 +289,15 @@ export function computeLayout(shape: MachineShape): Layout {
   const vmasF = take(shape.maxMms * shape.maxVmas * VMA_F64 * 2) / 2;
   const unmapLogF = take(shape.maxMms * UNMAP_LOG_ENTRIES * UNMAP_LOG_F64 * 2) / 2;
   const eventsF = take(shape.cpus * shape.eventRing * EVENT_F64 * 2) / 2;
+  const det = take(DET_HDR);
+  const detChanges = take(DET_MAX_CHANGES);
+  const detCpus = take(shape.cpus * DET_CPU_WORDS);
+  const detDecisions = take(shape.deterministic ? DET_MAX_DECISIONS * 2 : 0);
   const bytes = align(w, LINE) * 4;
   return {
     shape, bytes, header, cpuCtl, hostBlk, stats, frameMeta, tableMem, dataStart, nframes,
     dataMem, tableAlloc, tableStack, dataAlloc, dataStack, mms, vmasF, unmapLogF, tasks, files, eventsF,
+    det, detChanges, detCpus, detDecisions,
   };
 }
 

@@ -26,7 +26,7 @@ export function spin_lock(idx: number): void {
       return;
     }
     if (cpu.irqOff === 0) cpu.host.pollIpis();
-    if (spin < SPINS) Atomics.pause();
+    if (spin < SPINS && cpu.host.sched === null) Atomics.pause();
     else cpu.host.block(idx, ready);
   }
 }
@@ -75,7 +75,7 @@ export function down_read(idx: number): void {
       cpu.ring.log(EV.LOCK_WAIT, idx, 1);
     }
     if (cpu.irqOff === 0) cpu.host.pollIpis();
-    if (spin < SPINS) Atomics.pause();
+    if (spin < SPINS && cpu.host.sched === null) Atomics.pause();
     else cpu.host.block(idx, ready);
   }
 }
@@ -102,7 +102,7 @@ export function down_write(idx: number, ownerIdx = -1): void {
     for (let spin = 0; ; spin++) {
       if (Atomics.load(I, idx) === 0 && Atomics.compareExchange(I, idx, 0, RWSEM_WRITER) === 0) break;
       if (cpu.irqOff === 0) cpu.host.pollIpis();
-      if (spin < SPINS) Atomics.pause();
+      if (spin < SPINS && cpu.host.sched === null) Atomics.pause();
       else cpu.host.block(idx, ready);
     }
     Atomics.sub(I, idx + 2, 1);

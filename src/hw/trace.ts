@@ -108,6 +108,8 @@ export function formatEvent(e: EventRecord): string {
       return `#${e.seq} shootdown acked (mm ${e.a}, ${(e.b / 1000).toFixed(1)} us)`;
     case 'ZAP':
       return `#${e.seq} zap ${hex(e.a)}-${hex(e.b)}`;
+    case 'OP':
+      return `#${e.seq} task ${e.a}: operation ${e.b}`;
     case 'CTX_SWITCH':
       return `#${e.seq} switch_mm ${e.a} -> ${e.b}`;
     default:

@@ -4,7 +4,7 @@
 // the CPU worker (workers/cpu.ts) and by the inline mode on the main thread.
 
 import { Host, Cpu, set_current, type Hooks } from '../hw/cpu.ts';
-import { type Layout, type Views, makeViews, H_DONE, H_RUNNING, H_STOP, H_STARTED, ST_OPS } from '../hw/layout.ts';
+import { type Layout, type Views, makeViews, H_DONE, H_RUNNING, H_STOP, H_STARTED, ST_OPS, DET_STEP } from '../hw/layout.ts';
 import { getArch } from '../arch/index.ts';
 import { IPI_TYPES } from '../arch/arch.ts';
 import { set_arch } from '../mm/pgtable.ts';
@@ -14,6 +14,7 @@ import { setKnobs } from './knobs.ts';
 import { makeViolationSink, makeDiscardHook, kickAll, ContentOracle, type ViolationRecord } from './oracles.ts';
 import { TaskRunner, type TaskPlan } from './program.ts';
 import { EV } from '../hw/trace.ts';
+import { DetScheduler } from './det.ts';
 
 export interface HostPlan {
   sab: SharedArrayBuffer;
@@ -30,6 +31,8 @@ export interface HostPlan {
   stopOnViolation: boolean;
   /** when tracing: event timestamps are microseconds since this absolute time (ms) */
   traceEpochMs?: number;
+  /** deterministic mode: one CPU per host, a token decides who runs (src/sim/det.ts) */
+  deterministic?: boolean;
   tasks: TaskPlan[];
 }
 
@@ -71,7 +74,11 @@ export function runHost(plan: HostPlan): HostResult {
   for (const id of plan.cpus) {
     const c = new Cpu(host, id, plan.tlbEntries, plan.seed);
     c.delay = { p: plan.delay, maxSpins: plan.delaySpins };
-    if (plan.traceEpochMs !== undefined) {
+    if (plan.deterministic) {
+      const stepIdx = L.det + DET_STEP;
+      c.ring.clock = () => I[stepIdx]; // the deterministic clock: scheduling points so far
+      c.now = c.ring.clock;
+    } else if (plan.traceEpochMs !== undefined) {
       const epoch = plan.traceEpochMs - performance.timeOrigin;
       c.ring.clock = () => (performance.now() - epoch) * 1000;
     }
@@ -99,6 +106,7 @@ export function runHost(plan: HostPlan): HostResult {
     idle.push(i);
   }
   const active = [...Array(n).keys()].filter((i) => tasks[i].length > 0);
+  if (plan.deterministic) return runDeterministic(plan, V, host, cpus[0], tasks[0], oracles[0], violations);
   // Start barrier: no CPU runs before every host has booted, so that the
   // first shootdowns already see every CPU (worker start-up takes seconds at 64+).
   if (Atomics.add(I, L.header + H_STARTED, 1) + 1 === L.shape.hosts) kickAll(V);
@@ -133,15 +141,52 @@ export function runHost(plan: HostPlan): HostResult {
     host.pollIpis();
     host.block(-1, allOut);
   }
+  return result(plan, cpus, tasks.flat(), oracles, violations);
+}
+
+function result(plan: HostPlan, cpus: Cpu[], tasks: TaskRunner[], oracles: ContentOracle[], violations: ViolationRecord[]): HostResult {
   const latencies: number[] = [];
   for (const c of cpus) for (let k = 0; k < c.nlat; k++) latencies.push(c.lat[k]);
   return {
     hostId: plan.hostId,
     violations,
     latencies,
-    syscallErrors: tasks.flat().reduce((a, t) => a + t.syscallErrors, 0),
-    lastSyscallError: tasks.flat().map((t) => t.lastError).filter(Boolean).pop() ?? '',
+    syscallErrors: tasks.reduce((a, t) => a + t.syscallErrors, 0),
+    lastSyscallError: tasks.map((t) => t.lastError).filter(Boolean).pop() ?? '',
     readsChecked: oracles.reduce((a, o) => a + o.readsChecked, 0),
     readsExcused: oracles.reduce((a, o) => a + o.excused, 0),
   };
+}
+
+/**
+ * Deterministic mode: this host carries exactly one CPU, which runs only while
+ * it holds the token. It stops at exactly its op budget (another CPU cannot run
+ * meanwhile, so "keep going until all are done" would never end), then only
+ * takes IPIs until every CPU is done.
+ */
+function runDeterministic(plan: HostPlan, V: Views, host: Host, cpu: Cpu, tasks: TaskRunner[], oracle: ContentOracle, violations: ViolationRecord[]): HostResult {
+  const I = V.I;
+  const L = V.L;
+  const sched = new DetScheduler(V, host);
+  host.sched = sched;
+  set_current(cpu);
+  Atomics.add(I, L.header + H_STARTED, 1);
+  sched.start(cpu);
+  const stop = L.header + H_STOP;
+  let ops = 0;
+  let k = 0;
+  while (tasks.length > 0 && ops < plan.opsPerCpu && Atomics.load(I, stop) === 0) {
+    const t = tasks[k];
+    context_switch(cpu, t.plan.id);
+    cpu.ring.log(EV.OP, t.plan.id, ops);
+    const c = t.step(cpu, oracle);
+    ops += c;
+    I[cpu.st + ST_OPS] += c;
+    cpu.sched_point(); // the operation boundary is a scheduling point too
+    if (++k === tasks.length) k = 0;
+  }
+  context_switch(cpu, -1);
+  Atomics.add(I, L.header + H_DONE, 1);
+  sched.done(cpu);
+  return result(plan, [cpu], tasks, [oracle], violations);
 }

@@ -4,6 +4,7 @@
 // then audit and summarise.
 
 import { Worker } from 'node:worker_threads';
+import { availableParallelism } from 'node:os';
 import * as Comlink from 'comlink';
 import nodeEndpoint from 'comlink/dist/esm/node-adapter.mjs';
 import {
@@ -19,6 +20,10 @@ import { do_mmap, MAP_ANONYMOUS, MAP_PRIVATE, MAP_SHARED, ERRNO_NAMES } from '..
 import { setKnobs } from './knobs.ts';
 import { type Scenario, placeThreads, ScenarioError } from './scenario.ts';
 import { makeHost, runHost, type HostPlan, type HostResult } from './hostrun.ts';
+import { initDet, detDecisions, detStep, detDeadlocked } from './det.ts';
+
+/** scheduling points per operation, roughly (PCT draws its change points below ops x cpus x this) */
+export const STEPS_PER_OP = 6;
 import { protBits, type TaskPlan, type RegionInfo } from './program.ts';
 import { audit, type AuditReport } from './audit.ts';
 import { requestStop, type ViolationRecord } from './oracles.ts';
@@ -55,13 +60,15 @@ export interface RunResult {
   arch: string;
   cpus: number;
   threads: number;
-  mode: 'inline' | 'worker-per-cpu' | 'hosted';
+  mode: 'inline' | 'worker-per-cpu' | 'hosted' | 'deterministic';
   seed: number;
   knobs: string[];
   /** from the start barrier (every host booted) to the end of the run */
   wallMs: number;
   /** starting the host threads */
   bootMs: number;
+  /** deterministic mode: PCT depth, scheduling points passed, and the handoffs [step, cpu, step, cpu, ...] */
+  deterministic?: { preemptions: number; steps: number; schedule: number[] };
   stats: Record<StatName, number>;
   perCpuOps: number[];
   latencyNs: { samples: number; p50: number; p99: number; max: number };
@@ -81,8 +88,15 @@ export interface RunResult {
   readsExcused: number;
 }
 
-export function defaultThreads(cpus: number): number {
-  return cpus; // one worker per CPU (hosted by default above the core count: issue #3)
+/**
+ * One worker thread per CPU while CPUs <= host cores; above that, hosted on as
+ * many threads as there are cores (one busy thread per CPU made a shootdown take
+ * milliseconds once CPUs outnumber cores; hosted ones stay at microseconds).
+ * Deterministic mode always takes one thread per CPU.
+ */
+export function defaultThreads(cpus: number, deterministic = false): number {
+  const cores = availableParallelism();
+  return deterministic || cpus <= cores ? cpus : cores;
 }
 
 interface Booted {
@@ -93,12 +107,12 @@ interface Booted {
 }
 
 /** Boot: lay out memory, create processes, their regions and tasks (on the main thread, as CPU 0 at boot). */
-export function boot(s: Scenario, cpus: number, hosts: number, arch: string, tlbEntries: number, eventRing = 64): Booted {
+export function boot(s: Scenario, cpus: number, hosts: number, arch: string, tlbEntries: number, eventRing = 64, deterministic = false): Booted {
   const dataFrames = s.machine.memoryMiB * 256;
   const shape = {
     cpus, hosts, dataFrames,
     tableFrames: s.machine.tableFrames ?? Math.max(1024, dataFrames >> 3),
-    maxMms: 64, maxVmas: 1024, maxTasks: 4096, maxFiles: 1024, eventRing,
+    maxMms: 64, maxVmas: 1024, maxTasks: 4096, maxFiles: 1024, eventRing, deterministic,
   };
   const hostOf = [...Array(cpus).keys()].map((c) => Math.floor((c * hosts) / cpus));
   const V = createMachine(shape, (c) => hostOf[c]);
@@ -189,21 +203,30 @@ export async function runScenario(s: Scenario, o: RunOptions = {}): Promise<RunR
   const arch = o.arch ?? s.machine.arch;
   const seed = o.seed ?? s.run.seed;
   const knobs = o.knobs ?? s.knobs;
-  const threads = Math.min(o.threads ?? defaultThreads(cpus), cpus);
+  const threads = Math.min(o.threads ?? defaultThreads(cpus, o.mode === 'deterministic'), cpus);
   const tlbEntries = o.tlbEntries ?? s.machine.tlbEntries;
   const delay = o.delay ?? s.run.delay;
   const durationMs = o.durationMs ?? (o.ops === undefined ? s.run.durationMs : undefined);
   const ops = durationMs !== undefined ? Number.MAX_SAFE_INTEGER : (o.ops ?? s.run.opsPerCpu);
   setKnobs(knobs);
+  const deterministic = (o.mode ?? 'free') === 'deterministic';
+  const preemptions = o.preemptions ?? 3;
+  if (deterministic && threads !== cpus) {
+    throw new ScenarioError(`deterministic mode needs one thread per CPU (--threads ${threads} < --cpus ${cpus})`);
+  }
+  if (deterministic && (durationMs !== undefined || delay > 0)) {
+    throw new ScenarioError('deterministic mode takes --ops, not --duration or --delay (time must not steer it)');
+  }
   const traceEvents = o.trace ? (o.traceEvents ?? 1 << 15) : 64;
   if (traceEvents & (traceEvents - 1)) throw new ScenarioError('traceEvents must be a power of two');
-  const { V, tasks, hosts, hostOf } = boot(s, cpus, threads, arch, tlbEntries, traceEvents);
+  const { V, tasks, hosts, hostOf } = boot(s, cpus, threads, arch, tlbEntries, traceEvents, deterministic);
+  if (deterministic) initDet(V, { seed, preemptions, expectedSteps: ops * cpus * STEPS_PER_OP });
   const traceEpochMs = o.trace ? performance.timeOrigin + performance.now() : undefined;
   const { I, L } = V;
   const plan = (h: number): HostPlan => ({
     sab: V.sab, layout: L, hostId: h, cpus: [...Array(cpus).keys()].filter((c) => hostOf[c] === h), arch, knobs,
     tlbEntries, seed, delay, delaySpins: s.run.delaySpins, opsPerCpu: ops, stopOnViolation: !o.keepGoing,
-    tasks: tasks.filter((t) => hostOf[t.cpu] === h), traceEpochMs,
+    tasks: tasks.filter((t) => hostOf[t.cpu] === h), traceEpochMs, deterministic,
   });
   const t0 = performance.now();
   let startedAt = 0;
@@ -235,6 +258,10 @@ export async function runScenario(s: Scenario, o: RunOptions = {}): Promise<RunR
     const hung = new Promise<string>((res) => {
       watchdog = setInterval(() => {
         if (!startedAt && Atomics.load(I, L.header + H_STARTED) >= hosts) startedAt = performance.now();
+        if (deterministic && detDeadlocked(V)) {
+          res(`deadlock: every CPU that has not finished is blocked (deterministic scheduler, step ${detStep(V)})\n${describeHang(V)}`);
+          return;
+        }
         if (startedAt && durationMs !== undefined && !durationArmed) {
           durationArmed = true; // --duration counts from the start barrier, not from worker boot
           setTimeout(() => requestStop(V), durationMs).unref();
@@ -285,8 +312,10 @@ export async function runScenario(s: Scenario, o: RunOptions = {}): Promise<RunR
     teardown = teardownAndAudit(V, arch, tlbEntries, violations);
   }
   return {
-    scenario: s.name, arch, cpus, threads, mode: threads === 1 ? 'inline' : threads === cpus ? 'worker-per-cpu' : 'hosted',
+    scenario: s.name, arch, cpus, threads,
+    mode: deterministic ? 'deterministic' : threads === 1 ? 'inline' : threads === cpus ? 'worker-per-cpu' : 'hosted',
     seed, knobs, wallMs, bootMs, stats, perCpuOps,
+    deterministic: deterministic ? { preemptions, steps: detStep(V), schedule: detDecisions(V) } : undefined,
     latencyNs: { samples: lat.length, p50: percentile(lat, 0.5), p99: percentile(lat, 0.99), max: lat.length ? lat[lat.length - 1] : 0 },
     latencySamplesNs: sample(lat, 20000),
     trace: o.trace ? collectTrace(V, cpus) : undefined,

@@ -9,14 +9,16 @@ export function summary(r: RunResult): string {
   const s = r.stats;
   const out: string[] = [];
   const verdict = r.crash ? 'CRASHED' : r.hang ? 'HUNG' : r.violationCount > 0 || !r.audit.ok || !r.teardownAudit.ok ? 'VIOLATION' : 'clean';
-  out.push(`mmsim: ${r.scenario} on ${r.cpus} CPUs (${r.arch}), seed ${r.seed}, ${r.mode} (${r.threads} host thread${r.threads > 1 ? 's' : ''})${r.knobs.length ? `, bug knobs: ${r.knobs.join(', ')}` : ''}`);
+  const det = r.deterministic ? `, PCT d=${r.deterministic.preemptions}, ${r.deterministic.steps.toLocaleString('en-US')} steps, ${(r.deterministic.schedule.length / 2).toLocaleString('en-US')} handoffs` : '';
+  out.push(`mmsim: ${r.scenario} on ${r.cpus} CPUs (${r.arch}), seed ${r.seed}, ${r.mode} (${r.threads} host thread${r.threads > 1 ? 's' : ''}${det})${r.knobs.length ? `, bug knobs: ${r.knobs.join(', ')}` : ''}`);
   out.push(`  result        ${verdict} in ${(r.wallMs / 1000).toFixed(2)} s${r.bootMs ? ` (+${(r.bootMs / 1000).toFixed(2)} s starting threads)` : ''}`);
   out.push(`  ops           ${fmt(s.ops)} (${fmt(Math.round(s.ops / (r.wallMs / 1000)))}/s), reads ${fmt(s.reads)}, writes ${fmt(s.writes)}, syscalls ${fmt(s.syscalls)}${r.syscallErrors ? ` (${r.syscallErrors} failed, last: ${r.lastSyscallError})` : ''}`);
   out.push(`  faults        ${fmt(s.faults)} (SIGSEGV ${fmt(s.segv)})`);
   out.push(`  TLB           hits ${fmt(s.tlbHits)}, misses ${fmt(s.tlbMisses)}, walks ${fmt(s.walks)}`);
   out.push(`  IPIs          sent ${fmt(s.ipiSent)}, received ${fmt(s.ipiReceived)}; shootdowns ${fmt(s.shootdowns)}; lazy-TLB CPUs skipped ${fmt(s.lazyTlbSkipped)}`);
   out.push(`  flushes       single-page ${fmt(s.flushSingle)} (in ${fmt(s.flushRange)} range flushes), full ${fmt(s.flushFull)}, up to date ${fmt(s.flushSkipped)}, at switch-in ${fmt(s.switchFlush)}`);
-  out.push(`  shootdown     p50 ${us(r.latencyNs.p50)}, p99 ${us(r.latencyNs.p99)}, max ${us(r.latencyNs.max)} (${fmt(r.latencyNs.samples)} samples)`);
+  if (r.deterministic) out.push(`  shootdown     p50 ${fmt(r.latencyNs.p50)} steps, p99 ${fmt(r.latencyNs.p99)}, max ${fmt(r.latencyNs.max)} (${fmt(r.latencyNs.samples)} samples; deterministic mode counts scheduling steps)`);
+  else out.push(`  shootdown     p50 ${us(r.latencyNs.p50)}, p99 ${us(r.latencyNs.p99)}, max ${us(r.latencyNs.max)} (${fmt(r.latencyNs.samples)} samples)`);
   out.push(`  memory        pages freed ${fmt(s.pagesFreed)}, page tables freed ${fmt(s.tablesFreed)}; contended locks ${fmt(s.lockContended)}; delays injected ${fmt(s.delays)}`);
   out.push(`  content       ${fmt(r.readsChecked)} reads checked (${fmt(r.readsExcused)} excused by a concurrent unmap)`);
   out.push(`  audit         ${r.audit.ok ? 'refcounts and mapcounts consistent' : 'FAILED'}; after exit of every mm: ${r.teardownAudit.ok ? 'every frame free' : 'FAILED'}`);

@@ -76,9 +76,9 @@ export function flush_tlb_mm_range(mm: number, start: number, end: number, strid
   if (local && cpu.loadedMm === mm) flush_tlb_func(cpu, cpu.id);
   if (n > 0) {
     cpu.ring.log(EV.IPI_SEND, mm, n);
-    const t0 = performance.now();
+    const t0 = cpu.now();
     cpu.send_ipis_and_wait(targets, n, IPI_FLUSH_TLB);
-    const ns = (performance.now() - t0) * 1e6;
+    const ns = cpu.now() - t0;
     cpu.recordLatency(ns);
     cpu.stat(ST_SHOOTDOWNS);
     cpu.ring.log(EV.SHOOTDOWN_DONE, mm, ns);

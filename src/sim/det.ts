@@ -1,0 +1,241 @@
+// Deterministic mode: the same worker threads (one per CPU), but a token in
+// shared memory lets exactly one CPU run at a time. At every scheduling point
+// the token holder asks a seeded PCT-style scheduler who runs next:
+//
+//  - every CPU gets a distinct random priority; the highest-priority eligible
+//    CPU runs;
+//  - d-1 change points are drawn among the first k steps: when the step count
+//    reaches one, the running CPU drops below every initial priority (this is
+//    the bounded number of preemptions, --preemptions d);
+//  - a CPU that must wait (a lock, IPI acknowledgements) is not eligible until
+//    its host is kicked (a release, an acknowledgement, an IPI); a CPU whose
+//    program is done is eligible only to take IPIs. No eligible CPU while some
+//    are blocked is a deadlock, reported at once.
+//
+// All state is in shared memory and is changed only by the token holder, so the
+// same seed and scenario give the same interleaving, result and trace. The
+// decisions (which CPU got the token at each handoff) are logged for repro
+// files and for checking that a replay followed the same path.
+
+import { type Cpu, type Host, type Scheduler, Rng } from '../hw/cpu.ts';
+import {
+  type Views, hostWord, cpuCtl, HB_WAKE, CC_IPI_PENDING, CC_HOST,
+  DET_TOKEN, DET_STEP, DET_DIRTY, DET_FINISHED, DET_DEADLOCK, DET_NCHANGE, DET_NEXT_CHANGE, DET_NDECISIONS,
+  DET_STALLED, DET_MAX_CHANGES, DET_MAX_DECISIONS, DET_CPU_WORDS, DET_PRIO, DET_STATE, DET_BLOCKED_SEQ,
+  DS_RUN, DS_BLOCKED, DS_DONE, DS_WAITING, H_STOP,
+} from '../hw/layout.ts';
+
+export interface DetConfig {
+  seed: number;
+  /** PCT depth d: d-1 priority change points */
+  preemptions: number;
+  /** expected number of scheduling points in the run (change points are drawn below it) */
+  expectedSteps: number;
+}
+
+/** Boot-time set-up of the scheduler state (main thread, before any CPU runs). */
+export function initDet(V: Views, c: DetConfig): void {
+  const { I, L } = V;
+  const n = L.shape.cpus;
+  const rng = new Rng(c.seed, 0x5c4ed);
+  // distinct initial priorities d .. d+n-1 in random order
+  const prios = [...Array(n).keys()].map((i) => i + c.preemptions);
+  for (let i = n - 1; i > 0; i--) {
+    const j = rng.int(0, i);
+    [prios[i], prios[j]] = [prios[j], prios[i]];
+  }
+  for (let cpu = 0; cpu < n; cpu++) {
+    I[L.detCpus + cpu * DET_CPU_WORDS + DET_PRIO] = prios[cpu];
+    I[L.detCpus + cpu * DET_CPU_WORDS + DET_STATE] = DS_WAITING;
+  }
+  const nchange = Math.max(0, Math.min(DET_MAX_CHANGES, c.preemptions - 1));
+  const changes = [...Array(nchange)].map(() => rng.int(1, Math.max(1, c.expectedSteps))).sort((a, b) => a - b);
+  changes.forEach((s, i) => (I[L.detChanges + i] = s));
+  I[L.det + DET_NCHANGE] = nchange;
+  I[L.det + DET_NEXT_CHANGE] = 0;
+  // the first CPU to run: the highest priority
+  I[L.det + DET_TOKEN] = prios.indexOf(Math.max(...prios));
+}
+
+export class DetScheduler implements Scheduler {
+  private readonly I: Int32Array;
+  private readonly V: Views;
+  private readonly n: number;
+  private readonly base: number;
+  private readonly cpus: number;
+  private readonly hostOf: Int32Array;
+  private readonly host: Host;
+  constructor(V: Views, host: Host) {
+    this.V = V;
+    this.I = V.I;
+    this.n = V.L.shape.cpus;
+    this.base = V.L.det;
+    this.cpus = V.L.detCpus;
+    this.host = host;
+    this.hostOf = new Int32Array(this.n);
+    for (let c = 0; c < this.n; c++) this.hostOf[c] = V.I[cpuCtl(V.L, c, CC_HOST)];
+  }
+
+  private word(cpu: number, f: number): number {
+    return this.cpus + cpu * DET_CPU_WORDS + f;
+  }
+
+  get step(): number {
+    return this.I[this.base + DET_STEP];
+  }
+
+  point(cpu: Cpu): void {
+    const I = this.I;
+    const b = this.base;
+    const step = ++I[b + DET_STEP];
+    const nc = I[b + DET_NEXT_CHANGE];
+    let changed = false;
+    if (nc < I[b + DET_NCHANGE] && step >= I[this.V.L.detChanges + nc]) {
+      // a PCT change point: the running CPU drops below every initial priority
+      I[this.word(cpu.id, DET_PRIO)] = nc;
+      I[b + DET_NEXT_CHANGE] = nc + 1;
+      changed = true;
+    }
+    if (!changed && I[b + DET_DIRTY] === 0) return;
+    I[b + DET_DIRTY] = 0;
+    const next = this.pick(cpu.id);
+    if (next !== cpu.id && next >= 0) this.handoff(cpu.id, next);
+  }
+
+  blocked(cpu: Cpu, seq: number): void {
+    const I = this.I;
+    I[this.word(cpu.id, DET_BLOCKED_SEQ)] = seq;
+    I[this.word(cpu.id, DET_STATE)] = DS_BLOCKED;
+    const next = this.pick(cpu.id);
+    if (next < 0) {
+      this.deadlock();
+      this.waitForTurn(cpu.id); // never returns normally: the run is being stopped
+      return;
+    }
+    if (next === cpu.id) {
+      // picked again: we were kicked in the meantime; the caller re-checks
+      if (++I[this.base + DET_STALLED] > 1000 * this.n) this.deadlock();
+    } else this.handoff(cpu.id, next);
+    I[this.word(cpu.id, DET_STATE)] = DS_RUN;
+  }
+
+  kicked(): void {
+    this.I[this.base + DET_DIRTY] = 1;
+  }
+
+  /** The highest-priority eligible CPU, or -1 if none (all done, or deadlock). */
+  private pick(me: number): number {
+    const I = this.I;
+    const L = this.V.L;
+    let best = -1;
+    let bestPrio = -1;
+    for (let c = 0; c < this.n; c++) {
+      const st = I[this.word(c, DET_STATE)];
+      let ok: boolean;
+      if (st === DS_RUN || st === DS_WAITING) ok = true;
+      else if (st === DS_BLOCKED) ok = Atomics.load(I, hostWord(L, this.hostOf[c], HB_WAKE)) !== I[this.word(c, DET_BLOCKED_SEQ)];
+      else if (st === DS_DONE) ok = Atomics.load(I, cpuCtl(L, c, CC_IPI_PENDING)) !== 0;
+      else ok = false;
+      if (ok && I[this.word(c, DET_PRIO)] > bestPrio) {
+        best = c;
+        bestPrio = I[this.word(c, DET_PRIO)];
+      }
+    }
+    if (best >= 0 && I[this.word(best, DET_STATE)] !== DS_BLOCKED) I[this.base + DET_STALLED] = 0;
+    void me;
+    return best;
+  }
+
+  private handoff(from: number, to: number): void {
+    const I = this.I;
+    const b = this.base;
+    const k = I[b + DET_NDECISIONS];
+    if (k < DET_MAX_DECISIONS) {
+      I[this.V.L.detDecisions + 2 * k] = I[b + DET_STEP];
+      I[this.V.L.detDecisions + 2 * k + 1] = to;
+      I[b + DET_NDECISIONS] = k + 1;
+    }
+    Atomics.store(I, b + DET_TOKEN, to);
+    this.wakeHost(this.hostOf[to]);
+    this.waitForTurn(from);
+  }
+
+  private wakeHost(h: number): void {
+    const w = hostWord(this.V.L, h, HB_WAKE);
+    Atomics.add(this.I, w, 1);
+    Atomics.notify(this.I, w);
+  }
+
+  /** Sleep until the token is ours (or the run is over). */
+  waitForTurn(me: number): void {
+    const I = this.I;
+    const w = hostWord(this.V.L, this.host.id, HB_WAKE);
+    for (;;) {
+      const seq = Atomics.load(I, w);
+      if (Atomics.load(I, this.base + DET_TOKEN) === me) return;
+      if (Atomics.load(I, this.base + DET_FINISHED) !== 0) return;
+      Atomics.wait(I, w, seq, 50);
+    }
+  }
+
+  /** A CPU finished its program (or the run is stopping): from now on it only takes IPIs. */
+  done(cpu: Cpu): void {
+    this.I[this.word(cpu.id, DET_STATE)] = DS_DONE;
+    this.idle(cpu);
+  }
+
+  /** Wait for the first turn (at start), then run. */
+  start(cpu: Cpu): void {
+    this.waitForTurn(cpu.id);
+    this.I[this.word(cpu.id, DET_STATE)] = DS_RUN;
+  }
+
+  /** The idle loop of a done CPU: take IPIs when given the turn, until every CPU is done. */
+  private idle(cpu: Cpu): void {
+    const I = this.I;
+    for (;;) {
+      if (Atomics.load(I, this.base + DET_FINISHED) !== 0) return;
+      if (Atomics.load(I, this.base + DET_TOKEN) === cpu.id) {
+        if (I[cpu.ctl + CC_IPI_PENDING] !== 0) cpu.handleIpis();
+        const next = this.pick(cpu.id);
+        if (next < 0) {
+          if (this.anyBlocked()) this.deadlock();
+          this.finish();
+          return;
+        }
+        if (next !== cpu.id) this.handoff(cpu.id, next);
+        continue;
+      }
+      this.waitForTurn(cpu.id);
+    }
+  }
+
+  private anyBlocked(): boolean {
+    for (let c = 0; c < this.n; c++) if (this.I[this.word(c, DET_STATE)] === DS_BLOCKED) return true;
+    return false;
+  }
+
+  private finish(): void {
+    Atomics.store(this.I, this.base + DET_FINISHED, 1);
+    for (let h = 0; h < this.V.L.shape.hosts; h++) this.wakeHost(h);
+  }
+
+  private deadlock(): void {
+    Atomics.store(this.I, this.base + DET_DEADLOCK, 1);
+    Atomics.store(this.I, this.V.L.header + H_STOP, 1);
+  }
+}
+
+/** The decisions logged so far: [step, cpu] per handoff. */
+export function detDecisions(V: Views): number[] {
+  const I = V.I;
+  const n = Math.min(I[V.L.det + DET_NDECISIONS], DET_MAX_DECISIONS);
+  return Array.from(I.subarray(V.L.detDecisions, V.L.detDecisions + 2 * n));
+}
+
+export function detStep(V: Views): number {
+  return V.I[V.L.det + DET_STEP];
+}
+export function detDeadlocked(V: Views): boolean {
+  return Atomics.load(V.I, V.L.det + DET_DEADLOCK) !== 0;
+}

@@ -1,0 +1,80 @@
+import { describe, it, expect } from 'vitest';
+import { mkdtemp, readFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { loadScenario } from '../src/sim/scenario.ts';
+import { runScenario, type RunOptions } from '../src/sim/machine.ts';
+import { makeRepro, writeRepro, readRepro, type Repro } from '../src/sim/repro.ts';
+import { replay, shrink } from '../src/sim/shrink.ts';
+
+const s = await loadScenario('scenarios/munmap-vs-access.ts');
+const det = (o: RunOptions = {}): RunOptions => ({ mode: 'deterministic', cpus: 4, ops: 1500, ...o });
+const strip = (r: Awaited<ReturnType<typeof runScenario>>) => r.trace!.events.map((e) => [e.cpu, e.seq, e.ts, e.type, e.a, e.b]);
+
+/** The first seed (from 1) whose deterministic run catches munmap.free_before_flush (searched once). */
+let found: Promise<{ seed: number; repro: Repro }> | undefined;
+const failingSeed = (): Promise<{ seed: number; repro: Repro }> => (found ??= search());
+async function search(): Promise<{ seed: number; repro: Repro }> {
+  for (let seed = 1; seed <= 60; seed++) {
+    const o = det({ ops: 3000, seed, knobs: ['munmap.free_before_flush'] });
+    const r = await runScenario(s, o);
+    if (r.violations.length) return { seed, repro: makeRepro(s, o, r, 'scenarios/munmap-vs-access.ts', r.deterministic!.schedule) };
+  }
+  throw new Error('no failing seed among 1..60');
+}
+
+describe('deterministic mode', () => {
+  it('same seed and scenario: the same interleaving, result and trace, bit for bit', async () => {
+    const a = await runScenario(s, det({ seed: 5, trace: true }));
+    const b = await runScenario(s, det({ seed: 5, trace: true }));
+    expect(a.mode).toBe('deterministic');
+    expect(a.deterministic!.schedule.length).toBeGreaterThan(10);
+    expect(b.deterministic).toEqual(a.deterministic);
+    expect(b.stats).toEqual(a.stats);
+    expect(b.perCpuOps).toEqual(a.perCpuOps);
+    expect(strip(b)).toEqual(strip(a));
+    expect(a.violations).toEqual([]);
+    // and a different seed takes a different path
+    const c = await runScenario(s, det({ seed: 6 }));
+    expect(c.deterministic!.schedule).not.toEqual(a.deterministic!.schedule);
+  });
+
+  it('refuses what would let time steer it', async () => {
+    await expect(runScenario(s, det({ threads: 2 }))).rejects.toThrow(/one thread per CPU/);
+    await expect(runScenario(s, det({ delay: 0.1 }))).rejects.toThrow(/not --duration or --delay/);
+  });
+
+  it('a repro file replays its violation 10 times out of 10, on the same path', async () => {
+    const { repro } = await failingSeed();
+    const dir = await mkdtemp(join(tmpdir(), 'mmsim-det-'));
+    const file = join(dir, 'repro.json');
+    await writeRepro(file, repro);
+    const back = await readRepro(file);
+    expect(back.violation?.kind).toBe('uaf-stale-tlb');
+    for (let i = 0; i < 10; i++) {
+      const out = await replay(back);
+      expect(out.reproduced).toBe(true);
+      expect(out.samePath).toBe(true);
+      expect(out.result.violations[0].message).toBe(repro.violation!.message);
+    }
+    expect(JSON.parse(await readFile(file, 'utf8')).schedule.length).toBe(repro.schedule!.length);
+  });
+
+  it('shrink makes a failing repro smaller and it still fails', async () => {
+    const { repro } = await failingSeed();
+    const { repro: min } = await shrink(repro);
+    const size = (r: Repro) => (r.options.cpus ?? 4) * (r.options.ops ?? 0) * (r.options.preemptions ?? 3);
+    expect(size(min)).toBeLessThan(size(repro));
+    const out = await replay(min);
+    expect(out.reproduced).toBe(true);
+    expect(out.samePath).toBe(true);
+  });
+
+  it('a deadlock is reported at once, naming the lock', async () => {
+    const t0 = performance.now();
+    const r = await runScenario(s, det({ seed: 1, knobs: ['munmap.leak_mmap_lock'], hangTimeoutMs: 60000 }));
+    expect(performance.now() - t0).toBeLessThan(20000); // not the 60 s watchdog
+    expect(r.hang).toMatch(/deadlock: every CPU that has not finished is blocked/);
+    expect(r.hang).toMatch(/mmap_lock/);
+  });
+});
