@@ -1,20 +1,36 @@
 // The one seam between generic mm code and an architecture: how a PTE update is
 // carried out, how TLBs are invalidated, how an mm is switched in and out, and
-// the lazy MMU hooks. Generic code (src/mm) calls only this interface.
+// the lazy MMU hooks. Generic code (src/mm) calls only this interface; each
+// architecture lives in src/arch/<arch>/ and starts from the native accessors
+// in src/arch/generic.ts.
 
 import type { Cpu, Host } from '../hw/cpu.ts';
 
 export interface Arch {
   readonly name: string;
-  /** register IPI handlers etc. on a host (every thread that runs CPUs) */
+  /** one line for the README table and the summary: what this arch defers in a lazy MMU section */
+  readonly defers: string;
+  /** how TLB entries of other CPUs are invalidated */
+  readonly invalidation: string;
+  /** register IPI handlers, per-CPU arch state, etc. on a host (every thread that runs CPUs) */
   initHost(host: Host): void;
 
-  // PTE updates (the pgtable.h accessors dispatch here)
-  set_pte(ptep: number, pte: number): void;
+  // PTE accessors (include/linux/pgtable.h); ptep is an entry's word index.
+  // Every PTE read or write of generic code goes through these.
   ptep_get(ptep: number): number;
+  set_pte_at(mm: number, addr: number, ptep: number, pte: number): void;
   ptep_get_and_clear(mm: number, addr: number, ptep: number): number;
+  ptep_set_wrprotect(mm: number, addr: number, ptep: number): void;
+  /** make an entry more permissive (young, dirty, writable) without a flush; x86: a plain store */
+  ptep_set_access_flags(mm: number, addr: number, ptep: number, pte: number): void;
+  ptep_modify_prot_start(mm: number, addr: number, ptep: number): number;
+  ptep_modify_prot_commit(mm: number, addr: number, ptep: number, old: number, pte: number): void;
+  /** clear the entry and make sure no CPU can use it any more before returning */
+  ptep_clear_flush(mm: number, addr: number, ptep: number): number;
+  /** the value in memory differs from what ptep_get returns (an update is queued or cached): the direct-dereference hazard */
+  pte_memory_stale(ptep: number): boolean;
 
-  // TLB invalidation (asm/tlbflush.h)
+  // TLB maintenance (asm/tlbflush.h)
   flush_tlb_mm_range(mm: number, start: number, end: number, strideShift: number, freedTables: boolean): void;
   flush_tlb_mm(mm: number): void;
   /** flush one page on this CPU only (spurious-fault fix-up) */
@@ -23,15 +39,17 @@ export interface Arch {
   // mm switching (asm/mmu_context.h)
   switch_mm_irqs_off(cpu: Cpu, prev: number, next: number): void;
   enter_lazy_tlb(cpu: Cpu): void;
-  /** the mm is going away: drop this CPU's use of it */
   leave_mm(cpu: Cpu, mm: number): void;
 
-  // lazy MMU mode hooks
+  // lazy MMU mode hooks (called by src/mm/lazy_mmu.ts only)
   arch_enter_lazy_mmu_mode(): void;
+  /** the seed's range entry: only the outermost enable, only when it carries a range */
+  arch_enter_lazy_mmu_mode_fast_pte_range(mm: number, addr: number, end: number, ptep: number): void;
   arch_leave_lazy_mmu_mode(): void;
   arch_flush_lazy_mmu_mode(): void;
 }
 
 /** IPI handler types (the CC_INFO_TYPE word of the sender). */
 export const IPI_FLUSH_TLB = 0;
-export const IPI_TYPES = 1;
+export const IPI_FLUSH_TLB_PENDING = 1; // sparc64 smp_flush_tlb_pending: a list of vaddrs
+export const IPI_TYPES = 2;

@@ -9,7 +9,8 @@
 
 import {
   type Views, cpuCtl, hostWord, statWord, frameWord, dataWord, mmWord,
-  CC_IPI_PENDING, CC_IPI_MASK, CC_ACK, CC_INFO_TYPE, CC_INFO_MM, FM_OWNER, CC_IRQS_OFF, CC_LOADED_MM, CC_IS_LAZY, CC_HOST,
+  CC_IPI_PENDING, CC_IPI_MASK, CC_ACK, CC_BC_PENDING, CC_BC_MASK, CC_BC_ACK, CC_BC_ASID, CC_BC_START_F, CC_BC_END_F,
+  ST_BCAST_SENT, ST_BCAST_RECV, CC_INFO_TYPE, CC_INFO_MM, FM_OWNER, CC_IRQS_OFF, CC_LOADED_MM, CC_IS_LAZY, CC_HOST,
   HB_WAKE, HB_SLEEPING, HB_WAITING_ON, HB_HEARTBEAT, CPUMASK_WORDS, FM_GEN, FM_FLAGS, PG_FREE,
   ST_TLB_HITS, ST_TLB_MISSES, ST_READS, ST_WRITES, ST_IPI_RECV, ST_IPI_SENT, ST_FAULTS, ST_SEGV, ST_DELAYS,
   WORD_SHIFT, WORDS_PER_PAGE, MM_ASID, H_STOP,
@@ -123,11 +124,15 @@ export class Host {
     Atomics.store(this.I, hostWord(V.L, id, HB_WAITING_ON), -1);
   }
 
-  /** Service pending IPIs of every CPU this host carries whose interrupts are on. */
+  /**
+   * Service what is pending for every CPU this host carries: hardware broadcast
+   * invalidations always, IPIs where interrupts are on.
+   */
   pollIpis(): void {
     const cs = this.cpus;
     for (let i = 0; i < cs.length; i++) {
       const c = cs[i];
+      if (this.I[c.ctl + CC_BC_PENDING] !== 0) c.handleBroadcasts();
       if (this.I[c.ctl + CC_IPI_PENDING] !== 0 && c.irqOff === 0) c.handleIpis();
     }
   }
@@ -191,6 +196,12 @@ export class Host {
 
 /** The CPU whose code this thread is executing right now (the kernel's `current` CPU). */
 export let current: Cpu = undefined as unknown as Cpu;
+
+function purge(tlb: Tlb, asid: number, startVpn: number, endVpn: number): void {
+  if (asid < 0) tlb.flushAll();
+  else if (endVpn < 0) tlb.flushAsid(asid);
+  else tlb.flushRange(asid, startVpn, endVpn);
+}
 export function set_current(c: Cpu): void {
   current = c;
 }
@@ -222,6 +233,8 @@ export class Cpu {
   readonly ctxId: Int32Array;
   /** arch backend state (lazy MMU batches etc.), owned by the arch module */
   arch: unknown = undefined;
+  /** the fast_pte_range in force (src/mm/lazy_mmu.ts), or null */
+  lazyRange: { mm: number; start: number; end: number; ptep: number; nptes: number } | null = null;
   delay: DelayConfig = { p: 0, maxSpins: 0 };
   /** shootdown latencies (ns) measured by this CPU as a sender, up to lat.length samples */
   readonly lat = new Float64Array(1 << 16);
@@ -266,6 +279,7 @@ export class Cpu {
   sched_point(): void {
     if (this.host.sched !== null) this.host.sched.point(this);
     else if (this.delay.p > 0 && this.rng.next() < this.delay.p) this.injectDelay();
+    if (this.I[this.ctl + CC_BC_PENDING] !== 0) this.handleBroadcasts();
     if (this.irqOff === 0 && this.I[this.ctl + CC_IPI_PENDING] !== 0) this.handleIpis();
   }
 
@@ -357,6 +371,63 @@ export class Cpu {
     }
   }
 
+  // ---- hardware broadcast invalidation (arm64 TLBI+DSB, powerpc tlbie, s390 IPTE) ----
+  /**
+   * Invalidate [startVpn, endVpn) of asid (endVpn -1: the whole ASID; asid -1:
+   * everything) in every CPU's TLB, and return only when every CPU has purged:
+   * the instruction (with its completing barrier) does not finish before that.
+   * No IPIs: targets purge at their next instruction boundary, with interrupts
+   * on or off.
+   */
+  broadcast_invalidate(asid: number, startVpn: number, endVpn: number): void {
+    const I = this.I;
+    const F = this.V.F;
+    const L = this.V.L;
+    const n = L.shape.cpus;
+    I[this.ctl + CC_BC_ASID] = asid;
+    F[(this.ctl + CC_BC_START_F) >> 1] = startVpn;
+    F[(this.ctl + CC_BC_END_F) >> 1] = endVpn;
+    Atomics.store(I, this.ctl + CC_BC_ACK, n - 1);
+    const word = this.id >> 5;
+    const bit = 1 << (this.id & 31);
+    for (let t = 0; t < n; t++) {
+      if (t === this.id) continue;
+      Atomics.or(I, cpuCtl(L, t, CC_BC_MASK + word), bit);
+      Atomics.add(I, cpuCtl(L, t, CC_BC_PENDING), 1);
+      this.host.kick(t);
+    }
+    purge(this.tlb, asid, startVpn, endVpn);
+    I[this.st + ST_BCAST_SENT]++;
+    const ack = this.ctl + CC_BC_ACK;
+    for (let spin = 0; Atomics.load(I, ack) !== 0; spin++) {
+      this.host.pollIpis();
+      if (spin < 32 && this.host.sched === null) Atomics.pause();
+      else this.host.block(-1, () => Atomics.load(I, ack) === 0);
+    }
+  }
+
+  /** Purge what other CPUs' broadcasts ask for (at an instruction boundary). */
+  handleBroadcasts(): void {
+    const I = this.I;
+    const F = this.V.F;
+    const L = this.V.L;
+    while (Atomics.exchange(I, this.ctl + CC_BC_PENDING, 0) !== 0) {
+      for (let w = 0; w < CPUMASK_WORDS; w++) {
+        let bits = Atomics.exchange(I, this.ctl + CC_BC_MASK + w, 0);
+        while (bits !== 0) {
+          const b = 31 - Math.clz32(bits);
+          bits &= ~(1 << b);
+          const issuer = w * 32 + b;
+          const req = cpuCtl(L, issuer, 0);
+          purge(this.tlb, I[req + CC_BC_ASID], F[(req + CC_BC_START_F) >> 1], F[(req + CC_BC_END_F) >> 1]);
+          I[this.st + ST_BCAST_RECV]++;
+          Atomics.sub(I, req + CC_BC_ACK, 1);
+          this.host.kick(issuer);
+        }
+      }
+    }
+  }
+
   // ---- memory access: TLB -> walk -> fault -----------------------------------
   /** Read the word at va. Returns false on SIGSEGV; the value is in this.value. */
   read(va: number): boolean {
@@ -370,6 +441,7 @@ export class Cpu {
 
   access(va: number, write: boolean, value: number): boolean {
     const I = this.I;
+    if (I[this.ctl + CC_BC_PENDING] !== 0) this.handleBroadcasts();
     if (I[this.ctl + CC_IPI_PENDING] !== 0 && this.irqOff === 0) this.handleIpis();
     this.segv = false;
     const vpn = Math.floor(va / 4096);

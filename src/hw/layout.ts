@@ -66,7 +66,18 @@ export const CC_IRQS_OFF = 3 * LINE + 2;
 export const CC_CUR_TASK = 3 * LINE + 3;
 export const CC_HOST = 3 * LINE + 4;
 export const CC_DONE = 3 * LINE + 5;
-export const CPU_CTL_WORDS = 4 * LINE;
+// line 4: hardware broadcast invalidations addressed to this CPU (arm64 TLBI, powerpc
+// tlbie, s390 IPTE/IDTE): taken at the next instruction boundary whatever the
+// interrupt state
+export const CC_BC_PENDING = 4 * LINE;
+export const CC_BC_MASK = 4 * LINE + 1; // CPUMASK_WORDS words: which issuers
+// line 5: acknowledgements of this CPU's own broadcast
+export const CC_BC_ACK = 5 * LINE;
+// line 6: this CPU's broadcast request (read by every other CPU)
+export const CC_BC_ASID = 6 * LINE; // -1: every ASID
+export const CC_BC_START_F = 6 * LINE + 2; // first vpn (Float64 slot)
+export const CC_BC_END_F = 6 * LINE + 4; // end vpn, -1: the whole ASID
+export const CPU_CTL_WORDS = 7 * LINE;
 
 // ---- per-host (thread) block: the futex word everyone bumps to get our attention --
 export const HB_WAKE = 0;
@@ -99,12 +110,24 @@ export const ST_PAGES_FREED = 19;
 export const ST_TABLES_FREED = 20;
 export const ST_LOCK_CONTENDED = 21;
 export const ST_DELAYS = 22;
+// architecture and lazy MMU mode
+export const ST_PTE_UPDATES = 23; // PTE writes through the accessors
+export const ST_LAZY_UPDATES = 24; // ... made inside a lazy MMU section
+export const ST_BATCHED = 25; // updates or invalidations an arch deferred into a batch
+export const ST_BATCH_FLUSHES = 26; // batches completed (leave, flush, full, mm change)
+export const ST_BCAST_SENT = 27; // hardware broadcast invalidations issued
+export const ST_BCAST_RECV = 28; // ... purged here
+export const ST_QUIESCE = 29; // s390: machine-wide serialised invalidations (IPTE, IDTE)
+export const ST_LOCAL_CLEAR = 30; // invalidations done locally (mm attached to this CPU only)
+export const ST_LAZY_SECTIONS = 31; // outermost lazy MMU sections entered
 export const STAT_WORDS = 2 * LINE;
 export const STAT_NAMES = [
   'ops', 'reads', 'writes', 'tlbHits', 'tlbMisses', 'walks', 'faults', 'segv',
   'ipiSent', 'ipiReceived', 'flushSingle', 'flushRange', 'flushFull', 'flushSkipped',
   'shootdowns', 'switchFlush', 'contextSwitches', 'syscalls', 'lazyTlbSkipped',
   'pagesFreed', 'tablesFreed', 'lockContended', 'delays',
+  'pteUpdates', 'lazyUpdates', 'batched', 'batchFlushes', 'broadcastsSent', 'broadcastsPurged', 'quiesces',
+  'localClears', 'lazySections',
 ] as const;
 export type StatName = (typeof STAT_NAMES)[number];
 

@@ -28,6 +28,8 @@ export const EV = {
   LAZY_ENTER: 22, // arch lazy MMU section entered
   LAZY_LEAVE: 23, // ... left (ends LAZY_ENTER)
   OP: 24, // a = task, b = op index (an operation of the task's program begins)
+  LAZY_RANGE: 25, // a = start, b = end: the fast range in force for this section
+  LAZY_RANGE_IGNORED: 26, // a = start, b = end: a range passed to a nested enable, ignored
 } as const;
 /** begin -> end pairs, for duration events in traces */
 export const EV_SPANS: [number, number][] = [

@@ -15,13 +15,13 @@ import { spin_lock, spin_unlock } from '../hw/locks.ts';
 import { EV } from '../hw/trace.ts';
 import {
   arch, pgd_offset, pud_alloc, pmd_alloc, __pte_alloc, pte_offset_map_lock, pte_unmap_unlock, ptl, ptep_get,
-  set_pte_at, ptep_get_and_clear, ptep_clear_flush,
+  set_pte_at, ptep_get_and_clear, ptep_clear_flush, ptep_set_access_flags,
 } from './pgtable.ts';
 import { knobs } from '../sim/knobs.ts';
 import { alloc_page, get_page, put_page, page_mapcount_inc, page_mapcount_dec, zero_pfn, page_ref, page_mapcount } from './page_alloc.ts';
 import { type Vma, vma_lookup, vma_read, vma_field, vma_set_field } from './vma.ts';
 import { shmem_get_page } from './shmem.ts';
-import { lazy_mmu_mode_enable, lazy_mmu_mode_disable } from './lazy_mmu.ts';
+import { lazy_mmu_mode_enable_fast_pte_range, lazy_mmu_mode_disable } from './lazy_mmu.ts';
 import { type mmu_gather, __tlb_remove_page, tlb_flush_pte_range, tlb_flush_mmu_tlbonly, tlb_flush_mmu, tlb_remove_table } from './mmu_gather.ts';
 
 const mmLock = (V: Views, mm: number): number => mmWord(V.L, mm, MM_LOCK);
@@ -82,7 +82,7 @@ function handle_pte_fault(mm: number, slot: number, vma: Vma, pmdp: number, addr
   // Spurious fault: the PTE allows the access (another CPU fixed it, or our TLB
   // entry is older than the PTE). Mark it young/dirty and drop our stale entry.
   const want = entry | _PAGE_ACCESSED | (write ? _PAGE_DIRTY : 0);
-  if (want !== entry) Atomics.compareExchange(current.I, ptep, entry, want);
+  if (want !== entry) ptep_set_access_flags(mm, addr, ptep, want);
   arch.flush_tlb_local_page(current, addr);
   pte_unmap_unlock(lock);
   return r;
@@ -169,7 +169,7 @@ function do_wp_page(mm: number, vma: Vma, pmdp: number, ptep: number, lock: numb
   const anon = !isZero && (Atomics.load(V.I, frameWord(V.L, pfn, FM_FLAGS)) & PG_ANON) !== 0;
   if (vma.flags & VM_SHARED || (anon && page_ref(V, pfn) === 1 && page_mapcount(V, pfn) === 1)) {
     // wp_page_reuse
-    Atomics.store(cpu.I, ptep, entry | _PAGE_RW | _PAGE_DIRTY | _PAGE_ACCESSED);
+    ptep_set_access_flags(mm, addr, ptep, entry | _PAGE_RW | _PAGE_DIRTY | _PAGE_ACCESSED);
     arch.flush_tlb_local_page(cpu, addr);
     pte_unmap_unlock(lock);
     return VM_FAULT_OK;
@@ -225,7 +225,7 @@ function zap_pte_range(tlb: mmu_gather, mm: number, pmdp: number, addr: number, 
   const zero = zero_pfn(V);
   let force = false;
   let rss = 0;
-  lazy_mmu_mode_enable();
+  lazy_mmu_mode_enable_fast_pte_range(mm, addr, end, ptep0);
   let a = addr;
   // BUG (injected): one entry too many, if the table has one
   const stop = knobs['zap.off_by_one'] && end % PMD_SIZE !== 0 ? end + PAGE_SIZE : end;

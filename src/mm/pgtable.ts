@@ -7,12 +7,13 @@ import { current } from '../hw/cpu.ts';
 import { spin_lock, spin_unlock } from '../hw/locks.ts';
 import {
   frameWord, mmWord, tableEntry, FM_PTL, MM_PGD, MM_PT_LOCK, MM_PT_PAGES, PTRS_PER_TABLE,
-  PGDIR_SHIFT, PUD_SHIFT, PMD_SHIFT, PAGE_SHIFT,
+  PGDIR_SHIFT, PUD_SHIFT, PMD_SHIFT, PAGE_SHIFT, ST_PTE_UPDATES, ST_LAZY_UPDATES,
 } from '../hw/layout.ts';
 import { pte_pfn, mk_table_entry, _PAGE_PRESENT, _PAGE_PSE } from '../hw/pte.ts';
 import { pgtIndex } from '../hw/walker.ts';
 import type { Arch } from '../arch/arch.ts';
 import { alloc_pt_page, free_pt_page } from './page_alloc.ts';
+import { is_lazy_mmu_mode_active, check_update_in_range } from './lazy_mmu.ts';
 
 /** The architecture this thread's kernel runs on (set once per thread). */
 export let arch: Arch = undefined as unknown as Arch;
@@ -111,23 +112,63 @@ export function pte_unmap_unlock(lock: number): void {
 }
 
 // PTE accessors: all dispatch to the arch (lazy MMU backends intercept them).
+// Updates are counted, and checked against the lazy MMU contract in force.
+function updating(ptep: number): void {
+  const cpu = current;
+  cpu.stat(ST_PTE_UPDATES);
+  if (is_lazy_mmu_mode_active()) {
+    cpu.stat(ST_LAZY_UPDATES);
+    check_update_in_range(cpu, ptep);
+  }
+}
 export const ptep_get = (ptep: number): number => arch.ptep_get(ptep);
-export const set_pte_at = (_mm: number, _addr: number, ptep: number, pte: number): void => arch.set_pte(ptep, pte);
-export const ptep_get_and_clear = (mm: number, addr: number, ptep: number): number => arch.ptep_get_and_clear(mm, addr, ptep);
-/** ptep_modify_prot_start/commit: clear, then install the modified value. */
-export const ptep_modify_prot_start = (mm: number, addr: number, ptep: number): number => arch.ptep_get_and_clear(mm, addr, ptep);
-export const ptep_modify_prot_commit = (mm: number, addr: number, ptep: number, _old: number, pte: number): void =>
-  set_pte_at(mm, addr, ptep, pte);
+export function set_pte_at(mm: number, addr: number, ptep: number, pte: number): void {
+  updating(ptep);
+  arch.set_pte_at(mm, addr, ptep, pte);
+}
+export function ptep_get_and_clear(mm: number, addr: number, ptep: number): number {
+  updating(ptep);
+  return arch.ptep_get_and_clear(mm, addr, ptep);
+}
+export function ptep_set_wrprotect(mm: number, addr: number, ptep: number): void {
+  updating(ptep);
+  arch.ptep_set_wrprotect(mm, addr, ptep);
+}
+export function ptep_set_access_flags(mm: number, addr: number, ptep: number, pte: number): void {
+  updating(ptep);
+  arch.ptep_set_access_flags(mm, addr, ptep, pte);
+}
+export function ptep_modify_prot_start(mm: number, addr: number, ptep: number): number {
+  updating(ptep);
+  return arch.ptep_modify_prot_start(mm, addr, ptep);
+}
+export function ptep_modify_prot_commit(mm: number, addr: number, ptep: number, old: number, pte: number): void {
+  arch.ptep_modify_prot_commit(mm, addr, ptep, old, pte);
+}
+/** ptep_clear_flush: clear the entry and flush it from every TLB before returning. */
+export function ptep_clear_flush(mm: number, addr: number, ptep: number): number {
+  updating(ptep);
+  return arch.ptep_clear_flush(mm, addr, ptep);
+}
+/**
+ * A direct dereference of a PTE pointer (what kernel code must not do inside a
+ * lazy MMU section): reads memory, bypassing queued or cached updates. Reported
+ * when memory is stale for that entry (spec 6.15a).
+ */
+export function pte_deref(ptep: number): number {
+  const cpu = current;
+  if (is_lazy_mmu_mode_active() && arch.pte_memory_stale(ptep)) {
+    cpu.host.hooks.violation({
+      kind: 'lazy-mmu-contract', cpu: cpu.id,
+      message: `cpu ${cpu.id}: direct dereference of a PTE inside a lazy MMU section on ${arch.name}: memory still holds the old value (spec 6.15a)`,
+    });
+  }
+  return Atomics.load(cpu.I, ptep);
+}
 
 export function flush_tlb_range(mm: number, start: number, end: number): void {
   arch.flush_tlb_mm_range(mm, start, end, PAGE_SHIFT, false);
 }
 export function flush_tlb_page(mm: number, addr: number): void {
   arch.flush_tlb_mm_range(mm, addr, addr + 4096, PAGE_SHIFT, false);
-}
-/** ptep_clear_flush: clear the entry and flush it from every TLB before returning. */
-export function ptep_clear_flush(mm: number, addr: number, ptep: number): number {
-  const old = ptep_get_and_clear(mm, addr, ptep);
-  if (old & _PAGE_PRESENT) flush_tlb_page(mm, addr);
-  return old;
 }

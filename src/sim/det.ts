@@ -19,7 +19,7 @@
 
 import { type Cpu, type Host, type Scheduler, Rng } from '../hw/cpu.ts';
 import {
-  type Views, hostWord, cpuCtl, HB_WAKE, CC_IPI_PENDING, CC_HOST,
+  type Views, hostWord, cpuCtl, HB_WAKE, CC_IPI_PENDING, CC_BC_PENDING, CC_HOST,
   DET_TOKEN, DET_STEP, DET_DIRTY, DET_FINISHED, DET_DEADLOCK, DET_NCHANGE, DET_NEXT_CHANGE, DET_NDECISIONS,
   DET_STALLED, DET_MAX_CHANGES, DET_MAX_DECISIONS, DET_CPU_WORDS, DET_PRIO, DET_STATE, DET_BLOCKED_SEQ,
   DS_RUN, DS_BLOCKED, DS_DONE, DS_WAITING, H_STOP,
@@ -134,7 +134,7 @@ export class DetScheduler implements Scheduler {
       let ok: boolean;
       if (st === DS_RUN || st === DS_WAITING) ok = true;
       else if (st === DS_BLOCKED) ok = Atomics.load(I, hostWord(L, this.hostOf[c], HB_WAKE)) !== I[this.word(c, DET_BLOCKED_SEQ)];
-      else if (st === DS_DONE) ok = Atomics.load(I, cpuCtl(L, c, CC_IPI_PENDING)) !== 0;
+      else if (st === DS_DONE) ok = Atomics.load(I, cpuCtl(L, c, CC_IPI_PENDING)) !== 0 || Atomics.load(I, cpuCtl(L, c, CC_BC_PENDING)) !== 0;
       else ok = false;
       if (ok && I[this.word(c, DET_PRIO)] > bestPrio) {
         best = c;
@@ -196,6 +196,7 @@ export class DetScheduler implements Scheduler {
     for (;;) {
       if (Atomics.load(I, this.base + DET_FINISHED) !== 0) return;
       if (Atomics.load(I, this.base + DET_TOKEN) === cpu.id) {
+        if (I[cpu.ctl + CC_BC_PENDING] !== 0) cpu.handleBroadcasts();
         if (I[cpu.ctl + CC_IPI_PENDING] !== 0) cpu.handleIpis();
         const next = this.pick(cpu.id);
         if (next < 0) {

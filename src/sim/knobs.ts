@@ -45,6 +45,36 @@ export const KNOBS = {
     what: 'return from munmap without releasing the mmap_lock (every fault and syscall of the mm then blocks)',
     source: 'constructed (hang watchdog sensitivity)',
   },
+  'xenpv.leave_without_flush': {
+    where: 'src/arch/x86-xenpv/index.ts arch_leave_lazy_mmu_mode',
+    what: 'leave lazy MMU mode without issuing the queued multicall: page tables keep the old entries',
+    source: 'spec 1.4 (Xen PV), issue #4',
+  },
+  'arm64.lazy_no_dsb': {
+    where: 'src/arch/arm64/index.ts arch_leave_lazy_mmu_mode',
+    what: 'drop the DSB deferred to the end of a lazy section: other walkers keep seeing the old entries',
+    source: 'spec 1.4 (arm64), 5.2',
+  },
+  'powerpc.leave_without_flush': {
+    where: 'src/arch/powerpc-hash/index.ts arch_leave_lazy_mmu_mode',
+    what: 'leave lazy MMU mode without flushing the ppc64_tlb_batch: hash entries and TLBs stay valid',
+    source: 'spec 1.4 (powerpc hash)',
+  },
+  'sparc64.leave_without_flush': {
+    where: 'src/arch/sparc64/index.ts arch_leave_lazy_mmu_mode',
+    what: 'leave lazy MMU mode without flushing the tlb_batch: TSB and TLB entries stay valid',
+    source: 'spec 1.4 (sparc64)',
+  },
+  's390.leave_without_apply': {
+    where: 'src/arch/s390/index.ts arch_leave_lazy_mmu_mode',
+    what: 'leave a fast-range section without applying the IPTE batch: memory keeps the old valid entries',
+    source: 'spec 1.4 (s390 with Gordeev\'s series), 2.6',
+  },
+  'zap.direct_deref': {
+    where: 'src/mm/memory.ts zap_pte_range',
+    what: 'read each PTE by direct dereference instead of ptep_get inside the lazy section',
+    source: 'spec 6.15a',
+  },
   'sim.crash_cpu_worker': {
     where: 'src/sim/program.ts TaskRunner.step',
     what: 'throw inside the CPU thread after 1000 operations (not a kernel bug: tests that a crashed thread ends the run with a report)',

@@ -15,13 +15,14 @@ import {
 import { EV } from '../../hw/trace.ts';
 import { knobs } from '../../sim/knobs.ts';
 import { type Arch, IPI_FLUSH_TLB } from '../arch.ts';
+import { native, clear_then_flush } from '../generic.ts';
 
 /** tlb_single_page_flush_ceiling: more strides than this become a full flush. */
 export const TLB_SINGLE_PAGE_FLUSH_CEILING = 33;
 /** Every this many flushes of an mm, the flush also goes to CPUs that no longer
  *  have it loaded, so they drop out of mm_cpumask (the kernel does this about once a second). */
 export const TRIM_CPUMASK_EVERY = 64;
-const TLB_FLUSH_ALL = -1;
+export const TLB_FLUSH_ALL = -1;
 
 function inc_mm_tlb_gen(I: Int32Array, mmGen: number): number {
   return Atomics.add(I, mmGen, 1) + 1;
@@ -135,7 +136,7 @@ export function flush_tlb_func(cpu: Cpu, sender: number): void {
   cpu.ctxGen[asid] = mmGen;
 }
 
-function switch_to_init_mm(cpu: Cpu): void {
+export function switch_to_init_mm(cpu: Cpu): void {
   cpu.setLoaded(-1, false);
 }
 
@@ -180,21 +181,15 @@ export function enter_lazy_tlb(cpu: Cpu): void {
 }
 
 export const x86: Arch = {
+  ...native,
   name: 'x86',
+  defers: 'nothing: PTE stores go to memory at once; TLBs are flushed by the caller',
+  invalidation: 'IPIs to the CPUs of mm_cpumask running the mm (lazy-TLB ones skipped unless tables are freed); the sender waits for every acknowledgement',
   initHost(host: Host): void {
     host.hooks.ipi[IPI_FLUSH_TLB] = flush_tlb_func;
   },
-  set_pte(ptep, pte) {
-    current.sched_point();
-    Atomics.store(current.I, ptep, pte);
-  },
-  ptep_get(ptep) {
-    current.sched_point();
-    return Atomics.load(current.I, ptep);
-  },
-  ptep_get_and_clear(_mm, _addr, ptep) {
-    current.sched_point();
-    return Atomics.exchange(current.I, ptep, 0);
+  ptep_clear_flush(mm, addr, ptep) {
+    return clear_then_flush(x86, mm, addr, ptep);
   },
   flush_tlb_mm_range,
   flush_tlb_mm(mm) {
@@ -209,6 +204,7 @@ export const x86: Arch = {
     if (cpu.loadedMm === mm) switch_to_init_mm(cpu);
   },
   arch_enter_lazy_mmu_mode() {},
+  arch_enter_lazy_mmu_mode_fast_pte_range() {},
   arch_leave_lazy_mmu_mode() {},
   arch_flush_lazy_mmu_mode() {},
 };

@@ -1,0 +1,5 @@
+// powerpc-hash: placeholder until its backend lands (behaves as x86 native).
+import type { Arch } from '../arch.ts';
+import { x86 } from '../x86/tlb.ts';
+
+export const powerpchash: Arch = { ...x86, name: 'powerpc-hash' };

@@ -1,0 +1,5 @@
+// s390: placeholder until its backend lands (behaves as x86 native).
+import type { Arch } from '../arch.ts';
+import { x86 } from '../x86/tlb.ts';
+
+export const s390: Arch = { ...x86, name: 's390' };

@@ -1,0 +1,5 @@
+// x86-xenpv: placeholder until its backend lands (behaves as x86 native).
+import type { Arch } from '../arch.ts';
+import { x86 } from '../x86/tlb.ts';
+
+export const x86xenpv: Arch = { ...x86, name: 'x86-xenpv' };
