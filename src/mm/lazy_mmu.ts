@@ -119,9 +119,12 @@ export function check_update_in_range(cpu: Cpu, ptep: number): void {
   const r = cpu.lazyRange;
   if (r === null || lazy_contract !== 'strict') return;
   if (ptep >= r.ptep && ptep < r.ptep + r.nptes) return;
+  const L = cpu.V.L;
+  const owner = Atomics.load(cpu.I, frameWord(L, Math.floor((ptep - L.tableMem) / PTRS_PER_TABLE), FM_OWNER)) - 1;
   cpu.host.hooks.violation({
     kind: 'lazy-mmu-contract', cpu: cpu.id,
-    message: `cpu ${cpu.id} task ${cpu.curTask}: PTE update outside the range 0x${r.start.toString(16)}-0x${r.end.toString(16)} of mm ${r.mm} inside a fast_pte_range section (strict contract)`,
+    message: `cpu ${cpu.id} task ${cpu.curTask}: PTE update outside the range 0x${r.start.toString(16)}-0x${r.end.toString(16)} of mm ${r.mm} ` +
+      `inside a fast_pte_range section (strict contract): the entry is in ${owner === r.mm ? 'another table of the same mm' : `a table of mm ${owner}`}`,
   });
 }
 

@@ -15,7 +15,7 @@ import { spin_lock, spin_unlock } from '../hw/locks.ts';
 import { EV } from '../hw/trace.ts';
 import {
   arch, pgd_offset, pud_alloc, pmd_alloc, __pte_alloc, pte_offset_map_lock, pte_unmap_unlock, ptl, ptep_get,
-  set_pte_at, ptep_get_and_clear, ptep_clear_flush, ptep_set_access_flags,
+  set_pte_at, ptep_get_and_clear, ptep_clear_flush, ptep_set_access_flags, pte_deref,
 } from './pgtable.ts';
 import { knobs } from '../sim/knobs.ts';
 import { alloc_page, get_page, put_page, page_mapcount_inc, page_mapcount_dec, zero_pfn, page_ref, page_mapcount } from './page_alloc.ts';
@@ -229,8 +229,9 @@ function zap_pte_range(tlb: mmu_gather, mm: number, pmdp: number, addr: number, 
   let a = addr;
   // BUG (injected): one entry too many, if the table has one
   const stop = knobs['zap.off_by_one'] && end % PMD_SIZE !== 0 ? end + PAGE_SIZE : end;
+  const deref = knobs['zap.direct_deref']; // BUG (injected): bypasses queued/cached updates
   for (let ptep = ptep0; a < stop; a += PAGE_SIZE, ptep++) {
-    const e = ptep_get(ptep);
+    const e = deref ? pte_deref(ptep) : ptep_get(ptep);
     if (pte_none(e)) continue;
     const old = ptep_get_and_clear(mm, a, ptep);
     tlb_flush_pte_range(tlb, a, PAGE_SIZE);

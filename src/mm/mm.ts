@@ -26,7 +26,7 @@ export function mm_alloc(): number {
       return -1;
     }
     Atomics.store(I, mmWord(L, mm, MM_PGD), pgd);
-    Atomics.store(I, mmWord(L, mm, MM_USERS), 1);
+    Atomics.store(I, mmWord(L, mm, MM_USERS), 0); // each task takes a reference
     Atomics.store(I, mmWord(L, mm, MM_ASID), mm);
     Atomics.store(I, mmWord(L, mm, MM_CTX_ID), Atomics.add(I, L.header + H_NEXT_CTX, 1) + 1);
     return mm;

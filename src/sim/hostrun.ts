@@ -15,6 +15,7 @@ import { makeViolationSink, makeDiscardHook, kickAll, ContentOracle, type Violat
 import { TaskRunner, type TaskPlan } from './program.ts';
 import { EV } from '../hw/trace.ts';
 import { DetScheduler } from './det.ts';
+import { set_lazy_contract, type LazyContract } from '../mm/lazy_mmu.ts';
 
 export interface HostPlan {
   sab: SharedArrayBuffer;
@@ -33,6 +34,7 @@ export interface HostPlan {
   traceEpochMs?: number;
   /** deterministic mode: one CPU per host, a token decides who runs (src/sim/det.ts) */
   deterministic?: boolean;
+  lazyContract?: LazyContract;
   tasks: TaskPlan[];
 }
 
@@ -66,6 +68,7 @@ export function runHost(plan: HostPlan): HostResult {
   const I = V.I;
   const L = V.L;
   setKnobs(plan.knobs);
+  set_lazy_contract(plan.lazyContract ?? 'hint');
   const violations: ViolationRecord[] = [];
   const host = makeHost(V, plan.hostId, plan.arch, violations, plan.stopOnViolation);
   const cpus: Cpu[] = [];
@@ -85,7 +88,14 @@ export function runHost(plan: HostPlan): HostResult {
     host.cpus.push(c);
     cpus.push(c);
     oracles.push(new ContentOracle(V, host, id));
-    tasks.push(plan.tasks.filter((t) => t.cpu === id).map((t) => new TaskRunner(t)));
+    const list: TaskRunner[] = [];
+    const add = (p: TaskPlan): void => {
+      const t = new TaskRunner(p);
+      t.spawn = add; // a forked child runs on its parent's CPU
+      list.push(t);
+    };
+    plan.tasks.filter((t) => t.cpu === id).forEach(add);
+    tasks.push(list);
   }
   const n = cpus.length;
   const reached = new Uint8Array(n); // reached its op budget
@@ -125,6 +135,7 @@ export function runHost(plan: HostPlan): HostResult {
     const c = t.step(cpu, oracles[i]);
     ops[i] += c;
     I[cpu.st + ST_OPS] += c;
+    if (t.exited) reap(cpu, ts, t);
     if (!reached[i] && ops[i] >= plan.opsPerCpu) reach(i);
     host.pollIpis();
     if (++k === active.length) k = 0;
@@ -182,11 +193,19 @@ function runDeterministic(plan: HostPlan, V: Views, host: Host, cpu: Cpu, tasks:
     const c = t.step(cpu, oracle);
     ops += c;
     I[cpu.st + ST_OPS] += c;
+    if (t.exited) reap(cpu, tasks, t);
+    else k++;
     cpu.sched_point(); // the operation boundary is a scheduling point too
-    if (++k === tasks.length) k = 0;
+    if (k >= tasks.length) k = 0;
   }
   context_switch(cpu, -1);
   Atomics.add(I, L.header + H_DONE, 1);
   sched.done(cpu);
   return result(plan, [cpu], tasks, [oracle], violations);
+}
+
+/** An exited task leaves its CPU's run list; the CPU switches away from its dead mm. */
+function reap(cpu: Cpu, list: TaskRunner[], t: TaskRunner): void {
+  list.splice(list.indexOf(t), 1);
+  context_switch(cpu, -1);
 }

@@ -21,6 +21,7 @@ import { setKnobs } from './knobs.ts';
 import { type Scenario, placeThreads, ScenarioError } from './scenario.ts';
 import { makeHost, runHost, type HostPlan, type HostResult } from './hostrun.ts';
 import { initDet, detDecisions, detStep, detDeadlocked } from './det.ts';
+import { set_lazy_contract } from '../mm/lazy_mmu.ts';
 
 /** scheduling points per operation, roughly (PCT draws its change points below ops x cpus x this) */
 export const STEPS_PER_OP = 6;
@@ -45,6 +46,8 @@ export interface RunOptions {
   mode?: 'free' | 'deterministic';
   /** deterministic mode: PCT preemption bound d (default 3) */
   preemptions?: number;
+  /** the reading of lazy_mmu_mode_enable_fast_pte_range() in force (default hint) */
+  lazyContract?: 'strict' | 'hint';
   /** keep a long event history with timestamps, returned as RunResult.trace */
   trace?: boolean;
   /** events kept per CPU when tracing (power of two) */
@@ -63,6 +66,7 @@ export interface RunResult {
   mode: 'inline' | 'worker-per-cpu' | 'hosted' | 'deterministic';
   seed: number;
   knobs: string[];
+  lazyContract: 'strict' | 'hint';
   /** from the start barrier (every host booted) to the end of the run */
   wallMs: number;
   /** starting the host threads */
@@ -210,6 +214,8 @@ export async function runScenario(s: Scenario, o: RunOptions = {}): Promise<RunR
   const ops = durationMs !== undefined ? Number.MAX_SAFE_INTEGER : (o.ops ?? s.run.opsPerCpu);
   setKnobs(knobs);
   const deterministic = (o.mode ?? 'free') === 'deterministic';
+  const lazyContract = o.lazyContract ?? 'hint';
+  set_lazy_contract(lazyContract);
   const preemptions = o.preemptions ?? 3;
   if (deterministic && threads !== cpus) {
     throw new ScenarioError(`deterministic mode needs one thread per CPU (--threads ${threads} < --cpus ${cpus})`);
@@ -226,7 +232,7 @@ export async function runScenario(s: Scenario, o: RunOptions = {}): Promise<RunR
   const plan = (h: number): HostPlan => ({
     sab: V.sab, layout: L, hostId: h, cpus: [...Array(cpus).keys()].filter((c) => hostOf[c] === h), arch, knobs,
     tlbEntries, seed, delay, delaySpins: s.run.delaySpins, opsPerCpu: ops, stopOnViolation: !o.keepGoing,
-    tasks: tasks.filter((t) => hostOf[t.cpu] === h), traceEpochMs, deterministic,
+    tasks: tasks.filter((t) => hostOf[t.cpu] === h), traceEpochMs, deterministic, lazyContract,
   });
   const t0 = performance.now();
   let startedAt = 0;
@@ -314,7 +320,7 @@ export async function runScenario(s: Scenario, o: RunOptions = {}): Promise<RunR
   return {
     scenario: s.name, arch, cpus, threads,
     mode: deterministic ? 'deterministic' : threads === 1 ? 'inline' : threads === cpus ? 'worker-per-cpu' : 'hosted',
-    seed, knobs, wallMs, bootMs, stats, perCpuOps,
+    seed, knobs, lazyContract, wallMs, bootMs, stats, perCpuOps,
     deterministic: deterministic ? { preemptions, steps: detStep(V), schedule: detDecisions(V) } : undefined,
     latencyNs: { samples: lat.length, p50: percentile(lat, 0.5), p99: percentile(lat, 0.99), max: lat.length ? lat[lat.length - 1] : 0 },
     latencySamplesNs: sample(lat, 20000),

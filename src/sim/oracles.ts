@@ -81,8 +81,13 @@ interface OwnWrite {
 }
 
 export const TAG_CPU_SHIFT = 24;
-export function addrHash(va: number): number {
-  const w = Math.floor(va / 512);
+/**
+ * The hash a tag carries of where it was written: by default the word's virtual
+ * address; a scenario passes the word's offset in its region instead (so data
+ * that mremap moves between equally-sized regions still matches).
+ */
+export function addrHash(where: number): number {
+  const w = Math.floor(where / 512);
   return (Math.imul(w ^ (w / 4294967296), 0x9e3779b1) >>> 24) & 0xff;
 }
 export function tagCpu(tag: number): number {
@@ -108,10 +113,10 @@ export class ContentOracle {
     return mm * 2 ** 40 + Math.floor(va / 512);
   }
 
-  /** A fresh tag for a write of va by this CPU. */
-  tag(va: number): number {
+  /** A fresh tag for a write by this CPU at `where` (the address, or its logical position). */
+  tag(where: number): number {
     this.seq = (this.seq % 65535) + 1;
-    return ((this.cpu << TAG_CPU_SHIFT) | (addrHash(va) << 16) | this.seq) | 0;
+    return ((this.cpu << TAG_CPU_SHIFT) | (addrHash(where) << 16) | this.seq) | 0;
   }
 
   /** Call before the write: what the discard log says now. */
@@ -142,9 +147,9 @@ export class ContentOracle {
     return false;
   }
 
-  read(mm: number, va: number, value: number): void {
+  read(mm: number, va: number, value: number, where = va): void {
     this.readsChecked++;
-    if (value !== 0 && ((value >>> 16) & 0xff) !== addrHash(va)) {
+    if (value !== 0 && ((value >>> 16) & 0xff) !== addrHash(where)) {
       this.fail(va, value, `read 0x${(value >>> 0).toString(16)} at 0x${va.toString(16)}, a tag written to another address (by cpu ${tagCpu(value)}): the page holds someone else's data`);
       return;
     }

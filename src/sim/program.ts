@@ -6,6 +6,10 @@ import type { Cpu } from '../hw/cpu.ts';
 import { PAGE_SIZE, WORDS_PER_PAGE } from '../hw/layout.ts';
 import { do_mmap, do_munmap, MAP_ANONYMOUS, MAP_FIXED, MAP_PRIVATE, MAP_SHARED, PROT_READ, PROT_WRITE, PROT_EXEC } from '../mm/mmap.ts';
 import { do_mprotect } from '../mm/mprotect.ts';
+import { do_mremap, MREMAP_MAYMOVE, MREMAP_FIXED } from '../mm/mremap.ts';
+import { do_fork, do_exit_mm } from '../mm/fork.ts';
+import { task_create } from '../mm/mm.ts';
+import { lazy_mmu_nest_test } from '../mm/lazy_mmu_test.ts';
 import type { Step } from './scenario.ts';
 import { knobs } from './knobs.ts';
 import type { ContentOracle } from './oracles.ts';
@@ -26,6 +30,8 @@ export interface TaskPlan {
   thread: string;
   program: Step[];
   regions: RegionInfo[];
+  /** a forked child: exits after this many operations */
+  opsLeft?: number;
 }
 
 export function protBits(p: string): number {
@@ -45,6 +51,10 @@ export class TaskRunner {
   private readonly stack: Frame[];
   syscallErrors = 0;
   lastError = '';
+  /** the task has exited: the CPU drops it */
+  exited = false;
+  /** add a task to this CPU (a forked child) */
+  spawn: (plan: TaskPlan) => void = () => {};
   constructor(plan: TaskPlan) {
     this.plan = plan;
     for (const r of plan.regions) this.regions.set(r.name, r);
@@ -56,6 +66,11 @@ export class TaskRunner {
   /** Run the next leaf operation; returns the number of ops it counts as. */
   step(cpu: Cpu, oracle: ContentOracle): number {
     if (++this.steps === 1000 && knobs['sim.crash_cpu_worker']) throw new Error(`injected crash on cpu ${cpu.id} (sim.crash_cpu_worker)`);
+    if (this.plan.opsLeft !== undefined && this.plan.opsLeft-- <= 0) {
+      do_exit_mm(this.plan.mm);
+      this.exited = true;
+      return 1;
+    }
     for (;;) {
       const f = this.stack[this.stack.length - 1];
       if (f.idx >= f.steps.length) {
@@ -99,14 +114,15 @@ export class TaskRunner {
           const { page } = typeof s.at === 'string' && s.at !== 'random'
             ? this.pickInSaved(cpu, s.at, r)
             : this.range(cpu, r, s.at, 1);
-          const va = r.base + page * PAGE_SIZE + cpu.rng.int(0, WORDS_PER_PAGE - 1) * (PAGE_SIZE / WORDS_PER_PAGE);
+          const off = page * PAGE_SIZE + cpu.rng.int(0, WORDS_PER_PAGE - 1) * (PAGE_SIZE / WORDS_PER_PAGE);
+          const va = r.base + off;
           const write = s.mode === 'write' || (s.mode === 'rw' && (cpu.rng.u32() & 1) === 1);
           if (write) {
-            const tag = oracle.tag(va);
+            const tag = oracle.tag(off);
             const snap = oracle.snapshot(mm);
             if (cpu.write(va, tag)) oracle.wrote(mm, va, tag, snap);
           } else if (cpu.read(va)) {
-            oracle.read(mm, va, cpu.value);
+            oracle.read(mm, va, cpu.value, off);
           }
         }
         return s.count;
@@ -133,6 +149,29 @@ export class TaskRunner {
         if (g.pages === 0) return 1;
         this.check(do_mprotect(mm, r.base + g.page * PAGE_SIZE, g.pages * PAGE_SIZE, protBits(s.prot)), 'mprotect');
         if (s.save) this.saved.set(s.save, { region: r.name, ...g });
+        return 1;
+      }
+      case 'mremap': {
+        // move the region's pages onto another region of the same size (MREMAP_MAYMOVE | MREMAP_FIXED)
+        const r = this.regions.get(s.region)!;
+        const to = this.regions.get(s.to)!;
+        const len = Math.min(r.pages, to.pages) * PAGE_SIZE;
+        this.check(do_mremap(mm, r.base, len, len, MREMAP_MAYMOVE | MREMAP_FIXED, to.base), 'mremap');
+        return 1;
+      }
+      case 'fork': {
+        const child = do_fork(mm);
+        if (child < 0) {
+          this.check(child, 'fork');
+          return 1;
+        }
+        const id = task_create(cpu.V, child, cpu.id, -1);
+        this.spawn({ ...this.plan, id, mm: child, thread: `${this.plan.thread}/child`, program: s.child, opsLeft: s.childOps });
+        return 1;
+      }
+      case 'lazy-nest': {
+        const r = this.regions.get(s.region)!;
+        lazy_mmu_nest_test(mm, r.base, Math.min(s.pages, r.pages), s.order);
         return 1;
       }
       case 'yield':

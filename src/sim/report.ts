@@ -19,6 +19,8 @@ export function summary(r: RunResult): string {
   out.push(`  flushes       single-page ${fmt(s.flushSingle)} (in ${fmt(s.flushRange)} range flushes), full ${fmt(s.flushFull)}, up to date ${fmt(s.flushSkipped)}, at switch-in ${fmt(s.switchFlush)}`);
   if (r.deterministic) out.push(`  shootdown     p50 ${fmt(r.latencyNs.p50)} steps, p99 ${fmt(r.latencyNs.p99)}, max ${fmt(r.latencyNs.max)} (${fmt(r.latencyNs.samples)} samples; deterministic mode counts scheduling steps)`);
   else out.push(`  shootdown     p50 ${us(r.latencyNs.p50)}, p99 ${us(r.latencyNs.p99)}, max ${us(r.latencyNs.max)} (${fmt(r.latencyNs.samples)} samples)`);
+  out.push(`  lazy MMU      ${fmt(s.lazySections)} sections (${r.lazyContract} contract); PTE updates ${fmt(s.pteUpdates)}, ${fmt(s.lazyUpdates)} inside sections; batched ${fmt(s.batched)} in ${fmt(s.batchFlushes)} batch flushes (${fmt(Math.max(0, s.batched - s.batchFlushes))} flushes avoided)`);
+  out.push(`  invalidation  IPIs ${fmt(s.ipiSent)} vs hardware broadcasts ${fmt(s.broadcastsSent)} (purged on ${fmt(s.broadcastsPurged)} CPU visits); s390 quiesces ${fmt(s.quiesces)}, local clears ${fmt(s.localClears)}`);
   out.push(`  memory        pages freed ${fmt(s.pagesFreed)}, page tables freed ${fmt(s.tablesFreed)}; contended locks ${fmt(s.lockContended)}; delays injected ${fmt(s.delays)}`);
   out.push(`  content       ${fmt(r.readsChecked)} reads checked (${fmt(r.readsExcused)} excused by a concurrent unmap)`);
   out.push(`  audit         ${r.audit.ok ? 'refcounts and mapcounts consistent' : 'FAILED'}; after exit of every mm: ${r.teardownAudit.ok ? 'every frame free' : 'FAILED'}`);

@@ -23,6 +23,9 @@ export type Step =
   | { op: 'mprotect'; region: string; at: number | string; pages: number | [number, number]; prot: z.infer<typeof prot>; save?: string }
   | { op: 'choose'; weights: number[]; steps: Step[] }
   | { op: 'repeat'; times: number; steps: Step[] }
+  | { op: 'mremap'; region: string; to: string }
+  | { op: 'fork'; child: Step[]; childOps: number }
+  | { op: 'lazy-nest'; region: string; pages: number; order: 'plain-outer' | 'range-outer' }
   | { op: 'yield' };
 
 const step: z.ZodType<Step> = z.lazy(() =>
@@ -37,6 +40,12 @@ const step: z.ZodType<Step> = z.lazy(() =>
     z.object({ op: z.literal('choose'), weights: z.array(z.number().nonnegative()).min(1), steps: z.array(step).min(1) }).strict()
       .refine((c) => c.weights.length === c.steps.length, { message: 'weights and steps must have the same length' }),
     z.object({ op: z.literal('repeat'), times: z.number().int().positive(), steps: z.array(step).min(1) }).strict(),
+    z.object({ op: z.literal('mremap'), region: z.string(), to: z.string() }).strict(),
+    z.object({ op: z.literal('fork'), child: z.array(step).min(1), childOps: z.number().int().positive().default(20) }).strict(),
+    z.object({
+      op: z.literal('lazy-nest'), region: z.string(), pages: z.number().int().positive().default(8),
+      order: z.enum(['plain-outer', 'range-outer']),
+    }).strict(),
     z.object({ op: z.literal('yield') }).strict(),
   ]) as z.ZodType<Step>,
 );
@@ -111,7 +120,11 @@ export function parseScenario(input: unknown, where = 'scenario'): Scenario {
         if ('region' in st && !names.has(st.region)) {
           throw new ScenarioError(`${where}: ${here}.region: no region '${st.region}' in process '${p.name}'`);
         }
+        if (st.op === 'mremap' && !names.has(st.to)) {
+          throw new ScenarioError(`${where}: ${here}.to: no region '${st.to}' in process '${p.name}'`);
+        }
         if (st.op === 'choose' || st.op === 'repeat') check(st.steps, `${here}.steps`);
+        if (st.op === 'fork') check(st.child, `${here}.child`);
       });
     };
     p.threads.forEach((t, ti) => check(t.program, `processes.${pi}.threads.${ti}.program`));
