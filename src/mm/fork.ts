@@ -14,7 +14,6 @@ import { spin_lock, spin_unlock } from '../hw/locks.ts';
 import { mmWord, MM_RSS, MM_USERS, PAGE_SIZE, PMD_SIZE, ST_SYSCALLS } from '../hw/layout.ts';
 import { pte_none, pte_present, pte_write, pte_pfn, pte_wrprotect, pte_mkclean, pte_mkold, _PAGE_PRESENT, _PAGE_PSE, VM_SHARED, VM_MAYWRITE } from '../hw/pte.ts';
 import { EV, SYS } from '../hw/trace.ts';
-import { knobs } from '../sim/knobs.ts';
 import {
   arch, pgd_offset, pud_offset, pmd_offset, pud_alloc, pmd_alloc, __pte_alloc, pte_offset_map_lock, pte_offset, pte_lockptr,
   ptl, ptep_get, ptep_set_wrprotect, set_pte_at,
@@ -113,7 +112,7 @@ export function dup_mmap(oldmm: number): number {
     }
     // Parent entries were write-protected without flushes: flush the whole
     // parent once, before the lock that COW faults need is released (spec 4.5).
-    if (!knobs['fork.no_parent_flush']) arch.flush_tlb_mm(oldmm);
+    arch.flush_tlb_mm(oldmm);
     return mm;
   } finally {
     mmap_write_unlock(oldmm);

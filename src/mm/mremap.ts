@@ -15,7 +15,6 @@ import { spin_lock, spin_unlock, up_read } from '../hw/locks.ts';
 import { PAGE_SIZE, PMD_SIZE, TASK_SIZE, ST_SYSCALLS, VMA_END } from '../hw/layout.ts';
 import { pte_none, pte_present, _PAGE_PRESENT, _PAGE_PSE } from '../hw/pte.ts';
 import { EV, SYS } from '../hw/trace.ts';
-import { knobs } from '../sim/knobs.ts';
 import {
   pgd_offset, pud_alloc, pmd_alloc, __pte_alloc, pte_offset_map_lock, pte_offset, pte_lockptr, ptl, ptep_get,
   ptep_get_and_clear, set_pte_at, flush_tlb_range, pud_offset, pmd_offset,
@@ -96,14 +95,7 @@ export function move_ptes(pmc: pagetable_move_control, extent: number, old_pmd: 
     set_pte_at(mm, new_addr + i * PAGE_SIZE, new_pte0 + i, pte);
   }
   lazy_mmu_mode_disable();
-  if (knobs['mremap.flush_after_unlock']) {
-    // BUG (injected, CVE-2018-18281): the PTLs go first; until the flush, other
-    // CPUs still use the old translations while rmap walkers act on the new PTE.
-    if (new_ptl !== old_ptl) spin_unlock(new_ptl);
-    spin_unlock(old_ptl);
-    if (force_flush) flush_tlb_range(mm, old_addr, old_addr + extent);
-    return true;
-  }
+  // Flush before either PTL is dropped (the fix for CVE-2018-18281, spec 6.1).
   if (force_flush) flush_tlb_range(mm, old_addr, old_addr + extent);
   if (new_ptl !== old_ptl) spin_unlock(new_ptl);
   spin_unlock(old_ptl);

@@ -75,16 +75,6 @@ export const KNOBS = {
     what: 'read each PTE by direct dereference instead of ptep_get inside the lazy section',
     source: 'spec 6.15a',
   },
-  'mremap.flush_after_unlock': {
-    where: 'src/mm/mremap.ts move_ptes',
-    what: 'flush the old range after both PTLs are dropped (CVE-2018-18281)',
-    source: 'spec 6.1',
-  },
-  'fork.no_parent_flush': {
-    where: 'src/mm/fork.ts dup_mmap',
-    what: 'do not flush the parent mm after write-protecting its entries for COW',
-    source: 'spec 6.13',
-  },
   'sim.crash_cpu_worker': {
     where: 'src/sim/program.ts TaskRunner.step',
     what: 'throw inside the CPU thread after 1000 operations (not a kernel bug: tests that a crashed thread ends the run with a report)',
