@@ -1,0 +1,34 @@
+import { describe, it, expect } from 'vitest';
+import { testMachine } from './helpers.ts';
+import { current } from '../src/hw/cpu.ts';
+import { IPI_FLUSH_TLB } from '../src/arch/arch.ts';
+import { flush_tlb_mm_range } from '../src/arch/x86/tlb.ts';
+import { lazy_mmu_mode_enable, lazy_mmu_mode_disable, is_lazy_mmu_mode_active } from '../src/mm/lazy_mmu.ts';
+import { taskWord, T_LAZY_ENABLE, statWord, ST_LAZY_SECTIONS } from '../src/hw/layout.ts';
+
+// Spec 1.2 rule 4 / 6.14d: lazy MMU mode is not active in interrupt context,
+// even when the interrupted task is inside a section, and calls made there
+// have no effect.
+describe('interrupts and lazy MMU sections', () => {
+  it('an IPI handled while the task is inside a section runs with the mode inactive, and its enable has no effect', () => {
+    const m = testMachine({ cpus: 2 });
+    const { mm, tasks } = m.process([0, 1]);
+    const seen: { cpu: number; active: boolean; count: number }[] = [];
+    const real = m.host.hooks.ipi[IPI_FLUSH_TLB];
+    m.host.hooks.ipi[IPI_FLUSH_TLB] = (target, sender) => {
+      const before = m.V.I[taskWord(m.V.L, tasks[1], T_LAZY_ENABLE)];
+      lazy_mmu_mode_enable(); // an interrupt handler trying to batch: no effect
+      seen.push({ cpu: current.id, active: is_lazy_mmu_mode_active(), count: m.V.I[taskWord(m.V.L, tasks[1], T_LAZY_ENABLE)] - before });
+      lazy_mmu_mode_disable();
+      real(target, sender);
+    };
+    m.on(1, () => lazy_mmu_mode_enable()); // CPU 1's task opens a section...
+    expect(m.on(1, () => is_lazy_mmu_mode_active())).toBe(true);
+    m.on(0, () => flush_tlb_mm_range(mm, 0x100000, 0x101000, 12, false)); // ...and takes a flush IPI inside it
+    expect(seen).toEqual([{ cpu: 1, active: false, count: 0 }]);
+    expect(m.on(1, () => is_lazy_mmu_mode_active())).toBe(true); // the task's section is intact
+    m.on(1, () => lazy_mmu_mode_disable());
+    expect(m.V.I[statWord(m.V.L, 1, ST_LAZY_SECTIONS)]).toBe(1); // only the task's own section
+    expect(m.violations).toEqual([]);
+  });
+});
