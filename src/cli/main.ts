@@ -3,11 +3,12 @@
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { readdir, writeFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
-import { join, dirname } from 'node:path';
-import { loadScenario, ScenarioError } from '../sim/scenario.ts';
+import { join } from 'node:path';
+import { loadScenario, resolveScenario, ScenarioError, SCENARIO_DIR } from '../sim/scenario.ts';
+import { int, prob, knob } from './args.ts';
 import { runScenario } from '../sim/machine.ts';
 import { summary, exitCode } from '../sim/report.ts';
-import { KNOBS, KNOB_NAMES } from '../sim/knobs.ts';
+import { KNOBS } from '../sim/knobs.ts';
 import { ARCH_NAMES } from '../arch/index.ts';
 import { toChromeTrace } from '../sim/trace_export.ts';
 import { htmlReport } from '../sim/html_report.ts';
@@ -22,34 +23,6 @@ function describeSize(r: Repro): string {
 }
 
 const EXIT_BAD_INPUT = 2;
-export const SCENARIO_DIR = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'scenarios');
-
-function int(name: string, min: number, max: number) {
-  return (v: string): number => {
-    if (!/^\d+$/.test(v)) throw new InvalidArgumentError(`${name} must be a whole number, got '${v}'`);
-    const n = Number(v);
-    if (n < min || n > max) throw new InvalidArgumentError(`${name} must be between ${min} and ${max}, got ${n}`);
-    return n;
-  };
-}
-function prob(v: string): number {
-  const n = Number(v);
-  if (!/^[0-9.eE-]+$/.test(v) || !Number.isFinite(n) || n < 0 || n > 1) throw new InvalidArgumentError(`must be a probability between 0 and 1, got '${v}'`);
-  return n;
-}
-function collect(v: string, prev: string[]): string[] {
-  if (!(KNOB_NAMES as string[]).includes(v)) throw new InvalidArgumentError(`unknown bug knob '${v}' (mmsim knobs lists them)`);
-  return [...prev, v];
-}
-
-/** Resolve a scenario argument: a path, or a name from the library. */
-async function resolveScenario(arg: string): Promise<string> {
-  if (arg.includes('/') || arg.endsWith('.ts') || arg.endsWith('.json')) return arg;
-  const files = await readdir(SCENARIO_DIR).catch(() => [] as string[]);
-  const hit = files.find((f) => f === `${arg}.ts` || f === `${arg}.json`);
-  return hit ? join(SCENARIO_DIR, hit) : arg;
-}
-
 export function buildProgram(): Command {
   const program = new Command();
   program
@@ -74,7 +47,7 @@ export function buildProgram(): Command {
     .addOption(new Option('--lazy-contract <c>', 'reading of lazy_mmu_mode_enable_fast_pte_range(): strict (no update outside the range) or hint').choices(['strict', 'hint']))
     .option('--delay <p>', 'probability of a random delay at each scheduling point (widens race windows)', prob)
     .option('--tlb <entries>', 'TLB entries per CPU (power of two)', int('--tlb', 1, 65536))
-    .option('--knob <name>', 'turn on a bug-injection knob (repeatable)', collect, [] as string[])
+    .option('--knob <name>', 'turn on a bug-injection knob (repeatable)', knob, [] as string[])
     .option('--keep-going', 'do not stop at the first violation')
     .option('--hang-timeout <ms>', 'declare a hang after this long without progress', int('--hang-timeout', 100, 1e9))
     .option('--json <file>', 'also write the result as JSON')

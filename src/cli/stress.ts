@@ -1,6 +1,62 @@
-// `mmsim stress`: many seeds in parallel.
-import type { Command } from 'commander';
+// `mmsim stress`: many seeds in parallel (see src/sim/stress.ts).
+import { InvalidArgumentError, Option, type Command } from 'commander';
+import { ARCH_NAMES } from '../arch/index.ts';
+import { runCampaign, parseShard, type TaskOptions } from '../sim/stress.ts';
+import { int, prob, knob } from './args.ts';
+
+function shard(v: string): string {
+  try {
+    parseShard(v);
+  } catch (e) {
+    throw new InvalidArgumentError((e as Error).message);
+  }
+  return v;
+}
 
 export function registerStress(program: Command): void {
-  void program;
+  program
+    .command('stress')
+    .description('run many seeds of scenarios in parallel: JSON lines, repro files for failures, a table (exit 0 all clean, 1 a seed failed, 2 bad input)')
+    .argument('<scenario...>', 'scenario files (.ts or .json) or names from the library (mmsim list)')
+    .option('--seeds <n>', 'seeds per scenario', int('--seeds', 1, 1e9), 100)
+    .option('--seed-base <n>', 'first seed: the campaign runs seeds base .. base+n-1', int('--seed-base', 0, 2 ** 31 - 1), 1)
+    .option('--jobs <j>', 'seeds run in parallel (default: available cores)', int('--jobs', 1, 1024))
+    .option('--shard <i/n>', 'run only shard i of n (0-based): the seeds base+k with k mod n = i', shard)
+    .option('--out <file>', "JSON lines, one per seed ('-': stdout, the table then goes to stderr)", 'stress-results.jsonl')
+    .option('--repro-dir <dir>', 'where repro-<scenario>-<seed>.json files of failing seeds go', '.')
+    .option('--no-progress', 'no progress bar (there is none either when stderr is not a terminal)')
+    .option('--task-timeout <ms>', 'a seed running longer than this fails as a timeout (default 10 min + --duration)', int('--task-timeout', 100, 1e10))
+    .option('--cpus <n>', 'simulated CPUs (1-256)', int('--cpus', 1, 256))
+    .addOption(new Option('--arch <arch>', 'TLB-flush model').choices(ARCH_NAMES))
+    .option('--ops <n>', 'operations per CPU', int('--ops', 1, 1e12))
+    .option('--duration <ms>', 'run each seed for this long instead of a fixed number of operations', int('--duration', 1, 1e9))
+    .option('--threads <t>', 'host threads per seed (default 1: inline, every CPU on the task thread; deterministic: one per CPU)', int('--threads', 1, 256))
+    .option('--delay <p>', 'probability of a random delay at each scheduling point (widens race windows)', prob)
+    .option('--tlb <entries>', 'TLB entries per CPU (power of two)', int('--tlb', 1, 65536))
+    .option('--knob <name>', 'turn on a bug-injection knob (repeatable)', knob, [] as string[])
+    .addOption(new Option('--mode <mode>', 'free: CPUs race on the OS scheduler; deterministic: one at a time, a seeded scheduler picks').choices(['free', 'deterministic']))
+    .option('--preemptions <d>', 'deterministic mode: PCT preemption bound (default 3)', int('--preemptions', 1, 64))
+    .addOption(new Option('--lazy-contract <c>', 'reading of lazy_mmu_mode_enable_fast_pte_range(): strict or hint').choices(['strict', 'hint']))
+    .option('--hang-timeout <ms>', 'declare a hang after this long without progress', int('--hang-timeout', 100, 1e9))
+    .action(async (scenarios: string[], opts) => {
+      if (opts.tlb !== undefined && opts.tlb & (opts.tlb - 1)) throw new InvalidArgumentError('--tlb must be a power of two');
+      const run: TaskOptions = {
+        cpus: opts.cpus, arch: opts.arch, ops: opts.ops, durationMs: opts.duration, threads: opts.threads, delay: opts.delay,
+        tlbEntries: opts.tlb, knobs: opts.knob.length ? opts.knob : undefined, hangTimeoutMs: opts.hangTimeout,
+        mode: opts.mode, preemptions: opts.preemptions, lazyContract: opts.lazyContract,
+      };
+      // Ctrl-C: stop, abandon the running seeds, still print the table of the finished ones
+      const stop = new AbortController();
+      const onSigint = (): void => stop.abort();
+      process.once('SIGINT', onSigint);
+      try {
+        const sum = await runCampaign({
+          scenarios, seeds: opts.seeds, seedBase: opts.seedBase, jobs: opts.jobs, shard: opts.shard, out: opts.out,
+          reproDir: opts.reproDir, progress: opts.progress, run, taskTimeoutMs: opts.taskTimeout, signal: stop.signal,
+        });
+        process.exitCode = sum.exitCode;
+      } finally {
+        process.off('SIGINT', onSigint);
+      }
+    });
 }

@@ -5,8 +5,9 @@
 
 import { z } from 'zod';
 import { readFile } from 'node:fs/promises';
-import { resolve, extname } from 'node:path';
-import { pathToFileURL } from 'node:url';
+import { resolve, extname, join, dirname } from 'node:path';
+import { readdir } from 'node:fs/promises';
+import { pathToFileURL, fileURLToPath } from 'node:url';
 import { KNOB_NAMES } from './knobs.ts';
 import { ARCH_NAMES } from '../arch/index.ts';
 
@@ -176,4 +177,15 @@ export function placeThreads(s: Scenario, cpus: number): number[][][] {
     if (list.length === 0) throw new ScenarioError(`processes.${pi}.threads.${ti}.cpus: 'rest' leaves no CPU on a ${cpus}-CPU machine`);
     return list;
   }));
+}
+
+/** The scenario library shipped with mmsim. */
+export const SCENARIO_DIR = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'scenarios');
+
+/** Resolve a scenario argument: a path, or a name from the library. */
+export async function resolveScenario(arg: string): Promise<string> {
+  if (arg.includes('/') || arg.endsWith('.ts') || arg.endsWith('.json')) return arg;
+  const files = await readdir(SCENARIO_DIR).catch(() => [] as string[]);
+  const hit = files.find((f) => f === `${arg}.ts` || f === `${arg}.json`);
+  return hit ? join(SCENARIO_DIR, hit) : arg;
 }

@@ -1,0 +1,24 @@
+// Option parsers shared by the mmsim commands: each error names the flag and the bad value.
+import { InvalidArgumentError } from 'commander';
+import { KNOB_NAMES } from '../sim/knobs.ts';
+
+export function int(name: string, min: number, max: number) {
+  return (v: string): number => {
+    if (!/^\d+$/.test(v)) throw new InvalidArgumentError(`${name} must be a whole number, got '${v}'`);
+    const n = Number(v);
+    if (n < min || n > max) throw new InvalidArgumentError(`${name} must be between ${min} and ${max}, got ${n}`);
+    return n;
+  };
+}
+
+export function prob(v: string): number {
+  const n = Number(v);
+  if (!/^[0-9.eE-]+$/.test(v) || !Number.isFinite(n) || n < 0 || n > 1) throw new InvalidArgumentError(`must be a probability between 0 and 1, got '${v}'`);
+  return n;
+}
+
+/** --knob, repeatable */
+export function knob(v: string, prev: string[]): string[] {
+  if (!(KNOB_NAMES as string[]).includes(v)) throw new InvalidArgumentError(`unknown bug knob '${v}' (mmsim knobs lists them)`);
+  return [...prev, v];
+}

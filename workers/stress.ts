@@ -1,0 +1,41 @@
+// Piscina task module of `mmsim stress`: one seed of one scenario on a machine
+// of its own. Returns a compact result (and a Repro when the seed failed); the
+// campaign on the main thread writes the JSON line and the repro file.
+import { loadScenario, ScenarioError, type Scenario } from '../src/sim/scenario.ts';
+import { runScenario, type RunResult } from '../src/sim/machine.ts';
+import { exitCode } from '../src/sim/report.ts';
+import { makeRepro } from '../src/sim/repro.ts';
+import type { StressTask, TaskResult, TaskBadInput } from '../src/sim/stress.ts';
+
+const scenarios = new Map<string, Promise<Scenario>>();
+
+export default async function stressTask(task: StressTask): Promise<TaskResult | TaskBadInput> {
+  let s: Scenario;
+  let r: RunResult;
+  // inline by default: J tasks x one worker per CPU would oversubscribe the cores; a deterministic
+  // run needs one thread per CPU (only one of them runs at a time), so it keeps the machine's default
+  const inline = task.options.mode === 'deterministic' ? undefined : 1;
+  const options = { ...task.options, threads: task.options.threads ?? inline, seed: task.seed };
+  try {
+    let p = scenarios.get(task.scenarioFile);
+    if (!p) scenarios.set(task.scenarioFile, (p = loadScenario(task.scenarioFile)));
+    s = await p;
+    r = await runScenario(s, options);
+  } catch (e) {
+    // bad input (a CPU the machine lacks, an mmap that cannot fit) is the same for every seed: stop the campaign
+    if (e instanceof ScenarioError) return { badInput: e.message };
+    throw e; // anything else: the campaign counts this seed as a crash
+  }
+  const exit = exitCode(r);
+  const mode = r.deterministic ? 'deterministic' : 'free';
+  // a deterministic run carries its schedule: the repro then replays the exact interleaving
+  const repro = makeRepro(s, { ...options, mode }, r, task.scenarioFile, r.deterministic?.schedule);
+  const first = repro.violation ?? (exit !== 0 ? { kind: r.crash ? 'crash' : 'violation', message: `${r.violationCount} violations` } : null);
+  return {
+    scenario: r.scenario, seed: task.seed, ok: exit === 0, exit, kind: exit ? first!.kind : null, message: exit ? first!.message : null,
+    wallMs: Math.round(r.wallMs * 10) / 10, ops: r.stats.ops, shootdowns: r.stats.shootdowns,
+    p50Ns: Math.round(r.latencyNs.p50), p99Ns: Math.round(r.latencyNs.p99),
+    cpus: r.cpus, threads: r.threads, exec: r.mode, mode, knobs: r.knobs,
+    repro: exit ? repro : undefined,
+  };
+}
