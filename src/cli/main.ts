@@ -51,6 +51,7 @@ export function buildProgram(): Command {
     .option('--keep-going', 'do not stop at the first violation')
     .option('--hang-timeout <ms>', 'declare a hang after this long without progress', int('--hang-timeout', 100, 1e9))
     .option('--json <file>', 'also write the result as JSON')
+    .option('--cpu-prof <dir>', 'write a V8 CPU profile per host thread (host-<n>.cpuprofile; open in Chrome DevTools)')
     .option('--repro-dir <dir>', 'where a failing run writes its repro file', '.')
     .option('--no-repro', 'do not write a repro file on failure')
     .option('--trace <file>', 'write a Chrome trace-event JSON of the run (open it in ui.perfetto.dev)')
@@ -64,7 +65,7 @@ export function buildProgram(): Command {
         threads: opts.threads, delay: opts.delay, tlbEntries: opts.tlb, mode: opts.mode, preemptions: opts.preemptions,
         lazyContract: opts.lazyContract,
         knobs: opts.knob.length ? [...new Set([...s.knobs, ...opts.knob])] : undefined,
-        keepGoing: opts.keepGoing, hangTimeoutMs: opts.hangTimeout,
+        keepGoing: opts.keepGoing, hangTimeoutMs: opts.hangTimeout, cpuProfDir: opts.cpuProf,
       };
       const r = await runScenario(s, { ...options, trace: Boolean(opts.trace || opts.report) });
       console.log(summary(r));

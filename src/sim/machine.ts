@@ -52,6 +52,8 @@ export interface RunOptions {
   trace?: boolean;
   /** events kept per CPU when tracing (power of two) */
   traceEvents?: number;
+  /** write a V8 CPU profile of every host thread into this directory (host-<n>.cpuprofile) */
+  cpuProfDir?: string;
 }
 
 export interface TraceEvent extends EventRecord {
@@ -247,7 +249,8 @@ export async function runScenario(s: Scenario, o: RunOptions = {}): Promise<RunR
     let failed: (why: string) => void = () => {};
     const failure = new Promise<string>((res) => (failed = res));
     for (let h = 0; h < hosts; h++) {
-      const w = new Worker(url, { name: `mmsim-host-${h}`, stdout: false, stderr: false });
+      const execArgv = o.cpuProfDir ? ['--cpu-prof', `--cpu-prof-dir=${o.cpuProfDir}`, `--cpu-prof-name=host-${h}.cpuprofile`] : undefined;
+      const w = new Worker(url, { name: `mmsim-host-${h}`, stdout: false, stderr: false, execArgv });
       w.on('error', (e) => failed(`host thread ${h} crashed: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}`));
       w.on('exit', (code) => {
         if (code !== 0) failed(`host thread ${h} exited with code ${code}`);
