@@ -56,6 +56,7 @@ export function buildProgram(): Command {
     .option('--no-repro', 'do not write a repro file on failure')
     .option('--trace <file>', 'write a Chrome trace-event JSON of the run (open it in ui.perfetto.dev)')
     .option('--report <file>', 'write a self-contained HTML report of the run')
+    .option('--trace-accesses', 'keep every read and write in the trace (default: per-CPU rate counters, and single accesses only just before a violation)')
     .action(async (arg: string, opts) => {
       const file = await resolveScenario(arg);
       const s = await loadScenario(file);
@@ -75,7 +76,7 @@ export function buildProgram(): Command {
         console.log(`  repro         ${path} (mmsim replay-run ${path}; mmsim shrink ${path})`);
       }
       if (opts.json) await writeFile(opts.json, JSON.stringify({ ...r, trace: undefined }, null, 2));
-      if (opts.trace) await writeFile(opts.trace, JSON.stringify(toChromeTrace(r)));
+      if (opts.trace) await writeFile(opts.trace, JSON.stringify(toChromeTrace(r, { accesses: opts.traceAccesses ? 'all' : 'counters' })));
       if (opts.report) await writeFile(opts.report, htmlReport(r));
       process.exitCode = exitCode(r);
     });

@@ -311,6 +311,8 @@ export async function runScenario(s: Scenario, o: RunOptions = {}): Promise<RunR
   }
   const lat = Float64Array.from(results.flatMap((r) => r.latencies)).sort();
   const violations = results.flatMap((r) => r.violations);
+  // The trace first: the teardown below runs kernel code as CPU 0 and would log over its ring.
+  const trace = o.trace ? collectTrace(V, cpus) : undefined;
   // Quiescent: audit the live state, then tear every mm down and audit again (leaks).
   let auditReport: AuditReport;
   let teardown: AuditReport;
@@ -327,7 +329,7 @@ export async function runScenario(s: Scenario, o: RunOptions = {}): Promise<RunR
     deterministic: deterministic ? { preemptions, steps: detStep(V), schedule: detDecisions(V) } : undefined,
     latencyNs: { samples: lat.length, p50: percentile(lat, 0.5), p99: percentile(lat, 0.99), max: lat.length ? lat[lat.length - 1] : 0 },
     latencySamplesNs: sample(lat, 20000),
-    trace: o.trace ? collectTrace(V, cpus) : undefined,
+    trace,
     violations, violationCount: Atomics.load(I, L.header + H_VIOLATIONS), audit: auditReport, teardownAudit: teardown, hang, crash,
     syscallErrors: results.reduce((a, r) => a + r.syscallErrors, 0),
     lastSyscallError: results.map((r) => r.lastSyscallError).filter(Boolean).pop() ?? '',

@@ -16,7 +16,8 @@ import type { Host, ViolationInfo } from '../hw/cpu.ts';
 import {
   type Views, mmWord, unmapLogF, hostWord, MM_UNMAP_SEQ, MM_UNMAP_SLOT, UNMAP_LOG_ENTRIES, H_STOP, H_VIOLATIONS, HB_WAKE,
 } from '../hw/layout.ts';
-import { readRing, formatEvent } from '../hw/trace.ts';
+import { readRing, formatEvent, EV } from '../hw/trace.ts';
+import { current } from '../hw/cpu.ts';
 
 export interface ViolationRecord extends ViolationInfo {
   /** recent events of the CPUs involved, formatted, oldest first */
@@ -26,6 +27,8 @@ export interface ViolationRecord extends ViolationInfo {
 export function makeViolationSink(V: Views, out: ViolationRecord[], stopOnViolation: boolean, maxKept = 32): (v: ViolationInfo) => void {
   return (v) => {
     Atomics.add(V.I, V.L.header + H_VIOLATIONS, 1);
+    // on the detecting CPU's own thread: its ring gets the moment of detection
+    if (current !== undefined && current.id === v.cpu) current.ring.log(EV.VIOLATION, v.va ?? -1, v.pfn ?? -1);
     if (out.length < maxKept) {
       const events: Record<number, string[]> = {};
       for (const c of [v.cpu, ...(v.cpus ?? [])]) events[c] = readRing(V, c, 12).map(formatEvent);
