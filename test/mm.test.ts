@@ -5,6 +5,7 @@ import {
   EINVAL, ENOMEM, EEXIST, MMAP_BASE,
 } from '../src/mm/mmap.ts';
 import { do_mprotect } from '../src/mm/mprotect.ts';
+import { do_madvise, MADV_DONTNEED } from '../src/mm/madvise.ts';
 import { vma_list } from '../src/mm/vma.ts';
 import { free_frames, zero_pfn } from '../src/mm/page_alloc.ts';
 import { exit_mmap, mm_stats } from '../src/mm/mm.ts';
@@ -142,5 +143,24 @@ describe('faults and unmapping', () => {
     k(() => do_munmap(mm, a + 2 * P, 2 * P));
     expect(free_frames(m.V).data).toBe(before);
     expect(audit(m.V).ok).toBe(true);
+  });
+});
+
+describe('madvise(MADV_DONTNEED)', () => {
+  it('drops the pages of a range, keeps the VMA, and the next touch reads zero; holes give ENOMEM', () => {
+    const { m, k, mm, vmas } = setup();
+    const before = free_frames(m.V).data;
+    const a = k(() => do_mmap(mm, 0x1000_0000, 4 * P, RW, ANON | MAP_FIXED));
+    k(() => { for (let p = 0; p < 4; p++) m.cpus[0].write(a + p * P, p + 1); });
+    k(() => m.cpus[1].read(a + P), 1); // cached on CPU 1
+    expect(k(() => do_madvise(mm, a, 2 * P, MADV_DONTNEED))).toBe(0);
+    expect(vmas()).toHaveLength(1);
+    expect(free_frames(m.V).data).toBe(before - 2);
+    k(() => { expect(m.cpus[1].read(a + P)).toBe(true); expect(m.cpus[1].value).toBe(0); }, 1); // flushed, refaulted
+    k(() => { expect(m.cpus[0].read(a + 2 * P)).toBe(true); expect(m.cpus[0].value).toBe(3); });
+    expect(k(() => do_madvise(mm, a - 4 * P, 8 * P, MADV_DONTNEED))).toBe(-ENOMEM); // a hole before
+    expect(k(() => do_madvise(mm, a + 1, P, MADV_DONTNEED))).toBe(-EINVAL);
+    expect(audit(m.V).ok).toBe(true);
+    expect(m.violations).toEqual([]);
   });
 });

@@ -6,6 +6,7 @@ import type { Cpu } from '../hw/cpu.ts';
 import { PAGE_SIZE, WORDS_PER_PAGE } from '../hw/layout.ts';
 import { do_mmap, do_munmap, MAP_ANONYMOUS, MAP_FIXED, MAP_PRIVATE, MAP_SHARED, PROT_READ, PROT_WRITE, PROT_EXEC } from '../mm/mmap.ts';
 import { do_mprotect } from '../mm/mprotect.ts';
+import { do_madvise, MADV_DONTNEED } from '../mm/madvise.ts';
 import { do_mremap, MREMAP_MAYMOVE, MREMAP_FIXED } from '../mm/mremap.ts';
 import { do_fork, do_exit_mm } from '../mm/fork.ts';
 import { task_create } from '../mm/mm.ts';
@@ -149,6 +150,13 @@ export class TaskRunner {
         if (g.pages === 0) return 1;
         this.check(do_mprotect(mm, r.base + g.page * PAGE_SIZE, g.pages * PAGE_SIZE, protBits(s.prot)), 'mprotect');
         if (s.save) this.saved.set(s.save, { region: r.name, ...g });
+        return 1;
+      }
+      case 'madvise': {
+        const r = this.regions.get(s.region)!;
+        const g = this.range(cpu, r, s.at, this.pages(cpu, s.pages));
+        if (g.pages === 0) return 1;
+        this.check(do_madvise(mm, r.base + g.page * PAGE_SIZE, g.pages * PAGE_SIZE, MADV_DONTNEED), 'madvise');
         return 1;
       }
       case 'mremap': {

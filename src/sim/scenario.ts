@@ -24,6 +24,7 @@ export type Step =
   | { op: 'mprotect'; region: string; at: number | string; pages: number | [number, number]; prot: z.infer<typeof prot>; save?: string }
   | { op: 'choose'; weights: number[]; steps: Step[] }
   | { op: 'repeat'; times: number; steps: Step[] }
+  | { op: 'madvise'; region: string; at: number | string; pages: number | [number, number]; advice: 'dontneed' }
   | { op: 'mremap'; region: string; to: string }
   | { op: 'fork'; child: Step[]; childOps: number }
   | { op: 'lazy-nest'; region: string; pages: number; order: 'plain-outer' | 'range-outer' }
@@ -41,6 +42,7 @@ const step: z.ZodType<Step> = z.lazy(() =>
     z.object({ op: z.literal('choose'), weights: z.array(z.number().nonnegative()).min(1), steps: z.array(step).min(1) }).strict()
       .refine((c) => c.weights.length === c.steps.length, { message: 'weights and steps must have the same length' }),
     z.object({ op: z.literal('repeat'), times: z.number().int().positive(), steps: z.array(step).min(1) }).strict(),
+    z.object({ op: z.literal('madvise'), region: z.string(), at, pages, advice: z.literal('dontneed').default('dontneed') }).strict(),
     z.object({ op: z.literal('mremap'), region: z.string(), to: z.string() }).strict(),
     z.object({ op: z.literal('fork'), child: z.array(step).min(1), childOps: z.number().int().positive().default(20) }).strict(),
     z.object({
