@@ -10,7 +10,7 @@
 import {
   type Views, cpuCtl, hostWord, statWord, frameWord, dataWord, mmWord,
   CC_IPI_PENDING, CC_IPI_MASK, CC_ACK, CC_BC_PENDING, CC_BC_MASK, CC_BC_ACK, CC_BC_ASID, CC_BC_START_F, CC_BC_END_F,
-  ST_BCAST_SENT, ST_BCAST_RECV, CC_INFO_TYPE, CC_INFO_MM, FM_OWNER, CC_IRQS_OFF, CC_LOADED_MM, CC_IS_LAZY, CC_HOST,
+  ST_BCAST_SENT, ST_BCAST_RECV, CC_ONLINE, CC_INFO_TYPE, CC_INFO_MM, FM_OWNER, CC_IRQS_OFF, CC_LOADED_MM, CC_IS_LAZY, CC_HOST,
   HB_WAKE, HB_SLEEPING, HB_WAITING_ON, HB_HEARTBEAT, CPUMASK_WORDS, FM_GEN, FM_FLAGS, PG_FREE,
   ST_TLB_HITS, ST_TLB_MISSES, ST_READS, ST_WRITES, ST_IPI_RECV, ST_IPI_SENT, ST_FAULTS, ST_SEGV, ST_DELAYS,
   WORD_SHIFT, WORDS_PER_PAGE, MM_ASID, H_STOP,
@@ -256,6 +256,7 @@ export class Cpu {
     this.rng = new Rng(seed, id);
     this.ctxGen = new Int32Array(host.V.L.shape.maxMms);
     this.ctxId = new Int32Array(host.V.L.shape.maxMms);
+    Atomics.store(this.I, this.ctl + CC_ONLINE, 1);
   }
 
   /** the clock latencies are measured with: ns, or scheduler steps in deterministic mode */
@@ -387,11 +388,14 @@ export class Cpu {
     I[this.ctl + CC_BC_ASID] = asid;
     F[(this.ctl + CC_BC_START_F) >> 1] = startVpn;
     F[(this.ctl + CC_BC_END_F) >> 1] = endVpn;
-    Atomics.store(I, this.ctl + CC_BC_ACK, n - 1);
+    // every CPU that exists (at boot and teardown only the main thread's does)
+    let targets = 0;
+    for (let t = 0; t < n; t++) if (t !== this.id && Atomics.load(I, cpuCtl(L, t, CC_ONLINE)) !== 0) targets++;
+    Atomics.store(I, this.ctl + CC_BC_ACK, targets);
     const word = this.id >> 5;
     const bit = 1 << (this.id & 31);
     for (let t = 0; t < n; t++) {
-      if (t === this.id) continue;
+      if (t === this.id || Atomics.load(I, cpuCtl(L, t, CC_ONLINE)) === 0) continue;
       Atomics.or(I, cpuCtl(L, t, CC_BC_MASK + word), bit);
       Atomics.add(I, cpuCtl(L, t, CC_BC_PENDING), 1);
       this.host.kick(t);

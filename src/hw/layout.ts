@@ -66,6 +66,7 @@ export const CC_IRQS_OFF = 3 * LINE + 2;
 export const CC_CUR_TASK = 3 * LINE + 3;
 export const CC_HOST = 3 * LINE + 4;
 export const CC_DONE = 3 * LINE + 5;
+export const CC_ONLINE = 3 * LINE + 6; // a Cpu object exists for it on some running host: hardware broadcasts reach it
 // line 4: hardware broadcast invalidations addressed to this CPU (arm64 TLBI, powerpc
 // tlbie, s390 IPTE/IDTE): taken at the next instruction boundary whatever the
 // interrupt state
@@ -201,6 +202,8 @@ export const H_STARTED = 8;
 export const H_NEXT_CTX = 9;
 export const H_NEXT_FILE = 10;
 export const H_RUNNING = 11; // hosts still executing operations (the rest only service IPIs)
+export const H_QUIESCE_LOCK = 12; // s390: the machine-wide quiesce of a global IPTE/IDTE (+ waiters word)
+export const H_QUIESCE_WAITERS = 13;
 export const HEADER_WORDS = 2 * LINE;
 export const MAGIC = 0x6d6d7331; // 'mms1'
 

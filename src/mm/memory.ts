@@ -229,11 +229,14 @@ function zap_pte_range(tlb: mmu_gather, mm: number, pmdp: number, addr: number, 
   let a = addr;
   // BUG (injected): one entry too many, if the table has one
   const stop = knobs['zap.off_by_one'] && end % PMD_SIZE !== 0 ? end + PAGE_SIZE : end;
-  const deref = knobs['zap.direct_deref']; // BUG (injected): bypasses queued/cached updates
+  const deref = knobs['zap.direct_deref'];
   for (let ptep = ptep0; a < stop; a += PAGE_SIZE, ptep++) {
-    const e = deref ? pte_deref(ptep) : ptep_get(ptep);
+    const e = ptep_get(ptep);
     if (pte_none(e)) continue;
     const old = ptep_get_and_clear(mm, a, ptep);
+    // BUG (injected, spec 6.15a): "did the clear take?" asked by direct dereference;
+    // where memory still holds the old entry the page is skipped (and leaked)
+    if (deref && !pte_none(pte_deref(ptep))) continue;
     tlb_flush_pte_range(tlb, a, PAGE_SIZE);
     if (!pte_present(old)) continue;
     const pfn = pte_pfn(old);

@@ -9,7 +9,7 @@ import * as Comlink from 'comlink';
 import nodeEndpoint from 'comlink/dist/esm/node-adapter.mjs';
 import {
   type Views, cpuCtl, hostWord, statWord, mmWord, eventF,
-  CC_LOADED_MM, CC_IS_LAZY, CC_ACK, CC_IPI_PENDING, CC_IRQS_OFF, HB_WAITING_ON, H_STOP, H_DONE, H_VIOLATIONS,
+  CC_LOADED_MM, CC_IS_LAZY, CC_ONLINE, CC_ACK, CC_IPI_PENDING, CC_IRQS_OFF, HB_WAITING_ON, H_STOP, H_DONE, H_VIOLATIONS,
   H_STARTED, STAT_WORDS, STAT_NAMES, ST_OPS, ST_SYSCALLS, ST_IPI_RECV, MM_CPUMASK, CPUMASK_WORDS, PAGE_SIZE, MM_LOCK, MM_WORDS, type StatName,
 } from '../hw/layout.ts';
 import { Cpu, set_current } from '../hw/cpu.ts';
@@ -344,6 +344,7 @@ function teardownAndAudit(V: Views, arch: string, tlbEntries: number, violations
   for (let c = 0; c < L.shape.cpus; c++) {
     I[cpuCtl(L, c, CC_LOADED_MM)] = -1;
     I[cpuCtl(L, c, CC_IS_LAZY)] = 0;
+    I[cpuCtl(L, c, CC_ONLINE)] = 0; // their threads are gone
   }
   for (let mm = 0; mm < L.shape.maxMms; mm++) for (let w = 0; w < CPUMASK_WORDS; w++) I[mmWord(L, mm, MM_CPUMASK + w)] = 0;
   I[L.header + H_STOP] = 0;
