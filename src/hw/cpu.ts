@@ -10,7 +10,7 @@
 import {
   type Views, cpuCtl, hostWord, statWord, frameWord, dataWord, mmWord,
   CC_IPI_PENDING, CC_IPI_MASK, CC_ACK, CC_BC_PENDING, CC_BC_MASK, CC_BC_ACK, CC_BC_ASID, CC_BC_START_F, CC_BC_END_F,
-  ST_BCAST_SENT, ST_BCAST_RECV, CC_ONLINE, CC_INFO_TYPE, CC_INFO_MM, FM_OWNER, CC_IRQS_OFF, CC_LOADED_MM, CC_IS_LAZY, CC_HOST,
+  ST_BCAST_SENT, ST_BCAST_RECV, CC_ONLINE, ST_SHOOTDOWNS, CC_INFO_TYPE, CC_INFO_MM, FM_OWNER, CC_IRQS_OFF, CC_LOADED_MM, CC_IS_LAZY, CC_HOST,
   HB_WAKE, HB_SLEEPING, HB_WAITING_ON, HB_HEARTBEAT, CPUMASK_WORDS, FM_GEN, FM_FLAGS, PG_FREE,
   ST_TLB_HITS, ST_TLB_MISSES, ST_READS, ST_WRITES, ST_IPI_RECV, ST_IPI_SENT, ST_FAULTS, ST_SEGV, ST_DELAYS,
   WORD_SHIFT, WORDS_PER_PAGE, MM_ASID, H_STOP,
@@ -370,6 +370,20 @@ export class Cpu {
       if (spin < 32 && this.host.sched === null) Atomics.pause();
       else this.host.block(-1, () => Atomics.load(I, ack) === 0);
     }
+  }
+
+  /**
+   * A TLB shootdown of mm to `targets` (the request is in this CPU's CC_INFO
+   * area): send, wait for every acknowledgement, record the latency.
+   */
+  shootdown(mm: number, targets: ArrayLike<number>, n: number, type: number): void {
+    this.ring.log(EV.IPI_SEND, mm, n);
+    const t0 = this.now();
+    this.send_ipis_and_wait(targets, n, type);
+    const ns = this.now() - t0;
+    this.recordLatency(ns);
+    this.I[this.st + ST_SHOOTDOWNS]++;
+    this.ring.log(EV.SHOOTDOWN_DONE, mm, ns);
   }
 
   // ---- hardware broadcast invalidation (arm64 TLBI+DSB, powerpc tlbie, s390 IPTE) ----

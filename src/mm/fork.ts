@@ -11,9 +11,10 @@
 
 import { current } from '../hw/cpu.ts';
 import { spin_lock, spin_unlock } from '../hw/locks.ts';
-import { mmWord, MM_RSS, MM_USERS, PAGE_SIZE, PMD_SIZE, ST_SYSCALLS } from '../hw/layout.ts';
+import { mmWord, MM_RSS, MM_USERS, PAGE_SIZE, PMD_SIZE } from '../hw/layout.ts';
 import { pte_none, pte_present, pte_write, pte_pfn, pte_wrprotect, pte_mkclean, pte_mkold, _PAGE_PRESENT, _PAGE_PSE, VM_SHARED, VM_MAYWRITE } from '../hw/pte.ts';
 import { EV, SYS } from '../hw/trace.ts';
+import { syscall } from './syscall.ts';
 import {
   arch, pgd_offset, pud_offset, pmd_offset, pud_alloc, pmd_alloc, __pte_alloc, pte_offset_map_lock, pte_offset, pte_lockptr,
   ptl, ptep_get, ptep_set_wrprotect, set_pte_at,
@@ -121,12 +122,7 @@ export function dup_mmap(oldmm: number): number {
 
 /** fork(2) of the calling task's address space: the child's mm or -errno. */
 export function do_fork(mm: number): number {
-  const cpu = current;
-  cpu.stat(ST_SYSCALLS);
-  cpu.ring.log(EV.SYSCALL, SYS.fork, mm);
-  const r = dup_mmap(mm);
-  cpu.ring.log(EV.SYSCALL_END, SYS.fork, r);
-  return r;
+  return syscall(SYS.fork, mm, () => dup_mmap(mm));
 }
 
 /** A task of mm exits: the last user tears the address space down. */

@@ -4,8 +4,9 @@
 
 import { current } from '../hw/cpu.ts';
 import { down_read, up_read } from '../hw/locks.ts';
-import { PAGE_SIZE, TASK_SIZE, ST_SYSCALLS } from '../hw/layout.ts';
-import { EV, SYS } from '../hw/trace.ts';
+import { PAGE_SIZE, TASK_SIZE } from '../hw/layout.ts';
+import { SYS } from '../hw/trace.ts';
+import { syscall } from './syscall.ts';
 import { find_vma, vma_read, vma_count } from './vma.ts';
 import { mmu_gather, tlb_gather_mmu, tlb_finish_mmu } from './mmu_gather.ts';
 import { unmap_page_range } from './memory.ts';
@@ -14,12 +15,7 @@ import { EINVAL, ENOMEM, PAGE_ALIGN, lockOf } from './mmap.ts';
 export const MADV_DONTNEED = 4;
 
 export function do_madvise(mm: number, start: number, len: number, advice: number): number {
-  const cpu = current;
-  cpu.stat(ST_SYSCALLS);
-  cpu.ring.log(EV.SYSCALL, SYS.madvise, start);
-  const r = __do_madvise(mm, start, len, advice);
-  cpu.ring.log(EV.SYSCALL_END, SYS.madvise, r);
-  return r;
+  return syscall(SYS.madvise, start, () => __do_madvise(mm, start, len, advice));
 }
 
 function __do_madvise(mm: number, start: number, len: number, advice: number): number {

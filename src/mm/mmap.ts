@@ -4,9 +4,10 @@
 
 import { current } from '../hw/cpu.ts';
 import { down_write, up_write, downgrade_write, up_read } from '../hw/locks.ts';
-import { mmWord, MM_LOCK, MM_LOCK_OWNER, PAGE_SIZE, TASK_SIZE, MMAP_MIN_ADDR, ST_SYSCALLS } from '../hw/layout.ts';
+import { mmWord, MM_LOCK, MM_LOCK_OWNER, PAGE_SIZE, TASK_SIZE, MMAP_MIN_ADDR } from '../hw/layout.ts';
 import { VM_READ, VM_WRITE, VM_EXEC, VM_SHARED, VM_MAYREAD, VM_MAYWRITE, VM_MAYEXEC, VM_MAYSHARE, VM_ACCOUNT } from '../hw/pte.ts';
-import { EV, SYS } from '../hw/trace.ts';
+import { SYS } from '../hw/trace.ts';
+import { syscall } from './syscall.ts';
 import { knobs } from '../sim/knobs.ts';
 import { type Vma, vma_count, vma_read, find_vma, vma_insert, vma_remove, split_vma, vma_merge_neighbours } from './vma.ts';
 import { mmu_gather, tlb_gather_mmu, tlb_finish_mmu } from './mmu_gather.ts';
@@ -72,12 +73,7 @@ export function get_unmapped_area(mm: number, hint: number, len: number): number
 
 /** mmap: returns the address or -errno. */
 export function do_mmap(mm: number, addr: number, len: number, prot: number, flags: number): number {
-  const cpu = current;
-  cpu.stat(ST_SYSCALLS);
-  cpu.ring.log(EV.SYSCALL, SYS.mmap, addr);
-  const r = __do_mmap(mm, addr, len, prot, flags);
-  cpu.ring.log(EV.SYSCALL_END, SYS.mmap, r);
-  return r;
+  return syscall(SYS.mmap, addr, () => __do_mmap(mm, addr, len, prot, flags));
 }
 
 function __do_mmap(mm: number, addr: number, len: number, prot: number, flags: number): number {
@@ -173,12 +169,7 @@ export function unmap_region(mm: number, vmas: Vma[], floor: number, ceiling: nu
 
 /** munmap(2): 0 or -errno. */
 export function do_munmap(mm: number, start: number, len: number): number {
-  const cpu = current;
-  cpu.stat(ST_SYSCALLS);
-  cpu.ring.log(EV.SYSCALL, SYS.munmap, start);
-  const r = __do_munmap(mm, start, len);
-  cpu.ring.log(EV.SYSCALL_END, SYS.munmap, r);
-  return r;
+  return syscall(SYS.munmap, start, () => __do_munmap(mm, start, len));
 }
 
 function __do_munmap(mm: number, start: number, len: number): number {

@@ -3,11 +3,12 @@
 // the mmap_lock is released.
 
 import { current } from '../hw/cpu.ts';
-import { frameWord, FM_FLAGS, PG_ANON, PAGE_SIZE, PMD_SIZE, TASK_SIZE, ST_SYSCALLS } from '../hw/layout.ts';
+import { frameWord, FM_FLAGS, PG_ANON, PAGE_SIZE, PMD_SIZE, TASK_SIZE } from '../hw/layout.ts';
 import {
   pte_present, pte_pfn, _PAGE_RW, _PAGE_USER, VM_READ, VM_WRITE, VM_EXEC, VM_SHARED, VM_MAYREAD, VM_MAYWRITE, VM_MAYEXEC,
 } from '../hw/pte.ts';
-import { EV, SYS } from '../hw/trace.ts';
+import { SYS } from '../hw/trace.ts';
+import { syscall } from './syscall.ts';
 import { find_vma, vma_read, vma_count, split_vma, vma_merge_neighbours, vma_set_field } from './vma.ts';
 import { VMA_FLAGS } from '../hw/layout.ts';
 import { mmu_gather, tlb_gather_mmu, tlb_finish_mmu, tlb_flush_pte_range } from './mmu_gather.ts';
@@ -67,12 +68,7 @@ export function change_protection(tlb: mmu_gather, mm: number, vmFlags: number, 
 
 /** mprotect(2): 0 or -errno. */
 export function do_mprotect(mm: number, start: number, len: number, prot: number): number {
-  const cpu = current;
-  cpu.stat(ST_SYSCALLS);
-  cpu.ring.log(EV.SYSCALL, SYS.mprotect, start);
-  const r = __do_mprotect(mm, start, len, prot);
-  cpu.ring.log(EV.SYSCALL_END, SYS.mprotect, r);
-  return r;
+  return syscall(SYS.mprotect, start, () => __do_mprotect(mm, start, len, prot));
 }
 
 function __do_mprotect(mm: number, start: number, len: number, prot: number): number {

@@ -12,9 +12,10 @@
 
 import { current } from '../hw/cpu.ts';
 import { spin_lock, spin_unlock, up_read } from '../hw/locks.ts';
-import { PAGE_SIZE, PMD_SIZE, TASK_SIZE, ST_SYSCALLS, VMA_END } from '../hw/layout.ts';
+import { PAGE_SIZE, PMD_SIZE, TASK_SIZE, VMA_END } from '../hw/layout.ts';
 import { pte_none, pte_present, _PAGE_PRESENT, _PAGE_PSE } from '../hw/pte.ts';
-import { EV, SYS } from '../hw/trace.ts';
+import { SYS } from '../hw/trace.ts';
+import { syscall } from './syscall.ts';
 import {
   pgd_offset, pud_alloc, pmd_alloc, __pte_alloc, pte_offset_map_lock, pte_offset, pte_lockptr, ptl, ptep_get,
   ptep_get_and_clear, set_pte_at, flush_tlb_range, pud_offset, pmd_offset,
@@ -137,12 +138,19 @@ function move_vma(mm: number, old_addr: number, old_len: number, new_len: number
   if (at < 0) at = vma_count(V, mm);
   if (!vma_insert(V, mm, at, nv)) return -ENOMEM;
   if (nv.file >= 0) file_get(nv.file);
+  // From the first moved PTE on, the old range's contents are leaving it: until
+  // the flush, another CPU may still reach a page through a stale old-VA entry
+  // while a third writes it through its new VA (spec 3.12), so the content
+  // model must not expect the old range to keep what it held.
+  const discard = current.host.hooks.discard;
+  discard(mm, old_addr, old_addr + old_len, false);
   const pmc = PAGETABLE_MOVE(mm, vma, nv, old_addr, new_addr, old_len);
   const moved = move_page_tables(pmc);
   if (moved < old_len) {
     // out of page-table memory: move back what moved, drop the new VMA
     move_page_tables(PAGETABLE_MOVE(mm, nv, vma, new_addr, old_addr, moved));
     do_vmi_munmap(mm, new_addr, new_addr + new_len, false);
+    discard(mm, old_addr, old_addr + old_len, true);
     return -ENOMEM;
   }
   if (!dontunmap) {
@@ -150,6 +158,7 @@ function move_vma(mm: number, old_addr: number, old_len: number, new_len: number
     const r = do_vmi_munmap(mm, old_addr, old_addr + old_len, false);
     if (r < 0) return r;
   }
+  discard(mm, old_addr, old_addr + old_len, true);
   const ns = vma_lookup(V, mm, new_addr);
   if (ns >= 0 && nv.file < 0) vma_merge_neighbours(V, mm, ns);
   return new_addr;
@@ -157,12 +166,7 @@ function move_vma(mm: number, old_addr: number, old_len: number, new_len: number
 
 /** mremap(2): the new address or -errno. */
 export function do_mremap(mm: number, addr: number, old_len: number, new_len: number, flags: number, new_addr = 0): number {
-  const cpu = current;
-  cpu.stat(ST_SYSCALLS);
-  cpu.ring.log(EV.SYSCALL, SYS.mremap, addr);
-  const r = __do_mremap(mm, addr, old_len, new_len, flags, new_addr);
-  cpu.ring.log(EV.SYSCALL_END, SYS.mremap, r);
-  return r;
+  return syscall(SYS.mremap, addr, () => __do_mremap(mm, addr, old_len, new_len, flags, new_addr));
 }
 
 function __do_mremap(mm: number, addr: number, old_len: number, new_len: number, flags: number, new_addr: number): number {

@@ -363,16 +363,9 @@ function ptep_modify_prot_start(mm: number, addr: number, ptep: number): number 
   return ptep_xchg_lazy(cpu, mm, addr, ptep, ZERO);
 }
 
+/** start left the entry invalid: the same store as ptep_set_access_flags (an IPTE first should it be valid again) */
 function ptep_modify_prot_commit(mm: number, addr: number, ptep: number, _old: number, pte: number): void {
-  const cpu = current;
-  const i = batch_slot(cpu, ptep);
-  if (i >= 0) {
-    cpu.sched_point();
-    cache_set(cpu, i, pte);
-    return;
-  }
-  // start left the entry invalid: a plain store (an IPTE first should it be valid again)
-  ptep_xchg_direct(cpu, mm, addr, ptep, () => pte);
+  ptep_set_access_flags(mm, addr, ptep, pte);
 }
 
 /** Never deferred: the entry is gone from memory and every TLB on return, batch or not. */

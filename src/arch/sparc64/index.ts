@@ -14,7 +14,7 @@
 import { type Cpu, type Host, current } from '../../hw/cpu.ts';
 import {
   cpuCtl, mmWord, fIndex, CC_INFO_MM, CC_INFO_START_F, CC_INFO_END_F, MM_CPUMASK, CPUMASK_WORDS,
-  ST_BATCHED, ST_BATCH_FLUSHES, ST_FLUSH_SINGLE, ST_FLUSH_RANGE, ST_FLUSH_FULL, ST_SHOOTDOWNS, ST_LOCAL_CLEAR, PAGE_SHIFT, PAGE_SIZE,
+  ST_BATCHED, ST_BATCH_FLUSHES, ST_FLUSH_SINGLE, ST_FLUSH_RANGE, ST_FLUSH_FULL, ST_LOCAL_CLEAR, PAGE_SHIFT, PAGE_SIZE,
 } from '../../hw/layout.ts';
 import { _PAGE_PRESENT, _PAGE_RW } from '../../hw/pte.ts';
 import { EV } from '../../hw/trace.ts';
@@ -99,13 +99,7 @@ function xcall_mm_cpumask(cpu: Cpu, mm: number, start: number, end: number): voi
   Atomics.store(I, cpu.ctl + CC_INFO_MM, mm);
   cpu.V.F[fIndex(cpu.ctl + CC_INFO_START_F)] = start;
   cpu.V.F[fIndex(cpu.ctl + CC_INFO_END_F)] = end;
-  cpu.ring.log(EV.IPI_SEND, mm, n);
-  const t0 = cpu.now();
-  cpu.send_ipis_and_wait(targets, n, IPI_FLUSH_TLB_PENDING);
-  const ns = cpu.now() - t0;
-  cpu.recordLatency(ns);
-  cpu.stat(ST_SHOOTDOWNS);
-  cpu.ring.log(EV.SHOOTDOWN_DONE, mm, ns);
+  cpu.shootdown(mm, targets, n, IPI_FLUSH_TLB_PENDING);
 }
 
 /**

@@ -9,7 +9,7 @@ import { type Cpu, type Host, current } from '../../hw/cpu.ts';
 import {
   cpuCtl, mmWord, fIndex, CC_INFO_MM, CC_INFO_GEN, CC_INFO_FREED, CC_INFO_STRIDE, CC_INFO_TRIM,
   CC_INFO_START_F, CC_INFO_END_F, CC_IS_LAZY, CC_LOADED_MM, MM_TLB_GEN, MM_CTX_ID, MM_CPUMASK, MM_FLUSH_COUNT,
-  CPUMASK_WORDS, ST_FLUSH_SINGLE, ST_FLUSH_RANGE, ST_FLUSH_FULL, ST_FLUSH_SKIPPED, ST_SHOOTDOWNS,
+  CPUMASK_WORDS, ST_FLUSH_SINGLE, ST_FLUSH_RANGE, ST_FLUSH_FULL, ST_FLUSH_SKIPPED,
   ST_SWITCH_FLUSH, ST_LAZY_TLB_SKIPPED, PAGE_SHIFT,
 } from '../../hw/layout.ts';
 import { EV } from '../../hw/trace.ts';
@@ -75,15 +75,7 @@ export function flush_tlb_mm_range(mm: number, start: number, end: number, strid
     }
   }
   if (local && cpu.loadedMm === mm) flush_tlb_func(cpu, cpu.id);
-  if (n > 0) {
-    cpu.ring.log(EV.IPI_SEND, mm, n);
-    const t0 = cpu.now();
-    cpu.send_ipis_and_wait(targets, n, IPI_FLUSH_TLB);
-    const ns = cpu.now() - t0;
-    cpu.recordLatency(ns);
-    cpu.stat(ST_SHOOTDOWNS);
-    cpu.ring.log(EV.SHOOTDOWN_DONE, mm, ns);
-  }
+  if (n > 0) cpu.shootdown(mm, targets, n, IPI_FLUSH_TLB);
 }
 
 /** The flush handler (runs on the target in interrupt context, or locally). */
