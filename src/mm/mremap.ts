@@ -138,18 +138,20 @@ function move_vma(mm: number, old_addr: number, old_len: number, new_len: number
   if (at < 0) at = vma_count(V, mm);
   if (!vma_insert(V, mm, at, nv)) return -ENOMEM;
   if (nv.file >= 0) file_get(nv.file);
-  // From the first moved PTE on, the old range's contents are leaving it: until
-  // the flush, another CPU may still reach a page through a stale old-VA entry
-  // while a third writes it through its new VA (spec 3.12), so the content
-  // model must not expect the old range to keep what it held.
+  // From the first moved PTE until the flush, one page is reachable through a
+  // stale old-VA entry and through its new VA at once (spec 3.12): a write
+  // through either shows through the other. The content model must expect
+  // neither range to keep a CPU's last write there until the move is over.
   const discard = current.host.hooks.discard;
   discard(mm, old_addr, old_addr + old_len, false);
+  discard(mm, new_addr, new_addr + new_len, false);
   const pmc = PAGETABLE_MOVE(mm, vma, nv, old_addr, new_addr, old_len);
   const moved = move_page_tables(pmc);
   if (moved < old_len) {
     // out of page-table memory: move back what moved, drop the new VMA
     move_page_tables(PAGETABLE_MOVE(mm, nv, vma, new_addr, old_addr, moved));
     do_vmi_munmap(mm, new_addr, new_addr + new_len, false);
+    discard(mm, new_addr, new_addr + new_len, true);
     discard(mm, old_addr, old_addr + old_len, true);
     return -ENOMEM;
   }
@@ -158,6 +160,7 @@ function move_vma(mm: number, old_addr: number, old_len: number, new_len: number
     const r = do_vmi_munmap(mm, old_addr, old_addr + old_len, false);
     if (r < 0) return r;
   }
+  discard(mm, new_addr, new_addr + new_len, true);
   discard(mm, old_addr, old_addr + old_len, true);
   const ns = vma_lookup(V, mm, new_addr);
   if (ns >= 0 && nv.file < 0) vma_merge_neighbours(V, mm, ns);
