@@ -83,27 +83,26 @@ function __do_mprotect(mm: number, start: number, len: number, prot: number): nu
   mmap_write_lock(mm);
   const tlb = new mmu_gather();
   tlb_gather_mmu(tlb, mm);
-  let err = 0;
   try {
     let s = find_vma(V, mm, start);
-    if (s < 0 || vma_read(V, mm, s).start > start) return (err = -ENOMEM);
+    if (s < 0 || vma_read(V, mm, s).start > start) return -ENOMEM;
     let addr = start;
     while (addr < end) {
-      if (s >= vma_count(V, mm)) return (err = -ENOMEM);
+      if (s >= vma_count(V, mm)) return -ENOMEM;
       let v = vma_read(V, mm, s);
-      if (v.start > addr) return (err = -ENOMEM); // a hole
+      if (v.start > addr) return -ENOMEM; // a hole
       const newFlags = (v.flags & ~(VM_READ | VM_WRITE | VM_EXEC)) | want;
       if ((want & VM_READ && !(v.flags & VM_MAYREAD)) || (want & VM_WRITE && !(v.flags & VM_MAYWRITE)) ||
-        (want & VM_EXEC && !(v.flags & VM_MAYEXEC))) return (err = -EACCES);
+        (want & VM_EXEC && !(v.flags & VM_MAYEXEC))) return -EACCES;
       const segEnd = Math.min(end, v.end);
       if (newFlags !== v.flags) {
         // mprotect_fixup: split, change, merge
         if (v.start < addr) {
-          if (!split_vma(V, mm, s, addr)) return (err = -ENOMEM);
+          if (!split_vma(V, mm, s, addr)) return -ENOMEM;
           s++;
         }
         v = vma_read(V, mm, s);
-        if (v.end > segEnd && !split_vma(V, mm, s, segEnd)) return (err = -ENOMEM);
+        if (v.end > segEnd && !split_vma(V, mm, s, segEnd)) return -ENOMEM;
         vma_set_field(V, mm, s, VMA_FLAGS, newFlags);
         change_protection(tlb, mm, newFlags, addr, segEnd);
         s = vma_merge_neighbours(V, mm, s);
@@ -115,6 +114,5 @@ function __do_mprotect(mm: number, start: number, len: number, prot: number): nu
   } finally {
     tlb_finish_mmu(tlb);
     mmap_write_unlock(mm);
-    void err;
   }
 }

@@ -98,7 +98,7 @@ export class DetScheduler implements Scheduler {
     }
     if (!changed && I[b + DET_DIRTY] === 0) return;
     I[b + DET_DIRTY] = 0;
-    const next = this.pick(cpu.id);
+    const next = this.pick();
     if (next !== cpu.id && next >= 0) this.handoff(cpu.id, next);
   }
 
@@ -106,7 +106,7 @@ export class DetScheduler implements Scheduler {
     const I = this.I;
     I[this.word(cpu.id, DET_BLOCKED_SEQ)] = seq;
     I[this.word(cpu.id, DET_STATE)] = DS_BLOCKED;
-    const next = this.pick(cpu.id);
+    const next = this.pick();
     if (next < 0) {
       this.deadlock();
       this.waitForTurn(cpu.id); // never returns normally: the run is being stopped
@@ -124,7 +124,7 @@ export class DetScheduler implements Scheduler {
   }
 
   /** The highest-priority eligible CPU, or -1 if none (all done, or deadlock). */
-  private pick(me: number): number {
+  private pick(): number {
     const I = this.I;
     const L = this.V.L;
     let best = -1;
@@ -142,7 +142,6 @@ export class DetScheduler implements Scheduler {
       }
     }
     if (best >= 0 && I[this.word(best, DET_STATE)] !== DS_BLOCKED) I[this.base + DET_STALLED] = 0;
-    void me;
     return best;
   }
 
@@ -198,7 +197,7 @@ export class DetScheduler implements Scheduler {
       if (Atomics.load(I, this.base + DET_TOKEN) === cpu.id) {
         if (I[cpu.ctl + CC_BC_PENDING] !== 0) cpu.handleBroadcasts();
         if (I[cpu.ctl + CC_IPI_PENDING] !== 0) cpu.handleIpis();
-        const next = this.pick(cpu.id);
+        const next = this.pick();
         if (next < 0) {
           if (this.anyBlocked()) this.deadlock();
           this.finish();

@@ -153,7 +153,7 @@ export class ContentOracle {
   read(mm: number, va: number, value: number, where = va): void {
     this.readsChecked++;
     if (value !== 0 && ((value >>> 16) & 0xff) !== addrHash(where)) {
-      this.fail(va, value, `read 0x${(value >>> 0).toString(16)} at 0x${va.toString(16)}, a tag written to another address (by cpu ${tagCpu(value)}): the page holds someone else's data`);
+      this.fail(va, `read 0x${(value >>> 0).toString(16)} at 0x${va.toString(16)}, a tag written to another address (by cpu ${tagCpu(value)}): the page holds someone else's data`);
       return;
     }
     const o = this.own.get(this.key(mm, va));
@@ -163,7 +163,7 @@ export class ContentOracle {
       this.excused++;
       return;
     }
-    this.fail(va, value,
+    this.fail(va,
       value === 0
         ? `read 0 at 0x${va.toString(16)} but this CPU wrote 0x${(o.tag >>> 0).toString(16)} there and nothing unmapped it since (lost write)`
         : `read this CPU's older tag 0x${(value >>> 0).toString(16)} at 0x${va.toString(16)}, but its last write there was 0x${(o.tag >>> 0).toString(16)} (stale content)`);
@@ -173,8 +173,7 @@ export class ContentOracle {
     this.own.delete(this.key(mm, va));
   }
 
-  private fail(va: number, value: number, message: string): void {
+  private fail(va: number, message: string): void {
     this.host.hooks.violation({ kind: 'content', cpu: this.cpu, va, message: `cpu ${this.cpu} ${message}` });
-    void value;
   }
 }

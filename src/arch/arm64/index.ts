@@ -231,7 +231,7 @@ export function flush_tlb_mm_range(mm: number, start: number, end: number, strid
 
 // ---- mm switching ------------------------------------------------------------------
 
-function switch_mm_irqs_off(cpu: Cpu, prev: number, next: number): void {
+function switch_mm_irqs_off(cpu: Cpu, _prev: number, next: number): void {
   dsb_ish(cpu); // __switch_to: pending page-table stores cannot leak across a switch
   const I = cpu.I;
   const L = cpu.V.L;
@@ -253,7 +253,6 @@ function switch_mm_irqs_off(cpu: Cpu, prev: number, next: number): void {
     cpu.ctxId[cpu.asid] = ctx;
     cpu.stat(ST_SWITCH_FLUSH);
   }
-  void prev;
 }
 
 function enter_lazy_tlb(cpu: Cpu): void {

@@ -405,7 +405,7 @@ function flush_tlb_mm(mm: number): void {
   __tlb_flush_mm(cpu, mm);
 }
 
-function switch_mm_irqs_off(cpu: Cpu, prev: number, next: number): void {
+function switch_mm_irqs_off(cpu: Cpu, _prev: number, next: number): void {
   const I = cpu.I;
   const L = cpu.V.L;
   const wasLazy = I[cpu.ctl + CC_IS_LAZY] !== 0;
@@ -424,7 +424,6 @@ function switch_mm_irqs_off(cpu: Cpu, prev: number, next: number): void {
     cpu.ctxId[cpu.asid] = ctx;
     cpu.stat(ST_SWITCH_FLUSH);
   }
-  void prev;
 }
 
 export const s390: Arch = {

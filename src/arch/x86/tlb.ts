@@ -132,7 +132,7 @@ export function switch_to_init_mm(cpu: Cpu): void {
   cpu.setLoaded(-1, false);
 }
 
-export function switch_mm_irqs_off(cpu: Cpu, prev: number, next: number): void {
+export function switch_mm_irqs_off(cpu: Cpu, _prev: number, next: number): void {
   const I = cpu.I;
   const L = cpu.V.L;
   const wasLazy = I[cpu.ctl + CC_IS_LAZY] !== 0;
@@ -165,7 +165,6 @@ export function switch_mm_irqs_off(cpu: Cpu, prev: number, next: number): void {
     }
     cpu.ctxGen[cpu.asid] = gen;
   }
-  void prev;
 }
 
 export function enter_lazy_tlb(cpu: Cpu): void {
