@@ -340,27 +340,14 @@ function ptep_set_wrprotect(mm: number, addr: number, ptep: number): void {
   ptep_xchg_lazy(cpu, mm, addr, ptep, WRPROTECT);
 }
 
+/** ptep_xchg_direct as well (the cache inside a range): the same path as set_pte_at */
 function ptep_set_access_flags(mm: number, addr: number, ptep: number, pte: number): void {
-  const cpu = current;
-  const i = batch_slot(cpu, ptep);
-  if (i >= 0) {
-    cpu.sched_point();
-    cache_set(cpu, i, pte);
-    return;
-  }
-  ptep_xchg_direct(cpu, mm, addr, ptep, () => pte);
+  set_pte_at(mm, addr, ptep, pte);
 }
 
+/** a lazy exchange to zero, as ptep_get_and_clear */
 function ptep_modify_prot_start(mm: number, addr: number, ptep: number): number {
-  const cpu = current;
-  const i = batch_slot(cpu, ptep);
-  if (i >= 0) {
-    cpu.sched_point();
-    const old = cached(cpu, i);
-    cache_set(cpu, i, 0);
-    return old;
-  }
-  return ptep_xchg_lazy(cpu, mm, addr, ptep, ZERO);
+  return ptep_get_and_clear(mm, addr, ptep);
 }
 
 /** start left the entry invalid: the same store as ptep_set_access_flags (an IPTE first should it be valid again) */
