@@ -165,7 +165,7 @@ describe('arm64.lazy_no_dsb: the barrier the section deferred is dropped', () =>
 const munmap = await loadScenario('scenarios/munmap-vs-access.ts');
 const kinds = (r: RunResult): string[] => [...new Set(r.violations.map((v) => v.kind))];
 const race = (knobs: string[]): Promise<RunResult> =>
-  runScenario(munmap, { arch: 'arm64', cpus: 4, threads: 4, ops: 5000, delay: 0.05, seed: 1, knobs, hangTimeoutMs: 20000 });
+  runScenario(munmap, { arch: 'arm64', cpus: 4, threads: 4, ops: 5000, delay: 0.05, seed: 1, knobs, hangTimeoutMs: 20000, keepGoing: true });
 
 describe('arm64 on munmap-vs-access', () => {
   it('8 CPUs run clean, with hardware broadcasts and no IPIs', async () => {

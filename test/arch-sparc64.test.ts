@@ -157,7 +157,8 @@ describe('sparc64: tlb_batch_add_one and the tlb_batch', () => {
 
 const munmap = await loadScenario('scenarios/munmap-vs-access.ts');
 const kinds = (r: { violations: { kind: string }[] }) => [...new Set(r.violations.map((v) => v.kind))];
-const knobRun = { arch: ARCH, cpus: 4, threads: 4, ops: 5000, delay: 0.05, seed: 1, hangTimeoutMs: 20000 };
+// keepGoing: every oracle that fires is recorded (the first to meet a freed frame may be the content oracle)
+const knobRun = { arch: ARCH, cpus: 4, threads: 4, ops: 5000, delay: 0.05, seed: 1, hangTimeoutMs: 20000, keepGoing: true };
 
 describe('sparc64: scenarios', () => {
   it('munmap-vs-access runs clean on 8 CPUs', async () => {

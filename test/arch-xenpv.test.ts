@@ -190,7 +190,7 @@ describe('x86-xenpv: scenarios', () => {
   });
 
   it('munmap.free_before_flush is caught by the use-after-free oracle (the IPI flush comes after the free)', async () => {
-    const r = await runScenario(munmap, { arch: ARCH, cpus: 4, threads: 4, ops: 5000, delay: 0.05, seed: 1, knobs: ['munmap.free_before_flush'], hangTimeoutMs: 20000 });
+    const r = await runScenario(munmap, { arch: ARCH, cpus: 4, threads: 4, ops: 5000, delay: 0.05, seed: 1, knobs: ['munmap.free_before_flush'], hangTimeoutMs: 20000, keepGoing: true });
     expect(kinds(r)).toContain('uaf-stale-tlb');
   });
 
@@ -198,7 +198,7 @@ describe('x86-xenpv: scenarios', () => {
     const opts = { arch: ARCH, cpus: 4, threads: 4, ops: 5000, delay: 0.05, seed: 1, hangTimeoutMs: 20000 };
     const bad = await runScenario(munmap, { ...opts, knobs: ['xenpv.leave_without_flush'] });
     expect(bad.violations.length).toBeGreaterThan(0);
-    for (const k of kinds(bad)) expect(['free-mapped', 'double-free', 'pte-maps-free-frame', 'content', 'uaf-stale-tlb', 'free-nonempty-table', 'walk-freed-table']).toContain(k);
+    for (const k of kinds(bad)) expect(['free-mapped', 'double-free', 'refcount-underflow', 'pte-maps-free-frame', 'content', 'uaf-stale-tlb', 'free-nonempty-table', 'walk-freed-table']).toContain(k);
     expect(bad.audit.ok).toBe(false);
     expect(bad.audit.problems.join('\n')).toMatch(/mapcount \d+ but \d+ PTEs map it|is free but still referenced/);
     const good = await runScenario(munmap, opts);

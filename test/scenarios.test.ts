@@ -48,7 +48,7 @@ describe('munmap-vs-access', () => {
 
   it('catches munmap.free_before_flush within 5000 operations per CPU, seed after seed', async () => {
     for (let seed = 1; seed <= 5; seed++) {
-      const r = await runScenario(s, { cpus: 4, threads: 4, ops: 5000, seed, delay: 0.05, knobs: ['munmap.free_before_flush'], hangTimeoutMs: 20000 });
+      const r = await runScenario(s, { cpus: 4, threads: 4, ops: 5000, seed, delay: 0.05, knobs: ['munmap.free_before_flush'], hangTimeoutMs: 20000, keepGoing: true });
       expect(r.violations.map((v) => v.kind), `seed ${seed}: ${summary(r)}`).toContain('uaf-stale-tlb');
     }
   });
