@@ -1,9 +1,9 @@
 // Native PTE accessors: every update goes straight to memory with one Atomics
 // operation. Architectures spread this object and override what they defer.
 
-import { current } from '../hw/cpu.ts';
+import { type Cpu, current } from '../hw/cpu.ts';
 import { _PAGE_PRESENT, _PAGE_RW } from '../hw/pte.ts';
-import { PAGE_SHIFT } from '../hw/layout.ts';
+import { PAGE_SHIFT, PAGE_SIZE, CPUMASK_WORDS } from '../hw/layout.ts';
 import type { Arch } from './arch.ts';
 
 export const native = {
@@ -38,7 +38,29 @@ export const native = {
   pte_memory_stale(_ptep: number): boolean {
     return false;
   },
+  /** drop one page from this CPU's TLB only (the spurious-fault fix-up) */
+  flush_tlb_local_page(cpu: Cpu, va: number): void {
+    cpu.tlb.flushOne(cpu.asid, Math.floor(va / PAGE_SIZE));
+  },
+  /** the mm is going away: a CPU that still has it loaded switches to init_mm */
+  leave_mm(cpu: Cpu, mm: number): void {
+    if (cpu.loadedMm === mm) cpu.setLoaded(-1, false);
+  },
 } satisfies Partial<Arch>;
+
+/** The CPUs in an mm_cpumask, into `out`; returns how many. */
+export function mm_cpumask_cpus(I: Int32Array, maskBase: number, out: Int32Array): number {
+  let n = 0;
+  for (let w = 0; w < CPUMASK_WORDS; w++) {
+    let bits = Atomics.load(I, maskBase + w);
+    while (bits !== 0) {
+      const b = 31 - Math.clz32(bits);
+      bits &= ~(1 << b);
+      out[n++] = w * 32 + b;
+    }
+  }
+  return n;
+}
 
 /** ptep_clear_flush for arches whose flush_tlb_mm_range does the invalidation (x86, arm64). */
 export function clear_then_flush(arch: Arch, mm: number, addr: number, ptep: number): number {

@@ -24,6 +24,7 @@ import { EV } from '../../hw/trace.ts';
 import { knobs } from '../../sim/knobs.ts';
 import { is_lazy_mmu_mode_active } from '../../mm/lazy_mmu.ts';
 import type { Arch } from '../arch.ts';
+import { native } from '../generic.ts';
 
 /** __flush_tlb_range: from this many pages (PTRS_PER_PTE with 4K pages) on, invalidate the whole ASID. */
 export const MAX_DVM_OPS = 512;
@@ -294,14 +295,10 @@ export const arm64: Arch = {
   pte_memory_stale,
   flush_tlb_mm_range,
   flush_tlb_mm,
-  flush_tlb_local_page(cpu, va) {
-    cpu.tlb.flushOne(cpu.asid, Math.floor(va / PAGE_SIZE));
-  },
+  flush_tlb_local_page: native.flush_tlb_local_page,
   switch_mm_irqs_off,
   enter_lazy_tlb,
-  leave_mm(cpu, mm) {
-    if (cpu.loadedMm === mm) cpu.setLoaded(-1, false);
-  },
+  leave_mm: native.leave_mm,
   arch_enter_lazy_mmu_mode() {},
   arch_enter_lazy_mmu_mode_fast_pte_range() {}, // no range-specific behaviour on arm64
   arch_leave_lazy_mmu_mode,

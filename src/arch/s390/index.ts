@@ -34,6 +34,7 @@ import { EV } from '../../hw/trace.ts';
 import { knobs } from '../../sim/knobs.ts';
 import { is_lazy_mmu_mode_active } from '../../mm/lazy_mmu.ts';
 import type { Arch } from '../arch.ts';
+import { native } from '../generic.ts';
 
 /** IPTE-range (facility 13) invalidates at most this many entries of one page table per instruction. */
 export const IPTE_RANGE_MAX = 256;
@@ -431,16 +432,12 @@ export const s390: Arch = {
   pte_memory_stale,
   flush_tlb_mm_range,
   flush_tlb_mm,
-  flush_tlb_local_page(cpu, va) {
-    cpu.tlb.flushOne(cpu.asid, Math.floor(va / PAGE_SIZE));
-  },
+  flush_tlb_local_page: native.flush_tlb_local_page,
   switch_mm_irqs_off,
   enter_lazy_tlb(cpu) {
     if (cpu.loadedMm >= 0) Atomics.store(cpu.I, cpu.ctl + CC_IS_LAZY, 1);
   },
-  leave_mm(cpu, mm) {
-    if (cpu.loadedMm === mm) cpu.setLoaded(-1, false);
-  },
+  leave_mm: native.leave_mm,
   arch_enter_lazy_mmu_mode() {
     // the "no range" state: nothing is batched
   },

@@ -22,6 +22,7 @@ import { knobs } from '../../sim/knobs.ts';
 import { is_lazy_mmu_mode_active } from '../../mm/lazy_mmu.ts';
 import { type Arch, IPI_FLUSH_TLB_PENDING } from '../arch.ts';
 import { x86, TLB_FLUSH_ALL } from '../x86/tlb.ts';
+import { mm_cpumask_cpus } from '../generic.ts';
 
 export const TLB_BATCH_NR = 192;
 
@@ -85,16 +86,8 @@ function xcall_mm_cpumask(cpu: Cpu, mm: number, start: number, end: number): voi
   const I = cpu.I;
   const L = cpu.V.L;
   let n = 0;
-  const maskBase = mmWord(L, mm, MM_CPUMASK);
-  for (let w = 0; w < CPUMASK_WORDS; w++) {
-    let bits = Atomics.load(I, maskBase + w);
-    while (bits !== 0) {
-      const b = 31 - Math.clz32(bits);
-      bits &= ~(1 << b);
-      const t = w * 32 + b;
-      if (t !== cpu.id) targets[n++] = t;
-    }
-  }
+  const inMask = mm_cpumask_cpus(I, mmWord(L, mm, MM_CPUMASK), targets);
+  for (let k = 0; k < inMask; k++) if (targets[k] !== cpu.id) targets[n++] = targets[k];
   if (n === 0) return;
   Atomics.store(I, cpu.ctl + CC_INFO_MM, mm);
   cpu.V.F[fIndex(cpu.ctl + CC_INFO_START_F)] = start;

@@ -9,13 +9,13 @@ import { type Cpu, type Host, current } from '../../hw/cpu.ts';
 import {
   cpuCtl, mmWord, fIndex, CC_INFO_MM, CC_INFO_GEN, CC_INFO_FREED, CC_INFO_STRIDE, CC_INFO_TRIM,
   CC_INFO_START_F, CC_INFO_END_F, CC_IS_LAZY, CC_LOADED_MM, MM_TLB_GEN, MM_CTX_ID, MM_CPUMASK, MM_FLUSH_COUNT,
-  CPUMASK_WORDS, ST_FLUSH_SINGLE, ST_FLUSH_RANGE, ST_FLUSH_FULL, ST_FLUSH_SKIPPED,
+  ST_FLUSH_SINGLE, ST_FLUSH_RANGE, ST_FLUSH_FULL, ST_FLUSH_SKIPPED,
   ST_SWITCH_FLUSH, ST_LAZY_TLB_SKIPPED, PAGE_SHIFT,
 } from '../../hw/layout.ts';
 import { EV } from '../../hw/trace.ts';
 import { knobs } from '../../sim/knobs.ts';
 import { type Arch, IPI_FLUSH_TLB } from '../arch.ts';
-import { native, clear_then_flush } from '../generic.ts';
+import { native, clear_then_flush, mm_cpumask_cpus } from '../generic.ts';
 
 /** tlb_single_page_flush_ceiling: more strides than this become a full flush. */
 export const TLB_SINGLE_PAGE_FLUSH_CEILING = 33;
@@ -38,6 +38,7 @@ function should_flush_tlb(cpu: Cpu, target: number, mm: number, trim: boolean): 
 }
 
 const targets = new Int32Array(256);
+const maskCpus = new Int32Array(256);
 
 export function flush_tlb_mm_range(mm: number, start: number, end: number, strideShift: number, freedTables: boolean): void {
   const cpu = current;
@@ -58,21 +59,16 @@ export function flush_tlb_mm_range(mm: number, start: number, end: number, strid
 
   let n = 0;
   let local = false;
-  const maskBase = mmWord(L, mm, MM_CPUMASK);
-  for (let w = 0; w < CPUMASK_WORDS; w++) {
-    let bits = Atomics.load(I, maskBase + w);
-    while (bits !== 0) {
-      const b = 31 - Math.clz32(bits);
-      bits &= ~(1 << b);
-      const t = w * 32 + b;
-      if (t === cpu.id) {
-        local = true;
-        continue;
-      }
-      // freed_tables: every CPU in the mask, lazy ones included (they may walk the freed tables)
-      if (freedTables || should_flush_tlb(cpu, t, mm, trim)) targets[n++] = t;
-      else if (Atomics.load(I, cpuCtl(L, t, CC_IS_LAZY)) !== 0) cpu.stat(ST_LAZY_TLB_SKIPPED);
+  const inMask = mm_cpumask_cpus(I, mmWord(L, mm, MM_CPUMASK), maskCpus);
+  for (let k = 0; k < inMask; k++) {
+    const t = maskCpus[k];
+    if (t === cpu.id) {
+      local = true;
+      continue;
     }
+    // freed_tables: every CPU in the mask, lazy ones included (they may walk the freed tables)
+    if (freedTables || should_flush_tlb(cpu, t, mm, trim)) targets[n++] = t;
+    else if (Atomics.load(I, cpuCtl(L, t, CC_IS_LAZY)) !== 0) cpu.stat(ST_LAZY_TLB_SKIPPED);
   }
   if (local && cpu.loadedMm === mm) flush_tlb_func(cpu, cpu.id);
   if (n > 0) cpu.shootdown(mm, targets, n, IPI_FLUSH_TLB);
@@ -186,14 +182,8 @@ export const x86: Arch = {
   flush_tlb_mm(mm) {
     flush_tlb_mm_range(mm, 0, TLB_FLUSH_ALL, PAGE_SHIFT, false);
   },
-  flush_tlb_local_page(cpu, va) {
-    cpu.tlb.flushOne(cpu.asid, Math.floor(va / 4096));
-  },
   switch_mm_irqs_off,
   enter_lazy_tlb,
-  leave_mm(cpu, mm) {
-    if (cpu.loadedMm === mm) switch_to_init_mm(cpu);
-  },
   arch_enter_lazy_mmu_mode() {},
   arch_enter_lazy_mmu_mode_fast_pte_range() {},
   arch_leave_lazy_mmu_mode() {},
