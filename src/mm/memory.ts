@@ -38,15 +38,22 @@ export function handle_mm_fault(cpu: Cpu, va: number, write: boolean): number {
   if (mm < 0) return VM_FAULT_SIGSEGV;
   const V = cpu.V;
   down_read(mmLock(V, mm));
-  const slot = vma_lookup(V, mm, va);
-  let r = VM_FAULT_SIGSEGV;
-  if (slot >= 0) {
-    const vma = vma_read(V, mm, slot);
-    const ok = write ? (vma.flags & VM_WRITE) !== 0 : (vma.flags & (VM_READ | VM_WRITE | VM_EXEC)) !== 0;
-    if (ok) r = __handle_mm_fault(mm, slot, vma, va, write);
-  }
+  const r = faultin_page(mm, va, write);
   up_read(mmLock(V, mm));
   return r;
+}
+
+/**
+ * faultin_page (mm/gup.c): fault va of mm in as a user access would, with the
+ * mmap_lock already held (read or write). For GUP and mm_populate.
+ */
+export function faultin_page(mm: number, va: number, write: boolean): number {
+  const V = current.V;
+  const slot = vma_lookup(V, mm, va);
+  if (slot < 0) return VM_FAULT_SIGSEGV;
+  const vma = vma_read(V, mm, slot);
+  const ok = write ? (vma.flags & VM_WRITE) !== 0 : (vma.flags & (VM_READ | VM_WRITE | VM_EXEC)) !== 0;
+  return ok ? __handle_mm_fault(mm, slot, vma, va, write) : VM_FAULT_SIGSEGV;
 }
 
 function __handle_mm_fault(mm: number, slot: number, vma: Vma, va: number, write: boolean): number {

@@ -12,7 +12,7 @@ import { knobs } from '../sim/knobs.ts';
 import { type Vma, vma_count, vma_read, find_vma, vma_insert, vma_remove, split_vma, vma_merge_neighbours } from './vma.ts';
 import { mmu_gather, tlb_gather_mmu, tlb_finish_mmu } from './mmu_gather.ts';
 import { unmap_page_range, free_pgtables } from './memory.ts';
-import { shmem_file_setup, file_put } from './shmem.ts';
+import { shmem_file_setup, file_get, file_put } from './shmem.ts';
 
 export const PROT_NONE = 0;
 export const PROT_READ = 1;
@@ -30,7 +30,7 @@ export const EACCES = 13;
 export const EFAULT = 14;
 export const EEXIST = 17;
 export const EINVAL = 22;
-export const ERRNO_NAMES: Record<number, string> = { 1: 'EPERM', 11: 'EAGAIN', 12: 'ENOMEM', 13: 'EACCES', 14: 'EFAULT', 17: 'EEXIST', 22: 'EINVAL', 4: 'EINTR' };
+export const ERRNO_NAMES: Record<number, string> = { 1: 'EPERM', 9: 'EBADF', 11: 'EAGAIN', 12: 'ENOMEM', 13: 'EACCES', 14: 'EFAULT', 17: 'EEXIST', 22: 'EINVAL', 4: 'EINTR' };
 
 /** Where top-down mmap starts (below the stack gap), as on x86-64 without ASLR. */
 export const MMAP_BASE = 0x7ffff7fff000;
@@ -72,13 +72,20 @@ export function get_unmapped_area(mm: number, hint: number, len: number): number
 }
 
 /** mmap: returns the address or -errno. */
-export function do_mmap(mm: number, addr: number, len: number, prot: number, flags: number): number {
-  return syscall(SYS.mmap, addr, () => __do_mmap(mm, addr, len, prot, flags));
+export function do_mmap(mm: number, addr: number, len: number, prot: number, flags: number, file = -1, pgoff = 0): number {
+  return syscall(SYS.mmap, addr, () => __do_mmap(mm, addr, len, prot, flags, file, pgoff));
 }
 
-function __do_mmap(mm: number, addr: number, len: number, prot: number, flags: number): number {
+export const EBADF = 9;
+
+/**
+ * file >= 0 with MAP_ANONYMOUS clear maps that file (a shmem/page-cache object
+ * made by shmem_file_setup) at page offset pgoff, shared or private; the VMA
+ * takes its own reference on the file.
+ */
+function __do_mmap(mm: number, addr: number, len: number, prot: number, flags: number, mapFile: number, mapPgoff: number): number {
   const V = current.V;
-  if (!(flags & MAP_ANONYMOUS)) return -EINVAL; // file-backed mappings: not yet
+  if (!(flags & MAP_ANONYMOUS) && mapFile < 0) return -EBADF;
   if ((flags & (MAP_SHARED | MAP_PRIVATE)) === 0 || (flags & MAP_SHARED && flags & MAP_PRIVATE)) return -EINVAL;
   if (len <= 0) return -EINVAL;
   len = PAGE_ALIGN(len);
@@ -103,7 +110,11 @@ function __do_mmap(mm: number, addr: number, len: number, prot: number, flags: n
     const vmFlags = calc_vm_flags(prot, flags);
     let file = -1;
     let pgoff = addr / PAGE_SIZE;
-    if (flags & MAP_SHARED) {
+    if (!(flags & MAP_ANONYMOUS)) {
+      file = mapFile;
+      pgoff = mapPgoff;
+      file_get(file);
+    } else if (flags & MAP_SHARED) {
       file = shmem_file_setup(len / PAGE_SIZE);
       if (file < 0) return -ENOMEM;
       pgoff = 0;

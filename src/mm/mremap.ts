@@ -167,12 +167,17 @@ function move_vma(mm: number, old_addr: number, old_len: number, new_len: number
   return new_addr;
 }
 
-/** mremap(2): the new address or -errno. */
-export function do_mremap(mm: number, addr: number, old_len: number, new_len: number, flags: number, new_addr = 0): number {
-  return syscall(SYS.mremap, addr, () => __do_mremap(mm, addr, old_len, new_len, flags, new_addr));
+/**
+ * mremap(2): the new address or -errno. `placeAt` is not part of the syscall:
+ * when the kernel would choose where to move (MAYMOVE without FIXED), it is
+ * tried first as the hint of get_unmapped_area (strace replay puts the mapping
+ * where the real kernel did).
+ */
+export function do_mremap(mm: number, addr: number, old_len: number, new_len: number, flags: number, new_addr = 0, placeAt = 0): number {
+  return syscall(SYS.mremap, addr, () => __do_mremap(mm, addr, old_len, new_len, flags, new_addr, placeAt));
 }
 
-function __do_mremap(mm: number, addr: number, old_len: number, new_len: number, flags: number, new_addr: number): number {
+function __do_mremap(mm: number, addr: number, old_len: number, new_len: number, flags: number, new_addr: number, placeAt: number): number {
   const V = current.V;
   if (flags & ~(MREMAP_MAYMOVE | MREMAP_FIXED | MREMAP_DONTUNMAP)) return -EINVAL;
   if (addr % PAGE_SIZE !== 0) return -EINVAL;
@@ -226,7 +231,7 @@ function __do_mremap(mm: number, addr: number, old_len: number, new_len: number,
       }
     }
     if (!(flags & MREMAP_MAYMOVE)) return -ENOMEM;
-    const to = get_unmapped_area(mm, 0, new_len);
+    const to = get_unmapped_area(mm, placeAt, new_len);
     if (to < 0) return to;
     return split_and_move(mm, addr, old_len, new_len, to, (flags & MREMAP_DONTUNMAP) !== 0);
   } finally {

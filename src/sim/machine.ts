@@ -10,13 +10,15 @@ import nodeEndpoint from 'comlink/dist/esm/node-adapter.mjs';
 import {
   type Views, cpuCtl, hostWord, statWord, mmWord, eventF,
   CC_LOADED_MM, CC_IS_LAZY, CC_ONLINE, CC_ACK, CC_IPI_PENDING, CC_IRQS_OFF, HB_WAITING_ON, H_STOP, H_DONE, H_VIOLATIONS,
-  H_STARTED, STAT_WORDS, STAT_NAMES, ST_OPS, ST_SYSCALLS, ST_IPI_RECV, MM_CPUMASK, CPUMASK_WORDS, PAGE_SIZE, MM_LOCK, MM_WORDS, type StatName,
+  H_STARTED, STAT_WORDS, STAT_NAMES, ST_OPS, ST_SYSCALLS, ST_IPI_RECV, MM_CPUMASK, CPUMASK_WORDS, PAGE_SIZE, PMD_SIZE, PUD_SIZE, MM_LOCK, MM_WORDS, type StatName,
 } from '../hw/layout.ts';
-import { Cpu, set_current } from '../hw/cpu.ts';
+import { Cpu, set_current, VM_FAULT_OK } from '../hw/cpu.ts';
 import { readRing, type EventRecord } from '../hw/trace.ts';
 import { createMachine } from './inline.ts';
 import { mm_alloc, task_create, exit_mmap, mm_in_use, mmap_lock_state } from '../mm/mm.ts';
-import { do_mmap, MAP_ANONYMOUS, MAP_PRIVATE, MAP_SHARED, ERRNO_NAMES } from '../mm/mmap.ts';
+import { do_mmap, do_munmap, MAP_ANONYMOUS, MAP_PRIVATE, MAP_SHARED, MAP_FIXED_NOREPLACE, PROT_NONE, PROT_WRITE, ERRNO_NAMES } from '../mm/mmap.ts';
+import { faultin_page } from '../mm/memory.ts';
+import { shmem_file_setup, file_put } from '../mm/shmem.ts';
 import { setKnobs } from './knobs.ts';
 import { type Scenario, placeThreads, ScenarioError } from './scenario.ts';
 import { makeHost, runHost, type HostPlan, type HostResult } from './hostrun.ts';
@@ -112,6 +114,36 @@ interface Booted {
   hostOf: number[];
 }
 
+type RegionSpec = Scenario['processes'][number]['regions'][number];
+
+/**
+ * mmap a scenario region: anonymous or a file's pages, at an address aligned
+ * to exactly `align` (aligned to it and not to twice it, as mremap_test.c
+ * places its sources): map len + 2 * align, keep the aligned piece, unmap the rest.
+ */
+function map_region(mm: number, r: RegionSpec, files: Map<string, number>, where: string): number {
+  const len = r.pages * PAGE_SIZE;
+  const align = r.align === 'page' ? PAGE_SIZE : r.align === 'pmd' ? PMD_SIZE : r.align === 'pud' ? PUD_SIZE : r.align;
+  if (align % PAGE_SIZE !== 0) throw new ScenarioError(`${where}.align: ${align} is not a multiple of the page size`);
+  const file = r.file !== undefined ? files.get(r.file)! : -1;
+  const flags = (file >= 0 ? 0 : MAP_ANONYMOUS) | (r.shared ? MAP_SHARED : MAP_PRIVATE);
+  const fail = (e: number): never => {
+    throw new ScenarioError(`${where}: mmap of ${r.pages} pages failed (${ERRNO_NAMES[-e] ?? e})`);
+  };
+  if (align === PAGE_SIZE) {
+    const base = do_mmap(mm, 0, len, protBits(r.prot), flags, file, r.offset);
+    return base < 0 ? fail(base) : base;
+  }
+  const span = len + 2 * align;
+  const probe = do_mmap(mm, 0, span, PROT_NONE, MAP_ANONYMOUS | MAP_PRIVATE);
+  if (probe < 0) fail(probe);
+  let base = Math.ceil(probe / align) * align;
+  if ((base / align) % 2 === 0) base += align; // exactly `align`, not 2 * align
+  do_munmap(mm, probe, span);
+  const got = do_mmap(mm, base, len, protBits(r.prot), flags | MAP_FIXED_NOREPLACE, file, r.offset);
+  return got < 0 ? fail(got) : got;
+}
+
 /** Boot: lay out memory, create processes, their regions and tasks (on the main thread, as CPU 0 at boot). */
 export function boot(s: Scenario, cpus: number, hosts: number, arch: string, tlbEntries: number, eventRing = 64, deterministic = false): Booted {
   const dataFrames = s.machine.memoryMiB * 256;
@@ -129,12 +161,23 @@ export function boot(s: Scenario, cpus: number, hosts: number, arch: string, tlb
   set_current(cpu0);
   const placement = placeThreads(s, cpus);
   const tasks: TaskPlan[] = [];
+  const files = new Map<string, number>();
+  for (const [fi, f] of s.files.entries()) {
+    const id = shmem_file_setup(f.pages);
+    if (id < 0) throw new ScenarioError(`files.${fi}: cannot create file '${f.name}'`);
+    files.set(f.name, id);
+  }
   s.processes.forEach((p, pi) => {
     const mm = mm_alloc();
     if (mm < 0) throw new ScenarioError(`processes.${pi}: cannot create an mm`);
     const regions: RegionInfo[] = p.regions.map((r, ri) => {
-      const base = do_mmap(mm, 0, r.pages * PAGE_SIZE, protBits(r.prot), MAP_ANONYMOUS | (r.shared ? MAP_SHARED : MAP_PRIVATE));
-      if (base < 0) throw new ScenarioError(`processes.${pi}.regions.${ri}: mmap of ${r.pages} pages failed (${ERRNO_NAMES[-base] ?? base})`);
+      const where = `processes.${pi}.regions.${ri}`;
+      const base = map_region(mm, r, files, where);
+      if (r.populate) {
+        for (let va = base; va < base + r.pages * PAGE_SIZE; va += PAGE_SIZE) {
+          if (faultin_page(mm, va, (protBits(r.prot) & PROT_WRITE) !== 0) !== VM_FAULT_OK) throw new ScenarioError(`${where}: populate: fault at 0x${va.toString(16)} failed (out of memory? raise machine.memoryMiB)`);
+        }
+      }
       return { name: r.name, base, pages: r.pages, shared: r.shared, prot: r.prot };
     });
     p.threads.forEach((t, ti) => {
@@ -144,6 +187,7 @@ export function boot(s: Scenario, cpus: number, hosts: number, arch: string, tlb
       }
     });
   });
+  for (const id of files.values()) file_put(id); // the mappings hold the files now
   if (bootViolations.length) throw new Error(`boot: ${bootViolations[0].message}`);
   // boot work is not part of the run's figures
   I.fill(0, L.stats, L.stats + cpus * STAT_WORDS);

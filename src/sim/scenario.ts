@@ -78,6 +78,10 @@ export const scenarioSchema = z.object({
     delaySpins: z.number().int().positive().default(2000),
   }).strict().default({ opsPerCpu: 20000, seed: 1, delay: 0, delaySpins: 2000 }),
   knobs: z.array(z.string().refine((k) => (KNOB_NAMES as string[]).includes(k), { message: `a bug knob (mmsim knobs lists them)` })).default([]),
+  files: z.array(z.object({
+    name: z.string().min(1),
+    pages: z.number().int().positive(),
+  }).strict()).default([]).describe('page-cache files (shmem objects) that regions of any process may map'),
   processes: z.array(z.object({
     name: z.string().min(1),
     regions: z.array(z.object({
@@ -85,6 +89,12 @@ export const scenarioSchema = z.object({
       pages: z.number().int().positive(),
       shared: z.boolean().default(false),
       prot: prot.default('rw'),
+      file: z.string().min(1).optional().describe('map this file of `files` (MAP_SHARED if shared, else MAP_PRIVATE) instead of anonymous memory'),
+      offset: z.number().int().nonnegative().default(0).describe('page offset into the file'),
+      align: z.union([z.enum(['page', 'pmd', 'pud']), z.number().int().positive()]).default('page')
+        .describe('place the region at an address aligned to a page, a PMD (2 MiB), a PUD (1 GiB) or this many bytes, and not to twice that'),
+      populate: z.boolean().default(false).describe('fault every page in (written once) at boot'),
+      thp: z.boolean().default(false).describe('anonymous transparent huge pages at PMD level for this region'),
     }).strict()).default([]),
     threads: z.array(z.object({
       name: z.string().min(1),
@@ -115,7 +125,11 @@ export function parseScenario(input: unknown, where = 'scenario'): Scenario {
   if (!r.success) throw new ScenarioError(formatIssues(where, r.error));
   const s = r.data;
   // cross-field checks: regions referenced by steps must exist in the process
+  const files = new Set(s.files.map((f) => f.name));
   s.processes.forEach((p, pi) => {
+    p.regions.forEach((r, ri) => {
+      if (r.file !== undefined && !files.has(r.file)) throw new ScenarioError(`${where}: processes.${pi}.regions.${ri}.file: no file '${r.file}' in files`);
+    });
     const names = new Set(p.regions.map((r) => r.name));
     const check = (steps: Step[], path: string): void => {
       steps.forEach((st, i) => {
