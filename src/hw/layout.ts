@@ -121,7 +121,25 @@ export const ST_BCAST_RECV = 28; // ... purged here
 export const ST_QUIESCE = 29; // s390: machine-wide serialised invalidations (IPTE, IDTE)
 export const ST_LOCAL_CLEAR = 30; // invalidations done locally (mm attached to this CPU only)
 export const ST_LAZY_SECTIONS = 31; // outermost lazy MMU sections entered
-export const STAT_WORDS = 2 * LINE;
+// mremap (move_page_tables): entries moved, by kind
+export const ST_MOVE_PTE = 32; // PTEs moved one by one (move_ptes)
+export const ST_MOVE_PMD = 33; // whole PTE tables moved (NORMAL_PMD)
+export const ST_MOVE_PUD = 34; // whole PMD tables moved (NORMAL_PUD)
+export const ST_MOVE_HUGE_PMD = 35; // huge PMD leaves moved (HPAGE_PMD)
+export const ST_MOVE_HUGE_PUD = 36; // huge PUD leaves moved (HPAGE_PUD)
+export const ST_REALIGN = 37; // move_page_tables calls whose start was realigned down
+// transparent huge pages
+export const ST_THP_FAULT = 38; // huge PMDs installed by a fault
+export const ST_THP_SPLIT = 39; // huge PMDs split into PTE tables
+// fork and COW
+export const ST_FORK_PTES = 40; // PTEs copied by copy_pte_range
+export const ST_COW_COPY = 41; // COW faults that copied
+export const ST_COW_REUSE = 42; // COW faults that reused the page
+export const ST_GUP_FAST_FALLBACK = 43; // GUP-fast walks that fell back to the slow path
+// rmap walkers
+export const ST_RMAP_UNMAP = 44; // PTEs cleared by rmap walks (truncate, reclaim)
+export const ST_TRUNCATED = 45; // page-cache pages removed by truncation or reclaim
+export const STAT_WORDS = 4 * LINE;
 export const STAT_NAMES = [
   'ops', 'reads', 'writes', 'tlbHits', 'tlbMisses', 'walks', 'faults', 'segv',
   'ipiSent', 'ipiReceived', 'flushSingle', 'flushRange', 'flushFull', 'flushSkipped',
@@ -129,6 +147,9 @@ export const STAT_NAMES = [
   'pagesFreed', 'tablesFreed', 'lockContended', 'delays',
   'pteUpdates', 'lazyUpdates', 'batched', 'batchFlushes', 'broadcastsSent', 'broadcastsPurged', 'quiesces',
   'localClears', 'lazySections',
+  'movedPtes', 'movedPmds', 'movedPuds', 'movedHugePmds', 'movedHugePuds', 'realigned',
+  'thpFaults', 'thpSplits', 'forkPtes', 'cowCopies', 'cowReuses', 'gupFastFallbacks',
+  'rmapUnmaps', 'truncatedPages',
 ] as const;
 export type StatName = (typeof STAT_NAMES)[number];
 
@@ -275,7 +296,13 @@ export interface Layout {
   detChanges: number;
   detCpus: number;
   detDecisions: number;
+  anonLocks: number;
 }
+
+/** anon_vma rwsems, striped: anon_vma id % ANON_VMA_LOCKS picks one (rwsem count, waiters, writers waiting, owner) */
+export const ANON_VMA_LOCKS = 256;
+export const ANON_VMA_LOCK_WORDS = 4;
+export const anonVmaLock = (L: Layout, anon: number): number => L.anonLocks + (anon % ANON_VMA_LOCKS) * ANON_VMA_LOCK_WORDS;
 
 export const ALLOC_LOCK = 0;
 export const ALLOC_WAITERS = 1;
@@ -315,6 +342,7 @@ export function computeLayout(shape: MachineShape): Layout {
   const vmasF = take(shape.maxMms * shape.maxVmas * VMA_F64 * 2) / 2;
   const unmapLogF = take(shape.maxMms * UNMAP_LOG_ENTRIES * UNMAP_LOG_F64 * 2) / 2;
   const eventsF = take(shape.cpus * shape.eventRing * EVENT_F64 * 2) / 2;
+  const anonLocks = take(ANON_VMA_LOCKS * ANON_VMA_LOCK_WORDS);
   const det = take(DET_HDR);
   const detChanges = take(DET_MAX_CHANGES);
   const detCpus = take(shape.cpus * DET_CPU_WORDS);
@@ -323,7 +351,7 @@ export function computeLayout(shape: MachineShape): Layout {
   return {
     shape, bytes, header, cpuCtl, hostBlk, stats, frameMeta, tableMem, dataStart, nframes,
     dataMem, tableAlloc, tableStack, dataAlloc, dataStack, mms, vmasF, unmapLogF, tasks, files, eventsF,
-    det, detChanges, detCpus, detDecisions,
+    det, detChanges, detCpus, detDecisions, anonLocks,
   };
 }
 

@@ -16,6 +16,8 @@ import { PAGE_SIZE, PMD_SIZE, TASK_SIZE, VMA_END } from '../hw/layout.ts';
 import { pte_none, pte_present, _PAGE_PRESENT, _PAGE_PSE } from '../hw/pte.ts';
 import { SYS } from '../hw/trace.ts';
 import { syscall } from './syscall.ts';
+import { knobs } from '../sim/knobs.ts';
+import { take_rmap_locks, drop_rmap_locks } from './rmap.ts';
 import {
   pgd_offset, pud_alloc, pmd_alloc, __pte_alloc, pte_offset_map_lock, pte_offset, pte_lockptr, ptl, ptep_get,
   ptep_get_and_clear, set_pte_at, flush_tlb_range, pud_offset, pmd_offset,
@@ -79,8 +81,12 @@ function alloc_new_pmd(mm: number, addr: number): number {
  */
 export function move_ptes(pmc: pagetable_move_control, extent: number, old_pmd: number, new_pmd: number, old_addr: number, new_addr: number): boolean {
   const mm = pmc.mm;
+  if (pmc.need_rmap_locks) take_rmap_locks(pmc.old);
   const old_pte0 = pte_offset_map_lock(old_pmd, old_addr);
-  if (old_pte0 < 0) return false;
+  if (old_pte0 < 0) {
+    if (pmc.need_rmap_locks) drop_rmap_locks(pmc.old);
+    return false;
+  }
   const old_ptl = ptl.value;
   const new_pte0 = pte_offset(new_pmd, new_addr);
   const new_ptl = pte_lockptr(Atomics.load(current.I, new_pmd));
@@ -97,9 +103,12 @@ export function move_ptes(pmc: pagetable_move_control, extent: number, old_pmd: 
   }
   lazy_mmu_mode_disable();
   // Flush before either PTL is dropped (the fix for CVE-2018-18281, spec 6.1).
-  if (force_flush) flush_tlb_range(mm, old_addr, old_addr + extent);
+  const late = knobs['mremap.flush_after_unlock'];
+  if (force_flush && !late) flush_tlb_range(mm, old_addr, old_addr + extent);
   if (new_ptl !== old_ptl) spin_unlock(new_ptl);
   spin_unlock(old_ptl);
+  if (force_flush && late) flush_tlb_range(mm, old_addr, old_addr + extent); // BUG (injected): after both unlocks
+  if (pmc.need_rmap_locks) drop_rmap_locks(pmc.old);
   return true;
 }
 

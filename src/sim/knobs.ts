@@ -70,6 +70,16 @@ export const KNOBS = {
     what: 'leave a fast-range section without applying the IPTE batch: memory keeps the old valid entries',
     source: 'spec 1.4 (s390 with Gordeev\'s series), 2.6',
   },
+  'mremap.flush_after_unlock': {
+    where: 'src/mm/mremap.ts move_ptes',
+    what: 'flush the old range after both PTLs are dropped, not before (an rmap walker such as truncation can free the page while another CPU still translates the old address)',
+    source: 'spec 6.1 (CVE-2018-18281)',
+  },
+  'mremap.normal_pmd_no_rmap_locks': {
+    where: 'src/mm/mremap.ts move_pgt_entry',
+    what: 'move whole PTE/PMD tables (NORMAL_PMD/NORMAL_PUD) without the rmap locks: a walker holding the moved table\'s PTL flushes the address it computed, the old one',
+    source: 'spec 6.3 (commit 97113eb39fa7)',
+  },
   'zap.direct_deref': {
     where: 'src/mm/memory.ts zap_pte_range',
     what: 'read each PTE by direct dereference instead of ptep_get inside the lazy section',
