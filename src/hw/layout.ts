@@ -43,6 +43,8 @@ export const PG_ANON = 1 << 2;
 export const PG_RESERVED = 1 << 3;
 export const PG_DIRTY = 1 << 4;
 export const PG_HEAD = 1 << 5; // head of a compound (THP) page
+/** data frames: the folio lock (PG_locked) is a sleeping lock word at FM_PTL (+ waiters at FM_PTL_WAITERS), unused by data frames otherwise */
+export const FM_PG_LOCK = FM_PTL;
 
 // ---- per-CPU control block (64 words = 4 lines) --------------------------------
 // line 0: written by IPI senders
@@ -200,6 +202,15 @@ export const FILE_NRPAGES = 5;
 export const FILE_I_MMAP = 6; // i_mmap_rwsem (+ waiters, writers-waiting)
 export const FILE_SIZE_PAGES = 9;
 export const FILE_WORDS = LINE;
+// i_mmap (src/mm/rmap.ts): per file, the VMAs that map it, as (mm, start, end, pgoff)
+// records in increasing pgoff order, ties in insertion order (the order the kernel's
+// interval tree visits them); guarded by i_mmap_rwsem (FILE_I_MMAP)
+export const I_MMAP_MAX = 128; // records per file
+export const IM_MM = 0;
+export const IM_START = 1;
+export const IM_END = 2;
+export const IM_PGOFF = 3;
+export const IM_F64 = 4;
 
 // ---- tasks ------------------------------------------------------------------------
 export const T_IN_USE = 0;
@@ -297,6 +308,7 @@ export interface Layout {
   detCpus: number;
   detDecisions: number;
   anonLocks: number;
+  iMmapF: number; // Float64 index: per file [count, pad x3] then I_MMAP_MAX records
 }
 
 /** anon_vma rwsems, striped: anon_vma id % ANON_VMA_LOCKS picks one (rwsem count, waiters, writers waiting, owner) */
@@ -343,6 +355,7 @@ export function computeLayout(shape: MachineShape): Layout {
   const unmapLogF = take(shape.maxMms * UNMAP_LOG_ENTRIES * UNMAP_LOG_F64 * 2) / 2;
   const eventsF = take(shape.cpus * shape.eventRing * EVENT_F64 * 2) / 2;
   const anonLocks = take(ANON_VMA_LOCKS * ANON_VMA_LOCK_WORDS);
+  const iMmapF = take(shape.maxFiles * (I_MMAP_MAX + 1) * IM_F64 * 2) / 2;
   const det = take(DET_HDR);
   const detChanges = take(DET_MAX_CHANGES);
   const detCpus = take(shape.cpus * DET_CPU_WORDS);
@@ -351,7 +364,7 @@ export function computeLayout(shape: MachineShape): Layout {
   return {
     shape, bytes, header, cpuCtl, hostBlk, stats, frameMeta, tableMem, dataStart, nframes,
     dataMem, tableAlloc, tableStack, dataAlloc, dataStack, mms, vmasF, unmapLogF, tasks, files, eventsF,
-    det, detChanges, detCpus, detDecisions, anonLocks,
+    det, detChanges, detCpus, detDecisions, anonLocks, iMmapF,
   };
 }
 
@@ -381,6 +394,9 @@ export const vmaF = (L: Layout, mm: number, slot: number, field: number): number
 export const unmapLogF = (L: Layout, mm: number, entry: number, field: number): number =>
   L.unmapLogF + (mm * UNMAP_LOG_ENTRIES + entry) * UNMAP_LOG_F64 + field;
 export const fileWord = (L: Layout, file: number, field: number): number => L.files + file * FILE_WORDS + field;
+/** Float64 index of file f's i_mmap record count (rec = -1) or of field `field` of record rec */
+export const iMmapF = (L: Layout, file: number, rec: number, field: number): number =>
+  L.iMmapF + (file * (I_MMAP_MAX + 1) + rec + 1) * IM_F64 + field;
 export const taskWord = (L: Layout, task: number, field: number): number => L.tasks + task * TASK_WORDS + field;
 export const eventF = (L: Layout, cpu: number, slot: number): number =>
   L.eventsF + (cpu * L.shape.eventRing + slot) * EVENT_F64;

@@ -5,7 +5,7 @@ import { type Cpu, current, VM_FAULT_OK, VM_FAULT_SIGSEGV, VM_FAULT_OOM } from '
 import { down_read, up_read } from '../hw/locks.ts';
 import {
   type Views, mmWord, tableEntry, frameWord, dataWord, MM_LOCK, MM_RSS, MM_PT_LOCK, MM_PT_PAGES, FM_FLAGS, PG_ANON,
-  VMA_ANON, H_NEXT_ANON, PTRS_PER_TABLE, PGDIR_SIZE, PUD_SIZE, PMD_SIZE, PAGE_SIZE, WORDS_PER_PAGE,
+  VMA_ANON, H_NEXT_ANON, ST_RMAP_UNMAP, PTRS_PER_TABLE, PGDIR_SIZE, PUD_SIZE, PMD_SIZE, PAGE_SIZE, WORDS_PER_PAGE,
 } from '../hw/layout.ts';
 import {
   pte_none, pte_present, pte_write, pte_pfn, pfn_pte, _PAGE_PRESENT, _PAGE_RW, _PAGE_USER, _PAGE_ACCESSED,
@@ -20,7 +20,7 @@ import {
 import { knobs } from '../sim/knobs.ts';
 import { alloc_page, get_page, put_page, page_mapcount_inc, page_mapcount_dec, zero_pfn, page_ref, page_mapcount } from './page_alloc.ts';
 import { type Vma, vma_lookup, vma_read, vma_field, vma_set_field } from './vma.ts';
-import { shmem_get_page } from './shmem.ts';
+import { shmem_get_folio_locked, unlock_page } from './shmem.ts';
 import { lazy_mmu_mode_enable_fast_pte_range, lazy_mmu_mode_disable } from './lazy_mmu.ts';
 import { type mmu_gather, __tlb_remove_page, tlb_flush_pte_range, tlb_flush_mmu_tlbonly, tlb_flush_mmu, tlb_remove_table } from './mmu_gather.ts';
 
@@ -141,15 +141,23 @@ function do_anonymous_page(mm: number, slot: number, vma: Vma, pmdp: number, add
   return VM_FAULT_OK;
 }
 
-/** Fault on a shared mapping: find or create the page in the file's cache and map it. */
+/**
+ * Fault on a file mapping: find or create the page in the file's cache and map
+ * it (read-only in a private mapping: a write then copies it, do_wp_page). The
+ * page is locked from the lookup until its PTE is set, so truncation, which
+ * takes the same lock before it drops a page, cannot drop it in between; beyond
+ * EOF the access gets SIGBUS.
+ */
 function do_shared_fault(mm: number, vma: Vma, pmdp: number, addr: number, write: boolean): number {
   const cpu = current;
   const pgoff = vma.pgoff + (addr - vma.start) / PAGE_SIZE;
-  const pfn = shmem_get_page(vma.file, pgoff); // +1 reference for this mapping
+  const pfn = shmem_get_folio_locked(vma.file, pgoff); // locked, +1 reference for this mapping
+  if (pfn < 0) return VM_FAULT_SIGSEGV; // SIGBUS: beyond EOF
   if (pfn === 0) return VM_FAULT_OOM;
   const ptep = pte_offset_map_lock(pmdp, addr);
   if (ptep < 0 || !pte_none(ptep_get(ptep))) {
     if (ptep >= 0) pte_unmap_unlock(ptl.value);
+    unlock_page(pfn);
     put_page(pfn);
     return VM_FAULT_OK;
   }
@@ -160,6 +168,7 @@ function do_shared_fault(mm: number, vma: Vma, pmdp: number, addr: number, write
   Atomics.add(cpu.I, mmWord(cpu.V.L, mm, MM_RSS), 1);
   set_pte_at(mm, addr, ptep, entry);
   pte_unmap_unlock(lock);
+  unlock_page(pfn);
   return VM_FAULT_OK;
 }
 
@@ -222,8 +231,24 @@ function wp_page_copy(mm: number, vma: Vma, pmdp: number, addr: number, orig: nu
 
 // ---- unmapping -----------------------------------------------------------------
 
+/**
+ * struct zap_details: an rmap walker's zap (truncation, hole punch) leaves the
+ * anonymous COW copies of a private file mapping alone unless even_cows, and
+ * with single_folio (a pfn) zaps only the PTEs of that page.
+ */
+export interface zap_details {
+  even_cows: boolean;
+  single_folio: number;
+}
+
+/** zap_skip_check_mapping: true when details say this page's PTE stays. */
+function zap_skip(details: zap_details, pfn: number): boolean {
+  if (details.single_folio !== 0) return pfn !== details.single_folio;
+  return !details.even_cows && (Atomics.load(current.I, frameWord(current.V.L, pfn, FM_FLAGS)) & PG_ANON) !== 0;
+}
+
 /** zap_pte_range: clear [addr, end) of one PTE table; returns how far it got (a full batch stops it early). */
-function zap_pte_range(tlb: mmu_gather, mm: number, pmdp: number, addr: number, end: number): number {
+function zap_pte_range(tlb: mmu_gather, mm: number, pmdp: number, addr: number, end: number, details?: zap_details): number {
   const cpu = current;
   const V = cpu.V;
   const ptep0 = pte_offset_map_lock(pmdp, addr);
@@ -240,6 +265,7 @@ function zap_pte_range(tlb: mmu_gather, mm: number, pmdp: number, addr: number, 
   for (let ptep = ptep0; a < stop; a += PAGE_SIZE, ptep++) {
     const e = ptep_get(ptep);
     if (pte_none(e)) continue;
+    if (details !== undefined && pte_present(e) && zap_skip(details, pte_pfn(e))) continue;
     const old = ptep_get_and_clear(mm, a, ptep);
     // BUG (injected, spec 6.15a): "did the clear take?" asked by direct dereference;
     // where memory still holds the old entry the page is skipped (and leaked)
@@ -250,6 +276,7 @@ function zap_pte_range(tlb: mmu_gather, mm: number, pmdp: number, addr: number, 
     if (pfn === zero || old & _PAGE_SPECIAL) continue;
     page_mapcount_dec(pfn); // rmap removed now; the reference goes after the flush
     rss++;
+    if (details !== undefined) cpu.stat(ST_RMAP_UNMAP);
     if (__tlb_remove_page(tlb, pfn, a)) {
       force = true;
       a += PAGE_SIZE;
@@ -266,8 +293,8 @@ function zap_pte_range(tlb: mmu_gather, mm: number, pmdp: number, addr: number, 
   return a;
 }
 
-/** unmap_page_range: zap every PTE of [addr, end) in mm. */
-export function unmap_page_range(tlb: mmu_gather, mm: number, addr: number, end: number): void {
+/** unmap_page_range: zap every PTE of [addr, end) in mm (with details: only what they select). */
+export function unmap_page_range(tlb: mmu_gather, mm: number, addr: number, end: number, details?: zap_details): void {
   const cpu = current;
   const I = cpu.I;
   cpu.ring.log(EV.ZAP, addr, end);
@@ -289,7 +316,7 @@ export function unmap_page_range(tlb: mmu_gather, mm: number, addr: number, end:
       addr = next;
       continue;
     }
-    addr = zap_pte_range(tlb, mm, pmdp, addr, next);
+    addr = zap_pte_range(tlb, mm, pmdp, addr, next, details);
   }
 }
 

@@ -28,7 +28,16 @@ export type Step =
   | { op: 'mremap'; region: string; to: string }
   | { op: 'fork'; child: Step[]; childOps: number }
   | { op: 'lazy-nest'; region: string; pages: number; order: 'plain-outer' | 'range-outer' }
-  | { op: 'yield' };
+  | { op: 'yield' }
+  | { op: 'truncate'; file: string; pages: number | [number, number] }
+  | { op: 'punch'; file: string; at: number | string; pages: number | [number, number] }
+  | { op: 'reclaim'; file: string; at: number | string; pages: number | [number, number] };
+
+/** a file size in pages (0 allowed), or [min, max] */
+const size = z.union([z.number().int().nonnegative(), z.tuple([z.number().int().nonnegative(), z.number().int().nonnegative()])])
+  .describe('a size in pages, or [min, max] for a random size');
+/** page offset into the file, or 'random' */
+const fileAt = z.union([z.number().int().nonnegative(), z.literal('random')]).default('random');
 
 const step: z.ZodType<Step> = z.lazy(() =>
   z.discriminatedUnion('op', [
@@ -50,6 +59,12 @@ const step: z.ZodType<Step> = z.lazy(() =>
       order: z.enum(['plain-outer', 'range-outer']),
     }).strict(),
     z.object({ op: z.literal('yield') }).strict(),
+    z.object({ op: z.literal('truncate'), file: z.string(), pages: size }).strict()
+      .describe('ftruncate the file to this many pages (shrinking unmaps the rest from every mapping and drops it)'),
+    z.object({ op: z.literal('punch'), file: z.string(), at: fileAt, pages }).strict()
+      .describe('fallocate(PUNCH_HOLE | KEEP_SIZE) of pages at a page offset of the file'),
+    z.object({ op: z.literal('reclaim'), file: z.string(), at: fileAt, pages }).strict()
+      .describe('reclaim the cached pages of this range of the file through the rmap (try_to_unmap, then free)'),
   ]) as z.ZodType<Step>,
 );
 
@@ -134,6 +149,9 @@ export function parseScenario(input: unknown, where = 'scenario'): Scenario {
     const check = (steps: Step[], path: string): void => {
       steps.forEach((st, i) => {
         const here = `${path}.${i}`;
+        if ('file' in st && !files.has(st.file)) {
+          throw new ScenarioError(`${where}: ${here}.file: no file '${st.file}' in files`);
+        }
         if ('region' in st && !names.has(st.region)) {
           throw new ScenarioError(`${where}: ${here}.region: no region '${st.region}' in process '${p.name}'`);
         }
