@@ -8,7 +8,8 @@
 import { current } from '../hw/cpu.ts';
 import { down_read, up_read, down_write, up_write } from '../hw/locks.ts';
 import {
-  type Layout, type Views, fileWord, anonVmaLock, iMmapF, FILE_I_MMAP, I_MMAP_MAX, IM_MM, IM_START, IM_END, IM_PGOFF, IM_F64, PAGE_SIZE,
+  type Layout, type Views, fileWord, anonVmaLock, iMmapF, mmWord, vmaF, FILE_I_MMAP, FILE_IN_USE, MM_IN_USE, MM_NVMAS,
+  VMA_START, VMA_END, VMA_PGOFF, VMA_FILE, I_MMAP_MAX, IM_MM, IM_START, IM_END, IM_PGOFF, IM_F64, PAGE_SIZE,
 } from '../hw/layout.ts';
 import type { Vma } from './vma.ts';
 
@@ -170,4 +171,45 @@ export function vma_interval_tree_foreach(f: number, first: number, last: number
     if (rec.pgoff + (rec.end - rec.start) / PAGE_SIZE - 1 < first) continue;
     fn(rec);
   }
+}
+
+/**
+ * For the audit (at quiescence, no lock): every file VMA of every live mm has
+ * exactly one i_mmap record with its range and offset, every record is such a
+ * VMA, and each file's records are in pgoff order.
+ */
+export function i_mmap_check(V: Views): string[] {
+  const { I, F, L } = V;
+  const problems: string[] = [];
+  const want = new Map<string, number>();
+  for (let mm = 0; mm < L.shape.maxMms; mm++) {
+    if (I[mmWord(L, mm, MM_IN_USE)] === 0) continue;
+    const n = I[mmWord(L, mm, MM_NVMAS)];
+    for (let s = 0; s < n; s++) {
+      const b = vmaF(L, mm, s, 0);
+      const file = F[b + VMA_FILE];
+      if (file < 0) continue;
+      const key = `${file}:${mm}:${F[b + VMA_START]}:${F[b + VMA_END]}:${F[b + VMA_PGOFF]}`;
+      want.set(key, (want.get(key) ?? 0) + 1);
+    }
+  }
+  for (let f = 0; f < L.shape.maxFiles; f++) {
+    const recs = i_mmap_records(V, f);
+    if (recs.length > 0 && I[fileWord(L, f, FILE_IN_USE)] === 0) problems.push(`i_mmap: file ${f} is not in use but has ${recs.length} records`);
+    recs.forEach((r, i) => {
+      if (i > 0 && recs[i - 1].pgoff > r.pgoff) problems.push(`i_mmap: file ${f} records ${i - 1} and ${i} are out of pgoff order`);
+      const key = `${f}:${r.mm}:${r.start}:${r.end}:${r.pgoff}`;
+      const left = want.get(key) ?? 0;
+      if (left === 0) {
+        problems.push(`i_mmap: file ${f} has a record of mm ${r.mm} [0x${r.start.toString(16)}, 0x${r.end.toString(16)}) pgoff ${r.pgoff} that no VMA matches (stale)`);
+      } else want.set(key, left - 1);
+    });
+  }
+  for (const [key, left] of want) {
+    if (left > 0) {
+      const [f, mm, start, end, pgoff] = key.split(':').map(Number);
+      problems.push(`i_mmap: mm ${mm}'s VMA [0x${start.toString(16)}, 0x${end.toString(16)}) of file ${f} pgoff ${pgoff} is missing from the file's i_mmap (rmap walkers cannot find it)`);
+    }
+  }
+  return problems;
 }
