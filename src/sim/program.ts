@@ -204,7 +204,8 @@ export class TaskRunner {
       case 'reclaim': {
         const f = this.file(s.file);
         const n = Math.min(this.pages(cpu, s.pages), f.pages);
-        const at = s.at === 'random' ? cpu.rng.int(0, f.pages - n) : Math.min(s.at as number, f.pages - n);
+        const at = s.at === 'random' ? cpu.rng.int(0, f.pages - n)
+          : Array.isArray(s.at) ? Math.min(cpu.rng.int(s.at[0], s.at[1]), f.pages - n) : Math.min(s.at, f.pages - n);
         if (s.op === 'punch') this.check(shmem_punch_hole(f.id, at, n), 'fallocate');
         else reclaim_file_range(f.id, at, n);
         return 1;

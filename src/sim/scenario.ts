@@ -30,14 +30,16 @@ export type Step =
   | { op: 'lazy-nest'; region: string; pages: number; order: 'plain-outer' | 'range-outer' }
   | { op: 'yield' }
   | { op: 'truncate'; file: string; pages: number | [number, number] }
-  | { op: 'punch'; file: string; at: number | string; pages: number | [number, number] }
-  | { op: 'reclaim'; file: string; at: number | string; pages: number | [number, number] };
+  | { op: 'punch'; file: string; at: number | 'random' | [number, number]; pages: number | [number, number] }
+  | { op: 'reclaim'; file: string; at: number | 'random' | [number, number]; pages: number | [number, number] };
 
 /** a file size in pages (0 allowed), or [min, max] */
 const size = z.union([z.number().int().nonnegative(), z.tuple([z.number().int().nonnegative(), z.number().int().nonnegative()])])
   .describe('a size in pages, or [min, max] for a random size');
-/** page offset into the file, or 'random' */
-const fileAt = z.union([z.number().int().nonnegative(), z.literal('random')]).default('random');
+/** page offset into the file, 'random', or [min, max] for a random offset in that range */
+const fileAt = z.union([
+  z.number().int().nonnegative(), z.literal('random'), z.tuple([z.number().int().nonnegative(), z.number().int().nonnegative()]),
+]).default('random');
 
 const step: z.ZodType<Step> = z.lazy(() =>
   z.discriminatedUnion('op', [
