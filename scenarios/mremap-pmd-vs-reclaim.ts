@@ -1,0 +1,55 @@
+import { defineScenario, type Step } from '../src/sim/scenario.ts';
+
+// Spec 6.3 (commit 97113eb39fa7): a whole-PMD mremap (NORMAL_PMD: the PTE table
+// itself moves to the new PMD) races with reclaim of the file's pages. Reclaim
+// (try_to_unmap through the file's i_mmap, no mmap_lock) resolves the OLD
+// address through the old PMD and takes that PTE table's lock; the table can
+// still move under it, because the mover takes only the PMD locks. The walker
+// then clears the PTE, which now translates the NEW address, flushes the OLD
+// address it computed, and frees the page: a sibling that walked the new
+// address in between keeps a stale TLB entry to it. The mover's rmap locks
+// (i_mmap for write around NORMAL_PMD/NORMAL_PUD moves) exclude the walk; knob
+// mremap.normal_pmd_no_rmap_locks drops them and the use-after-free oracle fires.
+//
+// Both regions are PMD-aligned and one PMD long, so every move is one NORMAL_PMD
+// move (stat movedPmds). Run it with one host thread per CPU (--threads 4 where
+// CPUs outnumber cores); the random delays (run.delay) widen the window between
+// the walker's lock and its clear.
+
+/** rw accesses to one of the first `n` pages of a region */
+const first = (region: string, n: number): Step =>
+  ({ op: 'choose', weights: Array(n).fill(1), steps: [...Array(n).keys()].map((at) => ({ op: 'access', region, mode: 'rw', at, count: 1 })) });
+
+export default defineScenario({
+  name: 'mremap-pmd-vs-reclaim',
+  description: 'spec 6.3: whole-PMD mremap of a shared file mapping back and forth, reclaim of its pages through the rmap on another CPU, accessors on the rest',
+  machine: { cpus: 4, arch: 'x86', tlbEntries: 64, memoryMiB: 64 },
+  run: { opsPerCpu: 1000, seed: 1, delay: 0.1 },
+  files: [{ name: 'f', pages: 512 }],
+  processes: [{
+    name: 'app',
+    regions: [
+      { name: 'a', pages: 512, file: 'f', shared: true, align: 'pmd', populate: true },
+      // a placeholder the first move replaces
+      { name: 'b', pages: 512, align: 'pmd' },
+    ],
+    threads: [
+      {
+        name: 'mover', cpus: 0,
+        program: [
+          { op: 'mremap', region: 'a', to: 'b' },
+          { op: 'access', region: 'b', mode: 'write', at: 0, count: 4 },
+          { op: 'mremap', region: 'b', to: 'a' },
+          { op: 'access', region: 'a', mode: 'write', at: 0, count: 4 },
+        ],
+      },
+      {
+        // the walker: reclaim of the pages the others use
+        name: 'reclaimer', cpus: 2,
+        program: [{ op: 'reclaim', file: 'f', at: [0, 3], pages: 1 }, { op: 'repeat', times: 2, steps: [{ op: 'yield' }] }],
+      },
+      { name: 'accessor-a', cpus: 1, program: [first('a', 4)] },
+      { name: 'accessor-b', cpus: 3, program: [first('b', 4)] },
+    ],
+  }],
+});
