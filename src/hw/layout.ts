@@ -43,6 +43,17 @@ export const PG_ANON = 1 << 2;
 export const PG_RESERVED = 1 << 3;
 export const PG_DIRTY = 1 << 4;
 export const PG_HEAD = 1 << 5; // head of a compound (THP) page
+export const PG_TAIL = 1 << 6; // tail of a compound page: FM_COMPOUND names its head
+// compound pages (src/mm/page_alloc.ts, src/mm/huge_memory.ts): the folio's refcount is
+// the head's FM_REF (tails keep 0); each frame's FM_MAP counts the PTEs mapping it
+/** head: the order (9: 2 MiB, 18: 1 GiB); tail: the head's pfn */
+export const FM_COMPOUND = FM_AUX;
+/** on the first tail (head + 1): the entire mapcount (PMD and PUD leaves mapping the whole folio) */
+export const FM_ENTIRE_MAP = FM_OWNER;
+/** table frames: a PMD table's list of deposited PTE tables (pgtable_trans_huge_deposit); a deposited table: the next one */
+export const FM_PMD_HUGE_PTE = FM_MAP;
+export const HPAGE_PMD_ORDER = 9;
+export const HPAGE_PUD_ORDER = 18;
 
 // ---- per-CPU control block (64 words = 4 lines) --------------------------------
 // line 0: written by IPI senders
@@ -199,6 +210,7 @@ export const FILE_LOCK = 3; // i_pages lock (+ waiters word)
 export const FILE_NRPAGES = 5;
 export const FILE_I_MMAP = 6; // i_mmap_rwsem (+ waiters, writers-waiting)
 export const FILE_SIZE_PAGES = 9;
+export const FILE_DEV_PFN = 10; // a DAX-like device (src/mm/huge_memory.ts): head pfn of its memory, 0 for shmem
 export const FILE_WORDS = LINE;
 
 // ---- tasks ------------------------------------------------------------------------

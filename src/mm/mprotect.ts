@@ -19,6 +19,8 @@ import { addr_end } from './memory.ts';
 import { PROT_READ, PROT_WRITE, PROT_EXEC, EINVAL, ENOMEM, EACCES, PAGE_ALIGN, mmap_write_lock, mmap_write_unlock } from './mmap.ts';
 import { pud_offset, pmd_offset } from './pgtable.ts';
 import { _PAGE_PRESENT, _PAGE_PSE } from '../hw/pte.ts';
+import { change_huge_pmd_range, change_huge_pud_range } from './huge_memory.ts';
+import { PUD_SIZE } from '../hw/layout.ts';
 
 function change_pte_range(tlb: mmu_gather, mm: number, vmFlags: number, pmdp: number, addr: number, end: number): void {
   const cpu = current;
@@ -56,8 +58,18 @@ export function change_protection(tlb: mmu_gather, mm: number, vmFlags: number, 
     const pgdp = pgd_offset(mm, addr);
     if (Atomics.load(I, pgdp) & _PAGE_PRESENT) {
       const pudp = pud_offset(pgdp, addr);
-      if (Atomics.load(I, pudp) & _PAGE_PRESENT) {
+      // a PUD leaf: changed whole or split (src/mm/huge_memory.ts); either way this PUD is done
+      if (Atomics.load(I, pudp) & _PAGE_PSE && change_huge_pud_range(tlb, mm, vmFlags, pudp, addr, addr_end(addr, end, PUD_SIZE))) {
+        addr = addr_end(addr, end, PUD_SIZE);
+        continue;
+      }
+      if (Atomics.load(I, pudp) & _PAGE_PRESENT && !(Atomics.load(I, pudp) & _PAGE_PSE)) {
         const pmdp = pmd_offset(pudp, addr);
+        // a huge PMD: changed in place when covered whole, else split and its PTEs changed below
+        if (Atomics.load(I, pmdp) & _PAGE_PSE && change_huge_pmd_range(tlb, mm, vmFlags, pmdp, addr, next)) {
+          addr = next;
+          continue;
+        }
         const pmd = Atomics.load(I, pmdp);
         if (pmd & _PAGE_PRESENT && !(pmd & _PAGE_PSE)) change_pte_range(tlb, mm, vmFlags, pmdp, addr, next);
       }

@@ -85,6 +85,16 @@ export const KNOBS = {
     what: 'read each PTE by direct dereference instead of ptep_get inside the lazy section',
     source: 'spec 6.15a',
   },
+  'thp.free_before_flush': {
+    where: 'src/mm/huge_memory.ts zap_huge_pmd',
+    what: 'drop the huge page\'s reference as soon as its PMD is cleared, not through the mmu_gather: the 2 MiB page is freed while other CPUs still cache 4 KiB pieces of it',
+    source: 'spec 5.5 (zap_huge_pmd: tlb_remove_page_size)',
+  },
+  'thp.split_no_ref': {
+    where: 'src/mm/huge_memory.ts __split_huge_pmd_locked',
+    what: 'split a huge PMD into 512 PTEs without taking the 511 extra folio references the new PTEs hold',
+    source: 'constructed (compound refcount audit sensitivity)',
+  },
   'sim.crash_cpu_worker': {
     where: 'src/sim/program.ts TaskRunner.step',
     what: 'throw inside the CPU thread after 1000 operations (not a kernel bug: tests that a crashed thread ends the run with a report)',

@@ -18,6 +18,7 @@ import { createMachine } from './inline.ts';
 import { mm_alloc, task_create, exit_mmap, mm_in_use, mmap_lock_state } from '../mm/mm.ts';
 import { do_mmap, do_munmap, MAP_ANONYMOUS, MAP_PRIVATE, MAP_SHARED, MAP_FIXED_NOREPLACE, PROT_NONE, PROT_WRITE, ERRNO_NAMES } from '../mm/mmap.ts';
 import { faultin_page } from '../mm/memory.ts';
+import { dax_device_create, hugepage_madvise } from '../mm/huge_memory.ts';
 import { shmem_file_setup, file_put } from '../mm/shmem.ts';
 import { setKnobs } from './knobs.ts';
 import { type Scenario, placeThreads, ScenarioError } from './scenario.ts';
@@ -172,13 +173,24 @@ export function boot(s: Scenario, cpus: number, hosts: number, arch: string, tlb
     if (mm < 0) throw new ScenarioError(`processes.${pi}: cannot create an mm`);
     const regions: RegionInfo[] = p.regions.map((r, ri) => {
       const where = `processes.${pi}.regions.${ri}`;
-      const base = map_region(mm, r, files, where);
+      const thp = r.thp === true || r.thp === 'pmd';
+      let rr = thp && r.align === 'page' ? { ...r, align: 'pmd' as const } : r; // thp_get_unmapped_area places THP regions 2 MiB-aligned
+      if (r.thp === 'pud') {
+        // a DAX-like device of one 1 GiB page (src/mm/huge_memory.ts), mapped at a 1 GiB boundary
+        const dev = dax_device_create();
+        if (dev < 0) throw new ScenarioError(`${where}.thp: cannot allocate 1 GiB of contiguous memory for the 'pud' device (machine.memoryMiB ${s.machine.memoryMiB}: give it more than 1024, e.g. 1100)`);
+        const name = `\0dax:${where}`;
+        files.set(name, dev); // the mapping takes its own reference; ours goes with the others below
+        rr = { ...r, file: name, align: 'pud' };
+      }
+      const base = map_region(mm, rr, files, where);
+      if (thp && hugepage_madvise(mm, base, base + r.pages * PAGE_SIZE) < 0) throw new ScenarioError(`${where}.thp: madvise(MADV_HUGEPAGE) failed`);
       if (r.populate) {
         for (let va = base; va < base + r.pages * PAGE_SIZE; va += PAGE_SIZE) {
           if (faultin_page(mm, va, (protBits(r.prot) & PROT_WRITE) !== 0) !== VM_FAULT_OK) throw new ScenarioError(`${where}: populate: fault at 0x${va.toString(16)} failed (out of memory? raise machine.memoryMiB)`);
         }
       }
-      return { name: r.name, base, pages: r.pages, shared: r.shared, prot: r.prot };
+      return { name: r.name, base, pages: r.pages, shared: r.shared, prot: r.prot, thp };
     });
     p.threads.forEach((t, ti) => {
       for (const c of placement[pi][ti]) {

@@ -9,6 +9,7 @@ import { do_mprotect } from '../mm/mprotect.ts';
 import { do_madvise, MADV_DONTNEED } from '../mm/madvise.ts';
 import { do_mremap, MREMAP_MAYMOVE, MREMAP_FIXED } from '../mm/mremap.ts';
 import { do_fork, do_exit_mm } from '../mm/fork.ts';
+import { do_madvise_hugepage } from '../mm/huge_memory.ts';
 import { task_create } from '../mm/mm.ts';
 import { lazy_mmu_nest_test } from '../mm/lazy_mmu_test.ts';
 import type { Step } from './scenario.ts';
@@ -21,6 +22,8 @@ export interface RegionInfo {
   pages: number;
   shared: boolean;
   prot: string;
+  /** MADV_HUGEPAGE again after an mmap step re-maps part of it (src/mm/huge_memory.ts) */
+  thp?: boolean;
 }
 
 export interface TaskPlan {
@@ -141,7 +144,9 @@ export class TaskRunner {
         const g = this.range(cpu, r, s.at, s.pages ? this.pages(cpu, s.pages) : 1);
         if (g.pages === 0) return 1;
         const flags = MAP_FIXED | MAP_ANONYMOUS | (r.shared ? MAP_SHARED : MAP_PRIVATE);
-        this.check(do_mmap(mm, r.base + g.page * PAGE_SIZE, g.pages * PAGE_SIZE, protBits(r.prot), flags), 'mmap');
+        const got = do_mmap(mm, r.base + g.page * PAGE_SIZE, g.pages * PAGE_SIZE, protBits(r.prot), flags);
+        this.check(got, 'mmap');
+        if (r.thp && got >= 0) this.check(do_madvise_hugepage(mm, got, g.pages * PAGE_SIZE), 'madvise(MADV_HUGEPAGE)');
         return 1;
       }
       case 'mprotect': {

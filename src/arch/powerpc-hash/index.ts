@@ -211,4 +211,16 @@ export const powerpchash: Arch = {
   arch_flush_lazy_mmu_mode() {
     flush_tlb_pending(current);
   },
+  /** hash__pmdp_huge_get_and_clear and friends: the hash entries of the whole huge range go at once (flush_hash_table_pmd_range) */
+  pmdp_huge_xchg(mm, addr, pmdp, size, val) {
+    const cpu = current;
+    cpu.sched_point();
+    const old = Atomics.exchange(cpu.I, pmdp, val);
+    if (old & _PAGE_PRESENT) {
+      const v0 = Math.floor(addr / 4096);
+      tlbie(cpu, mm, v0, v0 + size / 4096);
+      cpu.ring.log(EV.FLUSH_LOCAL, addr, size / 4096);
+    }
+    return old;
+  },
 };

@@ -266,4 +266,22 @@ export const sparc64: Arch = {
   arch_flush_lazy_mmu_mode() {
     flush_tlb_pending(current);
   },
+  /** set_pmd_at's maybe_tlb_batch_add with the huge page shift: outside lazy mode the TSB and TLBs lose the whole huge range at once */
+  pmdp_huge_xchg(mm, addr, pmdp, size, val) {
+    const cpu = current;
+    cpu.sched_point();
+    const old = Atomics.exchange(cpu.I, pmdp, val);
+    if (old & _PAGE_PRESENT) {
+      const v0 = Math.floor(addr / PAGE_SIZE);
+      const asid = cpu.asidOf(mm);
+      if (mm_is_local(cpu, mm)) {
+        cpu.tlb.flushRange(asid, v0, v0 + size / PAGE_SIZE);
+        cpu.stat(ST_LOCAL_CLEAR);
+      } else {
+        cpu.broadcast_invalidate(asid, v0, v0 + size / PAGE_SIZE);
+      }
+      cpu.ring.log(EV.FLUSH_LOCAL, addr, size / PAGE_SIZE);
+    }
+    return old;
+  },
 };

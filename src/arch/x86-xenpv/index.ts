@@ -298,4 +298,6 @@ export const x86xenpv: Arch = {
   },
   arch_leave_lazy_mmu_mode,
   arch_flush_lazy_mmu_mode,
+  /** a PV guest has no PSE: no transparent huge pages, no PUD leaves (faults fall back to PTEs) */
+  has_transparent_hugepage: false,
 };
