@@ -18,6 +18,9 @@ import { MAP_SHARED, mmap_write_lock, mmap_write_unlock } from '../src/mm/mmap.t
 import { page_ref, page_mapcount, free_frames, folio_entire_mapcount } from '../src/mm/page_alloc.ts';
 import { pte_pfn, pte_write, _PAGE_PRESENT } from '../src/hw/pte.ts';
 import { audit } from '../src/sim/audit.ts';
+import { loadScenario, parseScenario } from '../src/sim/scenario.ts';
+import { runScenario } from '../src/sim/machine.ts';
+import { summary } from '../src/sim/report.ts';
 import { PMD_SIZE, PUD_SIZE, statWord, ST_THP_FAULT, ST_THP_SPLIT, ST_MOVE_HUGE_PMD, ST_MOVE_HUGE_PUD } from '../src/hw/layout.ts';
 
 const P = 4096;
@@ -338,4 +341,50 @@ describe('PUD leaves (a DAX-like device of one 1 GiB page)', () => {
     expect(audit(m.V).ok).toBe(true);
     expect(m.violations).toEqual([]);
   });
+});
+
+describe('THP scenarios on worker threads', () => {
+  it('thp-vs-access runs clean on x86, arm64 and s390, with huge faults and splits', async () => {
+    const s = await loadScenario('scenarios/thp-vs-access.ts');
+    for (const arch of ['x86', 'arm64', 's390']) {
+      const r = await runScenario(s, { arch, cpus: 4, threads: 4, ops: 1500, seed: 5, hangTimeoutMs: 30000 });
+      expect(r.violations, `${arch}: ${summary(r)}`).toEqual([]);
+      expect(r.audit.ok && r.teardownAudit.ok, `${arch}: ${summary(r)}`).toBe(true);
+      expect(r.hang).toBeUndefined();
+      expect(r.stats.thpFaults, arch).toBeGreaterThan(0);
+      expect(r.stats.thpSplits, arch).toBeGreaterThan(0);
+    }
+  }, 240_000);
+
+  // whole huge PMDs zapped (munmap of the whole region) under accessors on the other CPUs
+  const zapWhole = parseScenario({
+    name: 'thp-zap-whole', description: 'whole huge PMDs zapped under accessors',
+    machine: { cpus: 4, tlbEntries: 256, memoryMiB: 64 },
+    processes: [{
+      name: 'app', regions: [{ name: 'buf', pages: 1024, thp: true }],
+      threads: [
+        { name: 'worker', cpus: 'rest', program: [{ op: 'access', region: 'buf', mode: 'rw', count: 4 }] },
+        {
+          name: 'unmapper', cpus: 0, program: [
+            { op: 'munmap', region: 'buf', at: 0, pages: 1024, save: 'hole' },
+            { op: 'mmap', region: 'buf', at: 'hole' },
+            { op: 'repeat', times: 8, steps: [{ op: 'yield' }] },
+          ],
+        },
+      ],
+    }],
+  });
+
+  it('thp.free_before_flush (the huge page freed before the gather\'s flush) is caught by the UAF oracle; without it the run is clean', async () => {
+    const clean = await runScenario(zapWhole, { cpus: 4, threads: 4, ops: 2000, seed: 1, delay: 0.05, hangTimeoutMs: 30000 });
+    expect(clean.violations, summary(clean)).toEqual([]);
+    expect(clean.audit.ok && clean.teardownAudit.ok).toBe(true);
+    expect(clean.stats.thpFaults).toBeGreaterThan(0);
+    const kinds: string[] = [];
+    for (let seed = 1; seed <= 8 && !kinds.includes('uaf-stale-tlb'); seed++) {
+      const r = await runScenario(zapWhole, { cpus: 4, threads: 4, ops: 2000, seed, delay: 0.05, knobs: ['thp.free_before_flush'], keepGoing: true, hangTimeoutMs: 30000 });
+      kinds.push(...r.violations.map((v) => v.kind));
+    }
+    expect(kinds).toContain('uaf-stale-tlb');
+  }, 240_000);
 });
