@@ -201,7 +201,7 @@ function move_normal_pmd(pmc: pagetable_move_control, old_pmd: number, new_pmd: 
   if (present(pmd) && !leaf(pmd)) { // else: raced with a collapse
     Atomics.store(I, old_pmd, 0); // pmd_clear
     Atomics.store(I, new_pmd, pmd); // pmd_populate
-    flush_tlb_range(pmc.mm, pmc.old_addr, pmc.old_addr + PMD_SIZE);
+    if (!knobs['mremap.normal_pmd_no_flush']) flush_tlb_range(pmc.mm, pmc.old_addr, pmc.old_addr + PMD_SIZE); // (the knob: BUG, injected)
     current.stat(ST_MOVE_PMD);
     moved = true;
   }
