@@ -3,7 +3,8 @@
 // and relocate_vma_down (exec's stack move).
 import { describe, it, expect } from 'vitest';
 import { testMachine } from './helpers.ts';
-import { do_mmap, MAP_ANONYMOUS, MAP_PRIVATE, MAP_SHARED, MAP_FIXED, PROT_READ, PROT_WRITE, EINVAL, ENOMEM, mmap_write_lock, mmap_write_unlock } from '../src/mm/mmap.ts';
+import { do_mseal } from '../src/mm/mseal.ts';
+import { do_mmap, MAP_ANONYMOUS, MAP_PRIVATE, MAP_SHARED, MAP_FIXED, PROT_READ, PROT_WRITE, EINVAL, ENOMEM, EPERM, mmap_write_lock, mmap_write_unlock } from '../src/mm/mmap.ts';
 import { do_mremap, MREMAP_MAYMOVE, MREMAP_FIXED, MREMAP_DONTUNMAP } from '../src/mm/mremap.ts';
 import { relocate_vma_down } from '../src/mm/vma_exec.ts';
 import { vma_list } from '../src/mm/vma.ts';
@@ -96,6 +97,18 @@ describe('mremap: VMAs', () => {
     expect(vma_list(m.V, mm).map((v) => v.start)).toEqual([a]);
     expect(audit(m.V).ok).toBe(true);
     expect(m.violations).toEqual([]);
+  });
+});
+
+describe('mremap: sealed VMAs', () => {
+  it('refuses to move, grow or shrink a sealed VMA (EPERM), and leaves its neighbours alone', () => {
+    const { m, mm, k } = setup();
+    const a = k(() => do_mmap(mm, 0x1000_0000, 4 * P, RW, ANON | MAP_FIXED));
+    expect(k(() => do_mseal(mm, a + P, P))).toBe(0);
+    expect(k(() => do_mremap(mm, a + P, P, P, MREMAP_MAYMOVE | MREMAP_FIXED, 0x2000_0000))).toBe(-EPERM);
+    expect(k(() => do_mremap(mm, a + P, P, 2 * P, MREMAP_MAYMOVE))).toBe(-EPERM);
+    expect(k(() => do_mremap(mm, a + 2 * P, 2 * P, P, 0))).toBe(a + 2 * P); // the unsealed part shrinks
+    expect(vma_list(m.V, mm).map((v) => (v.end - v.start) / P)).toEqual([1, 1, 1]);
   });
 });
 
