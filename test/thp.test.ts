@@ -6,8 +6,9 @@ import { do_madvise, MADV_DONTNEED } from '../src/mm/madvise.ts';
 import { pgd_offset, pud_offset, pmd_offset, pte_offset } from '../src/mm/pgtable.ts';
 import {
   hugepage_madvise, pmd_trans_huge, pud_trans_huge, move_huge_pmd, move_huge_pud, copy_huge_pmd, split_huge_pmd, thp_hooks,
-  dax_device_create, HPAGE_PUD_NR,
+  dax_device_create, HPAGE_PUD_NR, mremap_huge_movers,
 } from '../src/mm/huge_memory.ts';
+import { do_mremap, huge_movers, MREMAP_MAYMOVE, MREMAP_FIXED } from '../src/mm/mremap.ts';
 import { pud_alloc, pmd_alloc, arch } from '../src/mm/pgtable.ts';
 import { mm_alloc, task_create, exit_mmap } from '../src/mm/mm.ts';
 import { do_exit_mm } from '../src/mm/fork.ts';
@@ -22,6 +23,9 @@ import { loadScenario, parseScenario } from '../src/sim/scenario.ts';
 import { runScenario } from '../src/sim/machine.ts';
 import { summary } from '../src/sim/report.ts';
 import { PMD_SIZE, PUD_SIZE, statWord, ST_THP_FAULT, ST_THP_SPLIT, ST_MOVE_HUGE_PMD, ST_MOVE_HUGE_PUD } from '../src/hw/layout.ts';
+
+// mremap's HPAGE_PMD / HPAGE_PUD movers, wired on this thread as the lead wires them in mremap.ts
+Object.assign(huge_movers, mremap_huge_movers);
 
 const P = 4096;
 const RW = PROT_READ | PROT_WRITE;
@@ -167,7 +171,7 @@ describe('transparent huge pages at PMD level', () => {
     wr(a + 9 * P, 99);
     const head = pte_pfn(pmd(mm, a));
     const vma = vma_read(m.V, mm, vma_lookup(m.V, mm, a));
-    k(() => split_huge_pmd(mm, vma, pmdp(mm, a), a + 9 * P));
+    k(() => split_huge_pmd(vma, pmdp(mm, a), a + 9 * P));
     expect(stat(ST_THP_SPLIT)).toBe(1);
     expect(pte_pfn(pte(mm, a + 9 * P))).toBe(head + 9);
     expect(rd(a + 9 * P, 1)).toBe(99);
@@ -270,6 +274,54 @@ describe('transparent huge pages at PMD level', () => {
     k(() => do_munmap(mm, a + 2 * P, P)); // the one reference goes: the whole 2 MiB is freed under 511 PTEs
     expect(m.violations.map((v) => v.kind)).toContain('free-mapped');
     expect(audit(m.V).problems.join('\n')).toMatch(/is free but still referenced/);
+  });
+});
+
+describe('mremap through move_page_tables (huge_movers wired)', () => {
+  it('moves huge PMDs whole (HPAGE_PMD) when both sides are aligned, splits them when not; contents follow', () => {
+    for (const shift of [0, 5 * P]) {
+      const { m, mm, k, pmd, rd, wr, stat, thp } = setup();
+      const a = thp(2);
+      for (let p = 0; p < 1024; p += 101) wr(a + p * P, 500 + p);
+      expect(rd(a + 101 * P, 1)).toBe(601);
+      const heads = [pte_pfn(pmd(mm, a)), pte_pfn(pmd(mm, a + PMD_SIZE))];
+      const b = 0x8000_0000 + shift;
+      expect(k(() => do_mremap(mm, a, 2 * PMD_SIZE, 2 * PMD_SIZE, MREMAP_MAYMOVE | MREMAP_FIXED, b)), `shift ${shift}`).toBe(b);
+      if (shift === 0) {
+        expect(stat(ST_MOVE_HUGE_PMD)).toBe(2);
+        expect([pte_pfn(pmd(mm, b)), pte_pfn(pmd(mm, b + PMD_SIZE))]).toEqual(heads);
+        expect(stat(ST_THP_SPLIT)).toBe(0);
+      } else {
+        expect(stat(ST_MOVE_HUGE_PMD)).toBe(0);
+        expect(stat(ST_THP_SPLIT)).toBe(2);
+      }
+      for (let p = 0; p < 1024; p += 101) expect(rd(b + p * P, p % 2), `shift ${shift} page ${p}`).toBe(500 + p);
+      expect(rd(a + 101 * P, 1)).toBe('SEGV');
+      expect(audit(m.V).problems, `shift ${shift}`).toEqual([]);
+      k(() => do_munmap(mm, b, 2 * PMD_SIZE));
+      expect(audit(m.V).ok).toBe(true);
+      expect(m.violations).toEqual([]);
+    }
+  });
+
+  it('moves the 1 GiB PUD leaf whole (HPAGE_PUD)', () => {
+    const { m, mm, k, pudp, rd, wr, stat } = setup({ dataFrames: HPAGE_PUD_NR + 8192 });
+    const dev = k(() => dax_device_create());
+    const a = PUD_SIZE;
+    expect(k(() => do_mmap(mm, a, PUD_SIZE, RW, MAP_SHARED | MAP_FIXED, dev, 0))).toBe(a);
+    k(() => file_put(dev));
+    wr(a + 3 * P, 33);
+    wr(a + 400 * PMD_SIZE, 70, 1);
+    const b = 3 * PUD_SIZE;
+    expect(k(() => do_mremap(mm, a, PUD_SIZE, PUD_SIZE, MREMAP_MAYMOVE | MREMAP_FIXED, b))).toBe(b);
+    expect(stat(ST_MOVE_HUGE_PUD)).toBe(1);
+    expect(pud_trans_huge(Atomics.load(m.V.I, pudp(mm, b)))).toBe(true);
+    expect([rd(b + 3 * P, 1), rd(b + 400 * PMD_SIZE)]).toEqual([33, 70]);
+    expect(rd(a + 400 * PMD_SIZE, 1)).toBe('SEGV');
+    expect(stat(ST_THP_FAULT)).toBe(1); // moved, not refaulted
+    k(() => do_munmap(mm, b, PUD_SIZE));
+    expect(audit(m.V).ok).toBe(true);
+    expect(m.violations).toEqual([]);
   });
 });
 

@@ -24,7 +24,7 @@ import { current, VM_FAULT_OK } from '../hw/cpu.ts';
 import { spin_lock, spin_unlock } from '../hw/locks.ts';
 import {
   type Views, frameWord, tableEntry, mmWord, fileWord, PTRS_PER_TABLE, PAGE_SIZE, PMD_SIZE, PUD_SIZE, PMD_SHIFT, PUD_SHIFT,
-  MM_RSS, MM_PT_LOCK, MM_PT_PAGES, FM_FLAGS, FM_PMD_HUGE_PTE, FILE_DEV_PFN, FILE_SIZE_PAGES, PG_ANON, HPAGE_PMD_ORDER,
+  MM_RSS, MM_PT_LOCK, MM_PT_PAGES, FM_FLAGS, FM_OWNER, FM_PMD_HUGE_PTE, FILE_DEV_PFN, FILE_SIZE_PAGES, PG_ANON, HPAGE_PMD_ORDER,
   HPAGE_PUD_ORDER, VMA_FLAGS, ST_THP_FAULT, ST_THP_SPLIT, ST_MOVE_HUGE_PMD, ST_MOVE_HUGE_PUD,
 } from '../hw/layout.ts';
 import {
@@ -42,6 +42,7 @@ import { type mmu_gather, __tlb_remove_page, tlb_flush_pte_range, tlb_flush_mmu 
 import { type Vma, find_vma, vma_read, vma_count, split_vma, vma_set_field, vma_merge_neighbours } from './vma.ts';
 import { anon_vma_prepare } from './memory.ts';
 import { shmem_file_setup } from './shmem.ts';
+import type { pagetable_move_control } from './mremap.ts';
 import { syscall } from './syscall.ts';
 import { ENOMEM, EINVAL, mmap_write_lock, mmap_write_unlock } from './mmap.ts';
 
@@ -336,9 +337,15 @@ export function __split_huge_pmd(mm: number, pmdp: number, addr: number): void {
   spin_unlock(lock);
 }
 
+/** The mm a page-table entry belongs to (its table frame's owner): vma->vm_mm, which our Vma does not carry. */
+function entry_mm(entryp: number): number {
+  const { I, L } = current.V;
+  return Atomics.load(I, frameWord(L, tableOf(entryp), FM_OWNER)) - 1;
+}
+
 /** split_huge_pmd(vma, pmd, addr): for callers that meet a huge PMD they cannot handle whole (mremap's partial extents). */
-export function split_huge_pmd(mm: number, _vma: Vma, pmdp: number, addr: number): void {
-  if (pmd_trans_huge(Atomics.load(current.I, pmdp))) __split_huge_pmd(mm, pmdp, addr);
+export function split_huge_pmd(_vma: Vma, pmdp: number, addr: number): void {
+  if (pmd_trans_huge(Atomics.load(current.I, pmdp))) __split_huge_pmd(entry_mm(pmdp), pmdp, addr);
 }
 
 /**
@@ -367,8 +374,8 @@ export function __split_huge_pud(mm: number, pudp: number, addr: number): boolea
 }
 
 /** split_huge_pud(vma, pud, addr) */
-export function split_huge_pud(mm: number, _vma: Vma, pudp: number, addr: number): void {
-  if (pud_trans_huge(Atomics.load(current.I, pudp))) __split_huge_pud(mm, pudp, addr);
+export function split_huge_pud(_vma: Vma, pudp: number, addr: number): void {
+  if (pud_trans_huge(Atomics.load(current.I, pudp))) __split_huge_pud(entry_mm(pudp), pudp, addr);
 }
 
 // ---- zap ----------------------------------------------------------------------------
@@ -600,6 +607,19 @@ export function move_huge_pud(mm: number, _vma: Vma, old_addr: number, new_addr:
   cpu.stat(ST_MOVE_HUGE_PUD);
   return true;
 }
+
+/**
+ * The movers with the signatures of mremap.ts's huge_movers (move_pgt_entry's
+ * HPAGE_PMD / HPAGE_PUD cases and move_page_tables' split): wire them with
+ * Object.assign(huge_movers, mremap_huge_movers).
+ */
+export const mremap_huge_movers = {
+  move_huge_pmd: (pmc: pagetable_move_control, old_pmd: number, new_pmd: number): boolean =>
+    move_huge_pmd(pmc.mm, pmc.old, pmc.old_addr, pmc.new_addr, old_pmd, new_pmd),
+  move_huge_pud: (pmc: pagetable_move_control, old_pud: number, new_pud: number): boolean =>
+    move_huge_pud(pmc.mm, pmc.old, pmc.old_addr, pmc.new_addr, old_pud, new_pud),
+  split_huge_pmd: (vma: Vma, pmd: number, addr: number): void => split_huge_pmd(vma, pmd, addr),
+};
 
 // ---- fork: copy_huge_pmd / copy_huge_pud (spec 4.2) ---------------------------------------
 
