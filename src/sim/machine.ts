@@ -174,7 +174,7 @@ export function boot(s: Scenario, cpus: number, hosts: number, arch: string, tlb
     const regions: RegionInfo[] = p.regions.map((r, ri) => {
       const where = `processes.${pi}.regions.${ri}`;
       const thp = r.thp === true || r.thp === 'pmd';
-      let rr = thp && r.align === 'page' ? { ...r, align: 'pmd' as const } : r; // thp_get_unmapped_area places THP regions 2 MiB-aligned
+      let rr = thp && r.align === undefined ? { ...r, align: 'pmd' as const } : r; // thp_get_unmapped_area places THP regions 2 MiB-aligned
       if (r.thp === 'pud') {
         // a DAX-like device of one 1 GiB page (src/mm/huge_memory.ts), mapped at a 1 GiB boundary
         const dev = dax_device_create();
