@@ -395,6 +395,39 @@ describe('PUD leaves (a DAX-like device of one 1 GiB page)', () => {
   });
 });
 
+describe('THP region fields', () => {
+  const scen = (region: Record<string, unknown>, memoryMiB = 64) => ({
+    name: 'x', description: 'x', machine: { cpus: 1, memoryMiB },
+    processes: [{ name: 'p', regions: [{ name: 'r', pages: 512, ...region }], threads: [{ name: 't', cpus: 0, program: [{ op: 'yield' }] }] }],
+  });
+  it('rejects what is not modelled, naming the field', () => {
+    expect(() => parseScenario(scen({ thp: true, shared: true }), 'f.json')).toThrow(/f\.json: processes\.0\.regions\.0\.thp: .*private anonymous/);
+    expect(() => parseScenario(scen({ thp: 'pud', pages: HPAGE_PUD_NR }), 'f.json')).toThrow(/regions\.0\.thp: 'pud' .*shared: true/);
+    expect(() => parseScenario(scen({ thp: 'pud', shared: true }), 'f.json')).toThrow(/regions\.0\.pages: a 'pud' region is one 1 GiB device: 262144 pages/);
+    expect(() => parseScenario(scen({ thp: 'huge' }), 'f.json')).toThrow(/regions\.0\.thp/);
+  });
+  it('a \'pud\' region on a machine without 1 GiB to spare is refused at boot, naming memoryMiB', async () => {
+    const s = parseScenario(scen({ thp: 'pud', shared: true, pages: HPAGE_PUD_NR }, 512));
+    await expect(runScenario(s, { threads: 1, ops: 1 })).rejects.toThrow(/processes\.0\.regions\.0\.thp: cannot allocate 1 GiB .*memoryMiB 512/);
+  });
+  it('boots a \'pud\' region and runs accessors on it, clean (x86, s390)', async () => {
+    const s = parseScenario({
+      ...scen({ thp: 'pud', shared: true, pages: HPAGE_PUD_NR }, 1100),
+      machine: { cpus: 2, memoryMiB: 1100, tableFrames: 2048 },
+      processes: [{
+        name: 'p', regions: [{ name: 'dev', pages: HPAGE_PUD_NR, thp: 'pud', shared: true }],
+        threads: [{ name: 't', cpus: 'all', program: [{ op: 'access', region: 'dev', mode: 'rw', count: 4 }, { op: 'madvise', region: 'dev', at: 'random', pages: [1, 8], advice: 'dontneed' }] }],
+      }],
+    });
+    for (const arch of ['x86', 's390']) {
+      const r = await runScenario(s, { arch, threads: 1, ops: 300 });
+      expect(r.violations, summary(r)).toEqual([]);
+      expect(r.audit.ok && r.teardownAudit.ok, summary(r)).toBe(true);
+      expect(r.stats.thpFaults).toBeGreaterThan(0);
+    }
+  }, 120_000);
+});
+
 describe('THP scenarios on worker threads', () => {
   it('thp-vs-access runs clean on x86, arm64 and s390, with huge faults and splits', async () => {
     const s = await loadScenario('scenarios/thp-vs-access.ts');
