@@ -6,7 +6,7 @@ import { do_madvise, MADV_DONTNEED } from '../src/mm/madvise.ts';
 import { pgd_offset, pud_offset, pmd_offset, pte_offset } from '../src/mm/pgtable.ts';
 import {
   hugepage_madvise, pmd_trans_huge, pud_trans_huge, move_huge_pmd, move_huge_pud, copy_huge_pmd, split_huge_pmd, thp_hooks,
-  dax_device_create, HPAGE_PUD_NR, mremap_huge_movers,
+  dax_device_create, HPAGE_PUD_NR, mremap_huge_movers, pgtable_trans_huge_withdraw, pgtable_trans_huge_deposit,
 } from '../src/mm/huge_memory.ts';
 import { do_mremap, huge_movers, MREMAP_MAYMOVE, MREMAP_FIXED } from '../src/mm/mremap.ts';
 import { pud_alloc, pmd_alloc, arch } from '../src/mm/pgtable.ts';
@@ -77,6 +77,19 @@ describe('transparent huge pages at PMD level', () => {
     expect(free_frames(m.V).data).toBe(free0);
     expect(audit(m.V).ok).toBe(true);
     expect(m.violations).toEqual([]);
+  });
+
+  it('the audit knows the deposited page tables: one per huge PMD', () => {
+    const { m, mm, k, pmdp, wr, thp } = setup();
+    const a = thp(1);
+    wr(a, 1);
+    const t = k(() => pgtable_trans_huge_withdraw(pmdp(mm, a)));
+    expect(t).toBeGreaterThan(0);
+    const p = audit(m.V).problems.join('\n');
+    expect(p).toMatch(/has 1 huge PMD\(s\) but 0 deposited page table\(s\)/);
+    expect(p).toMatch(new RegExp(`page-table pfn ${t} is allocated but no table or file references it`));
+    k(() => pgtable_trans_huge_deposit(pmdp(mm, a), t));
+    expect(audit(m.V).ok).toBe(true);
   });
 
   it('split keeps contents and refcounts: partial munmap, mprotect and MADV_DONTNEED of a huge PMD split it', () => {

@@ -39,7 +39,16 @@ export function audit(V: Views, maxProblems = 20): AuditReport {
   };
   let mapped = 0;
   const walk = (table: number, level: number, mm: number): void => {
-    if (level === 2) for (const t of deposited_tables(I, L, table)) tabRef[t]++; // tables deposited with huge PMDs
+    if (level === 2) {
+      // a PTE table is deposited with every huge PMD (src/mm/huge_memory.ts)
+      const d = deposited_tables(I, L, table);
+      for (const t of d) tabRef[t]++;
+      let huge = 0;
+      for (let i = 0; i < PTRS_PER_TABLE; i++) {
+        if ((I[tableEntry(L, table, i)] & (_PAGE_PRESENT | _PAGE_PSE)) === (_PAGE_PRESENT | _PAGE_PSE)) huge++;
+      }
+      if (d.length !== huge) problem(`mm ${mm}: PMD table pfn ${table} has ${huge} huge PMD(s) but ${d.length} deposited page table(s)`);
+    }
     for (let i = 0; i < PTRS_PER_TABLE; i++) {
       const e = I[tableEntry(L, table, i)];
       if ((e & _PAGE_PRESENT) === 0) {
