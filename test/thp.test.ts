@@ -6,9 +6,9 @@ import { do_madvise, MADV_DONTNEED } from '../src/mm/madvise.ts';
 import { pgd_offset, pud_offset, pmd_offset, pte_offset } from '../src/mm/pgtable.ts';
 import {
   hugepage_madvise, pmd_trans_huge, pud_trans_huge, move_huge_pmd, move_huge_pud, copy_huge_pmd, split_huge_pmd, thp_hooks,
-  dax_device_create, HPAGE_PUD_NR, mremap_huge_movers, pgtable_trans_huge_withdraw, pgtable_trans_huge_deposit,
+  dax_device_create, HPAGE_PUD_NR, pgtable_trans_huge_withdraw, pgtable_trans_huge_deposit,
 } from '../src/mm/huge_memory.ts';
-import { do_mremap, huge_movers, MREMAP_MAYMOVE, MREMAP_FIXED } from '../src/mm/mremap.ts';
+import { do_mremap, MREMAP_MAYMOVE, MREMAP_FIXED } from '../src/mm/mremap.ts';
 import { pud_alloc, pmd_alloc, arch } from '../src/mm/pgtable.ts';
 import { mm_alloc, task_create, exit_mmap } from '../src/mm/mm.ts';
 import { do_exit_mm } from '../src/mm/fork.ts';
@@ -23,9 +23,6 @@ import { loadScenario, parseScenario } from '../src/sim/scenario.ts';
 import { runScenario } from '../src/sim/machine.ts';
 import { summary } from '../src/sim/report.ts';
 import { PMD_SIZE, PUD_SIZE, statWord, ST_THP_FAULT, ST_THP_SPLIT, ST_MOVE_HUGE_PMD, ST_MOVE_HUGE_PUD } from '../src/hw/layout.ts';
-
-// mremap's HPAGE_PMD / HPAGE_PUD movers, wired on this thread as the lead wires them in mremap.ts
-Object.assign(huge_movers, mremap_huge_movers);
 
 const P = 4096;
 const RW = PROT_READ | PROT_WRITE;
@@ -290,7 +287,7 @@ describe('transparent huge pages at PMD level', () => {
   });
 });
 
-describe('mremap through move_page_tables (huge_movers wired)', () => {
+describe('mremap through move_page_tables', () => {
   it('moves huge PMDs whole (HPAGE_PMD) when both sides are aligned, splits them when not; contents follow', () => {
     for (const shift of [0, 5 * P]) {
       const { m, mm, k, pmd, rd, wr, stat, thp } = setup();
@@ -450,6 +447,17 @@ describe('THP scenarios on worker threads', () => {
       expect(r.audit.ok && r.teardownAudit.ok, `${arch}: ${summary(r)}`).toBe(true);
       expect(r.hang).toBeUndefined();
       expect(r.stats.thpFaults, arch).toBeGreaterThan(0);
+      expect(r.stats.thpSplits, arch).toBeGreaterThan(0);
+    }
+  }, 240_000);
+
+  it('thp-mremap runs clean on x86 and s390, moving huge PMDs whole and splitting them for misaligned moves', async () => {
+    const s = await loadScenario('scenarios/thp-mremap.ts');
+    for (const arch of ['x86', 's390']) {
+      const r = await runScenario(s, { arch, cpus: 4, threads: 4, ops: 800, seed: 2, hangTimeoutMs: 30000 });
+      expect(r.violations, `${arch}: ${summary(r)}`).toEqual([]);
+      expect(r.audit.ok && r.teardownAudit.ok, `${arch}: ${summary(r)}`).toBe(true);
+      expect(r.stats.movedHugePmds, arch).toBeGreaterThan(0);
       expect(r.stats.thpSplits, arch).toBeGreaterThan(0);
     }
   }, 240_000);
