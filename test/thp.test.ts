@@ -462,6 +462,16 @@ describe('THP scenarios on worker threads', () => {
     }
   }, 240_000);
 
+  it('thp-pud-mremap runs clean on x86, arm64 and s390, moving the 1 GiB PUD leaf whole', async () => {
+    const s = await loadScenario('scenarios/thp-pud-mremap.ts');
+    for (const arch of ['x86', 'arm64', 's390']) {
+      const r = await runScenario(s, { arch, cpus: 4, threads: 4, ops: 600, seed: 3, hangTimeoutMs: 30000 });
+      expect(r.violations, `${arch}: ${summary(r)}`).toEqual([]);
+      expect(r.audit.ok && r.teardownAudit.ok, `${arch}: ${summary(r)}`).toBe(true);
+      expect(r.stats.movedHugePuds, arch).toBeGreaterThan(0);
+    }
+  }, 240_000);
+
   // whole huge PMDs zapped (munmap of the whole region) under accessors on the other CPUs
   const zapWhole = parseScenario({
     name: 'thp-zap-whole', description: 'whole huge PMDs zapped under accessors',
