@@ -16,6 +16,7 @@ import { registerStress } from './stress.ts';
 import { type RunOptions } from '../sim/machine.ts';
 import { makeRepro, readRepro, reproFileName, writeRepro, type Repro } from '../sim/repro.ts';
 import { replay, shrink } from '../sim/shrink.ts';
+import { registerReplay } from './replay.ts';
 
 function describeSize(r: Repro): string {
   const o = r.options;
@@ -115,6 +116,7 @@ export function buildProgram(): Command {
     });
 
   registerStress(program);
+  registerReplay(program);
 
   program
     .command('list')
