@@ -2,13 +2,13 @@
 import { Option, type Command } from 'commander';
 import { readFile, writeFile } from 'node:fs/promises';
 import { ARCH_NAMES } from '../arch/index.ts';
-import { replayStrace, replaySummary, replayExitCode, StraceParseError } from '../sim/replay.ts';
+import { replayStrace, replaySummary, replayExitCode, StraceParseError, ReplayError } from '../sim/replay.ts';
 import { int } from './args.ts';
 
 export function registerReplay(program: Command): void {
   program
     .command('replay')
-    .description('replay an strace capture (strace -f -o FILE) on the simulated kernel and compare every result (exit 0 all match, 1 a difference, 2 unreadable input)')
+    .description('replay an strace capture (strace -f -o FILE) on the simulated kernel and compare every result (exit 0 all match, 1 a difference, 2 unreadable input, 3 the simulator failed)')
     .argument('<file>', 'strace output; touch(ADDR, LEN) = 0 lines write every page of a range')
     .option('--maps', "print each process's final VMAs in /proc/PID/maps format")
     .addOption(new Option('--arch <arch>', 'TLB-flush model').choices(ARCH_NAMES))
@@ -31,6 +31,11 @@ export function registerReplay(program: Command): void {
         if (e instanceof StraceParseError) {
           process.stderr.write(`mmsim: ${e.message}\n`);
           process.exitCode = 2;
+          return;
+        }
+        if (e instanceof ReplayError) {
+          process.stderr.write(`mmsim: ${e.message}\n${opts.verbose ? `${(e.cause as Error)?.stack ?? ''}\n` : ''}`);
+          process.exitCode = 3;
           return;
         }
         throw e;

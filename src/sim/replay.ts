@@ -18,7 +18,7 @@
 // never patched up: a difference there is reported.
 
 import { Cpu, set_current, type Host } from '../hw/cpu.ts';
-import { type Views, mmWord, MM_USERS, PAGE_SIZE, TASK_SIZE, type MachineShape } from '../hw/layout.ts';
+import { type Views, PAGE_SIZE, TASK_SIZE, type MachineShape } from '../hw/layout.ts';
 import { VM_READ, VM_WRITE, VM_EXEC, VM_SHARED } from '../hw/pte.ts';
 import { createMachine } from './inline.ts';
 import { makeHost } from './hostrun.ts';
@@ -30,15 +30,16 @@ import { context_switch } from '../mm/mmu_context.ts';
 import { do_fork, do_exit_mm } from '../mm/fork.ts';
 import {
   do_mmap, do_munmap, PROT_READ, PROT_WRITE, PROT_EXEC, PROT_NONE, MAP_ANONYMOUS, MAP_FIXED, MAP_FIXED_NOREPLACE, MAP_PRIVATE,
-  MAP_SHARED, MAP_POPULATE, MAP_LOCKED, FMODE_READ, FMODE_WRITE, ERRNO_NAMES, PAGE_ALIGN, lockOf,
+  MAP_POPULATE, MAP_LOCKED, FMODE_READ, FMODE_WRITE, ERRNO_NAMES, PAGE_ALIGN, lockOf,
 } from '../mm/mmap.ts';
 import { do_mprotect } from '../mm/mprotect.ts';
 import { do_mremap, MREMAP_FIXED, MREMAP_DONTUNMAP } from '../mm/mremap.ts';
 import { do_madvise_advice } from '../mm/madvise.ts';
-import { sys_brk, brk_init, brk_dup, mm_brk, mm_start_brk, vma_is_initial_heap } from '../mm/brk.ts';
+import { sys_brk, brk_init, brk_dup, mm_start_brk, vma_is_initial_heap } from '../mm/brk.ts';
 import { shmem_file_setup, file_put, FILE_MAX_PAGES } from '../mm/shmem.ts';
 import { type Vma, vma_list, vma_lookup } from '../mm/vma.ts';
 import { faultin_page } from '../mm/memory.ts';
+import { free_frames } from '../mm/page_alloc.ts';
 import { down_read, up_read } from '../hw/locks.ts';
 import {
   type StraceCall, type StraceEvent, type StraceLog, parseStrace, parseNum, parseFlags, parseFd, parseCString, ArgError,
@@ -47,6 +48,9 @@ import {
 import { show_map_vma, fake_inode, type MapsName } from './procmaps.ts';
 
 export { StraceParseError } from './strace.ts';
+
+/** The simulator itself failed (out of simulated resources, or a bug): not the input's fault. */
+export class ReplayError extends Error {}
 
 export interface ReplayOptions {
   arch?: string;
@@ -190,11 +194,8 @@ interface Proc {
   alive: boolean;
 }
 
-const O_ACCMODE = 3;
 const O_WRONLY = 1;
 const O_RDWR = 2;
-const O_PATH = 0o10000000;
-const SIGCHLD_EXIT_SIGNAL = /SIG/;
 const ERRNO_BY_NAME: Record<string, number> = {
   EPERM: 1, ENOENT: 2, EINTR: 4, EIO: 5, EBADF: 9, EAGAIN: 11, ENOMEM: 12, EACCES: 13, EFAULT: 14, EBUSY: 16, EEXIST: 17,
   ENODEV: 19, EINVAL: 22, ENFILE: 23, EMFILE: 24, ETXTBSY: 26, EFBIG: 27, EOVERFLOW: 75, EOPNOTSUPP: 95,
@@ -319,7 +320,14 @@ class Replayer {
 
   run(): ReplayResult {
     const t0 = performance.now();
-    for (const e of inExecutionOrder(this.log.events)) this.event(e);
+    for (const e of inExecutionOrder(this.log.events)) {
+      try {
+        this.event(e);
+      } catch (err) {
+        if (err instanceof StraceParseError) throw err;
+        throw new ReplayError(`${this.file}:${e.line}: the simulator failed on this line (${(err as Error).message}): ${e.text.trim()}`, { cause: err });
+      }
+    }
     this.r.wallMs = performance.now() - t0;
     this.finish();
     return this.r;
@@ -539,13 +547,19 @@ class Replayer {
         const end = PAGE_ALIGN(addr + len);
         if (success) this.inferRange(c, st, first, end, PROT_READ | PROT_WRITE, 'touch');
         let r = 0;
+        let at = 0;
         for (let va = first; va < end; va += PAGE_SIZE) {
-          if (!this.cpu.write(Math.max(va, addr), this.tag++)) {
+          at = Math.max(va, addr);
+          if (!this.cpu.write(at, this.tag++)) {
+            const free = free_frames(this.V);
+            if (free.data === 0 || free.tables === 0) {
+              throw new Error(`out of simulated memory (${this.V.L.shape.dataFrames} data frames, ${this.V.L.shape.tableFrames} page-table frames)`);
+            }
             r = -14;
             break;
           }
         }
-        return this.compare(c, r, false, r < 0 ? `write fault at ${hex(Math.max(first, addr))}..${hex(end)}` : undefined);
+        return this.compare(c, r, false, r < 0 ? `SIGSEGV writing ${hex(at)}` : undefined);
       }
     }
   }
@@ -717,8 +731,6 @@ class Replayer {
         const names = fl.replace(/[{}]/g, '').split(/[|,\s]+/);
         const acc = names.includes('O_RDWR') ? O_RDWR : names.includes('O_WRONLY') ? O_WRONLY : 0;
         const fmode = names.includes('O_PATH') ? -1 : acc === O_RDWR ? FMODE_READ | FMODE_WRITE : acc === O_WRONLY ? FMODE_WRITE : FMODE_READ;
-        void O_ACCMODE;
-        void O_PATH;
         fds.set(fd, { path, fmode, cloexec: names.includes('O_CLOEXEC') });
         return;
       }
@@ -829,11 +841,6 @@ class Replayer {
     for (const v of this.violations) problems.push(`[${v.kind}] ${v.message}`);
     this.r.audit = { ok: problems.length === 0, problems };
     this.r.mms = this.maps;
-    void SIGCHLD_EXIT_SIGNAL;
-    void MAP_SHARED;
-    void mm_brk;
-    void mmWord;
-    void MM_USERS;
   }
 }
 
