@@ -174,17 +174,14 @@ describe('replay of captures made on this machine', () => {
     expect(r.mms[0].maps.some((l) => l.endsWith('[heap]'))).toBe(true);
   });
 
-  it('mmprog: --maps equals the real maps of both processes but for the MREMAP_DONTUNMAP source (mremap.ts splits it, Linux does not)', () => {
+  it('mmprog: --maps equals the real maps of both processes', () => {
     const r = replay(fixture('mmprog-touch.trace'));
     for (const pid of [17144, 17145]) {
       const mine = r.mms.find((m) => m.pids[0] === pid)!;
       const real = fixture(`mmprog.${pid}.maps`).split('\n').filter(Boolean);
       const { simOnly, realOnly } = compareMaps(mine.maps, real);
-      expect({ pid, simOnly, realOnly }).toEqual({
-        pid,
-        simOnly: ['7fd4b2896000-7fd4b289e000 rw-p 00000000', '7fd4b289e000-7fd4b28aa000 rw-p 00000000'],
-        realOnly: ['7fd4b2896000-7fd4b28aa000 rw-p 00000000'],
-      });
+      expect({ pid, simOnly, realOnly }).toEqual({ pid, simOnly: [], realOnly: [] });
+      expect(mine.maps.length).toBeGreaterThan(20);
     }
     const parent = r.mms.find((m) => m.pids[0] === 17144)!;
     expect(parent.pids).toEqual([17144, 17146]); // the thread shared it

@@ -12,6 +12,12 @@ export interface Arch {
   readonly defers: string;
   /** how TLB entries of other CPUs are invalidated */
   readonly invalidation: string;
+  /**
+   * arch_supports_page_table_move: mremap may move whole PTE tables (NORMAL_PMD)
+   * and PMD tables (NORMAL_PUD): CONFIG_HAVE_MOVE_PMD/PUD on x86 (Xen PV too)
+   * and arm64; powerpc book3s64 only with the radix MMU; not sparc64 or s390.
+   */
+  readonly supports_page_table_move: boolean;
   /** register IPI handlers, per-CPU arch state, etc. on a host (every thread that runs CPUs) */
   initHost(host: Host): void;
 

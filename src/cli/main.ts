@@ -13,6 +13,7 @@ import { ARCH_NAMES } from '../arch/index.ts';
 import { toChromeTrace } from '../sim/trace_export.ts';
 import { htmlReport } from '../sim/html_report.ts';
 import { registerStress } from './stress.ts';
+import { registerSelftest } from './selftest.ts';
 import { type RunOptions } from '../sim/machine.ts';
 import { makeRepro, readRepro, reproFileName, writeRepro, type Repro } from '../sim/repro.ts';
 import { replay, shrink } from '../sim/shrink.ts';
@@ -117,6 +118,7 @@ export function buildProgram(): Command {
 
   registerStress(program);
   registerReplay(program);
+  registerSelftest(program);
 
   program
     .command('list')

@@ -80,6 +80,16 @@ export const KNOBS = {
     what: 'move whole PTE/PMD tables (NORMAL_PMD/NORMAL_PUD) without the rmap locks: a walker holding the moved table\'s PTL flushes the address it computed, the old one',
     source: 'spec 6.3 (commit 97113eb39fa7)',
   },
+  'mremap.normal_pmd_no_flush': {
+    where: 'src/mm/mremap.ts move_normal_pmd',
+    what: 'move a whole PTE table without flushing the old PMD range: CPUs keep translating the old addresses to pages that now live (and are freed) at the new ones',
+    source: 'constructed (spec 3.10: the flush under both PMD locks)',
+  },
+  'mremap.realign_unchecked': {
+    where: 'src/mm/mremap.ts can_align_down',
+    what: 'PMD realignment without its safety checks (the address is its VMA\'s start; nothing else is mapped between the aligned-down address and it): the first extent then moves or overwrites entries of mappings that are not moving',
+    source: 'spec 3.9; mremap_test.c "mremap move within range" and "move 1mb from start" exist to catch it',
+  },
   'zap.direct_deref': {
     where: 'src/mm/memory.ts zap_pte_range',
     what: 'read each PTE by direct dereference instead of ptep_get inside the lazy section',

@@ -123,14 +123,14 @@ type RegionSpec = Scenario['processes'][number]['regions'][number];
  */
 function map_region(mm: number, r: RegionSpec, files: Map<string, number>, where: string): number {
   const len = r.pages * PAGE_SIZE;
-  const align = r.align === 'page' ? PAGE_SIZE : r.align === 'pmd' ? PMD_SIZE : r.align === 'pud' ? PUD_SIZE : r.align;
+  const align = r.align === undefined ? 0 : r.align === 'page' ? PAGE_SIZE : r.align === 'pmd' ? PMD_SIZE : r.align === 'pud' ? PUD_SIZE : r.align;
   if (align % PAGE_SIZE !== 0) throw new ScenarioError(`${where}.align: ${align} is not a multiple of the page size`);
   const file = r.file !== undefined ? files.get(r.file)! : -1;
   const flags = (file >= 0 ? 0 : MAP_ANONYMOUS) | (r.shared ? MAP_SHARED : MAP_PRIVATE);
   const fail = (e: number): never => {
     throw new ScenarioError(`${where}: mmap of ${r.pages} pages failed (${ERRNO_NAMES[-e] ?? e})`);
   };
-  if (align === PAGE_SIZE) {
+  if (align === 0) {
     const base = do_mmap(mm, 0, len, protBits(r.prot), flags, file, r.offset);
     return base < 0 ? fail(base) : base;
   }

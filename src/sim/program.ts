@@ -63,10 +63,12 @@ export class TaskRunner {
   }
 
   private steps = 0;
+  private stopped = false;
 
   /** Run the next leaf operation; returns the number of ops it counts as. */
   step(cpu: Cpu, oracle: ContentOracle): number {
     if (++this.steps === 1000 && knobs['sim.crash_cpu_worker']) throw new Error(`injected crash on cpu ${cpu.id} (sim.crash_cpu_worker)`);
+    if (this.stopped) return 1; // idle: the program ended with 'stop'
     if (this.plan.opsLeft !== undefined && this.plan.opsLeft-- <= 0) {
       do_exit_mm(this.plan.mm);
       this.exited = true;
@@ -183,6 +185,9 @@ export class TaskRunner {
         return 1;
       }
       case 'yield':
+        return 1;
+      case 'stop':
+        this.stopped = true;
         return 1;
     }
   }

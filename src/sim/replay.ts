@@ -521,7 +521,9 @@ class Replayer {
         const oldLen = parseNum(this.arg(c, 1));
         const newLen = parseNum(this.arg(c, 2));
         const flags = parseFlags(this.arg(c, 3), MREMAP_FLAGS);
-        const newAddr = flags & (MREMAP_FIXED | MREMAP_DONTUNMAP) && c.args[4] !== undefined ? parseNum(c.args[4]) : 0;
+        // strace prints new_address only with MREMAP_FIXED; MREMAP_DONTUNMAP alone reads it as a
+        // hint (vrm_implies_new_addr): the recorded result is where that hint, whatever it was, led
+        const newAddr = c.args[4] !== undefined ? parseNum(c.args[4]) : flags & MREMAP_DONTUNMAP && success ? rec.value! : 0;
         this.inferForMremap(c, st, addr, PAGE_ALIGN(oldLen), PAGE_ALIGN(newLen), flags, success);
         const placeAt = success && !(flags & MREMAP_FIXED) ? rec.value! : 0;
         const r = do_mremap(st.mm, addr, oldLen, newLen, flags, newAddr, placeAt);

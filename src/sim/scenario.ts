@@ -28,7 +28,8 @@ export type Step =
   | { op: 'mremap'; region: string; to: string }
   | { op: 'fork'; child: Step[]; childOps: number }
   | { op: 'lazy-nest'; region: string; pages: number; order: 'plain-outer' | 'range-outer' }
-  | { op: 'yield' };
+  | { op: 'yield' }
+  | { op: 'stop' };
 
 const step: z.ZodType<Step> = z.lazy(() =>
   z.discriminatedUnion('op', [
@@ -50,6 +51,7 @@ const step: z.ZodType<Step> = z.lazy(() =>
       order: z.enum(['plain-outer', 'range-outer']),
     }).strict(),
     z.object({ op: z.literal('yield') }).strict(),
+    z.object({ op: z.literal('stop') }).strict().describe('the thread is done: it idles from here on (its CPU still takes IPIs)'),
   ]) as z.ZodType<Step>,
 );
 
@@ -91,8 +93,8 @@ export const scenarioSchema = z.object({
       prot: prot.default('rw'),
       file: z.string().min(1).optional().describe('map this file of `files` (MAP_SHARED if shared, else MAP_PRIVATE) instead of anonymous memory'),
       offset: z.number().int().nonnegative().default(0).describe('page offset into the file'),
-      align: z.union([z.enum(['page', 'pmd', 'pud']), z.number().int().positive()]).default('page')
-        .describe('place the region at an address aligned to a page, a PMD (2 MiB), a PUD (1 GiB) or this many bytes, and not to twice that'),
+      align: z.union([z.enum(['page', 'pmd', 'pud']), z.number().int().positive()]).optional()
+        .describe('place the region at an address aligned to exactly a page, a PMD (2 MiB), a PUD (1 GiB) or this many bytes (aligned to it, not to twice it); default: where mmap puts it'),
       populate: z.boolean().default(false).describe('fault every page in (written once) at boot'),
       thp: z.boolean().default(false).describe('anonymous transparent huge pages at PMD level for this region'),
     }).strict()).default([]),

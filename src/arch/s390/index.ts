@@ -416,6 +416,7 @@ function switch_mm_irqs_off(cpu: Cpu, _prev: number, next: number): void {
 
 export const s390: Arch = {
   name: 's390',
+  supports_page_table_move: false,
   defers: 'with a fast range only: every update of a PTE in the range (cached per CPU, memory keeps the old valid entry) and its IPTE, done at leave as one IPTE-range per run of valid entries; plain sections and PTEs outside the range: nothing',
   invalidation: 'IPTE per PTE when it changes (global with a machine-wide quiesce, local when the mm is attached here only), IPTE-range at leave; flush_tlb_* purges by ASCE (IDTE) only after a lazy exchange (flush_mm) or freed tables; no IPIs',
   initHost(host: Host): void {
