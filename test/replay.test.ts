@@ -289,6 +289,21 @@ describe('replay rules (hand-written logs)', () => {
   });
 });
 
+describe('replay: strace -y', () => {
+  it('an fd decorated with its path (strace -y) names the mapping by that resolved path, open or not in the log', () => {
+    const r = replay(lines(
+      '1 openat(AT_FDCWD, "/lib/x86_64-linux-gnu/libc.so.6", O_RDONLY|O_CLOEXEC) = 3</usr/lib/x86_64-linux-gnu/libc.so.6>',
+      '1 mmap(NULL, 8192, PROT_READ, MAP_PRIVATE|MAP_DENYWRITE, 3</usr/lib/x86_64-linux-gnu/libc.so.6>, 0) = 0x7f0000000000',
+      '1 mmap(NULL, 4096, PROT_READ, MAP_SHARED, 9</usr/lib/x86_64-linux-gnu/gconv/gconv-modules.cache>, 0) = 0x7f0000010000',
+    ));
+    expect(r.differences).toEqual([]);
+    expect(r.inferred).toBe(0);
+    expect(r.mms[0].maps.map((l) => l.split(/ +/).slice(-1)[0])).toEqual([
+      '/usr/lib/x86_64-linux-gnu/libc.so.6', '/usr/lib/x86_64-linux-gnu/gconv/gconv-modules.cache',
+    ]);
+  });
+});
+
 describe('mmsim replay (CLI)', () => {
   it('replays the capture: exit 0, the counts, and --maps in /proc/PID/maps format', async () => {
     const r = await cli(['replay', 'test/fixtures/strace/mmprog-touch.trace', '--maps']);

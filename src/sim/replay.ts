@@ -479,7 +479,12 @@ class Replayer {
         let fmode = FMODE_READ | FMODE_WRITE;
         if (!(flags & MAP_ANONYMOUS)) {
           const ent = p.files.fds.get(fd);
-          if (ent) {
+          // strace -y decorates the fd with the file's resolved path (what /proc/PID/maps prints)
+          const yPath = /^\s*-?\d+<(.+)>\s*$/.exec(this.arg(c, 4))?.[1];
+          if (yPath !== undefined && (ent === undefined || ent.fmode >= 0)) {
+            file = this.fileFor(yPath);
+            if (ent) fmode = ent.fmode;
+          } else if (ent) {
             if (ent.fmode < 0) return this.compare(c, -9, true); // O_PATH
             file = this.fileFor(ent.path, ent.name);
             fmode = ent.fmode;
