@@ -37,7 +37,7 @@ import { do_mremap, MREMAP_FIXED, MREMAP_DONTUNMAP } from '../mm/mremap.ts';
 import { do_madvise_advice } from '../mm/madvise.ts';
 import { sys_brk, brk_init, brk_dup, mm_start_brk, vma_is_initial_heap } from '../mm/brk.ts';
 import { shmem_file_setup, file_put, FILE_MAX_PAGES } from '../mm/shmem.ts';
-import { type Vma, vma_list, vma_lookup } from '../mm/vma.ts';
+import { type Vma, vma_list, vma_lookup, vma_read, vma_count } from '../mm/vma.ts';
 import { faultin_page } from '../mm/memory.ts';
 import { free_frames } from '../mm/page_alloc.ts';
 import { down_read, up_read } from '../hw/locks.ts';
@@ -290,8 +290,6 @@ class Replayer {
   private readonly held: number[] = [];
   /** names for --maps, by file id */
   private readonly fileNames = new Map<number, MapsName>();
-  /** children of a clone: pid -> the clone call */
-  private readonly cloneOf = new Map<number, StraceCall>();
   private readonly r: ReplayResult;
   private readonly violations: ViolationRecord[] = [];
   private tag = 1;
@@ -311,11 +309,6 @@ class Replayer {
       ignoredByName: {}, fdCalls: 0, unfinished: 0, differences: [], inferences: [], notes: [], audit: { ok: true, problems: [] },
       wallMs: 0, mms: [],
     };
-    for (const e of log.events) {
-      if (e.kind === 'call' && /^(clone|clone3|fork|vfork)$/.test(e.name) && e.ret?.value !== null && e.ret !== undefined && e.ret.value > 0) {
-        this.cloneOf.set(e.ret.value, e);
-      }
-    }
   }
 
   run(): ReplayResult {
@@ -362,9 +355,8 @@ class Replayer {
   private proc(pid: number, line: number): Proc {
     const p = this.procs.get(pid);
     if (p && p.alive) return p;
-    if (this.procs.size > 0 && !p) {
-      this.r.notes.push(`pid ${pid} (line ${line}) appears with no clone/fork in the log that created it: it starts with an empty address space`);
-    }
+    if (p) this.r.notes.push(`pid ${pid} (line ${line}) runs again after its exit with no clone in the log that made it: it starts with an empty address space`);
+    else if (this.procs.size > 0) this.r.notes.push(`pid ${pid} (line ${line}) appears with no clone/fork in the log that created it: it starts with an empty address space`);
     return this.newTask(pid, pid, this.newMm(pid), { fds: new Map() });
   }
 
@@ -381,7 +373,7 @@ class Replayer {
 
   private nameOf(mm: number, v: Vma): MapsName | undefined {
     if (v.file < 0) return vma_is_initial_heap(this.V, mm, v) ? { name: '[heap]' } : undefined;
-    return this.fileNames.get(v.file) ?? { name: '/dev/zero (deleted)', dev: '00:01', inode: fake_inode(`shmem:${v.file}:${v.start}`) };
+    return this.fileNames.get(v.file) ?? { name: '/dev/zero (deleted)', dev: '00:01', inode: fake_inode(`shmem:${v.file}`) };
   }
 
   /** A task leaves its mm; the last one out tears the address space down. */
@@ -500,6 +492,11 @@ class Replayer {
         const r = do_mmap(st.mm, hint, len, prot & 7, flags, file, off / PAGE_SIZE, fmode);
         if (r >= 0) {
           st.ever.add(r, r + PAGE_ALIGN(len));
+          // a MAP_SHARED|MAP_ANONYMOUS mapping got a new shmem file, maybe in the slot of one named before
+          if (flags & MAP_ANONYMOUS) {
+            const s = vma_lookup(this.V, st.mm, r);
+            if (s >= 0) this.fileNames.delete(vma_read(this.V, st.mm, s).file);
+          }
           if (flags & (MAP_POPULATE | MAP_LOCKED)) this.populate(st.mm, r, r + PAGE_ALIGN(len));
         }
         return this.compare(c, r, true, r >= 0 && !fixed && success && r !== rec.value ? 'the recorded range is not free in the simulator' : undefined);
@@ -579,7 +576,7 @@ class Replayer {
       for (let va = start; va < end; va += PAGE_SIZE) {
         const s = vma_lookup(V, mm, va);
         if (s < 0) break;
-        const v = vma_list(V, mm)[s];
+        const v = vma_read(V, mm, s);
         if (!(v.flags & (VM_READ | VM_WRITE | VM_EXEC))) continue;
         const write = (v.flags & VM_WRITE) !== 0 && (v.flags & VM_SHARED) === 0;
         if (faultin_page(mm, va, write) !== 0) {
@@ -665,9 +662,9 @@ class Replayer {
     if (!(moved || refused) || newLen <= oldLen || flags & (MREMAP_FIXED | MREMAP_DONTUNMAP)) return;
     const s = vma_lookup(V, st.mm, addr);
     if (s < 0) return;
-    const v = vma_list(V, st.mm)[s];
+    const v = vma_read(V, st.mm, s);
     if (v.end !== addr + oldLen) return;
-    const next = vma_list(V, st.mm)[s + 1];
+    const next = s + 1 < vma_count(V, st.mm) ? vma_read(V, st.mm, s + 1) : undefined;
     if (next && next.start < addr + newLen) return; // the simulator cannot grow it either
     const page = addr + oldLen;
     if (st.ever.holes(page, page + PAGE_SIZE).length === 1) {
