@@ -2,10 +2,10 @@ import { describe, it, expect } from 'vitest';
 import { testMachine } from './helpers.ts';
 import { do_mmap, do_munmap, MAP_ANONYMOUS, MAP_PRIVATE, MAP_FIXED, PROT_READ, PROT_WRITE } from '../src/mm/mmap.ts';
 import { do_mprotect } from '../src/mm/mprotect.ts';
-import { do_madvise, MADV_DONTNEED } from '../src/mm/madvise.ts';
+import { do_madvise, do_madvise_advice, MADV_DONTNEED, MADV_HUGEPAGE } from '../src/mm/madvise.ts';
 import { pgd_offset, pud_offset, pmd_offset, pte_offset } from '../src/mm/pgtable.ts';
 import {
-  hugepage_madvise, pmd_trans_huge, pud_trans_huge, move_huge_pmd, move_huge_pud, copy_huge_pmd, split_huge_pmd, thp_hooks,
+  pmd_trans_huge, pud_trans_huge, move_huge_pmd, move_huge_pud, copy_huge_pmd, split_huge_pmd, thp_hooks,
   dax_device_create, HPAGE_PUD_NR, pgtable_trans_huge_withdraw, pgtable_trans_huge_deposit,
 } from '../src/mm/huge_memory.ts';
 import { do_mremap, MREMAP_MAYMOVE, MREMAP_FIXED } from '../src/mm/mremap.ts';
@@ -42,7 +42,7 @@ function setup(o: { cpus?: number; arch?: string; knobs?: string[]; dataFrames?:
   /** a THP region of `huge` 2 MiB pieces at a 2 MiB-aligned address */
   const thp = (huge: number, at = 0x4000_0000) => {
     const a = k(() => do_mmap(mm, at, huge * PMD_SIZE, RW, ANON | MAP_FIXED));
-    expect(k(() => hugepage_madvise(mm, a, a + huge * PMD_SIZE))).toBe(0);
+    expect(k(() => do_madvise_advice(mm, a, huge * PMD_SIZE, MADV_HUGEPAGE))).toBe(0);
     return a;
   };
   const pudp = (mmx: number, va: number) => k(() => pud_offset(pgd_offset(mmx, va), va));

@@ -17,6 +17,7 @@ import { registerSelftest } from './selftest.ts';
 import { type RunOptions } from '../sim/machine.ts';
 import { makeRepro, readRepro, reproFileName, writeRepro, type Repro } from '../sim/repro.ts';
 import { replay, shrink } from '../sim/shrink.ts';
+import { registerReplay } from './replay.ts';
 
 function describeSize(r: Repro): string {
   const o = r.options;
@@ -116,6 +117,7 @@ export function buildProgram(): Command {
     });
 
   registerStress(program);
+  registerReplay(program);
   registerSelftest(program);
 
   program

@@ -187,6 +187,9 @@ export const MM_ASID = MM_LOCK_OWNER + 1;
 /** unique for the life of the machine: a CPU whose cached ASID context differs flushes it */
 export const MM_CTX_ID = MM_ASID + 1;
 export const MM_UNMAP_SLOT = MM_CTX_ID + 1; // content oracle: unmap-log entries written
+// mm->start_brk and mm->brk (src/mm/brk.ts): Float64 slots, word indexes (use fIndex)
+export const MM_START_BRK_F = 3 * LINE;
+export const MM_BRK_F = 3 * LINE + 2;
 export const MM_WORDS = 4 * LINE;
 
 // VMA records (Float64 slots)
@@ -196,6 +199,7 @@ export const VMA_PGOFF = 2;
 export const VMA_FLAGS = 3;
 export const VMA_FILE = 4; // -1 anonymous
 export const VMA_ANON = 5; // anon_vma id (root), -1 none yet
+export const VMA_ANON_FORKED = 6; // 1: the anon_vma came through fork (its anon_vma_chain is not singular)
 export const VMA_F64 = 8;
 
 // unmap log for the content oracle: [start, end, seq] per entry, ring per mm

@@ -25,13 +25,12 @@ import { spin_lock, spin_unlock } from '../hw/locks.ts';
 import {
   type Views, frameWord, tableEntry, mmWord, fileWord, PTRS_PER_TABLE, PAGE_SIZE, PMD_SIZE, PUD_SIZE, PMD_SHIFT, PUD_SHIFT,
   MM_RSS, MM_PT_LOCK, MM_PT_PAGES, FM_FLAGS, FM_OWNER, FM_PMD_HUGE_PTE, FILE_DEV_PFN, FILE_SIZE_PAGES, PG_ANON, HPAGE_PMD_ORDER,
-  HPAGE_PUD_ORDER, VMA_FLAGS, ST_THP_FAULT, ST_THP_SPLIT, ST_MOVE_HUGE_PMD, ST_MOVE_HUGE_PUD,
+  HPAGE_PUD_ORDER, ST_THP_FAULT, ST_THP_SPLIT, ST_MOVE_HUGE_PMD, ST_MOVE_HUGE_PUD,
 } from '../hw/layout.ts';
 import {
   pfn_pte, pte_pfn, pte_flags, mk_table_entry, _PAGE_PRESENT, _PAGE_RW, _PAGE_USER, _PAGE_ACCESSED, _PAGE_DIRTY, _PAGE_PSE,
   VM_READ, VM_WRITE, VM_EXEC, VM_SHARED, VM_MAYWRITE, VM_HUGEPAGE,
 } from '../hw/pte.ts';
-import { SYS } from '../hw/trace.ts';
 import { knobs } from '../sim/knobs.ts';
 import { arch, pmd_lockptr, set_pte_at } from './pgtable.ts';
 import {
@@ -39,12 +38,11 @@ import {
   folio_ref_add, folio_entire_mapcount, folio_entire_mapcount_add,
 } from './page_alloc.ts';
 import { type mmu_gather, __tlb_remove_page, tlb_flush_pte_range, tlb_flush_mmu } from './mmu_gather.ts';
-import { type Vma, find_vma, vma_read, vma_count, split_vma, vma_set_field, vma_merge_neighbours } from './vma.ts';
+import type { Vma } from './vma.ts';
 import { anon_vma_prepare } from './memory.ts';
 import { shmem_file_setup } from './shmem.ts';
 import type { pagetable_move_control } from './mremap.ts';
-import { syscall } from './syscall.ts';
-import { ENOMEM, EINVAL, mmap_write_lock, mmap_write_unlock } from './mmap.ts';
+import { ENOMEM } from './mmap.ts';
 
 export const HPAGE_PMD_NR = 2 ** HPAGE_PMD_ORDER;
 export const HPAGE_PUD_NR = 2 ** HPAGE_PUD_ORDER;
@@ -147,52 +145,13 @@ function no_huge_deposit(mm: number, addr: number): void {
   });
 }
 
-// ---- MADV_HUGEPAGE ----------------------------------------------------------------
-
-/**
- * hugepage_madvise: mark the VMAs of [start, end) VM_HUGEPAGE (splitting and
- * merging them as madvise does), so their faults try huge PMDs. mmap_lock held
- * for write here. Returns 0 or -ENOMEM (a hole, or no VMA slot left).
- */
-export function hugepage_madvise(mm: number, start: number, end: number): number {
-  const V = current.V;
-  mmap_write_lock(mm);
-  try {
-    let s = find_vma(V, mm, start);
-    let addr = start;
-    let r = 0;
-    while (s >= 0 && s < vma_count(V, mm) && addr < end) {
-      let v = vma_read(V, mm, s);
-      if (v.start >= end) break;
-      if (v.start > addr) r = -ENOMEM;
-      if ((v.flags & VM_HUGEPAGE) === 0) {
-        if (v.start < start) {
-          if (!split_vma(V, mm, s, start)) return -ENOMEM;
-          s++;
-          v = vma_read(V, mm, s);
-        }
-        if (v.end > end && !split_vma(V, mm, s, end)) return -ENOMEM;
-        vma_set_field(V, mm, s, VMA_FLAGS, v.flags | VM_HUGEPAGE);
-        if (v.file < 0) s = vma_merge_neighbours(V, mm, s);
-        v = vma_read(V, mm, s);
-      }
-      addr = v.end;
-      s++;
-    }
-    return r !== 0 || addr < end ? -ENOMEM : 0;
-  } finally {
-    mmap_write_unlock(mm);
-  }
-}
-
-/** madvise(start, len, MADV_HUGEPAGE) as a syscall. */
-export function do_madvise_hugepage(mm: number, start: number, len: number): number {
-  return syscall(SYS.madvise, start, () => (start % PAGE_SIZE !== 0 || len <= 0 ? -EINVAL : hugepage_madvise(mm, start, start + Math.ceil(len / PAGE_SIZE) * PAGE_SIZE)));
-}
-
 // ---- faults -----------------------------------------------------------------------
 
-/** thp_vma_allowable_order + thp_vma_suitable_order: may a huge PMD map [haddr, haddr + 2 MiB) of this VMA? */
+/**
+ * thp_vma_allowable_order + thp_vma_suitable_order: may a huge PMD map [haddr,
+ * haddr + 2 MiB) of this VMA? The THP mode is "madvise": only VMAs given
+ * MADV_HUGEPAGE (VM_HUGEPAGE, src/mm/madvise.ts) get huge pages.
+ */
 export function thp_vma_suitable(vma: Vma, haddr: number): boolean {
   return has_transparent_hugepage() && (vma.flags & VM_HUGEPAGE) !== 0 && vma.file < 0 && (vma.flags & VM_SHARED) === 0 &&
     haddr >= vma.start && haddr + PMD_SIZE <= vma.end;

@@ -19,7 +19,7 @@ import {
 } from './pgtable.ts';
 import { knobs } from '../sim/knobs.ts';
 import { alloc_page, get_page, put_page, page_mapcount_inc, page_mapcount_dec, zero_pfn, page_ref, page_mapcount } from './page_alloc.ts';
-import { type Vma, vma_lookup, vma_read, vma_field, vma_set_field } from './vma.ts';
+import { type Vma, vma_lookup, vma_read, vma_field, vma_set_field, find_mergeable_anon_vma } from './vma.ts';
 import { shmem_get_page } from './shmem.ts';
 import { lazy_mmu_mode_enable_fast_pte_range, lazy_mmu_mode_disable } from './lazy_mmu.ts';
 import { type mmu_gather, __tlb_remove_page, tlb_flush_pte_range, tlb_flush_mmu_tlbonly, tlb_flush_mmu, tlb_remove_table } from './mmu_gather.ts';
@@ -106,7 +106,11 @@ export function anon_vma_prepare(mm: number, slot: number): void {
   if (vma_field(V, mm, slot, VMA_ANON) >= 0) return;
   const lock = mmWord(V.L, mm, MM_PT_LOCK);
   spin_lock(lock);
-  if (vma_field(V, mm, slot, VMA_ANON) < 0) vma_set_field(V, mm, slot, VMA_ANON, Atomics.add(V.I, V.L.header + H_NEXT_ANON, 1));
+  if (vma_field(V, mm, slot, VMA_ANON) < 0) {
+    // a neighbour's anon_vma if it could be shared (find_mergeable_anon_vma), else a new one
+    const reuse = find_mergeable_anon_vma(V, mm, slot);
+    vma_set_field(V, mm, slot, VMA_ANON, reuse >= 0 ? reuse : Atomics.add(V.I, V.L.header + H_NEXT_ANON, 1));
+  }
   spin_unlock(lock);
 }
 

@@ -18,7 +18,8 @@ import { createMachine } from './inline.ts';
 import { mm_alloc, task_create, exit_mmap, mm_in_use, mmap_lock_state } from '../mm/mm.ts';
 import { do_mmap, do_munmap, MAP_ANONYMOUS, MAP_PRIVATE, MAP_SHARED, MAP_FIXED_NOREPLACE, PROT_NONE, PROT_WRITE, ERRNO_NAMES } from '../mm/mmap.ts';
 import { faultin_page } from '../mm/memory.ts';
-import { dax_device_create, hugepage_madvise } from '../mm/huge_memory.ts';
+import { dax_device_create } from '../mm/huge_memory.ts';
+import { do_madvise_advice, MADV_HUGEPAGE } from '../mm/madvise.ts';
 import { shmem_file_setup, file_put } from '../mm/shmem.ts';
 import { setKnobs } from './knobs.ts';
 import { type Scenario, placeThreads, ScenarioError } from './scenario.ts';
@@ -184,7 +185,7 @@ export function boot(s: Scenario, cpus: number, hosts: number, arch: string, tlb
         rr = { ...r, file: name, align: 'pud' };
       }
       const base = map_region(mm, rr, files, where);
-      if (thp && hugepage_madvise(mm, base, base + r.pages * PAGE_SIZE) < 0) throw new ScenarioError(`${where}.thp: madvise(MADV_HUGEPAGE) failed`);
+      if (thp && do_madvise_advice(mm, base, r.pages * PAGE_SIZE, MADV_HUGEPAGE) < 0) throw new ScenarioError(`${where}.thp: madvise(MADV_HUGEPAGE) failed`);
       if (r.populate) {
         for (let va = base; va < base + r.pages * PAGE_SIZE; va += PAGE_SIZE) {
           if (faultin_page(mm, va, (protBits(r.prot) & PROT_WRITE) !== 0) !== VM_FAULT_OK) throw new ScenarioError(`${where}: populate: fault at 0x${va.toString(16)} failed (out of memory? raise machine.memoryMiB)`);

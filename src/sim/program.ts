@@ -6,10 +6,9 @@ import type { Cpu } from '../hw/cpu.ts';
 import { PAGE_SIZE, WORDS_PER_PAGE } from '../hw/layout.ts';
 import { do_mmap, do_munmap, MAP_ANONYMOUS, MAP_FIXED, MAP_PRIVATE, MAP_SHARED, PROT_READ, PROT_WRITE, PROT_EXEC } from '../mm/mmap.ts';
 import { do_mprotect } from '../mm/mprotect.ts';
-import { do_madvise, MADV_DONTNEED } from '../mm/madvise.ts';
+import { do_madvise, do_madvise_advice, MADV_DONTNEED, MADV_HUGEPAGE } from '../mm/madvise.ts';
 import { do_mremap, MREMAP_MAYMOVE, MREMAP_FIXED } from '../mm/mremap.ts';
 import { do_fork, do_exit_mm } from '../mm/fork.ts';
-import { do_madvise_hugepage } from '../mm/huge_memory.ts';
 import { task_create } from '../mm/mm.ts';
 import { lazy_mmu_nest_test } from '../mm/lazy_mmu_test.ts';
 import type { Step } from './scenario.ts';
@@ -148,7 +147,7 @@ export class TaskRunner {
         const flags = MAP_FIXED | MAP_ANONYMOUS | (r.shared ? MAP_SHARED : MAP_PRIVATE);
         const got = do_mmap(mm, r.base + g.page * PAGE_SIZE, g.pages * PAGE_SIZE, protBits(r.prot), flags);
         this.check(got, 'mmap');
-        if (r.thp && got >= 0) this.check(do_madvise_hugepage(mm, got, g.pages * PAGE_SIZE), 'madvise(MADV_HUGEPAGE)');
+        if (r.thp && got >= 0) this.check(do_madvise_advice(mm, got, g.pages * PAGE_SIZE, MADV_HUGEPAGE), 'madvise(MADV_HUGEPAGE)');
         return 1;
       }
       case 'mprotect': {
