@@ -41,7 +41,6 @@ import { type mmu_gather, __tlb_remove_page, tlb_flush_pte_range, tlb_flush_mmu 
 import type { Vma } from './vma.ts';
 import { anon_vma_prepare } from './memory.ts';
 import { shmem_file_setup } from './shmem.ts';
-import type { pagetable_move_control } from './mremap.ts';
 import { ENOMEM } from './mmap.ts';
 
 export const HPAGE_PMD_NR = 2 ** HPAGE_PMD_ORDER;
@@ -566,19 +565,6 @@ export function move_huge_pud(mm: number, _vma: Vma, old_addr: number, new_addr:
   cpu.stat(ST_MOVE_HUGE_PUD);
   return true;
 }
-
-/**
- * The movers with the signatures of mremap.ts's huge_movers (move_pgt_entry's
- * HPAGE_PMD / HPAGE_PUD cases and move_page_tables' split): wire them with
- * Object.assign(huge_movers, mremap_huge_movers).
- */
-export const mremap_huge_movers = {
-  move_huge_pmd: (pmc: pagetable_move_control, old_pmd: number, new_pmd: number): boolean =>
-    move_huge_pmd(pmc.mm, pmc.old, pmc.old_addr, pmc.new_addr, old_pmd, new_pmd),
-  move_huge_pud: (pmc: pagetable_move_control, old_pud: number, new_pud: number): boolean =>
-    move_huge_pud(pmc.mm, pmc.old, pmc.old_addr, pmc.new_addr, old_pud, new_pud),
-  split_huge_pmd: (vma: Vma, pmd: number, addr: number): void => split_huge_pmd(vma, pmd, addr),
-};
 
 // ---- fork: copy_huge_pmd / copy_huge_pud (spec 4.2) ---------------------------------------
 

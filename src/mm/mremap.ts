@@ -34,6 +34,7 @@ import {
   ptep_get_and_clear, set_pte_at, flush_tlb_range, pud_offset, pmd_offset,
 } from './pgtable.ts';
 import { lazy_mmu_mode_enable_fast_pte_range, lazy_mmu_mode_disable } from './lazy_mmu.ts';
+import { move_huge_pmd, move_huge_pud, split_huge_pmd } from './huge_memory.ts';
 import {
   type Vma, find_vma, vma_lookup, vma_read, vma_insert, vma_count, vma_set_field, vma_merge_neighbours,
 } from './vma.ts';
@@ -230,16 +231,6 @@ function move_normal_pud(pmc: pagetable_move_control, old_pud: number, new_pud: 
   return moved;
 }
 
-/**
- * Huge leaves (THP at PMD level, PUD leaves): the movers live in
- * huge_memory.ts; until a machine has huge leaves these are never reached.
- */
-export const huge_movers = {
-  move_huge_pmd: (_pmc: pagetable_move_control, _old_pmd: number, _new_pmd: number): boolean => false,
-  move_huge_pud: (_pmc: pagetable_move_control, _old_pud: number, _new_pud: number): boolean => false,
-  split_huge_pmd: (_vma: Vma, _pmd: number, _addr: number): void => {},
-};
-
 /** should_take_rmap_locks: whole-table moves always (since 97113eb39fa7); huge leaves when need_rmap_locks says so. */
 function should_take_rmap_locks(pmc: pagetable_move_control, entry: pgt_entry): boolean {
   if (entry === NORMAL_PMD || entry === NORMAL_PUD) return !knobs['mremap.normal_pmd_no_rmap_locks']; // BUG (injected) when the knob is set
@@ -254,8 +245,8 @@ export function move_pgt_entry(pmc: pagetable_move_control, entry: pgt_entry, ol
   switch (entry) {
     case NORMAL_PMD: moved = move_normal_pmd(pmc, old_entry, new_entry); break;
     case NORMAL_PUD: moved = move_normal_pud(pmc, old_entry, new_entry); break;
-    case HPAGE_PMD: moved = huge_movers.move_huge_pmd(pmc, old_entry, new_entry); break;
-    case HPAGE_PUD: moved = huge_movers.move_huge_pud(pmc, old_entry, new_entry); break;
+    case HPAGE_PMD: moved = move_huge_pmd(pmc.mm, pmc.old, pmc.old_addr, pmc.new_addr, old_entry, new_entry); break;
+    case HPAGE_PUD: moved = move_huge_pud(pmc.mm, pmc.old, pmc.old_addr, pmc.new_addr, old_entry, new_entry); break;
   }
   if (rmap) drop_rmap_locks(pmc.old);
   return moved;
@@ -337,7 +328,7 @@ export function move_page_tables(pmc: pagetable_move_control): number {
       const v = Atomics.load(I, old_pmd);
       if (present(v) && leaf(v)) {
         if (extent === PMD_SIZE && move_pgt_entry(pmc, HPAGE_PMD, old_pmd, new_pmd)) break;
-        huge_movers.split_huge_pmd(pmc.old, old_pmd, pmc.old_addr);
+        split_huge_pmd(pmc.old, old_pmd, pmc.old_addr);
       } else if (arch.supports_page_table_move && extent === PMD_SIZE) {
         if (move_pgt_entry(pmc, NORMAL_PMD, old_pmd, new_pmd)) break;
       }

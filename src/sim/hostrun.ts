@@ -16,8 +16,6 @@ import { TaskRunner, type TaskPlan } from './program.ts';
 import { EV } from '../hw/trace.ts';
 import { DetScheduler } from './det.ts';
 import { set_lazy_contract, type LazyContract } from '../mm/lazy_mmu.ts';
-import { huge_movers } from '../mm/mremap.ts';
-import { mremap_huge_movers } from '../mm/huge_memory.ts';
 
 export interface HostPlan {
   sab: SharedArrayBuffer;
@@ -54,8 +52,6 @@ export interface HostResult {
 export function makeHost(V: Views, hostId: number, archName: string, violations: ViolationRecord[], stopOnViolation: boolean): Host {
   const arch = getArch(archName);
   set_arch(arch);
-  // mremap's HPAGE_PMD / HPAGE_PUD movers (src/mm/huge_memory.ts), until mremap.ts imports them itself
-  Object.assign(huge_movers, mremap_huge_movers);
   const hooks: Hooks = {
     fault: handle_mm_fault,
     ipi: new Array(IPI_TYPES),
