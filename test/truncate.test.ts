@@ -52,7 +52,7 @@ function moveThenPunch(knobs: string[]) {
     const old_pmd = pmd_offset(pud_offset(pgd_offset(app, a), a), a);
     const new_pmd = pmd_alloc(app, pud_alloc(app, pgd_offset(app, b), b), b);
     __pte_alloc(app, new_pmd);
-    move_ptes(PAGETABLE_MOVE(app, vma, nv, a, b, 32 * P), 21 * P, old_pmd, new_pmd, a, b);
+    move_ptes(PAGETABLE_MOVE(app, vma, nv, a, b, 32 * P), 21 * P, old_pmd, new_pmd);
   });
   m.on(1, () => shmem_punch_hole(f, 5, 1)); // zaps b + 5P, flushes b + 5P, frees the page
   const read = m.on(2, (c) => (c.read(a + 5 * P) ? c.value : 'SEGV'));

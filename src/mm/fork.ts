@@ -106,7 +106,8 @@ export function dup_mmap(oldmm: number): number {
     const mm = mm_alloc();
     if (mm < 0) return -ENOMEM;
     for (const v of vma_list(V, oldmm)) {
-      if (!vma_insert(V, mm, vma_count(V, mm), v)) return -ENOMEM;
+      // anon_vma_fork: the child's VMA chains to the parent's anon_vma (not singular)
+      if (!vma_insert(V, mm, vma_count(V, mm), v.anon >= 0 ? { ...v, forked: true } : v)) return -ENOMEM;
       if (v.file >= 0) file_get(v.file);
       const r = copy_page_range(mm, oldmm, v);
       if (r < 0) return r;
