@@ -9,16 +9,22 @@ import { defineScenario, type Step } from '../src/sim/scenario.ts';
 // address it computed, and frees the page: a sibling that walked the new
 // address in between keeps a stale TLB entry to it. The mover's rmap locks
 // (i_mmap for write around NORMAL_PMD/NORMAL_PUD moves) exclude the walk; knob
-// mremap.normal_pmd_no_rmap_locks drops them and the use-after-free oracle fires.
+// mremap.normal_pmd_no_rmap_locks drops them.
 //
-// Both regions are PMD-aligned and one PMD long, so every move is one NORMAL_PMD
-// move (stat movedPmds). Run it with one host thread per CPU (--threads 4 where
-// CPUs outnumber cores); the random delays (run.delay) widen the window between
+// Both ranges are PMD-aligned and one PMD long, so every move is one NORMAL_PMD
+// move (stat movedPmds). The siblings spend most accesses on a private page:
+// one that touches the moving mapping while the mremap runs faults and waits for
+// the mmap_lock until the mremap is over, and only a sibling that did not can
+// walk the new address in the window. Run it with one host thread per CPU
+// (--threads 4 where CPUs outnumber cores); run.delay widens the window between
 // the walker's lock and its clear.
 
-/** rw accesses to one of the first `n` pages of a region */
-const first = (region: string, n: number): Step =>
-  ({ op: 'choose', weights: Array(n).fill(1), steps: [...Array(n).keys()].map((at) => ({ op: 'access', region, mode: 'rw', at, count: 1 })) });
+/** mostly a private page; sometimes the first page of either range */
+const sibling: Step = { op: 'choose', weights: [10, 1, 1], steps: [
+  { op: 'access', region: 'c', mode: 'rw', at: 0, count: 1 },
+  { op: 'access', region: 'a', mode: 'rw', at: 0, count: 1 },
+  { op: 'access', region: 'b', mode: 'rw', at: 0, count: 1 },
+] };
 
 export default defineScenario({
   name: 'mremap-pmd-vs-reclaim',
@@ -30,26 +36,14 @@ export default defineScenario({
     name: 'app',
     regions: [
       { name: 'a', pages: 512, file: 'f', shared: true, align: 'pmd', populate: true },
-      // a placeholder the first move replaces
-      { name: 'b', pages: 512, align: 'pmd' },
+      { name: 'b', pages: 512, align: 'pmd' }, // a placeholder the first move replaces
+      { name: 'c', pages: 1 },
     ],
     threads: [
-      {
-        name: 'mover', cpus: 0,
-        program: [
-          { op: 'mremap', region: 'a', to: 'b' },
-          { op: 'access', region: 'b', mode: 'write', at: 0, count: 4 },
-          { op: 'mremap', region: 'b', to: 'a' },
-          { op: 'access', region: 'a', mode: 'write', at: 0, count: 4 },
-        ],
-      },
-      {
-        // the walker: reclaim of the pages the others use
-        name: 'reclaimer', cpus: 2,
-        program: [{ op: 'reclaim', file: 'f', at: [0, 3], pages: 1 }, { op: 'repeat', times: 2, steps: [{ op: 'yield' }] }],
-      },
-      { name: 'accessor-a', cpus: 1, program: [first('a', 4)] },
-      { name: 'accessor-b', cpus: 3, program: [first('b', 4)] },
+      { name: 'mover', cpus: 0, program: [{ op: 'mremap', region: 'a', to: 'b' }, { op: 'mremap', region: 'b', to: 'a' }] },
+      // the walker: reclaims the first page of the file again and again
+      { name: 'reclaimer', cpus: 2, program: [{ op: 'reclaim', file: 'f', at: 0, pages: 1 }, { op: 'yield' }, { op: 'yield' }] },
+      { name: 'sibling', cpus: 'rest', program: [sibling] },
     ],
   }],
 });

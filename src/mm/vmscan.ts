@@ -44,28 +44,54 @@ function mm_find_pmd(mm: number, addr: number): number {
   return pmdp;
 }
 
-/** try_to_unmap_one: unmap pfn at the address rec maps pgoff to, if it is mapped there. */
-function try_to_unmap_one(rec: MappingRec, pgoff: number, pfn: number): void {
-  const cpu = current;
+/** What page_vma_mapped_walk found: the PTE mapping the page, its table's PTL (held), the address. */
+export interface pvmw_result {
+  ptep: number;
+  ptl: number;
+  addr: number;
+}
+
+/**
+ * page_vma_mapped_walk, reduced to one PTE: compute the address rec maps pgoff
+ * to, resolve it through that mm's page tables (upper levels read locklessly,
+ * as the kernel does), take the PTL of the PTE table found through the PMD,
+ * and return with it held if that PTE maps pfn; null otherwise.
+ */
+export function page_vma_mapped_walk(rec: MappingRec, pgoff: number, pfn: number): pvmw_result | null {
   const addr = rec.start + (pgoff - rec.pgoff) * PAGE_SIZE;
   const pmdp = mm_find_pmd(rec.mm, addr);
-  if (pmdp < 0) return;
-  const ptep = pte_offset_map_lock(pmdp, addr); // the PTL of the table found through the PMD
-  if (ptep < 0) return;
+  if (pmdp < 0) return null;
+  const ptep = pte_offset_map_lock(pmdp, addr);
+  if (ptep < 0) return null;
   const lock = ptl.value;
   const pte = ptep_get(ptep);
   if (!pte_present(pte) || pte_pfn(pte) !== pfn) {
     pte_unmap_unlock(lock);
-    return;
+    return null;
   }
-  // clear, and flush the address this walk computed, before the PTL is dropped
-  const old = ptep_clear_flush(rec.mm, addr, ptep);
+  return { ptep, ptl: lock, addr };
+}
+
+/**
+ * The rest of try_to_unmap_one, PTL held: clear the PTE and flush the address
+ * the walk computed (ptep_clear_flush) before the PTL is dropped, then remove
+ * the rmap and the mapping's reference.
+ */
+export function try_to_unmap_one_locked(mm: number, pfn: number, w: pvmw_result): void {
+  const cpu = current;
+  const old = ptep_clear_flush(mm, w.addr, w.ptep);
   if (old & _PAGE_DIRTY) Atomics.or(cpu.I, frameWord(cpu.V.L, pfn, FM_FLAGS), PG_DIRTY);
   page_mapcount_dec(pfn);
-  Atomics.sub(cpu.I, mmWord(cpu.V.L, rec.mm, MM_RSS), 1);
+  Atomics.sub(cpu.I, mmWord(cpu.V.L, mm, MM_RSS), 1);
   cpu.stat(ST_RMAP_UNMAP);
-  pte_unmap_unlock(lock);
-  put_page(pfn, addr); // the mapping's reference (the reclaimer holds its own)
+  pte_unmap_unlock(w.ptl);
+  put_page(pfn, w.addr); // the mapping's reference (the reclaimer holds its own)
+}
+
+/** try_to_unmap_one: unmap pfn at the address rec maps pgoff to, if it is mapped there. */
+function try_to_unmap_one(rec: MappingRec, pgoff: number, pfn: number): void {
+  const w = page_vma_mapped_walk(rec, pgoff, pfn);
+  if (w) try_to_unmap_one_locked(rec.mm, pfn, w);
 }
 
 /** try_to_unmap: unmap a locked page-cache page from every mapping. True if none is left. */
