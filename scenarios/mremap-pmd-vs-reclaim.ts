@@ -40,10 +40,18 @@ export default defineScenario({
       { name: 'c', pages: 1 },
     ],
     threads: [
-      { name: 'mover', cpus: 0, program: [{ op: 'mremap', region: 'a', to: 'b' }, { op: 'mremap', region: 'b', to: 'a' }] },
-      // the walker: reclaims the first page of the file again and again
-      { name: 'reclaimer', cpus: 2, program: [{ op: 'reclaim', file: 'f', at: 0, pages: 1 }, { op: 'yield' }, { op: 'yield' }] },
+      // (the yields let a sibling's fault and its retried access complete between two moves:
+      // back-to-back moves can make one access fault over and over)
+      { name: 'mover', cpus: 0, program: [
+        { op: 'mremap', region: 'a', to: 'b' }, { op: 'yield' },
+        { op: 'mremap', region: 'b', to: 'a' }, { op: 'yield' },
+      ] },
       { name: 'sibling', cpus: 'rest', program: [sibling] },
     ],
+  }, {
+    // the walker, in a process of its own as kswapd would be (so the mover's shootdowns
+    // do not wait for it): reclaims the first page of the file again and again
+    name: 'kswapd',
+    threads: [{ name: 'reclaimer', cpus: 2, program: [{ op: 'reclaim', file: 'f', at: 0, pages: 1 }, { op: 'yield' }, { op: 'yield' }] }],
   }],
 });
