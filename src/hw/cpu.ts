@@ -45,6 +45,10 @@ export interface Hooks {
   violation: ViolationSink;
   /** the contents of [start, end) of mm are about to be discarded (zap); `done` when finished */
   discard: (mm: number, start: number, end: number, done: boolean) => void;
+  /** fork of parent into child is complete (dup_mmap, before the parent's mmap_lock is released): the COW oracle's epoch */
+  forked?: (parent: number, child: number) => void;
+  /** kernel code copied data frame src into dst (copy_user_highpage): the COW oracle's shadow follows */
+  copy_page?: (dst: number, src: number) => void;
 }
 
 /** Xorshift128+-style PRNG on 32-bit ints: fast, seedable, reproducible. */
@@ -243,6 +247,8 @@ export class Cpu {
   value = 0;
   /** set by read()/write() when the access ended in SIGSEGV */
   segv = false;
+  /** the frame the last successful read()/write() reached (for the COW oracle's shadow) */
+  lastPfn = 0;
 
   constructor(host: Host, id: number, tlbEntries: number, seed: number) {
     this.id = id;
@@ -491,6 +497,7 @@ export class Cpu {
       // entry is used exactly as a slow CPU would use it.
       this.hw_point();
       const pfn = tlb.pfn[s];
+      this.lastPfn = pfn;
       const gen = I[frameWord(this.V.L, pfn, FM_GEN)];
       if (gen !== tlb.gen[s]) this.staleTlbAccess(va, pfn, s, gen, write);
       const at = dataWord(this.V.L, pfn, word);

@@ -6,7 +6,7 @@
 
 import {
   type Views, frameWord, tableEntry, mmWord, fileWord, FM_REF, FM_MAP, FM_FLAGS, PG_FREE, PG_TABLE, PG_RESERVED,
-  MM_IN_USE, MM_PGD, FILE_IN_USE, ALLOC_TOP, PTRS_PER_TABLE,
+  MM_IN_USE, MM_PGD, FILE_IN_USE, ALLOC_TOP, PTRS_PER_TABLE, PG_ANON_EXCLUSIVE,
 } from '../hw/layout.ts';
 import { _PAGE_PRESENT, _PAGE_PSE, PFN_SHIFT } from '../hw/pte.ts';
 import { file_pages, file_nodes } from '../mm/shmem.ts';
@@ -95,6 +95,7 @@ export function audit(V: Views, maxProblems = 20): AuditReport {
     const ref = I[frameWord(L, pfn, FM_REF)];
     const map = I[frameWord(L, pfn, FM_MAP)];
     if (map !== expMap[pfn]) problem(`pfn ${pfn}: mapcount ${map} but ${expMap[pfn]} PTEs map it`);
+    if (flags & PG_ANON_EXCLUSIVE && expMap[pfn] > 1) problem(`pfn ${pfn} is anon-exclusive but ${expMap[pfn]} PTEs map it (spec 4.9)`);
     if (ref !== expRef[pfn]) {
       problem(ref > expRef[pfn]
         ? `pfn ${pfn}: refcount ${ref} but only ${expRef[pfn]} references exist (leaked ${ref - expRef[pfn]})`

@@ -20,7 +20,7 @@ import { do_mmap, do_munmap, MAP_ANONYMOUS, MAP_PRIVATE, MAP_SHARED, MAP_FIXED_N
 import { faultin_page } from '../mm/memory.ts';
 import { shmem_file_setup, file_put } from '../mm/shmem.ts';
 import { setKnobs } from './knobs.ts';
-import { type Scenario, placeThreads, ScenarioError } from './scenario.ts';
+import { type Scenario, placeThreads, ScenarioError, usesCowOracle } from './scenario.ts';
 import { makeHost, runHost, type HostPlan, type HostResult } from './hostrun.ts';
 import { initDet, detDecisions, detStep, detDeadlocked } from './det.ts';
 import { set_lazy_contract } from '../mm/lazy_mmu.ts';
@@ -94,6 +94,9 @@ export interface RunResult {
   lastSyscallError: string;
   readsChecked: number;
   readsExcused: number;
+  /** COW oracle (scenarios with fork, pins or /proc/pid/mem writes): reads whose provenance was checked, and those it could not judge */
+  cowChecked: number;
+  cowUnjudged: number;
 }
 
 /**
@@ -151,7 +154,9 @@ export function boot(s: Scenario, cpus: number, hosts: number, arch: string, tlb
     cpus, hosts, dataFrames,
     tableFrames: s.machine.tableFrames ?? Math.max(1024, dataFrames >> 3),
     maxMms: 64, maxVmas: 1024, maxTasks: 4096, maxFiles: 1024, eventRing, deterministic,
+    cowShadow: usesCowOracle(s),
   };
+  if (shape.cowShadow) shape.maxMms = Math.max(64, Math.min(512, 2 * cpus)); // forked children on every CPU
   const hostOf = [...Array(cpus).keys()].map((c) => Math.floor((c * hosts) / cpus));
   const V = createMachine(shape, (c) => hostOf[c]);
   const { I, L } = V;
@@ -379,6 +384,8 @@ export async function runScenario(s: Scenario, o: RunOptions = {}): Promise<RunR
     lastSyscallError: results.map((r) => r.lastSyscallError).filter(Boolean).pop() ?? '',
     readsChecked: results.reduce((a, r) => a + r.readsChecked, 0),
     readsExcused: results.reduce((a, r) => a + r.readsExcused, 0),
+    cowChecked: results.reduce((a, r) => a + r.cowChecked, 0),
+    cowUnjudged: results.reduce((a, r) => a + r.cowUnjudged, 0),
   };
 }
 
