@@ -156,7 +156,7 @@ export function boot(s: Scenario, cpus: number, hosts: number, arch: string, tlb
     maxMms: 64, maxVmas: 1024, maxTasks: 4096, maxFiles: 1024, eventRing, deterministic,
     cowShadow: usesCowOracle(s),
   };
-  if (shape.cowShadow) shape.maxMms = Math.max(64, Math.min(512, 2 * cpus)); // forked children on every CPU
+  if (shape.cowShadow) shape.maxMms = Math.max(64, Math.min(512, 4 * cpus)); // forked children on every CPU
   const hostOf = [...Array(cpus).keys()].map((c) => Math.floor((c * hosts) / cpus));
   const V = createMachine(shape, (c) => hostOf[c]);
   const { I, L } = V;

@@ -257,16 +257,26 @@ export class TaskRunner {
   /** One access through a pin: a device write of a fresh tag, or a read checked by the COW oracle. */
   private through(cpu: Cpu, oracle: ContentOracle, p: Pin): void {
     const mm = this.plan.mm;
-    const at = dataWord(cpu.V.L, p.pfn, p.word);
     if (p.flags & FOLL_WRITE) {
+      const at = dataWord(cpu.V.L, p.pfn, p.word);
       const tag = oracle.tag(p.off);
       const snap = oracle.snapshot(mm);
       oracle.cow.stamp(mm);
       Atomics.store(cpu.I, at, tag);
       oracle.cow.wrote(p.pfn, p.word, tag, p.shared);
       oracle.wrote(mm, p.va, tag, snap);
+      // the program reads the result: the pinned page must still be what va maps
+      if (cpu.read(p.va)) {
+        oracle.read(mm, p.va, cpu.value, p.off);
+        oracle.cow.read(mm, cpu.lastPfn, p.word, cpu.value, p.shared, p.va);
+      }
     } else {
-      oracle.cow.read(mm, p.pfn, p.word, Atomics.load(cpu.I, at), p.shared, p.va, 'read through its GUP reference');
+      // a read of the whole page (what the pipe hands out)
+      const page = dataWord(cpu.V.L, p.pfn, 0);
+      const base = p.va - p.word * (PAGE_SIZE / WORDS_PER_PAGE);
+      for (let w = 0; w < WORDS_PER_PAGE; w++) {
+        oracle.cow.read(mm, p.pfn, w, Atomics.load(cpu.I, page + w), p.shared, base + w * (PAGE_SIZE / WORDS_PER_PAGE), 'read through its GUP reference');
+      }
     }
   }
 
