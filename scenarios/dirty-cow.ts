@@ -13,7 +13,7 @@ export default defineScenario({
   name: 'dirty-cow',
   description: 'CVE-2016-5195: /proc/self/mem writes to a read-only private file mapping vs MADV_DONTNEED; a victim reads the file',
   machine: { cpus: 4, arch: 'x86', tlbEntries: 64, memoryMiB: 32 },
-  run: { opsPerCpu: 3000, seed: 1 },
+  run: { opsPerCpu: 3000, seed: 1, delay: 0.2 },
   files: [{ name: 'passwd', pages: 2 }],
   processes: [
     {
@@ -21,7 +21,7 @@ export default defineScenario({
       regions: [{ name: 'map', pages: 2, file: 'passwd', prot: 'r' }],
       threads: [
         { name: 'procmem', cpus: 0, program: [{ op: 'procmem-write', region: 'map' }] },
-        { name: 'madviser', cpus: 1, program: [{ op: 'madvise', region: 'map', pages: 1 }] },
+        { name: 'madviser', cpus: 2, program: [{ op: 'madvise', region: 'map', pages: 1 }] },
       ],
     },
     {

@@ -137,9 +137,10 @@ export class CowOracle {
   /**
    * mm read `value` from word `word` of frame pfn (at va, through a private
    * mapping unless `shared`; `how` says through what, for the message).
+   * Returns false when it reported a violation.
    */
-  read(mm: number, pfn: number, word: number, value: number, shared: boolean, va: number, how = 'read'): void {
-    if (!this.enabled || value === 0 || shared || pfn <= this.V.L.dataStart) return;
+  read(mm: number, pfn: number, word: number, value: number, shared: boolean, va: number, how = 'read'): boolean {
+    if (!this.enabled || value === 0 || shared || pfn <= this.V.L.dataStart) return true;
     const { I, L } = this.V;
     const at = cowShadowWord(L, pfn, word);
     lock(I, at);
@@ -150,11 +151,11 @@ export class CowOracle {
     this.checked++;
     if (tag !== value) {
       this.unjudged++;
-      return;
+      return true;
     }
-    if (ef & COW_SHARED) return;
+    if (ef & COW_SHARED) return true;
     const me = Atomics.load(I, mmWord(L, mm, MM_CTX_ID));
-    if (uid === me) return;
+    if (uid === me) return true;
     const epoch = ef & ~COW_SHARED;
     const depth = Atomics.load(I, mmWord(L, mm, MM_COW_DEPTH));
     const c0 = mmWord(L, mm, MM_COW_CHAIN);
@@ -163,20 +164,21 @@ export class CowOracle {
     for (let i = 0; i < n; i++) {
       if (Atomics.load(I, c0 + 2 * i) !== uid) continue;
       const forkedAt = Atomics.load(I, c0 + 2 * i + 1);
-      if (epoch <= forkedAt) return;
+      if (epoch <= forkedAt) return true;
       this.fail(va, pfn, tagCpu(value),
         `process #${me} (mm ${mm}) ${how} ${v} at 0x${va.toString(16)} (pfn ${pfn}), written by cpu ${tagCpu(value)} for its ` +
         `${i === 0 ? 'parent' : `ancestor ${i + 1} generations up`} #${uid} after the fork that made this process had returned ` +
         `(the writer's fork epoch ${epoch}, this line was forked at ${forkedAt}): the child sees the parent's post-fork write`);
-      return;
+      return false;
     }
     if (depth < 0) {
       this.unjudged++; // older ancestors were dropped from the chain
-      return;
+      return true;
     }
     this.fail(va, pfn, tagCpu(value),
       `process #${me} (mm ${mm}) ${how} ${v} at 0x${va.toString(16)} (pfn ${pfn}), a private write by cpu ${tagCpu(value)} for process #${uid}, ` +
       `which is not its ancestor (its child, a sibling or an unrelated process): private memory leaked between processes`);
+    return false;
   }
 
   private fail(va: number, pfn: number, writer: number, message: string): void {

@@ -275,7 +275,7 @@ export class TaskRunner {
       const page = dataWord(cpu.V.L, p.pfn, 0);
       const base = p.va - p.word * (PAGE_SIZE / WORDS_PER_PAGE);
       for (let w = 0; w < WORDS_PER_PAGE; w++) {
-        oracle.cow.read(mm, p.pfn, w, Atomics.load(cpu.I, page + w), p.shared, base + w * (PAGE_SIZE / WORDS_PER_PAGE), 'read through its GUP reference');
+        if (!oracle.cow.read(mm, p.pfn, w, Atomics.load(cpu.I, page + w), p.shared, base + w * (PAGE_SIZE / WORDS_PER_PAGE), 'read through its GUP reference')) break;
       }
     }
   }
