@@ -22,7 +22,7 @@ export default defineScenario({
     name: 'app',
     regions: [{ name: 'dmabuf', pages: 1, populate: true }],
     threads: [
-      { name: 'forker', cpus: 0, program: [{ op: 'fork', childOps: 3, child: [{ op: 'access', region: 'dmabuf', mode: 'read', count: 8 }] }] },
+      { name: 'forker', cpus: 0, program: [{ op: 'fork', childOps: 1, child: [{ op: 'access', region: 'dmabuf', mode: 'read', count: 8 }] }] },
       { name: 'writer', cpus: 1, program: [{ op: 'access', region: 'dmabuf', mode: 'rw', count: 2 }] },
       {
         name: 'dma', cpus: 2,

@@ -136,13 +136,21 @@ export function runHost(plan: HostPlan): HostResult {
     const cpu = cpus[i];
     set_current(cpu);
     const ts = tasks[i];
-    const t = ts[rr[i]++ % ts.length];
+    // round robin over a list that forks append to and exits remove from: a
+    // cursor, not a counter (rr % length would keep picking a forker whose every
+    // step grows the list, and starve its children)
+    const idx = rr[i] % ts.length;
+    const t = ts[idx];
+    rr[i] = idx + 1;
     context_switch(cpu, t.plan.id);
     cpu.ring.log(EV.OP, t.plan.id, ops[i]);
     const c = t.step(cpu, oracles[i]);
     ops[i] += c;
     I[cpu.st + ST_OPS] += c;
-    if (t.exited) reap(cpu, ts, t);
+    if (t.exited) {
+      reap(cpu, ts, t);
+      rr[i] = idx; // the next task slid into its place
+    }
     if (!reached[i] && ops[i] >= plan.opsPerCpu) reach(i);
     host.pollIpis();
     if (++k === active.length) k = 0;
