@@ -17,7 +17,7 @@ export default defineScenario({
   name: 'fork-vs-pin',
   description: 'pin_user_pages_fast and DMA writes through the pin while a sibling writes and another thread forks (write_protect_seq, eager copy)',
   machine: { cpus: 3, arch: 'x86', tlbEntries: 64, memoryMiB: 32 },
-  run: { opsPerCpu: 4000, seed: 1, delay: 0.3 },
+  run: { opsPerCpu: 4000, seed: 1, delay: 0.3, delaySpins: 10000 },
   processes: [{
     name: 'app',
     regions: [{ name: 'dmabuf', pages: 1, populate: true }],
