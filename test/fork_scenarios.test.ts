@@ -80,3 +80,16 @@ describe('fork, COW and GUP knobs are caught', () => {
     }, 180_000);
   }
 });
+
+describe('the parent flush across flush models', () => {
+  it('fork.no_parent_flush is caught on arm64 and harmless on s390 (leaving the batched section already ran IPTE-range on every CPU)', async () => {
+    const opts = { cpus: 4, threads: 4, ops: 2000, knobs: ['fork.no_parent_flush'], hangTimeoutMs: 30000 };
+    let caught = 0;
+    for (let seed = 1; seed <= 4 && caught === 0; seed++) {
+      const r = await runScenario(lib['fork-vs-writers'], { ...opts, arch: 'arm64', seed });
+      if (r.violations.some((v) => v.kind === 'cow')) caught++;
+    }
+    expect(caught).toBe(1);
+    expectClean(await runScenario(lib['fork-vs-writers'], { ...opts, arch: 's390', seed: 1 }));
+  }, 120_000);
+});
