@@ -7,6 +7,8 @@
 //    direct-mapped lookup (tag compare + load) in private typed arrays.
 // 2. Page walk: walk(cpu, mm, va, vpn, false), vs a bare 4-level walk over four
 //    Int32Arrays with Atomics.load.
+// 4. mremap of a populated 1 GiB region PTE-, PMD- and PUD-aligned (mremap_test.c's
+//    perf cases): the speed-up of whole-table moves over PTE moves.
 // 3. Shootdown latency with K targets: the munmap-vs-access scenario on K+1
 //    CPUs (one worker per CPU, and K=64 also hosted on 2 threads), vs a bare
 //    "Atomics ping" from the main thread to K worker threads and back.
@@ -38,6 +40,7 @@ import { loadScenario } from '../src/sim/scenario.ts';
 import type { ViolationRecord } from '../src/sim/oracles.ts';
 import { do_fork } from '../src/mm/fork.ts';
 import { exit_mmap } from '../src/mm/mm.ts';
+import { run_mremap_selftest } from '../src/sim/mremap_selftest.ts';
 
 // ---- options --------------------------------------------------------------------
 
@@ -509,6 +512,36 @@ function benchFork(): void {
   details.fork = { mib, pages, trials, simTrialsMs: r.simTrials, rawTrialsMs: r.rawTrials, ptesCopied: copied };
 }
 
+// ---- mremap of 1 GiB (mremap_test.c's perf cases) ------------------------------------
+
+/**
+ * The wall time of the one mremap call moving a populated 1 GiB region
+ * PTE-aligned (262144 PTEs moved), PMD-aligned (512 PTE tables) and
+ * PUD-aligned (one PMD table), on x86. The baseline of the PMD and PUD rows is
+ * the PTE-aligned time of the same trial, so their ratio is the speed-up the
+ * whole-table moves give (the kernel's commits claim ~20x for PMD moves).
+ */
+function benchMremap(): void {
+  const trials = quick ? 1 : 3;
+  const t: Record<string, number[]> = { pte: [], pmd: [], pud: [] };
+  for (let i = 0; i < trials; i++) {
+    const rs = run_mremap_selftest({ arch: 'x86', thresholdMb: 0, perf: true, filter: '1GB', seed: i + 1 });
+    for (const r of rs) {
+      if (r.result !== 'pass' || r.ns === undefined) throw new Error(`mremap bench: ${r.name}: ${r.result} ${r.message ?? ''}`);
+      const kind = r.name.includes('PTE-aligned, Destination PTE') ? 'pte' : r.name.includes('PMD-aligned, Destination PMD') ? 'pmd' : 'pud';
+      t[kind].push(r.ns / 1e6);
+    }
+  }
+  const pte = median(t.pte);
+  rows.push({ name: 'mremap 1 GiB PTE-aligned', sim: pte, raw: pte, unit: 'ms', ratio: 1 });
+  rows.push({ name: 'mremap 1 GiB PMD-aligned', sim: median(t.pmd), raw: pte, unit: 'ms', ratio: pte / median(t.pmd) });
+  rows.push({ name: 'mremap 1 GiB PUD-aligned', sim: median(t.pud), raw: pte, unit: 'ms', ratio: pte / median(t.pud) });
+  notes.set('mremap 1 GiB PTE-aligned', '262144 PTEs moved one by one');
+  notes.set('mremap 1 GiB PMD-aligned', 'raw = PTE-aligned time; ratio = speed-up (512 NORMAL_PMD moves)');
+  notes.set('mremap 1 GiB PUD-aligned', 'raw = PTE-aligned time; ratio = speed-up (1 NORMAL_PUD move)');
+  details.mremap = { trialsMs: t };
+}
+
 // ---- main ---------------------------------------------------------------------------------
 
 function fmt(x: number): string {
@@ -549,6 +582,9 @@ async function main(): Promise<void> {
   benchFork();
   log(`  fork: ${((performance.now() - t0) / 1000).toFixed(1)} s`);
   await benchShootdowns();
+  t0 = performance.now();
+  benchMremap();
+  log(`  mremap 1 GiB: ${((performance.now() - t0) / 1000).toFixed(1)} s`);
   const totalS = (performance.now() - start) / 1000;
   printTable();
   const json = {

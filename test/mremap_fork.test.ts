@@ -1,7 +1,7 @@
 import { describe, it, expect } from 'vitest';
 import { testMachine } from './helpers.ts';
 import { do_mmap, do_munmap, MAP_ANONYMOUS, MAP_PRIVATE, MAP_FIXED, PROT_READ, PROT_WRITE, EINVAL, EFAULT, ENOMEM } from '../src/mm/mmap.ts';
-import { do_mremap, MREMAP_MAYMOVE, MREMAP_FIXED, MREMAP_DONTUNMAP, get_extent } from '../src/mm/mremap.ts';
+import { do_mremap, MREMAP_MAYMOVE, MREMAP_FIXED, MREMAP_DONTUNMAP, get_extent, PAGETABLE_MOVE, NORMAL_PMD } from '../src/mm/mremap.ts';
 import { do_fork, do_exit_mm } from '../src/mm/fork.ts';
 import { task_create } from '../src/mm/mm.ts';
 import { context_switch } from '../src/mm/mmu_context.ts';
@@ -43,8 +43,11 @@ describe('mremap', () => {
   });
 
   it('moves across a page-table boundary in PMD-sized extents', () => {
-    expect(get_extent(0x1ff000, 0x400000, 0x5000)).toBe(0x1000); // up to old's PMD boundary
-    expect(get_extent(0x200000, 0x400000, 0x1ff000 + PMD_SIZE)).toBe(0x1000); // up to new's
+    const v = { start: 0, end: 0, pgoff: 0, flags: 0, file: -1, anon: -1 };
+    const pmc = (o: number, e: number, n: number) => PAGETABLE_MOVE(0, v, v, o, n, e - o);
+    expect(get_extent(NORMAL_PMD, pmc(0x1ff000, 0x400000, 0x5000))).toBe(0x1000); // up to old's PMD boundary
+    expect(get_extent(NORMAL_PMD, pmc(0x200000, 0x400000, 0x1ff000 + PMD_SIZE))).toBe(0x1000); // up to new's
+    expect(get_extent(NORMAL_PMD, pmc(0x200000, 0x800000, 0x400000))).toBe(PMD_SIZE); // a whole table on both sides
     const { m, mm, k, rd } = setup();
     const a = k(() => do_mmap(mm, PMD_SIZE - 2 * P, 4 * P, RW, ANON | MAP_FIXED));
     k(() => { for (let p = 0; p < 4; p++) m.cpus[0].write(a + p * P, p + 1); });

@@ -12,6 +12,12 @@ export interface Arch {
   readonly defers: string;
   /** how TLB entries of other CPUs are invalidated */
   readonly invalidation: string;
+  /**
+   * arch_supports_page_table_move: mremap may move whole PTE tables (NORMAL_PMD)
+   * and PMD tables (NORMAL_PUD): CONFIG_HAVE_MOVE_PMD/PUD on x86 (Xen PV too)
+   * and arm64; powerpc book3s64 only with the radix MMU; not sparc64 or s390.
+   */
+  readonly supports_page_table_move: boolean;
   /** register IPI handlers, per-CPU arch state, etc. on a host (every thread that runs CPUs) */
   initHost(host: Host): void;
 
@@ -47,6 +53,19 @@ export interface Arch {
   arch_enter_lazy_mmu_mode_fast_pte_range(mm: number, addr: number, end: number, ptep: number): void;
   arch_leave_lazy_mmu_mode(): void;
   arch_flush_lazy_mmu_mode(): void;
+
+  // Huge leaves (transparent huge pages at PMD level, DAX-like PUD leaves; src/mm/huge_memory.ts)
+  /**
+   * Replace the huge leaf at pmdp (a PMD or PUD entry mapping [addr, addr + size))
+   * by `val`, returning the old entry: pmdp_huge_get_and_clear, pmdp_invalidate,
+   * pmdp_set_wrprotect, pudp_huge_get_and_clear... Arches that invalidate at the
+   * change (s390 IDTE, powerpc hash, sparc64) purge every translation of the old
+   * leaf here; without this hook it is a plain exchange and the caller's
+   * flush_pmd_tlb_range (flush_tlb_mm_range with the huge stride) invalidates.
+   */
+  pmdp_huge_xchg?(mm: number, addr: number, pmdp: number, size: number, val: number): number;
+  /** has_transparent_hugepage(): false where the MMU has no huge leaves for us (Xen PV: no PSE) */
+  readonly has_transparent_hugepage?: boolean;
 }
 
 /** IPI handler types (the CC_INFO_TYPE word of the sender). */

@@ -13,9 +13,11 @@ import { ARCH_NAMES } from '../arch/index.ts';
 import { toChromeTrace } from '../sim/trace_export.ts';
 import { htmlReport } from '../sim/html_report.ts';
 import { registerStress } from './stress.ts';
+import { registerSelftest } from './selftest.ts';
 import { type RunOptions } from '../sim/machine.ts';
 import { makeRepro, readRepro, reproFileName, writeRepro, type Repro } from '../sim/repro.ts';
 import { replay, shrink } from '../sim/shrink.ts';
+import { registerReplay } from './replay.ts';
 
 function describeSize(r: Repro): string {
   const o = r.options;
@@ -115,6 +117,8 @@ export function buildProgram(): Command {
     });
 
   registerStress(program);
+  registerReplay(program);
+  registerSelftest(program);
 
   program
     .command('list')

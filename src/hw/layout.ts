@@ -45,6 +45,17 @@ export const PG_DIRTY = 1 << 4;
 export const PG_HEAD = 1 << 5; // head of a compound (THP) page
 /** PageAnonExclusive: an anonymous page mapped by exactly one process, which may reuse it on a write fault (spec 4.7) */
 export const PG_ANON_EXCLUSIVE = 1 << 10;
+export const PG_TAIL = 1 << 6; // tail of a compound page: FM_COMPOUND names its head
+// compound pages (src/mm/page_alloc.ts, src/mm/huge_memory.ts): the folio's refcount is
+// the head's FM_REF (tails keep 0); each frame's FM_MAP counts the PTEs mapping it
+/** head: the order (9: 2 MiB, 18: 1 GiB); tail: the head's pfn */
+export const FM_COMPOUND = FM_AUX;
+/** on the first tail (head + 1): the entire mapcount (PMD and PUD leaves mapping the whole folio) */
+export const FM_ENTIRE_MAP = FM_OWNER;
+/** table frames: a PMD table's list of deposited PTE tables (pgtable_trans_huge_deposit); a deposited table: the next one */
+export const FM_PMD_HUGE_PTE = FM_MAP;
+export const HPAGE_PMD_ORDER = 9;
+export const HPAGE_PUD_ORDER = 18;
 
 // ---- per-CPU control block (64 words = 4 lines) --------------------------------
 // line 0: written by IPI senders
@@ -178,13 +189,16 @@ export const MM_ASID = MM_LOCK_OWNER + 1;
 /** unique for the life of the machine: a CPU whose cached ASID context differs flushes it */
 export const MM_CTX_ID = MM_ASID + 1;
 export const MM_UNMAP_SLOT = MM_CTX_ID + 1; // content oracle: unmap-log entries written
-// the COW oracle (src/sim/cow.ts), kept at the top of the block: this mm's fork
-// epoch (forks it has completed) and its ancestry, nearest first, as pairs
-// (ancestor's MM_CTX_ID, the ancestor's epoch when it forked this line)
-export const MM_COW_EPOCH = 4 * LINE - 2 * 12 - 2;
+// mm->start_brk and mm->brk (src/mm/brk.ts): Float64 slots, word indexes (use fIndex)
+export const MM_START_BRK_F = 3 * LINE;
+export const MM_BRK_F = 3 * LINE + 2;
+// the COW oracle (src/sim/cow.ts), the rest of the last line: this mm's fork epoch
+// (forks it has completed) and its ancestry, nearest first, as pairs (ancestor's
+// MM_CTX_ID, the ancestor's epoch when it forked this line)
+export const MM_COW_EPOCH = 3 * LINE + 4;
 export const MM_COW_DEPTH = MM_COW_EPOCH + 1; // pairs recorded; negative when older ancestors were dropped
 export const MM_COW_CHAIN = MM_COW_EPOCH + 2;
-export const MM_COW_CHAIN_MAX = 12;
+export const MM_COW_CHAIN_MAX = 5; // generations: older writers are left unjudged
 export const MM_WORDS = 4 * LINE;
 
 // VMA records (Float64 slots)
@@ -194,6 +208,7 @@ export const VMA_PGOFF = 2;
 export const VMA_FLAGS = 3;
 export const VMA_FILE = 4; // -1 anonymous
 export const VMA_ANON = 5; // anon_vma id (root), -1 none yet
+export const VMA_ANON_FORKED = 6; // 1: the anon_vma came through fork (its anon_vma_chain is not singular)
 export const VMA_F64 = 8;
 
 // unmap log for the content oracle: [start, end, seq] per entry, ring per mm
@@ -208,6 +223,7 @@ export const FILE_LOCK = 3; // i_pages lock (+ waiters word)
 export const FILE_NRPAGES = 5;
 export const FILE_I_MMAP = 6; // i_mmap_rwsem (+ waiters, writers-waiting)
 export const FILE_SIZE_PAGES = 9;
+export const FILE_DEV_PFN = 10; // a DAX-like device (src/mm/huge_memory.ts): head pfn of its memory, 0 for shmem
 export const FILE_WORDS = LINE;
 
 // ---- tasks ------------------------------------------------------------------------

@@ -49,9 +49,13 @@ export const VM_MAYWRITE = 0x20;
 export const VM_MAYEXEC = 0x40;
 export const VM_MAYSHARE = 0x80;
 export const VM_GROWSDOWN = 0x100;
+export const VM_UFFD_MISSING = 0x200; // userfaultfd armed (missing-page mode)
+export const VM_LOCKED = 0x2000;
 export const VM_DONTEXPAND = 0x40000;
 export const VM_ACCOUNT = 0x100000;
 export const VM_HUGEPAGE = 0x20000000;
+/** mseal(2)ed: the kernel keeps this in a high bit; here one our 32-bit flag words leave free */
+export const VM_SEALED = 0x10000000;
 
 export function describePte(e: number): string {
   if (e === 0) return 'none';

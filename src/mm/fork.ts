@@ -24,12 +24,16 @@
 //    mmap_lock is released (spec 4.5); knobs fork.no_parent_flush and
 //    fork.flush_after_unlock break exactly that (spec 6.13).
 //
-// Huge PMDs: copy_huge_pmd belongs to src/mm/huge_memory.ts (THP); see the
-// INTEGRATION note in copy_page_range.
+// Huge PMDs and PUDs are copied as huge (copy_huge_pmd / copy_huge_pud of
+// src/mm/huge_memory.ts); a possibly-pinned THP is split there and its PTEs copied
+// here, the pinned subpages eagerly (thp_hooks.folio_maybe_dma_pinned is ours).
 
 import { current } from '../hw/cpu.ts';
 import { spin_lock, spin_unlock, spin_is_contended, raw_write_seqcount_begin, raw_write_seqcount_end } from '../hw/locks.ts';
-import { mmWord, frameWord, MM_RSS, MM_USERS, MM_WP_SEQ, FM_FLAGS, PG_ANON, PG_ANON_EXCLUSIVE, PAGE_SIZE, PMD_SIZE, ST_FORK_PTES } from '../hw/layout.ts';
+import {
+  mmWord, frameWord, MM_RSS, MM_USERS, MM_WP_SEQ, FM_FLAGS, PG_ANON, PG_ANON_EXCLUSIVE, PAGE_SIZE, PMD_SIZE, PUD_SIZE, PGDIR_SIZE,
+  ST_FORK_PTES,
+} from '../hw/layout.ts';
 import {
   pte_none, pte_present, pte_write, pte_pfn, pfn_pte, pte_wrprotect, pte_mkclean, pte_mkold, _PAGE_PRESENT, _PAGE_PSE,
   _PAGE_SPECIAL, _PAGE_ACCESSED, _PAGE_DIRTY, _PAGE_RW, VM_SHARED, VM_WRITE,
@@ -45,6 +49,7 @@ import { lazy_mmu_mode_enable_fast_pte_range, lazy_mmu_mode_disable } from './la
 import { alloc_page, get_page, put_page, page_mapcount_inc, zero_pfn } from './page_alloc.ts';
 import { addr_end, is_cow_mapping, vm_page_prot, copy_user_highpage, SetPageAnonExclusive, ClearPageAnonExclusive } from './memory.ts';
 import { page_maybe_dma_pinned } from './gup.ts';
+import { copy_huge_pmd, copy_huge_pud, pmd_trans_huge, pud_trans_huge, thp_hooks } from './huge_memory.ts';
 import { type Vma, vma_list, vma_insert, vma_count } from './vma.ts';
 import { file_get } from './shmem.ts';
 import { i_mmap_lock_write, i_mmap_unlock_write } from './rmap.ts';
@@ -52,6 +57,9 @@ import { mm_alloc, exit_mmap } from './mm.ts';
 import { ENOMEM, mmap_write_lock, mmap_write_unlock } from './mmap.ts';
 
 export const EAGAIN = 11;
+
+// folio_maybe_dma_pinned for copy_huge_pmd: the pin counting of src/mm/gup.ts
+thp_hooks.folio_maybe_dma_pinned = (head: number): boolean => page_maybe_dma_pinned(current.V, head);
 
 /** vma_needs_copy (spec 4.2): only a VMA with an anon_vma may hold pages the child could not fault back in. */
 export function vma_needs_copy(vma: Vma): boolean {
@@ -185,33 +193,48 @@ export function copy_page_range(dst_mm: number, src_mm: number, vma: Vma): numbe
   const st: CopyState = { prealloc: 0, rss: 0 };
   let ret = 0;
   for (let addr = vma.start; addr < vma.end && ret === 0;) {
-    const next = addr_end(addr, vma.end, PMD_SIZE);
     const pgdp = pgd_offset(src_mm, addr);
-    if (Atomics.load(I, pgdp) & _PAGE_PRESENT) {
-      const pudp = pud_offset(pgdp, addr);
-      if (Atomics.load(I, pudp) & _PAGE_PRESENT) {
-        const src_pmd = pmd_offset(pudp, addr);
-        const v = Atomics.load(I, src_pmd);
-        if (v & _PAGE_PRESENT) {
-          const dpud = pud_alloc(dst_mm, pgd_offset(dst_mm, addr), addr);
-          const dpmd = dpud < 0 ? -1 : pmd_alloc(dst_mm, dpud, addr);
-          if (dpmd < 0) ret = -ENOMEM;
-          else if (v & _PAGE_PSE) {
-            // INTEGRATION (THP, src/mm/huge_memory.ts): huge PMDs are copied as huge:
-            //   const r = copy_huge_pmd(dst_mm, src_mm, dpmd, src_pmd, addr, vma);
-            //   if (r === -ENOMEM) ret = r; else if (r === 0) { addr = next; continue; }
-            //   // -EAGAIN: it split the PMD (a possibly-pinned anon THP): fall through to PTEs
-            // Until that is wired, a fork that meets a huge PMD fails cleanly (the
-            // partial child is torn down) rather than hand the child a hole.
-            ret = -ENOMEM;
-          } else if (!__pte_alloc(dst_mm, dpmd)) ret = -ENOMEM;
-          else {
-            for (let a = addr; a < next && ret === 0;) {
-              const r = copy_pte_range(dst_mm, src_mm, vma, dpmd, src_pmd, a, next, st);
-              if (r < 0) ret = r;
-              else a = r;
-            }
-          }
+    if ((Atomics.load(I, pgdp) & _PAGE_PRESENT) === 0) {
+      addr = addr_end(addr, vma.end, PGDIR_SIZE);
+      continue;
+    }
+    const pudp = pud_offset(pgdp, addr);
+    const pudv = Atomics.load(I, pudp);
+    if (pud_trans_huge(pudv)) {
+      // a PUD leaf is copied as one (copy_huge_pud); -EAGAIN: no longer a leaf, copy below it
+      const dpud = pud_alloc(dst_mm, pgd_offset(dst_mm, addr), addr);
+      const r = dpud < 0 ? -ENOMEM : copy_huge_pud(dst_mm, src_mm, dpud, pudp, addr, vma);
+      if (r === -ENOMEM) ret = r;
+      if (r !== -EAGAIN) {
+        addr = addr_end(addr, vma.end, PUD_SIZE);
+        continue;
+      }
+    }
+    if ((Atomics.load(I, pudp) & _PAGE_PRESENT) === 0) {
+      addr = addr_end(addr, vma.end, PUD_SIZE);
+      continue;
+    }
+    const next = addr_end(addr, vma.end, PMD_SIZE);
+    const src_pmd = pmd_offset(pudp, addr);
+    const v = Atomics.load(I, src_pmd);
+    if (v & _PAGE_PRESENT || pmd_trans_huge(v)) {
+      const dpud = pud_alloc(dst_mm, pgd_offset(dst_mm, addr), addr);
+      const dpmd = dpud < 0 ? -1 : pmd_alloc(dst_mm, dpud, addr);
+      let pte = true;
+      if (dpmd < 0) ret = -ENOMEM;
+      else if (pmd_trans_huge(v)) {
+        // a huge PMD is copied as huge (copy_huge_pmd); -EAGAIN: it was split
+        // (a possibly-pinned THP): copy its PTEs below
+        const r = copy_huge_pmd(dst_mm, src_mm, dpmd, src_pmd, addr, vma);
+        if (r === -ENOMEM) ret = r;
+        pte = r === -EAGAIN && (Atomics.load(I, src_pmd) & (_PAGE_PRESENT | _PAGE_PSE)) === _PAGE_PRESENT;
+      }
+      if (ret === 0 && pte) {
+        if (!__pte_alloc(dst_mm, dpmd)) ret = -ENOMEM;
+        for (let a = addr; a < next && ret === 0;) {
+          const r = copy_pte_range(dst_mm, src_mm, vma, dpmd, src_pmd, a, next, st);
+          if (r < 0) ret = r;
+          else a = r;
         }
       }
     }
@@ -235,7 +258,8 @@ export function dup_mmap(oldmm: number): number {
   mmap_write_lock(mm); // nested: nobody can see the child yet
   let err = 0;
   for (const v of vma_list(V, oldmm)) {
-    const child: Vma = { ...v }; // anon_vma_fork, simplified: the family's anon_vma
+    // anon_vma_fork, simplified: the child chains to the family's anon_vma (not singular: `forked`)
+    const child: Vma = v.anon >= 0 ? { ...v, forked: true } : { ...v };
     if (v.file >= 0) i_mmap_lock_write(v.file); // rmap walkers see the child right after the parent
     const ok = vma_insert(V, mm, vma_count(V, mm), child);
     if (ok && v.file >= 0) file_get(v.file);

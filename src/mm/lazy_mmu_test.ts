@@ -20,7 +20,7 @@ export function lazy_mmu_nest_test(mm: number, base: number, pages: number, orde
     const pgdp = pgd_offset(mm, base);
     if (!(Atomics.load(I, pgdp) & _PAGE_PRESENT)) return;
     const pudp = pud_offset(pgdp, base);
-    if (!(Atomics.load(I, pudp) & _PAGE_PRESENT)) return;
+    if (!(Atomics.load(I, pudp) & _PAGE_PRESENT) || Atomics.load(I, pudp) & _PAGE_PSE) return;
     const pmdp = pmd_offset(pudp, base);
     if (!(Atomics.load(I, pmdp) & _PAGE_PRESENT) || Atomics.load(I, pmdp) & _PAGE_PSE) return;
     const ptep0 = pte_offset_map_lock(pmdp, base);

@@ -20,10 +20,11 @@ import {
 } from './pgtable.ts';
 import { knobs } from '../sim/knobs.ts';
 import { alloc_page, get_page, put_page, page_mapcount_inc, page_mapcount_dec, zero_pfn, page_ref, page_mapcount } from './page_alloc.ts';
-import { type Vma, vma_lookup, vma_read, vma_field, vma_set_field } from './vma.ts';
+import { type Vma, vma_lookup, vma_read, vma_field, vma_set_field, find_mergeable_anon_vma } from './vma.ts';
 import { shmem_get_page } from './shmem.ts';
 import { lazy_mmu_mode_enable_fast_pte_range, lazy_mmu_mode_disable } from './lazy_mmu.ts';
 import { type mmu_gather, __tlb_remove_page, tlb_flush_pte_range, tlb_flush_mmu_tlbonly, tlb_flush_mmu, tlb_remove_table } from './mmu_gather.ts';
+import { huge_pmd_fault, huge_pud_fault, zap_huge_pmd_range, zap_huge_pud_range, VM_FAULT_FALLBACK } from './huge_memory.ts';
 
 const mmLock = (V: Views, mm: number): number => mmWord(V.L, mm, MM_LOCK);
 
@@ -83,8 +84,12 @@ function __handle_mm_fault(mm: number, slot: number, vma: Vma, va: number, write
   const pgdp = pgd_offset(mm, addr);
   const pudp = pud_alloc(mm, pgdp, addr);
   if (pudp < 0) return VM_FAULT_OOM;
+  const hr = huge_pud_fault(mm, vma, pudp, addr, write); // PUD leaves (src/mm/huge_memory.ts)
+  if (hr !== VM_FAULT_FALLBACK) return hr;
   const pmdp = pmd_alloc(mm, pudp, addr);
   if (pmdp < 0) return VM_FAULT_OOM;
+  const hp = huge_pmd_fault(mm, slot, vma, pmdp, addr, write); // transparent huge pages
+  if (hp !== VM_FAULT_FALLBACK) return hp;
   if (!__pte_alloc(mm, pmdp)) return VM_FAULT_OOM;
   return handle_pte_fault(mm, slot, vma, pmdp, addr, write);
 }
@@ -123,12 +128,16 @@ function handle_pte_fault(mm: number, slot: number, vma: Vma, pmdp: number, addr
 }
 
 /** anon_vma_prepare: give the VMA its anon_vma on its first anonymous page. */
-function anon_vma_prepare(mm: number, slot: number): void {
+export function anon_vma_prepare(mm: number, slot: number): void {
   const V = current.V;
   if (vma_field(V, mm, slot, VMA_ANON) >= 0) return;
   const lock = mmWord(V.L, mm, MM_PT_LOCK);
   spin_lock(lock);
-  if (vma_field(V, mm, slot, VMA_ANON) < 0) vma_set_field(V, mm, slot, VMA_ANON, Atomics.add(V.I, V.L.header + H_NEXT_ANON, 1));
+  if (vma_field(V, mm, slot, VMA_ANON) < 0) {
+    // a neighbour's anon_vma if it could be shared (find_mergeable_anon_vma), else a new one
+    const reuse = find_mergeable_anon_vma(V, mm, slot);
+    vma_set_field(V, mm, slot, VMA_ANON, reuse >= 0 ? reuse : Atomics.add(V.I, V.L.header + H_NEXT_ANON, 1));
+  }
   spin_unlock(lock);
 }
 
@@ -425,13 +434,23 @@ export function unmap_page_range(tlb: mmu_gather, mm: number, addr: number, end:
       continue;
     }
     const pudp = tableEntry(cpu.V.L, pte_pfn(Atomics.load(I, pgdp)), Math.floor(addr / PUD_SIZE) & 511);
-    if ((Atomics.load(I, pudp) & _PAGE_PRESENT) === 0) {
+    // a PUD leaf: zapped whole or split (src/mm/huge_memory.ts); if it is gone by now, look again
+    if (Atomics.load(I, pudp) & _PAGE_PSE && zap_huge_pud_range(tlb, mm, pudp, addr, addr_end(addr, end, PUD_SIZE))) {
+      addr = addr_end(addr, end, PUD_SIZE);
+      continue;
+    }
+    if ((Atomics.load(I, pudp) & _PAGE_PRESENT) === 0 || Atomics.load(I, pudp) & _PAGE_PSE) {
       addr = addr_end(addr, end, PUD_SIZE);
       continue;
     }
     const pmdp = tableEntry(cpu.V.L, pte_pfn(Atomics.load(I, pudp)), Math.floor(addr / PMD_SIZE) & 511);
     const pmd = Atomics.load(I, pmdp);
-    if ((pmd & _PAGE_PRESENT) === 0 || pmd & _PAGE_PSE) {
+    // a huge PMD (or one being split: it waits for the lock): zapped whole, or split and its PTEs zapped below
+    if (pmd & _PAGE_PSE && zap_huge_pmd_range(tlb, mm, pmdp, addr, next)) {
+      addr = next;
+      continue;
+    }
+    if ((Atomics.load(I, pmdp) & _PAGE_PRESENT) === 0 || Atomics.load(I, pmdp) & _PAGE_PSE) {
       addr = next;
       continue;
     }

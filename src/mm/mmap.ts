@@ -5,7 +5,7 @@
 import { current } from '../hw/cpu.ts';
 import { down_write, up_write, downgrade_write, up_read } from '../hw/locks.ts';
 import { mmWord, MM_LOCK, MM_LOCK_OWNER, PAGE_SIZE, TASK_SIZE, MMAP_MIN_ADDR } from '../hw/layout.ts';
-import { VM_READ, VM_WRITE, VM_EXEC, VM_SHARED, VM_MAYREAD, VM_MAYWRITE, VM_MAYEXEC, VM_MAYSHARE, VM_ACCOUNT } from '../hw/pte.ts';
+import { VM_READ, VM_WRITE, VM_EXEC, VM_SHARED, VM_MAYREAD, VM_MAYWRITE, VM_MAYEXEC, VM_MAYSHARE, VM_ACCOUNT, VM_GROWSDOWN } from '../hw/pte.ts';
 import { SYS } from '../hw/trace.ts';
 import { syscall } from './syscall.ts';
 import { knobs } from '../sim/knobs.ts';
@@ -23,6 +23,20 @@ export const MAP_PRIVATE = 0x02;
 export const MAP_FIXED = 0x10;
 export const MAP_ANONYMOUS = 0x20;
 export const MAP_FIXED_NOREPLACE = 0x100000;
+export const MAP_SHARED_VALIDATE = 0x03;
+export const MAP_TYPE = 0x0f;
+export const MAP_GROWSDOWN = 0x0100;
+export const MAP_LOCKED = 0x2000;
+export const MAP_NORESERVE = 0x4000;
+export const MAP_POPULATE = 0x8000;
+export const MAP_STACK = 0x20000;
+/** VM flags that mmap(2) flags translate to (the kernel's values) */
+export const VM_LOCKED = 0x2000;
+export const VM_NORESERVE = 0x200000;
+export const VM_NOHUGEPAGE = 0x40000000;
+/** struct file f_mode bits a mapping checks */
+export const FMODE_READ = 1;
+export const FMODE_WRITE = 2;
 
 export const EPERM = 1;
 export const ENOMEM = 12;
@@ -48,8 +62,14 @@ export function calc_vm_flags(prot: number, flags: number): number {
   if (prot & PROT_READ) f |= VM_READ;
   if (prot & PROT_WRITE) f |= VM_WRITE;
   if (prot & PROT_EXEC) f |= VM_EXEC;
+  // calc_vm_flag_bits: MAP_GROWSDOWN, MAP_LOCKED, MAP_STACK (VM_NOHUGEPAGE with THP)
+  if (flags & MAP_GROWSDOWN) f |= VM_GROWSDOWN;
+  if (flags & MAP_LOCKED) f |= VM_LOCKED;
+  if (flags & MAP_STACK) f |= VM_NOHUGEPAGE;
   if (flags & MAP_SHARED) f |= VM_SHARED | VM_MAYSHARE;
-  else if (prot & PROT_WRITE) f |= VM_ACCOUNT;
+  else if (flags & MAP_NORESERVE) f |= VM_NORESERVE; // overcommit heuristic mode: honoured
+  // accountable_mapping: private writable memory is charged unless MAP_NORESERVE
+  if ((f & (VM_NORESERVE | VM_SHARED | VM_WRITE)) === VM_WRITE) f |= VM_ACCOUNT;
   return f;
 }
 
@@ -72,8 +92,8 @@ export function get_unmapped_area(mm: number, hint: number, len: number): number
 }
 
 /** mmap: returns the address or -errno. */
-export function do_mmap(mm: number, addr: number, len: number, prot: number, flags: number, file = -1, pgoff = 0): number {
-  return syscall(SYS.mmap, addr, () => __do_mmap(mm, addr, len, prot, flags, file, pgoff));
+export function do_mmap(mm: number, addr: number, len: number, prot: number, flags: number, file = -1, pgoff = 0, fmode = FMODE_READ | FMODE_WRITE): number {
+  return syscall(SYS.mmap, addr, () => __do_mmap(mm, addr, len, prot, flags, file, pgoff, fmode));
 }
 
 export const EBADF = 9;
@@ -81,12 +101,19 @@ export const EBADF = 9;
 /**
  * file >= 0 with MAP_ANONYMOUS clear maps that file (a shmem/page-cache object
  * made by shmem_file_setup) at page offset pgoff, shared or private; the VMA
- * takes its own reference on the file.
+ * takes its own reference on the file. `fmode` is the open file's FMODE_READ /
+ * FMODE_WRITE: a shared mapping of a file not open for writing gets neither
+ * VM_SHARED nor VM_MAYWRITE (and PROT_WRITE is refused), as in the kernel.
  */
-function __do_mmap(mm: number, addr: number, len: number, prot: number, flags: number, mapFile: number, mapPgoff: number): number {
+function __do_mmap(mm: number, addr: number, len: number, prot: number, flags: number, mapFile: number, mapPgoff: number, fmode: number): number {
   const V = current.V;
   if (!(flags & MAP_ANONYMOUS) && mapFile < 0) return -EBADF;
+  if ((flags & MAP_TYPE) === MAP_SHARED_VALIDATE) flags = (flags & ~MAP_TYPE) | MAP_SHARED;
   if ((flags & (MAP_SHARED | MAP_PRIVATE)) === 0 || (flags & MAP_SHARED && flags & MAP_PRIVATE)) return -EINVAL;
+  if (!(flags & MAP_ANONYMOUS)) {
+    if (!(fmode & FMODE_READ)) return -EACCES;
+    if (flags & MAP_SHARED && prot & PROT_WRITE && !(fmode & FMODE_WRITE)) return -EACCES;
+  }
   if (len <= 0) return -EINVAL;
   len = PAGE_ALIGN(len);
   if (len > TASK_SIZE) return -ENOMEM;
@@ -107,7 +134,8 @@ function __do_mmap(mm: number, addr: number, len: number, prot: number, flags: n
       addr = get_unmapped_area(mm, addr, len);
       if (addr < 0) return addr;
     }
-    const vmFlags = calc_vm_flags(prot, flags);
+    let vmFlags = calc_vm_flags(prot, flags);
+    if (!(flags & MAP_ANONYMOUS) && flags & MAP_SHARED && !(fmode & FMODE_WRITE)) vmFlags &= ~(VM_MAYWRITE | VM_SHARED);
     let file = -1;
     let pgoff = addr / PAGE_SIZE;
     if (!(flags & MAP_ANONYMOUS)) {
@@ -126,7 +154,8 @@ function __do_mmap(mm: number, addr: number, len: number, prot: number, flags: n
       if (file >= 0) file_put(file);
       return -ENOMEM;
     }
-    if (file < 0) vma_merge_neighbours(V, mm, slot);
+    // file VMAs merge too: same file, contiguous pgoff (each MAP_SHARED|MAP_ANONYMOUS has a file of its own)
+    vma_merge_neighbours(V, mm, slot);
     return addr;
   } finally {
     mmap_write_unlock(mm);

@@ -6,6 +6,7 @@ import { current } from '../hw/cpu.ts';
 import { frameWord, FM_FLAGS, PG_ANON, PAGE_SIZE, PMD_SIZE, TASK_SIZE } from '../hw/layout.ts';
 import {
   pte_present, pte_pfn, _PAGE_RW, _PAGE_USER, VM_READ, VM_WRITE, VM_EXEC, VM_SHARED, VM_MAYREAD, VM_MAYWRITE, VM_MAYEXEC,
+  VM_ACCOUNT,
 } from '../hw/pte.ts';
 import { SYS } from '../hw/trace.ts';
 import { syscall } from './syscall.ts';
@@ -16,9 +17,11 @@ import { pgd_offset, pte_offset_map_lock, pte_unmap_unlock, ptl, ptep_get, ptep_
 import { lazy_mmu_mode_enable_fast_pte_range, lazy_mmu_mode_disable } from './lazy_mmu.ts';
 import { page_ref, page_mapcount, zero_pfn } from './page_alloc.ts';
 import { addr_end } from './memory.ts';
-import { PROT_READ, PROT_WRITE, PROT_EXEC, EINVAL, ENOMEM, EACCES, PAGE_ALIGN, mmap_write_lock, mmap_write_unlock } from './mmap.ts';
+import { PROT_READ, PROT_WRITE, PROT_EXEC, EINVAL, ENOMEM, EACCES, PAGE_ALIGN, mmap_write_lock, mmap_write_unlock, VM_NORESERVE } from './mmap.ts';
 import { pud_offset, pmd_offset } from './pgtable.ts';
 import { _PAGE_PRESENT, _PAGE_PSE } from '../hw/pte.ts';
+import { change_huge_pmd_range, change_huge_pud_range } from './huge_memory.ts';
+import { PUD_SIZE } from '../hw/layout.ts';
 
 function change_pte_range(tlb: mmu_gather, mm: number, vmFlags: number, pmdp: number, addr: number, end: number): void {
   const cpu = current;
@@ -56,14 +59,40 @@ export function change_protection(tlb: mmu_gather, mm: number, vmFlags: number, 
     const pgdp = pgd_offset(mm, addr);
     if (Atomics.load(I, pgdp) & _PAGE_PRESENT) {
       const pudp = pud_offset(pgdp, addr);
-      if (Atomics.load(I, pudp) & _PAGE_PRESENT) {
+      // a PUD leaf: changed whole or split (src/mm/huge_memory.ts); either way this PUD is done
+      if (Atomics.load(I, pudp) & _PAGE_PSE && change_huge_pud_range(tlb, mm, vmFlags, pudp, addr, addr_end(addr, end, PUD_SIZE))) {
+        addr = addr_end(addr, end, PUD_SIZE);
+        continue;
+      }
+      if (Atomics.load(I, pudp) & _PAGE_PRESENT && !(Atomics.load(I, pudp) & _PAGE_PSE)) {
         const pmdp = pmd_offset(pudp, addr);
+        // a huge PMD: changed in place when covered whole, else split and its PTEs changed below
+        if (Atomics.load(I, pmdp) & _PAGE_PSE && change_huge_pmd_range(tlb, mm, vmFlags, pmdp, addr, next)) {
+          addr = next;
+          continue;
+        }
         const pmd = Atomics.load(I, pmdp);
         if (pmd & _PAGE_PRESENT && !(pmd & _PAGE_PSE)) change_pte_range(tlb, mm, vmFlags, pmdp, addr, next);
       }
     }
     addr = next;
   }
+}
+
+/**
+ * mprotect_fixup's accounting: private memory that becomes writable for the
+ * first time is charged (VM_ACCOUNT), unless it is MAP_NORESERVE; an anonymous
+ * VMA that never had a page (no anon_vma) gives its charge back when it stops
+ * being writable. VM_ACCOUNT takes part in merging, so this decides which VMAs
+ * merge afterwards.
+ */
+export function mprotect_account(v: { flags: number; file: number; anon: number }, newFlags: number): number {
+  if (newFlags & VM_WRITE) {
+    if (!(v.flags & (VM_ACCOUNT | VM_WRITE | VM_SHARED | VM_NORESERVE))) newFlags |= VM_ACCOUNT;
+  } else if (v.flags & VM_ACCOUNT && v.file < 0 && v.anon < 0) {
+    newFlags &= ~VM_ACCOUNT;
+  }
+  return newFlags;
 }
 
 /** mprotect(2): 0 or -errno. */
@@ -91,12 +120,13 @@ function __do_mprotect(mm: number, start: number, len: number, prot: number): nu
       if (s >= vma_count(V, mm)) return -ENOMEM;
       let v = vma_read(V, mm, s);
       if (v.start > addr) return -ENOMEM; // a hole
-      const newFlags = (v.flags & ~(VM_READ | VM_WRITE | VM_EXEC)) | want;
+      let newFlags = (v.flags & ~(VM_READ | VM_WRITE | VM_EXEC)) | want;
       if ((want & VM_READ && !(v.flags & VM_MAYREAD)) || (want & VM_WRITE && !(v.flags & VM_MAYWRITE)) ||
         (want & VM_EXEC && !(v.flags & VM_MAYEXEC))) return -EACCES;
       const segEnd = Math.min(end, v.end);
       if (newFlags !== v.flags) {
         // mprotect_fixup: split, change, merge
+        newFlags = mprotect_account(v, newFlags);
         if (v.start < addr) {
           if (!split_vma(V, mm, s, addr)) return -ENOMEM;
           s++;
@@ -108,7 +138,9 @@ function __do_mprotect(mm: number, start: number, len: number, prot: number): nu
         s = vma_merge_neighbours(V, mm, s);
       }
       addr = segEnd;
-      s++;
+      // by address: a merge with the next VMA may have swallowed the start of the rest
+      s = find_vma(V, mm, addr);
+      if (s < 0 && addr < end) return -ENOMEM;
     }
     return 0;
   } finally {

@@ -5,7 +5,7 @@
 
 import { current } from '../hw/cpu.ts';
 import { spin_lock, spin_unlock } from '../hw/locks.ts';
-import { fileWord, tableEntry, FILE_IN_USE, FILE_REFS, FILE_ROOT, FILE_LOCK, FILE_NRPAGES, FILE_SIZE_PAGES, H_NEXT_FILE, PTRS_PER_TABLE } from '../hw/layout.ts';
+import { fileWord, tableEntry, FILE_IN_USE, FILE_REFS, FILE_ROOT, FILE_LOCK, FILE_NRPAGES, FILE_SIZE_PAGES, H_NEXT_FILE, PTRS_PER_TABLE, FILE_DEV_PFN } from '../hw/layout.ts';
 import { alloc_pt_page, free_pt_page, alloc_page, get_page, put_page } from './page_alloc.ts';
 
 export const FILE_MAX_PAGES = PTRS_PER_TABLE * PTRS_PER_TABLE;
@@ -35,6 +35,8 @@ export function file_get(f: number): void {
 export function file_put(f: number): void {
   const { I, L } = current.V;
   if (Atomics.sub(I, fileWord(L, f, FILE_REFS), 1) - 1 === 0) {
+    const dev = Atomics.exchange(I, fileWord(L, f, FILE_DEV_PFN), 0); // a DAX-like device (src/mm/huge_memory.ts): its memory goes
+    if (dev !== 0) put_page(dev);
     truncate_inode_pages(f);
     Atomics.store(I, fileWord(L, f, FILE_IN_USE), 0);
   }
@@ -68,6 +70,13 @@ function truncate_inode_pages(f: number): void {
  */
 export function shmem_get_page(f: number, pgoff: number): number {
   const { I, L } = current.V;
+  const dev = Atomics.load(I, fileWord(L, f, FILE_DEV_PFN));
+  if (dev !== 0) {
+    // a DAX-like device: its memory is one compound page (src/mm/huge_memory.ts)
+    if (pgoff >= Atomics.load(I, fileWord(L, f, FILE_SIZE_PAGES))) return 0;
+    get_page(dev + pgoff);
+    return dev + pgoff;
+  }
   if (pgoff >= FILE_MAX_PAGES) return 0;
   const lock = fileWord(L, f, FILE_LOCK);
   spin_lock(lock);

@@ -4,8 +4,8 @@
 
 import {
   type Views, vmaF, mmWord, MM_NVMAS, VMA_START, VMA_END, VMA_PGOFF, VMA_FLAGS, VMA_FILE, VMA_ANON, VMA_F64,
+  VMA_ANON_FORKED,
 } from '../hw/layout.ts';
-import { VM_ACCOUNT } from '../hw/pte.ts';
 import { file_get, file_put } from './shmem.ts';
 
 export interface Vma {
@@ -15,6 +15,12 @@ export interface Vma {
   flags: number;
   file: number; // -1: anonymous
   anon: number; // anon_vma id, -1: none yet
+  /**
+   * The anon_vma was inherited through fork: the kernel's anon_vma_chain of
+   * the VMA is not singular (vma_had_uncowed_parents), and such a VMA merges
+   * only with VMAs of the same anon_vma, never with one that has none yet.
+   */
+  forked?: boolean;
 }
 
 export const ENOMEM = 12;
@@ -28,7 +34,7 @@ export function vma_read(V: Views, mm: number, slot: number): Vma {
   const b = vmaF(V.L, mm, slot, 0);
   return {
     start: F[b + VMA_START], end: F[b + VMA_END], pgoff: F[b + VMA_PGOFF], flags: F[b + VMA_FLAGS],
-    file: F[b + VMA_FILE], anon: F[b + VMA_ANON],
+    file: F[b + VMA_FILE], anon: F[b + VMA_ANON], forked: F[b + VMA_ANON_FORKED] === 1,
   };
 }
 
@@ -48,6 +54,7 @@ function write(V: Views, mm: number, slot: number, v: Vma): void {
   F[b + VMA_FLAGS] = v.flags;
   F[b + VMA_FILE] = v.file;
   F[b + VMA_ANON] = v.anon;
+  F[b + VMA_ANON_FORKED] = v.forked && v.anon >= 0 ? 1 : 0;
 }
 
 /** find_vma: the first VMA whose end is above addr (slot), or -1. */
@@ -109,39 +116,88 @@ export function split_vma(V: Views, mm: number, slot: number, addr: number): boo
   return true;
 }
 
-/** Can b follow a in one VMA (is_mergeable_vma + anon_vma compatibility + contiguous pgoff)? */
+/**
+ * Can b follow a in one VMA (is_mergeable_vma + anon_vma compatibility + contiguous pgoff)?
+ * Every flag counts, VM_ACCOUNT included (the kernel ignores only VM_SOFTDIRTY,
+ * which we do not model): an accounted and an unaccounted VMA stay apart.
+ */
 export function can_merge(a: Vma, b: Vma): boolean {
   if (a.end !== b.start) return false;
-  if ((a.flags & ~VM_ACCOUNT) !== (b.flags & ~VM_ACCOUNT)) return false;
+  if (a.flags !== b.flags) return false;
   if (a.file !== b.file) return false;
-  if (a.anon >= 0 && b.anon >= 0 && a.anon !== b.anon) return false;
+  if (!anon_vma_compatible(a, b)) return false;
   return a.pgoff + (a.end - a.start) / 4096 === b.pgoff;
 }
 
-/** Merge slot with its neighbours where compatible. Returns the slot of the merged VMA. */
+/**
+ * is_mergeable_anon_vma: both have the same anon_vma, or one has none yet and
+ * the other's did not come through fork (vma_had_uncowed_parents).
+ */
+export function anon_vma_compatible(a: Vma, b: Vma): boolean {
+  if (a.anon < 0 && b.anon < 0) return true;
+  if (a.anon < 0) return !b.forked;
+  if (b.anon < 0) return !a.forked;
+  return a.anon === b.anon;
+}
+
+/**
+ * Merge slot with its neighbours where compatible, as vma_merge_new_range and
+ * vma_merge_existing_range decide: the previous VMA is tried first; the next
+ * one too only if it is compatible with the VMA at slot and, when both would
+ * merge, the previous and next VMAs' anon_vmas are compatible with each other
+ * (otherwise only the left merge happens). The merged VMA keeps whichever
+ * anon_vma was set. Returns the slot of the merged VMA.
+ */
 export function vma_merge_neighbours(V: Views, mm: number, slot: number): number {
-  let s = slot;
   const n = vma_count(V, mm);
-  if (s + 1 < n) {
-    const a = vma_read(V, mm, s);
-    const b = vma_read(V, mm, s + 1);
-    if (can_merge(a, b)) {
-      vma_set_field(V, mm, s, VMA_END, b.end);
-      if (a.anon < 0) vma_set_field(V, mm, s, VMA_ANON, b.anon);
-      vma_remove(V, mm, s + 1, s + 2);
-    }
+  const cur = vma_read(V, mm, slot);
+  const prev = slot > 0 ? vma_read(V, mm, slot - 1) : null;
+  const next = slot + 1 < n ? vma_read(V, mm, slot + 1) : null;
+  const left = prev !== null && can_merge(prev, cur);
+  let right = next !== null && can_merge(cur, next);
+  if (left && right && !anon_vma_compatible(prev!, next!)) right = false;
+  let s = slot;
+  let anon = cur.anon;
+  if (right) {
+    if (anon < 0) anon = next!.anon;
+    vma_set_field(V, mm, s, VMA_END, next!.end);
+    vma_remove(V, mm, s + 1, s + 2);
   }
-  if (s > 0) {
-    const a = vma_read(V, mm, s - 1);
-    const b = vma_read(V, mm, s);
-    if (can_merge(a, b)) {
-      vma_set_field(V, mm, s - 1, VMA_END, b.end);
-      if (a.anon < 0) vma_set_field(V, mm, s - 1, VMA_ANON, b.anon);
-      vma_remove(V, mm, s, s + 1);
-      s--;
-    }
+  if (left) {
+    if (prev!.anon >= 0) anon = prev!.anon;
+    vma_set_field(V, mm, s - 1, VMA_END, right ? next!.end : cur.end);
+    vma_remove(V, mm, s, s + 1);
+    s--;
+  }
+  if (left || right) {
+    vma_set_field(V, mm, s, VMA_ANON, anon);
+    const forked = (left && prev!.forked) || cur.forked || (right && next!.forked);
+    vma_set_field(V, mm, s, VMA_ANON_FORKED, forked && anon >= 0 ? 1 : 0);
   }
   return s;
+}
+
+/**
+ * find_mergeable_anon_vma: the anon_vma a VMA getting its first anonymous page
+ * can share with a neighbour (the next one first, then the previous): adjacent,
+ * same file, flags equal but for access bits, contiguous pgoff, and the
+ * neighbour's anon_vma not inherited through fork. -1: none.
+ */
+export function find_mergeable_anon_vma(V: Views, mm: number, slot: number): number {
+  const ACCESS = 0x7; // VM_READ | VM_WRITE | VM_EXEC
+  const v = vma_read(V, mm, slot);
+  const reusable = (a: Vma, b: Vma, old: Vma): boolean =>
+    old.anon >= 0 && !old.forked && a.end === b.start && a.file === b.file && ((a.flags ^ b.flags) & ~ACCESS) === 0 &&
+    b.pgoff === a.pgoff + (b.start - a.start) / 4096;
+  if (slot + 1 < vma_count(V, mm)) {
+    const next = vma_read(V, mm, slot + 1);
+    if (reusable(v, next, next)) return next.anon;
+  }
+  if (slot > 0) {
+    const prev = vma_read(V, mm, slot - 1);
+    if (reusable(prev, v, prev)) return prev.anon;
+  }
+  return -1;
 }
 
 export function vma_list(V: Views, mm: number): Vma[] {

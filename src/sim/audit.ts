@@ -7,9 +7,11 @@
 import {
   type Views, frameWord, tableEntry, mmWord, fileWord, FM_REF, FM_MAP, FM_FLAGS, PG_FREE, PG_TABLE, PG_RESERVED,
   MM_IN_USE, MM_PGD, FILE_IN_USE, ALLOC_TOP, PTRS_PER_TABLE, PG_ANON_EXCLUSIVE,
+  PG_HEAD, PG_TAIL, FM_COMPOUND, FM_ENTIRE_MAP, FILE_DEV_PFN, HPAGE_PMD_ORDER, HPAGE_PUD_ORDER,
 } from '../hw/layout.ts';
 import { _PAGE_PRESENT, _PAGE_PSE, PFN_SHIFT } from '../hw/pte.ts';
 import { file_pages, file_nodes } from '../mm/shmem.ts';
+import { deposited_tables } from '../mm/huge_memory.ts';
 
 export interface AuditReport {
   ok: boolean;
@@ -27,6 +29,9 @@ export function audit(V: Views, maxProblems = 20): AuditReport {
   const expMap = new Int32Array(n);
   const expRef = new Int32Array(n);
   const tabRef = new Int32Array(n);
+  // compound pages: references count on the head; PMD/PUD leaves in its entire mapcount
+  const expEntire = new Int32Array(n);
+  const headOf = (pfn: number): number => (pfn > 0 && pfn < n && I[frameWord(L, pfn, FM_FLAGS)] & PG_TAIL ? I[frameWord(L, pfn, FM_COMPOUND)] : pfn);
   const problems: string[] = [];
   const problem = (s: string): void => {
     if (problems.length < maxProblems) problems.push(s);
@@ -34,6 +39,16 @@ export function audit(V: Views, maxProblems = 20): AuditReport {
   };
   let mapped = 0;
   const walk = (table: number, level: number, mm: number): void => {
+    if (level === 2) {
+      // a PTE table is deposited with every huge PMD (src/mm/huge_memory.ts)
+      const d = deposited_tables(I, L, table);
+      for (const t of d) tabRef[t]++;
+      let huge = 0;
+      for (let i = 0; i < PTRS_PER_TABLE; i++) {
+        if ((I[tableEntry(L, table, i)] & (_PAGE_PRESENT | _PAGE_PSE)) === (_PAGE_PRESENT | _PAGE_PSE)) huge++;
+      }
+      if (d.length !== huge) problem(`mm ${mm}: PMD table pfn ${table} has ${huge} huge PMD(s) but ${d.length} deposited page table(s)`);
+    }
     for (let i = 0; i < PTRS_PER_TABLE; i++) {
       const e = I[tableEntry(L, table, i)];
       if ((e & _PAGE_PRESENT) === 0) {
@@ -50,10 +65,23 @@ export function audit(V: Views, maxProblems = 20): AuditReport {
         walk(pfn, level + 1, mm);
       } else {
         if (pfn === L.dataStart) continue; // the zero page is not counted
-        // a huge leaf counts once, on its head frame
-        expMap[pfn]++;
-        expRef[pfn]++;
         mapped += level === 3 ? 1 : PTRS_PER_TABLE ** (3 - level);
+        if (pfn <= 0 || pfn >= n) {
+          problem(`mm ${mm}: a level-${level} leaf points outside memory (pfn ${pfn})`);
+          continue;
+        }
+        const head = headOf(pfn);
+        expRef[head]++;
+        if (level === 3) {
+          expMap[pfn]++;
+          continue;
+        }
+        // a huge leaf maps a whole compound page of its size: it counts in the entire mapcount
+        expEntire[head]++;
+        const want = level === 2 ? HPAGE_PMD_ORDER : HPAGE_PUD_ORDER;
+        if (head !== pfn || (I[frameWord(L, pfn, FM_FLAGS)] & (PG_HEAD | PG_FREE)) !== PG_HEAD || I[frameWord(L, pfn, FM_COMPOUND)] !== want) {
+          problem(`mm ${mm}: a level-${level} leaf maps pfn ${pfn}, which is not the head of an order-${want} compound page`);
+        }
       }
     }
   };
@@ -66,7 +94,9 @@ export function audit(V: Views, maxProblems = 20): AuditReport {
   for (let f = 0; f < L.shape.maxFiles; f++) {
     if (I[fileWord(L, f, FILE_IN_USE)] === 0) continue;
     for (const t of file_nodes(I, L, f)) tabRef[t]++;
-    for (const p of file_pages(I, L, f)) expRef[p]++;
+    for (const p of file_pages(I, L, f)) expRef[headOf(p)]++;
+    const dev = I[fileWord(L, f, FILE_DEV_PFN)]; // a DAX-like device holds its memory
+    if (dev !== 0) expRef[dev]++;
   }
   let usedData = 0;
   let usedTables = 0;
@@ -79,7 +109,7 @@ export function audit(V: Views, maxProblems = 20): AuditReport {
     if (flags & PG_FREE) {
       if (isTableZone) freeTables++;
       else freeData++;
-      if (expMap[pfn] || expRef[pfn] || tabRef[pfn]) {
+      if (expMap[pfn] || expRef[pfn] || tabRef[pfn] || expEntire[pfn]) {
         problem(`pfn ${pfn} is free but still referenced (${expMap[pfn]} PTEs, ${tabRef[pfn]} table entries, ${expRef[pfn] - expMap[pfn]} cache refs): use after free`);
       }
       continue;
@@ -96,6 +126,20 @@ export function audit(V: Views, maxProblems = 20): AuditReport {
     const map = I[frameWord(L, pfn, FM_MAP)];
     if (map !== expMap[pfn]) problem(`pfn ${pfn}: mapcount ${map} but ${expMap[pfn]} PTEs map it`);
     if (flags & PG_ANON_EXCLUSIVE && expMap[pfn] > 1) problem(`pfn ${pfn} is anon-exclusive but ${expMap[pfn]} PTEs map it (spec 4.9)`);
+    if (flags & PG_TAIL) {
+      // a tail: its references and whole-page mappings are counted on the head
+      const head = I[frameWord(L, pfn, FM_COMPOUND)];
+      const hf = head > 0 && head < n ? I[frameWord(L, head, FM_FLAGS)] : 0;
+      if ((hf & (PG_HEAD | PG_FREE)) !== PG_HEAD || pfn >= head + 2 ** I[frameWord(L, head, FM_COMPOUND)]) {
+        problem(`pfn ${pfn} is a tail of pfn ${head}, which is not the head of a compound page containing it`);
+      }
+      if (ref !== 0) problem(`tail pfn ${pfn} has refcount ${ref} (references belong on the head, pfn ${head})`);
+      continue;
+    }
+    if (flags & PG_HEAD) {
+      const entire = I[frameWord(L, pfn + 1, FM_ENTIRE_MAP)];
+      if (entire !== expEntire[pfn]) problem(`compound pfn ${pfn}: entire mapcount ${entire} but ${expEntire[pfn]} huge leaves map it`);
+    }
     if (ref !== expRef[pfn]) {
       problem(ref > expRef[pfn]
         ? `pfn ${pfn}: refcount ${ref} but only ${expRef[pfn]} references exist (leaked ${ref - expRef[pfn]})`

@@ -80,10 +80,30 @@ export const KNOBS = {
     what: 'move whole PTE/PMD tables (NORMAL_PMD/NORMAL_PUD) without the rmap locks: a walker holding the moved table\'s PTL flushes the address it computed, the old one',
     source: 'spec 6.3 (commit 97113eb39fa7)',
   },
+  'mremap.normal_pmd_no_flush': {
+    where: 'src/mm/mremap.ts move_normal_pmd',
+    what: 'move a whole PTE table without flushing the old PMD range: CPUs keep translating the old addresses to pages that now live (and are freed) at the new ones',
+    source: 'constructed (spec 3.10: the flush under both PMD locks)',
+  },
+  'mremap.realign_unchecked': {
+    where: 'src/mm/mremap.ts can_align_down',
+    what: 'PMD realignment without its safety checks (the address is its VMA\'s start; nothing else is mapped between the aligned-down address and it): the first extent then moves or overwrites entries of mappings that are not moving',
+    source: 'spec 3.9; mremap_test.c "mremap move within range" and "move 1mb from start" exist to catch it',
+  },
   'zap.direct_deref': {
     where: 'src/mm/memory.ts zap_pte_range',
     what: 'read each PTE by direct dereference instead of ptep_get inside the lazy section',
     source: 'spec 6.15a',
+  },
+  'thp.free_before_flush': {
+    where: 'src/mm/huge_memory.ts zap_huge_pmd',
+    what: 'drop the huge page\'s reference as soon as its PMD is cleared, not through the mmu_gather: the 2 MiB page is freed while other CPUs still cache 4 KiB pieces of it',
+    source: 'spec 5.5 (zap_huge_pmd: tlb_remove_page_size)',
+  },
+  'thp.split_no_ref': {
+    where: 'src/mm/huge_memory.ts __split_huge_pmd_locked',
+    what: 'split a huge PMD into 512 PTEs without taking the 511 extra folio references the new PTEs hold',
+    source: 'constructed (compound refcount audit sensitivity)',
   },
   'fork.no_parent_flush': {
     where: 'src/mm/fork.ts dup_mmap',

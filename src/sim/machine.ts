@@ -18,6 +18,8 @@ import { createMachine } from './inline.ts';
 import { mm_alloc, task_create, exit_mmap, mm_in_use, mmap_lock_state } from '../mm/mm.ts';
 import { do_mmap, do_munmap, MAP_ANONYMOUS, MAP_PRIVATE, MAP_SHARED, MAP_FIXED_NOREPLACE, PROT_NONE, PROT_WRITE, ERRNO_NAMES } from '../mm/mmap.ts';
 import { faultin_page } from '../mm/memory.ts';
+import { dax_device_create } from '../mm/huge_memory.ts';
+import { do_madvise_advice, MADV_HUGEPAGE } from '../mm/madvise.ts';
 import { shmem_file_setup, file_put } from '../mm/shmem.ts';
 import { setKnobs } from './knobs.ts';
 import { type Scenario, placeThreads, ScenarioError, usesCowOracle } from './scenario.ts';
@@ -126,14 +128,14 @@ type RegionSpec = Scenario['processes'][number]['regions'][number];
  */
 function map_region(mm: number, r: RegionSpec, files: Map<string, number>, where: string): number {
   const len = r.pages * PAGE_SIZE;
-  const align = r.align === 'page' ? PAGE_SIZE : r.align === 'pmd' ? PMD_SIZE : r.align === 'pud' ? PUD_SIZE : r.align;
+  const align = r.align === undefined ? 0 : r.align === 'page' ? PAGE_SIZE : r.align === 'pmd' ? PMD_SIZE : r.align === 'pud' ? PUD_SIZE : r.align;
   if (align % PAGE_SIZE !== 0) throw new ScenarioError(`${where}.align: ${align} is not a multiple of the page size`);
   const file = r.file !== undefined ? files.get(r.file)! : -1;
   const flags = (file >= 0 ? 0 : MAP_ANONYMOUS) | (r.shared ? MAP_SHARED : MAP_PRIVATE);
   const fail = (e: number): never => {
     throw new ScenarioError(`${where}: mmap of ${r.pages} pages failed (${ERRNO_NAMES[-e] ?? e})`);
   };
-  if (align === PAGE_SIZE) {
+  if (align === 0) {
     const base = do_mmap(mm, 0, len, protBits(r.prot), flags, file, r.offset);
     return base < 0 ? fail(base) : base;
   }
@@ -177,13 +179,24 @@ export function boot(s: Scenario, cpus: number, hosts: number, arch: string, tlb
     if (mm < 0) throw new ScenarioError(`processes.${pi}: cannot create an mm`);
     const regions: RegionInfo[] = p.regions.map((r, ri) => {
       const where = `processes.${pi}.regions.${ri}`;
-      const base = map_region(mm, r, files, where);
+      const thp = r.thp === true || r.thp === 'pmd';
+      let rr = thp && r.align === undefined ? { ...r, align: 'pmd' as const } : r; // thp_get_unmapped_area places THP regions 2 MiB-aligned
+      if (r.thp === 'pud') {
+        // a DAX-like device of one 1 GiB page (src/mm/huge_memory.ts), mapped at a 1 GiB boundary
+        const dev = dax_device_create();
+        if (dev < 0) throw new ScenarioError(`${where}.thp: cannot allocate 1 GiB of contiguous memory for the 'pud' device (machine.memoryMiB ${s.machine.memoryMiB}: give it more than 1024, e.g. 1100)`);
+        const name = `\0dax:${where}`;
+        files.set(name, dev); // the mapping takes its own reference; ours goes with the others below
+        rr = { ...r, file: name, align: 'pud' };
+      }
+      const base = map_region(mm, rr, files, where);
+      if (thp && do_madvise_advice(mm, base, r.pages * PAGE_SIZE, MADV_HUGEPAGE) < 0) throw new ScenarioError(`${where}.thp: madvise(MADV_HUGEPAGE) failed`);
       if (r.populate) {
         for (let va = base; va < base + r.pages * PAGE_SIZE; va += PAGE_SIZE) {
           if (faultin_page(mm, va, (protBits(r.prot) & PROT_WRITE) !== 0) !== VM_FAULT_OK) throw new ScenarioError(`${where}: populate: fault at 0x${va.toString(16)} failed (out of memory? raise machine.memoryMiB)`);
         }
       }
-      return { name: r.name, base, pages: r.pages, shared: r.shared, prot: r.prot };
+      return { name: r.name, base, pages: r.pages, shared: r.shared, prot: r.prot, thp };
     });
     p.threads.forEach((t, ti) => {
       for (const c of placement[pi][ti]) {

@@ -6,7 +6,7 @@ import type { Cpu } from '../hw/cpu.ts';
 import { PAGE_SIZE, WORDS_PER_PAGE, dataWord } from '../hw/layout.ts';
 import { do_mmap, do_munmap, MAP_ANONYMOUS, MAP_FIXED, MAP_PRIVATE, MAP_SHARED, PROT_READ, PROT_WRITE, PROT_EXEC } from '../mm/mmap.ts';
 import { do_mprotect } from '../mm/mprotect.ts';
-import { do_madvise, MADV_DONTNEED } from '../mm/madvise.ts';
+import { do_madvise, do_madvise_advice, MADV_DONTNEED, MADV_HUGEPAGE } from '../mm/madvise.ts';
 import { do_mremap, MREMAP_MAYMOVE, MREMAP_FIXED } from '../mm/mremap.ts';
 import { do_fork, do_exit_mm } from '../mm/fork.ts';
 import { task_create } from '../mm/mm.ts';
@@ -22,6 +22,8 @@ export interface RegionInfo {
   pages: number;
   shared: boolean;
   prot: string;
+  /** MADV_HUGEPAGE again after an mmap step re-maps part of it (src/mm/huge_memory.ts) */
+  thp?: boolean;
 }
 
 export interface TaskPlan {
@@ -77,14 +79,16 @@ export class TaskRunner {
   }
 
   private steps = 0;
+  private stopped = false;
 
   /** Run the next leaf operation; returns the number of ops it counts as. */
   step(cpu: Cpu, oracle: ContentOracle): number {
     if (++this.steps === 1000 && knobs['sim.crash_cpu_worker']) throw new Error(`injected crash on cpu ${cpu.id} (sim.crash_cpu_worker)`);
     if (this.plan.opsLeft !== undefined && this.plan.opsLeft-- <= 0) {
-      this.exit();
+      this.exit(); // a forked child exits when its operations are done, stopped or not
       return 1;
     }
+    if (this.stopped) return 1; // idle: the program ended with 'stop'
     for (let i = 0; i < this.pins.length; i++) {
       const p = this.pins[i];
       this.through(cpu, oracle, p);
@@ -168,7 +172,9 @@ export class TaskRunner {
         const g = this.range(cpu, r, s.at, s.pages ? this.pages(cpu, s.pages) : 1);
         if (g.pages === 0) return 1;
         const flags = MAP_FIXED | MAP_ANONYMOUS | (r.shared ? MAP_SHARED : MAP_PRIVATE);
-        this.check(do_mmap(mm, r.base + g.page * PAGE_SIZE, g.pages * PAGE_SIZE, protBits(r.prot), flags), 'mmap');
+        const got = do_mmap(mm, r.base + g.page * PAGE_SIZE, g.pages * PAGE_SIZE, protBits(r.prot), flags);
+        this.check(got, 'mmap');
+        if (r.thp && got >= 0) this.check(do_madvise_advice(mm, got, g.pages * PAGE_SIZE, MADV_HUGEPAGE), 'madvise(MADV_HUGEPAGE)');
         return 1;
       }
       case 'mprotect': {
@@ -250,6 +256,9 @@ export class TaskRunner {
         return 1;
       }
       case 'yield':
+        return 1;
+      case 'stop':
+        this.stopped = true;
         return 1;
     }
   }

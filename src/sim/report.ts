@@ -21,6 +21,10 @@ export function summary(r: RunResult): string {
   else out.push(`  shootdown     p50 ${us(r.latencyNs.p50)}, p99 ${us(r.latencyNs.p99)}, max ${us(r.latencyNs.max)} (${fmt(r.latencyNs.samples)} samples)`);
   out.push(`  lazy MMU      ${fmt(s.lazySections)} sections (${r.lazyContract} contract); PTE updates ${fmt(s.pteUpdates)}, ${fmt(s.lazyUpdates)} inside sections; batched ${fmt(s.batched)} in ${fmt(s.batchFlushes)} batch flushes (${fmt(Math.max(0, s.batched - s.batchFlushes))} flushes avoided)`);
   out.push(`  invalidation  IPIs ${fmt(s.ipiSent)} vs hardware broadcasts ${fmt(s.broadcastsSent)} (purged on ${fmt(s.broadcastsPurged)} CPU visits); s390 quiesces ${fmt(s.quiesces)}, local clears ${fmt(s.localClears)}`);
+  if (s.thpFaults || s.thpSplits) out.push(`  huge pages    THP faults ${fmt(s.thpFaults)}, huge PMDs split ${fmt(s.thpSplits)}`);
+  if (s.movedPtes + s.movedPmds + s.movedPuds + s.movedHugePmds + s.movedHugePuds > 0) {
+    out.push(`  mremap        moved ${fmt(s.movedPtes)} PTEs, ${fmt(s.movedPmds)} PTE tables (NORMAL_PMD), ${fmt(s.movedPuds)} PMD tables (NORMAL_PUD), ${fmt(s.movedHugePmds)} huge PMDs, ${fmt(s.movedHugePuds)} huge PUDs; ${fmt(s.realigned)} realigned starts`);
+  }
   out.push(`  memory        pages freed ${fmt(s.pagesFreed)}, page tables freed ${fmt(s.tablesFreed)}; contended locks ${fmt(s.lockContended)}; delays injected ${fmt(s.delays)}`);
   out.push(`  content       ${fmt(r.readsChecked)} reads checked (${fmt(r.readsExcused)} excused by a concurrent unmap)`);
   if (s.forkPtes || s.cowCopies || s.cowReuses || s.gupFastFallbacks || r.cowChecked) {

@@ -16,6 +16,8 @@ const pages = z.union([z.number().int().positive(), z.tuple([z.number().int().po
 /** page index within the region, 'random', or the name of a range saved by an earlier step */
 const at = z.union([z.number().int().nonnegative(), z.string().min(1)]).default('random');
 const prot = z.enum(['none', 'r', 'rw', 'rwx', 'rx']);
+/** pages of a 1 GiB PUD leaf (a thp: 'pud' region) */
+const PUD_PAGES = 262144;
 
 export type Step =
   | { op: 'access'; region: string; mode: 'read' | 'write' | 'rw'; at: number | string; count: number }
@@ -31,7 +33,8 @@ export type Step =
   | { op: 'pin'; region: string; at: number | string; access: 'write' | 'read'; hold: number; save?: string }
   | { op: 'procmem-write'; region: string; at: number | string }
   | { op: 'exit' }
-  | { op: 'yield' };
+  | { op: 'yield' }
+  | { op: 'stop' };
 
 const step: z.ZodType<Step> = z.lazy(() =>
   z.discriminatedUnion('op', [
@@ -63,6 +66,7 @@ const step: z.ZodType<Step> = z.lazy(() =>
       .describe('a write of one word through /proc/self/mem: GUP with FOLL_FORCE | FOLL_WRITE, which may write to a read-only private mapping'),
     z.object({ op: z.literal('exit') }).strict().describe('the forked child exits now (only in a fork\'s child program)'),
     z.object({ op: z.literal('yield') }).strict(),
+    z.object({ op: z.literal('stop') }).strict().describe('the thread is done: it idles from here on (its CPU still takes IPIs)'),
   ]) as z.ZodType<Step>,
 );
 
@@ -104,10 +108,11 @@ export const scenarioSchema = z.object({
       prot: prot.default('rw'),
       file: z.string().min(1).optional().describe('map this file of `files` (MAP_SHARED if shared, else MAP_PRIVATE) instead of anonymous memory'),
       offset: z.number().int().nonnegative().default(0).describe('page offset into the file'),
-      align: z.union([z.enum(['page', 'pmd', 'pud']), z.number().int().positive()]).default('page')
-        .describe('place the region at an address aligned to a page, a PMD (2 MiB), a PUD (1 GiB) or this many bytes, and not to twice that'),
+      align: z.union([z.enum(['page', 'pmd', 'pud']), z.number().int().positive()]).optional()
+        .describe('place the region at an address aligned to exactly a page, a PMD (2 MiB), a PUD (1 GiB) or this many bytes (aligned to it, not to twice it); default: where mmap puts it'),
       populate: z.boolean().default(false).describe('fault every page in (written once) at boot'),
-      thp: z.boolean().default(false).describe('anonymous transparent huge pages at PMD level for this region'),
+      thp: z.union([z.boolean(), z.enum(['pmd', 'pud'])]).default(false)
+        .describe("true or 'pmd': anonymous transparent huge pages at PMD level (MADV_HUGEPAGE, placed 2 MiB-aligned); 'pud': a DAX-like device of one 1 GiB page mapped shared, faulted in as a PUD leaf"),
     }).strict()).default([]),
     threads: z.array(z.object({
       name: z.string().min(1),
@@ -142,6 +147,13 @@ export function parseScenario(input: unknown, where = 'scenario'): Scenario {
   s.processes.forEach((p, pi) => {
     p.regions.forEach((r, ri) => {
       if (r.file !== undefined && !files.has(r.file)) throw new ScenarioError(`${where}: processes.${pi}.regions.${ri}.file: no file '${r.file}' in files`);
+      const here = `${where}: processes.${pi}.regions.${ri}`;
+      if (r.thp === 'pud') {
+        if (r.file !== undefined || !r.shared) throw new ScenarioError(`${here}.thp: 'pud' maps a DAX-like device, which is always a shared mapping of its own memory: give shared: true and no file`);
+        if (r.pages !== PUD_PAGES) throw new ScenarioError(`${here}.pages: a 'pud' region is one 1 GiB device: ${PUD_PAGES} pages`);
+      } else if (r.thp && (r.file !== undefined || r.shared)) {
+        throw new ScenarioError(`${here}.thp: transparent huge pages are modelled for private anonymous regions only`);
+      }
     });
     const names = new Set(p.regions.map((r) => r.name));
     const check = (steps: Step[], path: string, inChild = false): void => {

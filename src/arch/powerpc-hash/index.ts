@@ -131,6 +131,7 @@ export function hpte_need_flush(mm: number, addr: number): void {
 export const powerpchash: Arch = {
   ...x86, // the native accessors, x86's switch_mm (ASID reuse check) and local page flush
   name: 'powerpc-hash',
+  supports_page_table_move: false,
   defers: 'HPTE/TLB invalidations of changed PTEs (PTE stores are immediate): queued in a per-CPU 192-entry ppc64_tlb_batch, flushed when full, on another mm, at leave and at flush',
   invalidation: 'tlbie hardware broadcast at each PTE change (flush_hash_page), or one per batch (flush_hash_range); no IPIs; flush_tlb_mm_range only flushes a pending batch, plus one broadcast when page tables are freed or the whole mm is flushed',
   // Every store goes to memory at once; a present old entry needs its hash entry gone.
@@ -210,5 +211,17 @@ export const powerpchash: Arch = {
   },
   arch_flush_lazy_mmu_mode() {
     flush_tlb_pending(current);
+  },
+  /** hash__pmdp_huge_get_and_clear and friends: the hash entries of the whole huge range go at once (flush_hash_table_pmd_range) */
+  pmdp_huge_xchg(mm, addr, pmdp, size, val) {
+    const cpu = current;
+    cpu.sched_point();
+    const old = Atomics.exchange(cpu.I, pmdp, val);
+    if (old & _PAGE_PRESENT) {
+      const v0 = Math.floor(addr / 4096);
+      tlbie(cpu, mm, v0, v0 + size / 4096);
+      cpu.ring.log(EV.FLUSH_LOCAL, addr, size / 4096);
+    }
+    return old;
   },
 };

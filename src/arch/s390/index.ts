@@ -414,8 +414,40 @@ function switch_mm_irqs_off(cpu: Cpu, _prev: number, next: number): void {
   }
 }
 
+/**
+ * pmdp_xchg_direct / pudp_xchg_direct: a valid huge leaf is invalidated by
+ * IDTE of the segment (region-third) table entry, which purges every
+ * translation built from it, the whole huge range, globally (quiesce) or
+ * locally when the mm is attached here only; then the new value is stored.
+ */
+function pmdp_huge_xchg(mm: number, addr: number, pmdp: number, size: number, val: number): number {
+  const cpu = current;
+  const I = cpu.I;
+  cpu.sched_point();
+  let old = Atomics.load(I, pmdp);
+  if (old & _PAGE_PRESENT) {
+    const v0 = Math.floor(addr / PAGE_SIZE);
+    const v1 = v0 + size / PAGE_SIZE;
+    const invalidate = (): void => {
+      old = Atomics.and(I, pmdp, ~_PAGE_PRESENT);
+    };
+    if (attached_only_here(cpu, mm)) {
+      invalidate();
+      cpu.tlb.flushRange(cpu.asidOf(mm), v0, v1);
+      cpu.stat(ST_LOCAL_CLEAR);
+      if (!attached_only_here(cpu, mm)) global_purge(cpu, mm, v0, v1, () => {}); // attached meanwhile (see __ptep_ipte_range)
+    } else {
+      global_purge(cpu, mm, v0, v1, invalidate);
+    }
+    cpu.ring.log(EV.FLUSH_LOCAL, addr, size / PAGE_SIZE);
+  }
+  Atomics.store(I, pmdp, val);
+  return old;
+}
+
 export const s390: Arch = {
   name: 's390',
+  supports_page_table_move: false,
   defers: 'with a fast range only: every update of a PTE in the range (cached per CPU, memory keeps the old valid entry) and its IPTE, done at leave as one IPTE-range per run of valid entries; plain sections and PTEs outside the range: nothing',
   invalidation: 'IPTE per PTE when it changes (global with a machine-wide quiesce, local when the mm is attached here only), IPTE-range at leave; flush_tlb_* purges by ASCE (IDTE) only after a lazy exchange (flush_mm) or freed tables; no IPIs',
   initHost(host: Host): void {
@@ -444,4 +476,5 @@ export const s390: Arch = {
   arch_enter_lazy_mmu_mode_fast_pte_range,
   arch_leave_lazy_mmu_mode,
   arch_flush_lazy_mmu_mode,
+  pmdp_huge_xchg,
 };

@@ -177,6 +177,7 @@ function maybe_tlb_batch_add(mm: number, vaddr: number, orig: number): void {
 export const sparc64: Arch = {
   ...x86, // the native accessors, x86's switch_mm (mask join, ASID reuse check) and local page flush
   name: 'sparc64',
+  supports_page_table_move: false,
   defers: 'TSB/TLB invalidations of changed PTEs (PTE stores are immediate): queued in a per-CPU 192-address tlb_batch, flushed when full, on another mm, at leave and at flush',
   invalidation: 'at each PTE change a global single-page flush (broadcast), or per batch one cross-call smp_flush_tlb_pending to mm_cpumask (acknowledged IPIs); flush_tlb_mm_range only flushes a pending batch, plus one cross-call when page tables are freed or the whole mm is flushed',
   initHost(host: Host): void {
@@ -265,5 +266,23 @@ export const sparc64: Arch = {
   },
   arch_flush_lazy_mmu_mode() {
     flush_tlb_pending(current);
+  },
+  /** set_pmd_at's maybe_tlb_batch_add with the huge page shift: outside lazy mode the TSB and TLBs lose the whole huge range at once */
+  pmdp_huge_xchg(mm, addr, pmdp, size, val) {
+    const cpu = current;
+    cpu.sched_point();
+    const old = Atomics.exchange(cpu.I, pmdp, val);
+    if (old & _PAGE_PRESENT) {
+      const v0 = Math.floor(addr / PAGE_SIZE);
+      const asid = cpu.asidOf(mm);
+      if (mm_is_local(cpu, mm)) {
+        cpu.tlb.flushRange(asid, v0, v0 + size / PAGE_SIZE);
+        cpu.stat(ST_LOCAL_CLEAR);
+      } else {
+        cpu.broadcast_invalidate(asid, v0, v0 + size / PAGE_SIZE);
+      }
+      cpu.ring.log(EV.FLUSH_LOCAL, addr, size / PAGE_SIZE);
+    }
+    return old;
   },
 };

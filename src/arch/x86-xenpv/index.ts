@@ -188,6 +188,7 @@ function xen_end_context_switch(): void {
 export const x86xenpv: Arch = {
   ...x86,
   name: 'x86-xenpv',
+  supports_page_table_move: true,
   defers: 'PTE stores (set_pte_at, clears, protection changes) queued in a per-CPU 32-entry multicall buffer, issued as one hypercall when full, at leave and at flush: memory keeps the old PTEs meanwhile',
   invalidation: 'as x86: IPIs to the CPUs of mm_cpumask running the mm; the queued updates are issued before any TLB flush (a Xen flush is a multicall queued behind them)',
   ptep_get(ptep) {
@@ -298,4 +299,6 @@ export const x86xenpv: Arch = {
   },
   arch_leave_lazy_mmu_mode,
   arch_flush_lazy_mmu_mode,
+  /** a PV guest has no PSE: no transparent huge pages, no PUD leaves (faults fall back to PTEs) */
+  has_transparent_hugepage: false,
 };

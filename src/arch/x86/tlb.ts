@@ -170,6 +170,7 @@ export function enter_lazy_tlb(cpu: Cpu): void {
 export const x86: Arch = {
   ...native,
   name: 'x86',
+  supports_page_table_move: true,
   defers: 'nothing: PTE stores go to memory at once; TLBs are flushed by the caller',
   invalidation: 'IPIs to the CPUs of mm_cpumask running the mm (lazy-TLB ones skipped unless tables are freed); the sender waits for every acknowledgement',
   initHost(host: Host): void {
