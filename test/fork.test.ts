@@ -6,11 +6,12 @@
 import { describe, it, expect } from 'vitest';
 import { testMachine } from './helpers.ts';
 import { do_mmap, do_munmap, MAP_ANONYMOUS, MAP_PRIVATE, MAP_SHARED, MAP_FIXED, PROT_READ, PROT_WRITE } from '../src/mm/mmap.ts';
-import { do_madvise, MADV_DONTNEED } from '../src/mm/madvise.ts';
+import { do_madvise, do_madvise_advice, MADV_DONTNEED, MADV_HUGEPAGE } from '../src/mm/madvise.ts';
+import { pmd_trans_huge } from '../src/mm/huge_memory.ts';
 import { do_fork, do_exit_mm } from '../src/mm/fork.ts';
 import { task_create } from '../src/mm/mm.ts';
 import { context_switch } from '../src/mm/mmu_context.ts';
-import { page_ref, page_mapcount, free_frames } from '../src/mm/page_alloc.ts';
+import { page_ref, page_mapcount, free_frames, folio_entire_mapcount } from '../src/mm/page_alloc.ts';
 import { pgd_offset, pud_offset, pmd_offset, pte_offset } from '../src/mm/pgtable.ts';
 import { PageAnonExclusive, copy_user_highpage } from '../src/mm/memory.ts';
 import {
@@ -20,7 +21,7 @@ import {
 import { shmem_file_setup, file_pages, file_put } from '../src/mm/shmem.ts';
 import { raw_write_seqcount_begin, raw_write_seqcount_end } from '../src/hw/locks.ts';
 import { pte_pfn, pte_write, pte_dirty, pte_young } from '../src/hw/pte.ts';
-import { dataWord, mmWord, statWord, MM_WP_SEQ, WORDS_PER_PAGE, ST_FORK_PTES, ST_COW_COPY, ST_COW_REUSE, ST_GUP_FAST_FALLBACK } from '../src/hw/layout.ts';
+import { dataWord, mmWord, statWord, MM_WP_SEQ, WORDS_PER_PAGE, PMD_SIZE, ST_FORK_PTES, ST_COW_COPY, ST_COW_REUSE, ST_GUP_FAST_FALLBACK, ST_THP_SPLIT } from '../src/hw/layout.ts';
 import { readRing } from '../src/hw/trace.ts';
 import { audit } from '../src/sim/audit.ts';
 import { setKnobs } from '../src/sim/knobs.ts';
@@ -32,8 +33,8 @@ const RW = PROT_READ | PROT_WRITE;
 const ANON = MAP_PRIVATE | MAP_ANONYMOUS;
 const A = 0x1000_0000;
 
-function setup(o: { knobs?: string[]; cowShadow?: boolean; cpus?: number } = {}) {
-  const m = testMachine({ cpus: o.cpus ?? 2, knobs: o.knobs, cowShadow: o.cowShadow });
+function setup(o: { knobs?: string[]; cowShadow?: boolean; cpus?: number; dataFrames?: number } = {}) {
+  const m = testMachine({ cpus: o.cpus ?? 2, knobs: o.knobs, cowShadow: o.cowShadow, dataFrames: o.dataFrames });
   const { mm, tasks } = m.process([0, 1]);
   const k = <T>(fn: () => T, cpu = 0): T => m.on(cpu, fn);
   const pte = (mmx: number, va: number) => k(() => Atomics.load(m.V.I, pte_offset(pmd_offset(pud_offset(pgd_offset(mmx, va), va), va), va)));
@@ -240,6 +241,48 @@ describe('pins, GUP-fast and write_protect_seq (spec 4.4, 4.8)', () => {
     expect(rd(A, 1)).toBe(1);
     k(() => unpin_user_page(pinned));
     expect(audit(m.V).problems).toEqual([]);
+  });
+});
+
+describe('fork of transparent huge pages', () => {
+  it('a huge PMD is copied as huge; a possibly-pinned THP is split and its pages copied for the child at once', () => {
+    const { m, mm, k, pte, rd, wr, stat, ref, run } = setup({ dataFrames: 8192 });
+    const pmd = (mmx: number, va: number) => k(() => Atomics.load(m.V.I, pmd_offset(pud_offset(pgd_offset(mmx, va), va), va)));
+    const a = k(() => do_mmap(mm, 0x4000_0000, PMD_SIZE, RW, ANON | MAP_FIXED));
+    expect(k(() => do_madvise_advice(mm, a, PMD_SIZE, MADV_HUGEPAGE))).toBe(0);
+    wr(a + P, 11);
+    expect(pmd_trans_huge(pmd(mm, a))).toBe(true);
+    const head = pte_pfn(pmd(mm, a));
+    const child = k(() => do_fork(mm));
+    expect(pmd_trans_huge(pmd(child, a))).toBe(true);
+    expect(pte_pfn(pmd(child, a))).toBe(head);
+    expect([ref(head), folio_entire_mapcount(m.V, head), stat(ST_FORK_PTES)]).toEqual([2, 2, 0]);
+    expect([pte_write(pmd(mm, a)), pte_write(pmd(child, a))]).toEqual([false, false]);
+    const ct = run(child, 1);
+    expect(rd(a + P, 1)).toBe(11);
+    expect(audit(m.V).problems).toEqual([]);
+    k(() => do_exit_mm(child), 1);
+    k(() => context_switch(m.cpus[1], -1), 1);
+    expect(ct).toBeGreaterThanOrEqual(0);
+    // a write pin of the (now unshared) THP: the slow path follows the huge PMD
+    const pinned = k(() => get_user_pages_fast(mm, a + 3 * P, FOLL_PIN | FOLL_WRITE));
+    expect(pinned).toBe(head + 3);
+    expect(ref(head)).toBe(1 + GUP_PIN_COUNTING_BIAS);
+    const c2 = k(() => do_fork(mm));
+    expect(pmd_trans_huge(pmd(mm, a))).toBe(false); // split by copy_huge_pmd
+    expect(stat(ST_THP_SPLIT)).toBe(1);
+    expect(stat(ST_FORK_PTES)).toBe(512); // every subpage copied for the child
+    expect(pte_pfn(pte(mm, a + 3 * P))).toBe(head + 3);
+    const cp = pte_pfn(pte(c2, a + 3 * P));
+    expect(cp).not.toBe(head + 3);
+    Atomics.store(m.V.I, dataWord(m.V.L, head + 3, 0), 77); // DMA after fork
+    run(c2, 1);
+    expect([rd(a + 3 * P, 0), rd(a + 3 * P, 1)]).toEqual([77, 0]);
+    expect(rd(a + P, 1)).toBe(11);
+    k(() => unpin_user_page(pinned));
+    expect(ref(head)).toBe(512);
+    expect(audit(m.V).problems).toEqual([]);
+    expect(m.violations).toEqual([]);
   });
 });
 

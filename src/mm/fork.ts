@@ -31,7 +31,7 @@
 import { current } from '../hw/cpu.ts';
 import { spin_lock, spin_unlock, spin_is_contended, raw_write_seqcount_begin, raw_write_seqcount_end } from '../hw/locks.ts';
 import {
-  mmWord, frameWord, MM_RSS, MM_USERS, MM_WP_SEQ, FM_FLAGS, PG_ANON, PG_ANON_EXCLUSIVE, PAGE_SIZE, PMD_SIZE, PUD_SIZE, PGDIR_SIZE,
+  mmWord, frameWord, MM_RSS, MM_USERS, MM_WP_SEQ, FM_FLAGS, PG_ANON, PG_ANON_EXCLUSIVE, PG_HEAD, PG_TAIL, PAGE_SIZE, PMD_SIZE, PUD_SIZE, PGDIR_SIZE,
   ST_FORK_PTES,
 } from '../hw/layout.ts';
 import {
@@ -100,8 +100,11 @@ function copy_present_pte(dst_mm: number, src_mm: number, vma: Vma, dst_ptep: nu
   if (pfn !== zero_pfn(V) && (pte & _PAGE_SPECIAL) === 0) { // vm_normal_page
     const flags = Atomics.load(V.I, frameWord(V.L, pfn, FM_FLAGS));
     if (flags & PG_ANON) {
-      // folio_try_dup_anon_rmap: fails for an exclusive page that may be pinned
-      if ((flags & PG_ANON_EXCLUSIVE) !== 0 && page_maybe_dma_pinned(V, pfn)) {
+      // folio_try_dup_anon_rmap: fails for an exclusive page that may be pinned. The
+      // pages of a THP carry no anon-exclusive flag here: one of a possibly-pinned
+      // folio counts as exclusive (an eager copy is never wrong, only dearer)
+      const exclusive = (flags & (PG_ANON_EXCLUSIVE | PG_HEAD | PG_TAIL)) !== 0;
+      if (exclusive && page_maybe_dma_pinned(V, pfn)) {
         return copy_present_page(dst_mm, vma, dst_ptep, addr, pfn, st);
       }
       get_page(pfn);

@@ -22,10 +22,11 @@
 // are FOLL_GET, as vmsplice takes them (spec 6.10).
 
 import { current } from '../hw/cpu.ts';
-import { down_read, up_read, raw_read_seqcount, read_seqcount_retry } from '../hw/locks.ts';
+import { down_read, up_read, raw_read_seqcount, read_seqcount_retry, spin_lock, spin_unlock } from '../hw/locks.ts';
 import {
   type Views, mmWord, frameWord, tableEntry, dataWord, MM_PGD, MM_WP_SEQ, FM_REF, FM_FLAGS, FM_OWNER, PG_FREE, PG_TABLE, PG_ANON,
   PG_ANON_EXCLUSIVE, PAGE_SHIFT, PMD_SHIFT, PUD_SHIFT, PGDIR_SHIFT, WORD_SHIFT, WORDS_PER_PAGE, ST_GUP_FAST_FALLBACK,
+  PAGE_SIZE, PTRS_PER_TABLE,
 } from '../hw/layout.ts';
 import {
   pte_present, pte_write, pte_dirty, pte_pfn, _PAGE_PRESENT, _PAGE_PSE, _PAGE_USER, _PAGE_SPECIAL, VM_SHARED, VM_WRITE, VM_MAYWRITE,
@@ -34,8 +35,8 @@ import {
 import { pgtIndex } from '../hw/walker.ts';
 import { VM_FAULT_SIGSEGV, VM_FAULT_OOM } from '../hw/cpu.ts';
 import { knobs } from '../sim/knobs.ts';
-import { pgd_offset, pud_offset, pmd_offset, pte_offset_map_lock, pte_unmap_unlock, ptl, ptep_get } from './pgtable.ts';
-import { free_page, put_page, zero_pfn } from './page_alloc.ts';
+import { pgd_offset, pud_offset, pmd_offset, pte_offset_map_lock, pte_unmap_unlock, ptl, ptep_get, pmd_lockptr } from './pgtable.ts';
+import { put_page, zero_pfn, page_ref, compound_head } from './page_alloc.ts';
 import { __faultin_page, VM_FAULT_WRITE, is_cow_mapping } from './memory.ts';
 import { type Vma, vma_lookup, vma_read } from './vma.ts';
 import { lockOf, EFAULT, ENOMEM } from './mmap.ts';
@@ -48,9 +49,13 @@ export const FOLL_PIN = 0x40000;
 export const GUP_PIN_COUNTING_BIAS = 1024;
 export const EAGAIN = 11;
 
-/** page_maybe_dma_pinned: the refcount carries at least one pin (or 1024 plain references: a false positive, as in the kernel). */
+/**
+ * page_maybe_dma_pinned: the folio's refcount carries at least one pin (or 1024
+ * plain references: a false positive, as in the kernel). A compound page keeps
+ * its count, and so its pins, on the head.
+ */
 export function page_maybe_dma_pinned(V: Views, pfn: number): boolean {
-  return Atomics.load(V.I, frameWord(V.L, pfn, FM_REF)) >= GUP_PIN_COUNTING_BIAS;
+  return page_ref(V, pfn) >= GUP_PIN_COUNTING_BIAS;
 }
 
 const refs = (flags: number): number => (flags & FOLL_PIN ? GUP_PIN_COUNTING_BIAS : 1);
@@ -58,7 +63,7 @@ const refs = (flags: number): number => (flags & FOLL_PIN ? GUP_PIN_COUNTING_BIA
 /** try_grab_folio: a reference (or a pin) on a page that is not being freed; the zero page is not counted. */
 function try_grab_page(V: Views, pfn: number, flags: number): boolean {
   if (pfn === zero_pfn(V)) return true;
-  const r = frameWord(V.L, pfn, FM_REF);
+  const r = frameWord(V.L, compound_head(V, pfn), FM_REF);
   for (;;) {
     const v = Atomics.load(V.I, r);
     if (v <= 0) return false; // freed under us (GUP-fast holds no lock that prevents it)
@@ -72,15 +77,17 @@ export function gup_put_page(pfn: number, flags: number): void {
   else if (pfn !== zero_pfn(current.V)) put_page(pfn);
 }
 
-/** unpin_user_page: drop one pin; the page is freed if that was its last reference. */
+/** unpin_user_page: drop one pin; the page (its folio) is freed if that was its last reference. */
 export function unpin_user_page(pfn: number): void {
   const cpu = current;
   if (pfn === zero_pfn(cpu.V)) return;
-  const left = Atomics.sub(cpu.I, frameWord(cpu.V.L, pfn, FM_REF), GUP_PIN_COUNTING_BIAS) - GUP_PIN_COUNTING_BIAS;
-  if (left === 0) free_page(pfn);
-  else if (left < 0) {
-    cpu.host.hooks.violation({ kind: 'refcount-underflow', cpu: cpu.id, pfn, message: `cpu ${cpu.id}: unpin of pfn ${pfn} took its refcount to ${left}` });
+  const head = compound_head(cpu.V, pfn);
+  const left = Atomics.sub(cpu.I, frameWord(cpu.V.L, head, FM_REF), GUP_PIN_COUNTING_BIAS - 1) - (GUP_PIN_COUNTING_BIAS - 1);
+  if (left < 1) {
+    cpu.host.hooks.violation({ kind: 'refcount-underflow', cpu: cpu.id, pfn, message: `cpu ${cpu.id}: unpin of pfn ${pfn} took its refcount to ${left - 1}` });
+    return;
   }
+  put_page(head); // the last unit: frees it (a compound page whole) if nothing else holds it
 }
 
 // ---- GUP-fast ---------------------------------------------------------------------
@@ -161,11 +168,13 @@ function follow_page_pte(mm: number, vma: Vma, va: number, flags: number): numbe
   const pgdp = pgd_offset(mm, va);
   if ((Atomics.load(I, pgdp) & _PAGE_PRESENT) === 0) return 0;
   const pudp = pud_offset(pgdp, va);
-  if ((Atomics.load(I, pudp) & _PAGE_PRESENT) === 0) return 0;
+  const pud = Atomics.load(I, pudp);
+  if (pud & _PAGE_PSE) return -EFAULT; // a PUD leaf (a DAX-like device): GUP of it is not modelled
+  if ((pud & _PAGE_PRESENT) === 0) return 0;
   const pmdp = pmd_offset(pudp, va);
   const pmd = Atomics.load(I, pmdp);
+  if (pmd & _PAGE_PSE) return follow_huge_pmd(pmdp, va, flags);
   if ((pmd & _PAGE_PRESENT) === 0) return 0;
-  if (pmd & _PAGE_PSE) return -EFAULT; // INTEGRATION (THP): follow_huge_pmd
   const ptep = pte_offset_map_lock(pmdp, va);
   if (ptep < 0) return 0;
   const lock = ptl.value;
@@ -173,12 +182,28 @@ function follow_page_pte(mm: number, vma: Vma, va: number, flags: number): numbe
   let pfn = 0;
   if (pte_present(pte) && (pte & _PAGE_USER) !== 0 && (!(flags & FOLL_WRITE) || can_follow_write_pte(V, pte, vma, flags))) {
     pfn = pte_pfn(pte);
-    const fl = pfn === zero_pfn(V) ? 0 : Atomics.load(I, frameWord(V.L, pfn, FM_FLAGS));
-    // a write pin must be of our exclusive page (a writable PTE of a shared anon page cannot exist)
-    if (flags & FOLL_PIN && fl & PG_ANON && !(fl & PG_ANON_EXCLUSIVE)) pfn = 0;
-    else if (!try_grab_page(V, pfn, flags)) pfn = 0;
+    if (!try_grab_page(V, pfn, flags)) pfn = 0;
   }
   pte_unmap_unlock(lock);
+  return pfn;
+}
+
+/**
+ * follow_huge_pmd: the subpage of a huge PMD leaf, grabbed under the PMD lock;
+ * 0 if a fault is needed (not present, being split, or a write to a read-only
+ * leaf: the THP write fault splits and copies).
+ */
+function follow_huge_pmd(pmdp: number, va: number, flags: number): number {
+  const cpu = current;
+  const lock = pmd_lockptr(pmdp);
+  spin_lock(lock);
+  const pmd = Atomics.load(cpu.I, pmdp);
+  let pfn = 0;
+  if ((pmd & (_PAGE_PRESENT | _PAGE_PSE)) === (_PAGE_PRESENT | _PAGE_PSE) && (pmd & _PAGE_USER) !== 0 && (!(flags & FOLL_WRITE) || pte_write(pmd))) {
+    pfn = pte_pfn(pmd) + (Math.floor(va / PAGE_SIZE) % PTRS_PER_TABLE);
+    if (!try_grab_page(cpu.V, pfn, flags)) pfn = 0;
+  }
+  spin_unlock(lock);
   return pfn;
 }
 
