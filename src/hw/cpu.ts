@@ -21,6 +21,9 @@ import { walk } from './walker.ts';
 
 /** Handler for a "call function" IPI: runs on the target, in interrupt context. */
 export type IpiHandler = (target: Cpu, sender: number) => void;
+/** Faults one access may take before the run is declared livelocked. */
+const MAX_FAULT_RETRIES = 100_000;
+
 /** The page-fault entry point the kernel registers: 0 = retry the access, VM_FAULT_SIGSEGV otherwise. */
 export type FaultHandler = (cpu: Cpu, va: number, write: boolean) => number;
 export const VM_FAULT_OK = 0;
@@ -472,7 +475,12 @@ export class Cpu {
     const asid = this.asid;
     const tlb = this.tlb;
     const word = (va >>> WORD_SHIFT) & (WORDS_PER_PAGE - 1);
-    for (let attempt = 0; attempt < 8; attempt++) {
+    // A real CPU retries the access until it completes; the kernel guarantees
+    // progress only eventually (a fork on another CPU may write-protect the
+    // entry again between our fault and the retry, over and over while it
+    // keeps forking). Give up only after far more retries than any fair run
+    // needs, and say so.
+    for (let attempt = 0; attempt < MAX_FAULT_RETRIES; attempt++) {
       let s = tlb.lookup(asid, vpn);
       if (s >= 0 && (!write || (tlb.flags[s] & (TLB_W | TLB_D)) === (TLB_W | TLB_D))) {
         I[this.st + ST_TLB_HITS]++;
@@ -512,7 +520,7 @@ export class Cpu {
       }
       return true;
     }
-    throw new Error(`cpu ${this.id}: access to 0x${va.toString(16)} faulted 8 times without progress`);
+    throw new Error(`cpu ${this.id}: access to 0x${va.toString(16)} faulted ${MAX_FAULT_RETRIES} times without progress (livelock)`);
   }
 
   private staleTlbAccess(va: number, pfn: number, slot: number, gen: number, write: boolean): void {
