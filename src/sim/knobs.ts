@@ -72,7 +72,7 @@ export const KNOBS = {
   },
   'mremap.flush_after_unlock': {
     where: 'src/mm/mremap.ts move_ptes',
-    what: 'flush the old range after both PTLs are dropped, not before (an rmap walker such as truncation can free the page while another CPU still translates the old address)',
+    what: 'flush the old range after the PTLs are dropped, once at the end of move_page_tables as before 4.19, not per extent under both PTLs (truncation can free the page through the new mapping while another CPU still translates the old address)',
     source: 'spec 6.1 (CVE-2018-18281)',
   },
   'mremap.normal_pmd_no_rmap_locks': {
