@@ -41,7 +41,7 @@ export default defineScenario({
     ],
     threads: [
       // (the yields let a sibling's fault and its retried access complete between two moves:
-      // back-to-back moves can make one access fault over and over)
+      // back-to-back moves can take the table away again right after each fault)
       { name: 'mover', cpus: 0, program: [
         { op: 'mremap', region: 'a', to: 'b' }, { op: 'yield' },
         { op: 'mremap', region: 'b', to: 'a' }, { op: 'yield' },

@@ -22,17 +22,6 @@ import { PMD_SIZE } from '../src/hw/layout.ts';
 const P = 4096;
 
 /**
- * The knob as the pre-4.19 kernel had it: the old range's flush left to the end
- * of move_page_tables, while later extents move (pagetable_move_control.need_flush).
- * With the flush right after the unlock in move_ptes, no walker can free the page
- * in between here: the mover acknowledges the walker's shootdown only at its next
- * scheduling point and sends its own flush right after, before the page can go.
- * Until src/mm/mremap.ts defers it (see the rmap report / README), the tests that
- * need the late flush are skipped.
- */
-const KNOB_DEFERS_FLUSH = 'need_flush' in PAGETABLE_MOVE(0, {} as Vma, {} as Vma, 0, 0, 0);
-
-/**
  * The 6.1 interleaving driven by hand: CPU 0 moves the first 21-page extent of a
  * shared file mapping (move_ptes, the new VMA already in i_mmap); CPU 2 cached
  * an old address before; CPU 1 (another process) punches that page out of the
@@ -70,7 +59,9 @@ describe('spec 6.1 by hand: mremap, then a hole punch through the new mapping', 
     expect(read).toBe(0); // a fault maps a fresh page (the VMA is still there in this hand-driven move)
   });
 
-  it.skipIf(!KNOB_DEFERS_FLUSH)('mremap.flush_after_unlock: the old address still reaches the freed page (UAF)', () => {
+  // The knob leaves the flush to the end of move_page_tables (pagetable_move_control.need_flush),
+  // as the pre-4.19 kernel did: nothing flushes the old address when move_ptes returns.
+  it('mremap.flush_after_unlock: the old address still reaches the freed page (UAF)', () => {
     expect(moveThenPunch(['mremap.flush_after_unlock']).kinds).toContain('uaf-stale-tlb');
   });
 });
@@ -142,7 +133,7 @@ describe('mremap-vs-truncate (spec 6.1)', () => {
     }
   }, 120_000);
 
-  it.skipIf(!KNOB_DEFERS_FLUSH)('mremap.flush_after_unlock: the use-after-free oracle fires, seed after seed', async () => {
+  it('mremap.flush_after_unlock: the use-after-free oracle fires, seed after seed', async () => {
     for (let seed = 1; seed <= 4; seed++) {
       const r = await run(s61, seed, ['mremap.flush_after_unlock'], 1000);
       expect(r.violations.map((v) => v.kind), `seed ${seed}: ${summary(r)}`).toContain('uaf-stale-tlb');

@@ -21,6 +21,9 @@ import { walk } from './walker.ts';
 
 /** Handler for a "call function" IPI: runs on the target, in interrupt context. */
 export type IpiHandler = (target: Cpu, sender: number) => void;
+/** Faults one access may take before the run is declared livelocked. */
+const MAX_FAULT_RETRIES = 100_000;
+
 /** The page-fault entry point the kernel registers: 0 = retry the access, VM_FAULT_SIGSEGV otherwise. */
 export type FaultHandler = (cpu: Cpu, va: number, write: boolean) => number;
 export const VM_FAULT_OK = 0;
@@ -45,6 +48,10 @@ export interface Hooks {
   violation: ViolationSink;
   /** the contents of [start, end) of mm are about to be discarded (zap); `done` when finished */
   discard: (mm: number, start: number, end: number, done: boolean) => void;
+  /** fork of parent into child is complete (dup_mmap, before the parent's mmap_lock is released): the COW oracle's epoch */
+  forked?: (parent: number, child: number) => void;
+  /** kernel code copied data frame src into dst (copy_user_highpage): the COW oracle's shadow follows */
+  copy_page?: (dst: number, src: number) => void;
 }
 
 /** Xorshift128+-style PRNG on 32-bit ints: fast, seedable, reproducible. */
@@ -243,6 +250,8 @@ export class Cpu {
   value = 0;
   /** set by read()/write() when the access ended in SIGSEGV */
   segv = false;
+  /** the frame the last successful read()/write() reached (for the COW oracle's shadow) */
+  lastPfn = 0;
 
   constructor(host: Host, id: number, tlbEntries: number, seed: number) {
     this.id = id;
@@ -466,7 +475,12 @@ export class Cpu {
     const asid = this.asid;
     const tlb = this.tlb;
     const word = (va >>> WORD_SHIFT) & (WORDS_PER_PAGE - 1);
-    for (let attempt = 0; attempt < 8; attempt++) {
+    // A real CPU retries the access until it completes; the kernel guarantees
+    // progress only eventually (a fork on another CPU may write-protect the
+    // entry again between our fault and the retry, over and over while it
+    // keeps forking). Give up only after far more retries than any fair run
+    // needs, and say so.
+    for (let attempt = 0; attempt < MAX_FAULT_RETRIES; attempt++) {
       let s = tlb.lookup(asid, vpn);
       if (s >= 0 && (!write || (tlb.flags[s] & (TLB_W | TLB_D)) === (TLB_W | TLB_D))) {
         I[this.st + ST_TLB_HITS]++;
@@ -491,6 +505,7 @@ export class Cpu {
       // entry is used exactly as a slow CPU would use it.
       this.hw_point();
       const pfn = tlb.pfn[s];
+      this.lastPfn = pfn;
       const gen = I[frameWord(this.V.L, pfn, FM_GEN)];
       if (gen !== tlb.gen[s]) this.staleTlbAccess(va, pfn, s, gen, write);
       const at = dataWord(this.V.L, pfn, word);
@@ -505,7 +520,7 @@ export class Cpu {
       }
       return true;
     }
-    throw new Error(`cpu ${this.id}: access to 0x${va.toString(16)} faulted 8 times without progress`);
+    throw new Error(`cpu ${this.id}: access to 0x${va.toString(16)} faulted ${MAX_FAULT_RETRIES} times without progress (livelock)`);
   }
 
   private staleTlbAccess(va: number, pfn: number, slot: number, gen: number, write: boolean): void {

@@ -43,6 +43,8 @@ export const PG_ANON = 1 << 2;
 export const PG_RESERVED = 1 << 3;
 export const PG_DIRTY = 1 << 4;
 export const PG_HEAD = 1 << 5; // head of a compound (THP) page
+/** PageAnonExclusive: an anonymous page mapped by exactly one process, which may reuse it on a write fault (spec 4.7) */
+export const PG_ANON_EXCLUSIVE = 1 << 10;
 export const PG_TAIL = 1 << 6; // tail of a compound page: FM_COMPOUND names its head
 // compound pages (src/mm/page_alloc.ts, src/mm/huge_memory.ts): the folio's refcount is
 // the head's FM_REF (tails keep 0); each frame's FM_MAP counts the PTEs mapping it
@@ -192,6 +194,13 @@ export const MM_UNMAP_SLOT = MM_CTX_ID + 1; // content oracle: unmap-log entries
 // mm->start_brk and mm->brk (src/mm/brk.ts): Float64 slots, word indexes (use fIndex)
 export const MM_START_BRK_F = 3 * LINE;
 export const MM_BRK_F = 3 * LINE + 2;
+// the COW oracle (src/sim/cow.ts), the rest of the last line: this mm's fork epoch
+// (forks it has completed) and its ancestry, nearest first, as pairs (ancestor's
+// MM_CTX_ID, the ancestor's epoch when it forked this line)
+export const MM_COW_EPOCH = 3 * LINE + 4;
+export const MM_COW_DEPTH = MM_COW_EPOCH + 1; // pairs recorded; negative when older ancestors were dropped
+export const MM_COW_CHAIN = MM_COW_EPOCH + 2;
+export const MM_COW_CHAIN_MAX = 5; // generations: older writers are left unjudged
 export const MM_WORDS = 4 * LINE;
 
 // VMA records (Float64 slots)
@@ -295,6 +304,8 @@ export interface MachineShape {
   eventRing: number; // events per CPU, power of two
   /** room for the deterministic scheduler's decision log */
   deterministic?: boolean;
+  /** shadow memory for the COW oracle: the provenance of every data word (src/sim/cow.ts) */
+  cowShadow?: boolean;
 }
 
 export interface Layout {
@@ -324,8 +335,16 @@ export interface Layout {
   detCpus: number;
   detDecisions: number;
   anonLocks: number;
+  /** COW oracle shadow: per data frame, WORDS_PER_PAGE records of COW_SHADOW_WORDS; -1 when not allocated */
+  cowShadow: number;
   iMmapF: number; // Float64 index: per file [count, pad x3] then I_MMAP_MAX records
 }
+
+/** COW oracle shadow record of one data word: [lock, tag, writer's MM_CTX_ID, epoch | COW_SHARED] */
+export const COW_SHADOW_WORDS = 4;
+export const COW_SHARED = 1 << 30;
+export const cowShadowWord = (L: Layout, pfn: number, word: number): number =>
+  L.cowShadow + ((pfn - L.dataStart) * WORDS_PER_PAGE + word) * COW_SHADOW_WORDS;
 
 /** anon_vma rwsems, striped: anon_vma id % ANON_VMA_LOCKS picks one (rwsem count, waiters, writers waiting, owner) */
 export const ANON_VMA_LOCKS = 256;
@@ -376,11 +395,12 @@ export function computeLayout(shape: MachineShape): Layout {
   const detChanges = take(DET_MAX_CHANGES);
   const detCpus = take(shape.cpus * DET_CPU_WORDS);
   const detDecisions = take(shape.deterministic ? DET_MAX_DECISIONS * 2 : 0);
+  const cowShadow = shape.cowShadow ? take(shape.dataFrames * WORDS_PER_PAGE * COW_SHADOW_WORDS) : -1;
   const bytes = align(w, LINE) * 4;
   return {
     shape, bytes, header, cpuCtl, hostBlk, stats, frameMeta, tableMem, dataStart, nframes,
     dataMem, tableAlloc, tableStack, dataAlloc, dataStack, mms, vmasF, unmapLogF, tasks, files, eventsF,
-    det, detChanges, detCpus, detDecisions, anonLocks, iMmapF,
+    det, detChanges, detCpus, detDecisions, anonLocks, cowShadow, iMmapF,
   };
 }
 

@@ -157,3 +157,11 @@ export function raw_read_seqcount_begin(idx: number): number {
 export function read_seqcount_retry(idx: number, start: number): boolean {
   return Atomics.load(current.I, idx) !== start;
 }
+/** raw_read_seqcount: the sequence as it is now, odd while a writer is inside (the caller decides; no waiting). */
+export function raw_read_seqcount(idx: number): number {
+  return Atomics.load(current.I, idx);
+}
+/** spin_is_contended: somebody waits for this lock. */
+export function spin_is_contended(idx: number): boolean {
+  return Atomics.load(current.I, idx + 1) > 0;
+}

@@ -1,100 +1,251 @@
-// kernel/fork.c + mm/memory.c (first part): dup_mmap, copy_page_range,
-// copy_pte_range and copy_present_ptes, per spec 4.1-4.5: the parent's
-// mmap_lock held for write, the child's PTL taken first and the parent's
-// nested, one lazy MMU section per table with the *source* range as the fast
-// range (the seed's case 1: the child's updates fall outside it), COW
-// write-protection of parent and child entries without per-PTE flushes, and one
-// flush of the whole parent mm after copying, before the lock is released.
+// kernel/fork.c + mm/memory.c: dup_mmap, copy_page_range, copy_pte_range,
+// copy_present_ptes and copy_present_page, per spec 4.1-4.6 and 4.8:
 //
-// Not yet (issue #6): anon-exclusive and possibly-pinned pages copied eagerly,
-// write_protect_seq, huge PMDs, non-present entries, the COW oracle.
+//  - the parent's mmap_lock held for write (and the child's, nested) for the
+//    whole copy; VMAs duplicated in address order, file VMAs under the file's
+//    i_mmap_rwsem; the child VMA shares the parent's anon_vma (simplified
+//    anon_vma_fork: one anon_vma per family, so an rmap walk of a shared page
+//    finds every process that maps it);
+//  - page tables copied only where the child could not fault them back
+//    (vma_needs_copy: the VMA has an anon_vma);
+//  - for COW mappings the parent's write_protect_seq is held for writing around
+//    the copy (GUP-fast checks it, spec 4.8);
+//  - copy_pte_range: the child's PTL first, the parent's nested, one lazy MMU
+//    section per table with the *source* range as the fast range (the seed's
+//    case 1: the child's updates fall outside it), a progress counter that
+//    breaks out every 32 units when either PTL is contended;
+//  - copy_present_ptes: a reference and a mapcount per shared page; an anon
+//    page stops being anon-exclusive, unless it may be DMA-pinned: then the
+//    child gets its own copy now (copy_present_page, with a page preallocated
+//    outside the locks: the -EAGAIN retry) and the parent keeps the pinned page
+//    writable and exclusive; COW mappings write-protect parent and child entries
+//    without per-PTE flushes;
+//  - one flush of the whole parent mm after copying and before the parent's
+//    mmap_lock is released (spec 4.5); knobs fork.no_parent_flush and
+//    fork.flush_after_unlock break exactly that (spec 6.13).
+//
+// Huge PMDs and PUDs are copied as huge (copy_huge_pmd / copy_huge_pud of
+// src/mm/huge_memory.ts); a possibly-pinned THP is split there and its PTEs copied
+// here, the pinned subpages eagerly (thp_hooks.folio_maybe_dma_pinned is ours).
 
 import { current } from '../hw/cpu.ts';
-import { spin_lock, spin_unlock } from '../hw/locks.ts';
-import { mmWord, MM_RSS, MM_USERS, PAGE_SIZE, PMD_SIZE } from '../hw/layout.ts';
-import { pte_none, pte_present, pte_write, pte_pfn, pte_wrprotect, pte_mkclean, pte_mkold, _PAGE_PRESENT, _PAGE_PSE, VM_SHARED, VM_MAYWRITE } from '../hw/pte.ts';
+import { spin_lock, spin_unlock, spin_is_contended, raw_write_seqcount_begin, raw_write_seqcount_end } from '../hw/locks.ts';
+import {
+  mmWord, frameWord, MM_RSS, MM_USERS, MM_WP_SEQ, FM_FLAGS, PG_ANON, PG_ANON_EXCLUSIVE, PG_HEAD, PG_TAIL, PAGE_SIZE, PMD_SIZE, PUD_SIZE, PGDIR_SIZE,
+  ST_FORK_PTES,
+} from '../hw/layout.ts';
+import {
+  pte_none, pte_present, pte_write, pte_pfn, pfn_pte, pte_wrprotect, pte_mkclean, pte_mkold, _PAGE_PRESENT, _PAGE_PSE,
+  _PAGE_SPECIAL, _PAGE_ACCESSED, _PAGE_DIRTY, _PAGE_RW, VM_SHARED, VM_WRITE,
+} from '../hw/pte.ts';
 import { EV, SYS } from '../hw/trace.ts';
+import { knobs } from '../sim/knobs.ts';
 import { syscall } from './syscall.ts';
 import {
   arch, pgd_offset, pud_offset, pmd_offset, pud_alloc, pmd_alloc, __pte_alloc, pte_offset_map_lock, pte_offset, pte_lockptr,
   ptl, ptep_get, ptep_set_wrprotect, set_pte_at,
 } from './pgtable.ts';
 import { lazy_mmu_mode_enable_fast_pte_range, lazy_mmu_mode_disable } from './lazy_mmu.ts';
-import { get_page, page_mapcount_inc, zero_pfn } from './page_alloc.ts';
-import { addr_end } from './memory.ts';
+import { alloc_page, get_page, put_page, page_mapcount_inc, zero_pfn } from './page_alloc.ts';
+import { addr_end, is_cow_mapping, vm_page_prot, copy_user_highpage, SetPageAnonExclusive, ClearPageAnonExclusive } from './memory.ts';
+import { page_maybe_dma_pinned } from './gup.ts';
+import { copy_huge_pmd, copy_huge_pud, pmd_trans_huge, pud_trans_huge, thp_hooks } from './huge_memory.ts';
 import { type Vma, vma_list, vma_insert, vma_count } from './vma.ts';
 import { file_get } from './shmem.ts';
+import { i_mmap_lock_write, i_mmap_unlock_write } from './rmap.ts';
 import { mm_alloc, exit_mmap } from './mm.ts';
 import { ENOMEM, mmap_write_lock, mmap_write_unlock } from './mmap.ts';
 
-const is_cow_mapping = (flags: number): boolean => (flags & (VM_SHARED | VM_MAYWRITE)) === VM_MAYWRITE;
+export const EAGAIN = 11;
 
-/** copy_pte_range: one PTE table's worth of [addr, end). */
-function copy_pte_range(dst_mm: number, src_mm: number, vma: Vma, dst_pmd: number, src_pmd: number, addr: number, end: number): number {
+// folio_maybe_dma_pinned for copy_huge_pmd: the pin counting of src/mm/gup.ts
+thp_hooks.folio_maybe_dma_pinned = (head: number): boolean => page_maybe_dma_pinned(current.V, head);
+
+/** vma_needs_copy (spec 4.2): only a VMA with an anon_vma may hold pages the child could not fault back in. */
+export function vma_needs_copy(vma: Vma): boolean {
+  return vma.anon >= 0;
+}
+
+/** State of one copy_page_range: the page preallocated for an eager copy, and the child's new RSS. */
+interface CopyState {
+  prealloc: number;
+  rss: number;
+}
+
+/**
+ * copy_present_page: the child gets a private copy of a possibly-pinned anon
+ * page now, mapped with the VMA's protection (writable and dirty if it may
+ * write); the parent's entry is left untouched, writable and exclusive.
+ */
+function copy_present_page(dst_mm: number, vma: Vma, dst_ptep: number, addr: number, pfn: number, st: CopyState): number {
+  if (st.prealloc === 0) return -EAGAIN;
+  const npfn = st.prealloc;
+  st.prealloc = 0;
+  copy_user_highpage(npfn, pfn);
+  SetPageAnonExclusive(npfn);
+  page_mapcount_inc(npfn); // folio_add_new_anon_rmap
+  st.rss++;
+  let entry = pfn_pte(npfn, vm_page_prot(vma) | _PAGE_ACCESSED);
+  if (vma.flags & VM_WRITE) entry |= _PAGE_RW | _PAGE_DIRTY;
+  set_pte_at(dst_mm, addr, dst_ptep, entry);
+  current.stat(ST_FORK_PTES);
+  return 0;
+}
+
+/** copy_present_ptes for one entry (no large folios here): 0, or -EAGAIN when an eager copy needs a page. */
+function copy_present_pte(dst_mm: number, src_mm: number, vma: Vma, dst_ptep: number, src_ptep: number, addr: number, pte: number, st: CopyState): number {
   const cpu = current;
   const V = cpu.V;
+  const pfn = pte_pfn(pte);
+  if (pfn !== zero_pfn(V) && (pte & _PAGE_SPECIAL) === 0) { // vm_normal_page
+    const flags = Atomics.load(V.I, frameWord(V.L, pfn, FM_FLAGS));
+    if (flags & PG_ANON) {
+      // folio_try_dup_anon_rmap: fails for an exclusive page that may be pinned. The
+      // pages of a THP carry no anon-exclusive flag here: one of a possibly-pinned
+      // folio counts as exclusive (an eager copy is never wrong, only dearer)
+      const exclusive = (flags & (PG_ANON_EXCLUSIVE | PG_HEAD | PG_TAIL)) !== 0;
+      if (exclusive && page_maybe_dma_pinned(V, pfn)) {
+        return copy_present_page(dst_mm, vma, dst_ptep, addr, pfn, st);
+      }
+      get_page(pfn);
+      ClearPageAnonExclusive(pfn); // shared with the child from now on
+      page_mapcount_inc(pfn);
+    } else {
+      get_page(pfn); // folio_dup_file_rmap
+      page_mapcount_inc(pfn);
+    }
+    st.rss++;
+  }
+  // COW mappings write-protect both sides, without a flush here (spec 4.5)
+  if (is_cow_mapping(vma.flags) && pte_write(pte)) {
+    ptep_set_wrprotect(src_mm, addr, src_ptep);
+    pte = pte_wrprotect(pte);
+  }
+  if (vma.flags & VM_SHARED) pte = pte_mkclean(pte);
+  set_pte_at(dst_mm, addr, dst_ptep, pte_mkold(pte)); // outside the fast range: the child's table
+  cpu.stat(ST_FORK_PTES);
+  return 0;
+}
+
+/**
+ * copy_pte_range: copy [addr, end) of one PTE table. Returns the address it
+ * stopped at (end, or earlier when it broke out for a contended lock or to
+ * preallocate a page: the caller calls again from there), or -errno.
+ */
+function copy_pte_range(dst_mm: number, src_mm: number, vma: Vma, dst_pmd: number, src_pmd: number, addr: number, end: number, st: CopyState): number {
+  const cpu = current;
   const dst0 = pte_offset_map_lock(dst_pmd, addr); // the child's PTL first
   if (dst0 < 0) return -ENOMEM;
   const dst_ptl = ptl.value;
   const srcPmdVal = Atomics.load(cpu.I, src_pmd);
   if ((srcPmdVal & _PAGE_PRESENT) === 0 || srcPmdVal & _PAGE_PSE) {
     spin_unlock(dst_ptl);
-    return 0;
+    return end;
   }
   const src0 = pte_offset(src_pmd, addr);
   const src_ptl = pte_lockptr(srcPmdVal);
   spin_lock(src_ptl); // the parent's, nested
-  const zero = zero_pfn(V);
-  const cow = is_cow_mapping(vma.flags);
-  let rss = 0;
+  const rss0 = st.rss;
+  let progress = 0;
+  let again = false;
+  let a = addr;
   lazy_mmu_mode_enable_fast_pte_range(src_mm, addr, end, src0); // the source range (spec 2.4)
-  for (let i = 0, a = addr; a < end; i++, a += PAGE_SIZE) {
-    let pte = ptep_get(src0 + i);
-    if (pte_none(pte) || !pte_present(pte)) continue;
-    const pfn = pte_pfn(pte);
-    if (pfn !== zero) {
-      get_page(pfn);
-      page_mapcount_inc(pfn);
-      rss++;
+  for (let i = 0; a < end; i++, a += PAGE_SIZE) {
+    if (progress >= 32) {
+      progress = 0;
+      if (spin_is_contended(src_ptl) || spin_is_contended(dst_ptl)) break;
     }
-    // copy_present_ptes: COW mappings write-protect both sides (no flush here)
-    if (cow && pte_write(pte)) {
-      ptep_set_wrprotect(src_mm, a, src0 + i);
-      pte = pte_wrprotect(pte);
+    const pte = ptep_get(src0 + i);
+    if (pte_none(pte)) {
+      progress++;
+      continue;
     }
-    if (vma.flags & VM_SHARED) pte = pte_mkclean(pte);
-    set_pte_at(dst_mm, a, dst0 + i, pte_mkold(pte)); // outside the fast range: the child's table
+    if (!pte_present(pte)) { // copy_nonpresent_pte: no swap or migration entries in this machine
+      progress += 8;
+      continue;
+    }
+    if (copy_present_pte(dst_mm, src_mm, vma, dst0 + i, src0 + i, a, pte, st) === -EAGAIN) {
+      again = true;
+      break;
+    }
+    progress += 8;
   }
   lazy_mmu_mode_disable();
   spin_unlock(src_ptl);
-  Atomics.add(cpu.I, mmWord(V.L, dst_mm, MM_RSS), rss);
+  Atomics.add(cpu.I, mmWord(cpu.V.L, dst_mm, MM_RSS), st.rss - rss0);
   spin_unlock(dst_ptl);
-  return 0;
+  if (again) {
+    // allocate outside the locks, then retry from the entry that needs it
+    st.prealloc = alloc_page(true);
+    if (st.prealloc === 0) return -ENOMEM;
+  } else if (st.prealloc !== 0) {
+    // an unused preallocated page is not kept for a later address (memory policy)
+    put_page(st.prealloc);
+    st.prealloc = 0;
+  }
+  return a;
 }
 
-/** copy_page_range: copy the parent's entries of one VMA into the child. */
+/** copy_page_range: copy the parent's entries of one VMA into the child (spec 4.2). */
 export function copy_page_range(dst_mm: number, src_mm: number, vma: Vma): number {
+  if (!vma_needs_copy(vma)) return 0;
   const I = current.I;
-  for (let addr = vma.start; addr < vma.end;) {
-    const next = addr_end(addr, vma.end, PMD_SIZE);
+  const cow = is_cow_mapping(vma.flags);
+  const seq = mmWord(current.V.L, src_mm, MM_WP_SEQ);
+  if (cow) raw_write_seqcount_begin(seq); // GUP-fast pins back off until the end (spec 4.8)
+  const st: CopyState = { prealloc: 0, rss: 0 };
+  let ret = 0;
+  for (let addr = vma.start; addr < vma.end && ret === 0;) {
     const pgdp = pgd_offset(src_mm, addr);
-    if (Atomics.load(I, pgdp) & _PAGE_PRESENT) {
-      const pudp = pud_offset(pgdp, addr);
-      if (Atomics.load(I, pudp) & _PAGE_PRESENT) {
-        const src_pmd = pmd_offset(pudp, addr);
-        const v = Atomics.load(I, src_pmd);
-        if (v & _PAGE_PRESENT && !(v & _PAGE_PSE)) {
-          const dpud = pud_alloc(dst_mm, pgd_offset(dst_mm, addr), addr);
-          const dpmd = dpud < 0 ? -1 : pmd_alloc(dst_mm, dpud, addr);
-          if (dpmd < 0 || !__pte_alloc(dst_mm, dpmd)) return -ENOMEM;
-          const r = copy_pte_range(dst_mm, src_mm, vma, dpmd, src_pmd, addr, next);
-          if (r < 0) return r;
+    if ((Atomics.load(I, pgdp) & _PAGE_PRESENT) === 0) {
+      addr = addr_end(addr, vma.end, PGDIR_SIZE);
+      continue;
+    }
+    const pudp = pud_offset(pgdp, addr);
+    const pudv = Atomics.load(I, pudp);
+    if (pud_trans_huge(pudv)) {
+      // a PUD leaf is copied as one (copy_huge_pud); -EAGAIN: no longer a leaf, copy below it
+      const dpud = pud_alloc(dst_mm, pgd_offset(dst_mm, addr), addr);
+      const r = dpud < 0 ? -ENOMEM : copy_huge_pud(dst_mm, src_mm, dpud, pudp, addr, vma);
+      if (r === -ENOMEM) ret = r;
+      if (r !== -EAGAIN) {
+        addr = addr_end(addr, vma.end, PUD_SIZE);
+        continue;
+      }
+    }
+    if ((Atomics.load(I, pudp) & _PAGE_PRESENT) === 0) {
+      addr = addr_end(addr, vma.end, PUD_SIZE);
+      continue;
+    }
+    const next = addr_end(addr, vma.end, PMD_SIZE);
+    const src_pmd = pmd_offset(pudp, addr);
+    const v = Atomics.load(I, src_pmd);
+    if (v & _PAGE_PRESENT || pmd_trans_huge(v)) {
+      const dpud = pud_alloc(dst_mm, pgd_offset(dst_mm, addr), addr);
+      const dpmd = dpud < 0 ? -1 : pmd_alloc(dst_mm, dpud, addr);
+      let pte = true;
+      if (dpmd < 0) ret = -ENOMEM;
+      else if (pmd_trans_huge(v)) {
+        // a huge PMD is copied as huge (copy_huge_pmd); -EAGAIN: it was split
+        // (a possibly-pinned THP): copy its PTEs below
+        const r = copy_huge_pmd(dst_mm, src_mm, dpmd, src_pmd, addr, vma);
+        if (r === -ENOMEM) ret = r;
+        pte = r === -EAGAIN && (Atomics.load(I, src_pmd) & (_PAGE_PRESENT | _PAGE_PSE)) === _PAGE_PRESENT;
+      }
+      if (ret === 0 && pte) {
+        if (!__pte_alloc(dst_mm, dpmd)) ret = -ENOMEM;
+        for (let a = addr; a < next && ret === 0;) {
+          const r = copy_pte_range(dst_mm, src_mm, vma, dpmd, src_pmd, a, next, st);
+          if (r < 0) ret = r;
+          else a = r;
         }
       }
     }
     addr = next;
   }
-  return 0;
+  if (st.prealloc !== 0) put_page(st.prealloc);
+  if (cow) raw_write_seqcount_end(seq);
+  return ret;
 }
 
 /** dup_mmap: a copy of oldmm's address space. Returns the new mm or -errno. */
@@ -102,23 +253,40 @@ export function dup_mmap(oldmm: number): number {
   const cpu = current;
   const V = cpu.V;
   mmap_write_lock(oldmm);
-  try {
-    const mm = mm_alloc();
-    if (mm < 0) return -ENOMEM;
-    for (const v of vma_list(V, oldmm)) {
-      // anon_vma_fork: the child's VMA chains to the parent's anon_vma (not singular)
-      if (!vma_insert(V, mm, vma_count(V, mm), v.anon >= 0 ? { ...v, forked: true } : v)) return -ENOMEM;
-      if (v.file >= 0) file_get(v.file);
-      const r = copy_page_range(mm, oldmm, v);
-      if (r < 0) return r;
-    }
-    // Parent entries were write-protected without flushes: flush the whole
-    // parent once, before the lock that COW faults need is released (spec 4.5).
-    arch.flush_tlb_mm(oldmm);
-    return mm;
-  } finally {
+  const mm = mm_alloc();
+  if (mm < 0) {
     mmap_write_unlock(oldmm);
+    return -ENOMEM;
   }
+  mmap_write_lock(mm); // nested: nobody can see the child yet
+  let err = 0;
+  for (const v of vma_list(V, oldmm)) {
+    // anon_vma_fork, simplified: the child chains to the family's anon_vma (not singular: `forked`)
+    const child: Vma = v.anon >= 0 ? { ...v, forked: true } : { ...v };
+    if (v.file >= 0) i_mmap_lock_write(v.file); // rmap walkers see the child right after the parent
+    const ok = vma_insert(V, mm, vma_count(V, mm), child);
+    if (ok && v.file >= 0) file_get(v.file);
+    if (v.file >= 0) i_mmap_unlock_write(v.file);
+    if (!ok) {
+      err = -ENOMEM;
+      break;
+    }
+    err = copy_page_range(mm, oldmm, v);
+    if (err < 0) break;
+  }
+  mmap_write_unlock(mm);
+  // Parent entries were write-protected without flushes: flush the whole
+  // parent once, before the lock that COW faults need is released (spec 4.5).
+  const late = knobs['fork.flush_after_unlock']; // BUG (injected, spec 6.13): after the unlock instead
+  if (!late && !knobs['fork.no_parent_flush']) arch.flush_tlb_mm(oldmm); // BUG (injected, spec 6.13): not at all
+  if (err < 0) {
+    exit_mmap(mm); // the partial child: only what was copied is there to undo
+  } else {
+    cpu.host.hooks.forked?.(oldmm, mm); // fork is complete: the COW oracle's epoch
+  }
+  mmap_write_unlock(oldmm);
+  if (late) arch.flush_tlb_mm(oldmm);
+  return err < 0 ? err : mm;
 }
 
 /** fork(2) of the calling task's address space: the child's mm or -errno. */
@@ -126,7 +294,7 @@ export function do_fork(mm: number): number {
   return syscall(SYS.fork, mm, () => dup_mmap(mm));
 }
 
-/** A task of mm exits: the last user tears the address space down. */
+/** A task of mm exits: the last user tears the address space down (exit_mmap). */
 export function do_exit_mm(mm: number): void {
   const cpu = current;
   cpu.ring.log(EV.SYSCALL, SYS.exit, mm);

@@ -6,16 +6,17 @@ import { down_read, up_read } from '../hw/locks.ts';
 import {
   type Views, mmWord, tableEntry, frameWord, dataWord, MM_LOCK, MM_RSS, MM_PT_LOCK, MM_PT_PAGES, FM_FLAGS, PG_ANON,
   VMA_ANON, H_NEXT_ANON, ST_RMAP_UNMAP, PTRS_PER_TABLE, PGDIR_SIZE, PUD_SIZE, PMD_SIZE, PAGE_SIZE, WORDS_PER_PAGE,
+  PG_ANON_EXCLUSIVE, ST_COW_COPY, ST_COW_REUSE,
 } from '../hw/layout.ts';
 import {
   pte_none, pte_present, pte_write, pte_pfn, pfn_pte, _PAGE_PRESENT, _PAGE_RW, _PAGE_USER, _PAGE_ACCESSED,
-  _PAGE_DIRTY, _PAGE_SPECIAL, _PAGE_PSE, VM_READ, VM_WRITE, VM_EXEC, VM_SHARED,
+  _PAGE_DIRTY, _PAGE_SPECIAL, _PAGE_PSE, VM_READ, VM_WRITE, VM_EXEC, VM_SHARED, VM_MAYWRITE,
 } from '../hw/pte.ts';
 import { spin_lock, spin_unlock } from '../hw/locks.ts';
 import { EV } from '../hw/trace.ts';
 import {
   arch, pgd_offset, pud_alloc, pmd_alloc, __pte_alloc, pte_offset_map_lock, pte_unmap_unlock, ptl, ptep_get,
-  set_pte_at, ptep_get_and_clear, ptep_clear_flush, ptep_set_access_flags, pte_deref,
+  set_pte_at, ptep_get_and_clear, ptep_clear_flush, ptep_set_access_flags, pte_deref, flush_tlb_page,
 } from './pgtable.ts';
 import { knobs } from '../sim/knobs.ts';
 import { alloc_page, get_page, put_page, page_mapcount_inc, page_mapcount_dec, zero_pfn, page_ref, page_mapcount } from './page_alloc.ts';
@@ -45,15 +46,36 @@ export function handle_mm_fault(cpu: Cpu, va: number, write: boolean): number {
 }
 
 /**
+ * A fault result bit: the fault was a write that broke COW or reused the page
+ * (the kernel's old VM_FAULT_WRITE, which GUP looked at before FOLL_COW; spec
+ * 6.9). Only __faultin_page reports it; the hardware and faultin_page see 0.
+ */
+export const VM_FAULT_WRITE = 0x10;
+
+/** is_cow_mapping: private and possibly writable. */
+export const is_cow_mapping = (flags: number): boolean => (flags & (VM_SHARED | VM_MAYWRITE)) === VM_MAYWRITE;
+
+/**
  * faultin_page (mm/gup.c): fault va of mm in as a user access would, with the
  * mmap_lock already held (read or write). For GUP and mm_populate.
  */
 export function faultin_page(mm: number, va: number, write: boolean): number {
+  return __faultin_page(mm, va, write, false) & ~VM_FAULT_WRITE;
+}
+
+/**
+ * The same for GUP, with VM_FAULT_WRITE reported. `force` is FOLL_FORCE (a
+ * /proc/pid/mem write): a write is allowed on a COW mapping without VM_WRITE
+ * (check_vma_flags); the fault breaks COW but leaves the entry read-only.
+ */
+export function __faultin_page(mm: number, va: number, write: boolean, force: boolean): number {
   const V = current.V;
   const slot = vma_lookup(V, mm, va);
   if (slot < 0) return VM_FAULT_SIGSEGV;
   const vma = vma_read(V, mm, slot);
-  const ok = write ? (vma.flags & VM_WRITE) !== 0 : (vma.flags & (VM_READ | VM_WRITE | VM_EXEC)) !== 0;
+  const ok = write
+    ? (vma.flags & VM_WRITE) !== 0 || (force && is_cow_mapping(vma.flags))
+    : (vma.flags & (VM_READ | VM_WRITE | VM_EXEC)) !== 0;
   return ok ? __handle_mm_fault(mm, slot, vma, va, write) : VM_FAULT_SIGSEGV;
 }
 
@@ -72,7 +94,7 @@ function __handle_mm_fault(mm: number, slot: number, vma: Vma, va: number, write
   return handle_pte_fault(mm, slot, vma, pmdp, addr, write);
 }
 
-function vm_page_prot(vma: Vma): number {
+export function vm_page_prot(vma: Vma): number {
   return (vma.flags & (VM_READ | VM_WRITE | VM_EXEC)) !== 0 ? _PAGE_PRESENT | _PAGE_USER : _PAGE_PRESENT;
 }
 
@@ -83,12 +105,17 @@ function handle_pte_fault(mm: number, slot: number, vma: Vma, pmdp: number, addr
   const entry = ptep_get(ptep);
   if (pte_none(entry)) {
     pte_unmap_unlock(lock);
-    if (vma.file >= 0) return do_shared_fault(mm, vma, pmdp, addr, write);
+    if (vma.file >= 0) {
+      // do_fault: a private file mapping maps the page-cache page read-only on a
+      // read, and copies it into an anonymous page on a write
+      if (!(vma.flags & VM_SHARED)) return write ? do_cow_fault(mm, slot, vma, pmdp, addr) : do_read_fault(mm, vma, pmdp, addr);
+      return do_shared_fault(mm, vma, pmdp, addr, write);
+    }
     return do_anonymous_page(mm, slot, vma, pmdp, addr, write);
   }
   let r = VM_FAULT_OK;
   if (write && !pte_write(entry)) {
-    r = do_wp_page(mm, vma, pmdp, ptep, lock, addr, entry); // drops the lock
+    r = do_wp_page(mm, slot, vma, pmdp, ptep, lock, addr, entry); // drops the lock
     return r;
   }
   // Spurious fault: the PTE allows the access (another CPU fixed it, or our TLB
@@ -142,6 +169,7 @@ function do_anonymous_page(mm: number, slot: number, vma: Vma, pmdp: number, add
   const lock = ptl.value;
   if (pfn) {
     if (knobs['fault.leak_ref']) get_page(pfn); // BUG (injected): a reference nobody drops
+    SetPageAnonExclusive(pfn);
     page_mapcount_inc(pfn); // folio_add_new_anon_rmap
     Atomics.add(cpu.I, mmWord(cpu.V.L, mm, MM_RSS), 1);
   }
@@ -181,36 +209,154 @@ function do_shared_fault(mm: number, vma: Vma, pmdp: number, addr: number, write
   return VM_FAULT_OK;
 }
 
+// ---- private file faults and copy-on-write (spec 4.7, 6.9, 6.10, 6.12) ------------
+
+export const PageAnonExclusive = (V: Views, pfn: number): boolean => (Atomics.load(V.I, frameWord(V.L, pfn, FM_FLAGS)) & PG_ANON_EXCLUSIVE) !== 0;
+export function SetPageAnonExclusive(pfn: number): void {
+  Atomics.or(current.I, frameWord(current.V.L, pfn, FM_FLAGS), PG_ANON_EXCLUSIVE);
+}
+export function ClearPageAnonExclusive(pfn: number): void {
+  Atomics.and(current.I, frameWord(current.V.L, pfn, FM_FLAGS), ~PG_ANON_EXCLUSIVE);
+}
+
+/**
+ * copy_user_highpage: the contents of data frame src into dst (not atomic
+ * against writers of src, as in the kernel); the COW oracle's shadow follows.
+ */
+export function copy_user_highpage(dst: number, src: number): void {
+  const cpu = current;
+  const { I, L } = cpu.V;
+  for (let w = 0; w < WORDS_PER_PAGE; w++) Atomics.store(I, dataWord(L, dst, w), Atomics.load(I, dataWord(L, src, w)));
+  cpu.host.hooks.copy_page?.(dst, src);
+}
+
+/** maybe_mkwrite: writable only if the VMA is (a FOLL_FORCE write on a read-only mapping stays read-only). */
+const maybe_mkwrite = (entry: number, vma: Vma): number => (vma.flags & VM_WRITE ? entry | _PAGE_RW : entry);
+
+/**
+ * The page-cache page at addr's offset in vma's file, locked (until its PTE is
+ * set: truncation takes the same lock), with a reference for the caller.
+ * 0: out of memory; -1: beyond EOF (SIGBUS).
+ */
+function filemap_page(vma: Vma, addr: number): number {
+  return shmem_get_folio_locked(vma.file, vma.pgoff + (addr - vma.start) / PAGE_SIZE);
+}
+
+/** do_read_fault, private mapping: map the page-cache page read-only (a write later copies it). */
+function do_read_fault(mm: number, vma: Vma, pmdp: number, addr: number): number {
+  const cpu = current;
+  const pfn = filemap_page(vma, addr); // locked, +1 reference: this mapping's
+  if (pfn < 0) return VM_FAULT_SIGSEGV; // SIGBUS: beyond EOF
+  if (pfn === 0) return VM_FAULT_OOM;
+  const ptep = pte_offset_map_lock(pmdp, addr);
+  if (ptep < 0 || !pte_none(ptep_get(ptep))) {
+    if (ptep >= 0) pte_unmap_unlock(ptl.value);
+    unlock_page(pfn);
+    put_page(pfn);
+    return VM_FAULT_OK;
+  }
+  const lock = ptl.value;
+  page_mapcount_inc(pfn); // folio_add_file_rmap
+  Atomics.add(cpu.I, mmWord(cpu.V.L, mm, MM_RSS), 1);
+  set_pte_at(mm, addr, ptep, pfn_pte(pfn, vm_page_prot(vma) | _PAGE_ACCESSED));
+  pte_unmap_unlock(lock);
+  unlock_page(pfn);
+  return VM_FAULT_OK;
+}
+
+/** do_cow_fault: a write to a private file mapping copies the page-cache page into a new anonymous page. */
+function do_cow_fault(mm: number, slot: number, vma: Vma, pmdp: number, addr: number): number {
+  const cpu = current;
+  anon_vma_prepare(mm, slot);
+  const npfn = alloc_page(true);
+  if (npfn === 0) return VM_FAULT_OOM;
+  const page = filemap_page(vma, addr); // locked until the copy is mapped, as __do_fault/finish_fault
+  if (page <= 0) {
+    put_page(npfn);
+    return page < 0 ? VM_FAULT_SIGSEGV : VM_FAULT_OOM; // SIGBUS beyond EOF
+  }
+  copy_user_highpage(npfn, page);
+  const done = (): void => {
+    unlock_page(page);
+    put_page(page); // the page cache keeps its own
+  };
+  const ptep = pte_offset_map_lock(pmdp, addr);
+  if (ptep < 0 || !pte_none(ptep_get(ptep))) {
+    if (ptep >= 0) pte_unmap_unlock(ptl.value);
+    done();
+    put_page(npfn);
+    return VM_FAULT_OK;
+  }
+  const lock = ptl.value;
+  SetPageAnonExclusive(npfn);
+  page_mapcount_inc(npfn); // folio_add_new_anon_rmap
+  Atomics.add(cpu.I, mmWord(cpu.V.L, mm, MM_RSS), 1);
+  set_pte_at(mm, addr, ptep, maybe_mkwrite(pfn_pte(npfn, vm_page_prot(vma) | _PAGE_ACCESSED | _PAGE_DIRTY), vma));
+  pte_unmap_unlock(lock);
+  done();
+  cpu.stat(ST_COW_COPY);
+  return VM_FAULT_WRITE;
+}
+
+/** wp_can_reuse_anon_folio: nobody but this mapping holds a reference (no swap cache or LRU batches here). */
+function wp_can_reuse_anon_folio(V: Views, pfn: number): boolean {
+  return page_ref(V, pfn) === 1;
+}
+
 /**
  * do_wp_page: a write to a present, write-protected PTE (PTL held; dropped here).
- * Shared mappings and exclusively owned anonymous pages are reused in place;
- * otherwise the page is copied (wp_page_copy).
+ * Shared mappings are made writable in place. A private anonymous page is
+ * reused if it is anon-exclusive, or if the refcount says nobody else holds it
+ * (then it becomes exclusive); anything else is copied (wp_page_copy).
  */
-function do_wp_page(mm: number, vma: Vma, pmdp: number, ptep: number, lock: number, addr: number, entry: number): number {
+function do_wp_page(mm: number, slot: number, vma: Vma, pmdp: number, ptep: number, lock: number, addr: number, entry: number): number {
   const cpu = current;
   const V = cpu.V;
   const pfn = pte_pfn(entry);
-  const isZero = pfn === zero_pfn(V);
-  const anon = !isZero && (Atomics.load(V.I, frameWord(V.L, pfn, FM_FLAGS)) & PG_ANON) !== 0;
-  if (vma.flags & VM_SHARED || (anon && page_ref(V, pfn) === 1 && page_mapcount(V, pfn) === 1)) {
-    // wp_page_reuse
-    ptep_set_access_flags(mm, addr, ptep, entry | _PAGE_RW | _PAGE_DIRTY | _PAGE_ACCESSED);
-    arch.flush_tlb_local_page(cpu, addr);
-    pte_unmap_unlock(lock);
+  if (vma.flags & VM_SHARED) {
+    wp_page_reuse(mm, vma, ptep, lock, addr, entry);
     return VM_FAULT_OK;
   }
+  const special = pfn === zero_pfn(V) || (entry & _PAGE_SPECIAL) !== 0;
+  const flags = special ? 0 : Atomics.load(V.I, frameWord(V.L, pfn, FM_FLAGS));
+  if (flags & PG_ANON) {
+    // BUG (injected, spec 6.10): the pre-5.8 rule, "mapped once, so ours", blind to
+    // references held without a mapping (a GUP reference of a process that unmapped it)
+    const reuse = knobs['cow.reuse_by_mapcount']
+      ? page_mapcount(V, pfn) === 1
+      : (flags & PG_ANON_EXCLUSIVE) !== 0 || wp_can_reuse_anon_folio(V, pfn);
+    if (reuse) {
+      SetPageAnonExclusive(pfn);
+      wp_page_reuse(mm, vma, ptep, lock, addr, entry);
+      cpu.stat(ST_COW_REUSE);
+      return VM_FAULT_WRITE;
+    }
+  }
   pte_unmap_unlock(lock);
-  return wp_page_copy(mm, vma, pmdp, addr, entry);
+  return wp_page_copy(mm, slot, vma, pmdp, addr, entry);
 }
 
-function wp_page_copy(mm: number, vma: Vma, pmdp: number, addr: number, orig: number): number {
+/** wp_page_reuse: writable (if the VMA is), dirty and young in place; no flush is needed to add permission. */
+function wp_page_reuse(mm: number, vma: Vma, ptep: number, lock: number, addr: number, entry: number): void {
+  ptep_set_access_flags(mm, addr, ptep, maybe_mkwrite(entry | _PAGE_DIRTY | _PAGE_ACCESSED, vma));
+  arch.flush_tlb_local_page(current, addr); // our own read-only entry
+  pte_unmap_unlock(lock);
+}
+
+/**
+ * wp_page_copy (spec 4.7 step 4): copy outside the PTL, recheck the entry,
+ * clear it and flush it from every TLB, install the new exclusive page, and
+ * only then drop the old page's mapcount; its reference goes after the unlock.
+ */
+function wp_page_copy(mm: number, slot: number, vma: Vma, pmdp: number, addr: number, orig: number): number {
   const cpu = current;
   const { I, L } = cpu.V;
   const oldPfn = pte_pfn(orig);
-  const isZero = oldPfn === zero_pfn(cpu.V);
-  const npfn = alloc_page(true);
+  const special = oldPfn === zero_pfn(cpu.V) || (orig & _PAGE_SPECIAL) !== 0;
+  anon_vma_prepare(mm, slot);
+  const npfn = alloc_page(true); // zeroed: the copy of the zero page
   if (npfn === 0) return VM_FAULT_OOM;
-  if (!isZero) for (let w = 0; w < WORDS_PER_PAGE; w++) Atomics.store(I, dataWord(L, npfn, w), Atomics.load(I, dataWord(L, oldPfn, w)));
+  if (!special) copy_user_highpage(npfn, oldPfn);
   const ptep = pte_offset_map_lock(pmdp, addr);
   if (ptep < 0) {
     put_page(npfn);
@@ -218,24 +364,36 @@ function wp_page_copy(mm: number, vma: Vma, pmdp: number, addr: number, orig: nu
   }
   const lock = ptl.value;
   if (ptep_get(ptep) !== orig) {
+    // someone else handled it meanwhile
     pte_unmap_unlock(lock);
     put_page(npfn);
     return VM_FAULT_OK;
   }
-  const entry = pfn_pte(npfn, vm_page_prot(vma) | _PAGE_ACCESSED | _PAGE_RW | _PAGE_DIRTY);
-  // Clear and flush the old entry before the new one is visible (spec 4.7).
-  ptep_clear_flush(mm, addr, ptep);
-  page_mapcount_inc(npfn);
-  set_pte_at(mm, addr, ptep, entry);
-  // The old page's rmap goes only after the switch.
-  if (!isZero) {
-    page_mapcount_dec(oldPfn);
-    put_page(oldPfn, addr);
+  const entry = maybe_mkwrite(pfn_pte(npfn, vm_page_prot(vma) | _PAGE_ACCESSED | _PAGE_DIRTY), vma);
+  SetPageAnonExclusive(npfn);
+  page_mapcount_inc(npfn); // folio_add_new_anon_rmap
+  const installFirst = knobs['cow.install_before_flush'];
+  if (installFirst) {
+    // BUG (injected, spec 6.12a): the new entry replaces the old in place, the old
+    // page's rmap and reference go, and only then is the old translation flushed:
+    // meanwhile other CPUs translate the address to either page, and the old one
+    // may be reused by its other owner or freed
+    set_pte_at(mm, addr, ptep, entry);
+    if (!special) {
+      page_mapcount_dec(oldPfn);
+      put_page(oldPfn, addr);
+    }
+    flush_tlb_page(mm, addr);
   } else {
-    Atomics.add(I, mmWord(L, mm, MM_RSS), 1);
+    ptep_clear_flush(mm, addr, ptep); // no CPU can use the old entry once this returns
+    set_pte_at(mm, addr, ptep, entry);
+    if (!special) page_mapcount_dec(oldPfn); // the rmap goes only after the switch
   }
+  if (special) Atomics.add(I, mmWord(L, mm, MM_RSS), 1);
   pte_unmap_unlock(lock);
-  return VM_FAULT_OK;
+  if (!special && !installFirst) put_page(oldPfn, addr);
+  cpu.stat(ST_COW_COPY);
+  return VM_FAULT_WRITE;
 }
 
 // ---- unmapping -----------------------------------------------------------------

@@ -5,6 +5,7 @@ import {
   type Views, mmWord, taskWord, MM_IN_USE, MM_USERS, MM_PGD, MM_ASID, MM_CTX_ID, MM_NVMAS, MM_TLB_GEN, MM_CPUMASK,
   MM_RSS, MM_PT_PAGES, MM_FLUSH_PENDING, MM_LOCK, MM_LOCK_WAITERS, MM_LOCK_WWAIT, MM_LOCK_OWNER, MM_WORDS, CPUMASK_WORDS,
   H_NEXT_MM, H_NEXT_TASK, H_NEXT_CTX, T_IN_USE, T_MM, T_CPU, T_LAZY_ENABLE, T_LAZY_PAUSE, T_PROC, TASK_SIZE, PAGE_SIZE,
+  UNMAP_LOG_ENTRIES, UNMAP_LOG_F64, unmapLogF,
 } from '../hw/layout.ts';
 import { alloc_pt_page, free_pt_page } from './page_alloc.ts';
 import { vma_count, vma_list, vma_remove } from './vma.ts';
@@ -21,6 +22,8 @@ export function mm_alloc(): number {
     const mm = Atomics.add(I, L.header + H_NEXT_MM, 1) % L.shape.maxMms;
     if (Atomics.compareExchange(I, mmWord(L, mm, MM_IN_USE), 0, 1) !== 0) continue;
     for (let w = 1; w < MM_WORDS; w++) if (w !== MM_TLB_GEN) Atomics.store(I, mmWord(L, mm, w), 0);
+    // the content oracle's discard log of a previous mm in this slot (its exit zapped everything) is not ours
+    cpu.V.F.fill(0, unmapLogF(L, mm, 0, 0), unmapLogF(L, mm, 0, 0) + UNMAP_LOG_ENTRIES * UNMAP_LOG_F64);
     const pgd = alloc_pt_page(mm, 4);
     if (pgd === 0) {
       Atomics.store(I, mmWord(L, mm, MM_IN_USE), 0);
@@ -82,12 +85,18 @@ export function mmap_lock_state(V: Views, mm: number): { value: number; waiters:
   };
 }
 
-/** A task (thread) of mm, pinned to cpu. */
+/** A task (thread) of mm, pinned to cpu. Slots of exited tasks (task_free) are reused. */
 export function task_create(V: Views, mm: number, cpu: number, proc: number): number {
   const { I, L } = V;
-  const t = Atomics.add(I, L.header + H_NEXT_TASK, 1);
-  if (t >= L.shape.maxTasks) throw new Error(`too many tasks (max ${L.shape.maxTasks})`);
-  I[taskWord(L, t, T_IN_USE)] = 1;
+  let t = -1;
+  for (let tries = 0; tries < L.shape.maxTasks; tries++) {
+    const c = Atomics.add(I, L.header + H_NEXT_TASK, 1) % L.shape.maxTasks;
+    if (Atomics.compareExchange(I, taskWord(L, c, T_IN_USE), 0, 1) === 0) {
+      t = c;
+      break;
+    }
+  }
+  if (t < 0) throw new Error(`too many tasks (max ${L.shape.maxTasks})`);
   I[taskWord(L, t, T_MM)] = mm;
   I[taskWord(L, t, T_CPU)] = cpu;
   I[taskWord(L, t, T_LAZY_ENABLE)] = 0;
@@ -95,6 +104,11 @@ export function task_create(V: Views, mm: number, cpu: number, proc: number): nu
   I[taskWord(L, t, T_PROC)] = proc;
   if (mm >= 0) Atomics.add(I, mmWord(L, mm, MM_USERS), 1);
   return t;
+}
+
+/** An exited task's slot, once no CPU runs it any more. */
+export function task_free(V: Views, t: number): void {
+  Atomics.store(V.I, taskWord(V.L, t, T_IN_USE), 0);
 }
 
 export function task_mm(V: Views, t: number): number {

@@ -61,6 +61,8 @@ export interface pagetable_move_control {
   len_in: number; // the caller's length, before realignment
   need_rmap_locks: boolean;
   for_stack: boolean;
+  /** only with the knob mremap.flush_after_unlock: a flush of the old range is owed at the end */
+  need_flush?: boolean;
 }
 
 /** PAGETABLE_MOVE(name, old_vma, new_vma, old_addr, new_addr, len): the one constructor */
@@ -285,11 +287,13 @@ export function move_ptes(pmc: pagetable_move_control, extent: number, old_pmd: 
   lazy_mmu_mode_disable();
   current.stat(ST_MOVE_PTE, moved);
   // Flush before either PTL is dropped (the fix for CVE-2018-18281, spec 6.1).
-  const late = knobs['mremap.flush_after_unlock'];
-  if (force_flush && !late) flush_tlb_range(mm, old_addr, old_addr + extent);
+  // BUG (injected) with the knob: as before 4.19, only note that a flush is
+  // needed; move_page_tables flushes the whole old range at its end, long
+  // after the PTLs were dropped.
+  if (force_flush && knobs['mremap.flush_after_unlock']) pmc.need_flush = true;
+  else if (force_flush) flush_tlb_range(mm, old_addr, old_addr + extent);
   if (new_ptl !== old_ptl) spin_unlock(new_ptl);
   spin_unlock(old_ptl);
-  if (force_flush && late) flush_tlb_range(mm, old_addr, old_addr + extent); // BUG (injected): after both unlocks
   if (pmc.need_rmap_locks) drop_rmap_locks(pmc.old);
   return true;
 }
@@ -341,6 +345,7 @@ export function move_page_tables(pmc: pagetable_move_control): number {
     }
     if (!ok) break;
   }
+  if (pmc.need_flush) flush_tlb_range(pmc.mm, pmc.old_end - pmc.len_in, pmc.old_end); // the knob's late flush
   cpu.ring.log(EV.OP, 0x6d77, pmc.old_addr); // mmu_notifier_invalidate_range_end
   return pmc_progress(pmc);
 }

@@ -4,10 +4,10 @@
 // several moved by one mremap (spec 3.17).
 
 import { current } from '../hw/cpu.ts';
-import { PAGE_SIZE, VMA_FLAGS } from '../hw/layout.ts';
+import { PAGE_SIZE } from '../hw/layout.ts';
 import { VM_UFFD_MISSING } from '../hw/pte.ts';
-import { find_vma, vma_read, vma_lookup, vma_count, split_vma, vma_set_field } from './vma.ts';
-import { EINVAL, ENOMEM, mmap_write_lock, mmap_write_unlock } from './mmap.ts';
+import { vma_modify_flags } from './vma.ts';
+import { EINVAL, mmap_write_lock, mmap_write_unlock } from './mmap.ts';
 
 /** UFFDIO_REGISTER: 0, or -EINVAL if part of the range is unmapped or misaligned. */
 export function userfaultfd_register(mm: number, start: number, len: number, mode = VM_UFFD_MISSING): number {
@@ -16,22 +16,7 @@ export function userfaultfd_register(mm: number, start: number, len: number, mod
   const end = start + len;
   mmap_write_lock(mm);
   try {
-    // the whole range must be mapped
-    for (let a = start; a < end;) {
-      const s = vma_lookup(V, mm, a);
-      if (s < 0) return -EINVAL;
-      a = vma_read(V, mm, s).end;
-    }
-    if (!split_vma(V, mm, vma_lookup(V, mm, start), start)) return -ENOMEM;
-    const last = vma_lookup(V, mm, end - 1);
-    if (!split_vma(V, mm, last, end)) return -ENOMEM;
-    for (let s = find_vma(V, mm, start); s >= 0 && s < vma_count(V, mm); s++) {
-      const v = vma_read(V, mm, s);
-      if (v.start >= end) break;
-      vma_set_field(V, mm, s, VMA_FLAGS, v.flags | mode);
-      if (v.end >= end) break;
-    }
-    return 0;
+    return vma_modify_flags(V, mm, start, end, mode);
   } finally {
     mmap_write_unlock(mm);
   }

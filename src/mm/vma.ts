@@ -233,3 +233,25 @@ export function vma_list(V: Views, mm: number): Vma[] {
   return out;
 }
 
+
+/**
+ * vma_modify_flags: set `bits` on every VMA of [start, end), splitting the VMAs
+ * at the two ends (mseal, UFFDIO_REGISTER). The caller holds the mmap_lock for
+ * write. 0, -22 (EINVAL) if part of the range is unmapped, -12 (ENOMEM) if a
+ * split finds the table full.
+ */
+export function vma_modify_flags(V: Views, mm: number, start: number, end: number, bits: number): number {
+  for (let a = start; a < end;) {
+    const s = vma_lookup(V, mm, a);
+    if (s < 0) return -22;
+    a = vma_read(V, mm, s).end;
+  }
+  if (!split_vma(V, mm, vma_lookup(V, mm, start), start)) return -ENOMEM;
+  if (!split_vma(V, mm, vma_lookup(V, mm, end - 1), end)) return -ENOMEM;
+  for (let s = find_vma(V, mm, start); s >= 0 && s < vma_count(V, mm); s++) {
+    const v = vma_read(V, mm, s);
+    if (v.start >= end) break;
+    vma_set_field(V, mm, s, VMA_FLAGS, v.flags | bits);
+  }
+  return 0;
+}

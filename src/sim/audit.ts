@@ -6,7 +6,7 @@
 
 import {
   type Views, frameWord, tableEntry, mmWord, fileWord, FM_REF, FM_MAP, FM_FLAGS, PG_FREE, PG_TABLE, PG_RESERVED,
-  MM_IN_USE, MM_PGD, FILE_IN_USE, ALLOC_TOP, PTRS_PER_TABLE,
+  MM_IN_USE, MM_PGD, FILE_IN_USE, ALLOC_TOP, PTRS_PER_TABLE, PG_ANON_EXCLUSIVE,
   PG_HEAD, PG_TAIL, FM_COMPOUND, FM_ENTIRE_MAP, FILE_DEV_PFN, HPAGE_PMD_ORDER, HPAGE_PUD_ORDER,
 } from '../hw/layout.ts';
 import { _PAGE_PRESENT, _PAGE_PSE, PFN_SHIFT } from '../hw/pte.ts';
@@ -126,6 +126,7 @@ export function audit(V: Views, maxProblems = 20): AuditReport {
     const ref = I[frameWord(L, pfn, FM_REF)];
     const map = I[frameWord(L, pfn, FM_MAP)];
     if (map !== expMap[pfn]) problem(`pfn ${pfn}: mapcount ${map} but ${expMap[pfn]} PTEs map it`);
+    if (flags & PG_ANON_EXCLUSIVE && expMap[pfn] > 1) problem(`pfn ${pfn} is anon-exclusive but ${expMap[pfn]} PTEs map it (spec 4.9)`);
     if (flags & PG_TAIL) {
       // a tail: its references and whole-page mappings are counted on the head
       const head = I[frameWord(L, pfn, FM_COMPOUND)];

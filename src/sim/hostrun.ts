@@ -10,8 +10,10 @@ import { IPI_TYPES } from '../arch/arch.ts';
 import { set_arch } from '../mm/pgtable.ts';
 import { handle_mm_fault } from '../mm/memory.ts';
 import { context_switch } from '../mm/mmu_context.ts';
+import { task_free } from '../mm/mm.ts';
 import { setKnobs } from './knobs.ts';
 import { makeViolationSink, makeDiscardHook, kickAll, ContentOracle, type ViolationRecord } from './oracles.ts';
+import { makeForkHook, makeCopyPageHook } from './cow.ts';
 import { TaskRunner, type TaskPlan } from './program.ts';
 import { EV } from '../hw/trace.ts';
 import { DetScheduler } from './det.ts';
@@ -46,6 +48,9 @@ export interface HostResult {
   lastSyscallError: string;
   readsChecked: number;
   readsExcused: number;
+  /** COW oracle: reads whose provenance was checked, and those it could not judge */
+  cowChecked: number;
+  cowUnjudged: number;
 }
 
 /** Everything a thread needs to run kernel code on a machine (also used at boot and by tests). */
@@ -57,6 +62,8 @@ export function makeHost(V: Views, hostId: number, archName: string, violations:
     ipi: new Array(IPI_TYPES),
     violation: makeViolationSink(V, violations, stopOnViolation),
     discard: makeDiscardHook(V),
+    forked: makeForkHook(V),
+    copy_page: makeCopyPageHook(V),
   };
   const host = new Host(V, hostId, hooks);
   arch.initHost(host);
@@ -129,13 +136,21 @@ export function runHost(plan: HostPlan): HostResult {
     const cpu = cpus[i];
     set_current(cpu);
     const ts = tasks[i];
-    const t = ts[rr[i]++ % ts.length];
+    // round robin over a list that forks append to and exits remove from: a
+    // cursor, not a counter (rr % length would keep picking a forker whose every
+    // step grows the list, and starve its children)
+    const idx = rr[i] % ts.length;
+    const t = ts[idx];
+    rr[i] = idx + 1;
     context_switch(cpu, t.plan.id);
     cpu.ring.log(EV.OP, t.plan.id, ops[i]);
     const c = t.step(cpu, oracles[i]);
     ops[i] += c;
     I[cpu.st + ST_OPS] += c;
-    if (t.exited) reap(cpu, ts, t);
+    if (t.exited) {
+      reap(cpu, ts, t);
+      rr[i] = idx; // the next task slid into its place
+    }
     if (!reached[i] && ops[i] >= plan.opsPerCpu) reach(i);
     host.pollIpis();
     if (++k === active.length) k = 0;
@@ -144,6 +159,7 @@ export function runHost(plan: HostPlan): HostResult {
   // another host may be waiting for our acknowledgement right now.
   for (let j = 0; j < n; j++) {
     set_current(cpus[j]);
+    for (const t of tasks[j]) t.release(); // pins a task still holds
     context_switch(cpus[j], -1); // idle: lazy TLB
   }
   if (Atomics.sub(I, L.header + H_RUNNING, 1) - 1 === 0) kickAll(V);
@@ -166,6 +182,8 @@ function result(plan: HostPlan, cpus: Cpu[], tasks: TaskRunner[], oracles: Conte
     lastSyscallError: tasks.map((t) => t.lastError).filter(Boolean).pop() ?? '',
     readsChecked: oracles.reduce((a, o) => a + o.readsChecked, 0),
     readsExcused: oracles.reduce((a, o) => a + o.excused, 0),
+    cowChecked: oracles.reduce((a, o) => a + o.cow.checked, 0),
+    cowUnjudged: oracles.reduce((a, o) => a + o.cow.unjudged, 0),
   };
 }
 
@@ -198,6 +216,7 @@ function runDeterministic(plan: HostPlan, V: Views, host: Host, cpu: Cpu, tasks:
     cpu.sched_point(); // the operation boundary is a scheduling point too
     if (k >= tasks.length) k = 0;
   }
+  for (const t of tasks) t.release(); // pins a task still holds
   context_switch(cpu, -1);
   Atomics.add(I, L.header + H_DONE, 1);
   sched.done(cpu);
@@ -208,4 +227,5 @@ function runDeterministic(plan: HostPlan, V: Views, host: Host, cpu: Cpu, tasks:
 function reap(cpu: Cpu, list: TaskRunner[], t: TaskRunner): void {
   list.splice(list.indexOf(t), 1);
   context_switch(cpu, -1);
+  task_free(cpu.V, t.plan.id); // no CPU runs it now: the slot may be reused
 }

@@ -48,6 +48,8 @@ export interface InlineOptions {
   tableFrames?: number;
   knobs?: string[];
   arch?: string;
+  /** shadow memory for the COW oracle (src/sim/cow.ts) */
+  cowShadow?: boolean;
 }
 
 export function inlineMachine(o: InlineOptions = {}): InlineMachine {
@@ -55,7 +57,7 @@ export function inlineMachine(o: InlineOptions = {}): InlineMachine {
   setKnobs(o.knobs ?? []);
   const V = createMachine({
     cpus: ncpus, hosts: 1, dataFrames: o.dataFrames ?? 4096, tableFrames: o.tableFrames ?? 512,
-    maxMms: 16, maxVmas: 256, maxTasks: 256, maxFiles: 64, eventRing: 64,
+    maxMms: 16, maxVmas: 256, maxTasks: 256, maxFiles: 64, eventRing: 64, cowShadow: o.cowShadow,
   }, () => 0);
   const violations: ViolationRecord[] = [];
   const host = makeHost(V, 0, o.arch ?? 'x86', violations, false);

@@ -72,7 +72,7 @@ export const KNOBS = {
   },
   'mremap.flush_after_unlock': {
     where: 'src/mm/mremap.ts move_ptes',
-    what: 'flush the old range after both PTLs are dropped, not before (an rmap walker such as truncation can free the page while another CPU still translates the old address)',
+    what: 'flush the old range after the PTLs are dropped, once at the end of move_page_tables as before 4.19, not per extent under both PTLs (truncation can free the page through the new mapping while another CPU still translates the old address)',
     source: 'spec 6.1 (CVE-2018-18281)',
   },
   'mremap.normal_pmd_no_rmap_locks': {
@@ -104,6 +104,36 @@ export const KNOBS = {
     where: 'src/mm/huge_memory.ts __split_huge_pmd_locked',
     what: 'split a huge PMD into 512 PTEs without taking the 511 extra folio references the new PTEs hold',
     source: 'constructed (compound refcount audit sensitivity)',
+  },
+  'fork.no_parent_flush': {
+    where: 'src/mm/fork.ts dup_mmap',
+    what: 'skip the flush of the parent mm after copy_page_range: sibling threads keep writable TLB entries for pages now shared with the child, and their writes after fork returns land in the child\'s memory',
+    source: 'spec 6.13, 4.5',
+  },
+  'fork.flush_after_unlock': {
+    where: 'src/mm/fork.ts dup_mmap',
+    what: 'flush the parent mm after its mmap_lock is released: a COW fault (or a sibling\'s write) can act on a shared page while stale writable entries survive',
+    source: 'spec 6.13, 5.7 rule T4',
+  },
+  'cow.install_before_flush': {
+    where: 'src/mm/memory.ts wp_page_copy',
+    what: 'install the new page over the old entry, drop the old page\'s rmap and reference, then flush: for a moment CPUs translate the address to different pages, and the old page can be reused in place by its other owner (or freed) while still translated',
+    source: 'spec 6.12, 4.7 (commit 4ce072f1faf2)',
+  },
+  'cow.reuse_by_mapcount': {
+    where: 'src/mm/memory.ts do_wp_page',
+    what: 'reuse an anonymous page on a write fault when its mapcount is 1, ignoring references held without a mapping (a GUP reference of a child that unmapped it)',
+    source: 'spec 6.10 (CVE-2020-29374, commit 17839856fd58)',
+  },
+  'gup.dirty_cow': {
+    where: 'src/mm/gup.ts __get_user_pages',
+    what: 'after a write fault that broke COW on a read-only private mapping, retry without write intent (the pre-4.8.3 GUP): if the copy is zapped meanwhile, a FOLL_FORCE write lands in the page cache',
+    source: 'spec 6.9 (CVE-2016-5195, Dirty COW)',
+  },
+  'gup.fast_no_seqcount': {
+    where: 'src/mm/gup.ts gup_fast',
+    what: 'GUP-fast does not check mm->write_protect_seq: a pin can land between fork\'s "maybe pinned?" test and its write-protection of the entry, and the pinned page ends up shared with the child',
+    source: 'spec 6.11 (commit 57efa1fe5957), 4.8',
   },
   'sim.crash_cpu_worker': {
     where: 'src/sim/program.ts TaskRunner.step',

@@ -22,7 +22,7 @@ import { dax_device_create } from '../mm/huge_memory.ts';
 import { do_madvise_advice, MADV_HUGEPAGE } from '../mm/madvise.ts';
 import { shmem_file_setup, file_put } from '../mm/shmem.ts';
 import { setKnobs } from './knobs.ts';
-import { type Scenario, placeThreads, ScenarioError } from './scenario.ts';
+import { type Scenario, placeThreads, ScenarioError, usesCowOracle } from './scenario.ts';
 import { makeHost, runHost, type HostPlan, type HostResult } from './hostrun.ts';
 import { initDet, detDecisions, detStep, detDeadlocked } from './det.ts';
 import { set_lazy_contract } from '../mm/lazy_mmu.ts';
@@ -96,6 +96,9 @@ export interface RunResult {
   lastSyscallError: string;
   readsChecked: number;
   readsExcused: number;
+  /** COW oracle (scenarios with fork, pins or /proc/pid/mem writes): reads whose provenance was checked, and those it could not judge */
+  cowChecked: number;
+  cowUnjudged: number;
 }
 
 /**
@@ -155,7 +158,9 @@ export function boot(s: Scenario, cpus: number, hosts: number, arch: string, tlb
     cpus, hosts, dataFrames,
     tableFrames: s.machine.tableFrames ?? Math.max(1024, dataFrames >> 3),
     maxMms: 64, maxVmas: 1024, maxTasks: 4096, maxFiles: 1024, eventRing, deterministic,
+    cowShadow: usesCowOracle(s),
   };
+  if (shape.cowShadow) shape.maxMms = Math.max(64, Math.min(512, 4 * cpus)); // forked children on every CPU
   const hostOf = [...Array(cpus).keys()].map((c) => Math.floor((c * hosts) / cpus));
   const V = createMachine(shape, (c) => hostOf[c]);
   const { I, L } = V;
@@ -397,6 +402,8 @@ export async function runScenario(s: Scenario, o: RunOptions = {}): Promise<RunR
     lastSyscallError: results.map((r) => r.lastSyscallError).filter(Boolean).pop() ?? '',
     readsChecked: results.reduce((a, r) => a + r.readsChecked, 0),
     readsExcused: results.reduce((a, r) => a + r.readsExcused, 0),
+    cowChecked: results.reduce((a, r) => a + r.cowChecked, 0),
+    cowUnjudged: results.reduce((a, r) => a + r.cowUnjudged, 0),
   };
 }
 

@@ -293,21 +293,32 @@ const move_1mb_from_start: Misc = (p) => {
   }
 };
 
+/**
+ * The C tests' set-up: a private mapping to work on, and a free target range
+ * (mapped once so the kernel picks a place, then unmapped); both are unmapped
+ * after the body, whatever it returns.
+ */
+function with_source_and_target(p: Proc, size: number, tgtSize: number, tgtProt: number, body: (ptr: number, tgt: number) => string | null): string | null {
+  const ptr = p.mmap(0, size, RW, MAP_PRIVATE | MAP_ANONYMOUS);
+  const tgt = p.mmap(0, tgtSize, tgtProt, MAP_PRIVATE | MAP_ANONYMOUS);
+  if (isErr(ptr) || isErr(tgt)) return 'mmap failed';
+  p.munmap(tgt, tgtSize);
+  try {
+    return body(ptr, tgt);
+  } finally {
+    p.munmap(tgt, tgtSize);
+    p.munmap(ptr, size);
+  }
+}
+
 /** mremap shrink multiple vmas [inplace]: 10 pages, odd ones unmapped; shrink to 1 page across VMAs and gaps. */
 const shrink_multiple = (inplace: boolean): Misc => (p) => {
   const size = 10 * PTE;
-  const ptr = p.mmap(0, size, RW, MAP_PRIVATE | MAP_ANONYMOUS);
-  const tgt = p.mmap(0, size, RW, MAP_PRIVATE | MAP_ANONYMOUS);
-  if (isErr(ptr) || isErr(tgt)) return 'mmap failed';
-  p.munmap(tgt, size);
-  try {
+  return with_source_and_target(p, size, size, RW, (ptr, tgt) => {
     for (let i = 1; i < 10; i += 2) p.munmap(ptr + i * PTE, PTE);
     const r = inplace ? p.mremap(ptr, size, PTE, 0) : p.mremap(ptr, size, PTE, MREMAP_MAYMOVE | MREMAP_FIXED, tgt);
     return isErr(r) ? `mremap failed: ${errName(r)}` : null;
-  } finally {
-    p.munmap(tgt, size);
-    p.munmap(ptr, size);
-  }
+  });
 };
 
 /** The multi-VMA layout: pages 0, 2, 4-6, 8, 10 mapped (pattern pages 0..6). */
@@ -323,11 +334,7 @@ function multiple_vma_range_ok(p: Proc, ptr: number): boolean {
 const move_multiple = (dontunmap: boolean): Misc => (p) => {
   const flags = MREMAP_FIXED | MREMAP_MAYMOVE | (dontunmap ? MREMAP_DONTUNMAP : 0);
   const size = 11 * PTE;
-  const ptr = p.mmap(0, size, RW, MAP_PRIVATE | MAP_ANONYMOUS);
-  const tgt = p.mmap(0, 2 * size, RW, MAP_PRIVATE | MAP_ANONYMOUS);
-  if (isErr(ptr) || isErr(tgt)) return 'mmap failed';
-  p.munmap(tgt, 2 * size);
-  try {
+  return with_source_and_target(p, size, 2 * size, RW, (ptr, tgt) => {
     for (let i = 1; i < 10; i += 2) if (i !== 5) p.munmap(ptr + i * PTE, PTE);
     for (let i = 0; i <= 10; i += 2) p.fill(ptr + i * PTE, i === 4 ? 2 * PTE : PTE, i * PTE);
     let r = p.mremap(ptr, size, size, flags, tgt);
@@ -341,10 +348,7 @@ const move_multiple = (dontunmap: boolean): Misc => (p) => {
     if (isErr(r)) return `mremap (overwrite) failed: ${errName(r)}`;
     if (!multiple_vma_range_ok(p, tgt)) return 'pattern wrong after moving back over a mapping';
     return null;
-  } finally {
-    p.munmap(tgt, 2 * size);
-    p.munmap(ptr, size);
-  }
+  });
 };
 
 /**
@@ -356,11 +360,7 @@ const move_multiple = (dontunmap: boolean): Misc => (p) => {
 const move_multiple_split = (dontunmap: boolean): Misc => (p) => {
   const flags = MREMAP_FIXED | MREMAP_MAYMOVE | (dontunmap ? MREMAP_DONTUNMAP : 0);
   const size = 10 * PTE;
-  const ptr = p.mmap(0, size, RW, MAP_PRIVATE | MAP_ANONYMOUS);
-  const tgt = p.mmap(0, size, RW, MAP_PRIVATE | MAP_ANONYMOUS);
-  if (isErr(ptr) || isErr(tgt)) return 'mmap failed';
-  p.munmap(tgt, size);
-  try {
+  return with_source_and_target(p, size, size, RW, (ptr, tgt) => {
     p.munmap(ptr + 5 * PTE, PTE);
     for (let i = 0; i < 10; i++) if (i !== 5) p.fill(ptr + i * PTE, PTE, i * PTE);
     const r = p.mremap(ptr + 2 * PTE, size - 3 * PTE, size - 3 * PTE, flags, tgt);
@@ -370,21 +370,14 @@ const move_multiple_split = (dontunmap: boolean): Misc => (p) => {
       if (p.compare(tgt + i * PTE, PTE, (i + 2) * PTE) >= 0) return `page ${i} corrupted`;
     }
     return null;
-  } finally {
-    p.munmap(tgt, size);
-    p.munmap(ptr, size);
-  }
+  });
 };
 
 /** mremap move multiple invalid vmas: userfaultfd-armed VMAs may not take part in a multi-VMA move (EFAULT, partial-move rules). */
 const move_multi_invalid: Misc = (p) => {
   const size = 10 * PTE;
-  const ptr = p.mmap(0, size, RW, MAP_PRIVATE | MAP_ANONYMOUS);
-  const tgt = p.mmap(0, size, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS);
-  if (isErr(ptr) || isErr(tgt)) return 'mmap failed';
-  p.munmap(tgt, size);
   const mapped = (a: number): boolean => p.rangeMapped(a, a + PTE);
-  try {
+  return with_source_and_target(p, size, size, PROT_NONE, (ptr, tgt) => {
     for (let i = 0; i < 10; i += 2) {
       if (isErr(p.m.on(0, () => userfaultfd_register(p.mm, ptr + i * PTE, PTE, VM_UFFD_MISSING)))) return 'UFFDIO_REGISTER failed';
       p.munmap(ptr + (i + 1) * PTE, PTE);
@@ -413,10 +406,7 @@ const move_multi_invalid: Misc = (p) => {
       if (i === 8 && m) return `invalid VMA moved at ${i}`;
     }
     return null;
-  } finally {
-    p.munmap(tgt, size);
-    p.munmap(ptr, size);
-  }
+  });
 };
 
 export const EXPAND_TESTS: [string, Misc][] = [

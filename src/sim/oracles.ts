@@ -15,9 +15,11 @@
 import type { Host, ViolationInfo } from '../hw/cpu.ts';
 import {
   type Views, mmWord, unmapLogF, hostWord, MM_UNMAP_SEQ, MM_UNMAP_SLOT, UNMAP_LOG_ENTRIES, H_STOP, H_VIOLATIONS, HB_WAKE,
+  MM_CTX_ID,
 } from '../hw/layout.ts';
 import { readRing, formatEvent, EV } from '../hw/trace.ts';
 import { current } from '../hw/cpu.ts';
+import { CowOracle } from './cow.ts';
 
 export interface ViolationRecord extends ViolationInfo {
   /** recent events of the CPUs involved, formatted, oldest first */
@@ -81,6 +83,7 @@ interface OwnWrite {
   tag: number;
   seq: number; // MM_UNMAP_SEQ before the write
   slot: number; // MM_UNMAP_SLOT before the write
+  uid: number; // MM_CTX_ID of the mm written: an entry of an earlier mm in the same slot is void
 }
 
 export const TAG_CPU_SHIFT = 24;
@@ -106,10 +109,13 @@ export class ContentOracle {
   private readonly host: Host;
   readsChecked = 0;
   excused = 0;
+  /** this CPU's side of the COW oracle (src/sim/cow.ts) */
+  readonly cow: CowOracle;
   constructor(V: Views, host: Host, cpu: number) {
     this.V = V;
     this.host = host;
     this.cpu = cpu;
+    this.cow = new CowOracle(V, host, cpu);
   }
 
   private key(mm: number, va: number): number {
@@ -125,7 +131,10 @@ export class ContentOracle {
   /** Call before the write: what the discard log says now. */
   snapshot(mm: number): OwnWrite {
     const { I, L } = this.V;
-    return { tag: 0, seq: Atomics.load(I, mmWord(L, mm, MM_UNMAP_SEQ)), slot: Atomics.load(I, mmWord(L, mm, MM_UNMAP_SLOT)) };
+    return {
+      tag: 0, seq: Atomics.load(I, mmWord(L, mm, MM_UNMAP_SEQ)), slot: Atomics.load(I, mmWord(L, mm, MM_UNMAP_SLOT)),
+      uid: Atomics.load(I, mmWord(L, mm, MM_CTX_ID)),
+    };
   }
 
   wrote(mm: number, va: number, tag: number, snap: OwnWrite): void {
@@ -135,7 +144,28 @@ export class ContentOracle {
       o.tag = tag;
       o.seq = snap.seq;
       o.slot = snap.slot;
-    } else this.own.set(k, { tag, seq: snap.seq, slot: snap.slot });
+      o.uid = snap.uid;
+    } else this.own.set(k, { tag, seq: snap.seq, slot: snap.slot, uid: snap.uid });
+  }
+
+  /**
+   * fork on this CPU made child a copy of parent: what this CPU wrote to parent
+   * and nothing discarded since is expected in the child too (it runs on this
+   * CPU), until the child writes or discards it itself.
+   */
+  inherit(parent: number, child: number): void {
+    const { I, L } = this.V;
+    const puid = Atomics.load(I, mmWord(L, parent, MM_CTX_ID));
+    const snap = this.snapshot(child);
+    const lo = parent * 2 ** 40;
+    const add: [number, OwnWrite][] = [];
+    for (const [k, o] of this.own) {
+      if (k < lo || k >= lo + 2 ** 40 || o.uid !== puid) continue;
+      const va = (k - lo) * 512;
+      if (this.discardedSince(parent, va, o)) continue;
+      add.push([this.key(child, va), { tag: o.tag, seq: snap.seq, slot: snap.slot, uid: snap.uid }]);
+    }
+    for (const [k, o] of add) this.own.set(k, o);
   }
 
   /** Was va's content possibly discarded since the snapshot? */
@@ -158,6 +188,10 @@ export class ContentOracle {
     }
     const o = this.own.get(this.key(mm, va));
     if (!o || value === o.tag) return;
+    if (o.uid !== Atomics.load(this.V.I, mmWord(this.V.L, mm, MM_CTX_ID))) {
+      this.own.delete(this.key(mm, va)); // written to an earlier mm in this slot
+      return;
+    }
     if (value !== 0 && tagCpu(value) !== this.cpu) return; // someone else wrote it since: fine
     if (this.discardedSince(mm, va, o)) {
       this.excused++;

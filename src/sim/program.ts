@@ -3,7 +3,7 @@
 // simulated CPU's loads and stores, feeding the content oracle.
 
 import type { Cpu } from '../hw/cpu.ts';
-import { PAGE_SIZE, WORDS_PER_PAGE } from '../hw/layout.ts';
+import { PAGE_SIZE, WORDS_PER_PAGE, dataWord } from '../hw/layout.ts';
 import { do_mmap, do_munmap, MAP_ANONYMOUS, MAP_FIXED, MAP_PRIVATE, MAP_SHARED, PROT_READ, PROT_WRITE, PROT_EXEC } from '../mm/mmap.ts';
 import { do_mprotect } from '../mm/mprotect.ts';
 import { do_madvise, do_madvise_advice, MADV_DONTNEED, MADV_HUGEPAGE } from '../mm/madvise.ts';
@@ -13,6 +13,7 @@ import { task_create } from '../mm/mm.ts';
 import { lazy_mmu_nest_test } from '../mm/lazy_mmu_test.ts';
 import { do_ftruncate, shmem_punch_hole } from '../mm/truncate.ts';
 import { reclaim_file_range } from '../mm/vmscan.ts';
+import { get_user_pages_fast, gup_put_page, access_remote_vm_write, FOLL_PIN, FOLL_WRITE, FOLL_GET } from '../mm/gup.ts';
 import type { Step } from './scenario.ts';
 import { knobs } from './knobs.ts';
 import type { ContentOracle } from './oracles.ts';
@@ -52,6 +53,17 @@ export function protBits(p: string): number {
   return (p.includes('r') ? PROT_READ : 0) | (p.includes('w') ? PROT_WRITE : 0) | (p.includes('x') ? PROT_EXEC : 0);
 }
 
+/** A page a task holds through GUP: a write pin (DMA writes) or a read reference (reads, as from a pipe). */
+interface Pin {
+  pfn: number;
+  flags: number;
+  va: number;
+  off: number; // offset in its region (the content oracle's `where`)
+  word: number;
+  shared: boolean;
+  left: number; // accesses through it still to do
+}
+
 interface Frame {
   steps: Step[];
   idx: number;
@@ -69,6 +81,8 @@ export class TaskRunner {
   exited = false;
   /** add a task to this CPU (a forked child) */
   spawn: (plan: TaskPlan) => void = () => {};
+  /** pages held through GUP */
+  private readonly pins: Pin[] = [];
   constructor(plan: TaskPlan) {
     this.plan = plan;
     for (const r of plan.regions) this.regions.set(r.name, r);
@@ -81,11 +95,18 @@ export class TaskRunner {
   /** Run the next leaf operation; returns the number of ops it counts as. */
   step(cpu: Cpu, oracle: ContentOracle): number {
     if (++this.steps === 1000 && knobs['sim.crash_cpu_worker']) throw new Error(`injected crash on cpu ${cpu.id} (sim.crash_cpu_worker)`);
-    if (this.stopped) return 1; // idle: the program ended with 'stop'
     if (this.plan.opsLeft !== undefined && this.plan.opsLeft-- <= 0) {
-      do_exit_mm(this.plan.mm);
-      this.exited = true;
+      this.exit(); // a forked child exits when its operations are done, stopped or not
       return 1;
+    }
+    if (this.stopped) return 1; // idle: the program ended with 'stop'
+    for (let i = 0; i < this.pins.length; i++) {
+      const p = this.pins[i];
+      this.through(cpu, oracle, p);
+      if (--p.left <= 0) {
+        gup_put_page(p.pfn, p.flags);
+        this.pins.splice(i--, 1);
+      }
     }
     for (;;) {
       const f = this.stack[this.stack.length - 1];
@@ -130,15 +151,21 @@ export class TaskRunner {
           const { page } = typeof s.at === 'string' && s.at !== 'random'
             ? this.pickInSaved(cpu, s.at, r)
             : this.range(cpu, r, s.at, 1);
-          const off = page * PAGE_SIZE + cpu.rng.int(0, WORDS_PER_PAGE - 1) * (PAGE_SIZE / WORDS_PER_PAGE);
+          const word = cpu.rng.int(0, WORDS_PER_PAGE - 1);
+          const off = page * PAGE_SIZE + word * (PAGE_SIZE / WORDS_PER_PAGE);
           const va = r.base + off;
           const write = s.mode === 'write' || (s.mode === 'rw' && (cpu.rng.u32() & 1) === 1);
           if (write) {
             const tag = oracle.tag(off);
             const snap = oracle.snapshot(mm);
-            if (cpu.write(va, tag)) oracle.wrote(mm, va, tag, snap);
+            oracle.cow.stamp(mm);
+            if (cpu.write(va, tag)) {
+              oracle.wrote(mm, va, tag, snap);
+              oracle.cow.wrote(cpu.lastPfn, word, tag, r.shared);
+            }
           } else if (cpu.read(va)) {
             oracle.read(mm, va, cpu.value, off);
+            oracle.cow.read(mm, cpu.lastPfn, word, cpu.value, r.shared, va);
           }
         }
         return s.count;
@@ -190,10 +217,50 @@ export class TaskRunner {
           this.check(child, 'fork');
           return 1;
         }
+        oracle.inherit(mm, child);
         const id = task_create(cpu.V, child, cpu.id, -1);
         this.spawn({ ...this.plan, id, mm: child, thread: `${this.plan.thread}/child`, program: s.child, opsLeft: s.childOps });
         return 1;
       }
+      case 'pin': {
+        const r = this.regions.get(s.region)!;
+        const g = this.range(cpu, r, s.at, 1);
+        if (g.pages === 0) return 1;
+        const word = cpu.rng.int(0, WORDS_PER_PAGE - 1);
+        const off = g.page * PAGE_SIZE + word * (PAGE_SIZE / WORDS_PER_PAGE);
+        const flags = s.access === 'write' ? FOLL_PIN | FOLL_WRITE : FOLL_GET;
+        const pfn = get_user_pages_fast(mm, r.base + off, flags);
+        if (pfn < 0) {
+          this.check(pfn, 'pin');
+          return 1;
+        }
+        if (s.save) this.saved.set(s.save, { region: r.name, page: g.page, pages: 1 });
+        const p: Pin = { pfn, flags, va: r.base + off, off, word, shared: r.shared, left: s.hold };
+        this.through(cpu, oracle, p);
+        if (p.left > 0) this.pins.push(p);
+        else gup_put_page(pfn, flags);
+        return 1;
+      }
+      case 'procmem-write': {
+        const r = this.regions.get(s.region)!;
+        const g = this.range(cpu, r, s.at, 1);
+        if (g.pages === 0) return 1;
+        const word = cpu.rng.int(0, WORDS_PER_PAGE - 1);
+        const off = g.page * PAGE_SIZE + word * (PAGE_SIZE / WORDS_PER_PAGE);
+        const tag = oracle.tag(off);
+        const snap = oracle.snapshot(mm);
+        oracle.cow.stamp(mm);
+        const pfn = access_remote_vm_write(mm, r.base + off, tag);
+        if (pfn < 0) this.check(pfn, 'procmem-write');
+        else {
+          oracle.cow.wrote(pfn, word, tag, r.shared);
+          oracle.wrote(mm, r.base + off, tag, snap);
+        }
+        return 1;
+      }
+      case 'exit':
+        this.exit();
+        return 1;
       case 'lazy-nest': {
         const r = this.regions.get(s.region)!;
         lazy_mmu_nest_test(mm, r.base, Math.min(s.pages, r.pages), s.order);
@@ -226,6 +293,45 @@ export class TaskRunner {
     const f = this.plan.files?.find((x) => x.name === name);
     if (!f) throw new Error(`task ${this.plan.thread}: no file '${name}'`);
     return f;
+  }
+
+  /** One access through a pin: a device write of a fresh tag, or a read checked by the COW oracle. */
+  private through(cpu: Cpu, oracle: ContentOracle, p: Pin): void {
+    const mm = this.plan.mm;
+    if (p.flags & FOLL_WRITE) {
+      const at = dataWord(cpu.V.L, p.pfn, p.word);
+      const tag = oracle.tag(p.off);
+      const snap = oracle.snapshot(mm);
+      oracle.cow.stamp(mm);
+      Atomics.store(cpu.I, at, tag);
+      oracle.cow.wrote(p.pfn, p.word, tag, p.shared);
+      oracle.wrote(mm, p.va, tag, snap);
+      // the program reads the result: the pinned page must still be what va maps
+      if (cpu.read(p.va)) {
+        oracle.read(mm, p.va, cpu.value, p.off);
+        oracle.cow.read(mm, cpu.lastPfn, p.word, cpu.value, p.shared, p.va);
+      }
+    } else {
+      // a read of the whole page (what the pipe hands out)
+      const page = dataWord(cpu.V.L, p.pfn, 0);
+      const base = p.va - p.word * (PAGE_SIZE / WORDS_PER_PAGE);
+      for (let w = 0; w < WORDS_PER_PAGE; w++) {
+        if (!oracle.cow.read(mm, p.pfn, w, Atomics.load(cpu.I, page + w), p.shared, base + w * (PAGE_SIZE / WORDS_PER_PAGE), 'read through its GUP reference')) break;
+      }
+    }
+  }
+
+  /** Release every page held through GUP (the task exits, or the run ends). */
+  release(): void {
+    for (const p of this.pins) gup_put_page(p.pfn, p.flags);
+    this.pins.length = 0;
+  }
+
+  /** The task exits: its pins go, then its reference on the mm (the last one tears it down). */
+  private exit(): void {
+    this.release();
+    do_exit_mm(this.plan.mm);
+    this.exited = true;
   }
 
   private pickInSaved(cpu: Cpu, name: string, r: RegionInfo): { page: number } {

@@ -28,6 +28,10 @@ export function summary(r: RunResult): string {
   if (s.rmapUnmaps || s.truncatedPages) out.push(`  rmap walkers  PTEs cleared through i_mmap ${fmt(s.rmapUnmaps)}; page-cache pages truncated or reclaimed ${fmt(s.truncatedPages)}`);
   out.push(`  memory        pages freed ${fmt(s.pagesFreed)}, page tables freed ${fmt(s.tablesFreed)}; contended locks ${fmt(s.lockContended)}; delays injected ${fmt(s.delays)}`);
   out.push(`  content       ${fmt(r.readsChecked)} reads checked (${fmt(r.readsExcused)} excused by a concurrent unmap)`);
+  if (s.forkPtes || s.cowCopies || s.cowReuses || s.gupFastFallbacks || r.cowChecked) {
+    out.push(`  fork/COW      PTEs copied by fork ${fmt(s.forkPtes)}; COW faults: copied ${fmt(s.cowCopies)}, reused ${fmt(s.cowReuses)}; GUP-fast fallbacks ${fmt(s.gupFastFallbacks)}`);
+    out.push(`  COW oracle    ${fmt(r.cowChecked)} reads' provenance checked (${fmt(r.cowUnjudged)} unjudged: written meanwhile)`);
+  }
   out.push(`  audit         ${r.audit.ok ? 'refcounts and mapcounts consistent' : 'FAILED'}; after exit of every mm: ${r.teardownAudit.ok ? 'every frame free' : 'FAILED'}`);
   for (const p of [...r.audit.problems, ...r.teardownAudit.problems].slice(0, 10)) out.push(`    - ${p}`);
   out.push(`  violations    ${r.violationCount}`);

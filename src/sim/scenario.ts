@@ -30,6 +30,9 @@ export type Step =
   | { op: 'mremap'; region: string; to: string }
   | { op: 'fork'; child: Step[]; childOps: number }
   | { op: 'lazy-nest'; region: string; pages: number; order: 'plain-outer' | 'range-outer' }
+  | { op: 'pin'; region: string; at: number | string; access: 'write' | 'read'; hold: number; save?: string }
+  | { op: 'procmem-write'; region: string; at: number | string }
+  | { op: 'exit' }
   | { op: 'yield' }
   | { op: 'stop' }
   | { op: 'truncate'; file: string; pages: number | [number, number] }
@@ -63,6 +66,16 @@ const step: z.ZodType<Step> = z.lazy(() =>
       op: z.literal('lazy-nest'), region: z.string(), pages: z.number().int().positive().default(8),
       order: z.enum(['plain-outer', 'range-outer']),
     }).strict(),
+    z.object({
+      op: z.literal('pin'), region: z.string(), at,
+      access: z.enum(['write', 'read']).default('write')
+        .describe('write: pin_user_pages_fast(FOLL_PIN | FOLL_WRITE) and DMA-style writes through the pin; read: get_user_pages_fast (a FOLL_GET reference, as vmsplice takes) and reads through it'),
+      hold: z.number().int().nonnegative().default(4).describe('following operations of this task during which the pin is held (one access through it each), then it is released'),
+      save: z.string().optional(),
+    }).strict(),
+    z.object({ op: z.literal('procmem-write'), region: z.string(), at }).strict()
+      .describe('a write of one word through /proc/self/mem: GUP with FOLL_FORCE | FOLL_WRITE, which may write to a read-only private mapping'),
+    z.object({ op: z.literal('exit') }).strict().describe('the forked child exits now (only in a fork\'s child program)'),
     z.object({ op: z.literal('yield') }).strict(),
     z.object({ op: z.literal('stop') }).strict().describe('the thread is done: it idles from here on (its CPU still takes IPIs)'),
     z.object({ op: z.literal('truncate'), file: z.string(), pages: size }).strict()
@@ -160,9 +173,10 @@ export function parseScenario(input: unknown, where = 'scenario'): Scenario {
       }
     });
     const names = new Set(p.regions.map((r) => r.name));
-    const check = (steps: Step[], path: string): void => {
+    const check = (steps: Step[], path: string, inChild = false): void => {
       steps.forEach((st, i) => {
         const here = `${path}.${i}`;
+        if (st.op === 'exit' && !inChild) throw new ScenarioError(`${where}: ${here}.op: 'exit' is only allowed in a fork's child program`);
         if ('file' in st && !files.has(st.file)) {
           throw new ScenarioError(`${where}: ${here}.file: no file '${st.file}' in files`);
         }
@@ -172,13 +186,21 @@ export function parseScenario(input: unknown, where = 'scenario'): Scenario {
         if (st.op === 'mremap' && !names.has(st.to)) {
           throw new ScenarioError(`${where}: ${here}.to: no region '${st.to}' in process '${p.name}'`);
         }
-        if (st.op === 'choose' || st.op === 'repeat') check(st.steps, `${here}.steps`);
-        if (st.op === 'fork') check(st.child, `${here}.child`);
+        if (st.op === 'choose' || st.op === 'repeat') check(st.steps, `${here}.steps`, inChild);
+        if (st.op === 'fork') check(st.child, `${here}.child`, true);
       });
     };
     p.threads.forEach((t, ti) => check(t.program, `processes.${pi}.threads.${ti}.program`));
   });
   return s;
+}
+
+/** Does the scenario use fork, pins or /proc/pid/mem writes (and so the COW oracle's shadow memory)? */
+export function usesCowOracle(s: Scenario): boolean {
+  const uses = (steps: Step[]): boolean => steps.some((st) =>
+    st.op === 'fork' || st.op === 'pin' || st.op === 'procmem-write' ||
+    ((st.op === 'choose' || st.op === 'repeat') && uses(st.steps)));
+  return s.processes.some((p) => p.threads.some((t) => uses(t.program)));
 }
 
 /** Load a scenario from a .ts/.js module (default export) or a .json file. */
