@@ -56,10 +56,11 @@ describe('i_mmap: the file rmap', () => {
     // growing in place extends the record
     expect(k(() => do_mremap(A, d, 4 * P, 6 * P, 0), 1)).toBe(d);
     expect(recs()).toContainEqual([A, d, d + 6 * P, 0]);
-    // fork: the child's VMAs are linked too; its exit unlinks them
+    // fork: each child VMA is linked right after its parent's (vma_interval_tree_insert_after);
+    // the child's exit unlinks them
     const C = k(() => do_fork(A), 1);
     expect(C).toBeGreaterThanOrEqual(0);
-    expect(recs().filter((r) => r[0] === C).map((r) => [r[1], r[3]])).toEqual([[a, 0], [d, 0], [a + 3 * P, 3]]);
+    expect(recs().map((r) => [r[0], r[1]])).toEqual([[A, a], [C, a], [A, d], [C, d], [A, a + 3 * P], [C, a + 3 * P], [B, b]]);
     expect(audit(m.V).problems).toEqual([]);
     const ct = task_create(m.V, C, 1, 3);
     k(() => context_switch(m.cpus[1], ct), 1);

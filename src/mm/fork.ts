@@ -52,7 +52,7 @@ import { page_maybe_dma_pinned } from './gup.ts';
 import { copy_huge_pmd, copy_huge_pud, pmd_trans_huge, pud_trans_huge, thp_hooks } from './huge_memory.ts';
 import { type Vma, vma_list, vma_insert, vma_count } from './vma.ts';
 import { file_get } from './shmem.ts';
-import { i_mmap_lock_write, i_mmap_unlock_write } from './rmap.ts';
+import { i_mmap_lock_write, i_mmap_unlock_write, __vma_link_file_after } from './rmap.ts';
 import { mm_alloc, exit_mmap } from './mm.ts';
 import { ENOMEM, mmap_write_lock, mmap_write_unlock } from './mmap.ts';
 
@@ -264,8 +264,11 @@ export function dup_mmap(oldmm: number): number {
     // anon_vma_fork, simplified: the child chains to the family's anon_vma (not singular: `forked`)
     const child: Vma = v.anon >= 0 ? { ...v, forked: true } : { ...v };
     if (v.file >= 0) i_mmap_lock_write(v.file); // rmap walkers see the child right after the parent
-    const ok = vma_insert(V, mm, vma_count(V, mm), child);
-    if (ok && v.file >= 0) file_get(v.file);
+    const ok = vma_insert(V, mm, vma_count(V, mm), child, false);
+    if (ok && v.file >= 0) {
+      __vma_link_file_after(mm, child, oldmm, v); // vma_interval_tree_insert_after
+      file_get(v.file);
+    }
     if (v.file >= 0) i_mmap_unlock_write(v.file);
     if (!ok) {
       err = -ENOMEM;

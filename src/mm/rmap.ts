@@ -127,7 +127,35 @@ export function __vma_link_file(mm: number, vma: Vma): void {
   __i_mmap_insert(current.V, vma.file, { mm, start: vma.start, end: vma.end, pgoff: vma.pgoff });
 }
 
-/** vma_link_file: a file VMA became visible in mm (mmap, copy_vma, fork). */
+/**
+ * vma_interval_tree_insert_after (dup_mmap): the child's record goes right after
+ * its parent's, so a walker visits the child just after the parent. Caller
+ * holds the file's i_mmap_rwsem for write.
+ */
+export function __vma_link_file_after(mm: number, vma: Vma, parentMm: number, parent: Vma): void {
+  const { F, L } = current.V;
+  const f = vma.file;
+  const n = F[countIdx(L, f)];
+  let at = -1;
+  for (let r = 0; r < n; r++) {
+    const b = iMmapF(L, f, r, 0);
+    if (F[b + IM_MM] === parentMm && F[b + IM_START] === parent.start) at = r + 1;
+  }
+  if (at < 0 || n >= I_MMAP_MAX) {
+    __vma_link_file(mm, vma); // (no parent record: an ordinary insert, which also reports a full i_mmap)
+    return;
+  }
+  const base = iMmapF(L, f, 0, 0);
+  F.copyWithin(base + (at + 1) * IM_F64, base + at * IM_F64, base + n * IM_F64);
+  const b = iMmapF(L, f, at, 0);
+  F[b + IM_MM] = mm;
+  F[b + IM_START] = vma.start;
+  F[b + IM_END] = vma.end;
+  F[b + IM_PGOFF] = vma.pgoff;
+  F[countIdx(L, f)] = n + 1;
+}
+
+/** vma_link_file: a file VMA became visible in mm (mmap, copy_vma). */
 export function vma_link_file(mm: number, vma: Vma): void {
   if (vma.file < 0) return;
   i_mmap_lock_write(vma.file);

@@ -95,12 +95,16 @@ function shift(V: Views, mm: number, from: number, by: number): void {
   Atomics.store(V.I, mmWord(V.L, mm, MM_NVMAS), n + by);
 }
 
-/** Insert at slot (keeps order; the caller chose the slot); a file VMA is linked into the file's i_mmap. Returns false if the table is full. */
-export function vma_insert(V: Views, mm: number, slot: number, v: Vma): boolean {
+/**
+ * Insert at slot (keeps order; the caller chose the slot); a file VMA is linked
+ * into the file's i_mmap unless `link` is false (the caller links it itself,
+ * under the i_mmap lock it holds: dup_mmap). Returns false if the table is full.
+ */
+export function vma_insert(V: Views, mm: number, slot: number, v: Vma, link = true): boolean {
   if (vma_count(V, mm) >= V.L.shape.maxVmas) return false;
   shift(V, mm, slot, 1);
   write(V, mm, slot, v);
-  vma_link_file(mm, v);
+  if (link) vma_link_file(mm, v);
   return true;
 }
 
