@@ -56,6 +56,8 @@ export const FM_ENTIRE_MAP = FM_OWNER;
 export const FM_PMD_HUGE_PTE = FM_MAP;
 export const HPAGE_PMD_ORDER = 9;
 export const HPAGE_PUD_ORDER = 18;
+/** data frames: the folio lock (PG_locked) is a sleeping lock word at FM_PTL (+ waiters at FM_PTL_WAITERS), unused by data frames otherwise */
+export const FM_PG_LOCK = FM_PTL;
 
 // ---- per-CPU control block (64 words = 4 lines) --------------------------------
 // line 0: written by IPI senders
@@ -225,6 +227,15 @@ export const FILE_I_MMAP = 6; // i_mmap_rwsem (+ waiters, writers-waiting)
 export const FILE_SIZE_PAGES = 9;
 export const FILE_DEV_PFN = 10; // a DAX-like device (src/mm/huge_memory.ts): head pfn of its memory, 0 for shmem
 export const FILE_WORDS = LINE;
+// i_mmap (src/mm/rmap.ts): per file, the VMAs that map it, as (mm, start, end, pgoff)
+// records in increasing pgoff order, ties in insertion order (the order the kernel's
+// interval tree visits them); guarded by i_mmap_rwsem (FILE_I_MMAP)
+export const I_MMAP_MAX = 128; // records per file
+export const IM_MM = 0;
+export const IM_START = 1;
+export const IM_END = 2;
+export const IM_PGOFF = 3;
+export const IM_F64 = 4;
 
 // ---- tasks ------------------------------------------------------------------------
 export const T_IN_USE = 0;
@@ -326,6 +337,7 @@ export interface Layout {
   anonLocks: number;
   /** COW oracle shadow: per data frame, WORDS_PER_PAGE records of COW_SHADOW_WORDS; -1 when not allocated */
   cowShadow: number;
+  iMmapF: number; // Float64 index: per file [count, pad x3] then I_MMAP_MAX records
 }
 
 /** COW oracle shadow record of one data word: [lock, tag, writer's MM_CTX_ID, epoch | COW_SHARED] */
@@ -378,6 +390,7 @@ export function computeLayout(shape: MachineShape): Layout {
   const unmapLogF = take(shape.maxMms * UNMAP_LOG_ENTRIES * UNMAP_LOG_F64 * 2) / 2;
   const eventsF = take(shape.cpus * shape.eventRing * EVENT_F64 * 2) / 2;
   const anonLocks = take(ANON_VMA_LOCKS * ANON_VMA_LOCK_WORDS);
+  const iMmapF = take(shape.maxFiles * (I_MMAP_MAX + 1) * IM_F64 * 2) / 2;
   const det = take(DET_HDR);
   const detChanges = take(DET_MAX_CHANGES);
   const detCpus = take(shape.cpus * DET_CPU_WORDS);
@@ -387,7 +400,7 @@ export function computeLayout(shape: MachineShape): Layout {
   return {
     shape, bytes, header, cpuCtl, hostBlk, stats, frameMeta, tableMem, dataStart, nframes,
     dataMem, tableAlloc, tableStack, dataAlloc, dataStack, mms, vmasF, unmapLogF, tasks, files, eventsF,
-    det, detChanges, detCpus, detDecisions, anonLocks, cowShadow,
+    det, detChanges, detCpus, detDecisions, anonLocks, cowShadow, iMmapF,
   };
 }
 
@@ -417,6 +430,9 @@ export const vmaF = (L: Layout, mm: number, slot: number, field: number): number
 export const unmapLogF = (L: Layout, mm: number, entry: number, field: number): number =>
   L.unmapLogF + (mm * UNMAP_LOG_ENTRIES + entry) * UNMAP_LOG_F64 + field;
 export const fileWord = (L: Layout, file: number, field: number): number => L.files + file * FILE_WORDS + field;
+/** Float64 index of file f's i_mmap record count (rec = -1) or of field `field` of record rec */
+export const iMmapF = (L: Layout, file: number, rec: number, field: number): number =>
+  L.iMmapF + (file * (I_MMAP_MAX + 1) + rec + 1) * IM_F64 + field;
 export const taskWord = (L: Layout, task: number, field: number): number => L.tasks + task * TASK_WORDS + field;
 export const eventF = (L: Layout, cpu: number, slot: number): number =>
   L.eventsF + (cpu * L.shape.eventRing + slot) * EVENT_F64;

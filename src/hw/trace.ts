@@ -38,7 +38,10 @@ export const EV_SPANS: [number, number][] = [
 ];
 export const EV_NAMES: Record<number, string> = Object.fromEntries(Object.entries(EV).map(([k, v]) => [v, k]));
 
-export const SYS = { mmap: 1, munmap: 2, mprotect: 3, mremap: 4, fork: 5, exit: 6, madvise: 7, brk: 8 } as const;
+export const SYS = {
+  mmap: 1, munmap: 2, mprotect: 3, mremap: 4, fork: 5, exit: 6, madvise: 7, brk: 8,
+  ftruncate: 20, fallocate: 21, reclaim: 22, // reclaim: not a syscall; the kernel's page reclaim run from a program step
+} as const;
 export const SYS_NAMES: Record<number, string> = Object.fromEntries(Object.entries(SYS).map(([k, v]) => [v, k]));
 
 export class EventRing {

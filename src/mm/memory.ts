@@ -5,7 +5,7 @@ import { type Cpu, current, VM_FAULT_OK, VM_FAULT_SIGSEGV, VM_FAULT_OOM } from '
 import { down_read, up_read } from '../hw/locks.ts';
 import {
   type Views, mmWord, tableEntry, frameWord, dataWord, MM_LOCK, MM_RSS, MM_PT_LOCK, MM_PT_PAGES, FM_FLAGS, PG_ANON,
-  VMA_ANON, H_NEXT_ANON, PTRS_PER_TABLE, PGDIR_SIZE, PUD_SIZE, PMD_SIZE, PAGE_SIZE, WORDS_PER_PAGE,
+  VMA_ANON, H_NEXT_ANON, ST_RMAP_UNMAP, PTRS_PER_TABLE, PGDIR_SIZE, PUD_SIZE, PMD_SIZE, PAGE_SIZE, WORDS_PER_PAGE,
   PG_ANON_EXCLUSIVE, ST_COW_COPY, ST_COW_REUSE,
 } from '../hw/layout.ts';
 import {
@@ -21,7 +21,7 @@ import {
 import { knobs } from '../sim/knobs.ts';
 import { alloc_page, get_page, put_page, page_mapcount_inc, page_mapcount_dec, zero_pfn, page_ref, page_mapcount } from './page_alloc.ts';
 import { type Vma, vma_lookup, vma_read, vma_field, vma_set_field, find_mergeable_anon_vma } from './vma.ts';
-import { shmem_get_page } from './shmem.ts';
+import { shmem_get_folio_locked, unlock_page } from './shmem.ts';
 import { lazy_mmu_mode_enable_fast_pte_range, lazy_mmu_mode_disable } from './lazy_mmu.ts';
 import { type mmu_gather, __tlb_remove_page, tlb_flush_pte_range, tlb_flush_mmu_tlbonly, tlb_flush_mmu, tlb_remove_table } from './mmu_gather.ts';
 import { huge_pmd_fault, huge_pud_fault, zap_huge_pmd_range, zap_huge_pud_range, VM_FAULT_FALLBACK } from './huge_memory.ts';
@@ -178,15 +178,23 @@ function do_anonymous_page(mm: number, slot: number, vma: Vma, pmdp: number, add
   return VM_FAULT_OK;
 }
 
-/** Fault on a shared mapping: find or create the page in the file's cache and map it. */
+/**
+ * Fault on a file mapping: find or create the page in the file's cache and map
+ * it (read-only in a private mapping: a write then copies it, do_wp_page). The
+ * page is locked from the lookup until its PTE is set, so truncation, which
+ * takes the same lock before it drops a page, cannot drop it in between; beyond
+ * EOF the access gets SIGBUS.
+ */
 function do_shared_fault(mm: number, vma: Vma, pmdp: number, addr: number, write: boolean): number {
   const cpu = current;
   const pgoff = vma.pgoff + (addr - vma.start) / PAGE_SIZE;
-  const pfn = shmem_get_page(vma.file, pgoff); // +1 reference for this mapping
+  const pfn = shmem_get_folio_locked(vma.file, pgoff); // locked, +1 reference for this mapping
+  if (pfn < 0) return VM_FAULT_SIGSEGV; // SIGBUS: beyond EOF
   if (pfn === 0) return VM_FAULT_OOM;
   const ptep = pte_offset_map_lock(pmdp, addr);
   if (ptep < 0 || !pte_none(ptep_get(ptep))) {
     if (ptep >= 0) pte_unmap_unlock(ptl.value);
+    unlock_page(pfn);
     put_page(pfn);
     return VM_FAULT_OK;
   }
@@ -197,6 +205,7 @@ function do_shared_fault(mm: number, vma: Vma, pmdp: number, addr: number, write
   Atomics.add(cpu.I, mmWord(cpu.V.L, mm, MM_RSS), 1);
   set_pte_at(mm, addr, ptep, entry);
   pte_unmap_unlock(lock);
+  unlock_page(pfn);
   return VM_FAULT_OK;
 }
 
@@ -224,19 +233,25 @@ export function copy_user_highpage(dst: number, src: number): void {
 /** maybe_mkwrite: writable only if the VMA is (a FOLL_FORCE write on a read-only mapping stays read-only). */
 const maybe_mkwrite = (entry: number, vma: Vma): number => (vma.flags & VM_WRITE ? entry | _PAGE_RW : entry);
 
-/** The page-cache page at addr's offset in vma's file, with a reference for the caller (0: out of memory). */
+/**
+ * The page-cache page at addr's offset in vma's file, locked (until its PTE is
+ * set: truncation takes the same lock), with a reference for the caller.
+ * 0: out of memory; -1: beyond EOF (SIGBUS).
+ */
 function filemap_page(vma: Vma, addr: number): number {
-  return shmem_get_page(vma.file, vma.pgoff + (addr - vma.start) / PAGE_SIZE);
+  return shmem_get_folio_locked(vma.file, vma.pgoff + (addr - vma.start) / PAGE_SIZE);
 }
 
 /** do_read_fault, private mapping: map the page-cache page read-only (a write later copies it). */
 function do_read_fault(mm: number, vma: Vma, pmdp: number, addr: number): number {
   const cpu = current;
-  const pfn = filemap_page(vma, addr); // +1 reference: this mapping's
+  const pfn = filemap_page(vma, addr); // locked, +1 reference: this mapping's
+  if (pfn < 0) return VM_FAULT_SIGSEGV; // SIGBUS: beyond EOF
   if (pfn === 0) return VM_FAULT_OOM;
   const ptep = pte_offset_map_lock(pmdp, addr);
   if (ptep < 0 || !pte_none(ptep_get(ptep))) {
     if (ptep >= 0) pte_unmap_unlock(ptl.value);
+    unlock_page(pfn);
     put_page(pfn);
     return VM_FAULT_OK;
   }
@@ -245,6 +260,7 @@ function do_read_fault(mm: number, vma: Vma, pmdp: number, addr: number): number
   Atomics.add(cpu.I, mmWord(cpu.V.L, mm, MM_RSS), 1);
   set_pte_at(mm, addr, ptep, pfn_pte(pfn, vm_page_prot(vma) | _PAGE_ACCESSED));
   pte_unmap_unlock(lock);
+  unlock_page(pfn);
   return VM_FAULT_OK;
 }
 
@@ -254,16 +270,20 @@ function do_cow_fault(mm: number, slot: number, vma: Vma, pmdp: number, addr: nu
   anon_vma_prepare(mm, slot);
   const npfn = alloc_page(true);
   if (npfn === 0) return VM_FAULT_OOM;
-  const page = filemap_page(vma, addr);
-  if (page === 0) {
+  const page = filemap_page(vma, addr); // locked until the copy is mapped, as __do_fault/finish_fault
+  if (page <= 0) {
     put_page(npfn);
-    return VM_FAULT_OOM;
+    return page < 0 ? VM_FAULT_SIGSEGV : VM_FAULT_OOM; // SIGBUS beyond EOF
   }
   copy_user_highpage(npfn, page);
-  put_page(page); // the page cache keeps its own
+  const done = (): void => {
+    unlock_page(page);
+    put_page(page); // the page cache keeps its own
+  };
   const ptep = pte_offset_map_lock(pmdp, addr);
   if (ptep < 0 || !pte_none(ptep_get(ptep))) {
     if (ptep >= 0) pte_unmap_unlock(ptl.value);
+    done();
     put_page(npfn);
     return VM_FAULT_OK;
   }
@@ -273,6 +293,7 @@ function do_cow_fault(mm: number, slot: number, vma: Vma, pmdp: number, addr: nu
   Atomics.add(cpu.I, mmWord(cpu.V.L, mm, MM_RSS), 1);
   set_pte_at(mm, addr, ptep, maybe_mkwrite(pfn_pte(npfn, vm_page_prot(vma) | _PAGE_ACCESSED | _PAGE_DIRTY), vma));
   pte_unmap_unlock(lock);
+  done();
   cpu.stat(ST_COW_COPY);
   return VM_FAULT_WRITE;
 }
@@ -377,8 +398,24 @@ function wp_page_copy(mm: number, slot: number, vma: Vma, pmdp: number, addr: nu
 
 // ---- unmapping -----------------------------------------------------------------
 
+/**
+ * struct zap_details: an rmap walker's zap (truncation, hole punch) leaves the
+ * anonymous COW copies of a private file mapping alone unless even_cows, and
+ * with single_folio (a pfn) zaps only the PTEs of that page.
+ */
+export interface zap_details {
+  even_cows: boolean;
+  single_folio: number;
+}
+
+/** zap_skip_check_mapping: true when details say this page's PTE stays. */
+function zap_skip(details: zap_details, pfn: number): boolean {
+  if (details.single_folio !== 0) return pfn !== details.single_folio;
+  return !details.even_cows && (Atomics.load(current.I, frameWord(current.V.L, pfn, FM_FLAGS)) & PG_ANON) !== 0;
+}
+
 /** zap_pte_range: clear [addr, end) of one PTE table; returns how far it got (a full batch stops it early). */
-function zap_pte_range(tlb: mmu_gather, mm: number, pmdp: number, addr: number, end: number): number {
+function zap_pte_range(tlb: mmu_gather, mm: number, pmdp: number, addr: number, end: number, details?: zap_details): number {
   const cpu = current;
   const V = cpu.V;
   const ptep0 = pte_offset_map_lock(pmdp, addr);
@@ -395,6 +432,7 @@ function zap_pte_range(tlb: mmu_gather, mm: number, pmdp: number, addr: number, 
   for (let ptep = ptep0; a < stop; a += PAGE_SIZE, ptep++) {
     const e = ptep_get(ptep);
     if (pte_none(e)) continue;
+    if (details !== undefined && pte_present(e) && zap_skip(details, pte_pfn(e))) continue;
     const old = ptep_get_and_clear(mm, a, ptep);
     // BUG (injected, spec 6.15a): "did the clear take?" asked by direct dereference;
     // where memory still holds the old entry the page is skipped (and leaked)
@@ -405,6 +443,7 @@ function zap_pte_range(tlb: mmu_gather, mm: number, pmdp: number, addr: number, 
     if (pfn === zero || old & _PAGE_SPECIAL) continue;
     page_mapcount_dec(pfn); // rmap removed now; the reference goes after the flush
     rss++;
+    if (details !== undefined) cpu.stat(ST_RMAP_UNMAP);
     if (__tlb_remove_page(tlb, pfn, a)) {
       force = true;
       a += PAGE_SIZE;
@@ -421,8 +460,8 @@ function zap_pte_range(tlb: mmu_gather, mm: number, pmdp: number, addr: number, 
   return a;
 }
 
-/** unmap_page_range: zap every PTE of [addr, end) in mm. */
-export function unmap_page_range(tlb: mmu_gather, mm: number, addr: number, end: number): void {
+/** unmap_page_range: zap every PTE of [addr, end) in mm (with details: only what they select). */
+export function unmap_page_range(tlb: mmu_gather, mm: number, addr: number, end: number, details?: zap_details): void {
   const cpu = current;
   const I = cpu.I;
   cpu.ring.log(EV.ZAP, addr, end);
@@ -454,7 +493,7 @@ export function unmap_page_range(tlb: mmu_gather, mm: number, addr: number, end:
       addr = next;
       continue;
     }
-    addr = zap_pte_range(tlb, mm, pmdp, addr, next);
+    addr = zap_pte_range(tlb, mm, pmdp, addr, next, details);
   }
 }
 

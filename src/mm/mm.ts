@@ -12,6 +12,7 @@ import { vma_count, vma_list, vma_remove } from './vma.ts';
 import { mmu_gather, tlb_gather_mmu, tlb_finish_mmu } from './mmu_gather.ts';
 import { unmap_page_range, free_pgtables } from './memory.ts';
 import { mmap_write_lock, mmap_write_unlock } from './mmap.ts';
+import { vma_unlink_file } from './rmap.ts';
 
 /** A new, empty address space with its PGD. Returns the mm id or -1. */
 export function mm_alloc(): number {
@@ -50,6 +51,7 @@ export function exit_mmap(mm: number): void {
     cpu.host.hooks.discard(mm, 0, TASK_SIZE, false);
     for (const v of vmas) unmap_page_range(tlb, mm, v.start, v.end);
   }
+  for (const v of vmas) vma_unlink_file(mm, v); // before the tables go (unlink_file_vma in free_pgtables)
   free_pgtables(tlb, mm, 0, TASK_SIZE + PAGE_SIZE, 0, TASK_SIZE + PAGE_SIZE);
   tlb_finish_mmu(tlb); // flushes every CPU in mm_cpumask, lazy ones included
   vma_remove(V, mm, 0, vma_count(V, mm));

@@ -13,6 +13,7 @@ import { type Vma, vma_count, vma_read, find_vma, vma_insert, vma_remove, split_
 import { mmu_gather, tlb_gather_mmu, tlb_finish_mmu } from './mmu_gather.ts';
 import { unmap_page_range, free_pgtables } from './memory.ts';
 import { shmem_file_setup, file_get, file_put } from './shmem.ts';
+import { vma_unlink_file } from './rmap.ts';
 
 export const PROT_NONE = 0;
 export const PROT_READ = 1;
@@ -203,6 +204,9 @@ export function unmap_region(mm: number, vmas: Vma[], floor: number, ceiling: nu
   const tlb = new mmu_gather();
   tlb_gather_mmu(tlb, mm);
   for (const v of vmas) unmap_page_range(tlb, mm, v.start, v.end);
+  // unlink_file_vma before the tables go: an rmap walker (truncation, reclaim)
+  // still holding i_mmap for read may be walking them until then
+  for (const v of vmas) vma_unlink_file(mm, v);
   free_pgtables(tlb, mm, vmas[0].start, vmas[vmas.length - 1].end, floor, ceiling);
   tlb_finish_mmu(tlb);
 }

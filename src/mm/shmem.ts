@@ -4,9 +4,13 @@
 // VMA drops the file, its pages are truncated (cache references dropped).
 
 import { current } from '../hw/cpu.ts';
-import { spin_lock, spin_unlock } from '../hw/locks.ts';
-import { fileWord, tableEntry, FILE_IN_USE, FILE_REFS, FILE_ROOT, FILE_LOCK, FILE_NRPAGES, FILE_SIZE_PAGES, H_NEXT_FILE, PTRS_PER_TABLE, FILE_DEV_PFN } from '../hw/layout.ts';
+import { spin_lock, spin_unlock, spin_trylock } from '../hw/locks.ts';
+import {
+  fileWord, frameWord, tableEntry, FILE_IN_USE, FILE_REFS, FILE_ROOT, FILE_LOCK, FILE_NRPAGES, FILE_SIZE_PAGES, H_NEXT_FILE,
+  PTRS_PER_TABLE, FILE_DEV_PFN, FM_PG_LOCK, FM_REF, FM_MAP,
+} from '../hw/layout.ts';
 import { alloc_pt_page, free_pt_page, alloc_page, get_page, put_page } from './page_alloc.ts';
+import { i_mmap_init } from './rmap.ts';
 
 export const FILE_MAX_PAGES = PTRS_PER_TABLE * PTRS_PER_TABLE;
 const NO_MM = -2; // owner of radix nodes: no mm walks them
@@ -22,6 +26,7 @@ export function shmem_file_setup(sizePages: number): number {
       Atomics.store(I, fileWord(L, f, FILE_ROOT), 0);
       Atomics.store(I, fileWord(L, f, FILE_NRPAGES), 0);
       Atomics.store(I, fileWord(L, f, FILE_SIZE_PAGES), sizePages);
+      i_mmap_init(cpu.V, f);
       return f;
     }
   }
@@ -137,4 +142,143 @@ export function file_nodes(I: Int32Array, L: import('../hw/layout.ts').Layout, f
     if (leaf !== 0) out.push(leaf);
   }
   return out;
+}
+
+// ---- the folio lock, lookups and removal (mm/filemap.c, reduced) ------------------
+// A page-cache page is locked (PG_locked) while a fault checks it is still in the
+// cache and maps it, and while truncation or reclaim unmaps it and takes it out
+// of the cache: so a fault never maps a page truncation has already dropped.
+
+/** lock_page: the folio lock, a sleeping lock in the frame's metadata. */
+export function lock_page(pfn: number): void {
+  spin_lock(frameWord(current.V.L, pfn, FM_PG_LOCK));
+}
+export function trylock_page(pfn: number): boolean {
+  return spin_trylock(frameWord(current.V.L, pfn, FM_PG_LOCK));
+}
+export function unlock_page(pfn: number): void {
+  spin_unlock(frameWord(current.V.L, pfn, FM_PG_LOCK));
+}
+
+/** i_size in pages. */
+export function i_size_pages(f: number): number {
+  return Atomics.load(current.I, fileWord(current.V.L, f, FILE_SIZE_PAGES));
+}
+export function i_size_write(f: number, pages: number): void {
+  Atomics.store(current.I, fileWord(current.V.L, f, FILE_SIZE_PAGES), pages);
+}
+
+/** The radix slot (word index) of pgoff, or -1 when its leaf does not exist. Caller holds the i_pages lock. */
+function slot_of(f: number, pgoff: number): number {
+  const { I, L } = current.V;
+  const root = I[fileWord(L, f, FILE_ROOT)];
+  if (root === 0) return -1;
+  const leaf = I[tableEntry(L, root, Math.floor(pgoff / PTRS_PER_TABLE))];
+  return leaf === 0 ? -1 : tableEntry(L, leaf, pgoff % PTRS_PER_TABLE);
+}
+
+/** filemap_get_folio: the page at pgoff with a reference for the caller, or 0. */
+export function find_get_page(f: number, pgoff: number): number {
+  const { I, L } = current.V;
+  const lock = fileWord(L, f, FILE_LOCK);
+  spin_lock(lock);
+  const s = slot_of(f, pgoff);
+  const pfn = s < 0 ? 0 : I[s];
+  if (pfn !== 0) get_page(pfn);
+  spin_unlock(lock);
+  return pfn;
+}
+
+/** Is pfn still the page at pgoff (folio->mapping and index unchanged)? */
+export function page_in_cache(f: number, pgoff: number, pfn: number): boolean {
+  const { I, L } = current.V;
+  const lock = fileWord(L, f, FILE_LOCK);
+  spin_lock(lock);
+  const s = slot_of(f, pgoff);
+  const ok = s >= 0 && I[s] === pfn;
+  spin_unlock(lock);
+  return ok;
+}
+
+/**
+ * shmem_get_folio for a fault: the page at pgoff, allocated if absent, locked,
+ * with a reference for the caller. 0: out of memory; -1: pgoff is beyond i_size
+ * (SIGBUS). A page found, then truncated while we waited for its lock, is let go
+ * and looked up again, as filemap_fault does when folio->mapping changed.
+ */
+export function shmem_get_folio_locked(f: number, pgoff: number): number {
+  if (Atomics.load(current.I, fileWord(current.V.L, f, FILE_DEV_PFN)) !== 0) {
+    // a DAX-like device (src/mm/huge_memory.ts): no page cache, nothing truncates it
+    const pfn = shmem_get_page(f, pgoff);
+    if (pfn !== 0) lock_page(pfn);
+    return pfn;
+  }
+  for (;;) {
+    if (pgoff >= i_size_pages(f)) return -1;
+    const pfn = shmem_get_page(f, pgoff);
+    if (pfn === 0) return 0;
+    lock_page(pfn);
+    const cached = page_in_cache(f, pgoff, pfn);
+    if (cached && pgoff < i_size_pages(f)) return pfn;
+    // truncated under us; a page we added beyond the new EOF goes again (unless
+    // someone mapped it before the truncation: the truncation unmaps and drops it)
+    if (cached && Atomics.load(current.I, frameWord(current.V.L, pfn, FM_MAP)) === 0) delete_from_page_cache(f, pgoff, pfn);
+    unlock_page(pfn);
+    put_page(pfn);
+  }
+}
+
+/**
+ * filemap_remove_folio: take pfn out of the cache at pgoff (the caller holds the
+ * page lock) and drop the cache's reference. False if it is no longer there.
+ */
+export function delete_from_page_cache(f: number, pgoff: number, pfn: number): boolean {
+  const { I, L } = current.V;
+  const lock = fileWord(L, f, FILE_LOCK);
+  spin_lock(lock);
+  const s = slot_of(f, pgoff);
+  const ok = s >= 0 && I[s] === pfn;
+  if (ok) {
+    I[s] = 0;
+    I[fileWord(L, f, FILE_NRPAGES)]--;
+  }
+  spin_unlock(lock);
+  if (ok) put_page(pfn);
+  return ok;
+}
+
+/**
+ * __remove_mapping + the stand-in for swap-in: if the page cache and the caller
+ * hold the only references to pfn (refcount 2, frozen under the i_pages lock, so
+ * no lookup can take a new one), put `replacement` in its place and drop the
+ * cache's reference to pfn. False (nothing changed) if anyone else holds one.
+ */
+export function replace_page_cache_page(f: number, pgoff: number, pfn: number, replacement: number): boolean {
+  const { I, L } = current.V;
+  const lock = fileWord(L, f, FILE_LOCK);
+  spin_lock(lock);
+  const s = slot_of(f, pgoff);
+  const ok = s >= 0 && I[s] === pfn && Atomics.load(I, frameWord(L, pfn, FM_REF)) === 2;
+  if (ok) I[s] = replacement;
+  spin_unlock(lock);
+  if (ok) put_page(pfn);
+  return ok;
+}
+
+/** The first pgoff in [from, to) that has a page in the cache, or -1 (a lockless peek, like a pagevec lookup). */
+export function next_cached_pgoff(f: number, from: number, to: number): number {
+  const { I, L } = current.V;
+  const root = Atomics.load(I, fileWord(L, f, FILE_ROOT));
+  if (root === 0) return -1;
+  to = Math.min(to, FILE_MAX_PAGES);
+  for (let p = from; p < to;) {
+    const leaf = Atomics.load(I, tableEntry(L, root, Math.floor(p / PTRS_PER_TABLE)));
+    if (leaf === 0) {
+      p = (Math.floor(p / PTRS_PER_TABLE) + 1) * PTRS_PER_TABLE;
+      continue;
+    }
+    if (Atomics.load(I, tableEntry(L, leaf, p % PTRS_PER_TABLE)) !== 0) return p;
+    p++;
+  }
+  return -1;
 }

@@ -7,6 +7,7 @@ import {
   VMA_ANON_FORKED,
 } from '../hw/layout.ts';
 import { file_get, file_put } from './shmem.ts';
+import { vma_link_file, vma_unlink_file, __vma_link_file, __vma_adjust_file, i_mmap_lock_write, i_mmap_unlock_write } from './rmap.ts';
 
 export interface Vma {
   start: number;
@@ -42,7 +43,17 @@ export function vma_field(V: Views, mm: number, slot: number, field: number): nu
   return V.F[vmaF(V.L, mm, slot, field)];
 }
 export function vma_set_field(V: Views, mm: number, slot: number, field: number, v: number): void {
-  V.F[vmaF(V.L, mm, slot, field)] = v;
+  const at = vmaF(V.L, mm, slot, field);
+  if ((field === VMA_START || field === VMA_END || field === VMA_PGOFF) && V.F[vmaF(V.L, mm, slot, VMA_FILE)] >= 0 && V.F[at] !== v) {
+    // a file VMA's range or offset changes: its i_mmap record with it, under the write lock
+    const old = vma_read(V, mm, slot);
+    i_mmap_lock_write(old.file);
+    V.F[at] = v;
+    __vma_adjust_file(mm, old, vma_read(V, mm, slot));
+    i_mmap_unlock_write(old.file);
+    return;
+  }
+  V.F[at] = v;
 }
 
 function write(V: Views, mm: number, slot: number, v: Vma): void {
@@ -84,19 +95,27 @@ function shift(V: Views, mm: number, from: number, by: number): void {
   Atomics.store(V.I, mmWord(V.L, mm, MM_NVMAS), n + by);
 }
 
-/** Insert at slot (keeps order; the caller chose the slot). Returns false if the table is full. */
+/** Insert at slot (keeps order; the caller chose the slot); a file VMA is linked into the file's i_mmap. Returns false if the table is full. */
 export function vma_insert(V: Views, mm: number, slot: number, v: Vma): boolean {
   if (vma_count(V, mm) >= V.L.shape.maxVmas) return false;
   shift(V, mm, slot, 1);
   write(V, mm, slot, v);
+  vma_link_file(mm, v);
   return true;
 }
 
-/** Remove slots [from, to), dropping their file references. */
+/**
+ * Remove slots [from, to), unlinking file VMAs from i_mmap and dropping their
+ * file references. With dropFiles false the VMAs are detached and the caller
+ * takes them over (munmap): it unlinks them from i_mmap before it frees their
+ * page tables (unlink_file_vma in free_pgtables), then drops the references.
+ */
 export function vma_remove(V: Views, mm: number, from: number, to: number, dropFiles = true): void {
   if (dropFiles) for (let s = from; s < to; s++) {
     const f = vma_field(V, mm, s, VMA_FILE);
-    if (f >= 0) file_put(f);
+    if (f < 0) continue;
+    vma_unlink_file(mm, vma_read(V, mm, s));
+    file_put(f);
   }
   const n = vma_count(V, mm);
   const base = vmaF(V.L, mm, 0, 0);
@@ -110,9 +129,17 @@ export function split_vma(V: Views, mm: number, slot: number, addr: number): boo
   if (addr <= v.start || addr >= v.end) return true;
   if (vma_count(V, mm) >= V.L.shape.maxVmas) return false;
   const hi: Vma = { ...v, start: addr, pgoff: v.pgoff + (addr - v.start) / 4096 };
-  vma_set_field(V, mm, slot, VMA_END, addr);
-  vma_insert(V, mm, slot + 1, hi);
-  if (v.file >= 0) file_get(v.file);
+  // both halves change in i_mmap at once, as __split_vma does under i_mmap_lock_write
+  if (v.file >= 0) i_mmap_lock_write(v.file);
+  V.F[vmaF(V.L, mm, slot, VMA_END)] = addr;
+  shift(V, mm, slot + 1, 1);
+  write(V, mm, slot + 1, hi);
+  if (v.file >= 0) {
+    __vma_adjust_file(mm, v, { ...v, end: addr });
+    __vma_link_file(mm, hi);
+    i_mmap_unlock_write(v.file);
+    file_get(v.file);
+  }
   return true;
 }
 

@@ -12,6 +12,7 @@ import {
 import { _PAGE_PRESENT, _PAGE_PSE, PFN_SHIFT } from '../hw/pte.ts';
 import { file_pages, file_nodes } from '../mm/shmem.ts';
 import { deposited_tables } from '../mm/huge_memory.ts';
+import { i_mmap_check } from '../mm/rmap.ts';
 
 export interface AuditReport {
   ok: boolean;
@@ -160,5 +161,6 @@ export function audit(V: Views, maxProblems = 20): AuditReport {
   };
   checkStack(L.tableAlloc, L.tableStack, 'page-table', freeTables);
   checkStack(L.dataAlloc, L.dataStack, 'data', freeData);
+  for (const p of i_mmap_check(V)) problem(p); // the file rmap matches the VMAs
   return { ok: problems.length === 0, problems, usedData, usedTables, freeData, freeTables, mappedPages: mapped };
 }

@@ -29,7 +29,7 @@ import { set_lazy_contract } from '../mm/lazy_mmu.ts';
 
 /** scheduling points per operation, roughly (PCT draws its change points below ops x cpus x this) */
 export const STEPS_PER_OP = 6;
-import { protBits, type TaskPlan, type RegionInfo } from './program.ts';
+import { protBits, type TaskPlan, type RegionInfo, type FileInfo } from './program.ts';
 import { audit, type AuditReport } from './audit.ts';
 import { requestStop, type ViolationRecord } from './oracles.ts';
 import type { CpuWorkerApi } from '../../workers/cpu.ts';
@@ -114,6 +114,8 @@ export function defaultThreads(cpus: number, deterministic = false): number {
 
 interface Booted {
   V: Views;
+  /** the files' own references (the scenario's open files), dropped at teardown */
+  files: number[];
   tasks: TaskPlan[];
   hosts: number;
   hostOf: number[];
@@ -169,10 +171,12 @@ export function boot(s: Scenario, cpus: number, hosts: number, arch: string, tlb
   const placement = placeThreads(s, cpus);
   const tasks: TaskPlan[] = [];
   const files = new Map<string, number>();
+  const fileInfos: FileInfo[] = [];
   for (const [fi, f] of s.files.entries()) {
     const id = shmem_file_setup(f.pages);
     if (id < 0) throw new ScenarioError(`files.${fi}: cannot create file '${f.name}'`);
     files.set(f.name, id);
+    fileInfos.push({ name: f.name, id, pages: f.pages });
   }
   s.processes.forEach((p, pi) => {
     const mm = mm_alloc();
@@ -201,16 +205,17 @@ export function boot(s: Scenario, cpus: number, hosts: number, arch: string, tlb
     p.threads.forEach((t, ti) => {
       for (const c of placement[pi][ti]) {
         const id = task_create(V, mm, c, pi);
-        tasks.push({ id, cpu: c, mm, proc: p.name, thread: t.name, program: t.program, regions });
+        tasks.push({ id, cpu: c, mm, proc: p.name, thread: t.name, program: t.program, regions, files: fileInfos });
       }
     });
   });
-  for (const id of files.values()) file_put(id); // the mappings hold the files now
+  // The files keep their own reference (an open file: truncate and reclaim steps
+  // use it even when no mapping is left); teardown drops it.
   if (bootViolations.length) throw new Error(`boot: ${bootViolations[0].message}`);
   // boot work is not part of the run's figures
   I.fill(0, L.stats, L.stats + cpus * STAT_WORDS);
   V.F.fill(0, eventF(L, 0, 0), eventF(L, cpus, 0));
-  return { V, tasks, hosts, hostOf };
+  return { V, files: [...files.values()], tasks, hosts, hostOf };
 }
 
 /** Every retained event of every CPU, in time order (ties: CPU, then sequence). */
@@ -289,7 +294,7 @@ export async function runScenario(s: Scenario, o: RunOptions = {}): Promise<RunR
   }
   const traceEvents = o.trace ? (o.traceEvents ?? 1 << 15) : 64;
   if (traceEvents & (traceEvents - 1)) throw new ScenarioError('traceEvents must be a power of two');
-  const { V, tasks, hosts, hostOf } = boot(s, cpus, threads, arch, tlbEntries, traceEvents, deterministic);
+  const { V, files, tasks, hosts, hostOf } = boot(s, cpus, threads, arch, tlbEntries, traceEvents, deterministic);
   if (deterministic) initDet(V, { seed, preemptions, expectedSteps: ops * cpus * STEPS_PER_OP });
   const traceEpochMs = o.trace ? performance.timeOrigin + performance.now() : undefined;
   const { I, L } = V;
@@ -382,7 +387,7 @@ export async function runScenario(s: Scenario, o: RunOptions = {}): Promise<RunR
     auditReport = teardown = { ok: true, problems: ['skipped: the run did not finish'], usedData: 0, usedTables: 0, freeData: 0, freeTables: 0, mappedPages: 0 };
   } else {
     auditReport = audit(V);
-    teardown = teardownAndAudit(V, arch, tlbEntries, violations);
+    teardown = teardownAndAudit(V, arch, tlbEntries, violations, files);
   }
   return {
     scenario: s.name, arch, cpus, threads,
@@ -403,7 +408,7 @@ export async function runScenario(s: Scenario, o: RunOptions = {}): Promise<RunR
 }
 
 /** After the CPUs are gone: forget their TLB state, exit every mm, and check that every frame came back. */
-function teardownAndAudit(V: Views, arch: string, tlbEntries: number, violations: ViolationRecord[]): AuditReport {
+function teardownAndAudit(V: Views, arch: string, tlbEntries: number, violations: ViolationRecord[], files: number[]): AuditReport {
   const { I, L } = V;
   for (let c = 0; c < L.shape.cpus; c++) {
     I[cpuCtl(L, c, CC_LOADED_MM)] = -1;
@@ -415,6 +420,7 @@ function teardownAndAudit(V: Views, arch: string, tlbEntries: number, violations
   const host = makeHost(V, 0, arch, violations, false);
   set_current(new Cpu(host, 0, tlbEntries, 0));
   for (let mm = 0; mm < L.shape.maxMms; mm++) if (mm_in_use(V, mm)) exit_mmap(mm);
+  for (const f of files) file_put(f); // the files' own references (boot)
   const r = audit(V);
   if (r.usedData > 0 || r.usedTables > 0) {
     r.ok = false;

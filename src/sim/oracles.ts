@@ -58,14 +58,14 @@ export function makeDiscardHook(V: Views): (mm: number, start: number, end: numb
   const { I, F, L } = V;
   return (mm, start, end, done) => {
     if (!done) {
-      // begin: under the mmap_lock held for write, so begins of one mm are serialised
-      const slot = Atomics.load(I, mmWord(L, mm, MM_UNMAP_SLOT)) % UNMAP_LOG_ENTRIES;
+      // begin: the slot is reserved atomically, because not every zap of an mm
+      // holds its mmap_lock for write (truncation logs into every mapping mm's log)
+      const slot = Atomics.add(I, mmWord(L, mm, MM_UNMAP_SLOT), 1) % UNMAP_LOG_ENTRIES;
       const b = unmapLogF(L, mm, slot, 0);
       F[b + 3] = 0;
       F[b] = start;
       F[b + 1] = end;
       F[b + 2] = Atomics.add(I, mmWord(L, mm, MM_UNMAP_SEQ), 1) + 1;
-      Atomics.add(I, mmWord(L, mm, MM_UNMAP_SLOT), 1);
     } else {
       const endSeq = Atomics.add(I, mmWord(L, mm, MM_UNMAP_SEQ), 1) + 1;
       for (let e = 0; e < UNMAP_LOG_ENTRIES; e++) {

@@ -11,6 +11,8 @@ import { do_mremap, MREMAP_MAYMOVE, MREMAP_FIXED } from '../mm/mremap.ts';
 import { do_fork, do_exit_mm } from '../mm/fork.ts';
 import { task_create } from '../mm/mm.ts';
 import { lazy_mmu_nest_test } from '../mm/lazy_mmu_test.ts';
+import { do_ftruncate, shmem_punch_hole } from '../mm/truncate.ts';
+import { reclaim_file_range } from '../mm/vmscan.ts';
 import { get_user_pages_fast, gup_put_page, access_remote_vm_write, FOLL_PIN, FOLL_WRITE, FOLL_GET } from '../mm/gup.ts';
 import type { Step } from './scenario.ts';
 import { knobs } from './knobs.ts';
@@ -26,6 +28,13 @@ export interface RegionInfo {
   thp?: boolean;
 }
 
+/** A page-cache file of the scenario: its id, and its size in pages at boot. */
+export interface FileInfo {
+  name: string;
+  id: number;
+  pages: number;
+}
+
 export interface TaskPlan {
   id: number;
   cpu: number;
@@ -36,6 +45,8 @@ export interface TaskPlan {
   regions: RegionInfo[];
   /** a forked child: exits after this many operations */
   opsLeft?: number;
+  /** the scenario's files (truncate, punch, reclaim steps name them) */
+  files?: FileInfo[];
 }
 
 export function protBits(p: string): number {
@@ -260,7 +271,28 @@ export class TaskRunner {
       case 'stop':
         this.stopped = true;
         return 1;
+      case 'truncate': {
+        const f = this.file(s.file);
+        this.check(do_ftruncate(f.id, this.pages(cpu, s.pages)), 'ftruncate');
+        return 1;
+      }
+      case 'punch':
+      case 'reclaim': {
+        const f = this.file(s.file);
+        const n = Math.min(this.pages(cpu, s.pages), f.pages);
+        const at = s.at === 'random' ? cpu.rng.int(0, f.pages - n)
+          : Array.isArray(s.at) ? Math.min(cpu.rng.int(s.at[0], s.at[1]), f.pages - n) : Math.min(s.at, f.pages - n);
+        if (s.op === 'punch') this.check(shmem_punch_hole(f.id, at, n), 'fallocate');
+        else reclaim_file_range(f.id, at, n);
+        return 1;
+      }
     }
+  }
+
+  private file(name: string): FileInfo {
+    const f = this.plan.files?.find((x) => x.name === name);
+    if (!f) throw new Error(`task ${this.plan.thread}: no file '${name}'`);
+    return f;
   }
 
   /** One access through a pin: a device write of a fresh tag, or a read checked by the COW oracle. */

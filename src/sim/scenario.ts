@@ -34,7 +34,18 @@ export type Step =
   | { op: 'procmem-write'; region: string; at: number | string }
   | { op: 'exit' }
   | { op: 'yield' }
-  | { op: 'stop' };
+  | { op: 'stop' }
+  | { op: 'truncate'; file: string; pages: number | [number, number] }
+  | { op: 'punch'; file: string; at: number | 'random' | [number, number]; pages: number | [number, number] }
+  | { op: 'reclaim'; file: string; at: number | 'random' | [number, number]; pages: number | [number, number] };
+
+/** a file size in pages (0 allowed), or [min, max] */
+const size = z.union([z.number().int().nonnegative(), z.tuple([z.number().int().nonnegative(), z.number().int().nonnegative()])])
+  .describe('a size in pages, or [min, max] for a random size');
+/** page offset into the file, 'random', or [min, max] for a random offset in that range */
+const fileAt = z.union([
+  z.number().int().nonnegative(), z.literal('random'), z.tuple([z.number().int().nonnegative(), z.number().int().nonnegative()]),
+]).default('random');
 
 const step: z.ZodType<Step> = z.lazy(() =>
   z.discriminatedUnion('op', [
@@ -67,6 +78,12 @@ const step: z.ZodType<Step> = z.lazy(() =>
     z.object({ op: z.literal('exit') }).strict().describe('the forked child exits now (only in a fork\'s child program)'),
     z.object({ op: z.literal('yield') }).strict(),
     z.object({ op: z.literal('stop') }).strict().describe('the thread is done: it idles from here on (its CPU still takes IPIs)'),
+    z.object({ op: z.literal('truncate'), file: z.string(), pages: size }).strict()
+      .describe('ftruncate the file to this many pages (shrinking unmaps the rest from every mapping and drops it)'),
+    z.object({ op: z.literal('punch'), file: z.string(), at: fileAt, pages }).strict()
+      .describe('fallocate(PUNCH_HOLE | KEEP_SIZE) of pages at a page offset of the file'),
+    z.object({ op: z.literal('reclaim'), file: z.string(), at: fileAt, pages }).strict()
+      .describe('reclaim the cached pages of this range of the file through the rmap (try_to_unmap, then free)'),
   ]) as z.ZodType<Step>,
 );
 
@@ -160,6 +177,9 @@ export function parseScenario(input: unknown, where = 'scenario'): Scenario {
       steps.forEach((st, i) => {
         const here = `${path}.${i}`;
         if (st.op === 'exit' && !inChild) throw new ScenarioError(`${where}: ${here}.op: 'exit' is only allowed in a fork's child program`);
+        if ('file' in st && !files.has(st.file)) {
+          throw new ScenarioError(`${where}: ${here}.file: no file '${st.file}' in files`);
+        }
         if ('region' in st && !names.has(st.region)) {
           throw new ScenarioError(`${where}: ${here}.region: no region '${st.region}' in process '${p.name}'`);
         }
