@@ -179,16 +179,15 @@ function do_anonymous_page(mm: number, slot: number, vma: Vma, pmdp: number, add
 }
 
 /**
- * Fault on a file mapping: find or create the page in the file's cache and map
- * it (read-only in a private mapping: a write then copies it, do_wp_page). The
- * page is locked from the lookup until its PTE is set, so truncation, which
- * takes the same lock before it drops a page, cannot drop it in between; beyond
- * EOF the access gets SIGBUS.
+ * __do_fault + finish_fault for a file page: find or create the page in the
+ * file's cache and map it with `extra` protection bits. The page is locked from
+ * the lookup until its PTE is set, so truncation, which takes the same lock
+ * before it drops a page, cannot drop it in between; beyond EOF the access gets
+ * SIGBUS.
  */
-function do_shared_fault(mm: number, vma: Vma, pmdp: number, addr: number, write: boolean): number {
+function finish_file_fault(mm: number, vma: Vma, pmdp: number, addr: number, extra: number): number {
   const cpu = current;
-  const pgoff = vma.pgoff + (addr - vma.start) / PAGE_SIZE;
-  const pfn = shmem_get_folio_locked(vma.file, pgoff); // locked, +1 reference for this mapping
+  const pfn = filemap_page(vma, addr); // locked, +1 reference for this mapping
   if (pfn < 0) return VM_FAULT_SIGSEGV; // SIGBUS: beyond EOF
   if (pfn === 0) return VM_FAULT_OOM;
   const ptep = pte_offset_map_lock(pmdp, addr);
@@ -199,14 +198,18 @@ function do_shared_fault(mm: number, vma: Vma, pmdp: number, addr: number, write
     return VM_FAULT_OK;
   }
   const lock = ptl.value;
-  let entry = pfn_pte(pfn, vm_page_prot(vma) | _PAGE_ACCESSED);
-  if (vma.flags & VM_WRITE && vma.flags & VM_SHARED) entry |= _PAGE_RW | (write ? _PAGE_DIRTY : 0);
-  page_mapcount_inc(pfn);
+  page_mapcount_inc(pfn); // folio_add_file_rmap
   Atomics.add(cpu.I, mmWord(cpu.V.L, mm, MM_RSS), 1);
-  set_pte_at(mm, addr, ptep, entry);
+  set_pte_at(mm, addr, ptep, pfn_pte(pfn, vm_page_prot(vma) | _PAGE_ACCESSED | extra));
   pte_unmap_unlock(lock);
   unlock_page(pfn);
   return VM_FAULT_OK;
+}
+
+/** do_shared_fault: a shared file mapping maps the page-cache page itself, writable if the VMA is. */
+function do_shared_fault(mm: number, vma: Vma, pmdp: number, addr: number, write: boolean): number {
+  const rw = vma.flags & VM_WRITE && vma.flags & VM_SHARED ? _PAGE_RW | (write ? _PAGE_DIRTY : 0) : 0;
+  return finish_file_fault(mm, vma, pmdp, addr, rw);
 }
 
 // ---- private file faults and copy-on-write (spec 4.7, 6.9, 6.10, 6.12) ------------
@@ -244,24 +247,7 @@ function filemap_page(vma: Vma, addr: number): number {
 
 /** do_read_fault, private mapping: map the page-cache page read-only (a write later copies it). */
 function do_read_fault(mm: number, vma: Vma, pmdp: number, addr: number): number {
-  const cpu = current;
-  const pfn = filemap_page(vma, addr); // locked, +1 reference: this mapping's
-  if (pfn < 0) return VM_FAULT_SIGSEGV; // SIGBUS: beyond EOF
-  if (pfn === 0) return VM_FAULT_OOM;
-  const ptep = pte_offset_map_lock(pmdp, addr);
-  if (ptep < 0 || !pte_none(ptep_get(ptep))) {
-    if (ptep >= 0) pte_unmap_unlock(ptl.value);
-    unlock_page(pfn);
-    put_page(pfn);
-    return VM_FAULT_OK;
-  }
-  const lock = ptl.value;
-  page_mapcount_inc(pfn); // folio_add_file_rmap
-  Atomics.add(cpu.I, mmWord(cpu.V.L, mm, MM_RSS), 1);
-  set_pte_at(mm, addr, ptep, pfn_pte(pfn, vm_page_prot(vma) | _PAGE_ACCESSED));
-  pte_unmap_unlock(lock);
-  unlock_page(pfn);
-  return VM_FAULT_OK;
+  return finish_file_fault(mm, vma, pmdp, addr, 0);
 }
 
 /** do_cow_fault: a write to a private file mapping copies the page-cache page into a new anonymous page. */
