@@ -30,11 +30,13 @@ export const EV = {
   OP: 24, // a = task, b = op index (an operation of the task's program begins)
   LAZY_RANGE: 25, // a = start, b = end: the fast range in force for this section
   LAZY_RANGE_IGNORED: 26, // a = start, b = end: a range passed to a nested enable, ignored
+  MOVE_PGTABLES: 27, // a = old address, b = new address: move_page_tables begins (the mmu_notifier range starts)
+  MOVE_PGTABLES_END: 28, // a = old address, b = bytes moved (ends MOVE_PGTABLES)
 } as const;
 /** begin -> end pairs, for duration events in traces */
 export const EV_SPANS: [number, number][] = [
   [EV.SYSCALL, EV.SYSCALL_END], [EV.FAULT, EV.FAULT_END], [EV.IPI_SEND, EV.SHOOTDOWN_DONE],
-  [EV.IPI_HANDLE, EV.IPI_DONE], [EV.LOCK_WAIT, EV.LOCK_ACQUIRED], [EV.LAZY_ENTER, EV.LAZY_LEAVE],
+  [EV.IPI_HANDLE, EV.IPI_DONE], [EV.LOCK_WAIT, EV.LOCK_ACQUIRED], [EV.LAZY_ENTER, EV.LAZY_LEAVE], [EV.MOVE_PGTABLES, EV.MOVE_PGTABLES_END],
 ];
 export const EV_NAMES: Record<number, string> = Object.fromEntries(Object.entries(EV).map(([k, v]) => [v, k]));
 
@@ -117,6 +119,10 @@ export function formatEvent(e: EventRecord): string {
       return `#${e.seq} task ${e.a}: operation ${e.b}`;
     case 'CTX_SWITCH':
       return `#${e.seq} switch_mm ${e.a} -> ${e.b}`;
+    case 'MOVE_PGTABLES':
+      return `#${e.seq} move_page_tables ${hex(e.a)} -> ${hex(e.b)}`;
+    case 'MOVE_PGTABLES_END':
+      return `#${e.seq} move_page_tables moved ${hex(e.b)} bytes`;
     default:
       return `#${e.seq} ${e.type} ${hex(e.a)} ${e.b}`;
   }

@@ -306,7 +306,8 @@ export function move_page_tables(pmc: pagetable_move_control): number {
   // (hugetlb VMAs would go to move_hugetlb_page_tables: not modelled)
   try_realign_addr(pmc, PMD_SIZE);
   // flush_cache_range: only virtually indexed caches; none of the modelled arches
-  cpu.ring.log(EV.OP, 0x6d76 /* 'mv' */, pmc.old_addr); // mmu_notifier_invalidate_range_start (event "unmap")
+  const traced = pmc.old_addr;
+  cpu.ring.log(EV.MOVE_PGTABLES, traced, pmc.new_addr); // (mmu_notifier_invalidate_range_start, event "unmap")
   for (let extent = 0; !pmc_done(pmc); pmc_next(pmc, extent)) {
     cpu.sched_point(); // cond_resched()
     extent = get_extent(NORMAL_PUD, pmc);
@@ -346,8 +347,9 @@ export function move_page_tables(pmc: pagetable_move_control): number {
     if (!ok) break;
   }
   if (pmc.need_flush) flush_tlb_range(pmc.mm, pmc.old_end - pmc.len_in, pmc.old_end); // the knob's late flush
-  cpu.ring.log(EV.OP, 0x6d77, pmc.old_addr); // mmu_notifier_invalidate_range_end
-  return pmc_progress(pmc);
+  const progress = pmc_progress(pmc);
+  cpu.ring.log(EV.MOVE_PGTABLES_END, traced, progress); // (mmu_notifier_invalidate_range_end)
+  return progress;
 }
 
 // ---- the VMA side -----------------------------------------------------------------

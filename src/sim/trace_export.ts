@@ -241,6 +241,11 @@ function spanInfo(begin: TraceEvent, end: TraceEvent | null, deterministic: bool
       return { name: `${LOCK_KIND[b] ?? 'lock'} wait, lock word ${a}`, cat: 'lock', args: { lock_word: a, kind: LOCK_KIND[b] ?? b } };
     case 'LAZY_ENTER':
       return { name: 'lazy_mmu_mode', cat: 'lazy_mmu', args: { task: a } };
+    case 'MOVE_PGTABLES':
+      return {
+        name: 'move_page_tables', cat: 'mremap',
+        args: { ...(beginLost ? {} : { old_addr: hex(a), new_addr: hex(b) }), ...(end ? { bytes_moved: end.b } : {}) },
+      };
     default:
       return { name: begin.type, cat: 'other', args: {} };
   }
