@@ -9,7 +9,7 @@ import { VM_READ, VM_WRITE, VM_EXEC, VM_SHARED, VM_MAYREAD, VM_MAYWRITE, VM_MAYE
 import { SYS } from '../hw/trace.ts';
 import { syscall } from './syscall.ts';
 import { knobs } from '../sim/knobs.ts';
-import { type Vma, vma_count, vma_read, find_vma, vma_insert, vma_remove, split_vma, vma_merge_neighbours } from './vma.ts';
+import { type Vma, vma_count, vma_read, find_vma, find_vma_intersection, vma_insert, vma_remove, split_vma, vma_merge_neighbours } from './vma.ts';
 import { mmu_gather, tlb_gather_mmu, tlb_finish_mmu } from './mmu_gather.ts';
 import { unmap_page_range, free_pgtables } from './memory.ts';
 import { shmem_file_setup, file_get, file_put } from './shmem.ts';
@@ -78,8 +78,7 @@ export function calc_vm_flags(prot: number, flags: number): number {
 export function get_unmapped_area(mm: number, hint: number, len: number): number {
   const V = current.V;
   if (hint && aligned(hint) && hint >= MMAP_MIN_ADDR && hint + len <= TASK_SIZE) {
-    const s = find_vma(V, mm, hint);
-    if (s < 0 || vma_read(V, mm, s).start >= hint + len) return hint;
+    if (!find_vma_intersection(V, mm, hint, hint + len)) return hint;
   }
   const n = vma_count(V, mm);
   let top = MMAP_BASE;
@@ -125,8 +124,7 @@ function __do_mmap(mm: number, addr: number, len: number, prot: number, flags: n
   try {
     if (fixed) {
       if (flags & MAP_FIXED_NOREPLACE) {
-        const s = find_vma(V, mm, addr);
-        if (s >= 0 && vma_read(V, mm, s).start < addr + len) return -EEXIST;
+        if (find_vma_intersection(V, mm, addr, addr + len)) return -EEXIST;
       } else {
         const r = do_vmi_munmap(mm, addr, addr + len, false);
         if (r < 0) return r;

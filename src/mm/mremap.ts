@@ -36,7 +36,7 @@ import {
 import { lazy_mmu_mode_enable_fast_pte_range, lazy_mmu_mode_disable } from './lazy_mmu.ts';
 import { move_huge_pmd, move_huge_pud, split_huge_pmd } from './huge_memory.ts';
 import {
-  type Vma, find_vma, vma_lookup, vma_read, vma_insert, vma_count, vma_set_field, vma_merge_neighbours,
+  type Vma, find_vma, find_vma_intersection, vma_lookup, vma_read, vma_insert, vma_count, vma_set_field, vma_merge_neighbours,
 } from './vma.ts';
 import { file_get } from './shmem.ts';
 import { PAGE_ALIGN, EINVAL, ENOMEM, EFAULT, EPERM, do_vmi_munmap, get_unmapped_area, mmap_write_lock, mmap_write_unlock, lockOf } from './mmap.ts';
@@ -105,13 +105,6 @@ export function get_extent(entry: pgt_entry, pmc: pagetable_move_control): numbe
   return extent;
 }
 
-/** find_vma_intersection: is any VMA of mm inside [start, end)? */
-function vma_intersects(mm: number, start: number, end: number): boolean {
-  const V = current.V;
-  const s = find_vma(V, mm, start);
-  return s >= 0 && vma_read(V, mm, s).start < end;
-}
-
 /**
  * can_align_down: may addr be replaced by addr & ~(size - 1) for this VMA?
  * Only at the VMA's start (else part of the same VMA that is not moving would
@@ -123,7 +116,7 @@ export function can_align_down(pmc: pagetable_move_control, vma: Vma, addr: numb
   if (knobs['mremap.realign_unchecked']) return true; // BUG (injected)
   if (!pmc.for_stack && vma.start !== addr) return false;
   if (pmc.for_stack && masked >= vma.start) return true;
-  return !vma_intersects(pmc.mm, masked, vma.start);
+  return !find_vma_intersection(current.V, pmc.mm, masked, vma.start);
 }
 
 /** can_realign_addr: worthwhile (the range reaches the next boundary), needed, mutually aligned, and safe on both sides. */
@@ -555,7 +548,7 @@ function vrm_can_expand_in_place(vrm: vma_remap_struct): boolean {
   if (vrm.addr + vrm.old_len !== vma.end) return false;
   const end = vma.end + vrm.delta;
   if (end > TASK_SIZE) return false;
-  return !vma_intersects(vrm.mm, vma.end, end);
+  return !find_vma_intersection(current.V, vrm.mm, vma.end, end);
 }
 
 /** expand_vma_in_place: extend the VMA (vma_merge_extend: merging with the next one if it can). */

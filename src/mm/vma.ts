@@ -81,6 +81,12 @@ export function find_vma(V: Views, mm: number, addr: number): number {
   return lo < n ? lo : -1;
 }
 
+/** find_vma_intersection: does any VMA of mm overlap [start, end)? */
+export function find_vma_intersection(V: Views, mm: number, start: number, end: number): boolean {
+  const s = find_vma(V, mm, start);
+  return s >= 0 && vma_read(V, mm, s).start < end;
+}
+
 /** vma_lookup: the VMA containing addr, or -1. */
 export function vma_lookup(V: Views, mm: number, addr: number): number {
   const s = find_vma(V, mm, addr);
