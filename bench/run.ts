@@ -34,13 +34,13 @@ import {
 import type { Cpu } from '../src/hw/cpu.ts';
 import { walk, pgtIndex } from '../src/hw/walker.ts';
 import { do_mmap, MAP_ANONYMOUS, MAP_PRIVATE, PROT_READ, PROT_WRITE } from '../src/mm/mmap.ts';
-import { inlineMachine } from '../src/sim/inline.ts';
-import { runScenario, type RunResult } from '../src/sim/machine.ts';
-import { loadScenario } from '../src/sim/scenario.ts';
-import type { ViolationRecord } from '../src/sim/oracles.ts';
+import { inlineMachine } from '../src/engine/inline.ts';
+import { runScenario, type RunResult } from '../src/engine/machine.ts';
+import { loadScenario } from '../src/engine/scenario.ts';
+import type { ViolationRecord } from '../src/oracles/oracles.ts';
 import { do_fork } from '../src/mm/fork.ts';
 import { exit_mmap } from '../src/mm/mm.ts';
-import { run_mremap_selftest } from '../src/sim/mremap_selftest.ts';
+import { run_mremap_selftest } from '../src/tools/selftest/mremap_test.ts';
 
 // ---- options --------------------------------------------------------------------
 

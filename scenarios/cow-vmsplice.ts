@@ -1,4 +1,4 @@
-import { defineScenario } from '../src/sim/scenario.ts';
+import { defineScenario } from '../src/engine/scenario.ts';
 
 // CVE-2020-29374, "COW can break the wrong way" (spec 6.10): after fork, the
 // child takes a GUP reference to a page it shares with the parent (vmsplice

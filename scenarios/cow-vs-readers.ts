@@ -1,4 +1,4 @@
-import { defineScenario } from '../src/sim/scenario.ts';
+import { defineScenario } from '../src/engine/scenario.ts';
 
 // The COW fault's ordering (spec 4.7, 6.12): a thread keeps writing a small
 // buffer, so every fork is followed by COW faults in the parent, while sibling

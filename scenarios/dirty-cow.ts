@@ -1,4 +1,4 @@
-import { defineScenario } from '../src/sim/scenario.ts';
+import { defineScenario } from '../src/engine/scenario.ts';
 
 // Dirty COW, CVE-2016-5195 (spec 6.9): an attacker maps a file it may only
 // read (MAP_PRIVATE, PROT_READ) and writes to it through /proc/self/mem (GUP

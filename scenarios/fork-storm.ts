@@ -1,4 +1,4 @@
-import { defineScenario } from '../src/sim/scenario.ts';
+import { defineScenario } from '../src/engine/scenario.ts';
 
 // Many processes forking and exiting at once (issue #6): two parents with a
 // thread on every CPU; every thread forks now and then, children touch their

@@ -1,4 +1,4 @@
-import { defineScenario } from '../src/sim/scenario.ts';
+import { defineScenario } from '../src/engine/scenario.ts';
 
 // fork and mremap contend for the mmap_lock (issue #6): a mover thread moves a
 // populated region back and forth (move_ptes moves entries that fork may just

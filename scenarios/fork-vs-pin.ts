@@ -1,4 +1,4 @@
-import { defineScenario } from '../src/sim/scenario.ts';
+import { defineScenario } from '../src/engine/scenario.ts';
 
 // GUP-fast vs fork (spec 4.8, 6.11, commit 57efa1fe5957): a thread pins a DMA
 // buffer (pin_user_pages_fast, FOLL_PIN | FOLL_WRITE), holds the pin for a few

@@ -1,4 +1,4 @@
-import { defineScenario } from '../src/sim/scenario.ts';
+import { defineScenario } from '../src/engine/scenario.ts';
 
 // fork under contention (issue #6): one thread forks over and over while its
 // siblings write the heap on every other CPU. copy_pte_range write-protects

@@ -1,4 +1,4 @@
-import { defineScenario } from '../src/sim/scenario.ts';
+import { defineScenario } from '../src/engine/scenario.ts';
 
 // Readers and writers on every CPU while one thread drops random pieces of the
 // region with madvise(MADV_DONTNEED) (mmap_lock held for read, so faults run

@@ -1,4 +1,4 @@
-import { defineScenario } from '../src/sim/scenario.ts';
+import { defineScenario } from '../src/engine/scenario.ts';
 
 // mremap_test.c's perf cases as a scenario: three processes each move a fully
 // populated 1 GiB region once, PTE-aligned (every PTE moved: 262144),

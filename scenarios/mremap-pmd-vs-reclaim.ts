@@ -1,4 +1,4 @@
-import { defineScenario, type Step } from '../src/sim/scenario.ts';
+import { defineScenario, type Step } from '../src/engine/scenario.ts';
 
 // Spec 6.3 (commit 97113eb39fa7): a whole-PMD mremap (NORMAL_PMD: the PTE table
 // itself moves to the new PMD) races with reclaim of the file's pages. Reclaim

@@ -1,4 +1,4 @@
-import { defineScenario } from '../src/sim/scenario.ts';
+import { defineScenario } from '../src/engine/scenario.ts';
 
 // Issue #5: other CPUs fault and access the old and new ranges while one
 // thread moves them back and forth. 'a' and 'b' are PMD-aligned, so a move

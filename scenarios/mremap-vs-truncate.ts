@@ -1,4 +1,4 @@
-import { defineScenario } from '../src/sim/scenario.ts';
+import { defineScenario } from '../src/engine/scenario.ts';
 
 // Spec 6.1 (CVE-2018-18281, Jann Horn): mremap of a shared file mapping races
 // with truncation of the file from another process. Truncation takes no

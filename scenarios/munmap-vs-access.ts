@@ -1,4 +1,4 @@
-import { defineScenario } from '../src/sim/scenario.ts';
+import { defineScenario } from '../src/engine/scenario.ts';
 
 // Threads of one process on every CPU keep reading and writing a region while
 // a second thread on CPU 0 munmaps random pieces of it and maps them again.

@@ -1,4 +1,4 @@
-import { defineScenario } from '../src/sim/scenario.ts';
+import { defineScenario } from '../src/engine/scenario.ts';
 
 // The seed's case 1 (spec 2.3): copy_pte_range() opens one lazy MMU section per
 // table with the *parent's* range as the fast range, and writes the child's

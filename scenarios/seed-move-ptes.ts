@@ -1,4 +1,4 @@
-import { defineScenario } from '../src/sim/scenario.ts';
+import { defineScenario } from '../src/engine/scenario.ts';
 
 // The seed's case 2 (spec 2.3): move_ptes() passes the *old* range as the fast
 // range and stores the new range's entries in the same section, in the same mm,

@@ -1,4 +1,4 @@
-import { defineScenario } from '../src/sim/scenario.ts';
+import { defineScenario } from '../src/engine/scenario.ts';
 
 // The seed's case 3 (spec 2.3): nested sections with interleaved plain and
 // range enables. With a plain enable outermost, the inner range is ignored

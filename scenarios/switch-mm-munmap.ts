@@ -1,4 +1,4 @@
-import { defineScenario } from '../src/sim/scenario.ts';
+import { defineScenario } from '../src/engine/scenario.ts';
 
 // Two processes share every CPU: each CPU alternates between a thread of A and
 // a thread of B, so switch_mm runs all the time. While a CPU runs B, A's

@@ -1,4 +1,4 @@
-import { defineScenario } from '../src/sim/scenario.ts';
+import { defineScenario } from '../src/engine/scenario.ts';
 
 // mremap of transparent huge pages: a THP region moves back and forth between
 // two 2 MiB-aligned places (whole huge PMDs move as one entry, HPAGE_PMD,

@@ -1,4 +1,4 @@
-import { defineScenario } from '../src/sim/scenario.ts';
+import { defineScenario } from '../src/engine/scenario.ts';
 
 // A 1 GiB PUD leaf on the move: a DAX-like device region (thp: 'pud', one 1 GiB
 // page) is mremapped back and forth between two 1 GiB-aligned places (each move

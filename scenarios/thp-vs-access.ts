@@ -1,4 +1,4 @@
-import { defineScenario } from '../src/sim/scenario.ts';
+import { defineScenario } from '../src/engine/scenario.ts';
 
 // Transparent huge pages under fire: readers and writers on every CPU over a
 // MADV_HUGEPAGE region (2 MiB faults), while one thread munmaps and re-mmaps

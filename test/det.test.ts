@@ -2,10 +2,10 @@ import { describe, it, expect } from 'vitest';
 import { mkdtemp, readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { loadScenario } from '../src/sim/scenario.ts';
-import { runScenario, type RunOptions } from '../src/sim/machine.ts';
-import { makeRepro, writeRepro, readRepro, type Repro } from '../src/sim/repro.ts';
-import { replay, shrink } from '../src/sim/shrink.ts';
+import { loadScenario } from '../src/engine/scenario.ts';
+import { runScenario, type RunOptions } from '../src/engine/machine.ts';
+import { makeRepro, writeRepro, readRepro, type Repro } from '../src/tools/repro/repro.ts';
+import { replay, shrink } from '../src/tools/repro/shrink.ts';
 
 const s = await loadScenario('scenarios/munmap-vs-access.ts');
 const det = (o: RunOptions = {}): RunOptions => ({ mode: 'deterministic', cpus: 4, ops: 1500, ...o });

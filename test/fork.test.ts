@@ -23,10 +23,10 @@ import { raw_write_seqcount_begin, raw_write_seqcount_end } from '../src/hw/lock
 import { pte_pfn, pte_write, pte_dirty, pte_young } from '../src/hw/pte.ts';
 import { dataWord, mmWord, statWord, MM_WP_SEQ, WORDS_PER_PAGE, PMD_SIZE, ST_FORK_PTES, ST_COW_COPY, ST_COW_REUSE, ST_GUP_FAST_FALLBACK, ST_THP_SPLIT } from '../src/hw/layout.ts';
 import { readRing } from '../src/hw/trace.ts';
-import { audit } from '../src/sim/audit.ts';
-import { setKnobs } from '../src/sim/knobs.ts';
-import { ContentOracle } from '../src/sim/oracles.ts';
-import { parseScenario } from '../src/sim/scenario.ts';
+import { audit } from '../src/oracles/audit.ts';
+import { setKnobs } from '../src/inject/knobs.ts';
+import { ContentOracle } from '../src/oracles/oracles.ts';
+import { parseScenario } from '../src/engine/scenario.ts';
 
 const P = 4096;
 const RW = PROT_READ | PROT_WRITE;
@@ -356,7 +356,7 @@ describe('exit_mmap (spec 5.5)', () => {
   });
 });
 
-describe('the COW oracle (src/sim/cow.ts)', () => {
+describe('the COW oracle (src/oracles/cow.ts)', () => {
   /** A scenario-style write and read, with the content and COW oracles of each CPU. */
   function oracleSetup(knobs: string[] = []) {
     const t = setup({ knobs, cowShadow: true });

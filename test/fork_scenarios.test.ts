@@ -3,9 +3,9 @@
 // models (64 CPUs hosted on 2 threads), and every fork/COW/GUP knob caught by an
 // oracle in its scenario, which runs clean without it.
 import { describe, it, expect } from 'vitest';
-import { loadScenario, type Scenario } from '../src/sim/scenario.ts';
-import { runScenario, type RunOptions, type RunResult } from '../src/sim/machine.ts';
-import { summary } from '../src/sim/report.ts';
+import { loadScenario, type Scenario } from '../src/engine/scenario.ts';
+import { runScenario, type RunOptions, type RunResult } from '../src/engine/machine.ts';
+import { summary } from '../src/report/summary.ts';
 
 const lib: Record<string, Scenario> = {};
 for (const n of ['fork-vs-writers', 'fork-storm', 'fork-vs-mremap', 'cow-vs-readers', 'cow-vmsplice', 'dirty-cow', 'fork-vs-pin']) {

@@ -2,7 +2,7 @@ import { describe, it, expect } from 'vitest';
 import { testMachine } from './helpers.ts';
 import { current } from '../src/hw/cpu.ts';
 import { IPI_FLUSH_TLB } from '../src/arch/arch.ts';
-import { flush_tlb_mm_range } from '../src/arch/x86/tlb.ts';
+import { flush_tlb_mm_range } from '../src/arch/x86/index.ts';
 import { lazy_mmu_mode_enable, lazy_mmu_mode_disable, is_lazy_mmu_mode_active, lazy_mmu_mode_pause, lazy_mmu_mode_resume } from '../src/mm/lazy_mmu.ts';
 import { do_mmap, MAP_ANONYMOUS, MAP_PRIVATE, PROT_READ, PROT_WRITE } from '../src/mm/mmap.ts';
 import { pgd_offset, pud_offset, pmd_offset, pte_offset, ptep_get, ptep_set_wrprotect } from '../src/mm/pgtable.ts';

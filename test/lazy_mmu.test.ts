@@ -1,6 +1,6 @@
 import { describe, it, expect, beforeEach } from 'vitest';
 import { testMachine, type TestMachine } from './helpers.ts';
-import { x86 } from '../src/arch/x86/tlb.ts';
+import { x86 } from '../src/arch/x86/index.ts';
 import { set_arch } from '../src/mm/pgtable.ts';
 import { lazy_mmu_mode_enable, lazy_mmu_mode_disable, lazy_mmu_mode_pause, lazy_mmu_mode_resume, is_lazy_mmu_mode_active } from '../src/mm/lazy_mmu.ts';
 import { taskWord, T_LAZY_ENABLE, T_LAZY_PAUSE } from '../src/hw/layout.ts';

@@ -16,7 +16,7 @@ describe('locks across worker threads', () => {
     const base = L.bytes / 4; // scratch words past the machine
     const spin = base, rw = base + 16, counter = base + 32, pair = base + 48;
     const iters = 3000;
-    const workers = [...Array(n).keys()].map((c) => new Worker(new URL('./fixtures/lock-worker.ts', import.meta.url), {
+    const workers = [...Array(n).keys()].map((c) => new Worker(new URL('./fixtures/lock_worker.ts', import.meta.url), {
       workerData: { sab: V.sab, layout: L, host: c, cpu: c, iters, spin, rw, counter, pair },
     }));
     try {

@@ -9,7 +9,7 @@ import { do_madvise, MADV_DONTNEED } from '../src/mm/madvise.ts';
 import { vma_list } from '../src/mm/vma.ts';
 import { free_frames, zero_pfn } from '../src/mm/page_alloc.ts';
 import { exit_mmap, mm_stats } from '../src/mm/mm.ts';
-import { audit } from '../src/sim/audit.ts';
+import { audit } from '../src/oracles/audit.ts';
 import { pgd_offset, pud_offset, pmd_offset, pte_offset } from '../src/mm/pgtable.ts';
 import { pte_pfn, pte_write, VM_READ, VM_WRITE } from '../src/hw/pte.ts';
 

@@ -8,7 +8,7 @@ import { do_mmap, MAP_ANONYMOUS, MAP_PRIVATE, MAP_SHARED, MAP_FIXED, PROT_READ, 
 import { do_mremap, MREMAP_MAYMOVE, MREMAP_FIXED, MREMAP_DONTUNMAP } from '../src/mm/mremap.ts';
 import { relocate_vma_down } from '../src/mm/vma_exec.ts';
 import { vma_list } from '../src/mm/vma.ts';
-import { audit } from '../src/sim/audit.ts';
+import { audit } from '../src/oracles/audit.ts';
 import { PMD_SIZE, statWord, ST_MOVE_PMD, ST_MOVE_PTE, ST_REALIGN } from '../src/hw/layout.ts';
 
 const P = 4096;

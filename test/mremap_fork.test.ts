@@ -9,7 +9,7 @@ import { vma_list } from '../src/mm/vma.ts';
 import { page_ref, page_mapcount, free_frames } from '../src/mm/page_alloc.ts';
 import { pgd_offset, pud_offset, pmd_offset, pte_offset } from '../src/mm/pgtable.ts';
 import { pte_pfn, pte_write } from '../src/hw/pte.ts';
-import { audit } from '../src/sim/audit.ts';
+import { audit } from '../src/oracles/audit.ts';
 import { PMD_SIZE } from '../src/hw/layout.ts';
 
 const P = 4096;

@@ -1,8 +1,8 @@
 // The mremap concurrency scenarios of issue #5 that need no file mappings:
 // mremap-vs-fault and mremap-aligned-1g.
 import { describe, it, expect } from 'vitest';
-import { loadScenario } from '../src/sim/scenario.ts';
-import { runScenario } from '../src/sim/machine.ts';
+import { loadScenario } from '../src/engine/scenario.ts';
+import { runScenario } from '../src/engine/machine.ts';
 
 const fault = await loadScenario('scenarios/mremap-vs-fault.ts');
 const aligned = await loadScenario('scenarios/mremap-aligned-1g.ts');

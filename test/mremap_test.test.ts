@@ -1,7 +1,7 @@
 // Spec section 7: every case of tools/testing/selftests/mm/mremap_test.c, run
-// as a user program on the simulated machine (src/sim/mremap_selftest.ts).
+// as a user program on the simulated machine (src/tools/selftest/mremap_test.ts).
 import { describe, it, expect } from 'vitest';
-import { run_mremap_selftest, REGION_TESTS, EXPAND_TESTS, MISC_TESTS } from '../src/sim/mremap_selftest.ts';
+import { run_mremap_selftest, REGION_TESTS, EXPAND_TESTS, MISC_TESTS } from '../src/tools/selftest/mremap_test.ts';
 
 const byName = (rs: ReturnType<typeof run_mremap_selftest>) => Object.fromEntries(rs.map((r) => [r.name, r]));
 

@@ -1,14 +1,14 @@
 import { describe, it, expect } from 'vitest';
-import { loadScenario } from '../src/sim/scenario.ts';
-import { runScenario, type RunResult } from '../src/sim/machine.ts';
-import { exitCode } from '../src/sim/report.ts';
+import { loadScenario } from '../src/engine/scenario.ts';
+import { runScenario, type RunResult } from '../src/engine/machine.ts';
+import { exitCode } from '../src/report/summary.ts';
 import { testMachine } from './helpers.ts';
-import { ContentOracle } from '../src/sim/oracles.ts';
+import { ContentOracle } from '../src/oracles/oracles.ts';
 import { do_mmap, MAP_ANONYMOUS, MAP_PRIVATE, PROT_READ, PROT_WRITE } from '../src/mm/mmap.ts';
 import { dataWord, frameWord, FM_REF } from '../src/hw/layout.ts';
 import { pgd_offset, pud_offset, pmd_offset, pte_offset } from '../src/mm/pgtable.ts';
 import { pte_pfn } from '../src/hw/pte.ts';
-import { audit } from '../src/sim/audit.ts';
+import { audit } from '../src/oracles/audit.ts';
 
 // Each oracle, shown firing on the bug it exists for (a knob in the kernel
 // code, or a direct corruption for the content model), and passing on the

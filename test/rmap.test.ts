@@ -13,7 +13,7 @@ import { page_ref, page_mapcount, put_page, free_frames } from '../src/mm/page_a
 import { pgd_offset, pud_offset, pmd_offset, pte_offset } from '../src/mm/pgtable.ts';
 import { pte_pfn } from '../src/hw/pte.ts';
 import { frameWord, statWord, FM_GEN, ST_TRUNCATED, ST_RMAP_UNMAP } from '../src/hw/layout.ts';
-import { audit } from '../src/sim/audit.ts';
+import { audit } from '../src/oracles/audit.ts';
 import { ARCH_NAMES } from '../src/arch/index.ts';
 
 const P = 4096;

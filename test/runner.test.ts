@@ -1,7 +1,7 @@
 import { describe, it, expect } from 'vitest';
-import { loadScenario } from '../src/sim/scenario.ts';
-import { runScenario } from '../src/sim/machine.ts';
-import { exitCode, summary } from '../src/sim/report.ts';
+import { loadScenario } from '../src/engine/scenario.ts';
+import { runScenario } from '../src/engine/machine.ts';
+import { exitCode, summary } from '../src/report/summary.ts';
 
 const s = await loadScenario('scenarios/munmap-vs-access.ts');
 

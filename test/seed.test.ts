@@ -1,6 +1,6 @@
 import { describe, it, expect } from 'vitest';
-import { loadScenario } from '../src/sim/scenario.ts';
-import { runScenario } from '../src/sim/machine.ts';
+import { loadScenario } from '../src/engine/scenario.ts';
+import { runScenario } from '../src/engine/machine.ts';
 import { ARCH_NAMES } from '../src/arch/index.ts';
 
 // The seed's three problem cases (spec 2.3), under both readings of

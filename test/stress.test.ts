@@ -4,8 +4,8 @@ import { mkdtemp, readFile, readdir } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { runCampaign, parseShard, shardSeeds, CampaignError, type CampaignOptions, type SeedResult } from '../src/sim/stress.ts';
-import { readRepro } from '../src/sim/repro.ts';
+import { runCampaign, parseShard, shardSeeds, CampaignError, type CampaignOptions, type SeedResult } from '../src/tools/stress/stress.ts';
+import { readRepro } from '../src/tools/repro/repro.ts';
 
 let dir: string;
 beforeAll(async () => {
@@ -75,7 +75,7 @@ describe('mmsim stress', () => {
     expect(sum.scenarios[0].kinds).toEqual({ 'uaf-stale-tlb': sum.failed });
     expect(printed).toMatch(/uaf-stale-tlb \d/);
     const first = sum.scenarios[0].firstFailure!;
-    expect(printed).toContain(`first failure of munmap-vs-access: mmsim replay-run ${first.repro}; mmsim shrink ${first.repro}`);
+    expect(printed).toContain(`first failure of munmap-vs-access: mmsim repro ${first.repro}; mmsim shrink ${first.repro}`);
     expect(sum.scenarios[0].rerun).toBe(`mmsim run munmap-vs-access --seed ${first.seed} --cpus 4 --ops 3000 --threads 2 --delay 0.05 --knob munmap.free_before_flush`);
   }, 40_000);
 

@@ -18,10 +18,10 @@ import { file_put } from '../src/mm/shmem.ts';
 import { MAP_SHARED, mmap_write_lock, mmap_write_unlock } from '../src/mm/mmap.ts';
 import { page_ref, page_mapcount, free_frames, folio_entire_mapcount } from '../src/mm/page_alloc.ts';
 import { pte_pfn, pte_write, _PAGE_PRESENT } from '../src/hw/pte.ts';
-import { audit } from '../src/sim/audit.ts';
-import { loadScenario, parseScenario } from '../src/sim/scenario.ts';
-import { runScenario } from '../src/sim/machine.ts';
-import { summary } from '../src/sim/report.ts';
+import { audit } from '../src/oracles/audit.ts';
+import { loadScenario, parseScenario } from '../src/engine/scenario.ts';
+import { runScenario } from '../src/engine/machine.ts';
+import { summary } from '../src/report/summary.ts';
 import { PMD_SIZE, PUD_SIZE, statWord, ST_THP_FAULT, ST_THP_SPLIT, ST_MOVE_HUGE_PMD, ST_MOVE_HUGE_PUD } from '../src/hw/layout.ts';
 
 const P = 4096;

@@ -1,10 +1,10 @@
 // Trace export (Chrome trace-event JSON for ui.perfetto.dev) and the HTML report.
 import { describe, it, expect, beforeAll } from 'vitest';
-import { loadScenario } from '../src/sim/scenario.ts';
-import { runScenario, type RunResult, type TraceEvent } from '../src/sim/machine.ts';
+import { loadScenario } from '../src/engine/scenario.ts';
+import { runScenario, type RunResult, type TraceEvent } from '../src/engine/machine.ts';
 import { STAT_NAMES, type StatName } from '../src/hw/layout.ts';
-import { toChromeTrace, buildTraceModel } from '../src/sim/trace_export.ts';
-import { htmlReport } from '../src/sim/html_report.ts';
+import { toChromeTrace, buildTraceModel } from '../src/report/trace_export.ts';
+import { htmlReport } from '../src/report/html_report.ts';
 
 type Ev = { ph: string; name: string; cat?: string; pid: number; tid: number; ts: number; dur?: number; s?: string; args?: Record<string, unknown> };
 

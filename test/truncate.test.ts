@@ -4,9 +4,9 @@
 // the mover's operation runs, which closes the windows (see the scenarios).
 import { describe, it, expect } from 'vitest';
 import { testMachine } from './helpers.ts';
-import { loadScenario } from '../src/sim/scenario.ts';
-import { runScenario, type RunResult } from '../src/sim/machine.ts';
-import { summary } from '../src/sim/report.ts';
+import { loadScenario } from '../src/engine/scenario.ts';
+import { runScenario, type RunResult } from '../src/engine/machine.ts';
+import { summary } from '../src/report/summary.ts';
 import { do_mmap, MAP_SHARED, MAP_FIXED, PROT_READ, PROT_WRITE } from '../src/mm/mmap.ts';
 import { shmem_file_setup } from '../src/mm/shmem.ts';
 import { shmem_punch_hole } from '../src/mm/truncate.ts';

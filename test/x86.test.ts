@@ -1,7 +1,7 @@
 import { describe, it, expect } from 'vitest';
 import { testMachine } from './helpers.ts';
 import { statWord, ST_FLUSH_RANGE, ST_FLUSH_SINGLE, ST_FLUSH_FULL, ST_LAZY_TLB_SKIPPED, ST_IPI_RECV, ST_IPI_SENT, ST_SWITCH_FLUSH, mmWord, MM_CPUMASK } from '../src/hw/layout.ts';
-import { flush_tlb_mm_range, TLB_SINGLE_PAGE_FLUSH_CEILING } from '../src/arch/x86/tlb.ts';
+import { flush_tlb_mm_range, TLB_SINGLE_PAGE_FLUSH_CEILING } from '../src/arch/x86/index.ts';
 import { context_switch } from '../src/mm/mmu_context.ts';
 import { task_create } from '../src/mm/mm.ts';
 import { do_mmap, MAP_ANONYMOUS, MAP_PRIVATE, PROT_READ, PROT_WRITE } from '../src/mm/mmap.ts';

@@ -4,11 +4,7 @@
 import { parentPort } from 'node:worker_threads';
 import * as Comlink from 'comlink';
 import nodeEndpoint from 'comlink/dist/esm/node-adapter.mjs';
-import { runHost, type HostPlan, type HostResult } from '../src/sim/hostrun.ts';
-
-export interface CpuWorkerApi {
-  run(plan: HostPlan): HostResult;
-}
+import { runHost, type CpuWorkerApi } from '../src/engine/hostrun.ts';
 
 const api: CpuWorkerApi = {
   run(plan) {

@@ -1,11 +1,11 @@
 // Piscina task module of `mmsim stress`: one seed of one scenario on a machine
 // of its own. Returns a compact result (and a Repro when the seed failed); the
 // campaign on the main thread writes the JSON line and the repro file.
-import { loadScenario, ScenarioError, type Scenario } from '../src/sim/scenario.ts';
-import { runScenario, type RunResult } from '../src/sim/machine.ts';
-import { exitCode } from '../src/sim/report.ts';
-import { makeRepro } from '../src/sim/repro.ts';
-import type { StressTask, TaskResult, TaskBadInput } from '../src/sim/stress.ts';
+import { loadScenario, ScenarioError, type Scenario } from '../src/engine/scenario.ts';
+import { runScenario, type RunResult } from '../src/engine/machine.ts';
+import { exitCode } from '../src/report/summary.ts';
+import { makeRepro } from '../src/tools/repro/repro.ts';
+import type { StressTask, TaskResult, TaskBadInput } from '../src/tools/stress/stress.ts';
 
 const scenarios = new Map<string, Promise<Scenario>>();
 

@@ -1,5 +1,5 @@
 import type { Arch } from './arch.ts';
-import { x86 } from './x86/tlb.ts';
+import { x86 } from './x86/index.ts';
 import { x86xenpv } from './x86-xenpv/index.ts';
 import { arm64 } from './arm64/index.ts';
 import { powerpchash } from './powerpc-hash/index.ts';

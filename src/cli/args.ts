@@ -1,6 +1,6 @@
 // Option parsers shared by the mmsim commands: each error names the flag and the bad value.
 import { InvalidArgumentError } from 'commander';
-import { KNOB_NAMES } from '../sim/knobs.ts';
+import { KNOB_NAMES } from '../inject/knobs.ts';
 
 export function int(name: string, min: number, max: number) {
   return (v: string): number => {

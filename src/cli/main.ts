@@ -4,20 +4,20 @@ import { Command, CommanderError, InvalidArgumentError, Option } from 'commander
 import { readdir, writeFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import { join } from 'node:path';
-import { loadScenario, resolveScenario, ScenarioError, SCENARIO_DIR } from '../sim/scenario.ts';
+import { loadScenario, resolveScenario, ScenarioError, SCENARIO_DIR } from '../engine/scenario.ts';
 import { int, prob, knob } from './args.ts';
-import { runScenario } from '../sim/machine.ts';
-import { summary, exitCode } from '../sim/report.ts';
-import { KNOBS } from '../sim/knobs.ts';
+import { runScenario } from '../engine/machine.ts';
+import { summary, exitCode } from '../report/summary.ts';
+import { KNOBS } from '../inject/knobs.ts';
 import { ARCH_NAMES } from '../arch/index.ts';
-import { toChromeTrace } from '../sim/trace_export.ts';
-import { htmlReport } from '../sim/html_report.ts';
+import { toChromeTrace } from '../report/trace_export.ts';
+import { htmlReport } from '../report/html_report.ts';
 import { registerStress } from './stress.ts';
 import { registerSelftest } from './selftest.ts';
-import { type RunOptions } from '../sim/machine.ts';
-import { makeRepro, readRepro, reproFileName, writeRepro, type Repro } from '../sim/repro.ts';
-import { replay, shrink } from '../sim/shrink.ts';
-import { registerReplay } from './replay.ts';
+import { type RunOptions } from '../engine/machine.ts';
+import { makeRepro, readRepro, reproFileName, writeRepro, type Repro } from '../tools/repro/repro.ts';
+import { replay as replayRepro, shrink } from '../tools/repro/shrink.ts';
+import { registerReplay } from './strace.ts';
 
 function describeSize(r: Repro): string {
   const o = r.options;
@@ -75,7 +75,7 @@ export function buildProgram(): Command {
       if (exitCode(r) !== 0 && opts.repro) {
         const path = join(opts.reproDir, reproFileName(s.name, r.seed));
         await writeRepro(path, makeRepro(s, { ...options, mode: r.deterministic ? 'deterministic' : 'free' }, r, file, r.deterministic?.schedule));
-        console.log(`  repro         ${path} (mmsim replay-run ${path}; mmsim shrink ${path})`);
+        console.log(`  repro         ${path} (mmsim repro ${path}; mmsim shrink ${path})`);
       }
       if (opts.json) await writeFile(opts.json, JSON.stringify({ ...r, trace: undefined }, null, 2));
       if (opts.trace) await writeFile(opts.trace, JSON.stringify(toChromeTrace(r, { accesses: opts.traceAccesses ? 'all' : 'counters' })));
@@ -84,14 +84,15 @@ export function buildProgram(): Command {
     });
 
   program
-    .command('replay-run')
+    .command('repro')
+    .alias('replay-run')
     .description('re-run a repro file; deterministic repros replay the exact interleaving (exit 1 when the failure reproduces)')
     .argument('<repro>', 'a repro-<scenario>-<seed>.json file')
     .option('--trace <file>', 'write a Chrome trace-event JSON of the replay')
     .option('--report <file>', 'write an HTML report of the replay')
     .action(async (path: string, opts) => {
       const repro = await readRepro(path);
-      const out = await replay({ ...repro, options: { ...repro.options, trace: Boolean(opts.trace || opts.report) } });
+      const out = await replayRepro({ ...repro, options: { ...repro.options, trace: Boolean(opts.trace || opts.report) } });
       console.log(summary(out.result));
       const want = repro.violation ? `[${repro.violation.kind}]` : 'a clean run';
       console.log(`  replay        ${out.reproduced ? 'reproduced' : 'did NOT reproduce'} ${want}` +

@@ -1,12 +1,12 @@
 // `mmsim selftest mremap`: tools/testing/selftests/mm/mremap_test.c run as a
-// user program on a simulated machine (src/sim/mremap_selftest.ts).
+// user program on a simulated machine (src/tools/selftest/mremap_test.ts).
 
 import { Argument, Option, type Command } from 'commander';
 import { writeFile } from 'node:fs/promises';
 import { ARCH_NAMES } from '../arch/index.ts';
-import { run_mremap_selftest, format_selftest } from '../sim/mremap_selftest.ts';
+import { run_mremap_selftest, format_selftest } from '../tools/selftest/mremap_test.ts';
 import { int, knob } from './args.ts';
-import { setKnobs } from '../sim/knobs.ts';
+import { setKnobs } from '../inject/knobs.ts';
 
 export function registerSelftest(program: Command): void {
   program

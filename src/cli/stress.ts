@@ -1,7 +1,7 @@
-// `mmsim stress`: many seeds in parallel (see src/sim/stress.ts).
+// `mmsim stress`: many seeds in parallel (see src/tools/stress/stress.ts).
 import { InvalidArgumentError, Option, type Command } from 'commander';
 import { ARCH_NAMES } from '../arch/index.ts';
-import { runCampaign, parseShard, type TaskOptions } from '../sim/stress.ts';
+import { runCampaign, parseShard, type TaskOptions } from '../tools/stress/stress.ts';
 import { int, prob, knob } from './args.ts';
 
 function shard(v: string): string {

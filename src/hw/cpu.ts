@@ -88,7 +88,7 @@ export class Rng {
 }
 
 /**
- * The deterministic scheduler (src/sim/det.ts), when one is in force: it
+ * The deterministic scheduler (src/engine/det.ts), when one is in force: it
  * decides at every scheduling point which CPU runs next, and replaces every
  * blocking wait by handing the CPU's turn to another.
  */

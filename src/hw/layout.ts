@@ -194,7 +194,7 @@ export const MM_UNMAP_SLOT = MM_CTX_ID + 1; // content oracle: unmap-log entries
 // mm->start_brk and mm->brk (src/mm/brk.ts): Float64 slots, word indexes (use fIndex)
 export const MM_START_BRK_F = 3 * LINE;
 export const MM_BRK_F = 3 * LINE + 2;
-// the COW oracle (src/sim/cow.ts), the rest of the last line: this mm's fork epoch
+// the COW oracle (src/oracles/cow.ts), the rest of the last line: this mm's fork epoch
 // (forks it has completed) and its ancestry, nearest first, as pairs (ancestor's
 // MM_CTX_ID, the ancestor's epoch when it forked this line)
 export const MM_COW_EPOCH = 3 * LINE + 4;
@@ -264,7 +264,7 @@ export const H_QUIESCE_WAITERS = 13;
 export const HEADER_WORDS = 2 * LINE;
 export const MAGIC = 0x6d6d7331; // 'mms1'
 
-// ---- deterministic scheduler (src/sim/det.ts) ----------------------------------
+// ---- deterministic scheduler (src/engine/det.ts) ----------------------------------
 export const DET_TOKEN = 0; // the CPU allowed to run
 export const DET_STEP = 1; // scheduling points passed so far (the deterministic clock)
 export const DET_DIRTY = 2; // something changed eligibility (a kick, a block): rescan
@@ -304,7 +304,7 @@ export interface MachineShape {
   eventRing: number; // events per CPU, power of two
   /** room for the deterministic scheduler's decision log */
   deterministic?: boolean;
-  /** shadow memory for the COW oracle: the provenance of every data word (src/sim/cow.ts) */
+  /** shadow memory for the COW oracle: the provenance of every data word (src/oracles/cow.ts) */
   cowShadow?: boolean;
 }
 

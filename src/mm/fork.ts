@@ -39,7 +39,7 @@ import {
   _PAGE_SPECIAL, _PAGE_ACCESSED, _PAGE_DIRTY, _PAGE_RW, VM_SHARED, VM_WRITE,
 } from '../hw/pte.ts';
 import { EV, SYS } from '../hw/trace.ts';
-import { knobs } from '../sim/knobs.ts';
+import { knobs } from '../inject/knobs.ts';
 import { syscall } from './syscall.ts';
 import {
   arch, pgd_offset, pud_offset, pmd_offset, pud_alloc, pmd_alloc, __pte_alloc, pte_offset_map_lock, pte_offset, pte_lockptr,

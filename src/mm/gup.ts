@@ -34,7 +34,7 @@ import {
 } from '../hw/pte.ts';
 import { pgtIndex } from '../hw/walker.ts';
 import { VM_FAULT_SIGSEGV, VM_FAULT_OOM } from '../hw/cpu.ts';
-import { knobs } from '../sim/knobs.ts';
+import { knobs } from '../inject/knobs.ts';
 import { pgd_offset, pud_offset, pmd_offset, pte_offset_map_lock, pte_unmap_unlock, ptl, ptep_get, pmd_lockptr } from './pgtable.ts';
 import { put_page, zero_pfn, page_ref, compound_head } from './page_alloc.ts';
 import { __faultin_page, VM_FAULT_WRITE, is_cow_mapping } from './memory.ts';

@@ -31,7 +31,7 @@ import {
   pfn_pte, pte_pfn, pte_flags, mk_table_entry, _PAGE_PRESENT, _PAGE_RW, _PAGE_USER, _PAGE_ACCESSED, _PAGE_DIRTY, _PAGE_PSE,
   VM_READ, VM_WRITE, VM_EXEC, VM_SHARED, VM_MAYWRITE, VM_HUGEPAGE,
 } from '../hw/pte.ts';
-import { knobs } from '../sim/knobs.ts';
+import { knobs } from '../inject/knobs.ts';
 import { arch, pmd_lockptr, set_pte_at } from './pgtable.ts';
 import {
   alloc_compound_page, alloc_pt_page, free_pt_page, get_page, put_page, page_mapcount_inc, page_ref, compound_head,

@@ -18,7 +18,7 @@ import {
   arch, pgd_offset, pud_alloc, pmd_alloc, __pte_alloc, pte_offset_map_lock, pte_unmap_unlock, ptl, ptep_get,
   set_pte_at, ptep_get_and_clear, ptep_clear_flush, ptep_set_access_flags, pte_deref, flush_tlb_page,
 } from './pgtable.ts';
-import { knobs } from '../sim/knobs.ts';
+import { knobs } from '../inject/knobs.ts';
 import { alloc_page, get_page, put_page, page_mapcount_inc, page_mapcount_dec, zero_pfn, page_ref, page_mapcount } from './page_alloc.ts';
 import { type Vma, vma_lookup, vma_read, vma_field, vma_set_field, find_mergeable_anon_vma } from './vma.ts';
 import { shmem_get_folio_locked, unlock_page } from './shmem.ts';

@@ -8,7 +8,7 @@ import { mmWord, MM_LOCK, MM_LOCK_OWNER, PAGE_SIZE, TASK_SIZE, MMAP_MIN_ADDR } f
 import { VM_READ, VM_WRITE, VM_EXEC, VM_SHARED, VM_MAYREAD, VM_MAYWRITE, VM_MAYEXEC, VM_MAYSHARE, VM_ACCOUNT, VM_GROWSDOWN } from '../hw/pte.ts';
 import { SYS } from '../hw/trace.ts';
 import { syscall } from './syscall.ts';
-import { knobs } from '../sim/knobs.ts';
+import { knobs } from '../inject/knobs.ts';
 import { type Vma, vma_count, vma_read, find_vma, find_vma_intersection, vma_insert, vma_remove, split_vma, vma_merge_neighbours } from './vma.ts';
 import { mmu_gather, tlb_gather_mmu, tlb_finish_mmu } from './mmu_gather.ts';
 import { unmap_page_range, free_pgtables } from './memory.ts';

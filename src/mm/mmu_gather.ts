@@ -3,7 +3,7 @@
 
 import { current } from '../hw/cpu.ts';
 import { mmWord, MM_FLUSH_PENDING, PAGE_SHIFT } from '../hw/layout.ts';
-import { knobs } from '../sim/knobs.ts';
+import { knobs } from '../inject/knobs.ts';
 import { arch } from './pgtable.ts';
 import { put_page, free_pt_page } from './page_alloc.ts';
 

@@ -27,7 +27,7 @@ import {
 import { pte_none, pte_present, _PAGE_PRESENT, _PAGE_PSE, VM_MAYSHARE, VM_SHARED, VM_DONTEXPAND, VM_UFFD_MISSING, VM_SEALED, VM_LOCKED } from '../hw/pte.ts';
 import { SYS, EV } from '../hw/trace.ts';
 import { syscall } from './syscall.ts';
-import { knobs } from '../sim/knobs.ts';
+import { knobs } from '../inject/knobs.ts';
 import { take_rmap_locks, drop_rmap_locks } from './rmap.ts';
 import {
   arch, pgd_offset, pud_alloc, pmd_alloc, __pte_alloc, pte_offset_map_lock, pte_offset, pte_lockptr, pmd_lockptr, ptl, ptep_get,

@@ -16,10 +16,10 @@ import { type Cpu, current } from '../../hw/cpu.ts';
 import { mmWord, MM_CPUMASK, CPUMASK_WORDS, ST_BATCHED, ST_BATCH_FLUSHES, ST_LOCAL_CLEAR, PAGE_SHIFT } from '../../hw/layout.ts';
 import { _PAGE_PRESENT, _PAGE_RW } from '../../hw/pte.ts';
 import { EV } from '../../hw/trace.ts';
-import { knobs } from '../../sim/knobs.ts';
+import { knobs } from '../../inject/knobs.ts';
 import { is_lazy_mmu_mode_active } from '../../mm/lazy_mmu.ts';
 import type { Arch } from '../arch.ts';
-import { x86, TLB_FLUSH_ALL } from '../x86/tlb.ts';
+import { x86, TLB_FLUSH_ALL } from '../x86/index.ts';
 
 export const PPC64_TLB_BATCH_NR = 192;
 

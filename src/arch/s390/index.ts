@@ -31,7 +31,7 @@ import {
 } from '../../hw/layout.ts';
 import { _PAGE_PRESENT, _PAGE_RW } from '../../hw/pte.ts';
 import { EV } from '../../hw/trace.ts';
-import { knobs } from '../../sim/knobs.ts';
+import { knobs } from '../../inject/knobs.ts';
 import { is_lazy_mmu_mode_active } from '../../mm/lazy_mmu.ts';
 import type { Arch } from '../arch.ts';
 import { native } from '../generic.ts';

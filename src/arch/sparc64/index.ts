@@ -18,10 +18,10 @@ import {
 } from '../../hw/layout.ts';
 import { _PAGE_PRESENT, _PAGE_RW } from '../../hw/pte.ts';
 import { EV } from '../../hw/trace.ts';
-import { knobs } from '../../sim/knobs.ts';
+import { knobs } from '../../inject/knobs.ts';
 import { is_lazy_mmu_mode_active } from '../../mm/lazy_mmu.ts';
 import { type Arch, IPI_FLUSH_TLB_PENDING } from '../arch.ts';
-import { x86, TLB_FLUSH_ALL } from '../x86/tlb.ts';
+import { x86, TLB_FLUSH_ALL } from '../x86/index.ts';
 import { mm_cpumask_cpus } from '../generic.ts';
 
 export const TLB_BATCH_NR = 192;

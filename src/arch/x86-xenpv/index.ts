@@ -13,13 +13,13 @@
 import { type Cpu, current } from '../../hw/cpu.ts';
 import { ST_BATCHED, ST_BATCH_FLUSHES, PAGE_SHIFT } from '../../hw/layout.ts';
 import { _PAGE_ACCESSED, _PAGE_DIRTY, _PAGE_PRESENT, _PAGE_RW } from '../../hw/pte.ts';
-import { knobs } from '../../sim/knobs.ts';
+import { knobs } from '../../inject/knobs.ts';
 import { is_lazy_mmu_mode_active } from '../../mm/lazy_mmu.ts';
 import type { Arch } from '../arch.ts';
 import { clear_then_flush } from '../generic.ts';
 import {
   x86, TLB_FLUSH_ALL, flush_tlb_mm_range as x86_flush_tlb_mm_range, switch_mm_irqs_off as x86_switch_mm_irqs_off, enter_lazy_tlb as x86_enter_lazy_tlb,
-} from '../x86/tlb.ts';
+} from '../x86/index.ts';
 
 /** enum xen_lazy_mode (per CPU). XEN_LAZY_CPU (the context switch's own batching) is not modelled. */
 export const XEN_LAZY_NONE = 0;

@@ -1,0 +1,192 @@
+// x86-64 native TLB-flush model (arch/x86/mm/tlb.c, asm/mmu_context.h), per
+// spec 5.1: flush_tlb_mm_range with the 33-page ceiling, a per-mm TLB
+// generation, mm_cpumask, lazy-TLB CPUs skipped unless page tables were freed,
+// synchronous IPIs whose sender waits for every acknowledgement, and the
+// generation check at switch-in that covers CPUs which got no IPI.
+// Lazy MMU hooks are no-ops on bare metal: nothing is deferred.
+
+import { type Cpu, type Host, current } from '../../hw/cpu.ts';
+import {
+  cpuCtl, mmWord, fIndex, CC_INFO_MM, CC_INFO_GEN, CC_INFO_FREED, CC_INFO_STRIDE, CC_INFO_TRIM,
+  CC_INFO_START_F, CC_INFO_END_F, CC_IS_LAZY, CC_LOADED_MM, MM_TLB_GEN, MM_CTX_ID, MM_CPUMASK, MM_FLUSH_COUNT,
+  ST_FLUSH_SINGLE, ST_FLUSH_RANGE, ST_FLUSH_FULL, ST_FLUSH_SKIPPED,
+  ST_SWITCH_FLUSH, ST_LAZY_TLB_SKIPPED, PAGE_SHIFT,
+} from '../../hw/layout.ts';
+import { EV } from '../../hw/trace.ts';
+import { knobs } from '../../inject/knobs.ts';
+import { type Arch, IPI_FLUSH_TLB } from '../arch.ts';
+import { native, clear_then_flush, mm_cpumask_cpus } from '../generic.ts';
+
+/** tlb_single_page_flush_ceiling: more strides than this become a full flush. */
+export const TLB_SINGLE_PAGE_FLUSH_CEILING = 33;
+/** Every this many flushes of an mm, the flush also goes to CPUs that no longer
+ *  have it loaded, so they drop out of mm_cpumask (the kernel does this about once a second). */
+export const TRIM_CPUMASK_EVERY = 64;
+export const TLB_FLUSH_ALL = -1;
+
+function inc_mm_tlb_gen(I: Int32Array, mmGen: number): number {
+  return Atomics.add(I, mmGen, 1) + 1;
+}
+
+/** The cross-CPU part: which CPUs of the mask get an IPI (native_flush_tlb_multi). */
+function should_flush_tlb(cpu: Cpu, target: number, mm: number, trim: boolean): boolean {
+  const I = cpu.I;
+  const L = cpu.V.L;
+  if (Atomics.load(I, cpuCtl(L, target, CC_IS_LAZY)) !== 0) return false; // flushes at next switch-in
+  if (Atomics.load(I, cpuCtl(L, target, CC_LOADED_MM)) === mm) return true;
+  return trim; // in the mask but not loaded: only the periodic trim flush goes there
+}
+
+const targets = new Int32Array(256);
+const maskCpus = new Int32Array(256);
+
+export function flush_tlb_mm_range(mm: number, start: number, end: number, strideShift: number, freedTables: boolean): void {
+  const cpu = current;
+  const I = cpu.I;
+  const F = cpu.V.F;
+  const L = cpu.V.L;
+  const full = end === TLB_FLUSH_ALL || (end - start) / 2 ** strideShift > TLB_SINGLE_PAGE_FLUSH_CEILING;
+  const gen = inc_mm_tlb_gen(I, mmWord(L, mm, MM_TLB_GEN));
+  const trim = (Atomics.add(I, mmWord(L, mm, MM_FLUSH_COUNT), 1) + 1) % TRIM_CPUMASK_EVERY === 0;
+  // Our flush_tlb_info: stable while we wait for the acknowledgements.
+  Atomics.store(I, cpu.ctl + CC_INFO_MM, mm);
+  Atomics.store(I, cpu.ctl + CC_INFO_GEN, gen);
+  Atomics.store(I, cpu.ctl + CC_INFO_FREED, freedTables ? 1 : 0);
+  Atomics.store(I, cpu.ctl + CC_INFO_STRIDE, strideShift);
+  Atomics.store(I, cpu.ctl + CC_INFO_TRIM, trim ? 1 : 0);
+  F[fIndex(cpu.ctl + CC_INFO_START_F)] = full ? 0 : start;
+  F[fIndex(cpu.ctl + CC_INFO_END_F)] = full ? TLB_FLUSH_ALL : end;
+
+  let n = 0;
+  let local = false;
+  const inMask = mm_cpumask_cpus(I, mmWord(L, mm, MM_CPUMASK), maskCpus);
+  for (let k = 0; k < inMask; k++) {
+    const t = maskCpus[k];
+    if (t === cpu.id) {
+      local = true;
+      continue;
+    }
+    // freed_tables: every CPU in the mask, lazy ones included (they may walk the freed tables)
+    if (freedTables || should_flush_tlb(cpu, t, mm, trim)) targets[n++] = t;
+    else if (Atomics.load(I, cpuCtl(L, t, CC_IS_LAZY)) !== 0) cpu.stat(ST_LAZY_TLB_SKIPPED);
+  }
+  if (local && cpu.loadedMm === mm) flush_tlb_func(cpu, cpu.id);
+  if (n > 0) cpu.shootdown(mm, targets, n, IPI_FLUSH_TLB);
+}
+
+/** The flush handler (runs on the target in interrupt context, or locally). */
+export function flush_tlb_func(cpu: Cpu, sender: number): void {
+  const I = cpu.I;
+  const F = cpu.V.F;
+  const L = cpu.V.L;
+  const info = cpuCtl(L, sender, 0);
+  const mm = Atomics.load(I, info + CC_INFO_MM);
+  const loaded = cpu.loadedMm;
+  if (loaded < 0) return; // init_mm: no user translations in use
+  if (cpu.I[cpu.ctl + CC_IS_LAZY] !== 0) {
+    // A lazy CPU asked to flush stops using the user tables altogether.
+    switch_to_init_mm(cpu);
+    return;
+  }
+  if (mm !== loaded) {
+    // Trim: this CPU no longer runs the mm; leave its mask.
+    Atomics.and(I, mmWord(L, mm, MM_CPUMASK) + (cpu.id >> 5), ~(1 << (cpu.id & 31)));
+    return;
+  }
+  const asid = cpu.asid;
+  const localGen = cpu.ctxGen[asid];
+  const mmGen = Atomics.load(I, mmWord(L, mm, MM_TLB_GEN));
+  if (localGen === mmGen) {
+    cpu.stat(ST_FLUSH_SKIPPED);
+    return;
+  }
+  const reqGen = Atomics.load(I, info + CC_INFO_GEN);
+  const end = F[fIndex(info + CC_INFO_END_F)];
+  if (end !== TLB_FLUSH_ALL && reqGen === localGen + 1 && reqGen === mmGen) {
+    const start = F[fIndex(info + CC_INFO_START_F)];
+    const stride = 2 ** Atomics.load(I, info + CC_INFO_STRIDE);
+    let pages = 0;
+    for (let va = start; va < end; va += stride) {
+      // one INVLPG per stride; a huge-page stride drops every 4 KiB piece we cached
+      const v0 = Math.floor(va / 4096);
+      const v1 = Math.floor(Math.min(va + stride, end) / 4096);
+      cpu.tlb.flushRange(asid, v0, Math.max(v1, v0 + 1));
+      pages++;
+    }
+    cpu.stat(ST_FLUSH_SINGLE, pages);
+    cpu.stat(ST_FLUSH_RANGE);
+    cpu.ring.log(EV.FLUSH_LOCAL, start, pages);
+  } else {
+    cpu.tlb.flushAsid(asid);
+    cpu.stat(ST_FLUSH_FULL);
+    cpu.ring.log(EV.FLUSH_LOCAL, 0, -1);
+  }
+  cpu.ctxGen[asid] = mmGen;
+}
+
+export function switch_to_init_mm(cpu: Cpu): void {
+  cpu.setLoaded(-1, false);
+}
+
+export function switch_mm_irqs_off(cpu: Cpu, _prev: number, next: number): void {
+  const I = cpu.I;
+  const L = cpu.V.L;
+  const wasLazy = I[cpu.ctl + CC_IS_LAZY] !== 0;
+  if (next === cpu.loadedMm && !wasLazy) return;
+  if (next < 0) {
+    switch_to_init_mm(cpu);
+    return;
+  }
+  // Publish what we are loading, join the mask, then read the generation (full
+  // barriers: Atomics are sequentially consistent). A flusher bumps the
+  // generation before reading the mask and loaded_mm, so either it sends us an
+  // IPI or we see its new generation here.
+  Atomics.store(I, cpu.ctl + CC_LOADED_MM, next);
+  Atomics.store(I, cpu.ctl + CC_IS_LAZY, 0);
+  Atomics.or(I, mmWord(L, next, MM_CPUMASK) + (cpu.id >> 5), 1 << (cpu.id & 31));
+  const gen = Atomics.load(I, mmWord(L, next, MM_TLB_GEN));
+  cpu.setLoaded(next, false);
+  const ctx = Atomics.load(I, mmWord(L, next, MM_CTX_ID));
+  if (cpu.ctxId[cpu.asid] !== ctx) {
+    // The ASID was last used here by another (now dead) mm: its entries are not ours.
+    cpu.tlb.flushAsid(cpu.asid);
+    cpu.ctxId[cpu.asid] = ctx;
+    cpu.ctxGen[cpu.asid] = gen;
+    cpu.stat(ST_SWITCH_FLUSH);
+  } else if (cpu.ctxGen[cpu.asid] !== gen) {
+    // We missed flushes while this mm was not loaded here: drop its entries.
+    if (!knobs['x86.switch_mm_no_gen_check']) {
+      cpu.tlb.flushAsid(cpu.asid);
+      cpu.stat(ST_SWITCH_FLUSH);
+    }
+    cpu.ctxGen[cpu.asid] = gen;
+  }
+}
+
+export function enter_lazy_tlb(cpu: Cpu): void {
+  if (cpu.loadedMm >= 0) Atomics.store(cpu.I, cpu.ctl + CC_IS_LAZY, 1);
+}
+
+export const x86: Arch = {
+  ...native,
+  name: 'x86',
+  supports_page_table_move: true,
+  defers: 'nothing: PTE stores go to memory at once; TLBs are flushed by the caller',
+  invalidation: 'IPIs to the CPUs of mm_cpumask running the mm (lazy-TLB ones skipped unless tables are freed); the sender waits for every acknowledgement',
+  initHost(host: Host): void {
+    host.hooks.ipi[IPI_FLUSH_TLB] = flush_tlb_func;
+  },
+  ptep_clear_flush(mm, addr, ptep) {
+    return clear_then_flush(x86, mm, addr, ptep);
+  },
+  flush_tlb_mm_range,
+  flush_tlb_mm(mm) {
+    flush_tlb_mm_range(mm, 0, TLB_FLUSH_ALL, PAGE_SHIFT, false);
+  },
+  switch_mm_irqs_off,
+  enter_lazy_tlb,
+  arch_enter_lazy_mmu_mode() {},
+  arch_enter_lazy_mmu_mode_fast_pte_range() {},
+  arch_leave_lazy_mmu_mode() {},
+  arch_flush_lazy_mmu_mode() {},
+};

@@ -1,0 +1,236 @@
+// One host thread's run loop: it carries one or more simulated CPUs, runs their
+// tasks one operation at a time (switching CPUs at operation boundaries), and
+// when its CPUs are done keeps servicing IPIs until every host is done. Used by
+// the CPU worker (workers/cpu.ts) and by the inline mode on the main thread.
+
+import { Host, Cpu, set_current, type Hooks } from '../hw/cpu.ts';
+import { type Layout, type Views, makeViews, H_DONE, H_RUNNING, H_STOP, H_STARTED, ST_OPS, DET_STEP } from '../hw/layout.ts';
+import { getArch } from '../arch/index.ts';
+import { IPI_TYPES } from '../arch/arch.ts';
+import { set_arch } from '../mm/pgtable.ts';
+import { handle_mm_fault } from '../mm/memory.ts';
+import { context_switch } from '../mm/mmu_context.ts';
+import { task_free } from '../mm/mm.ts';
+import { setKnobs } from '../inject/knobs.ts';
+import { makeViolationSink, makeDiscardHook, kickAll, ContentOracle, type ViolationRecord } from '../oracles/oracles.ts';
+import { makeForkHook, makeCopyPageHook } from '../oracles/cow.ts';
+import { TaskRunner, type TaskPlan } from './program.ts';
+import { EV } from '../hw/trace.ts';
+import { DetScheduler } from './det.ts';
+import { set_lazy_contract, type LazyContract } from '../mm/lazy_mmu.ts';
+
+export interface HostPlan {
+  sab: SharedArrayBuffer;
+  layout: Layout;
+  hostId: number;
+  cpus: number[];
+  arch: string;
+  knobs: string[];
+  tlbEntries: number;
+  seed: number;
+  delay: number;
+  delaySpins: number;
+  opsPerCpu: number; // Infinity-like large number when a duration is set
+  stopOnViolation: boolean;
+  /** when tracing: event timestamps are microseconds since this absolute time (ms) */
+  traceEpochMs?: number;
+  /** deterministic mode: one CPU per host, a token decides who runs (src/engine/det.ts) */
+  deterministic?: boolean;
+  lazyContract?: LazyContract;
+  tasks: TaskPlan[];
+}
+
+export interface HostResult {
+  hostId: number;
+  violations: ViolationRecord[];
+  latencies: number[];
+  syscallErrors: number;
+  lastSyscallError: string;
+  readsChecked: number;
+  readsExcused: number;
+  /** COW oracle: reads whose provenance was checked, and those it could not judge */
+  cowChecked: number;
+  cowUnjudged: number;
+}
+
+/** Everything a thread needs to run kernel code on a machine (also used at boot and by tests). */
+export function makeHost(V: Views, hostId: number, archName: string, violations: ViolationRecord[], stopOnViolation: boolean): Host {
+  const arch = getArch(archName);
+  set_arch(arch);
+  const hooks: Hooks = {
+    fault: handle_mm_fault,
+    ipi: new Array(IPI_TYPES),
+    violation: makeViolationSink(V, violations, stopOnViolation),
+    discard: makeDiscardHook(V),
+    forked: makeForkHook(V),
+    copy_page: makeCopyPageHook(V),
+  };
+  const host = new Host(V, hostId, hooks);
+  arch.initHost(host);
+  return host;
+}
+
+export function runHost(plan: HostPlan): HostResult {
+  const V = makeViews(plan.sab, plan.layout);
+  const I = V.I;
+  const L = V.L;
+  setKnobs(plan.knobs);
+  set_lazy_contract(plan.lazyContract ?? 'hint');
+  const violations: ViolationRecord[] = [];
+  const host = makeHost(V, plan.hostId, plan.arch, violations, plan.stopOnViolation);
+  const cpus: Cpu[] = [];
+  const oracles: ContentOracle[] = [];
+  const tasks: TaskRunner[][] = [];
+  for (const id of plan.cpus) {
+    const c = new Cpu(host, id, plan.tlbEntries, plan.seed);
+    c.delay = { p: plan.delay, maxSpins: plan.delaySpins };
+    if (plan.deterministic) {
+      const stepIdx = L.det + DET_STEP;
+      c.ring.clock = () => I[stepIdx]; // the deterministic clock: scheduling points so far
+      c.now = c.ring.clock;
+    } else if (plan.traceEpochMs !== undefined) {
+      const epoch = plan.traceEpochMs - performance.timeOrigin;
+      c.ring.clock = () => (performance.now() - epoch) * 1000;
+    }
+    host.cpus.push(c);
+    cpus.push(c);
+    oracles.push(new ContentOracle(V, host, id));
+    const list: TaskRunner[] = [];
+    const add = (p: TaskPlan): void => {
+      const t = new TaskRunner(p);
+      t.spawn = add; // a forked child runs on its parent's CPU
+      list.push(t);
+    };
+    plan.tasks.filter((t) => t.cpu === id).forEach(add);
+    tasks.push(list);
+  }
+  const n = cpus.length;
+  const reached = new Uint8Array(n); // reached its op budget
+  const ops = new Float64Array(n);
+  const rr = new Int32Array(n);
+  const totalCpus = L.shape.cpus;
+  const doneWord = L.header + H_DONE;
+  // --ops N is a minimum: a CPU that has done N keeps running its tasks until
+  // every CPU has, so that the run stays concurrent to its end (otherwise fast
+  // CPUs would go idle while slow ones still unmap, and nothing would race).
+  const reach = (i: number): void => {
+    reached[i] = 1;
+    if (Atomics.add(I, doneWord, 1) + 1 === totalCpus) kickAll(V);
+  };
+  const idle: number[] = [];
+  for (let i = 0; i < n; i++) if (tasks[i].length === 0) {
+    reach(i);
+    idle.push(i);
+  }
+  const active = [...Array(n).keys()].filter((i) => tasks[i].length > 0);
+  if (plan.deterministic) return runDeterministic(plan, V, host, cpus[0], tasks[0], oracles[0], violations);
+  // Start barrier: no CPU runs before every host has booted, so that the
+  // first shootdowns already see every CPU (worker start-up takes seconds at 64+).
+  if (Atomics.add(I, L.header + H_STARTED, 1) + 1 === L.shape.hosts) kickAll(V);
+  const allStarted = (): boolean => Atomics.load(I, L.header + H_STARTED) >= L.shape.hosts || Atomics.load(I, L.header + H_STOP) !== 0;
+  while (!allStarted()) host.block(-1, allStarted);
+  const stop = L.header + H_STOP;
+  let k = 0;
+  while (active.length > 0 && Atomics.load(I, stop) === 0 && Atomics.load(I, doneWord) < totalCpus) {
+    const i = active[k];
+    const cpu = cpus[i];
+    set_current(cpu);
+    const ts = tasks[i];
+    // round robin over a list that forks append to and exits remove from: a
+    // cursor, not a counter (rr % length would keep picking a forker whose every
+    // step grows the list, and starve its children)
+    const idx = rr[i] % ts.length;
+    const t = ts[idx];
+    rr[i] = idx + 1;
+    context_switch(cpu, t.plan.id);
+    cpu.ring.log(EV.OP, t.plan.id, ops[i]);
+    const c = t.step(cpu, oracles[i]);
+    ops[i] += c;
+    I[cpu.st + ST_OPS] += c;
+    if (t.exited) {
+      reap(cpu, ts, t);
+      rr[i] = idx; // the next task slid into its place
+    }
+    if (!reached[i] && ops[i] >= plan.opsPerCpu) reach(i);
+    host.pollIpis();
+    if (++k === active.length) k = 0;
+  }
+  // Leave the op loop, but keep answering IPIs until every host has left it:
+  // another host may be waiting for our acknowledgement right now.
+  for (let j = 0; j < n; j++) {
+    set_current(cpus[j]);
+    for (const t of tasks[j]) t.release(); // pins a task still holds
+    context_switch(cpus[j], -1); // idle: lazy TLB
+  }
+  if (Atomics.sub(I, L.header + H_RUNNING, 1) - 1 === 0) kickAll(V);
+  const allOut = (): boolean => Atomics.load(I, L.header + H_RUNNING) <= 0;
+  while (!allOut()) {
+    host.pollIpis();
+    host.block(-1, allOut);
+  }
+  return result(plan, cpus, tasks.flat(), oracles, violations);
+}
+
+function result(plan: HostPlan, cpus: Cpu[], tasks: TaskRunner[], oracles: ContentOracle[], violations: ViolationRecord[]): HostResult {
+  const latencies: number[] = [];
+  for (const c of cpus) for (let k = 0; k < c.nlat; k++) latencies.push(c.lat[k]);
+  return {
+    hostId: plan.hostId,
+    violations,
+    latencies,
+    syscallErrors: tasks.reduce((a, t) => a + t.syscallErrors, 0),
+    lastSyscallError: tasks.map((t) => t.lastError).filter(Boolean).pop() ?? '',
+    readsChecked: oracles.reduce((a, o) => a + o.readsChecked, 0),
+    readsExcused: oracles.reduce((a, o) => a + o.excused, 0),
+    cowChecked: oracles.reduce((a, o) => a + o.cow.checked, 0),
+    cowUnjudged: oracles.reduce((a, o) => a + o.cow.unjudged, 0),
+  };
+}
+
+/**
+ * Deterministic mode: this host carries exactly one CPU, which runs only while
+ * it holds the token. It stops at exactly its op budget (another CPU cannot run
+ * meanwhile, so "keep going until all are done" would never end), then only
+ * takes IPIs until every CPU is done.
+ */
+function runDeterministic(plan: HostPlan, V: Views, host: Host, cpu: Cpu, tasks: TaskRunner[], oracle: ContentOracle, violations: ViolationRecord[]): HostResult {
+  const I = V.I;
+  const L = V.L;
+  const sched = new DetScheduler(V, host);
+  host.sched = sched;
+  set_current(cpu);
+  Atomics.add(I, L.header + H_STARTED, 1);
+  sched.start(cpu);
+  const stop = L.header + H_STOP;
+  let ops = 0;
+  let k = 0;
+  while (tasks.length > 0 && ops < plan.opsPerCpu && Atomics.load(I, stop) === 0) {
+    const t = tasks[k];
+    context_switch(cpu, t.plan.id);
+    cpu.ring.log(EV.OP, t.plan.id, ops);
+    const c = t.step(cpu, oracle);
+    ops += c;
+    I[cpu.st + ST_OPS] += c;
+    if (t.exited) reap(cpu, tasks, t);
+    else k++;
+    cpu.sched_point(); // the operation boundary is a scheduling point too
+    if (k >= tasks.length) k = 0;
+  }
+  for (const t of tasks) t.release(); // pins a task still holds
+  context_switch(cpu, -1);
+  Atomics.add(I, L.header + H_DONE, 1);
+  sched.done(cpu);
+  return result(plan, [cpu], tasks, [oracle], violations);
+}
+
+/** An exited task leaves its CPU's run list; the CPU switches away from its dead mm. */
+function reap(cpu: Cpu, list: TaskRunner[], t: TaskRunner): void {
+  list.splice(list.indexOf(t), 1);
+  context_switch(cpu, -1);
+  task_free(cpu.V, t.plan.id); // no CPU runs it now: the slot may be reused
+}
+
+/** The control-plane API a CPU worker thread (workers/cpu.ts) exposes through Comlink. */
+export interface CpuWorkerApi {
+  run(plan: HostPlan): HostResult;
+}

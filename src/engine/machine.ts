@@ -1,0 +1,431 @@
+// The main thread's side of a run: create the shared memory, boot the kernel
+// (processes, their regions, their tasks), start the host threads (one worker
+// per CPU by default, or --threads T), watch them (hang watchdog, crashes),
+// then audit and summarise.
+
+import { Worker } from 'node:worker_threads';
+import { availableParallelism } from 'node:os';
+import * as Comlink from 'comlink';
+import nodeEndpoint from 'comlink/dist/esm/node-adapter.mjs';
+import {
+  type Views, cpuCtl, hostWord, statWord, mmWord, eventF,
+  CC_LOADED_MM, CC_IS_LAZY, CC_ONLINE, CC_ACK, CC_IPI_PENDING, CC_IRQS_OFF, HB_WAITING_ON, H_STOP, H_DONE, H_VIOLATIONS,
+  H_STARTED, STAT_WORDS, STAT_NAMES, ST_OPS, ST_SYSCALLS, ST_IPI_RECV, MM_CPUMASK, CPUMASK_WORDS, PAGE_SIZE, PMD_SIZE, PUD_SIZE, MM_LOCK, MM_WORDS, type StatName,
+} from '../hw/layout.ts';
+import { Cpu, set_current, VM_FAULT_OK } from '../hw/cpu.ts';
+import { readRing, type EventRecord } from '../hw/trace.ts';
+import { createMachine } from './inline.ts';
+import { mm_alloc, task_create, exit_mmap, mm_in_use, mmap_lock_state } from '../mm/mm.ts';
+import { do_mmap, do_munmap, MAP_ANONYMOUS, MAP_PRIVATE, MAP_SHARED, MAP_FIXED_NOREPLACE, PROT_NONE, PROT_WRITE, ERRNO_NAMES } from '../mm/mmap.ts';
+import { faultin_page } from '../mm/memory.ts';
+import { dax_device_create } from '../mm/huge_memory.ts';
+import { do_madvise_advice, MADV_HUGEPAGE } from '../mm/madvise.ts';
+import { shmem_file_setup, file_put } from '../mm/shmem.ts';
+import { setKnobs } from '../inject/knobs.ts';
+import { type Scenario, placeThreads, ScenarioError, usesCowOracle } from './scenario.ts';
+import { makeHost, runHost, type HostPlan, type HostResult } from './hostrun.ts';
+import { initDet, detDecisions, detStep, detDeadlocked } from './det.ts';
+import { set_lazy_contract } from '../mm/lazy_mmu.ts';
+import { protBits, type TaskPlan, type RegionInfo, type FileInfo } from './program.ts';
+import { audit, type AuditReport } from '../oracles/audit.ts';
+import { requestStop, type ViolationRecord } from '../oracles/oracles.ts';
+import type { CpuWorkerApi } from './hostrun.ts';
+
+/** scheduling points per operation, roughly (PCT draws its change points below ops x cpus x this) */
+export const STEPS_PER_OP = 6;
+
+export interface RunOptions {
+  cpus?: number;
+  arch?: string;
+  seed?: number;
+  ops?: number;
+  durationMs?: number;
+  threads?: number; // host threads; 1 = inline on the main thread
+  delay?: number;
+  tlbEntries?: number;
+  knobs?: string[];
+  keepGoing?: boolean;
+  hangTimeoutMs?: number;
+  /** 'free' (default): CPUs race on the OS scheduler; 'deterministic': one CPU at a time, a seeded scheduler picks */
+  mode?: 'free' | 'deterministic';
+  /** deterministic mode: PCT preemption bound d (default 3) */
+  preemptions?: number;
+  /** the reading of lazy_mmu_mode_enable_fast_pte_range() in force (default hint) */
+  lazyContract?: 'strict' | 'hint';
+  /** keep a long event history with timestamps, returned as RunResult.trace */
+  trace?: boolean;
+  /** events kept per CPU when tracing (power of two) */
+  traceEvents?: number;
+  /** write a V8 CPU profile of every host thread into this directory (host-<n>.cpuprofile) */
+  cpuProfDir?: string;
+}
+
+export interface TraceEvent extends EventRecord {
+  cpu: number;
+}
+
+export interface RunResult {
+  scenario: string;
+  arch: string;
+  cpus: number;
+  threads: number;
+  mode: 'inline' | 'worker-per-cpu' | 'hosted' | 'deterministic';
+  seed: number;
+  knobs: string[];
+  lazyContract: 'strict' | 'hint';
+  /** from the start barrier (every host booted) to the end of the run */
+  wallMs: number;
+  /** starting the host threads */
+  bootMs: number;
+  /** deterministic mode: PCT depth, scheduling points passed, and the handoffs [step, cpu, step, cpu, ...] */
+  deterministic?: { preemptions: number; steps: number; schedule: number[] };
+  stats: Record<StatName, number>;
+  perCpuOps: number[];
+  latencyNs: { samples: number; p50: number; p99: number; max: number };
+  /** shootdown latencies (ns), sorted; a uniform sample of at most 20000 */
+  latencySamplesNs: number[];
+  /** with RunOptions.trace: every CPU's retained events, ordered by time */
+  trace?: { events: TraceEvent[]; dropped: number };
+  violations: ViolationRecord[];
+  violationCount: number;
+  audit: AuditReport;
+  teardownAudit: AuditReport;
+  hang?: string;
+  crash?: string;
+  syscallErrors: number;
+  lastSyscallError: string;
+  readsChecked: number;
+  readsExcused: number;
+  /** COW oracle (scenarios with fork, pins or /proc/pid/mem writes): reads whose provenance was checked, and those it could not judge */
+  cowChecked: number;
+  cowUnjudged: number;
+}
+
+/**
+ * One worker thread per CPU while CPUs <= host cores; above that, hosted on as
+ * many threads as there are cores (one busy thread per CPU made a shootdown take
+ * milliseconds once CPUs outnumber cores; hosted ones stay at microseconds).
+ * Deterministic mode always takes one thread per CPU.
+ */
+export function defaultThreads(cpus: number, deterministic = false): number {
+  const cores = availableParallelism();
+  return deterministic || cpus <= cores ? cpus : cores;
+}
+
+interface Booted {
+  V: Views;
+  /** the files' own references (the scenario's open files), dropped at teardown */
+  files: number[];
+  tasks: TaskPlan[];
+  hosts: number;
+  hostOf: number[];
+}
+
+type RegionSpec = Scenario['processes'][number]['regions'][number];
+
+/**
+ * mmap a scenario region: anonymous or a file's pages, at an address aligned
+ * to exactly `align` (aligned to it and not to twice it, as mremap_test.c
+ * places its sources): map len + 2 * align, keep the aligned piece, unmap the rest.
+ */
+function map_region(mm: number, r: RegionSpec, files: Map<string, number>, where: string): number {
+  const len = r.pages * PAGE_SIZE;
+  const align = r.align === undefined ? 0 : r.align === 'page' ? PAGE_SIZE : r.align === 'pmd' ? PMD_SIZE : r.align === 'pud' ? PUD_SIZE : r.align;
+  if (align % PAGE_SIZE !== 0) throw new ScenarioError(`${where}.align: ${align} is not a multiple of the page size`);
+  const file = r.file !== undefined ? files.get(r.file)! : -1;
+  const flags = (file >= 0 ? 0 : MAP_ANONYMOUS) | (r.shared ? MAP_SHARED : MAP_PRIVATE);
+  const fail = (e: number): never => {
+    throw new ScenarioError(`${where}: mmap of ${r.pages} pages failed (${ERRNO_NAMES[-e] ?? e})`);
+  };
+  if (align === 0) {
+    const base = do_mmap(mm, 0, len, protBits(r.prot), flags, file, r.offset);
+    return base < 0 ? fail(base) : base;
+  }
+  const span = len + 2 * align;
+  const probe = do_mmap(mm, 0, span, PROT_NONE, MAP_ANONYMOUS | MAP_PRIVATE);
+  if (probe < 0) fail(probe);
+  let base = Math.ceil(probe / align) * align;
+  if ((base / align) % 2 === 0) base += align; // exactly `align`, not 2 * align
+  do_munmap(mm, probe, span);
+  const got = do_mmap(mm, base, len, protBits(r.prot), flags | MAP_FIXED_NOREPLACE, file, r.offset);
+  return got < 0 ? fail(got) : got;
+}
+
+/** Boot: lay out memory, create processes, their regions and tasks (on the main thread, as CPU 0 at boot). */
+export function boot(s: Scenario, cpus: number, hosts: number, arch: string, tlbEntries: number, eventRing = 64, deterministic = false): Booted {
+  const dataFrames = s.machine.memoryMiB * 256;
+  const shape = {
+    cpus, hosts, dataFrames,
+    tableFrames: s.machine.tableFrames ?? Math.max(1024, dataFrames >> 3),
+    maxMms: 64, maxVmas: 1024, maxTasks: 4096, maxFiles: 1024, eventRing, deterministic,
+    cowShadow: usesCowOracle(s),
+  };
+  if (shape.cowShadow) shape.maxMms = Math.max(64, Math.min(512, 4 * cpus)); // forked children on every CPU
+  const hostOf = [...Array(cpus).keys()].map((c) => Math.floor((c * hosts) / cpus));
+  const V = createMachine(shape, (c) => hostOf[c]);
+  const { I, L } = V;
+  const bootViolations: ViolationRecord[] = [];
+  const host = makeHost(V, 0, arch, bootViolations, false);
+  const cpu0 = new Cpu(host, 0, tlbEntries, 0);
+  set_current(cpu0);
+  const placement = placeThreads(s, cpus);
+  const tasks: TaskPlan[] = [];
+  const files = new Map<string, number>();
+  const fileInfos: FileInfo[] = [];
+  for (const [fi, f] of s.files.entries()) {
+    const id = shmem_file_setup(f.pages);
+    if (id < 0) throw new ScenarioError(`files.${fi}: cannot create file '${f.name}'`);
+    files.set(f.name, id);
+    fileInfos.push({ name: f.name, id, pages: f.pages });
+  }
+  s.processes.forEach((p, pi) => {
+    const mm = mm_alloc();
+    if (mm < 0) throw new ScenarioError(`processes.${pi}: cannot create an mm`);
+    const regions: RegionInfo[] = p.regions.map((r, ri) => {
+      const where = `processes.${pi}.regions.${ri}`;
+      const thp = r.thp === true || r.thp === 'pmd';
+      let rr = thp && r.align === undefined ? { ...r, align: 'pmd' as const } : r; // thp_get_unmapped_area places THP regions 2 MiB-aligned
+      if (r.thp === 'pud') {
+        // a DAX-like device of one 1 GiB page (src/mm/huge_memory.ts), mapped at a 1 GiB boundary
+        const dev = dax_device_create();
+        if (dev < 0) throw new ScenarioError(`${where}.thp: cannot allocate 1 GiB of contiguous memory for the 'pud' device (machine.memoryMiB ${s.machine.memoryMiB}: give it more than 1024, e.g. 1100)`);
+        const name = `\0dax:${where}`;
+        files.set(name, dev); // the mapping takes its own reference; ours goes with the others below
+        rr = { ...r, file: name, align: 'pud' };
+      }
+      const base = map_region(mm, rr, files, where);
+      if (thp && do_madvise_advice(mm, base, r.pages * PAGE_SIZE, MADV_HUGEPAGE) < 0) throw new ScenarioError(`${where}.thp: madvise(MADV_HUGEPAGE) failed`);
+      if (r.populate) {
+        for (let va = base; va < base + r.pages * PAGE_SIZE; va += PAGE_SIZE) {
+          if (faultin_page(mm, va, (protBits(r.prot) & PROT_WRITE) !== 0) !== VM_FAULT_OK) throw new ScenarioError(`${where}: populate: fault at 0x${va.toString(16)} failed (out of memory? raise machine.memoryMiB)`);
+        }
+      }
+      return { name: r.name, base, pages: r.pages, shared: r.shared, prot: r.prot, thp };
+    });
+    p.threads.forEach((t, ti) => {
+      for (const c of placement[pi][ti]) {
+        const id = task_create(V, mm, c, pi);
+        tasks.push({ id, cpu: c, mm, proc: p.name, thread: t.name, program: t.program, regions, files: fileInfos });
+      }
+    });
+  });
+  // The files keep their own reference (an open file: truncate and reclaim steps
+  // use it even when no mapping is left); teardown drops it.
+  if (bootViolations.length) throw new Error(`boot: ${bootViolations[0].message}`);
+  // boot work is not part of the run's figures
+  I.fill(0, L.stats, L.stats + cpus * STAT_WORDS);
+  V.F.fill(0, eventF(L, 0, 0), eventF(L, cpus, 0));
+  return { V, files: [...files.values()], tasks, hosts, hostOf };
+}
+
+/** Every retained event of every CPU, in time order (ties: CPU, then sequence). */
+function collectTrace(V: Views, cpus: number): { events: TraceEvent[]; dropped: number } {
+  const events: TraceEvent[] = [];
+  let dropped = 0;
+  for (let c = 0; c < cpus; c++) {
+    const evs = readRing(V, c);
+    if (evs.length) dropped += evs[0].seq - 1; // older events were overwritten
+    for (const e of evs) events.push({ ...e, cpu: c });
+  }
+  events.sort((x, y) => x.ts - y.ts || x.cpu - y.cpu || x.seq - y.seq);
+  return { events, dropped };
+}
+
+function sample(sorted: Float64Array, n: number): number[] {
+  if (sorted.length <= n) return Array.from(sorted);
+  const out: number[] = [];
+  for (let i = 0; i < n; i++) out.push(sorted[Math.floor((i * sorted.length) / n)]);
+  return out;
+}
+
+function percentile(sorted: Float64Array, p: number): number {
+  if (sorted.length === 0) return 0;
+  return sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))];
+}
+
+/** A description of who holds what and who waits, for a hang report. */
+export function describeHang(V: Views): string {
+  const { I, L } = V;
+  const lines: string[] = [];
+  for (let mm = 0; mm < L.shape.maxMms; mm++) {
+    if (!mm_in_use(V, mm)) continue;
+    const st = mmap_lock_state(V, mm);
+    if (st.value !== 0 || st.waiters) {
+      lines.push(`mm ${mm} mmap_lock: ${st.value < 0 ? `write-held by cpu ${st.owner}` : `${st.value} readers`}, ${st.waiters} waiting (${st.writersWaiting} writers)`);
+    }
+  }
+  for (let h = 0; h < L.shape.hosts; h++) {
+    const w = I[hostWord(L, h, HB_WAITING_ON)];
+    if (w >= 0) {
+      const holder = I[w];
+      const mmLock = w >= L.mms && w < L.mms + L.shape.maxMms * MM_WORDS && (w - L.mms) % MM_WORDS === MM_LOCK ? ` (mmap_lock of mm ${Math.floor((w - L.mms) / MM_WORDS)})` : '';
+      lines.push(`host ${h} blocked on lock word ${w}${mmLock}, value ${holder}${holder > 0 && !mmLock ? ` (held by cpu ${holder - 1})` : ''}`);
+    }
+  }
+  for (let c = 0; c < L.shape.cpus; c++) {
+    const ack = I[cpuCtl(L, c, CC_ACK)];
+    if (ack > 0) lines.push(`cpu ${c} waits for ${ack} IPI acknowledgements`);
+    const pend = I[cpuCtl(L, c, CC_IPI_PENDING)];
+    if (pend > 0) lines.push(`cpu ${c} has IPIs pending (irqs off depth ${I[cpuCtl(L, c, CC_IRQS_OFF)]})`);
+  }
+  return lines.length ? lines.join('\n') : 'no lock held and no IPI outstanding: a host stopped making progress';
+}
+
+export async function runScenario(s: Scenario, o: RunOptions = {}): Promise<RunResult> {
+  const cpus = o.cpus ?? s.machine.cpus;
+  const arch = o.arch ?? s.machine.arch;
+  const seed = o.seed ?? s.run.seed;
+  const knobs = o.knobs ?? s.knobs;
+  const threads = Math.min(o.threads ?? defaultThreads(cpus, o.mode === 'deterministic'), cpus);
+  const tlbEntries = o.tlbEntries ?? s.machine.tlbEntries;
+  const delay = o.delay ?? s.run.delay;
+  const durationMs = o.durationMs ?? (o.ops === undefined ? s.run.durationMs : undefined);
+  const ops = durationMs !== undefined ? Number.MAX_SAFE_INTEGER : (o.ops ?? s.run.opsPerCpu);
+  setKnobs(knobs);
+  const deterministic = (o.mode ?? 'free') === 'deterministic';
+  const lazyContract = o.lazyContract ?? 'hint';
+  set_lazy_contract(lazyContract);
+  const preemptions = o.preemptions ?? 3;
+  if (deterministic && threads !== cpus) {
+    throw new ScenarioError(`deterministic mode needs one thread per CPU (--threads ${threads} < --cpus ${cpus})`);
+  }
+  if (deterministic && (durationMs !== undefined || delay > 0)) {
+    throw new ScenarioError('deterministic mode takes --ops, not --duration or --delay (time must not steer it)');
+  }
+  const traceEvents = o.trace ? (o.traceEvents ?? 1 << 15) : 64;
+  if (traceEvents & (traceEvents - 1)) throw new ScenarioError('traceEvents must be a power of two');
+  const { V, files, tasks, hosts, hostOf } = boot(s, cpus, threads, arch, tlbEntries, traceEvents, deterministic);
+  if (deterministic) initDet(V, { seed, preemptions, expectedSteps: ops * cpus * STEPS_PER_OP });
+  const traceEpochMs = o.trace ? performance.timeOrigin + performance.now() : undefined;
+  const { I, L } = V;
+  const plan = (h: number): HostPlan => ({
+    sab: V.sab, layout: L, hostId: h, cpus: [...Array(cpus).keys()].filter((c) => hostOf[c] === h), arch, knobs,
+    tlbEntries, seed, delay, delaySpins: s.run.delaySpins, opsPerCpu: ops, stopOnViolation: !o.keepGoing,
+    tasks: tasks.filter((t) => hostOf[t.cpu] === h), traceEpochMs, deterministic, lazyContract,
+  });
+  const t0 = performance.now();
+  let startedAt = 0;
+  let results: HostResult[] = [];
+  let hang: string | undefined;
+  let crash: string | undefined;
+  if (threads === 1) {
+    results = [runHost(plan(0))];
+  } else {
+    const workers: Worker[] = [];
+    const url = new URL('../../workers/cpu.ts', import.meta.url);
+    let failed: (why: string) => void = () => {};
+    const failure = new Promise<string>((res) => (failed = res));
+    for (let h = 0; h < hosts; h++) {
+      const execArgv = o.cpuProfDir ? ['--cpu-prof', `--cpu-prof-dir=${o.cpuProfDir}`, `--cpu-prof-name=host-${h}.cpuprofile`] : undefined;
+      const w = new Worker(url, { name: `mmsim-host-${h}`, stdout: false, stderr: false, execArgv });
+      w.on('error', (e) => failed(`host thread ${h} crashed: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}`));
+      w.on('exit', (code) => {
+        if (code !== 0) failed(`host thread ${h} exited with code ${code}`);
+      });
+      workers.push(w);
+    }
+    const remotes = workers.map((w) => Comlink.wrap<CpuWorkerApi>(nodeEndpoint(w)));
+    let durationArmed = false;
+    // watchdog: progress = ops + heartbeats of blocked hosts that still service IPIs
+    const hangMs = o.hangTimeoutMs ?? 30000;
+    let last = -1;
+    let lastChange = performance.now();
+    let watchdog: NodeJS.Timeout | undefined;
+    const hung = new Promise<string>((res) => {
+      watchdog = setInterval(() => {
+        if (!startedAt && Atomics.load(I, L.header + H_STARTED) >= hosts) startedAt = performance.now();
+        if (deterministic && detDeadlocked(V)) {
+          res(`deadlock: every CPU that has not finished is blocked (deterministic scheduler, step ${detStep(V)})\n${describeHang(V)}`);
+          return;
+        }
+        if (startedAt && durationMs !== undefined && !durationArmed) {
+          durationArmed = true; // --duration counts from the start barrier, not from worker boot
+          setTimeout(() => requestStop(V), durationMs).unref();
+        }
+        let p = 0;
+        for (let c = 0; c < cpus; c++) p += I[statWord(L, c, ST_OPS)] + I[statWord(L, c, ST_SYSCALLS)] + I[statWord(L, c, ST_IPI_RECV)];
+        p += I[L.header + H_DONE];
+        if (p !== last || !startedAt) {
+          last = p;
+          lastChange = performance.now();
+        } else if (performance.now() - lastChange > hangMs) {
+          res(`no CPU made progress for ${(hangMs / 1000).toFixed(0)} s\n${describeHang(V)}`);
+        }
+      }, 50);
+    });
+    const all = Promise.all(remotes.map((r, h) => r.run(plan(h))));
+    const outcome = await Promise.race([
+      all.then((r) => ({ r }), (e: unknown) => ({ crash: `a host thread crashed: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}` })),
+      failure.then((why) => ({ crash: why })),
+      hung.then((why) => ({ hang: why })),
+    ]);
+    clearInterval(watchdog);
+    if ('r' in outcome) results = outcome.r;
+    else if ('crash' in outcome) crash = outcome.crash;
+    else hang = outcome.hang;
+    Atomics.store(I, L.header + H_STOP, 1);
+    for (const r of remotes) r[Comlink.releaseProxy]();
+    await Promise.all(workers.map((w) => w.terminate()));
+  }
+  const end = performance.now();
+  const bootMs = startedAt ? startedAt - t0 : 0;
+  const wallMs = end - (startedAt || t0);
+  const stats = Object.fromEntries(STAT_NAMES.map((n) => [n, 0])) as Record<StatName, number>;
+  const perCpuOps: number[] = [];
+  for (let c = 0; c < cpus; c++) {
+    STAT_NAMES.forEach((n, i) => (stats[n] += I[statWord(L, c, i)]));
+    perCpuOps.push(I[statWord(L, c, ST_OPS)]);
+  }
+  const lat = Float64Array.from(results.flatMap((r) => r.latencies)).sort();
+  const violations = results.flatMap((r) => r.violations);
+  // The trace first: the teardown below runs kernel code as CPU 0 and would log over its ring.
+  const trace = o.trace ? collectTrace(V, cpus) : undefined;
+  // Quiescent: audit the live state, then tear every mm down and audit again (leaks).
+  let auditReport: AuditReport;
+  let teardown: AuditReport;
+  if (hang || crash) {
+    auditReport = teardown = { ok: true, problems: ['skipped: the run did not finish'], usedData: 0, usedTables: 0, freeData: 0, freeTables: 0, mappedPages: 0 };
+  } else {
+    auditReport = audit(V);
+    teardown = teardownAndAudit(V, arch, tlbEntries, violations, files);
+  }
+  return {
+    scenario: s.name, arch, cpus, threads,
+    mode: deterministic ? 'deterministic' : threads === 1 ? 'inline' : threads === cpus ? 'worker-per-cpu' : 'hosted',
+    seed, knobs, lazyContract, wallMs, bootMs, stats, perCpuOps,
+    deterministic: deterministic ? { preemptions, steps: detStep(V), schedule: detDecisions(V) } : undefined,
+    latencyNs: { samples: lat.length, p50: percentile(lat, 0.5), p99: percentile(lat, 0.99), max: lat.length ? lat[lat.length - 1] : 0 },
+    latencySamplesNs: sample(lat, 20000),
+    trace,
+    violations, violationCount: Atomics.load(I, L.header + H_VIOLATIONS), audit: auditReport, teardownAudit: teardown, hang, crash,
+    syscallErrors: results.reduce((a, r) => a + r.syscallErrors, 0),
+    lastSyscallError: results.map((r) => r.lastSyscallError).filter(Boolean).pop() ?? '',
+    readsChecked: results.reduce((a, r) => a + r.readsChecked, 0),
+    readsExcused: results.reduce((a, r) => a + r.readsExcused, 0),
+    cowChecked: results.reduce((a, r) => a + r.cowChecked, 0),
+    cowUnjudged: results.reduce((a, r) => a + r.cowUnjudged, 0),
+  };
+}
+
+/** After the CPUs are gone: forget their TLB state, exit every mm, and check that every frame came back. */
+function teardownAndAudit(V: Views, arch: string, tlbEntries: number, violations: ViolationRecord[], files: number[]): AuditReport {
+  const { I, L } = V;
+  for (let c = 0; c < L.shape.cpus; c++) {
+    I[cpuCtl(L, c, CC_LOADED_MM)] = -1;
+    I[cpuCtl(L, c, CC_IS_LAZY)] = 0;
+    I[cpuCtl(L, c, CC_ONLINE)] = 0; // their threads are gone
+  }
+  for (let mm = 0; mm < L.shape.maxMms; mm++) for (let w = 0; w < CPUMASK_WORDS; w++) I[mmWord(L, mm, MM_CPUMASK + w)] = 0;
+  I[L.header + H_STOP] = 0;
+  const host = makeHost(V, 0, arch, violations, false);
+  set_current(new Cpu(host, 0, tlbEntries, 0));
+  for (let mm = 0; mm < L.shape.maxMms; mm++) if (mm_in_use(V, mm)) exit_mmap(mm);
+  for (const f of files) file_put(f); // the files' own references (boot)
+  const r = audit(V);
+  if (r.usedData > 0 || r.usedTables > 0) {
+    r.ok = false;
+    r.problems.push(`after every mm exited, ${r.usedData} data frames and ${r.usedTables} page-table frames are still allocated (leaked)`);
+  }
+  return r;
+}
+

@@ -1,0 +1,53 @@
+// Formatting a run's result for people (the summary) and machines (JSON).
+
+import type { RunResult } from '../engine/machine.ts';
+
+const fmt = (n: number): string => n.toLocaleString('en-US');
+const us = (ns: number): string => (ns / 1000).toFixed(ns < 10000 ? 1 : 0) + ' us';
+
+export function summary(r: RunResult): string {
+  const s = r.stats;
+  const out: string[] = [];
+  const verdict = r.crash ? 'CRASHED' : r.hang ? 'HUNG' : r.violationCount > 0 || !r.audit.ok || !r.teardownAudit.ok ? 'VIOLATION' : 'clean';
+  const det = r.deterministic ? `, PCT d=${r.deterministic.preemptions}, ${r.deterministic.steps.toLocaleString('en-US')} steps, ${(r.deterministic.schedule.length / 2).toLocaleString('en-US')} handoffs` : '';
+  out.push(`mmsim: ${r.scenario} on ${r.cpus} CPUs (${r.arch}), seed ${r.seed}, ${r.mode} (${r.threads} host thread${r.threads > 1 ? 's' : ''}${det})${r.knobs.length ? `, bug knobs: ${r.knobs.join(', ')}` : ''}`);
+  out.push(`  result        ${verdict} in ${(r.wallMs / 1000).toFixed(2)} s${r.bootMs ? ` (+${(r.bootMs / 1000).toFixed(2)} s starting threads)` : ''}`);
+  out.push(`  ops           ${fmt(s.ops)} (${fmt(Math.round(s.ops / (r.wallMs / 1000)))}/s), reads ${fmt(s.reads)}, writes ${fmt(s.writes)}, syscalls ${fmt(s.syscalls)}${r.syscallErrors ? ` (${r.syscallErrors} failed, last: ${r.lastSyscallError})` : ''}`);
+  out.push(`  faults        ${fmt(s.faults)} (SIGSEGV ${fmt(s.segv)})`);
+  out.push(`  TLB           hits ${fmt(s.tlbHits)}, misses ${fmt(s.tlbMisses)}, walks ${fmt(s.walks)}`);
+  out.push(`  IPIs          sent ${fmt(s.ipiSent)}, received ${fmt(s.ipiReceived)}; shootdowns ${fmt(s.shootdowns)}; lazy-TLB CPUs skipped ${fmt(s.lazyTlbSkipped)}`);
+  out.push(`  flushes       single-page ${fmt(s.flushSingle)} (in ${fmt(s.flushRange)} range flushes), full ${fmt(s.flushFull)}, up to date ${fmt(s.flushSkipped)}, at switch-in ${fmt(s.switchFlush)}`);
+  if (r.deterministic) out.push(`  shootdown     p50 ${fmt(r.latencyNs.p50)} steps, p99 ${fmt(r.latencyNs.p99)}, max ${fmt(r.latencyNs.max)} (${fmt(r.latencyNs.samples)} samples; deterministic mode counts scheduling steps)`);
+  else out.push(`  shootdown     p50 ${us(r.latencyNs.p50)}, p99 ${us(r.latencyNs.p99)}, max ${us(r.latencyNs.max)} (${fmt(r.latencyNs.samples)} samples)`);
+  out.push(`  lazy MMU      ${fmt(s.lazySections)} sections (${r.lazyContract} contract); PTE updates ${fmt(s.pteUpdates)}, ${fmt(s.lazyUpdates)} inside sections; batched ${fmt(s.batched)} in ${fmt(s.batchFlushes)} batch flushes (${fmt(Math.max(0, s.batched - s.batchFlushes))} flushes avoided)`);
+  out.push(`  invalidation  IPIs ${fmt(s.ipiSent)} vs hardware broadcasts ${fmt(s.broadcastsSent)} (purged on ${fmt(s.broadcastsPurged)} CPU visits); s390 quiesces ${fmt(s.quiesces)}, local clears ${fmt(s.localClears)}`);
+  if (s.thpFaults || s.thpSplits) out.push(`  huge pages    THP faults ${fmt(s.thpFaults)}, huge PMDs split ${fmt(s.thpSplits)}`);
+  if (s.movedPtes + s.movedPmds + s.movedPuds + s.movedHugePmds + s.movedHugePuds > 0) {
+    out.push(`  mremap        moved ${fmt(s.movedPtes)} PTEs, ${fmt(s.movedPmds)} PTE tables (NORMAL_PMD), ${fmt(s.movedPuds)} PMD tables (NORMAL_PUD), ${fmt(s.movedHugePmds)} huge PMDs, ${fmt(s.movedHugePuds)} huge PUDs; ${fmt(s.realigned)} realigned starts`);
+  }
+  if (s.rmapUnmaps || s.truncatedPages) out.push(`  rmap walkers  PTEs cleared through i_mmap ${fmt(s.rmapUnmaps)}; page-cache pages truncated or reclaimed ${fmt(s.truncatedPages)}`);
+  out.push(`  memory        pages freed ${fmt(s.pagesFreed)}, page tables freed ${fmt(s.tablesFreed)}; contended locks ${fmt(s.lockContended)}; delays injected ${fmt(s.delays)}`);
+  out.push(`  content       ${fmt(r.readsChecked)} reads checked (${fmt(r.readsExcused)} excused by a concurrent unmap)`);
+  if (s.forkPtes || s.cowCopies || s.cowReuses || s.gupFastFallbacks || r.cowChecked) {
+    out.push(`  fork/COW      PTEs copied by fork ${fmt(s.forkPtes)}; COW faults: copied ${fmt(s.cowCopies)}, reused ${fmt(s.cowReuses)}; GUP-fast fallbacks ${fmt(s.gupFastFallbacks)}`);
+    out.push(`  COW oracle    ${fmt(r.cowChecked)} reads' provenance checked (${fmt(r.cowUnjudged)} unjudged: written meanwhile)`);
+  }
+  out.push(`  audit         ${r.audit.ok ? 'refcounts and mapcounts consistent' : 'FAILED'}; after exit of every mm: ${r.teardownAudit.ok ? 'every frame free' : 'FAILED'}`);
+  for (const p of [...r.audit.problems, ...r.teardownAudit.problems].slice(0, 10)) out.push(`    - ${p}`);
+  out.push(`  violations    ${r.violationCount}`);
+  for (const v of r.violations.slice(0, 5)) {
+    out.push(`  [${v.kind}] ${v.message}`);
+    for (const [cpu, evs] of Object.entries(v.events)) {
+      out.push(`    last events of cpu ${cpu}:`);
+      for (const e of evs) out.push(`      ${e}`);
+    }
+  }
+  if (r.hang) out.push(`  HANG: ${r.hang.replace(/\n/g, '\n    ')}`);
+  if (r.crash) out.push(`  CRASH: ${r.crash}`);
+  return out.join('\n');
+}
+
+export function exitCode(r: RunResult): number {
+  if (r.crash) return 3;
+  return r.hang || r.violationCount > 0 || !r.audit.ok || !r.teardownAudit.ok ? 1 : 0;
+}
