@@ -306,7 +306,7 @@ describe('replay: strace -y', () => {
 
 describe('mmsim replay (CLI)', () => {
   it('replays the capture: exit 0, the counts, and --maps in /proc/PID/maps format', async () => {
-    const r = await cli(['replay', 'test/fixtures/strace/mmprog-touch.trace', '--maps']);
+    const r = await cli(['strace', 'test/fixtures/strace/mmprog-touch.trace', '--maps']);
     expect(r.code).toBe(0);
     expect(r.stdout).toMatch(/calls +run \d+, matched \d+, differing 0/);
     expect(r.stdout).toMatch(/inferred +3 \(2 pre-existing mappings, 1 initial break\)/);
@@ -323,7 +323,7 @@ describe('mmsim replay (CLI)', () => {
     text[n] = text[n].replace(/= -1 EINVAL.*$/, '= 0');
     const f = join(dir, 'wrong.trace');
     await writeFile(f, text.join('\n'));
-    const r = await cli(['replay', f, '--json', join(dir, 'r.json')]);
+    const r = await cli(['strace', f, '--json', join(dir, 'r.json')]);
     expect(r.code).toBe(1);
     expect(r.stdout).toMatch(/differing 1\b/);
     expect(r.stdout).toContain(`difference at line ${n + 1}: `);
@@ -337,7 +337,7 @@ describe('mmsim replay (CLI)', () => {
     const text = fixture('mmprog-touch.trace').split('\n');
     const garbage = [...text.slice(0, 9), 'this is not strace output', ...text.slice(9)];
     await writeFile(join(dir, 'g.trace'), garbage.join('\n'));
-    const g = await cli(['replay', join(dir, 'g.trace')]);
+    const g = await cli(['strace', join(dir, 'g.trace')]);
     expect(g.code).toBe(2);
     expect(g.stderr).toMatch(/g\.trace:10: not a line of strace output: this is not strace output/);
     expect(g.stdout).toBe('');
@@ -345,7 +345,7 @@ describe('mmsim replay (CLI)', () => {
     const i = flag.findIndex((l) => l.includes('MAP_PRIVATE|MAP_ANONYMOUS'));
     flag[i] = flag[i].replace('MAP_PRIVATE|MAP_ANONYMOUS', 'MAP_PRIVATE|MAP_BOGUS');
     await writeFile(join(dir, 'f.trace'), flag.join('\n'));
-    const f = await cli(['replay', join(dir, 'f.trace')]);
+    const f = await cli(['strace', join(dir, 'f.trace')]);
     expect(f.code).toBe(2);
     expect(f.stderr).toMatch(new RegExp(`f\\.trace:${i + 1}: mmap: unknown flag 'MAP_BOGUS'`));
     const missing = await cli(['replay', join(dir, 'nope.trace')]);
