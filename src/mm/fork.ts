@@ -43,7 +43,7 @@ import { knobs } from '../inject/knobs.ts';
 import { syscall } from './syscall.ts';
 import {
   arch, pgd_offset, pud_offset, pmd_offset, pud_alloc, pmd_alloc, __pte_alloc, pte_offset_map_lock, pte_offset, pte_lockptr,
-  ptl, ptep_get, ptep_set_wrprotect, set_pte_at,
+  ptep_lockptr, ptep_get, ptep_set_wrprotect, set_pte_at,
 } from './pgtable.ts';
 import { lazy_mmu_mode_enable_fast_pte_range, lazy_mmu_mode_disable } from './lazy_mmu.ts';
 import { alloc_page, get_page, put_page, page_mapcount_inc, zero_pfn } from './page_alloc.ts';
@@ -136,7 +136,7 @@ function copy_pte_range(dst_mm: number, src_mm: number, vma: Vma, dst_pmd: numbe
   const cpu = current;
   const dst0 = pte_offset_map_lock(dst_pmd, addr); // the child's PTL first
   if (dst0 < 0) return -ENOMEM;
-  const dst_ptl = ptl.value;
+  const dst_ptl = ptep_lockptr(dst0);
   const srcPmdVal = Atomics.load(cpu.I, src_pmd);
   if ((srcPmdVal & _PAGE_PRESENT) === 0 || srcPmdVal & _PAGE_PSE) {
     spin_unlock(dst_ptl);

@@ -35,7 +35,7 @@ import {
 import { pgtIndex } from '../hw/walker.ts';
 import { VM_FAULT_SIGSEGV, VM_FAULT_OOM } from '../hw/cpu.ts';
 import { knobs } from '../inject/knobs.ts';
-import { pgd_offset, pud_offset, pmd_offset, pte_offset_map_lock, pte_unmap_unlock, ptl, ptep_get, pmd_lockptr } from './pgtable.ts';
+import { pgd_offset, pud_offset, pmd_offset, pte_offset_map_lock, pte_unmap_unlock, ptep_lockptr, ptep_get, pmd_lockptr } from './pgtable.ts';
 import { put_page, zero_pfn, page_ref, compound_head } from './page_alloc.ts';
 import { __faultin_page, VM_FAULT_WRITE, is_cow_mapping } from './memory.ts';
 import { type Vma, vma_lookup, vma_read } from './vma.ts';
@@ -177,7 +177,7 @@ function follow_page_pte(mm: number, vma: Vma, va: number, flags: number): numbe
   if ((pmd & _PAGE_PRESENT) === 0) return 0;
   const ptep = pte_offset_map_lock(pmdp, va);
   if (ptep < 0) return 0;
-  const lock = ptl.value;
+  const lock = ptep_lockptr(ptep);
   const pte = ptep_get(ptep);
   let pfn = 0;
   if (pte_present(pte) && (pte & _PAGE_USER) !== 0 && (!(flags & FOLL_WRITE) || can_follow_write_pte(V, pte, vma, flags))) {

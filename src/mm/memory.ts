@@ -15,7 +15,7 @@ import {
 import { spin_lock, spin_unlock } from '../hw/locks.ts';
 import { EV } from '../hw/trace.ts';
 import {
-  arch, pgd_offset, pud_alloc, pmd_alloc, __pte_alloc, pte_offset_map_lock, pte_unmap_unlock, ptl, ptep_get,
+  arch, pgd_offset, pud_alloc, pmd_alloc, __pte_alloc, pte_offset_map_lock, pte_unmap_unlock, ptep_lockptr, ptep_get,
   set_pte_at, ptep_get_and_clear, ptep_clear_flush, ptep_set_access_flags, pte_deref, flush_tlb_page,
 } from './pgtable.ts';
 import { knobs } from '../inject/knobs.ts';
@@ -101,7 +101,7 @@ export function vm_page_prot(vma: Vma): number {
 function handle_pte_fault(mm: number, slot: number, vma: Vma, pmdp: number, addr: number, write: boolean): number {
   const ptep = pte_offset_map_lock(pmdp, addr);
   if (ptep < 0) return VM_FAULT_OK; // the table went away under us: retry the access
-  const lock = ptl.value;
+  const lock = ptep_lockptr(ptep);
   const entry = ptep_get(ptep);
   if (pte_none(entry)) {
     pte_unmap_unlock(lock);
@@ -162,11 +162,11 @@ function do_anonymous_page(mm: number, slot: number, vma: Vma, pmdp: number, add
   }
   if (!pte_none(ptep_get(ptep))) {
     // someone else faulted it in first
-    pte_unmap_unlock(ptl.value);
+    pte_unmap_unlock(ptep_lockptr(ptep));
     if (pfn) put_page(pfn);
     return VM_FAULT_OK;
   }
-  const lock = ptl.value;
+  const lock = ptep_lockptr(ptep);
   if (pfn) {
     if (knobs['fault.leak_ref']) get_page(pfn); // BUG (injected): a reference nobody drops
     SetPageAnonExclusive(pfn);
@@ -192,12 +192,12 @@ function finish_file_fault(mm: number, vma: Vma, pmdp: number, addr: number, ext
   if (pfn === 0) return VM_FAULT_OOM;
   const ptep = pte_offset_map_lock(pmdp, addr);
   if (ptep < 0 || !pte_none(ptep_get(ptep))) {
-    if (ptep >= 0) pte_unmap_unlock(ptl.value);
+    if (ptep >= 0) pte_unmap_unlock(ptep_lockptr(ptep));
     unlock_page(pfn);
     put_page(pfn);
     return VM_FAULT_OK;
   }
-  const lock = ptl.value;
+  const lock = ptep_lockptr(ptep);
   page_mapcount_inc(pfn); // folio_add_file_rmap
   Atomics.add(cpu.I, mmWord(cpu.V.L, mm, MM_RSS), 1);
   set_pte_at(mm, addr, ptep, pfn_pte(pfn, vm_page_prot(vma) | _PAGE_ACCESSED | extra));
@@ -268,12 +268,12 @@ function do_cow_fault(mm: number, slot: number, vma: Vma, pmdp: number, addr: nu
   };
   const ptep = pte_offset_map_lock(pmdp, addr);
   if (ptep < 0 || !pte_none(ptep_get(ptep))) {
-    if (ptep >= 0) pte_unmap_unlock(ptl.value);
+    if (ptep >= 0) pte_unmap_unlock(ptep_lockptr(ptep));
     done();
     put_page(npfn);
     return VM_FAULT_OK;
   }
-  const lock = ptl.value;
+  const lock = ptep_lockptr(ptep);
   SetPageAnonExclusive(npfn);
   page_mapcount_inc(npfn); // folio_add_new_anon_rmap
   Atomics.add(cpu.I, mmWord(cpu.V.L, mm, MM_RSS), 1);
@@ -348,7 +348,7 @@ function wp_page_copy(mm: number, slot: number, vma: Vma, pmdp: number, addr: nu
     put_page(npfn);
     return VM_FAULT_OK;
   }
-  const lock = ptl.value;
+  const lock = ptep_lockptr(ptep);
   if (ptep_get(ptep) !== orig) {
     // someone else handled it meanwhile
     pte_unmap_unlock(lock);
@@ -406,7 +406,7 @@ function zap_pte_range(tlb: mmu_gather, mm: number, pmdp: number, addr: number, 
   const V = cpu.V;
   const ptep0 = pte_offset_map_lock(pmdp, addr);
   if (ptep0 < 0) return end;
-  const lock = ptl.value;
+  const lock = ptep_lockptr(ptep0);
   const zero = zero_pfn(V);
   let force = false;
   let rss = 0;

@@ -30,7 +30,7 @@ import { syscall } from './syscall.ts';
 import { knobs } from '../inject/knobs.ts';
 import { take_rmap_locks, drop_rmap_locks } from './rmap.ts';
 import {
-  arch, pgd_offset, pud_alloc, pmd_alloc, __pte_alloc, pte_offset_map_lock, pte_offset, pte_lockptr, pmd_lockptr, ptl, ptep_get,
+  arch, pgd_offset, pud_alloc, pmd_alloc, __pte_alloc, pte_offset_map_lock, pte_offset, pte_lockptr, pmd_lockptr, ptep_lockptr, ptep_get,
   ptep_get_and_clear, set_pte_at, flush_tlb_range, pud_offset, pmd_offset,
 } from './pgtable.ts';
 import { lazy_mmu_mode_enable_fast_pte_range, lazy_mmu_mode_disable } from './lazy_mmu.ts';
@@ -261,7 +261,7 @@ export function move_ptes(pmc: pagetable_move_control, extent: number, old_pmd: 
     if (pmc.need_rmap_locks) drop_rmap_locks(pmc.old);
     return false;
   }
-  const old_ptl = ptl.value;
+  const old_ptl = ptep_lockptr(old_pte0);
   const new_pte0 = pte_offset(new_pmd, new_addr);
   const new_ptl = pte_lockptr(Atomics.load(current.I, new_pmd));
   if (new_ptl !== old_ptl) spin_lock(new_ptl);
