@@ -16,7 +16,7 @@ import { Cpu, set_current, VM_FAULT_OK } from '../hw/cpu.ts';
 import { readRing, type EventRecord } from '../hw/trace.ts';
 import { createMachine } from './inline.ts';
 import { mm_alloc, task_create, exit_mmap, mm_in_use, mmap_lock_state } from '../mm/mm.ts';
-import { do_mmap, do_munmap, MAP_ANONYMOUS, MAP_PRIVATE, MAP_SHARED, MAP_FIXED_NOREPLACE, PROT_NONE, PROT_WRITE, ERRNO_NAMES } from '../mm/mmap.ts';
+import { do_mmap, do_munmap, MAP_ANONYMOUS, MAP_PRIVATE, MAP_SHARED, MAP_FIXED_NOREPLACE, PROT_NONE, PROT_WRITE } from '../mm/mmap.ts';
 import { faultin_page } from '../mm/memory.ts';
 import { dax_device_create } from '../mm/huge_memory.ts';
 import { do_madvise_advice, MADV_HUGEPAGE } from '../mm/madvise.ts';
@@ -30,6 +30,7 @@ import { protBits, type TaskPlan, type RegionInfo, type FileInfo } from './progr
 import { audit, type AuditReport } from '../oracles/audit.ts';
 import { requestStop, type ViolationRecord } from '../oracles/oracles.ts';
 import type { CpuWorkerApi } from './hostrun.ts';
+import { ERRNO_NAMES } from '../mm/errno.ts';
 
 /** scheduling points per operation, roughly (PCT draws its change points below ops x cpus x this) */
 export const STEPS_PER_OP = 6;

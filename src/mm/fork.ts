@@ -35,8 +35,7 @@ import {
   ST_FORK_PTES,
 } from '../hw/layout.ts';
 import {
-  pte_none, pte_present, pte_write, pte_pfn, pfn_pte, pte_wrprotect, pte_mkclean, pte_mkold, _PAGE_PRESENT, _PAGE_PSE,
-  _PAGE_SPECIAL, _PAGE_ACCESSED, _PAGE_DIRTY, _PAGE_RW, VM_SHARED, VM_WRITE,
+  pte_none, pte_present, pte_write, pte_pfn, pfn_pte, pte_wrprotect, pte_mkclean, pte_mkold, _PAGE_PRESENT, _PAGE_PSE, _PAGE_SPECIAL, _PAGE_ACCESSED, _PAGE_DIRTY, _PAGE_RW,
 } from '../hw/pte.ts';
 import { EV, SYS } from '../hw/trace.ts';
 import { knobs } from '../inject/knobs.ts';
@@ -54,9 +53,10 @@ import { type Vma, vma_list, vma_insert, vma_count } from './vma.ts';
 import { file_get } from './shmem.ts';
 import { i_mmap_lock_write, i_mmap_unlock_write, __vma_link_file_after } from './rmap.ts';
 import { mm_alloc, exit_mmap } from './mm.ts';
-import { ENOMEM, mmap_write_lock, mmap_write_unlock } from './mmap.ts';
+import { mmap_write_lock, mmap_write_unlock } from './mmap.ts';
+import { VM_SHARED, VM_WRITE } from './vm_flags.ts';
+import { ENOMEM, EAGAIN } from './errno.ts';
 
-export const EAGAIN = 11;
 
 // folio_maybe_dma_pinned for copy_huge_pmd: the pin counting of src/mm/gup.ts
 thp_hooks.folio_maybe_dma_pinned = (head: number): boolean => page_maybe_dma_pinned(current.V, head);

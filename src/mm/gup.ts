@@ -29,8 +29,7 @@ import {
   PAGE_SIZE, PTRS_PER_TABLE,
 } from '../hw/layout.ts';
 import {
-  pte_present, pte_write, pte_dirty, pte_pfn, _PAGE_PRESENT, _PAGE_PSE, _PAGE_USER, _PAGE_SPECIAL, VM_SHARED, VM_WRITE, VM_MAYWRITE,
-  VM_READ, VM_EXEC,
+  pte_present, pte_write, pte_dirty, pte_pfn, _PAGE_PRESENT, _PAGE_PSE, _PAGE_USER, _PAGE_SPECIAL,
 } from '../hw/pte.ts';
 import { pgtIndex } from '../hw/walker.ts';
 import { VM_FAULT_SIGSEGV, VM_FAULT_OOM } from '../hw/cpu.ts';
@@ -39,7 +38,9 @@ import { pgd_offset, pud_offset, pmd_offset, pte_offset_map_lock, pte_unmap_unlo
 import { put_page, zero_pfn, page_ref, compound_head } from './page_alloc.ts';
 import { __faultin_page, VM_FAULT_WRITE, is_cow_mapping } from './memory.ts';
 import { type Vma, vma_lookup, vma_read } from './vma.ts';
-import { lockOf, EFAULT, ENOMEM } from './mmap.ts';
+import { lockOf } from './mmap.ts';
+import { VM_SHARED, VM_WRITE, VM_MAYWRITE, VM_READ, VM_EXEC } from './vm_flags.ts';
+import { EFAULT, ENOMEM, EAGAIN } from './errno.ts';
 
 export const FOLL_WRITE = 0x01;
 export const FOLL_GET = 0x04;
@@ -47,7 +48,6 @@ export const FOLL_FORCE = 0x10;
 export const FOLL_PIN = 0x40000;
 /** what one FOLL_PIN adds to the refcount (include/linux/mm.h) */
 export const GUP_PIN_COUNTING_BIAS = 1024;
-export const EAGAIN = 11;
 
 /**
  * page_maybe_dma_pinned: the folio's refcount carries at least one pin (or 1024

@@ -9,8 +9,7 @@ import {
   PG_ANON_EXCLUSIVE, ST_COW_COPY, ST_COW_REUSE,
 } from '../hw/layout.ts';
 import {
-  pte_none, pte_present, pte_write, pte_pfn, pfn_pte, _PAGE_PRESENT, _PAGE_RW, _PAGE_USER, _PAGE_ACCESSED,
-  _PAGE_DIRTY, _PAGE_SPECIAL, _PAGE_PSE, VM_READ, VM_WRITE, VM_EXEC, VM_SHARED, VM_MAYWRITE,
+  pte_none, pte_present, pte_write, pte_pfn, pfn_pte, _PAGE_PRESENT, _PAGE_RW, _PAGE_USER, _PAGE_ACCESSED, _PAGE_DIRTY, _PAGE_SPECIAL, _PAGE_PSE,
 } from '../hw/pte.ts';
 import { spin_lock, spin_unlock } from '../hw/locks.ts';
 import { EV } from '../hw/trace.ts';
@@ -25,6 +24,7 @@ import { shmem_get_folio_locked, unlock_page } from './shmem.ts';
 import { lazy_mmu_mode_enable_fast_pte_range, lazy_mmu_mode_disable } from './lazy_mmu.ts';
 import { type mmu_gather, __tlb_remove_page, tlb_flush_pte_range, tlb_flush_mmu_tlbonly, tlb_flush_mmu, tlb_remove_table } from './mmu_gather.ts';
 import { huge_pmd_fault, huge_pud_fault, zap_huge_pmd_range, zap_huge_pud_range, VM_FAULT_FALLBACK } from './huge_memory.ts';
+import { VM_READ, VM_WRITE, VM_EXEC, VM_SHARED, VM_MAYWRITE } from './vm_flags.ts';
 
 const mmLock = (V: Views, mm: number): number => mmWord(V.L, mm, MM_LOCK);
 
@@ -94,8 +94,19 @@ function __handle_mm_fault(mm: number, slot: number, vma: Vma, va: number, write
   return handle_pte_fault(mm, slot, vma, pmdp, addr, write);
 }
 
+/**
+ * vm_get_page_prot (mm/mmap.c): the protection bits a new user PTE of a VMA
+ * with these flags gets. Any access right: present and user; PROT_NONE:
+ * present but not user (the kernel's _PAGE_PROTNONE). Write permission is not
+ * here: the fault path adds _PAGE_RW (maybe_mkwrite), so that private
+ * writable mappings start write-protected for COW.
+ */
+export function vm_get_page_prot(vmFlags: number): number {
+  return (vmFlags & (VM_READ | VM_WRITE | VM_EXEC)) !== 0 ? _PAGE_PRESENT | _PAGE_USER : _PAGE_PRESENT;
+}
+/** vma->vm_page_prot: the kernel caches vm_get_page_prot(vm_flags) in the VMA; here it is computed when needed. */
 export function vm_page_prot(vma: Vma): number {
-  return (vma.flags & (VM_READ | VM_WRITE | VM_EXEC)) !== 0 ? _PAGE_PRESENT | _PAGE_USER : _PAGE_PRESENT;
+  return vm_get_page_prot(vma.flags);
 }
 
 function handle_pte_fault(mm: number, slot: number, vma: Vma, pmdp: number, addr: number, write: boolean): number {

@@ -8,6 +8,7 @@ import {
 } from '../hw/layout.ts';
 import { file_get, file_put } from './shmem.ts';
 import { vma_link_file, vma_unlink_file, __vma_link_file, __vma_adjust_file, i_mmap_lock_write, i_mmap_unlock_write } from './rmap.ts';
+import { ENOMEM, EINVAL } from './errno.ts';
 
 export interface Vma {
   start: number;
@@ -24,7 +25,6 @@ export interface Vma {
   forked?: boolean;
 }
 
-export const ENOMEM = 12;
 
 export function vma_count(V: Views, mm: number): number {
   return Atomics.load(V.I, mmWord(V.L, mm, MM_NVMAS));
@@ -247,13 +247,13 @@ export function vma_list(V: Views, mm: number): Vma[] {
 /**
  * vma_modify_flags: set `bits` on every VMA of [start, end), splitting the VMAs
  * at the two ends (mseal, UFFDIO_REGISTER). The caller holds the mmap_lock for
- * write. 0, -22 (EINVAL) if part of the range is unmapped, -12 (ENOMEM) if a
+ * write. 0, -EINVAL if part of the range is unmapped, -ENOMEM if a
  * split finds the table full.
  */
 export function vma_modify_flags(V: Views, mm: number, start: number, end: number, bits: number): number {
   for (let a = start; a < end;) {
     const s = vma_lookup(V, mm, a);
-    if (s < 0) return -22;
+    if (s < 0) return -EINVAL;
     a = vma_read(V, mm, s).end;
   }
   if (!split_vma(V, mm, vma_lookup(V, mm, start), start)) return -ENOMEM;

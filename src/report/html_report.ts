@@ -7,8 +7,8 @@ import type { RunResult, TraceEvent } from '../engine/machine.ts';
 import { summary } from './summary.ts';
 import { buildTraceModel, instantName, hex, type TraceModel, type Span, type ViolationMark } from './trace_export.ts';
 import { SYS_NAMES } from '../hw/trace.ts';
-import { ERRNO_NAMES } from '../mm/mmap.ts';
 import { getArch } from '../arch/index.ts';
+import { ERRNO_NAMES } from '../mm/errno.ts';
 
 const esc = (s: unknown): string =>
   String(s).replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c]!);

@@ -21,7 +21,7 @@
 
 import type { RunResult, TraceEvent } from '../engine/machine.ts';
 import { EV_SPANS, EV_NAMES, SYS_NAMES } from '../hw/trace.ts';
-import { ERRNO_NAMES } from '../mm/mmap.ts';
+import { ERRNO_NAMES } from '../mm/errno.ts';
 
 export const PID_CPUS = 1;
 export const PID_COUNTERS = 2;
