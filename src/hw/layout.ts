@@ -425,6 +425,11 @@ export const tableEntry = (L: Layout, pfn: number, idx: number): number => L.tab
 export const dataWord = (L: Layout, pfn: number, word: number): number =>
   L.dataMem + (pfn - L.dataStart) * WORDS_PER_PAGE + word;
 export const mmWord = (L: Layout, mm: number, field: number): number => L.mms + mm * MM_WORDS + field;
+/** The inverse of mmWord for one field: the mm whose `field` is word w, or -1 if w is no mm's `field`. */
+export function mmOfWord(L: Layout, w: number, field: number): number {
+  if (w < L.mms || w >= L.mms + L.shape.maxMms * MM_WORDS || (w - L.mms) % MM_WORDS !== field) return -1;
+  return Math.floor((w - L.mms) / MM_WORDS);
+}
 export const vmaF = (L: Layout, mm: number, slot: number, field: number): number =>
   L.vmasF + (mm * L.shape.maxVmas + slot) * VMA_F64 + field;
 export const unmapLogF = (L: Layout, mm: number, entry: number, field: number): number =>

@@ -13,7 +13,7 @@ import { join, resolve } from 'node:path';
 import { loadScenario, resolveScenario, placeThreads, ScenarioError, type Scenario } from '../../engine/scenario.ts';
 import { KNOB_NAMES } from '../../inject/knobs.ts';
 import { makeRepro, reproFileName, writeRepro, type Repro } from '../repro/repro.ts';
-import type { RunOptions, RunResult } from '../../engine/machine.ts';
+import { resolveRunOptions, withScenarioKnobs, type RunOptions, type RunResult } from '../../engine/machine.ts';
 
 /** Bad input to a campaign (a ScenarioError, so that the CLI exits 2 with one line). */
 export class CampaignError extends ScenarioError {}
@@ -254,11 +254,11 @@ function reproWithoutResult(p: Plan, seed: number, kind: string, message: string
 }
 
 function failedResult(p: Plan, seed: number, kind: string, message: string, wallMs: number): TaskResult {
-  const cpus = p.options.cpus ?? p.scenario.machine.cpus;
+  const r = resolveRunOptions(p.scenario, p.options);
   return {
     scenario: p.scenario.name, seed, ok: false, exit: kind === 'crash' ? 3 : 1, kind, message, wallMs: Math.round(wallMs * 10) / 10,
-    ops: 0, shootdowns: 0, p50Ns: 0, p99Ns: 0, cpus, threads: p.options.threads ?? cpus,
-    exec: null, mode: p.options.mode ?? 'free', knobs: p.options.knobs ?? p.scenario.knobs, repro: reproWithoutResult(p, seed, kind, message),
+    ops: 0, shootdowns: 0, p50Ns: 0, p99Ns: 0, cpus: r.cpus, threads: r.threads,
+    exec: null, mode: r.deterministic ? 'deterministic' : 'free', knobs: r.knobs, repro: reproWithoutResult(p, seed, kind, message),
   };
 }
 
@@ -288,12 +288,12 @@ export async function runCampaign(o: CampaignOptions): Promise<CampaignSummary> 
     const scenario = await loadScenario(file);
     if (plans.some((p) => p.scenario.name === scenario.name)) throw new CampaignError(`${arg}: a second scenario named '${scenario.name}' (repro files are named after the scenario)`);
     try {
-      placeThreads(scenario, run.cpus ?? scenario.machine.cpus);
+      placeThreads(scenario, resolveRunOptions(scenario, run).cpus);
     } catch (e) {
       throw new CampaignError(`${file}: ${errorMessage(e)}`);
     }
     // like `mmsim run --knob`: the scenario's own knobs plus the ones asked for
-    const knobs = run.knobs?.length ? [...new Set([...scenario.knobs, ...run.knobs])] : undefined;
+    const knobs = withScenarioKnobs(scenario, run.knobs);
     plans.push({ arg, file: resolve(file), scenario, options: clean({ ...run, knobs }) });
   }
   const outName = o.out ?? 'stress-results.jsonl';
