@@ -103,70 +103,111 @@ export const HB_HEARTBEAT = 3;
 export const HOST_WORDS = LINE;
 
 // ---- per-CPU statistics (hot counters, each CPU its own lines) ----------------
-export const ST_OPS = 0;
-export const ST_READS = 1;
-export const ST_WRITES = 2;
-export const ST_TLB_HITS = 3;
-export const ST_TLB_MISSES = 4;
-export const ST_WALKS = 5;
-export const ST_FAULTS = 6;
-export const ST_SEGV = 7;
-export const ST_IPI_SENT = 8;
-export const ST_IPI_RECV = 9;
-export const ST_FLUSH_SINGLE = 10; // local per-page invalidations (INVLPG)
-export const ST_FLUSH_RANGE = 11; // flush requests handled as a range
-export const ST_FLUSH_FULL = 12; // flush requests handled as a full ASID flush
-export const ST_FLUSH_SKIPPED = 13; // handler found the local generation current
-export const ST_SHOOTDOWNS = 14; // flush_tlb_multi calls that waited for acks
-export const ST_SWITCH_FLUSH = 15; // flushes done at context switch (generation behind)
-export const ST_CTX_SWITCH = 16;
-export const ST_SYSCALLS = 17;
-export const ST_LAZY_TLB_SKIPPED = 18; // targets skipped because lazy
-export const ST_PAGES_FREED = 19;
-export const ST_TABLES_FREED = 20;
-export const ST_LOCK_CONTENDED = 21;
-export const ST_DELAYS = 22;
-// architecture and lazy MMU mode
-export const ST_PTE_UPDATES = 23; // PTE writes through the accessors
-export const ST_LAZY_UPDATES = 24; // ... made inside a lazy MMU section
-export const ST_BATCHED = 25; // updates or invalidations an arch deferred into a batch
-export const ST_BATCH_FLUSHES = 26; // batches completed (leave, flush, full, mm change)
-export const ST_BCAST_SENT = 27; // hardware broadcast invalidations issued
-export const ST_BCAST_RECV = 28; // ... purged here
-export const ST_QUIESCE = 29; // s390: machine-wide serialised invalidations (IPTE, IDTE)
-export const ST_LOCAL_CLEAR = 30; // invalidations done locally (mm attached to this CPU only)
-export const ST_LAZY_SECTIONS = 31; // outermost lazy MMU sections entered
-// mremap (move_page_tables): entries moved, by kind
-export const ST_MOVE_PTE = 32; // PTEs moved one by one (move_ptes)
-export const ST_MOVE_PMD = 33; // whole PTE tables moved (NORMAL_PMD)
-export const ST_MOVE_PUD = 34; // whole PMD tables moved (NORMAL_PUD)
-export const ST_MOVE_HUGE_PMD = 35; // huge PMD leaves moved (HPAGE_PMD)
-export const ST_MOVE_HUGE_PUD = 36; // huge PUD leaves moved (HPAGE_PUD)
-export const ST_REALIGN = 37; // move_page_tables calls whose start was realigned down
-// transparent huge pages
-export const ST_THP_FAULT = 38; // huge PMDs installed by a fault
-export const ST_THP_SPLIT = 39; // huge PMDs split into PTE tables
-// fork and COW
-export const ST_FORK_PTES = 40; // PTEs copied by copy_pte_range
-export const ST_COW_COPY = 41; // COW faults that copied
-export const ST_COW_REUSE = 42; // COW faults that reused the page
-export const ST_GUP_FAST_FALLBACK = 43; // GUP-fast walks that fell back to the slow path
-// rmap walkers
-export const ST_RMAP_UNMAP = 44; // PTEs cleared by rmap walks (truncate, reclaim)
-export const ST_TRUNCATED = 45; // page-cache pages removed by truncation or reclaim
-export const STAT_WORDS = 4 * LINE;
+// One table: a counter's index is its position in STAT_NAMES (the name the run
+// result reports it under); the ST_* constants are looked up from it.
 export const STAT_NAMES = [
-  'ops', 'reads', 'writes', 'tlbHits', 'tlbMisses', 'walks', 'faults', 'segv',
-  'ipiSent', 'ipiReceived', 'flushSingle', 'flushRange', 'flushFull', 'flushSkipped',
-  'shootdowns', 'switchFlush', 'contextSwitches', 'syscalls', 'lazyTlbSkipped',
-  'pagesFreed', 'tablesFreed', 'lockContended', 'delays',
-  'pteUpdates', 'lazyUpdates', 'batched', 'batchFlushes', 'broadcastsSent', 'broadcastsPurged', 'quiesces',
-  'localClears', 'lazySections',
-  'movedPtes', 'movedPmds', 'movedPuds', 'movedHugePmds', 'movedHugePuds', 'realigned',
-  'thpFaults', 'thpSplits', 'forkPtes', 'cowCopies', 'cowReuses', 'gupFastFallbacks',
-  'rmapUnmaps', 'truncatedPages',
+  'ops',
+  'reads',
+  'writes',
+  'tlbHits',
+  'tlbMisses',
+  'walks',
+  'faults',
+  'segv',
+  'ipiSent',
+  'ipiReceived',
+  'flushSingle', // local per-page invalidations (INVLPG)
+  'flushRange', // flush requests handled as a range
+  'flushFull', // flush requests handled as a full ASID flush
+  'flushSkipped', // handler found the local generation current
+  'shootdowns', // flush_tlb_multi calls that waited for acks
+  'switchFlush', // flushes done at context switch (generation behind)
+  'contextSwitches',
+  'syscalls',
+  'lazyTlbSkipped', // targets skipped because lazy
+  'pagesFreed',
+  'tablesFreed',
+  'lockContended',
+  'delays',
+  // architecture and lazy MMU mode
+  'pteUpdates', // PTE writes through the accessors
+  'lazyUpdates', // ... made inside a lazy MMU section
+  'batched', // updates or invalidations an arch deferred into a batch
+  'batchFlushes', // batches completed (leave, flush, full, mm change)
+  'broadcastsSent', // hardware broadcast invalidations issued
+  'broadcastsPurged', // ... purged here
+  'quiesces', // s390: machine-wide serialised invalidations (IPTE, IDTE)
+  'localClears', // invalidations done locally (mm attached to this CPU only)
+  'lazySections', // outermost lazy MMU sections entered
+  // mremap (move_page_tables): entries moved, by kind
+  'movedPtes', // PTEs moved one by one (move_ptes)
+  'movedPmds', // whole PTE tables moved (NORMAL_PMD)
+  'movedPuds', // whole PMD tables moved (NORMAL_PUD)
+  'movedHugePmds', // huge PMD leaves moved (HPAGE_PMD)
+  'movedHugePuds', // huge PUD leaves moved (HPAGE_PUD)
+  'realigned', // move_page_tables calls whose start was realigned down
+  // transparent huge pages
+  'thpFaults', // huge PMDs installed by a fault
+  'thpSplits', // huge PMDs split into PTE tables
+  // fork and COW
+  'forkPtes', // PTEs copied by copy_pte_range
+  'cowCopies', // COW faults that copied
+  'cowReuses', // COW faults that reused the page
+  'gupFastFallbacks', // GUP-fast walks that fell back to the slow path
+  // rmap walkers
+  'rmapUnmaps', // PTEs cleared by rmap walks (truncate, reclaim)
+  'truncatedPages', // page-cache pages removed by truncation or reclaim
 ] as const;
 export type StatName = (typeof STAT_NAMES)[number];
+const st = (name: StatName): number => STAT_NAMES.indexOf(name);
+export const ST_OPS = st('ops');
+export const ST_READS = st('reads');
+export const ST_WRITES = st('writes');
+export const ST_TLB_HITS = st('tlbHits');
+export const ST_TLB_MISSES = st('tlbMisses');
+export const ST_WALKS = st('walks');
+export const ST_FAULTS = st('faults');
+export const ST_SEGV = st('segv');
+export const ST_IPI_SENT = st('ipiSent');
+export const ST_IPI_RECV = st('ipiReceived');
+export const ST_FLUSH_SINGLE = st('flushSingle');
+export const ST_FLUSH_RANGE = st('flushRange');
+export const ST_FLUSH_FULL = st('flushFull');
+export const ST_FLUSH_SKIPPED = st('flushSkipped');
+export const ST_SHOOTDOWNS = st('shootdowns');
+export const ST_SWITCH_FLUSH = st('switchFlush');
+export const ST_CTX_SWITCH = st('contextSwitches');
+export const ST_SYSCALLS = st('syscalls');
+export const ST_LAZY_TLB_SKIPPED = st('lazyTlbSkipped');
+export const ST_PAGES_FREED = st('pagesFreed');
+export const ST_TABLES_FREED = st('tablesFreed');
+export const ST_LOCK_CONTENDED = st('lockContended');
+export const ST_DELAYS = st('delays');
+export const ST_PTE_UPDATES = st('pteUpdates');
+export const ST_LAZY_UPDATES = st('lazyUpdates');
+export const ST_BATCHED = st('batched');
+export const ST_BATCH_FLUSHES = st('batchFlushes');
+export const ST_BCAST_SENT = st('broadcastsSent');
+export const ST_BCAST_RECV = st('broadcastsPurged');
+export const ST_QUIESCE = st('quiesces');
+export const ST_LOCAL_CLEAR = st('localClears');
+export const ST_LAZY_SECTIONS = st('lazySections');
+export const ST_MOVE_PTE = st('movedPtes');
+export const ST_MOVE_PMD = st('movedPmds');
+export const ST_MOVE_PUD = st('movedPuds');
+export const ST_MOVE_HUGE_PMD = st('movedHugePmds');
+export const ST_MOVE_HUGE_PUD = st('movedHugePuds');
+export const ST_REALIGN = st('realigned');
+export const ST_THP_FAULT = st('thpFaults');
+export const ST_THP_SPLIT = st('thpSplits');
+export const ST_FORK_PTES = st('forkPtes');
+export const ST_COW_COPY = st('cowCopies');
+export const ST_COW_REUSE = st('cowReuses');
+export const ST_GUP_FAST_FALLBACK = st('gupFastFallbacks');
+export const ST_RMAP_UNMAP = st('rmapUnmaps');
+export const ST_TRUNCATED = st('truncatedPages');
+export const STAT_WORDS = 4 * LINE;
+if (STAT_NAMES.length > STAT_WORDS) throw new Error(`layout: ${STAT_NAMES.length} statistics do not fit in STAT_WORDS (${STAT_WORDS})`);
 
 // ---- per-mm (mm_struct) -----------------------------------------------------------
 export const MM_IN_USE = 0;
@@ -213,7 +254,9 @@ export const VMA_ANON = 5; // anon_vma id (root), -1 none yet
 export const VMA_ANON_FORKED = 6; // 1: the anon_vma came through fork (its anon_vma_chain is not singular)
 export const VMA_F64 = 8;
 
-// unmap log for the content oracle: [start, end, seq] per entry, ring per mm
+// ---- oracle state (src/oracles), not hardware: the content oracle's unmap log ------
+// (MM_UNMAP_SEQ, MM_UNMAP_SLOT and the MM_COW_* fields of the mm record belong to it too)
+// [start, end, seq] per entry, ring per mm
 export const UNMAP_LOG_ENTRIES = 256;
 export const UNMAP_LOG_F64 = 4; // start, end, beginSeq, endSeq (0 while in progress)
 
@@ -264,7 +307,7 @@ export const H_QUIESCE_WAITERS = 13;
 export const HEADER_WORDS = 2 * LINE;
 export const MAGIC = 0x6d6d7331; // 'mms1'
 
-// ---- deterministic scheduler (src/engine/det.ts) ----------------------------------
+// ---- deterministic scheduler (src/engine/det.ts), not hardware: the run engine's --
 export const DET_TOKEN = 0; // the CPU allowed to run
 export const DET_STEP = 1; // scheduling points passed so far (the deterministic clock)
 export const DET_DIRTY = 2; // something changed eligibility (a kick, a block): rescan
