@@ -8,6 +8,7 @@ import { spin_lock, spin_unlock } from '../hw/locks.ts';
 import {
   frameWord, mmWord, tableEntry, FM_PTL, MM_PGD, MM_PT_LOCK, MM_PT_PAGES, PTRS_PER_TABLE,
   PGDIR_SHIFT, PUD_SHIFT, PMD_SHIFT, PAGE_SHIFT, ST_PTE_UPDATES, ST_LAZY_UPDATES,
+  PAGE_SIZE,
 } from '../hw/layout.ts';
 import { pte_pfn, mk_table_entry, _PAGE_PRESENT, _PAGE_PSE } from '../hw/pte.ts';
 import { pgtIndex } from '../hw/walker.ts';
@@ -182,5 +183,5 @@ export function flush_tlb_range(mm: number, start: number, end: number): void {
   arch.flush_tlb_mm_range(mm, start, end, PAGE_SHIFT, false);
 }
 export function flush_tlb_page(mm: number, addr: number): void {
-  arch.flush_tlb_mm_range(mm, addr, addr + 4096, PAGE_SHIFT, false);
+  arch.flush_tlb_mm_range(mm, addr, addr + PAGE_SIZE, PAGE_SHIFT, false);
 }
