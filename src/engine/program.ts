@@ -279,21 +279,28 @@ export class TaskRunner {
     return 1;
   }
 
+  /** One word of one page of a region (`at` as in range()), or null when the range is empty. */
+  private pickWord(cpu: Cpu, region: string, at: number | string): { r: RegionInfo; page: number; word: number; off: number } | null {
+    const r = this.regions.get(region)!;
+    const g = this.range(cpu, r, at, 1);
+    if (g.pages === 0) return null;
+    const word = cpu.rng.int(0, WORDS_PER_PAGE - 1);
+    return { r, page: g.page, word, off: g.page * PAGE_SIZE + word * (PAGE_SIZE / WORDS_PER_PAGE) };
+  }
+
   /** a GUP pin (FOLL_PIN for writes, FOLL_GET for reads) held for `hold` steps, with one access through it now */
   private op_pin(cpu: Cpu, oracle: ContentOracle, s: Extract<Step, { op: 'pin' }>): number {
     const mm = this.plan.mm;
-    const r = this.regions.get(s.region)!;
-    const g = this.range(cpu, r, s.at, 1);
-    if (g.pages === 0) return 1;
-    const word = cpu.rng.int(0, WORDS_PER_PAGE - 1);
-    const off = g.page * PAGE_SIZE + word * (PAGE_SIZE / WORDS_PER_PAGE);
+    const w = this.pickWord(cpu, s.region, s.at);
+    if (w === null) return 1;
+    const { r, page, word, off } = w;
     const flags = s.access === 'write' ? FOLL_PIN | FOLL_WRITE : FOLL_GET;
     const pfn = get_user_pages_fast(mm, r.base + off, flags);
     if (pfn < 0) {
       this.check(pfn, 'pin');
       return 1;
     }
-    if (s.save) this.saved.set(s.save, { region: r.name, page: g.page, pages: 1 });
+    if (s.save) this.saved.set(s.save, { region: r.name, page, pages: 1 });
     const p: Pin = { pfn, flags, va: r.base + off, off, word, shared: r.shared, left: s.hold };
     this.through(cpu, oracle, p);
     if (p.left > 0) this.pins.push(p);
@@ -304,11 +311,9 @@ export class TaskRunner {
   /** a write through /proc/pid/mem (access_remote_vm) */
   private op_procmem_write(cpu: Cpu, oracle: ContentOracle, s: Extract<Step, { op: 'procmem-write' }>): number {
     const mm = this.plan.mm;
-    const r = this.regions.get(s.region)!;
-    const g = this.range(cpu, r, s.at, 1);
-    if (g.pages === 0) return 1;
-    const word = cpu.rng.int(0, WORDS_PER_PAGE - 1);
-    const off = g.page * PAGE_SIZE + word * (PAGE_SIZE / WORDS_PER_PAGE);
+    const w = this.pickWord(cpu, s.region, s.at);
+    if (w === null) return 1;
+    const { r, word, off } = w;
     const tag = oracle.tag(off);
     const snap = oracle.snapshot(mm);
     oracle.cow.stamp(mm);
