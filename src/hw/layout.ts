@@ -26,6 +26,22 @@ export const MAX_CPUS = 256;
 export const CPUMASK_WORDS = MAX_CPUS / 32;
 const LINE = 16; // 64-byte cache line, in 32-bit words
 
+/**
+ * A record of fields laid one after another: `widths` gives each field's size
+ * in words (or Float64 slots), in order; the result is each field's offset.
+ * Throws when loading this module if the fields do not fit in `size`.
+ */
+function record<F extends Record<string, number>>(name: string, size: number, widths: F): { readonly [K in keyof F]: number } {
+  const offsets: Record<string, number> = {};
+  let at = 0;
+  for (const [field, width] of Object.entries(widths)) {
+    offsets[field] = at;
+    at += width;
+  }
+  if (at > size) throw new Error(`layout: the ${name} record needs ${at} slots, more than its ${size}`);
+  return offsets as { readonly [K in keyof F]: number };
+}
+
 // ---- per-frame metadata (struct page), in words -------------------------------
 export const FM_REF = 0; // refcount
 export const FM_MAP = 1; // mapcount
@@ -96,11 +112,12 @@ export const CC_BC_END_F = 6 * LINE + 4; // end vpn, -1: the whole ASID
 export const CPU_CTL_WORDS = 7 * LINE;
 
 // ---- per-host (thread) block: the futex word everyone bumps to get our attention --
-export const HB_WAKE = 0;
-export const HB_SLEEPING = 1;
-export const HB_WAITING_ON = 2; // lock word index this host is blocked on, or -1
-export const HB_HEARTBEAT = 3;
 export const HOST_WORDS = LINE;
+const HB = record('host', HOST_WORDS, { WAKE: 1, SLEEPING: 1, WAITING_ON: 1, HEARTBEAT: 1 });
+export const HB_WAKE = HB.WAKE;
+export const HB_SLEEPING = HB.SLEEPING;
+export const HB_WAITING_ON = HB.WAITING_ON; // lock word index this host is blocked on, or -1
+export const HB_HEARTBEAT = HB.HEARTBEAT;
 
 // ---- per-CPU statistics (hot counters, each CPU its own lines) ----------------
 // One table: a counter's index is its position in STAT_NAMES (the name the run
@@ -245,14 +262,15 @@ export const MM_COW_CHAIN_MAX = 5; // generations: older writers are left unjudg
 export const MM_WORDS = 4 * LINE;
 
 // VMA records (Float64 slots)
-export const VMA_START = 0;
-export const VMA_END = 1;
-export const VMA_PGOFF = 2;
-export const VMA_FLAGS = 3;
-export const VMA_FILE = 4; // -1 anonymous
-export const VMA_ANON = 5; // anon_vma id (root), -1 none yet
-export const VMA_ANON_FORKED = 6; // 1: the anon_vma came through fork (its anon_vma_chain is not singular)
 export const VMA_F64 = 8;
+const VMA = record('vma', VMA_F64, { START: 1, END: 1, PGOFF: 1, FLAGS: 1, FILE: 1, ANON: 1, ANON_FORKED: 1 });
+export const VMA_START = VMA.START;
+export const VMA_END = VMA.END;
+export const VMA_PGOFF = VMA.PGOFF;
+export const VMA_FLAGS = VMA.FLAGS;
+export const VMA_FILE = VMA.FILE; // -1 anonymous
+export const VMA_ANON = VMA.ANON; // anon_vma id (root), -1 none yet
+export const VMA_ANON_FORKED = VMA.ANON_FORKED; // 1: the anon_vma came through fork (its anon_vma_chain is not singular)
 
 // ---- oracle state (src/oracles), not hardware: the content oracle's unmap log ------
 // (MM_UNMAP_SEQ, MM_UNMAP_SLOT and the MM_COW_* fields of the mm record belong to it too)
@@ -261,33 +279,36 @@ export const UNMAP_LOG_ENTRIES = 256;
 export const UNMAP_LOG_F64 = 4; // start, end, beginSeq, endSeq (0 while in progress)
 
 // ---- files (shmem / page-cache objects): a 2-level radix of table frames maps pgoff -> pfn
-export const FILE_IN_USE = 0;
-export const FILE_REFS = 1; // VMAs and other holders
-export const FILE_ROOT = 2; // table pfn of the radix root, 0 = empty
-export const FILE_LOCK = 3; // i_pages lock (+ waiters word)
-export const FILE_NRPAGES = 5;
-export const FILE_I_MMAP = 6; // i_mmap_rwsem (+ waiters, writers-waiting)
-export const FILE_SIZE_PAGES = 9;
-export const FILE_DEV_PFN = 10; // a DAX-like device (src/mm/huge_memory.ts): head pfn of its memory, 0 for shmem
 export const FILE_WORDS = LINE;
+const FILE = record('file', FILE_WORDS, { IN_USE: 1, REFS: 1, ROOT: 1, LOCK: 2, NRPAGES: 1, I_MMAP: 3, SIZE_PAGES: 1, DEV_PFN: 1 });
+export const FILE_IN_USE = FILE.IN_USE;
+export const FILE_REFS = FILE.REFS; // VMAs and other holders
+export const FILE_ROOT = FILE.ROOT; // table pfn of the radix root, 0 = empty
+export const FILE_LOCK = FILE.LOCK; // i_pages lock (+ waiters word)
+export const FILE_NRPAGES = FILE.NRPAGES;
+export const FILE_I_MMAP = FILE.I_MMAP; // i_mmap_rwsem (+ waiters, writers-waiting)
+export const FILE_SIZE_PAGES = FILE.SIZE_PAGES;
+export const FILE_DEV_PFN = FILE.DEV_PFN; // a DAX-like device (src/mm/huge_memory.ts): head pfn of its memory, 0 for shmem
 // i_mmap (src/mm/rmap.ts): per file, the VMAs that map it, as (mm, start, end, pgoff)
 // records in increasing pgoff order, ties in insertion order (the order the kernel's
 // interval tree visits them); guarded by i_mmap_rwsem (FILE_I_MMAP)
 export const I_MMAP_MAX = 128; // records per file
-export const IM_MM = 0;
-export const IM_START = 1;
-export const IM_END = 2;
-export const IM_PGOFF = 3;
 export const IM_F64 = 4;
+const IM = record('i_mmap', IM_F64, { MM: 1, START: 1, END: 1, PGOFF: 1 });
+export const IM_MM = IM.MM;
+export const IM_START = IM.START;
+export const IM_END = IM.END;
+export const IM_PGOFF = IM.PGOFF;
 
 // ---- tasks ------------------------------------------------------------------------
-export const T_IN_USE = 0;
-export const T_MM = 1;
-export const T_CPU = 2;
-export const T_LAZY_ENABLE = 3; // lazy_mmu_state.enable_count
-export const T_LAZY_PAUSE = 4; // lazy_mmu_state.pause_count
-export const T_PROC = 5;
 export const TASK_WORDS = 8;
+const TASK = record('task', TASK_WORDS, { IN_USE: 1, MM: 1, CPU: 1, LAZY_ENABLE: 1, LAZY_PAUSE: 1, PROC: 1 });
+export const T_IN_USE = TASK.IN_USE;
+export const T_MM = TASK.MM;
+export const T_CPU = TASK.CPU;
+export const T_LAZY_ENABLE = TASK.LAZY_ENABLE; // lazy_mmu_state.enable_count
+export const T_LAZY_PAUSE = TASK.LAZY_PAUSE; // lazy_mmu_state.pause_count
+export const T_PROC = TASK.PROC;
 
 // ---- header -----------------------------------------------------------------------
 export const H_MAGIC = 0;
