@@ -211,12 +211,10 @@ export class TaskRunner {
 
   /** munmap(2) of a page range of a region */
   private op_munmap(cpu: Cpu, s: Extract<Step, { op: 'munmap' }>): number {
-    const mm = this.plan.mm;
-    const r = this.regions.get(s.region)!;
-    const g = this.range(cpu, r, s.at, this.pages(cpu, s.pages));
-    if (g.pages === 0) return 1;
-    this.check(do_munmap(mm, r.base + g.page * PAGE_SIZE, g.pages * PAGE_SIZE), 'munmap');
-    if (s.save) this.saved.set(s.save, { region: r.name, ...g });
+    const x = this.syscallRange(cpu, s);
+    if (x === null) return 1;
+    this.check(do_munmap(this.plan.mm, x.start, x.len), 'munmap');
+    if (s.save) this.saved.set(s.save, { region: x.r.name, ...x.g });
     return 1;
   }
 
@@ -235,22 +233,18 @@ export class TaskRunner {
 
   /** mprotect(2) of a page range */
   private op_mprotect(cpu: Cpu, s: Extract<Step, { op: 'mprotect' }>): number {
-    const mm = this.plan.mm;
-    const r = this.regions.get(s.region)!;
-    const g = this.range(cpu, r, s.at, this.pages(cpu, s.pages));
-    if (g.pages === 0) return 1;
-    this.check(do_mprotect(mm, r.base + g.page * PAGE_SIZE, g.pages * PAGE_SIZE, protBits(s.prot)), 'mprotect');
-    if (s.save) this.saved.set(s.save, { region: r.name, ...g });
+    const x = this.syscallRange(cpu, s);
+    if (x === null) return 1;
+    this.check(do_mprotect(this.plan.mm, x.start, x.len, protBits(s.prot)), 'mprotect');
+    if (s.save) this.saved.set(s.save, { region: x.r.name, ...x.g });
     return 1;
   }
 
   /** madvise(MADV_DONTNEED) of a page range */
   private op_madvise(cpu: Cpu, s: Extract<Step, { op: 'madvise' }>): number {
-    const mm = this.plan.mm;
-    const r = this.regions.get(s.region)!;
-    const g = this.range(cpu, r, s.at, this.pages(cpu, s.pages));
-    if (g.pages === 0) return 1;
-    this.check(do_madvise(mm, r.base + g.page * PAGE_SIZE, g.pages * PAGE_SIZE, MADV_DONTNEED), 'madvise');
+    const x = this.syscallRange(cpu, s);
+    if (x === null) return 1;
+    this.check(do_madvise(this.plan.mm, x.start, x.len, MADV_DONTNEED), 'madvise');
     return 1;
   }
 
@@ -277,6 +271,14 @@ export class TaskRunner {
     const id = task_create(cpu.V, child, cpu.id, -1);
     this.spawn({ ...this.plan, id, mm: child, thread: `${this.plan.thread}/child`, program: s.child, opsLeft: s.childOps });
     return 1;
+  }
+
+  /** The pages a munmap, mprotect or madvise step covers (`pages` drawn, then `at`), or null when none. */
+  private syscallRange(cpu: Cpu, s: { region: string; at: number | string; pages: number | [number, number] }): { r: RegionInfo; g: { page: number; pages: number }; start: number; len: number } | null {
+    const r = this.regions.get(s.region)!;
+    const g = this.range(cpu, r, s.at, this.pages(cpu, s.pages));
+    if (g.pages === 0) return null;
+    return { r, g, start: r.base + g.page * PAGE_SIZE, len: g.pages * PAGE_SIZE };
   }
 
   /** One word of one page of a region (`at` as in range()), or null when the range is empty. */
