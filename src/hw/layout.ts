@@ -154,6 +154,10 @@ export const ST_GUP_FAST_FALLBACK = 43; // GUP-fast walks that fell back to the 
 // rmap walkers
 export const ST_RMAP_UNMAP = 44; // PTEs cleared by rmap walks (truncate, reclaim)
 export const ST_TRUNCATED = 45; // page-cache pages removed by truncation or reclaim
+// s390 invalidation instructions (global ones also count as quiesces)
+export const ST_IPTE = 46; // single-entry IPTEs
+export const ST_IPTE_RANGE = 47; // IPTEs with additional entries (IPTE-range)
+export const ST_IDTE = 48; // IDTEs (whole address space, or a huge leaf's segment)
 export const STAT_WORDS = 4 * LINE;
 export const STAT_NAMES = [
   'ops', 'reads', 'writes', 'tlbHits', 'tlbMisses', 'walks', 'faults', 'segv',
@@ -164,7 +168,7 @@ export const STAT_NAMES = [
   'localClears', 'lazySections',
   'movedPtes', 'movedPmds', 'movedPuds', 'movedHugePmds', 'movedHugePuds', 'realigned',
   'thpFaults', 'thpSplits', 'forkPtes', 'cowCopies', 'cowReuses', 'gupFastFallbacks',
-  'rmapUnmaps', 'truncatedPages',
+  'rmapUnmaps', 'truncatedPages', 'ipte', 'ipteRange', 'idte',
 ] as const;
 export type StatName = (typeof STAT_NAMES)[number];
 

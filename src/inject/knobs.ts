@@ -66,9 +66,14 @@ export const KNOBS = {
     source: 'spec 1.4 (sparc64)',
   },
   's390.leave_without_apply': {
-    where: 'src/arch/s390/index.ts arch_leave_lazy_mmu_mode',
+    where: 'src/arch/s390/lazy_mmu.ts leave_ipte_range',
     what: 'leave a fast-range section without applying the IPTE batch: memory keeps the old valid entries',
     source: 'spec 1.4 (s390 with Gordeev\'s series), 2.6',
+  },
+  'lazy_mmu.nested_disable_leaves': {
+    where: 'src/mm/lazy_mmu.ts lazy_mmu_mode_disable',
+    what: 'a nested lazy_mmu_mode_disable() leaves the mode as the outermost one does (no nesting count): the outer section loses its batching half-way and its own disable is unbalanced',
+    source: 'the behaviour before Kevin Brodsky\'s nesting series ("mm: enable lazy_mmu sections to nest", 7.0); mm/tests/lazy_mmu_mode_kunit.c lazy_mmu_mode_active catches it',
   },
   'mremap.flush_after_unlock': {
     where: 'src/mm/mremap.ts move_ptes',
