@@ -25,7 +25,7 @@ import { setKnobs } from '../inject/knobs.ts';
 import { type Scenario, placeThreads, ScenarioError, usesCowOracle } from './scenario.ts';
 import { makeHost, runHost, type HostPlan, type HostResult } from './hostrun.ts';
 import { initDet, detDecisions, detStep, detDeadlocked } from './det.ts';
-import { set_lazy_contract } from '../mm/lazy_mmu.ts';
+import { set_lazy_contract, set_lazy_series, LAZY_SERIES_LATEST, type LazySeries } from '../mm/lazy_mmu.ts';
 import { protBits, type TaskPlan, type RegionInfo, type FileInfo } from './program.ts';
 import { audit, type AuditReport } from '../oracles/audit.ts';
 import { requestStop, type ViolationRecord } from '../oracles/oracles.ts';
@@ -52,6 +52,8 @@ export interface RunOptions {
   preemptions?: number;
   /** the reading of lazy_mmu_mode_enable_fast_pte_range() in force (default hint) */
   lazyContract?: 'strict' | 'hint';
+  /** the version of Gordeev's range-aware lazy MMU series in force (default the latest modelled; 'none': mainline) */
+  lazySeries?: LazySeries;
   /** keep a long event history with timestamps, returned as RunResult.trace */
   trace?: boolean;
   /** events kept per CPU when tracing (power of two) */
@@ -73,6 +75,7 @@ export interface RunResult {
   seed: number;
   knobs: string[];
   lazyContract: 'strict' | 'hint';
+  lazySeries: LazySeries;
   /** from the start barrier (every host booted) to the end of the run */
   wallMs: number;
   /** starting the host threads */
@@ -285,6 +288,8 @@ export async function runScenario(s: Scenario, o: RunOptions = {}): Promise<RunR
   const deterministic = (o.mode ?? 'free') === 'deterministic';
   const lazyContract = o.lazyContract ?? 'hint';
   set_lazy_contract(lazyContract);
+  const lazySeries = o.lazySeries ?? LAZY_SERIES_LATEST;
+  set_lazy_series(lazySeries);
   const preemptions = o.preemptions ?? 3;
   if (deterministic && threads !== cpus) {
     throw new ScenarioError(`deterministic mode needs one thread per CPU (--threads ${threads} < --cpus ${cpus})`);
@@ -301,7 +306,7 @@ export async function runScenario(s: Scenario, o: RunOptions = {}): Promise<RunR
   const plan = (h: number): HostPlan => ({
     sab: V.sab, layout: L, hostId: h, cpus: [...Array(cpus).keys()].filter((c) => hostOf[c] === h), arch, knobs,
     tlbEntries, seed, delay, delaySpins: s.run.delaySpins, opsPerCpu: ops, stopOnViolation: !o.keepGoing,
-    tasks: tasks.filter((t) => hostOf[t.cpu] === h), traceEpochMs, deterministic, lazyContract,
+    tasks: tasks.filter((t) => hostOf[t.cpu] === h), traceEpochMs, deterministic, lazyContract, lazySeries,
   });
   const t0 = performance.now();
   let startedAt = 0;
@@ -392,7 +397,7 @@ export async function runScenario(s: Scenario, o: RunOptions = {}): Promise<RunR
   return {
     scenario: s.name, arch, cpus, threads,
     mode: deterministic ? 'deterministic' : threads === 1 ? 'inline' : threads === cpus ? 'worker-per-cpu' : 'hosted',
-    seed, knobs, lazyContract, wallMs, bootMs, stats, perCpuOps,
+    seed, knobs, lazyContract, lazySeries, wallMs, bootMs, stats, perCpuOps,
     deterministic: deterministic ? { preemptions, steps: detStep(V), schedule: detDecisions(V) } : undefined,
     latencyNs: { samples: lat.length, p50: percentile(lat, 0.5), p99: percentile(lat, 0.99), max: lat.length ? lat[lat.length - 1] : 0 },
     latencySamplesNs: sample(lat, 20000),
