@@ -34,7 +34,7 @@ import { _PAGE_PRESENT, _PAGE_RW } from '../../hw/pte.ts';
 import { EV } from '../../hw/trace.ts';
 import {
   IpteBatch, PTE_POISON, lazy_mmu_ptep_get, lazy_mmu_set_pte, lazy_mmu_ptep_get_and_clear, lazy_mmu_ptep_set_wrprotect,
-  lazy_mmu_ptep_set_access_flags, lazy_mmu_before_clear_flush, lazy_mmu_after_clear_flush, lazy_mmu_pte_memory_stale,
+  lazy_mmu_ptep_set_access_flags, lazy_mmu_before_clear_flush, lazy_mmu_after_clear_flush, lazy_mmu_pte_memory_stale, lazy_mmu_pte_kasan_poisoned,
   arch_enter_lazy_mmu_mode, arch_enter_lazy_mmu_mode_with_ptes, arch_leave_lazy_mmu_mode, arch_flush_lazy_mmu_mode,
 } from './lazy_mmu.ts';
 import type { Arch } from '../arch.ts';
@@ -327,6 +327,7 @@ export const s390: Arch = {
   ptep_modify_prot_commit,
   ptep_clear_flush,
   pte_memory_stale,
+  pte_kasan_poisoned: lazy_mmu_pte_kasan_poisoned,
   flush_tlb_mm_range,
   flush_tlb_mm,
   flush_tlb_local_page: native.flush_tlb_local_page,

@@ -173,6 +173,21 @@ export function lazy_mmu_pte_memory_stale(ptep: number): boolean {
   return i >= 0 && i < b.nptes && b.cache[i] !== PTE_POISON;
 }
 
+/**
+ * v3+ "s390/mm: Lazy MMU mode sanitizer": enter_ipte_range poisons the KASAN
+ * shadow of the whole range (kasan_poison_pte), leave unpoisons it; the cache
+ * accessors unpoison around their own reads and stores. The shadow is global in
+ * the kernel; here only this CPU's range is seen (other CPUs' batches live in
+ * other host threads).
+ */
+export function lazy_mmu_pte_kasan_poisoned(ptep: number): boolean {
+  if (!series_has_lazy_mmu_c()) return false;
+  const b = batch_of(current);
+  if (b === null || !b.active) return false;
+  const i = ptep - b.ptep;
+  return i >= 0 && i < b.nptes;
+}
+
 // ---- apply (leave_ipte_range, set_pte_range, invalidate_pte_range) ---------------------
 
 /** set_pte_range over cached slots [i, j): IPTE-range each sub-run of valid memory entries, then store. */
