@@ -25,7 +25,7 @@ import { setKnobs } from '../inject/knobs.ts';
 import { type Scenario, placeThreads, ScenarioError, usesCowOracle } from './scenario.ts';
 import { makeHost, runHost, type HostPlan, type HostResult } from './hostrun.ts';
 import { initDet, detDecisions, detStep, detDeadlocked } from './det.ts';
-import { set_lazy_contract, set_lazy_series, LAZY_SERIES_LATEST, type LazySeries } from '../mm/lazy_mmu.ts';
+import { set_lazy_contract, set_lazy_series, resolve_lazy_series, LAZY_SERIES_LATEST, type LazySeries } from '../mm/lazy_mmu.ts';
 import { protBits, type TaskPlan, type RegionInfo, type FileInfo } from './program.ts';
 import { audit, type AuditReport } from '../oracles/audit.ts';
 import { requestStop, type ViolationRecord } from '../oracles/oracles.ts';
@@ -50,7 +50,7 @@ export interface RunOptions {
   mode?: 'free' | 'deterministic';
   /** deterministic mode: PCT preemption bound d (default 3) */
   preemptions?: number;
-  /** the reading of lazy_mmu_mode_enable_fast_pte_range() in force (default hint) */
+  /** the reading of the range-aware lazy MMU enable in force (default hint) */
   lazyContract?: 'strict' | 'hint';
   /** the version of Gordeev's range-aware lazy MMU series in force (default the latest modelled; 'none': mainline) */
   lazySeries?: LazySeries;
@@ -288,7 +288,8 @@ export async function runScenario(s: Scenario, o: RunOptions = {}): Promise<RunR
   const deterministic = (o.mode ?? 'free') === 'deterministic';
   const lazyContract = o.lazyContract ?? 'hint';
   set_lazy_contract(lazyContract);
-  const lazySeries = o.lazySeries ?? LAZY_SERIES_LATEST;
+  const lazySeries = resolve_lazy_series(o.lazySeries ?? LAZY_SERIES_LATEST);
+  if (lazySeries === null) throw new ScenarioError(`lazySeries: unknown version '${o.lazySeries}' (mmsim list-series)`);
   set_lazy_series(lazySeries);
   const preemptions = o.preemptions ?? 3;
   if (deterministic && threads !== cpus) {
