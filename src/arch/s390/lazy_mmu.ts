@@ -151,9 +151,11 @@ export function lazy_mmu_ptep_set_access_flags(ptep: number, pte: number): boole
  * ptep_clear_flush is never intercepted (ptep_xchg_direct on memory). The seed's
  * model then re-poisons the slot; the posted versions leave the cached value,
  * which leave_ipte_range stores back over the cleared entry (v5 lazy_mmu.c).
- * Returns the value ptep_get would have returned before the clear, or PTE_POISON.
+ * Seed: returns the value ptep_get would have returned before the clear;
+ * otherwise PTE_POISON (the caller gets memory's old value, as from ptep_xchg_direct).
  */
 export function lazy_mmu_before_clear_flush(ptep: number): number {
+  if (lazy_series !== 'seed') return PTE_POISON; // posted versions: ptep_xchg_direct returns what memory held
   const cpu = current;
   const i = this_ipte_range(cpu, ptep);
   return i < 0 ? PTE_POISON : cached(cpu, batch_of(cpu)!, i);
