@@ -31,13 +31,17 @@ import { set_lazy_series, LAZY_SERIES, LAZY_SERIES_LATEST, type LazySeries } fro
 export const WORKLOADS = ['mprotect', 'munmap', 'mremap', 'fork'] as const;
 export type Workload = (typeof WORKLOADS)[number];
 
-/** The figures of the posted series (v5 2/4 commit message, <227ed305e14b04b97be34716426e369860efc99c.1783945507.git.agordeev@linux.ibm.com>). */
+/**
+ * The figures of the posted series: the s390 patch's commit message (v5 2/4
+ * <227ed305e14b04b97be34716426e369860efc99c.1783945507.git.agordeev@linux.ibm.com>;
+ * the fork() figure from RFC 2/2, v2 5/6 and v4 2/4, which v5 dropped).
+ */
 export const COVER_LETTER: Record<Workload | 'quiesce', string> = {
   quiesce: '~25x fewer quiesce events (mprotect() on four LPARs in parallel)',
   mprotect: '~15x faster',
   munmap: '~3x faster',
   mremap: '~28x faster',
-  fork: '~1.5x slower (as quoted in issue #10; H. Carstens, 23 Apr 2026: "the fork() slowdown")',
+  fork: '~1.5x slower (RFC 2/2, v2 5/6, v4 2/4 commit messages; the sentence is gone from v5 2/4)',
 };
 
 /** dense: every page populated; alternate: every other page (no two present PTEs adjacent: runs of one) */
