@@ -133,7 +133,7 @@ function main(): void {
       console.log(`${pattern === 'dense' ? 'every page populated' : 'every other page populated'}; ${attach === 2
         ? 'process attached to 2 CPUs (multi-threaded: every IPTE/IDTE is global, a quiesce)'
         : 'process attached to 1 CPU (single-threaded: local clearing, no quiesce with or without the series)'}`);
-      const head = ['workload', 'series', 'IPTE', 'IPTE-range', 'IDTE', 'quiesces', 'local', 'cached', 'quiesce ratio', 'instr ratio', 'cover letter (v5/v6)'];
+      const head = ['workload', 'series', 'IPTE', 'IPTE-range', 'IDTE', 'quiesces', 'local', 'cached', 'quiesce ratio', 'instr ratio', 'the series\' figures'];
       const rows: string[][] = [head];
       for (const w of WORKLOADS) {
         const base = measure(w, 'none', pages, attach, pattern);
