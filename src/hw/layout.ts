@@ -174,6 +174,10 @@ export const STAT_NAMES = [
   // rmap walkers
   'rmapUnmaps', // PTEs cleared by rmap walks (truncate, reclaim)
   'truncatedPages', // page-cache pages removed by truncation or reclaim
+  // s390 invalidation instructions (global ones also count as quiesces)
+  'ipte', // single-entry IPTEs
+  'ipteRange', // IPTEs with additional entries (IPTE-range)
+  'idte', // IDTEs (whole address space, or a huge leaf's segment)
 ] as const;
 export type StatName = (typeof STAT_NAMES)[number];
 const st = (name: StatName): number => STAT_NAMES.indexOf(name);
@@ -223,6 +227,9 @@ export const ST_COW_REUSE = st('cowReuses');
 export const ST_GUP_FAST_FALLBACK = st('gupFastFallbacks');
 export const ST_RMAP_UNMAP = st('rmapUnmaps');
 export const ST_TRUNCATED = st('truncatedPages');
+export const ST_IPTE = st('ipte');
+export const ST_IPTE_RANGE = st('ipteRange');
+export const ST_IDTE = st('idte');
 export const STAT_WORDS = 4 * LINE;
 if (STAT_NAMES.length > STAT_WORDS) throw new Error(`layout: ${STAT_NAMES.length} statistics do not fit in STAT_WORDS (${STAT_WORDS})`);
 
