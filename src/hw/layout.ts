@@ -155,6 +155,12 @@ export const ST_GUP_FAST_FALLBACK = 43; // GUP-fast walks that fell back to the 
 export const ST_RMAP_UNMAP = 44; // PTEs cleared by rmap walks (truncate, reclaim)
 export const ST_TRUNCATED = 45; // page-cache pages removed by truncation or reclaim
 export const STAT_WORDS = 4 * LINE;
+// -- per-VMA locks (src/mm/mmap_lock.ts) ------------------------------------------
+export const ST_VMA_LOCK_SUCCESS = 46; // faults handled under the VMA's read lock (VMA_LOCK_SUCCESS)
+export const ST_VMA_LOCK_ABORT = 47; // lock_vma_under_rcu failed: no VMA, write-locked, or replaced (VMA_LOCK_ABORT): mmap_lock fallback
+export const ST_VMA_LOCK_RETRY = 48; // VM_FAULT_RETRY under the VMA lock (VMA_LOCK_RETRY): mmap_lock fallback
+export const ST_VMA_LOCK_RACED = 49; // ... of the successes, those that ran while another CPU held the mmap_lock for write
+// -- end per-VMA locks
 export const STAT_NAMES = [
   'ops', 'reads', 'writes', 'tlbHits', 'tlbMisses', 'walks', 'faults', 'segv',
   'ipiSent', 'ipiReceived', 'flushSingle', 'flushRange', 'flushFull', 'flushSkipped',
@@ -165,6 +171,7 @@ export const STAT_NAMES = [
   'movedPtes', 'movedPmds', 'movedPuds', 'movedHugePmds', 'movedHugePuds', 'realigned',
   'thpFaults', 'thpSplits', 'forkPtes', 'cowCopies', 'cowReuses', 'gupFastFallbacks',
   'rmapUnmaps', 'truncatedPages',
+  'vmaLockFaults', 'vmaLockAborts', 'vmaLockRetries', 'vmaLockRaced', // per-VMA locks
 ] as const;
 export type StatName = (typeof STAT_NAMES)[number];
 
@@ -191,6 +198,17 @@ export const MM_ASID = MM_LOCK_OWNER + 1;
 /** unique for the life of the machine: a CPU whose cached ASID context differs flushes it */
 export const MM_CTX_ID = MM_ASID + 1;
 export const MM_UNMAP_SLOT = MM_CTX_ID + 1; // content oracle: unmap-log entries written
+// -- per-VMA locks (src/mm/mmap_lock.ts; include/linux/mm_types.h, Linux 6.18) ------
+/** mm->mm_lock_seq: a seqcount, odd while the mmap_lock is held for write (mm_lock_seqcount_begin/end) */
+export const MM_LOCK_SEQ = MM_UNMAP_SLOT + 1;
+/** mm->vma_writer_wait: a writer in __vma_enter_locked waits here for readers to leave (+ waiters word) */
+export const MM_VMA_WRITER_WAIT = MM_LOCK_SEQ + 1;
+export const MM_VMA_WRITER_WAITERS = MM_VMA_WRITER_WAIT + 1;
+/** the VMA index's publication count (stands for the maple tree's RCU publication): odd while it changes */
+export const MM_MT_SEQ = MM_VMA_WRITER_WAITERS + 1;
+/** where the next VMA record allocation starts looking (records are reused round-robin) */
+export const MM_VMA_CURSOR = MM_MT_SEQ + 1;
+// -- end per-VMA locks
 // mm->start_brk and mm->brk (src/mm/brk.ts): Float64 slots, word indexes (use fIndex)
 export const MM_START_BRK_F = 3 * LINE;
 export const MM_BRK_F = 3 * LINE + 2;
@@ -212,6 +230,15 @@ export const VMA_FILE = 4; // -1 anonymous
 export const VMA_ANON = 5; // anon_vma id (root), -1 none yet
 export const VMA_ANON_FORKED = 6; // 1: the anon_vma came through fork (its anon_vma_chain is not singular)
 export const VMA_F64 = 8;
+// -- per-VMA locks: Float64 slot 7 of a VMA record holds two 32-bit words (use vmaWord)
+/** vma->vm_refcnt: 0 detached, 1 attached, +1 per reader, +VMA_LOCK_OFFSET while a writer excludes readers */
+export const VMA_REFCNT_W = 14;
+/** vma->vm_lock_seq: the mm_lock_seq of the write lock that last locked it (write-locked while equal) */
+export const VMA_LOCK_SEQ_W = 15;
+// VMA records are no longer kept in address order: per mm, an Int32 index of
+// record numbers in address order (vmaIdx) is what lookups search; a record
+// stays put while its VMA lives (readers under the VMA lock hold on to it).
+// -- end per-VMA locks
 
 // unmap log for the content oracle: [start, end, seq] per entry, ring per mm
 export const UNMAP_LOG_ENTRIES = 256;
@@ -338,6 +365,7 @@ export interface Layout {
   /** COW oracle shadow: per data frame, WORDS_PER_PAGE records of COW_SHADOW_WORDS; -1 when not allocated */
   cowShadow: number;
   iMmapF: number; // Float64 index: per file [count, pad x3] then I_MMAP_MAX records
+  vmaIdx: number; // per mm, maxVmas record numbers in address order (per-VMA locks)
 }
 
 /** COW oracle shadow record of one data word: [lock, tag, writer's MM_CTX_ID, epoch | COW_SHARED] */
@@ -391,6 +419,7 @@ export function computeLayout(shape: MachineShape): Layout {
   const eventsF = take(shape.cpus * shape.eventRing * EVENT_F64 * 2) / 2;
   const anonLocks = take(ANON_VMA_LOCKS * ANON_VMA_LOCK_WORDS);
   const iMmapF = take(shape.maxFiles * (I_MMAP_MAX + 1) * IM_F64 * 2) / 2;
+  const vmaIdx = take(shape.maxMms * shape.maxVmas);
   const det = take(DET_HDR);
   const detChanges = take(DET_MAX_CHANGES);
   const detCpus = take(shape.cpus * DET_CPU_WORDS);
@@ -400,7 +429,7 @@ export function computeLayout(shape: MachineShape): Layout {
   return {
     shape, bytes, header, cpuCtl, hostBlk, stats, frameMeta, tableMem, dataStart, nframes,
     dataMem, tableAlloc, tableStack, dataAlloc, dataStack, mms, vmasF, unmapLogF, tasks, files, eventsF,
-    det, detChanges, detCpus, detDecisions, anonLocks, cowShadow, iMmapF,
+    det, detChanges, detCpus, detDecisions, anonLocks, cowShadow, iMmapF, vmaIdx,
   };
 }
 
@@ -425,8 +454,13 @@ export const tableEntry = (L: Layout, pfn: number, idx: number): number => L.tab
 export const dataWord = (L: Layout, pfn: number, word: number): number =>
   L.dataMem + (pfn - L.dataStart) * WORDS_PER_PAGE + word;
 export const mmWord = (L: Layout, mm: number, field: number): number => L.mms + mm * MM_WORDS + field;
-export const vmaF = (L: Layout, mm: number, slot: number, field: number): number =>
-  L.vmasF + (mm * L.shape.maxVmas + slot) * VMA_F64 + field;
+/** Float64 index of a field of VMA record rec of mm (a record, not an address-order slot: see vmaIdx) */
+export const vmaF = (L: Layout, mm: number, rec: number, field: number): number =>
+  L.vmasF + (mm * L.shape.maxVmas + rec) * VMA_F64 + field;
+/** per-VMA locks: Int32 index of word w (VMA_REFCNT_W, VMA_LOCK_SEQ_W) of VMA record rec */
+export const vmaWord = (L: Layout, mm: number, rec: number, w: number): number => vmaF(L, mm, rec, 0) * 2 + w;
+/** per-VMA locks: Int32 index of the address-order slot of mm's VMA index (holds a record number) */
+export const vmaIdx = (L: Layout, mm: number, slot: number): number => L.vmaIdx + mm * L.shape.maxVmas + slot;
 export const unmapLogF = (L: Layout, mm: number, entry: number, field: number): number =>
   L.unmapLogF + (mm * UNMAP_LOG_ENTRIES + entry) * UNMAP_LOG_F64 + field;
 export const fileWord = (L: Layout, file: number, field: number): number => L.files + file * FILE_WORDS + field;
