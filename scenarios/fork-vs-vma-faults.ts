@@ -16,9 +16,9 @@ export default defineScenario({
   run: { opsPerCpu: 1500, seed: 1 },
   processes: [{
     name: 'parent',
-    regions: [{ name: 'heap', pages: 8, populate: true }],
+    regions: [{ name: 'heap', pages: 2, populate: true }],
     threads: [
-      { name: 'writer', cpus: 'rest', program: [{ op: 'access', region: 'heap', mode: 'rw', count: 2 }] },
+      { name: 'writer', cpus: 'rest', program: [{ op: 'access', region: 'heap', mode: 'rw', count: 1 }] },
       { name: 'forker', cpus: 0, program: [{ op: 'fork', childOps: 1, child: [{ op: 'exit' }] }] },
     ],
   }],

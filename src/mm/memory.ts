@@ -333,7 +333,13 @@ export function ClearPageAnonExclusive(pfn: number): void {
 export function copy_user_highpage(dst: number, src: number): void {
   const cpu = current;
   const { I, L } = cpu.V;
-  for (let w = 0; w < WORDS_PER_PAGE; w++) Atomics.store(I, dataWord(L, dst, w), Atomics.load(I, dataWord(L, src, w)));
+  for (let w = 0; w < WORDS_PER_PAGE; w++) {
+    // a 4 KiB copy takes a while: other CPUs' stores (through TLB entries not yet
+    // flushed) and interrupts land between its words, and the deterministic
+    // scheduler may switch CPUs here
+    cpu.sched_point();
+    Atomics.store(I, dataWord(L, dst, w), Atomics.load(I, dataWord(L, src, w)));
+  }
   cpu.host.hooks.copy_page?.(dst, src);
 }
 
