@@ -116,12 +116,14 @@ function __vma_enter_locked(mm: number, rec: number, detaching: boolean): boolea
   // rcuwait_wait_event(&mm->vma_writer_wait, refcount == tgt, TASK_UNINTERRUPTIBLE)
   const ready = (): boolean => Atomics.load(I, at) === tgt;
   const wait = mmWord(cpu.V.L, mm, MM_VMA_WRITER_WAIT);
+  if (ready()) return true;
+  cpu.ring.log(EV.LOCK_WAIT, wait, 3); // a span, ended by LOCK_ACQUIRED
   for (let spin = 0; !ready(); spin++) {
-    if (spin === 0) cpu.ring.log(EV.LOCK_WAIT, wait, 3);
     if (cpu.irqOff === 0) cpu.host.pollIpis();
     if (spin < 64 && cpu.host.sched === null) Atomics.pause();
     else cpu.host.block(wait, ready);
   }
+  cpu.ring.log(EV.LOCK_ACQUIRED, wait, 3);
   return true;
 }
 
