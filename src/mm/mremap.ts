@@ -401,12 +401,34 @@ function check_mremap_params(vrm: vma_remap_struct): number {
 /** The map-count limit (sysctl_max_map_count in the kernel): our VMA table's size. */
 const max_map_count = (): number => current.V.L.shape.maxVmas;
 
-/** check_prep_vma: the checks that need the VMA (under the mmap_lock). */
+/**
+ * vrm_will_map_new: will the call map a new range of address space (an
+ * expansion, or a move to new_addr because of FIXED or DONTUNMAP)?
+ */
+const vrm_will_map_new = (vrm: vma_remap_struct): boolean => vrm.remap_type === 'expand' || vrm_implies_new_addr(vrm);
+
+/**
+ * check_prep_vma: the checks that need the VMA (under the mmap_lock).
+ * mm/mremap.c check_prep_vma (Linux 6.17+, Lorenzo Stoakes' vrm rework):
+ * after the seal check it returns 0 unless vrm_will_map_new, and only then
+ * runs remap_is_valid (the old_len-past-the-VMA EFAULT and the rest). So a
+ * shrink or a same-size call without FIXED/DONTUNMAP succeeds even when
+ * old_len (or, for a shrink, new_len) reaches past the VMA's end: shrink_vma
+ * just unmaps [addr + new_len, addr + old_len), whatever is there. Checked on
+ * Linux 6.18: test/fixtures/mremap-past-vma-end.
+ */
 function check_prep_vma(vrm: vma_remap_struct): number {
   const vma = vrm.vma;
   if (!vma) return -EFAULT;
   if (vma.flags & VM_SEALED) return -EPERM;
   vrm_set_delta(vrm);
+  if (!vrm_will_map_new(vrm)) return 0;
+  return remap_is_valid(vrm);
+}
+
+/** remap_is_valid: may the VMA be moved or resized to new_len at addr? (only for calls that map new space) */
+function remap_is_valid(vrm: vma_remap_struct): number {
+  const vma = vrm.vma!;
   // old_len 0 duplicates a shared mapping; a private one cannot be (the kernel warns once)
   if (vrm.old_len === 0 && !(vma.flags & (VM_SHARED | VM_MAYSHARE))) return -EINVAL;
   if (vrm.flags & MREMAP_DONTUNMAP && vma.flags & VM_DONTEXPAND) return -EINVAL;
