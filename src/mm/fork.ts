@@ -55,6 +55,7 @@ import { file_get } from './shmem.ts';
 import { i_mmap_lock_write, i_mmap_unlock_write, __vma_link_file_after } from './rmap.ts';
 import { mm_alloc, exit_mmap } from './mm.ts';
 import { ENOMEM, mmap_write_lock, mmap_write_unlock } from './mmap.ts';
+import { VM_DONTCOPY, VM_WIPEONFORK } from './madvise.ts';
 
 export const EAGAIN = 11;
 
@@ -261,8 +262,13 @@ export function dup_mmap(oldmm: number): number {
   mmap_write_lock(mm); // nested: nobody can see the child yet
   let err = 0;
   for (const v of vma_list(V, oldmm)) {
+    // kernel/fork.c dup_mmap: a VM_DONTCOPY VMA (MADV_DONTFORK) is not
+    // copied at all; a VM_WIPEONFORK one is copied without its pages and
+    // with no anon_vma (the child faults in zeroes). Found by difftest.
+    if (v.flags & VM_DONTCOPY) continue;
+    const wipe = (v.flags & VM_WIPEONFORK) !== 0;
     // anon_vma_fork, simplified: the child chains to the family's anon_vma (not singular: `forked`)
-    const child: Vma = v.anon >= 0 ? { ...v, forked: true } : { ...v };
+    const child: Vma = wipe ? { ...v, anon: -1, forked: false } : v.anon >= 0 ? { ...v, forked: true } : { ...v };
     if (v.file >= 0) i_mmap_lock_write(v.file); // rmap walkers see the child right after the parent
     const ok = vma_insert(V, mm, vma_count(V, mm), child, false);
     if (ok && v.file >= 0) {
@@ -274,7 +280,7 @@ export function dup_mmap(oldmm: number): number {
       err = -ENOMEM;
       break;
     }
-    err = copy_page_range(mm, oldmm, v);
+    if (!wipe) err = copy_page_range(mm, oldmm, v);
     if (err < 0) break;
   }
   mmap_write_unlock(mm);

@@ -12,7 +12,7 @@ import { mmu_gather, tlb_gather_mmu, tlb_finish_mmu } from './mmu_gather.ts';
 import { unmap_page_range } from './memory.ts';
 import { EINVAL, ENOMEM, EACCES, PAGE_ALIGN, lockOf, mmap_write_lock, mmap_write_unlock, VM_NOHUGEPAGE } from './mmap.ts';
 import { VMA_FLAGS } from '../hw/layout.ts';
-import { VM_SHARED, VM_HUGEPAGE } from '../hw/pte.ts';
+import { VM_SHARED, VM_HUGEPAGE, VM_READ, VM_WRITE } from '../hw/pte.ts';
 
 export const MADV_DONTNEED = 4;
 
@@ -199,6 +199,22 @@ function __do_madvise_advice(mm: number, start: number, len: number, advice: num
       tlb_finish_mmu(tlb);
       current.host.hooks.discard(mm, start, end, true);
       return r;
+    }
+    if (advice === MADV_POPULATE_READ || advice === MADV_POPULATE_WRITE) {
+      // madvise_populate -> faultin_page_range (FOLL_MADV_POPULATE): from
+      // start on, a hole is -ENOMEM and a VMA without the access
+      // (check_vma_flags) is -EINVAL, whichever comes first; not a walk that
+      // goes on past holes. Found by difftest against Linux 6.18.
+      // (The prefault itself is not modelled: no content or RSS is compared.)
+      const need = advice === MADV_POPULATE_WRITE ? VM_WRITE : VM_READ;
+      for (let addr = start; addr < end;) {
+        const s = find_vma(V, mm, addr);
+        const v = s < 0 ? undefined : vma_read(V, mm, s);
+        if (!v || v.start > addr) return -ENOMEM;
+        if (!(v.flags & need)) return -EINVAL;
+        addr = Math.min(end, v.end);
+      }
+      return 0;
     }
     if (advice === MADV_REMOVE) {
       return madvise_walk_vmas(mm, start, end, (slot) => {

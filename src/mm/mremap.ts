@@ -389,12 +389,15 @@ function check_mremap_params(vrm: vma_remap_struct): number {
   if (vrm.addr % PAGE_SIZE !== 0) return -EINVAL;
   if (flags & (MREMAP_FIXED | MREMAP_DONTUNMAP) && !(flags & MREMAP_MAYMOVE)) return -EINVAL;
   if (vrm.new_len === 0) return -EINVAL; // also what a length that overflows rounds to
-  if (vrm.new_len > TASK_SIZE) return -EINVAL;
+  // (the kernel checks new_addr against TASK_SIZE whatever the flags; strace prints new_addr only with FIXED)
+  if (vrm.new_len > TASK_SIZE || vrm.new_addr > TASK_SIZE - vrm.new_len) return -EINVAL;
   if (!vrm_implies_new_addr(vrm)) return 0;
-  if (vrm.new_addr > TASK_SIZE - vrm.new_len) return -EINVAL;
   if (vrm.new_addr % PAGE_SIZE !== 0) return -EINVAL;
   if (flags & MREMAP_DONTUNMAP && vrm.old_len !== vrm.new_len) return -EINVAL;
-  if (flags & MREMAP_FIXED && vrm_overlaps(vrm)) return -EINVAL;
+  // the target must not overlap the source, also where new_addr is only
+  // DONTUNMAP's hint (mm/mremap.c check_mremap_params: vrm_overlaps under
+  // vrm_implies_new_addr; Linux 6.18 answers EINVAL, found by difftest)
+  if (vrm_overlaps(vrm)) return -EINVAL;
   return 0;
 }
 
@@ -520,7 +523,8 @@ function move_vma(vrm: vma_remap_struct): number {
 /** vrm_set_new_addr: where the move goes: the fixed address, or one get_unmapped_area finds. */
 function vrm_set_new_addr(vrm: vma_remap_struct): number {
   if (vrm.flags & MREMAP_FIXED) return 0; // the target was unmapped already
-  const hint = vrm_implies_new_addr(vrm) ? vrm.new_addr : vrm.placeAt;
+  // where the kernel put it (replay), else DONTUNMAP's new_addr hint, else anywhere
+  const hint = vrm.placeAt ? vrm.placeAt : vrm_implies_new_addr(vrm) ? vrm.new_addr : 0;
   const res = get_unmapped_area(vrm.mm, hint, vrm.new_len);
   if (res < 0) return res;
   vrm.new_addr = res;

@@ -209,7 +209,8 @@ static void do_op(int i, int *skip) {
     unsigned long r = (unsigned long)syscall(SYS_mremap, a[0], a[1], a[2], a[3], a[4]);
     int e = errno;
     out("%d mremap(%#lx, %lu, %lu, %s", pid, a[0], a[1], a[2], mremap_names(a[3]));
-    if (a[3] & MREMAP_FIXED) out(", %#lx", a[4]);
+    /* strace prints new_address only with MREMAP_FIXED; DONTUNMAP's hint matters too (it must not overlap) */
+    if (a[3] & (MREMAP_FIXED | MREMAP_DONTUNMAP)) out(", %#lx", a[4]);
     out(")");
     errno = e; result_addr(r);
     if (r != (unsigned long)MAP_FAILED) evict(r, a[2]);
