@@ -32,7 +32,7 @@ import { current } from '../hw/cpu.ts';
 import { spin_lock, spin_unlock, spin_is_contended, raw_write_seqcount_begin, raw_write_seqcount_end } from '../hw/locks.ts';
 import {
   mmWord, frameWord, MM_RSS, MM_USERS, MM_WP_SEQ, FM_FLAGS, PG_ANON, PG_ANON_EXCLUSIVE, PG_HEAD, PG_TAIL, PAGE_SIZE, PMD_SIZE, PUD_SIZE, PGDIR_SIZE,
-  ST_FORK_PTES,
+  ST_FORK_PTES, H_NEXT_ANON,
 } from '../hw/layout.ts';
 import {
   pte_none, pte_present, pte_write, pte_pfn, pfn_pte, pte_wrprotect, pte_mkclean, pte_mkold, _PAGE_PRESENT, _PAGE_PSE,
@@ -268,7 +268,9 @@ export function dup_mmap(oldmm: number): number {
     if (v.flags & VM_DONTCOPY) continue;
     const wipe = (v.flags & VM_WIPEONFORK) !== 0;
     // anon_vma_fork, simplified: the child chains to the family's anon_vma (not singular: `forked`)
-    const child: Vma = wipe ? { ...v, anon: -1, forked: false } : v.anon >= 0 ? { ...v, forked: true } : { ...v };
+    // (a fresh forkTag: the child's own anon_vma, chained to the family's; see Vma.forkTag)
+    const child: Vma = wipe ? { ...v, anon: -1, forked: false, forkTag: 0 }
+      : v.anon >= 0 ? { ...v, forked: true, forkTag: Atomics.add(V.I, V.L.header + H_NEXT_ANON, 1) + 1 } : { ...v };
     if (v.file >= 0) i_mmap_lock_write(v.file); // rmap walkers see the child right after the parent
     const ok = vma_insert(V, mm, vma_count(V, mm), child, false);
     if (ok && v.file >= 0) {
