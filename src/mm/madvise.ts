@@ -10,7 +10,8 @@ import { syscall } from './syscall.ts';
 import { type Vma, find_vma, vma_read, vma_count, split_vma, vma_set_field, vma_merge_neighbours } from './vma.ts';
 import { mmu_gather, tlb_gather_mmu, tlb_finish_mmu } from './mmu_gather.ts';
 import { unmap_page_range } from './memory.ts';
-import { EINVAL, ENOMEM, EACCES, PAGE_ALIGN, lockOf, mmap_write_lock, mmap_write_unlock, VM_NOHUGEPAGE } from './mmap.ts';
+import { i_size_pages } from './shmem.ts';
+import { EINVAL, ENOMEM, EACCES, EFAULT, PAGE_ALIGN, lockOf, mmap_write_lock, mmap_write_unlock, VM_NOHUGEPAGE } from './mmap.ts';
 import { VMA_FLAGS } from '../hw/layout.ts';
 import { VM_SHARED, VM_HUGEPAGE, VM_READ, VM_WRITE } from '../hw/pte.ts';
 
@@ -212,7 +213,10 @@ function __do_madvise_advice(mm: number, start: number, len: number, advice: num
         const v = s < 0 ? undefined : vma_read(V, mm, s);
         if (!v || v.start > addr) return -ENOMEM;
         if (!(v.flags & need)) return -EINVAL;
-        addr = Math.min(end, v.end);
+        const to = Math.min(end, v.end);
+        // a page of the file beyond its end: the fault is VM_FAULT_SIGBUS -> -EFAULT
+        if (v.file >= 0 && v.pgoff + (to - v.start) / PAGE_SIZE > i_size_pages(v.file)) return -EFAULT;
+        addr = to;
       }
       return 0;
     }

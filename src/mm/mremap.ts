@@ -22,7 +22,7 @@
 import { current } from '../hw/cpu.ts';
 import { spin_lock, spin_unlock, up_read } from '../hw/locks.ts';
 import {
-  mmWord, MM_PT_LOCK, PAGE_SIZE, PMD_SIZE, PUD_SIZE, TASK_SIZE, VMA_END, VMA_FLAGS, ST_MOVE_PTE, ST_MOVE_PMD, ST_MOVE_PUD, ST_REALIGN,
+  mmWord, MM_PT_LOCK, PAGE_SIZE, PMD_SIZE, PUD_SIZE, TASK_SIZE, VMA_END, VMA_FLAGS, VMA_ANON, VMA_ANON_FORKED, ST_MOVE_PTE, ST_MOVE_PMD, ST_MOVE_PUD, ST_REALIGN,
 } from '../hw/layout.ts';
 import { pte_none, pte_present, _PAGE_PRESENT, _PAGE_PSE, VM_MAYSHARE, VM_SHARED, VM_DONTEXPAND, VM_UFFD_MISSING, VM_SEALED, VM_LOCKED } from '../hw/pte.ts';
 import { SYS, EV } from '../hw/trace.ts';
@@ -507,9 +507,21 @@ function move_vma(vrm: vma_remap_struct): number {
     unmap_len = new_len;
   }
   if (!err && vrm.flags & MREMAP_DONTUNMAP) {
-    // dontunmap_complete: the old VMA stays, empty; its locked pages moved away
+    // dontunmap_complete: the old VMA stays, empty; its locked pages moved
+    // away (VM_LOCKED cleared; VM_ACCOUNT kept since "mm/mremap: correctly
+    // account old mapping after MREMAP_DONTUNMAP remap", stable); and if the
+    // whole VMA moved, unlink_anon_vmas: it has no anon_vma any more, so it
+    // merges again like a fresh one (found by difftest: a later brk merged
+    // with it on Linux 6.18).
     const s = vma_lookup(V, mm, old_addr);
-    if (s >= 0) vma_set_field(V, mm, s, VMA_FLAGS, vma_read(V, mm, s).flags & ~VM_LOCKED);
+    if (s >= 0) {
+      const ov = vma_read(V, mm, s);
+      vma_set_field(V, mm, s, VMA_FLAGS, ov.flags & ~VM_LOCKED);
+      if (ov.start === old_addr && ov.end === old_addr + old_len && copied.nv.start !== ov.start) {
+        vma_set_field(V, mm, s, VMA_ANON, -1);
+        vma_set_field(V, mm, s, VMA_ANON_FORKED, 0);
+      }
+    }
   } else if (unmap_len > 0) {
     // unmap_source_vma: the contents moved, so this finds no PTEs and frees the old tables
     const r = do_vmi_munmap(mm, unmap_addr, unmap_addr + unmap_len, false);

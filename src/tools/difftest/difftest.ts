@@ -43,7 +43,20 @@ export interface DiffReport {
   processes: number;
   differingMaps: number;
   failing: SeqDifference[];
+  /** results on the kernel by call: 'mremap' -> { ok: n, EFAULT: n, ... } (what the run exercised) */
+  results: Record<string, Record<string, number>>;
   wallMs: number;
+}
+
+/** Count the kernel's results in a trace by call and outcome. */
+function tally(trace: string, into: Record<string, Record<string, number>>): void {
+  for (const line of trace.split('\n')) {
+    const m = /^\d+ (\w+)\(.*\) = (-1 (E[A-Z]+)|\S+)/.exec(line);
+    if (!m) continue;
+    const t = (into[m[1]] ??= {});
+    const k = m[3] ?? 'ok';
+    t[k] = (t[k] ?? 0) + 1;
+  }
 }
 
 const hex = (n: number): string => n.toString(16).padStart(8, '0');
@@ -157,7 +170,7 @@ export function difftest(ex: Executor, o: DiffOptions): DiffReport {
   const arch = o.arch ?? 'x86';
   const rep: DiffReport = {
     sequences: o.sequences, callsPerSequence: o.calls, seed: o.seed, arch, calls: 0, differingCalls: 0, processes: 0,
-    differingMaps: 0, failing: [], wallMs: 0,
+    differingMaps: 0, failing: [], results: {}, wallMs: 0,
   };
   const BATCH = 50;
   const all = new Map<number, Op[]>();
@@ -169,6 +182,7 @@ export function difftest(ex: Executor, o: DiffOptions): DiffReport {
       seqs.push({ seq: i, ops });
     }
     for (const run of ex.run(seqs)) {
+      tally(run.trace, rep.results);
       const c = compareRun(run, arch);
       rep.calls += c.calls;
       rep.differingCalls += c.differingCalls;
@@ -193,6 +207,12 @@ export function diffSummary(r: DiffReport, verbose = false): string {
   out.push(`  calls compared: ${r.calls}, differing: ${r.differingCalls}`);
   out.push(`  final maps compared: ${r.processes} processes, differing: ${r.differingMaps}`);
   out.push(`  sequences with a difference: ${r.failing.length} of ${r.sequences}`);
+  if (verbose) {
+    out.push('  results on the kernel (what the run exercised):');
+    for (const [call, t] of Object.entries(r.results).sort()) {
+      out.push(`    ${call.padEnd(14)} ${Object.entries(t).sort((a, b) => b[1] - a[1]).map(([k, n]) => `${k} ${n}`).join(', ')}`);
+    }
+  }
   for (const f of r.failing.slice(0, verbose ? r.failing.length : 5)) {
     out.push(`  sequence ${f.seq} (--seed ${r.seed}): ${f.lines.length} difference(s), first: ${f.lines[0]}`);
     if (f.minimal) {

@@ -52,6 +52,8 @@ class Gen {
   /** boundaries made so far (arena offsets), and in the heap */
   private readonly points: number[] = [0, ARENA_LEN / 2, PMD, 3 * PMD];
   private readonly heapPoints: number[] = [0];
+  /** ranges mapped so far (arena offsets, as asked: a call may have failed or moved them) */
+  private readonly regions: { start: number; len: number }[] = [];
   constructor(seed: number) {
     this.r = rng(seed);
   }
@@ -87,6 +89,24 @@ class Gen {
     if (this.chance(0.02)) off += 1 + this.int(P - 1); // unaligned
     return { heap: false, v: ARENA + off };
   }
+  /** An address inside something mapped (most of the time), with a length that ends near its end. */
+  inside(): { addr: Addr; len: number } {
+    if (this.regions.length === 0 || this.chance(0.25)) return { addr: this.addr(), len: this.len() };
+    const r = this.pick(this.regions);
+    const pages = Math.max(1, r.len / P);
+    const first = this.chance(0.4) ? 0 : this.int(pages);
+    let n: number;
+    const x = this.r();
+    if (x < 0.4) n = pages - first; // to the end
+    else if (x < 0.7) n = 1 + this.int(pages - first); // within
+    else n = pages - first + 1 + this.int(8); // past the end: a neighbour or a gap
+    return { addr: { heap: false, v: ARENA + r.start + first * P }, len: n * P };
+  }
+  region(a: Addr, len: number): void {
+    if (a.heap || len <= 0) return;
+    this.regions.push({ start: Math.floor((a.v - ARENA) / P) * P, len: Math.ceil(len / P) * P });
+    if (this.regions.length > 24) this.regions.shift();
+  }
   note(a: Addr, len: number): void {
     const list = a.heap ? this.heapPoints : this.points;
     const base = a.heap ? a.v : a.v - ARENA;
@@ -118,39 +138,43 @@ class Gen {
       const len = this.len();
       const off = file ? this.int(64) * P + (this.chance(0.02) ? 1 : 0) : 0;
       this.note(addr, len);
+      this.region(addr, len);
       return { k: 'mmap', addr, len, prot: this.prot(), flags, file, off };
     }
-    if (x < 0.35) {
-      const addr = this.addr();
-      const len = this.len();
+    if (x < 0.33) {
+      const { addr, len } = this.inside();
       this.note(addr, len);
       return { k: 'munmap', addr, len };
     }
-    if (x < 0.45) {
-      const addr = this.addr();
-      const len = this.len();
+    if (x < 0.43) {
+      const { addr, len } = this.inside();
       this.note(addr, len);
       return { k: 'mprotect', addr, len, prot: this.prot() };
     }
     if (x < 0.65) {
-      const addr = this.addr();
-      const oldLen = this.chance(0.05) ? 0 : this.len();
+      const at = this.inside();
+      const addr = at.addr;
+      const oldLen = this.chance(0.04) ? 0 : at.len;
       const shape = this.r();
       let newLen: number;
       if (shape < 0.3) newLen = Math.max(P, oldLen - (1 + this.int(8)) * P); // shrink
       else if (shape < 0.5) newLen = oldLen; // same size
       else if (shape < 0.9) newLen = oldLen + (1 + this.int(this.chance(0.2) ? 600 : 16)) * P; // grow
       else newLen = this.len();
-      const flags = this.pick([0, 0, 1, 1, 1, 3, 3, 3, 5, 5, 7, 2, 4, 6, 8, 9]);
-      const newAddr = flags & 6 ? this.addr(false) : { heap: false, v: 0 };
+      // the valid combinations mostly; FIXED or DONTUNMAP without MAYMOVE, and an unknown flag, sometimes
+      let flags = this.pick([0, 0, 1, 1, 1, 1, 3, 3, 3, 3, 5, 5, 7, 7, 2, 4, 8]);
+      if (flags & 4 && this.chance(0.8)) newLen = oldLen; // DONTUNMAP cannot resize
+      const newAddr = flags & 6 ? (this.chance(0.3) ? this.inside().addr : this.addr(false)) : { heap: false, v: 0 };
       this.note(addr, oldLen);
       this.note(addr, newLen);
-      if (flags & 6) this.note(newAddr, newLen);
+      if (flags & 6) {
+        this.note(newAddr, newLen);
+        this.region(newAddr, newLen);
+      } else if (newLen > oldLen) this.region(addr, newLen);
       return { k: 'mremap', addr, oldLen, newLen, flags, newAddr };
     }
     if (x < 0.72) {
-      const addr = this.addr();
-      const len = this.len();
+      const { addr, len } = this.inside();
       return { k: 'madvise', addr, len, advice: this.chance(0.03) ? 99 : this.pick(MADVICES) };
     }
     if (x < 0.77) {
@@ -159,8 +183,9 @@ class Gen {
       this.note(a, 0);
       return { k: 'brk', addr: a };
     }
-    const addr = this.addr();
-    const len = this.chance(0.1) ? 16 * P + this.int(64 * P) : 1 + this.int(4 * P);
+    const at = this.inside();
+    const addr = this.chance(0.2) ? { ...at.addr, v: at.addr.v + this.int(P) } : at.addr;
+    const len = this.chance(0.1) ? 16 * P + this.int(64 * P) : 1 + this.int(Math.min(at.len || P, 8 * P));
     return { k: 'touch', addr, len };
   }
 }
