@@ -72,7 +72,7 @@ function normalize(lines: string[], lo: number, hi: number): string[] {
     if (e <= lo || s >= hi) continue;
     s = Math.max(s, lo);
     e = Math.min(e, hi);
-    out.push(`${hex(s)}-${hex(e)} ${m[3]} ${m[4]} ${m[5].trim()}`);
+    out.push(`${hex(s)}-${hex(e)} ${m[3]} ${m[4]} ${m[5].trim()}`.trimEnd());
   }
   return out;
 }
@@ -115,6 +115,18 @@ export function compareRun(run: HostRun, arch = 'x86'): { lines: string[]; calls
   return res;
 }
 
+/**
+ * What kind of difference a line is, without its addresses and pids: the
+ * call and both results, or 'maps', or the failure. Shrinking keeps a
+ * sequence only while its first difference is still of the same kind.
+ */
+export function signature(line: string): string {
+  const m = /^line \d+: \d+ (\w+)\(.*\): Linux (.*?), mmsim (.*?)( \(.*\))?$/.exec(line);
+  if (m) return `${m[1]}: Linux ${m[2]}, mmsim ${m[3]}`.replace(/0x[0-9a-f]+/g, 'ADDR');
+  if (line.startsWith('maps of pid')) return 'maps';
+  return line.replace(/0x[0-9a-f]+/g, 'ADDR').replace(/\d+/g, 'N');
+}
+
 /** Run `ops` on the kernel and mmsim: the differences (empty: they agree). */
 function check(ex: Executor, ops: Op[], arch: string): { lines: string[]; trace: string } {
   const [run] = ex.run([{ seq: 0, ops }]);
@@ -123,18 +135,20 @@ function check(ex: Executor, ops: Op[], arch: string): { lines: string[]; trace:
 
 /**
  * Shrink a failing sequence (ddmin over the calls, a fork's child calls
- * included): remove chunks, halving their size, while the sequence still
- * differs somewhere; then try removing single child calls.
+ * included): remove chunks, halving their size, while the sequence's first
+ * difference is still of the same kind (signature); then try removing single
+ * child calls. At most `budget` runs.
  */
 export function shrink(ex: Executor, ops: Op[], arch: string, budget = 600): { ops: Op[]; lines: string[]; trace: string } {
   let best = ops;
   let last = check(ex, ops, arch);
   if (last.lines.length === 0) return { ops, ...last };
   let tries = 0;
+  const kind = signature(last.lines[0]);
   const attempt = (cand: Op[]): boolean => {
     if (tries++ >= budget) return false;
     const r = check(ex, cand, arch);
-    if (r.lines.length === 0) return false;
+    if (r.lines.length === 0 || signature(r.lines[0]) !== kind) return false;
     best = cand;
     last = r;
     return true;

@@ -93,7 +93,10 @@ export function parseHostOutput(out: string): HostRun[] {
     }
     if (line.startsWith('#CRASH ')) {
       const [, n, st] = line.split(' ');
-      if (!cur || cur.seq !== Number(n)) cur = { seq: Number(n), trace: '', brk0: 0, maps: new Map() };
+      if (!cur || cur.seq !== Number(n)) {
+        cur = { seq: Number(n), trace: '', brk0: 0, maps: new Map() };
+        trace = [];
+      }
       cur.crashed = `the sequence's process ended with wait status ${st}`;
       continue;
     }
