@@ -14,6 +14,7 @@ export function registerDifftest(program: Command): void {
     .option('--sequences <n>', 'sequences to run', int('--sequences', 1, 1e6), 200)
     .option('--calls <n>', 'calls per sequence (a fork\'s child calls count)', int('--calls', 1, 100000), 150)
     .option('--seed <n>', 'seed of the generator: the same seed gives the same calls', int('--seed', 0, 2 ** 31 - 1), 1)
+    .option('--only <n>', 'run only sequence n of the seed (as a failing run names it)', int('--only', 0, 1e9))
     .addOption(new Option('--arch <arch>', 'TLB-flush model of the replay').choices(ARCH_NAMES))
     .option('--shrink <n>', 'shrink at most this many failing sequences to a minimal one', int('--shrink', 0, 1e6), 3)
     .option('--out <dir>', 'write each shrunk sequence there as a trace (replay it with mmsim strace FILE --maps)')
@@ -38,7 +39,7 @@ export function registerDifftest(program: Command): void {
       try {
         const tty = process.stderr.isTTY;
         const r = difftest(ex, {
-          sequences: opts.sequences, calls: opts.calls, seed: opts.seed, arch: opts.arch, shrink: opts.shrink,
+          sequences: opts.sequences, calls: opts.calls, seed: opts.seed, arch: opts.arch, shrink: opts.shrink, only: opts.only,
           progress: tty ? (n) => process.stderr.write(`\r${n}/${opts.sequences} sequences`) : undefined,
         });
         if (tty) process.stderr.write('\r\x1b[K');

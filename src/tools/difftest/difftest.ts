@@ -17,6 +17,8 @@ export interface DiffOptions {
   calls: number;
   seed: number;
   arch?: string;
+  /** run only this sequence of the seed (as reported by an earlier run) */
+  only?: number;
   /** shrink at most this many failing sequences (0: none) */
   shrink?: number;
   /** called after each batch: sequences done so far */
@@ -183,14 +185,16 @@ export function difftest(ex: Executor, o: DiffOptions): DiffReport {
   const t0 = performance.now();
   const arch = o.arch ?? 'x86';
   const rep: DiffReport = {
-    sequences: o.sequences, callsPerSequence: o.calls, seed: o.seed, arch, calls: 0, differingCalls: 0, processes: 0,
+    sequences: o.only !== undefined ? 1 : o.sequences, callsPerSequence: o.calls, seed: o.seed, arch, calls: 0, differingCalls: 0, processes: 0,
     differingMaps: 0, failing: [], results: {}, wallMs: 0,
   };
   const BATCH = 50;
   const all = new Map<number, Op[]>();
-  for (let start = 0; start < o.sequences; start += BATCH) {
+  const first = o.only ?? 0;
+  const total = o.only !== undefined ? 1 : o.sequences;
+  for (let start = first; start < first + total; start += BATCH) {
     const seqs: { seq: number; ops: Op[] }[] = [];
-    for (let i = start; i < Math.min(o.sequences, start + BATCH); i++) {
+    for (let i = start; i < Math.min(first + total, start + BATCH); i++) {
       const ops = generate(o.seed, i, o.calls);
       all.set(i, ops);
       seqs.push({ seq: i, ops });
@@ -204,7 +208,7 @@ export function difftest(ex: Executor, o: DiffOptions): DiffReport {
       rep.differingMaps += c.differingMaps;
       if (c.lines.length) rep.failing.push({ seq: run.seq, lines: c.lines });
     }
-    o.progress?.(Math.min(o.sequences, start + BATCH));
+    o.progress?.(Math.min(total, start - first + BATCH));
   }
   const toShrink = o.shrink ?? 3;
   for (const f of rep.failing.slice(0, toShrink)) {
