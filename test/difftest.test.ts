@@ -17,6 +17,10 @@ afterAll(() => ex?.close());
 
 const [major, minor] = release().split('.').map(Number);
 const guardRegions = major > 6 || (major === 6 && minor >= 13); // MADV_GUARD_INSTALL: Linux 6.13
+// mmsim models Linux 6.18: an older kernel answers some calls differently (e.g. before 6.17 a
+// shrinking mremap past the VMA's end is EFAULT), so the agreement run needs 6.18 or later
+const modelled = major > 6 || (major === 6 && minor >= 18);
+if (onLinux && !modelled) console.warn(`difftest.test.ts: this kernel is ${release()}, mmsim models 6.18: the agreement run is SKIPPED`);
 
 describe('difftest generator', () => {
   it('is deterministic per (seed, sequence) and counts a fork\'s child calls', () => {
@@ -38,7 +42,7 @@ describe('difftest generator', () => {
 });
 
 describe.skipIf(!cc || !onLinux)('difftest against the kernel', () => {
-  it('20 sequences of 150 calls: no difference in any result or final map', () => {
+  it.skipIf(!modelled)('20 sequences of 150 calls: no difference in any result or final map', () => {
     const r = difftest(executor(), { sequences: 20, calls: 150, seed: 1, shrink: 1 });
     expect(r.failing.map((f) => `${f.seq}: ${f.lines[0]}`)).toEqual([]);
     expect(r.calls).toBeGreaterThan(20 * 150); // every call, the evictions and the +++ lines too

@@ -8,6 +8,7 @@
 // the kernel placed goes where the kernel put it), and a shrunk sequence is a
 // trace file anyone can replay with `mmsim strace FILE --maps`.
 
+import { release } from 'node:os';
 import { replayStrace, type ReplayResult } from '../strace/strace_replay.ts';
 import { type Op, generate, countCalls, ARENA, WINDOW_LEN, HEAP_LEN } from './gen.ts';
 import { type HostRun, Executor } from './host.ts';
@@ -38,6 +39,8 @@ export interface DiffReport {
   callsPerSequence: number;
   seed: number;
   arch: string;
+  /** the host kernel's release (uname -r) */
+  kernel: string;
   /** calls compared (the replay's count: every recorded call) */
   calls: number;
   differingCalls: number;
@@ -185,7 +188,7 @@ export function difftest(ex: Executor, o: DiffOptions): DiffReport {
   const t0 = performance.now();
   const arch = o.arch ?? 'x86';
   const rep: DiffReport = {
-    sequences: o.only !== undefined ? 1 : o.sequences, callsPerSequence: o.calls, seed: o.seed, arch, calls: 0, differingCalls: 0, processes: 0,
+    sequences: o.only !== undefined ? 1 : o.sequences, callsPerSequence: o.calls, seed: o.seed, arch, kernel: release(), calls: 0, differingCalls: 0, processes: 0,
     differingMaps: 0, failing: [], results: {}, wallMs: 0,
   };
   const BATCH = 50;
@@ -221,7 +224,9 @@ export function difftest(ex: Executor, o: DiffOptions): DiffReport {
 
 export function diffSummary(r: DiffReport, verbose = false): string {
   const out: string[] = [];
-  out.push(`mmsim difftest: ${r.sequences} sequences of ${r.callsPerSequence} calls (seed ${r.seed}), this machine's kernel vs mmsim (${r.arch}), ${(r.wallMs / 1000).toFixed(1)} s`);
+  out.push(`mmsim difftest: ${r.sequences} sequences of ${r.callsPerSequence} calls (seed ${r.seed}), Linux ${r.kernel} vs mmsim (${r.arch}), ${(r.wallMs / 1000).toFixed(1)} s`);
+  const [major, minor] = r.kernel.split('.').map(Number);
+  if (major < 6 || (major === 6 && minor < 18)) out.push(`  note: mmsim models Linux 6.18; this kernel is older, so some differences are expected (e.g. mremap past a VMA's end before 6.17)`);
   out.push(`  calls compared: ${r.calls}, differing: ${r.differingCalls}`);
   out.push(`  final maps compared: ${r.processes} processes, differing: ${r.differingMaps}`);
   out.push(`  sequences with a difference: ${r.failing.length} of ${r.sequences}`);
