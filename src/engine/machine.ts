@@ -317,7 +317,12 @@ export async function runScenario(s: Scenario, o: RunOptions = {}): Promise<RunR
     const failure = new Promise<string>((res) => (failed = res));
     for (let h = 0; h < hosts; h++) {
       const execArgv = o.cpuProfDir ? ['--cpu-prof', `--cpu-prof-dir=${o.cpuProfDir}`, `--cpu-prof-name=host-${h}.cpuprofile`] : undefined;
-      const w = new Worker(url, { name: `mmsim-host-${h}`, stdout: false, stderr: false, execArgv });
+      const w = new Worker(url, {
+        name: `mmsim-host-${h}`, stdout: false, stderr: false, execArgv,
+        // under `npm run profile` (MMSIM_PROFILER set) clinic's preloads come in NODE_OPTIONS, which a
+        // worker would run too, each thread writing the same data file: the CPU threads start without them
+        env: process.env.MMSIM_PROFILER ? { ...process.env, NODE_OPTIONS: '' } : process.env,
+      });
       w.on('error', (e) => failed(`host thread ${h} crashed: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}`));
       w.on('exit', (code) => {
         if (code !== 0) failed(`host thread ${h} exited with code ${code}`);
