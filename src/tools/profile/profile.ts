@@ -43,7 +43,7 @@ export const TOOLS = {
 } as const;
 export type Tool = keyof typeof TOOLS;
 
-const USAGE = `usage: npm run profile -- <${Object.keys(TOOLS).join('|')}> <scenario> [mmsim run flags]`;
+const USAGE = `usage: npm run profile -- [--dest DIR] <${Object.keys(TOOLS).join('|')}> <scenario> [mmsim run flags]`;
 
 export class ProfileUsageError extends Error {}
 
@@ -56,7 +56,14 @@ export interface ProfilePlan {
 }
 
 /** Reads `<tool> <scenario> [run flags]` (bad input: ProfileUsageError, one line). */
-export function planProfile(argv: string[], dest = join(ROOT, 'profiles')): ProfilePlan {
+export function planProfile(argv: string[]): ProfilePlan {
+  let dest = join(ROOT, 'profiles');
+  if (argv[0] === '--dest' || argv[0]?.startsWith('--dest=')) {
+    const d = argv[0] === '--dest' ? argv[1] : argv[0].slice('--dest='.length);
+    if (!d) throw new ProfileUsageError(`--dest needs a directory; ${USAGE}`);
+    dest = resolve(d);
+    argv = argv.slice(argv[0] === '--dest' ? 2 : 1);
+  }
   const [tool, scenario, ...flags] = argv;
   if (!tool) throw new ProfileUsageError(`no tool given; ${USAGE}`);
   if (!(tool in TOOLS)) throw new ProfileUsageError(`unknown tool '${tool}'; ${USAGE}`);
@@ -106,6 +113,12 @@ export function renameTsFrames(profile: { nodes: { callFrame: { url: string } }[
   return n;
 }
 
+/** A path as the user can open it: relative to the current directory when inside it. */
+function shown(p: string): string {
+  const r = relative(process.cwd(), p);
+  return r && !r.startsWith('..') ? r : p;
+}
+
 const CLINIC_TOOL: Record<Exclude<Tool, 'cpu'>, string> = { flame: 'flame', doctor: 'doctor', bubbleprof: 'bubbleprof', heapprofiler: 'heapprofiler' };
 
 /** Runs the plan; returns the HTML files written (empty when the tool produced none). */
@@ -137,7 +150,7 @@ export async function profile(p: ProfilePlan, log: (line: string) => void = (l) 
       const out = newest(sub, '.html', since);
       if (zx === 0 && out) html.push(out);
     }
-    for (const h of html) log(`mmsim profile: flame graph ${relative(process.cwd(), h) || h}`);
+    for (const h of html) log(`mmsim profile: flame graph ${shown(h)}`);
     return { code: html.length === profiles.length ? code : code || 1, html };
   }
   const clinic = join(ROOT, 'node_modules', 'clinic', 'bin.js');
@@ -150,7 +163,7 @@ export async function profile(p: ProfilePlan, log: (line: string) => void = (l) 
     log(`mmsim profile: clinic ${p.tool} wrote no HTML report (exit ${code})`);
     return { code: code || 1, html: [] };
   }
-  log(`mmsim profile: report ${relative(process.cwd(), out) || out} (open it in a browser)`);
+  log(`mmsim profile: report ${shown(out)} (open it in a browser)`);
   return { code, html: [out] };
 }
 
