@@ -17,6 +17,9 @@
 //   - --import js_names.ts: every .ts module is named *.ts.js, which clinic flame
 //     and 0x need to show a frame as application code instead of hiding it as
 //     "V8 runtime" (so move_ptes, flush_tlb_mm_range, walk appear);
+//   - heapprofiler: --import heap_all.ts, or the sampling heap profile taken at
+//     exit holds only objects still alive then (none of a finished run's: the
+//     report was empty); with it, the samples of freed objects are kept;
 //   - a sensible execution mode per tool: flame and heapprofiler inline
 //     (--threads 1: one isolate holds the whole simulated kernel), doctor and
 //     bubbleprof threaded (the default: the main thread coordinates the CPU
@@ -33,6 +36,7 @@ import { fileURLToPath } from 'node:url';
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
 const ENTRY = join(ROOT, 'bin', 'mmsim.ts');
 const HOOK = join(ROOT, 'src', 'tools', 'profile', 'js_names.ts');
+const HEAP_ALL = join(ROOT, 'src', 'tools', 'profile', 'heap_all.ts');
 
 export const TOOLS = {
   flame: { inline: true, what: 'clinic flame: where the CPU time goes, the simulated kernel\'s functions by name (inline run)' },
@@ -154,7 +158,7 @@ export async function profile(p: ProfilePlan, log: (line: string) => void = (l) 
     return { code: html.length === profiles.length ? code : code || 1, html };
   }
   const clinic = join(ROOT, 'node_modules', 'clinic', 'bin.js');
-  const hook = p.tool === 'flame' ? ['--import', HOOK] : [];
+  const hook = p.tool === 'flame' ? ['--import', HOOK] : p.tool === 'heapprofiler' ? ['--import', HEAP_ALL] : [];
   const inline = p.runArgs.some((a, i) => a === '--threads=1' || (a === '--threads' && p.runArgs[i + 1] === '1'));
   if (TOOLS[p.tool].inline && !inline) log('  note: a threaded run; clinic sees only the main thread, not the CPU worker threads');
   const code = await run(node, [clinic, CLINIC_TOOL[p.tool], '--open=false', '--dest', p.dest, '--', node, ...hook, ENTRY, ...p.runArgs], env, process.cwd());
