@@ -2,7 +2,7 @@
 // here, what `#!/usr/bin/env node` finds on a plain PATH): it re-executes
 // bin/mmsim.ts with the pinned Node 24 and passes the exit code through, or,
 // without a pinned Node, prints one line naming the Node it needs and exits 2.
-import { describe, it, expect, beforeAll } from 'vitest';
+import { describe, it, expect, beforeAll, onTestFinished } from 'vitest';
 import { execFile, execFileSync, spawn } from 'node:child_process';
 import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -65,7 +65,8 @@ describe.skipIf(!OLD)(`bin/mmsim.js started by an old Node (${OLD ?? 'none found
   });
 
   it.skipIf(process.platform !== 'linux')('a signal sent to the launcher reaches the run and ends the launcher the same way', async () => {
-    const child = spawn(OLD!, [LAUNCHER, 'run', 'munmap-vs-access', '--cpus', '2', '--threads', '1', '--duration', '60000', '--no-repro'],
+    // a run far longer than the test (inline runs do not stop at --duration: use many operations)
+    const child = spawn(OLD!, [LAUNCHER, 'run', 'munmap-vs-access', '--cpus', '2', '--threads', '1', '--ops', '100000000', '--no-repro'],
       { cwd, env: { ...process.env, PATH: '/usr/bin:/bin' }, stdio: ['ignore', 'pipe', 'pipe'] });
     const killer = setTimeout(() => child.kill('SIGKILL'), 50_000);
     let out = '';
@@ -78,6 +79,16 @@ describe.skipIf(!OLD)(`bin/mmsim.js started by an old Node (${OLD ?? 'none found
       pinned = existsSync(kids) ? readFileSync(kids, 'utf8').trim() : '';
       if (!pinned) await new Promise((r) => setTimeout(r, 200));
     }
+    onTestFinished(() => {
+      // whatever happened above, nothing of this test keeps running
+      for (const pid of [pinned, String(child.pid)]) {
+        try {
+          if (pid) process.kill(Number(pid), 'SIGKILL');
+        } catch {
+          // already gone
+        }
+      }
+    });
     expect(pinned).toMatch(/^\d+$/);
     expect(readFileSync(join('/proc', pinned, 'cmdline'), 'utf8')).toContain(join('node_modules', 'node', 'bin', 'node'));
     child.kill('SIGTERM');
@@ -85,7 +96,7 @@ describe.skipIf(!OLD)(`bin/mmsim.js started by an old Node (${OLD ?? 'none found
     clearTimeout(killer);
     expect(signal).toBe('SIGTERM');
     expect(code).toBeNull();
-    expect(out).not.toMatch(/violations/); // the 60 s run did not finish
+    expect(out).not.toMatch(/violations/); // the long run did not finish
     expect(existsSync(join('/proc', pinned, 'cmdline'))).toBe(false); // and is gone, not orphaned
   });
 
