@@ -118,5 +118,8 @@ describe('mmsim stress merge', () => {
     expect(fails({ files: [f[0], other] })).toMatch(/^\S+other.jsonl:1: munmap-vs-access ran with cpus 4, .*, but with cpus 2, .*: not one campaign$/);
     expect(fails({ files: [join(dir, 'nope.jsonl')] })).toBe(`${join(dir, 'nope.jsonl')}: cannot read: ENOENT`);
     expect(fails({ files: [] })).toBe('no JSON-lines file given');
+    const empty = join(dir, 'empty.jsonl');
+    await writeFile(empty, '\n');
+    expect(fails({ files: [empty] })).toBe(`no seed results in ${empty} (empty files)`);
   });
 });

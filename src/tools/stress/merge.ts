@@ -124,6 +124,7 @@ export function mergeResults(o: MergeOptions): MergeSummary {
       byScenario.get(r.scenario)!.push({ r: { ...r }, where: file });
     }
   }
+  if (order.length === 0) throw new CampaignError(`no seed results in ${o.files.join(', ')} (empty files)`);
   const gaps: MergeSummary['gaps'] = [];
   for (const name of order) {
     const seeds = byScenario.get(name)!.map((x) => x.r.seed);
