@@ -321,7 +321,7 @@ export async function runScenario(s: Scenario, o: RunOptions = {}): Promise<RunR
         name: `mmsim-host-${h}`, stdout: false, stderr: false, execArgv,
         // under `npm run profile` (MMSIM_PROFILER set) clinic's preloads come in NODE_OPTIONS, which a
         // worker would run too, each thread writing the same data file: the CPU threads start without them
-        env: process.env.MMSIM_PROFILER ? { ...process.env, NODE_OPTIONS: '' } : process.env,
+        ...(process.env.MMSIM_PROFILER ? { env: { ...process.env, NODE_OPTIONS: '' } } : {}),
       });
       w.on('error', (e) => failed(`host thread ${h} crashed: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}`));
       w.on('exit', (code) => {
