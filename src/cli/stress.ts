@@ -36,6 +36,7 @@ export function registerStress(program: Command): void {
     .option('--knob <name>', 'turn on a bug-injection knob (repeatable)', knob, [] as string[])
     .addOption(new Option('--mode <mode>', 'free: CPUs race on the OS scheduler; deterministic: one at a time, a seeded scheduler picks').choices(['free', 'deterministic']))
     .option('--preemptions <d>', 'deterministic mode: PCT preemption bound (default 3)', int('--preemptions', 1, 64))
+    .option('--hot-preempt <p>', 'deterministic mode: probability of a preemption right after a hot event (PTE write, free, flush, unlock, TLB fill; default 0)', prob)
     .addOption(new Option('--lazy-contract <c>', 'reading of lazy_mmu_mode_enable_fast_pte_range(): strict or hint').choices(['strict', 'hint']))
     .option('--hang-timeout <ms>', 'declare a hang after this long without progress', int('--hang-timeout', 100, 1e9))
     .action(async (scenarios: string[], opts) => {
@@ -43,7 +44,7 @@ export function registerStress(program: Command): void {
       const run: TaskOptions = {
         cpus: opts.cpus, arch: opts.arch, ops: opts.ops, durationMs: opts.duration, threads: opts.threads, delay: opts.delay,
         tlbEntries: opts.tlb, knobs: opts.knob.length ? opts.knob : undefined, hangTimeoutMs: opts.hangTimeout,
-        mode: opts.mode, preemptions: opts.preemptions, lazyContract: opts.lazyContract,
+        mode: opts.mode, preemptions: opts.preemptions, hotPreempt: opts.hotPreempt, lazyContract: opts.lazyContract,
       };
       // Ctrl-C: stop, abandon the running seeds, still print the table of the finished ones
       const stop = new AbortController();

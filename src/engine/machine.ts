@@ -25,6 +25,7 @@ import { setKnobs } from '../inject/knobs.ts';
 import { type Scenario, placeThreads, ScenarioError, usesCowOracle } from './scenario.ts';
 import { makeHost, runHost, type HostPlan, type HostResult } from './hostrun.ts';
 import { initDet, detDecisions, detStep, detDeadlocked } from './det.ts';
+import { detBudget, freeBudget } from './budget.ts';
 import { set_lazy_contract } from '../mm/lazy_mmu.ts';
 import { protBits, type TaskPlan, type RegionInfo, type FileInfo } from './program.ts';
 import { audit, type AuditReport } from '../oracles/audit.ts';
@@ -50,6 +51,8 @@ export interface RunOptions {
   mode?: 'free' | 'deterministic';
   /** deterministic mode: PCT preemption bound d (default 3) */
   preemptions?: number;
+  /** deterministic mode: probability of a preemption after a hot event (a PTE write, a free, a flush, an unlock, a TLB fill; src/engine/det.ts); default 0 */
+  hotPreempt?: number;
   /** the reading of lazy_mmu_mode_enable_fast_pte_range() in force (default hint) */
   lazyContract?: 'strict' | 'hint';
   /** keep a long event history with timestamps, returned as RunResult.trace */
@@ -78,7 +81,7 @@ export interface RunResult {
   /** starting the host threads */
   bootMs: number;
   /** deterministic mode: PCT depth, scheduling points passed, and the handoffs [step, cpu, step, cpu, ...] */
-  deterministic?: { preemptions: number; steps: number; schedule: number[] };
+  deterministic?: { preemptions: number; hotPreempt: number; steps: number; schedule: number[] };
   stats: Record<StatName, number>;
   perCpuOps: number[];
   latencyNs: { samples: number; p50: number; p99: number; max: number };
@@ -278,19 +281,18 @@ export async function runScenario(s: Scenario, o: RunOptions = {}): Promise<RunR
   const knobs = o.knobs ?? s.knobs;
   const threads = Math.min(o.threads ?? defaultThreads(cpus, o.mode === 'deterministic'), cpus);
   const tlbEntries = o.tlbEntries ?? s.machine.tlbEntries;
-  const delay = o.delay ?? s.run.delay;
-  const durationMs = o.durationMs ?? (o.ops === undefined ? s.run.durationMs : undefined);
-  const ops = durationMs !== undefined ? Number.MAX_SAFE_INTEGER : (o.ops ?? s.run.opsPerCpu);
-  setKnobs(knobs);
   const deterministic = (o.mode ?? 'free') === 'deterministic';
+  // deterministic mode: a duration becomes an operation budget, the scenario's own delay is dropped (src/engine/budget.ts)
+  const { delay, durationMs, ops } = deterministic ? detBudget(s, o) : freeBudget(s, o);
+  setKnobs(knobs);
   const lazyContract = o.lazyContract ?? 'hint';
   set_lazy_contract(lazyContract);
   const preemptions = o.preemptions ?? 3;
   if (deterministic && threads !== cpus) {
     throw new ScenarioError(`deterministic mode needs one thread per CPU (--threads ${threads} < --cpus ${cpus})`);
   }
-  if (deterministic && (durationMs !== undefined || delay > 0)) {
-    throw new ScenarioError('deterministic mode takes --ops, not --duration or --delay (time must not steer it)');
+  if (deterministic && o.delay !== undefined && o.delay > 0) {
+    throw new ScenarioError('deterministic mode takes no --delay (time must not steer it; --hot-preempt widens race windows there)');
   }
   const traceEvents = o.trace ? (o.traceEvents ?? 1 << 15) : 64;
   if (traceEvents & (traceEvents - 1)) throw new ScenarioError('traceEvents must be a power of two');
@@ -301,7 +303,7 @@ export async function runScenario(s: Scenario, o: RunOptions = {}): Promise<RunR
   const plan = (h: number): HostPlan => ({
     sab: V.sab, layout: L, hostId: h, cpus: [...Array(cpus).keys()].filter((c) => hostOf[c] === h), arch, knobs,
     tlbEntries, seed, delay, delaySpins: s.run.delaySpins, opsPerCpu: ops, stopOnViolation: !o.keepGoing,
-    tasks: tasks.filter((t) => hostOf[t.cpu] === h), traceEpochMs, deterministic, lazyContract,
+    tasks: tasks.filter((t) => hostOf[t.cpu] === h), traceEpochMs, deterministic, lazyContract, hotPreempt: o.hotPreempt,
   });
   const t0 = performance.now();
   let startedAt = 0;
@@ -393,7 +395,7 @@ export async function runScenario(s: Scenario, o: RunOptions = {}): Promise<RunR
     scenario: s.name, arch, cpus, threads,
     mode: deterministic ? 'deterministic' : threads === 1 ? 'inline' : threads === cpus ? 'worker-per-cpu' : 'hosted',
     seed, knobs, lazyContract, wallMs, bootMs, stats, perCpuOps,
-    deterministic: deterministic ? { preemptions, steps: detStep(V), schedule: detDecisions(V) } : undefined,
+    deterministic: deterministic ? { preemptions, hotPreempt: o.hotPreempt ?? 0, steps: detStep(V), schedule: detDecisions(V) } : undefined,
     latencyNs: { samples: lat.length, p50: percentile(lat, 0.5), p99: percentile(lat, 0.99), max: lat.length ? lat[lat.length - 1] : 0 },
     latencySamplesNs: sample(lat, 20000),
     trace,

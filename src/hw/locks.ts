@@ -48,6 +48,7 @@ export function spin_unlock(idx: number): void {
     });
   }
   if (Atomics.load(I, idx + 1) > 0) cpu.host.wakeWaiters(idx);
+  cpu.hotHint = 1;
   cpu.sched_point();
 }
 
@@ -87,6 +88,7 @@ export function up_read(idx: number): void {
     cpu.host.hooks.violation({ kind: 'lock-misuse', cpu: cpu.id, message: `cpu ${cpu.id}: up_read on rwsem word ${idx} not held for read` });
   }
   if (left === 0 && Atomics.load(cpu.I, idx + 1) > 0) cpu.host.wakeWaiters(idx);
+  cpu.hotHint = 1;
   cpu.sched_point();
 }
 
@@ -120,6 +122,7 @@ export function up_write(idx: number, ownerIdx = -1): void {
     cpu.host.hooks.violation({ kind: 'lock-misuse', cpu: cpu.id, message: `cpu ${cpu.id}: up_write on rwsem word ${idx} not held for write (value ${v})` });
   }
   if (Atomics.load(I, idx + 1) > 0) cpu.host.wakeWaiters(idx);
+  cpu.hotHint = 1;
   cpu.sched_point();
 }
 

@@ -14,6 +14,7 @@ import { loadScenario, resolveScenario, placeThreads, ScenarioError, type Scenar
 import { KNOB_NAMES } from '../../inject/knobs.ts';
 import { makeRepro, reproFileName, writeRepro, type Repro } from '../repro/repro.ts';
 import type { RunOptions, RunResult } from '../../engine/machine.ts';
+import { huntsByDefault, seedOptions, describeSwarm, type Family } from './strategy.ts';
 
 /** Bad input to a campaign (a ScenarioError, so that the CLI exits 2 with one line). */
 export class CampaignError extends ScenarioError {}
@@ -49,6 +50,8 @@ export interface SeedResult {
   exec: RunResult['mode'] | null;
   /** scheduling mode: free (OS scheduler) or deterministic */
   mode: 'free' | 'deterministic';
+  /** the hunting swarm's family this seed drew (src/tools/stress/strategy.ts); absent when the user chose the mode */
+  family?: Family;
   knobs: string[];
   /** the repro file written for a failing seed (the task returns the Repro itself; the campaign writes it) */
   repro?: string;
@@ -84,8 +87,11 @@ export interface CampaignOptions {
   reproDir?: string;
   /** a progress bar on stderr when it is a TTY (default true) */
   progress?: boolean;
-  /** passed to every run; a stress task defaults to threads: 1 (inline) */
+  /** passed to every run. With no scheduling option (mode, threads, delay, preemptions, hotPreempt) each seed
+   * draws its configuration from the hunting swarm (src/tools/stress/strategy.ts); hunt: false runs inline instead */
   run?: TaskOptions;
+  /** default true: the swarm decides the scheduling of seeds whose options name none */
+  hunt?: boolean;
   /** abort a seed that runs longer than this (ms): it counts as kind 'timeout'. Default 10 min + --duration */
   taskTimeoutMs?: number;
   /** stops the campaign (Ctrl-C): running seeds are abandoned, the table covers the seeds that finished */
@@ -177,6 +183,7 @@ export function rerunCommand(file: string, seed: number, o: TaskOptions): string
   add('--hang-timeout', o.hangTimeoutMs);
   if (o.mode && o.mode !== 'free') add('--mode', o.mode);
   add('--preemptions', o.preemptions);
+  add('--hot-preempt', o.hotPreempt);
   add('--lazy-contract', o.lazyContract);
   return a.join(' ');
 }
@@ -277,8 +284,10 @@ export async function runCampaign(o: CampaignOptions): Promise<CampaignSummary> 
   const jobs = o.jobs ?? availableParallelism();
   if (!Number.isInteger(jobs) || jobs < 1 || jobs > 1024) throw new CampaignError(`--jobs must be between 1 and 1024, got ${jobs}`);
   const shard = o.shard === undefined ? null : typeof o.shard === 'string' ? parseShard(o.shard) : parseShard(`${o.shard.index}/${o.shard.count}`);
-  // inline (1 host thread) per seed unless asked otherwise; deterministic runs take one thread per CPU
-  const run: TaskOptions = clean({ ...(o.run ?? {}), threads: o.run?.threads ?? (o.run?.mode === 'deterministic' ? undefined : 1) });
+  // no scheduling option: the hunting swarm draws one per seed; else inline (1 host thread) per seed
+  // unless asked otherwise; deterministic runs take one thread per CPU
+  const hunt = (o.hunt ?? true) && huntsByDefault(clean(o.run ?? {}));
+  const run: TaskOptions = hunt ? clean({ ...(o.run ?? {}) }) : clean({ ...(o.run ?? {}), threads: o.run?.threads ?? (o.run?.mode === 'deterministic' ? undefined : 1) });
   for (const k of run.knobs ?? []) {
     if (!(KNOB_NAMES as string[]).includes(k)) throw new CampaignError(`unknown bug knob '${k}' (mmsim knobs lists them)`);
   }
@@ -323,7 +332,7 @@ export async function runCampaign(o: CampaignOptions): Promise<CampaignSummary> 
   const last = seedBase + o.seeds - 1;
   print(`mmsim stress: ${plans.map((p) => p.scenario.name).join(', ')} x seeds ${seedBase}..${last}`
     + `${shard ? `, shard ${shard.index}/${shard.count}` : ''}: ${fmtInt(planned)} runs on ${jobs} job${jobs > 1 ? 's' : ''}`
-    + `, ${run.mode === 'deterministic' ? `deterministic${run.preemptions ? ` (${run.preemptions} preemptions)` : ''}`
+    + `, ${hunt ? describeSwarm() : run.mode === 'deterministic' ? `deterministic${run.preemptions ? ` (${run.preemptions} preemptions)` : ''}`
       : run.threads === 1 ? 'inline (1 host thread per run)' : `${run.threads} host threads per run`}`
     + `${run.knobs?.length ? `, bug knobs: ${run.knobs.join(', ')}` : ''}`);
 
@@ -366,7 +375,7 @@ export async function runCampaign(o: CampaignOptions): Promise<CampaignSummary> 
       a.failed++;
       const kind = t.kind ?? 'violation';
       a.kinds[kind] = (a.kinds[kind] ?? 0) + 1;
-      a.rerun ??= rerunCommand(a.p.arg, t.seed, a.p.options);
+      a.rerun ??= rerunCommand(a.p.arg, t.seed, t.repro?.options ?? a.p.options);
       if (repro) {
         const path = join(reproDir, reproFileName(t.scenario, t.seed));
         try {
@@ -406,7 +415,9 @@ export async function runCampaign(o: CampaignOptions): Promise<CampaignSummary> 
   o.signal?.addEventListener('abort', onAbort, { once: true });
 
   const runOne = async (ai: number, seed: number): Promise<void> => {
-    const p = plans[ai];
+    const p0 = plans[ai];
+    const drawn = hunt ? seedOptions(seed, p0.scenario, p0.options) : { options: p0.options, family: undefined };
+    const p: Plan = { ...p0, options: drawn.options };
     const ac = new AbortController();
     inflight.add(ac);
     let timedOut = false;
@@ -433,6 +444,7 @@ export async function runCampaign(o: CampaignOptions): Promise<CampaignSummary> 
       badInput ??= t.badInput;
       return;
     }
+    if (drawn.family) t.family = drawn.family;
     await record(ai, t);
   };
 
