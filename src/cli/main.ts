@@ -18,6 +18,7 @@ import { type RunOptions } from '../engine/machine.ts';
 import { makeRepro, readRepro, reproFileName, writeRepro, type Repro } from '../tools/repro/repro.ts';
 import { replay as replayRepro, shrink } from '../tools/repro/shrink.ts';
 import { registerReplay } from './strace.ts';
+import { registerBugs } from './bugs.ts';
 
 function describeSize(r: Repro): string {
   const o = r.options;
@@ -121,6 +122,7 @@ export function buildProgram(): Command {
   registerStress(program);
   registerReplay(program);
   registerSelftest(program);
+  registerBugs(program);
 
   program
     .command('list')
