@@ -88,6 +88,8 @@ export const HOT_WEIGHT: Float64Array = (() => {
   w[EV.LOCK_ACQUIRED] = 0.5;
   w[EV.CTX_SWITCH] = 0.5;
   w[EV.TLB_FILL] = 0.25;
+  // an operation boundary: lets a CPU whose operations log nothing hot (TLB hits) give way now and then
+  w[EV.OP] = 0.2;
   return w;
 })();
 

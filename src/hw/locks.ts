@@ -16,6 +16,7 @@ export function spin_lock(idx: number): void {
   const cpu = current;
   const I = cpu.I;
   cpu.sched_point();
+  cpu.hotHint = 1; // the next scheduling point holds the lock: a window opens (det.ts hot preemption)
   if (Atomics.compareExchange(I, idx, 0, cpu.id + 1) === 0) return;
   I[cpu.st + ST_LOCK_CONTENDED]++;
   cpu.ring.log(EV.LOCK_WAIT, idx, 0);
