@@ -54,6 +54,11 @@ export const PATTERN: readonly Family[] = [
 export const SWARM: { family: Family; weight: number }[] = (['det-hot', 'free-delay', 'free', 'inline'] as Family[])
   .map((family) => ({ family, weight: PATTERN.filter((f) => f === family).length }));
 
+/** det-hot: the hot preemption probabilities drawn from (0.1 catches the munmap-style races in 1-2 seeds, 0.3 the mremap/rmap ones) */
+export const HOT_PREEMPT = [0.1, 0.3, 0.3, 0.5] as const;
+/** free-delay: the delay probabilities drawn from, plus the scenario's own (0.05 caught CVE-2018-18281 10/10) */
+export const DELAYS = [0.02, 0.05, 0.05] as const;
+
 /** true when the options name no scheduling mode: the swarm decides */
 export function huntsByDefault(o: Partial<TaskOptions>): boolean {
   return MODE_FLAGS.every((k) => o[k] === undefined);
@@ -81,10 +86,10 @@ export function drawConfig(seed: number, s: Scenario, base: Partial<TaskOptions>
   const tlbEntries = pick(rng, [tlb, tlb, tlb * 4]);
   switch (family) {
     case 'det-hot':
-      return { family, options: { mode: 'deterministic', preemptions: pick(rng, [3, 3, 10]), hotPreempt: pick(rng, [0.05, 0.1, 0.1, 0.3]), tlbEntries } };
+      return { family, options: { mode: 'deterministic', preemptions: pick(rng, [3, 3, 10]), hotPreempt: pick(rng, HOT_PREEMPT), tlbEntries } };
     case 'free-delay':
-      // the scenario's own delay when it has one (its author's tuning), else a drawn one
-      return { family, options: { mode: 'free', threads, delay: s.run.delay > 0 ? s.run.delay : pick(rng, [0.02, 0.05, 0.2]), tlbEntries } };
+      // the scenario's own delay (its author's tuning) is one of the choices
+      return { family, options: { mode: 'free', threads, delay: pick(rng, [...DELAYS, s.run.delay > 0 ? s.run.delay : 0.1]), tlbEntries } };
     case 'free':
       return { family, options: { mode: 'free', threads, delay: 0, tlbEntries } };
     case 'inline':
