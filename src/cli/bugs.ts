@@ -9,6 +9,7 @@ import { CATALOGUE, findBug, type BugEntry } from '../tools/bugs/catalogue.ts';
 import { huntEntry, type HuntOutcome } from '../tools/bugs/run.ts';
 import { readRepro, reproFileName, writeRepro } from '../tools/repro/repro.ts';
 import { replay } from '../tools/repro/shrink.ts';
+import { searchDetRepro } from '../tools/repro/det_search.ts';
 import { toChromeTrace } from '../report/trace_export.ts';
 import { htmlReport } from '../report/html_report.ts';
 import { int } from './args.ts';
@@ -74,8 +75,18 @@ async function reportCatch(h: HuntOutcome, outDir: string): Promise<void> {
   await writeRepro(reproPath, f.repro);
   console.log(`  repro   ${reproPath} (mmsim repro ${reproPath})`);
   if (f.kind === 'hang' || f.kind === 'timeout' || f.kind === 'crash') return; // a traced re-run would hang again
-  // re-run the seed with the trace on: exact in deterministic mode, the same seed and options in free mode
-  const repro = await readRepro(reproPath);
+  // a free-mode find: look for a deterministic twin (same configuration, seeds near it), which replays exactly
+  let repro = await readRepro(reproPath);
+  if (!repro.schedule) {
+    const det = await searchDetRepro(repro);
+    if (det) {
+      const detPath = reproPath.replace(/\.json$/, '.det.json');
+      await writeRepro(detPath, det);
+      console.log(`  exact   ${detPath} (deterministic seed ${det.options.seed}, hot preemption ${det.options.hotPreempt}: replays the same interleaving)`);
+      repro = det;
+    } else console.log('  (no deterministic twin within 4 seeds: the free-mode repro re-runs the same seed and options)');
+  }
+  // re-run with the trace on: exact in deterministic mode, the same seed and options in free mode
   for (let attempt = 0; attempt < (repro.schedule ? 1 : 3); attempt++) {
     const out = await replay({ ...repro, options: { ...repro.options, trace: true, hangTimeoutMs: 30000 } });
     if (!out.reproduced || !out.result.violations.length) continue;
