@@ -1,6 +1,7 @@
 import { defineScenario } from '../src/engine/scenario.ts';
 
-// CVE-2020-29374, "COW can break the wrong way" (spec 6.10): after fork, the
+// CVE-2020-29374, "COW can break the wrong way" (fixed by commits
+// 17839856fd58 and 09854ba94c6a): after fork, the
 // child takes a GUP reference to a page it shares with the parent (vmsplice
 // into a pipe: FOLL_GET, read-only), unmaps the page, and keeps reading it
 // through the reference (the pipe). The parent's writers then write that page:

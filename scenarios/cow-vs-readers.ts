@@ -1,6 +1,7 @@
 import { defineScenario } from '../src/engine/scenario.ts';
 
-// The COW fault's ordering (spec 4.7, 6.12): a thread keeps writing a small
+// The COW fault's ordering (mm/memory.c wp_page_copy(): clear and flush, install, then
+// drop the old rmap): a thread keeps writing a small
 // buffer, so every fork is followed by COW faults in the parent, while sibling
 // threads read the buffer on other CPUs (their TLBs hold read-only entries for
 // the pages being copied) and each child writes its copy at once. wp_page_copy

@@ -1,6 +1,6 @@
 import { defineScenario } from '../src/engine/scenario.ts';
 
-// Dirty COW, CVE-2016-5195 (spec 6.9): an attacker maps a file it may only
+// Dirty COW, CVE-2016-5195 (fixed by commit 19be0eaffa3a): an attacker maps a file it may only
 // read (MAP_PRIVATE, PROT_READ) and writes to it through /proc/self/mem (GUP
 // with FOLL_FORCE | FOLL_WRITE: the write breaks COW into a private anonymous
 // copy), while a sibling thread zaps that copy with MADV_DONTNEED in a loop. A

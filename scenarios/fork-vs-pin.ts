@@ -1,6 +1,7 @@
 import { defineScenario } from '../src/engine/scenario.ts';
 
-// GUP-fast vs fork (spec 4.8, 6.11, commit 57efa1fe5957): a thread pins a DMA
+// GUP-fast vs fork (commit 57efa1fe5957 "mm/gup: prevent gup_fast from racing with COW
+// during fork"): a thread pins a DMA
 // buffer (pin_user_pages_fast, FOLL_PIN | FOLL_WRITE), holds the pin for a few
 // operations while a device writes through it and the program reads each result
 // back, releases it, and pins again; a sibling writes the buffer; another

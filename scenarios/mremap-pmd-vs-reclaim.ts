@@ -1,6 +1,7 @@
 import { defineScenario, type Step } from '../src/engine/scenario.ts';
 
-// Spec 6.3 (commit 97113eb39fa7): a whole-PMD mremap (NORMAL_PMD: the PTE table
+// Commit 97113eb39fa7 ("mm/mremap: hold the rmap lock in write mode when moving page
+// table entries."): a whole-PMD mremap (NORMAL_PMD: the PTE table
 // itself moves to the new PMD) races with reclaim of the file's pages. Reclaim
 // (try_to_unmap through the file's i_mmap, no mmap_lock) resolves the OLD
 // address through the old PMD and takes that PTE table's lock; the table can
@@ -28,7 +29,7 @@ const sibling: Step = { op: 'choose', weights: [10, 1, 1], steps: [
 
 export default defineScenario({
   name: 'mremap-pmd-vs-reclaim',
-  description: 'spec 6.3: whole-PMD mremap of a shared file mapping back and forth, reclaim of its pages through the rmap on another CPU, accessors on the rest',
+  description: 'whole-PMD mremap without the rmap locks vs reclaim (fixed by commit 97113eb39fa7): whole-PMD mremap of a shared file mapping back and forth, reclaim of its pages through the rmap on another CPU, accessors on the rest',
   machine: { cpus: 4, arch: 'x86', tlbEntries: 64, memoryMiB: 64 },
   run: { opsPerCpu: 1000, seed: 1, delay: 0.1 },
   files: [{ name: 'f', pages: 512 }],

@@ -1,6 +1,7 @@
 import { defineScenario } from '../src/engine/scenario.ts';
 
-// Spec 6.1 (CVE-2018-18281, Jann Horn): mremap of a shared file mapping races
+// CVE-2018-18281 (Jann Horn; mremap flushed after dropping the PTLs, fixed by commit
+// eb66ae030829 "mremap: properly flush TLB before releasing the page"): mremap of a shared file mapping races
 // with truncation of the file from another process. Truncation takes no
 // mmap_lock of the mover's mm: it finds the new VMA through the file's i_mmap,
 // takes the new PTE table's lock, clears the moved PTE, flushes the NEW address
@@ -22,7 +23,7 @@ import { defineScenario } from '../src/engine/scenario.ts';
 // random delays (run.delay) widen it.
 export default defineScenario({
   name: 'mremap-vs-truncate',
-  description: 'spec 6.1: mremap moves a shared file mapping back and forth, siblings access both ranges, another process truncates, punches and re-extends the file',
+  description: 'CVE-2018-18281 (mremap flushes after dropping the PTLs): mremap moves a shared file mapping back and forth, siblings access both ranges, another process truncates, punches and re-extends the file',
   machine: { cpus: 4, arch: 'x86', tlbEntries: 64, memoryMiB: 64 },
   run: { opsPerCpu: 1000, seed: 1, delay: 0.1 },
   files: [{ name: 'f', pages: 512 }],

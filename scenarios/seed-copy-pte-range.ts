@@ -1,6 +1,7 @@
 import { defineScenario } from '../src/engine/scenario.ts';
 
-// The seed's case 1 (spec 2.3): copy_pte_range() opens one lazy MMU section per
+// The seed's case 1 (Gordeev, <896b3d93-8e60-42e2-b8bb-d3d4e8c99927-agordeev@linux.ibm.com>):
+// copy_pte_range() opens one lazy MMU section per
 // table with the *parent's* range as the fast range, and writes the child's
 // table inside it. The child mm is not attached to any CPU. Under
 // --lazy-contract strict every child store is an update outside the range: the

@@ -1,6 +1,7 @@
 import { defineScenario } from '../src/engine/scenario.ts';
 
-// The seed's case 2 (spec 2.3): move_ptes() passes the *old* range as the fast
+// The seed's case 2 (Gordeev, <896b3d93-8e60-42e2-b8bb-d3d4e8c99927-agordeev@linux.ibm.com>):
+// move_ptes() passes the *old* range as the fast
 // range and stores the new range's entries in the same section, in the same mm,
 // which is attached to this CPU and to the CPUs of sibling threads. Even the
 // refined strict contract ("no update outside the range in this mm") is

@@ -1,6 +1,7 @@
 import { defineScenario } from '../src/engine/scenario.ts';
 
-// The seed's case 3 (spec 2.3): nested sections with interleaved plain and
+// The seed's case 3 (Gordeev, <896b3d93-8e60-42e2-b8bb-d3d4e8c99927-agordeev@linux.ibm.com>):
+// nested sections with interleaved plain and
 // range enables. With a plain enable outermost, the inner range is ignored
 // (LAZY_RANGE_IGNORED in the trace: no batching at all); with the range
 // outermost, an inner plain section updates PTEs outside the range believing

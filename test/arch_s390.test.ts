@@ -53,7 +53,7 @@ describe('s390 with Gordeev\'s batch: a fast-range section', () => {
     });
     expect(mem(m, ptep0)).toBe(old);
     expect(cached(m, 1, va)).toBe(true);
-    // a remote walk also still finds the old valid entry (spec 1.5)
+    // a remote walk also still finds the old valid entry (docs/kernel-rules.md#tlb-observers)
     m.on(1, (cpu) => expect(walk(cpu, mm, va, Math.floor(va / PAGE_SIZE), false)).not.toBe(WALK_NOT_PRESENT));
     expect(stat(m, 0, ST_QUIESCE)).toBe(0);
     expect(stat(m, 0, ST_BCAST_SENT)).toBe(0);
@@ -187,7 +187,7 @@ describe('s390 outside a batch: IPTE at the change, flush_tlb_* only after a laz
   });
 });
 
-describe('the direct-dereference hazard (spec 6.15a)', () => {
+describe('the direct-dereference hazard (docs/kernel-rules.md#direct-deref)', () => {
   for (const arch of ['s390', 'x86']) {
     it(`pte_deref of an updated entry inside a range section: ${arch === 's390' ? 'reported' : 'nothing to report'} on ${arch}`, () => {
       const { m, mm, va, ptep0 } = setup(2, { arch });

@@ -140,7 +140,7 @@ describe('x86-xenpv: the multicall queue', () => {
     expect(m.violations).toEqual([]);
   });
 
-  it('spec 6.14e: preempted between the enable_count increment and arch_enter: Xen enters at switch-in, then the task enters again: BUG', () => {
+  it('Xen PV regression of commit 291b3abed657: preempted between the enable_count increment and arch_enter: Xen enters at switch-in, then the task enters again: BUG', () => {
     const { m, tasks } = setup(1);
     const en = taskWord(m.V.L, tasks[0], T_LAZY_ENABLE);
     m.on(0, (cpu) => {

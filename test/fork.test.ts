@@ -53,7 +53,7 @@ function setup(o: { knobs?: string[]; cowShadow?: boolean; cpus?: number; dataFr
   return { m, mm, tasks, k, pte, rd, wr, stat, ref, map, excl, run };
 }
 
-describe('fork: refcounts, mapcounts and anon-exclusive (spec 4.4, 4.7)', () => {
+describe('fork: refcounts, mapcounts and anon-exclusive (copy_present_ptes, do_wp_page)', () => {
   it('shares every anon page read-only with refcount 2, mapcount 2 and not exclusive; the child entries are old', () => {
     const { m, mm, k, pte, wr, stat, ref, map, excl } = setup();
     k(() => do_mmap(mm, A, 4 * P, RW, ANON | MAP_FIXED));
@@ -165,7 +165,7 @@ describe('fork: refcounts, mapcounts and anon-exclusive (spec 4.4, 4.7)', () => 
   });
 });
 
-describe('pins, GUP-fast and write_protect_seq (spec 4.4, 4.8)', () => {
+describe('pins, GUP-fast and write_protect_seq (copy_present_ptes, commit 57efa1fe5957)', () => {
   it('a possibly-pinned exclusive page is copied for the child at fork; the parent keeps it writable and exclusive', () => {
     const { m, mm, k, pte, rd, wr, ref, map, excl, run } = setup();
     k(() => do_mmap(mm, A, 2 * P, RW, ANON | MAP_FIXED));
@@ -286,7 +286,7 @@ describe('fork of transparent huge pages', () => {
   });
 });
 
-describe('private file mappings and /proc/pid/mem writes (spec 6.9)', () => {
+describe('private file mappings and /proc/pid/mem writes (CVE-2016-5195, Dirty COW)', () => {
   function fileSetup(prot: number) {
     const t = setup();
     const f = t.k(() => shmem_file_setup(4));
@@ -332,7 +332,7 @@ describe('private file mappings and /proc/pid/mem writes (spec 6.9)', () => {
   });
 });
 
-describe('exit_mmap (spec 5.5)', () => {
+describe('exit_mmap (mmu_gather: unhook, flush, free)', () => {
   it('frees the pages only after the flush that reaches every CPU of the mm, lazy ones included', () => {
     const { m, mm, tasks, k, rd, wr } = setup();
     k(() => do_mmap(mm, A, 8 * P, RW, ANON | MAP_FIXED));

@@ -9,7 +9,8 @@ import { pgd_offset, pud_offset, pmd_offset, pte_offset, ptep_get, ptep_set_wrpr
 import { _PAGE_RW } from '../src/hw/pte.ts';
 import { taskWord, T_LAZY_ENABLE, statWord, ST_LAZY_SECTIONS } from '../src/hw/layout.ts';
 
-// Spec 1.2 rule 4 / 6.14d: lazy MMU mode is not active in interrupt context,
+// "mm: bail out of lazy_mmu_mode_* in interrupt context" (nesting series,
+// <20251215150323.2218608-1-kevin.brodsky@arm.com>): lazy MMU mode is not active in interrupt context,
 // even when the interrupted task is inside a section, and calls made there
 // have no effect.
 describe('interrupts and lazy MMU sections', () => {
@@ -36,7 +37,7 @@ describe('interrupts and lazy MMU sections', () => {
   });
 });
 
-describe('pause/resume around code that must see real PTEs (spec 1.2 rule 3)', () => {
+describe('pause/resume around code that must see real PTEs (lazy_mmu_mode_pause/resume)', () => {
   it('on x86-xenpv, pause issues the queued updates so a read in between sees them; resume defers again', () => {
     const m = testMachine({ cpus: 1, arch: 'x86-xenpv' });
     const { mm } = m.process([0]);

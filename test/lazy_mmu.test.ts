@@ -6,7 +6,9 @@ import { lazy_mmu_mode_enable, lazy_mmu_mode_disable, lazy_mmu_mode_pause, lazy_
 import { taskWord, T_LAZY_ENABLE, T_LAZY_PAUSE } from '../src/hw/layout.ts';
 import { context_switch } from '../src/mm/mmu_context.ts';
 
-// The reference table of spec 1.2, step by step: counts after each call,
+// The generic API of include/linux/pgtable.h (lazy_mmu_mode_enable/disable/pause/resume,
+// as the nesting series' KUnit test <20251215150323.2218608-15-kevin.brodsky@arm.com>
+// exercises it), step by step: counts after each call,
 // whether the mode is active, and which arch hooks ran.
 let calls: string[] = [];
 const recording = {
@@ -28,7 +30,7 @@ function step(fn: () => void): [string, boolean, string[]] {
   return [state(), m.on(0, () => is_lazy_mmu_mode_active()), calls];
 }
 
-describe('lazy MMU mode generic API (spec 1.2 reference table)', () => {
+describe('lazy MMU mode generic API (include/linux/pgtable.h, nesting series)', () => {
   beforeEach(() => {
     m = testMachine({ cpus: 1 });
     set_arch(recording);

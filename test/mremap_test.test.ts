@@ -1,4 +1,4 @@
-// Spec section 7: every case of tools/testing/selftests/mm/mremap_test.c, run
+// Every case of tools/testing/selftests/mm/mremap_test.c, run
 // as a user program on the simulated machine (src/tools/selftest/mremap_test.ts).
 import { describe, it, expect } from 'vitest';
 import { run_mremap_selftest, REGION_TESTS, EXPAND_TESTS, MISC_TESTS } from '../src/tools/selftest/mremap_test.ts';

@@ -3,7 +3,7 @@ import { loadScenario } from '../src/engine/scenario.ts';
 import { runScenario } from '../src/engine/machine.ts';
 import { ARCH_NAMES } from '../src/arch/index.ts';
 
-// The seed's three problem cases (spec 2.3), under both readings of
+// The seed's three problem cases (Gordeev, <896b3d93-8e60-42e2-b8bb-d3d4e8c99927-agordeev@linux.ibm.com>), under both readings of
 // lazy_mmu_mode_enable_fast_pte_range().
 const cases = ['seed-copy-pte-range', 'seed-move-ptes', 'seed-nesting'];
 const load = (n: string) => loadScenario(`scenarios/${n}.ts`);

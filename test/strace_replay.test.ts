@@ -16,7 +16,7 @@ import { do_mmap, MAP_ANONYMOUS, MAP_PRIVATE, MAP_FIXED } from '../src/mm/mmap.t
 import { vma_list } from '../src/mm/vma.ts';
 import { show_map_vma } from '../src/tools/strace/procmaps.ts';
 
-const FIX = new URL('./fixtures/strace', import.meta.url);
+const FIX = new URL('./fixtures/strace/', import.meta.url);
 const fixture = (name: string): string => readFileSync(new URL(name, FIX), 'utf8');
 const replay = (text: string, name = 'test.trace'): ReplayResult => replayStrace(text, name);
 const lines = (...l: string[]): string => l.join('\n') + '\n';

@@ -1,4 +1,5 @@
-// Spec 6.1 and 6.3: rmap walkers (truncation, reclaim) against mremap, with and
+// CVE-2018-18281 (fixed by commit eb66ae030829) and the race fixed by commit
+// 97113eb39fa7: rmap walkers (truncation, reclaim) against mremap, with and
 // without the bug knobs. Scenario runs use one worker thread per CPU: a CPU
 // hosted on the mover's thread cannot acknowledge the walker's shootdown while
 // the mover's operation runs, which closes the windows (see the scenarios).
@@ -52,7 +53,7 @@ function moveThenPunch(knobs: string[]) {
   return { read, kinds: m.violations.map((v) => v.kind) };
 }
 
-describe('spec 6.1 by hand: mremap, then a hole punch through the new mapping', () => {
+describe('CVE-2018-18281 by hand: mremap, then a hole punch through the new mapping', () => {
   it('fixed order (flush before the PTLs are dropped): the old address no longer translates', () => {
     const { read, kinds } = moveThenPunch([]);
     expect(kinds).toEqual([]);
@@ -66,7 +67,7 @@ describe('spec 6.1 by hand: mremap, then a hole punch through the new mapping', 
   });
 });
 
-describe('spec 6.3 by hand: a whole-PMD move under a reclaim walker holding the PTE table\'s lock', () => {
+describe('the race of commit 97113eb39fa7 by hand: a whole-PMD move under a reclaim walker holding the PTE table\'s lock', () => {
   // Without the knob the mover takes i_mmap for write around the NORMAL_PMD move
   // and would wait here for the walker's read lock (one thread: it cannot be
   // driven by hand); the scenario below runs that order.
@@ -123,7 +124,7 @@ const clean = (r: RunResult): void => {
   expect(r.hang).toBeUndefined();
 };
 
-describe('mremap-vs-truncate (spec 6.1)', () => {
+describe('mremap-vs-truncate (CVE-2018-18281: mremap flushes after dropping the PTLs)', () => {
   it('runs clean seed after seed, truncating and punching through the rmap', async () => {
     for (let seed = 1; seed <= 4; seed++) {
       const r = await run(s61, seed);
@@ -141,7 +142,7 @@ describe('mremap-vs-truncate (spec 6.1)', () => {
   }, 120_000);
 });
 
-describe('mremap-pmd-vs-reclaim (spec 6.3)', () => {
+describe('mremap-pmd-vs-reclaim (whole-PMD move without the rmap locks, commit 97113eb39fa7)', () => {
   it('runs clean seed after seed, reclaiming through the rmap', async () => {
     for (let seed = 1; seed <= 3; seed++) {
       const r = await run(s63, seed, [], 300);

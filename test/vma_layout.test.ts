@@ -11,7 +11,7 @@ import { do_mremap, MREMAP_FIXED, MREMAP_MAYMOVE } from '../src/mm/mremap.ts';
 import { vma_list } from '../src/mm/vma.ts';
 import { VM_READ, VM_WRITE, VM_EXEC, VM_SHARED } from '../src/hw/pte.ts';
 
-const dir = new URL('./fixtures/layout', import.meta.url);
+const dir = new URL('./fixtures/layout/', import.meta.url);
 const ops = readFileSync(new URL('ops.txt', dir), 'utf8').trim().split('\n');
 const expected = readFileSync(new URL('expected.txt', dir), 'utf8');
 const SPAN = 2 ** 32;

@@ -361,7 +361,7 @@ export class Cpu {
     if (this.irqOff > 0) {
       this.host.hooks.violation({
         kind: 'ipi-with-irqs-off', cpu: this.id,
-        message: `cpu ${this.id} waits for IPI acknowledgements with interrupts disabled (deadlock hazard, rule T5)`,
+        message: `cpu ${this.id} waits for IPI acknowledgements with interrupts disabled (deadlock hazard: docs/kernel-rules.md#flush-rules T5)`,
       });
     }
     Atomics.store(I, this.ctl + CC_INFO_TYPE, type);

@@ -43,7 +43,7 @@ export const PG_ANON = 1 << 2;
 export const PG_RESERVED = 1 << 3;
 export const PG_DIRTY = 1 << 4;
 export const PG_HEAD = 1 << 5; // head of a compound (THP) page
-/** PageAnonExclusive: an anonymous page mapped by exactly one process, which may reuse it on a write fault (spec 4.7) */
+/** PageAnonExclusive: an anonymous page mapped by exactly one process, which may reuse it on a write fault (PG_anon_exclusive; mm/memory.c do_wp_page) */
 export const PG_ANON_EXCLUSIVE = 1 << 10;
 export const PG_TAIL = 1 << 6; // tail of a compound page: FM_COMPOUND names its head
 // compound pages (src/mm/page_alloc.ts, src/mm/huge_memory.ts): the folio's refcount is

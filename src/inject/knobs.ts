@@ -13,17 +13,17 @@ export const KNOBS = {
   'munmap.free_before_flush': {
     where: 'src/mm/mmu_gather.ts tlb_flush_mmu',
     what: 'free the gathered pages before the TLB shootdown completes (breaks unhook -> flush -> free)',
-    source: 'spec 5.5 / 5.7 rule T3',
+    source: 'mm/mmu_gather.c tlb_flush_mmu(): flush, then free (docs/kernel-rules.md#flush-rules T3)',
   },
   'munmap.skip_flush': {
     where: 'src/mm/mmu_gather.ts tlb_flush_mmu_tlbonly',
     what: 'never flush TLBs for a gather (pages are freed while other CPUs still cache them)',
-    source: 'spec 5.7 rule T2',
+    source: 'constructed (docs/kernel-rules.md#flush-rules T2)',
   },
   'x86.switch_mm_no_gen_check': {
     where: 'src/arch/x86/index.ts switch_mm_irqs_off',
     what: 'do not compare the ASID generation on switch-in (a CPU that got no IPI while it ran another mm keeps stale entries)',
-    source: 'spec 5.1 step 6',
+    source: 'arch/x86/mm/tlb.c switch_mm_irqs_off(): the TLB generation check at switch-in',
   },
   'zap.off_by_one': {
     where: 'src/mm/memory.ts zap_pte_range',
@@ -48,57 +48,57 @@ export const KNOBS = {
   'xenpv.leave_without_flush': {
     where: 'src/arch/x86-xenpv/index.ts arch_leave_lazy_mmu_mode',
     what: 'leave lazy MMU mode without issuing the queued multicall: page tables keep the old entries',
-    source: 'spec 1.4 (Xen PV), issue #4',
+    source: 'arch/x86/xen/mmu_pv.c xen_leave_lazy_mmu() (xen_mc_flush), issue #4',
   },
   'arm64.lazy_no_dsb': {
     where: 'src/arch/arm64/index.ts arch_leave_lazy_mmu_mode',
     what: 'drop the DSB deferred to the end of a lazy section: other walkers keep seeing the old entries',
-    source: 'spec 1.4 (arm64), 5.2',
+    source: 'arch/arm64/include/asm/pgtable.h arch_leave_lazy_mmu_mode() -> emit_pte_barriers()',
   },
   'powerpc.leave_without_flush': {
     where: 'src/arch/powerpc-hash/index.ts arch_leave_lazy_mmu_mode',
     what: 'leave lazy MMU mode without flushing the ppc64_tlb_batch: hash entries and TLBs stay valid',
-    source: 'spec 1.4 (powerpc hash)',
+    source: 'arch/powerpc/include/asm/book3s/64/tlbflush-hash.h arch_leave_lazy_mmu_mode() -> __flush_tlb_pending()',
   },
   'sparc64.leave_without_flush': {
     where: 'src/arch/sparc64/index.ts arch_leave_lazy_mmu_mode',
     what: 'leave lazy MMU mode without flushing the tlb_batch: TSB and TLB entries stay valid',
-    source: 'spec 1.4 (sparc64)',
+    source: 'arch/sparc/mm/tlb.c arch_leave_lazy_mmu_mode() -> flush_tlb_pending()',
   },
   's390.leave_without_apply': {
     where: 'src/arch/s390/index.ts arch_leave_lazy_mmu_mode',
     what: 'leave a fast-range section without applying the IPTE batch: memory keeps the old valid entries',
-    source: 'spec 1.4 (s390 with Gordeev\'s series), 2.6',
+    source: 'Gordeev\'s s390 batch, v2 5/6 <924c91e711e8b16470eb2af7e31d0b6ffcf2940c.1776264097.git.agordeev@linux.ibm.com>: leave invalidates (IPTE range), then stores',
   },
   'mremap.flush_after_unlock': {
     where: 'src/mm/mremap.ts move_ptes',
     what: 'flush the old range after the PTLs are dropped, once at the end of move_page_tables as before 4.19, not per extent under both PTLs (truncation can free the page through the new mapping while another CPU still translates the old address)',
-    source: 'spec 6.1 (CVE-2018-18281)',
+    source: 'CVE-2018-18281: mm/mremap.c move_ptes() before commit eb66ae030829 "mremap: properly flush TLB before releasing the page"',
   },
   'mremap.normal_pmd_no_rmap_locks': {
     where: 'src/mm/mremap.ts move_pgt_entry',
     what: 'move whole PTE/PMD tables (NORMAL_PMD/NORMAL_PUD) without the rmap locks: a walker holding the moved table\'s PTL flushes the address it computed, the old one',
-    source: 'spec 6.3 (commit 97113eb39fa7)',
+    source: 'mm/mremap.c move_pgt_entry() before commit 97113eb39fa7 "mm/mremap: hold the rmap lock in write mode when moving page table entries."',
   },
   'mremap.normal_pmd_no_flush': {
     where: 'src/mm/mremap.ts move_normal_pmd',
     what: 'move a whole PTE table without flushing the old PMD range: CPUs keep translating the old addresses to pages that now live (and are freed) at the new ones',
-    source: 'constructed (spec 3.10: the flush under both PMD locks)',
+    source: 'constructed (mm/mremap.c move_normal_pmd(): flush_tlb_range() under both PMD locks)',
   },
   'mremap.realign_unchecked': {
     where: 'src/mm/mremap.ts can_align_down',
     what: 'PMD realignment without its safety checks (the address is its VMA\'s start; nothing else is mapped between the aligned-down address and it): the first extent then moves or overwrites entries of mappings that are not moving',
-    source: 'spec 3.9; mremap_test.c "mremap move within range" and "move 1mb from start" exist to catch it',
+    source: 'mm/mremap.c can_align_down(); mremap_test.c "mremap move within range" and "move 1mb from start" exist to catch it',
   },
   'zap.direct_deref': {
     where: 'src/mm/memory.ts zap_pte_range',
     what: 'read each PTE by direct dereference instead of ptep_get inside the lazy section',
-    source: 'spec 6.15a',
+    source: 'constructed from review of the s390 lazy MMU batch (docs/kernel-rules.md#direct-deref)',
   },
   'thp.free_before_flush': {
     where: 'src/mm/huge_memory.ts zap_huge_pmd',
     what: 'drop the huge page\'s reference as soon as its PMD is cleared, not through the mmu_gather: the 2 MiB page is freed while other CPUs still cache 4 KiB pieces of it',
-    source: 'spec 5.5 (zap_huge_pmd: tlb_remove_page_size)',
+    source: 'mm/huge_memory.c zap_huge_pmd(): tlb_remove_page_size(), freed after the flush',
   },
   'thp.split_no_ref': {
     where: 'src/mm/huge_memory.ts __split_huge_pmd_locked',
@@ -108,32 +108,32 @@ export const KNOBS = {
   'fork.no_parent_flush': {
     where: 'src/mm/fork.ts dup_mmap',
     what: 'skip the flush of the parent mm after copy_page_range: sibling threads keep writable TLB entries for pages now shared with the child, and their writes after fork returns land in the child\'s memory',
-    source: 'spec 6.13, 4.5',
+    source: 'constructed: mm/mmap.c dup_mmap() flush_tlb_mm(oldmm) (docs/kernel-rules.md#fork-parent-flush)',
   },
   'fork.flush_after_unlock': {
     where: 'src/mm/fork.ts dup_mmap',
     what: 'flush the parent mm after its mmap_lock is released: a COW fault (or a sibling\'s write) can act on a shared page while stale writable entries survive',
-    source: 'spec 6.13, 5.7 rule T4',
+    source: 'constructed (docs/kernel-rules.md#fork-parent-flush, #flush-rules T4)',
   },
   'cow.install_before_flush': {
     where: 'src/mm/memory.ts wp_page_copy',
     what: 'install the new page over the old entry, drop the old page\'s rmap and reference, then flush: for a moment CPUs translate the address to different pages, and the old page can be reused in place by its other owner (or freed) while still translated',
-    source: 'spec 6.12, 4.7 (commit 4ce072f1faf2)',
+    source: 'mm/memory.c wp_page_copy() order: "[patch] mm: fix a race condition under SMC + COW" <20060927151507.A12423@unix-os.sc.intel.com>, "[patch] mm: fix race in COW logic" <20080622153035.GA31114@wotan.suse.de>',
   },
   'cow.reuse_by_mapcount': {
     where: 'src/mm/memory.ts do_wp_page',
     what: 'reuse an anonymous page on a write fault when its mapcount is 1, ignoring references held without a mapping (a GUP reference of a child that unmapped it)',
-    source: 'spec 6.10 (CVE-2020-29374, commit 17839856fd58)',
+    source: 'CVE-2020-29374: do_wp_page() before commits 17839856fd58 "gup: document and work around \"COW can break either way\" issue" and 09854ba94c6a "mm: do_wp_page() simplification"',
   },
   'gup.dirty_cow': {
     where: 'src/mm/gup.ts __get_user_pages',
     what: 'after a write fault that broke COW on a read-only private mapping, retry without write intent (the pre-4.8.3 GUP): if the copy is zapped meanwhile, a FOLL_FORCE write lands in the page cache',
-    source: 'spec 6.9 (CVE-2016-5195, Dirty COW)',
+    source: 'CVE-2016-5195 (Dirty COW), fixed by commit 19be0eaffa3a "mm: remove gup_flags FOLL_WRITE games from __get_user_pages()"',
   },
   'gup.fast_no_seqcount': {
     where: 'src/mm/gup.ts gup_fast',
     what: 'GUP-fast does not check mm->write_protect_seq: a pin can land between fork\'s "maybe pinned?" test and its write-protection of the entry, and the pinned page ends up shared with the child',
-    source: 'spec 6.11 (commit 57efa1fe5957), 4.8',
+    source: 'mm/gup.c gup_fast() before commit 57efa1fe5957 "mm/gup: prevent gup_fast from racing with COW during fork"',
   },
   'sim.crash_cpu_worker': {
     where: 'src/engine/program.ts TaskRunner.step',

@@ -1,5 +1,5 @@
-// kernel/fork.c + mm/memory.c: dup_mmap, copy_page_range, copy_pte_range,
-// copy_present_ptes and copy_present_page, per spec 4.1-4.6 and 4.8:
+// mm/mmap.c dup_mmap (kernel/fork.c before "mm: move dup_mmap() to mm") and
+// mm/memory.c copy_page_range, copy_pte_range, copy_present_ptes, copy_present_page:
 //
 //  - the parent's mmap_lock held for write (and the child's, nested) for the
 //    whole copy; VMAs duplicated in address order, file VMAs under the file's
@@ -9,7 +9,7 @@
 //  - page tables copied only where the child could not fault them back
 //    (vma_needs_copy: the VMA has an anon_vma);
 //  - for COW mappings the parent's write_protect_seq is held for writing around
-//    the copy (GUP-fast checks it, spec 4.8);
+//    the copy (GUP-fast checks it: commit 57efa1fe5957);
 //  - copy_pte_range: the child's PTL first, the parent's nested, one lazy MMU
 //    section per table with the *source* range as the fast range (the seed's
 //    case 1: the child's updates fall outside it), a progress counter that
@@ -21,8 +21,8 @@
 //    writable and exclusive; COW mappings write-protect parent and child entries
 //    without per-PTE flushes;
 //  - one flush of the whole parent mm after copying and before the parent's
-//    mmap_lock is released (spec 4.5); knobs fork.no_parent_flush and
-//    fork.flush_after_unlock break exactly that (spec 6.13).
+//    mmap_lock is released (docs/kernel-rules.md#fork-parent-flush); knobs
+//    fork.no_parent_flush and fork.flush_after_unlock break exactly that (constructed).
 //
 // Huge PMDs and PUDs are copied as huge (copy_huge_pmd / copy_huge_pud of
 // src/mm/huge_memory.ts); a possibly-pinned THP is split there and its PTEs copied
@@ -61,7 +61,7 @@ export const EAGAIN = 11;
 // folio_maybe_dma_pinned for copy_huge_pmd: the pin counting of src/mm/gup.ts
 thp_hooks.folio_maybe_dma_pinned = (head: number): boolean => page_maybe_dma_pinned(current.V, head);
 
-/** vma_needs_copy (spec 4.2): only a VMA with an anon_vma may hold pages the child could not fault back in. */
+/** vma_needs_copy (mm/memory.c): only a VMA with an anon_vma may hold pages the child could not fault back in. */
 export function vma_needs_copy(vma: Vma): boolean {
   return vma.anon >= 0;
 }
@@ -116,7 +116,7 @@ function copy_present_pte(dst_mm: number, src_mm: number, vma: Vma, dst_ptep: nu
     }
     st.rss++;
   }
-  // COW mappings write-protect both sides, without a flush here (spec 4.5)
+  // COW mappings write-protect both sides, without a flush here (docs/kernel-rules.md#fork-parent-flush)
   if (is_cow_mapping(vma.flags) && pte_write(pte)) {
     ptep_set_wrprotect(src_mm, addr, src_ptep);
     pte = pte_wrprotect(pte);
@@ -149,7 +149,7 @@ function copy_pte_range(dst_mm: number, src_mm: number, vma: Vma, dst_pmd: numbe
   let progress = 0;
   let again = false;
   let a = addr;
-  lazy_mmu_mode_enable_fast_pte_range(src_mm, addr, end, src0); // the source range (spec 2.4)
+  lazy_mmu_mode_enable_fast_pte_range(src_mm, addr, end, src0); // the source range (RFC 1/2; docs/kernel-rules.md#lazy-mmu-range)
   for (let i = 0; a < end; i++, a += PAGE_SIZE) {
     if (progress >= 32) {
       progress = 0;
@@ -186,13 +186,13 @@ function copy_pte_range(dst_mm: number, src_mm: number, vma: Vma, dst_pmd: numbe
   return a;
 }
 
-/** copy_page_range: copy the parent's entries of one VMA into the child (spec 4.2). */
+/** copy_page_range: copy the parent's entries of one VMA into the child (mm/memory.c). */
 export function copy_page_range(dst_mm: number, src_mm: number, vma: Vma): number {
   if (!vma_needs_copy(vma)) return 0;
   const I = current.I;
   const cow = is_cow_mapping(vma.flags);
   const seq = mmWord(current.V.L, src_mm, MM_WP_SEQ);
-  if (cow) raw_write_seqcount_begin(seq); // GUP-fast pins back off until the end (spec 4.8)
+  if (cow) raw_write_seqcount_begin(seq); // GUP-fast pins back off until the end (commit 57efa1fe5957)
   const st: CopyState = { prealloc: 0, rss: 0 };
   let ret = 0;
   for (let addr = vma.start; addr < vma.end && ret === 0;) {
@@ -279,9 +279,9 @@ export function dup_mmap(oldmm: number): number {
   }
   mmap_write_unlock(mm);
   // Parent entries were write-protected without flushes: flush the whole
-  // parent once, before the lock that COW faults need is released (spec 4.5).
-  const late = knobs['fork.flush_after_unlock']; // BUG (injected, spec 6.13): after the unlock instead
-  if (!late && !knobs['fork.no_parent_flush']) arch.flush_tlb_mm(oldmm); // BUG (injected, spec 6.13): not at all
+  // parent once, before the lock that COW faults need is released (docs/kernel-rules.md#fork-parent-flush).
+  const late = knobs['fork.flush_after_unlock']; // BUG (injected, docs/kernel-rules.md#fork-parent-flush): after the unlock instead
+  if (!late && !knobs['fork.no_parent_flush']) arch.flush_tlb_mm(oldmm); // BUG (injected, same section): not at all
   if (err < 0) {
     exit_mmap(mm); // the partial child: only what was copied is there to undo
   } else {

@@ -1,25 +1,25 @@
 // mm/gup.c: get_user_pages and pin_user_pages, fast and slow.
 //
 //  - GUP-fast (gup_fast): no locks, interrupts off (an x86 shootdown, and so a
-//    page-table free, waits for it: rule T5), reads the entries from memory as a
+//    page-table free, waits for it: docs/kernel-rules.md#flush-rules T5), reads the entries from memory as a
 //    hardware walker does, grabs the page and re-reads the PTE; with FOLL_PIN it
-//    samples mm->write_protect_seq before and re-checks it after (spec 4.8): an
+//    samples mm->write_protect_seq before and re-checks it after (commit 57efa1fe5957): an
 //    odd or changed sequence means fork is write-protecting: undo and take the
-//    slow path. Knob gup.fast_no_seqcount drops that check (spec 6.11).
+//    slow path. Knob gup.fast_no_seqcount drops that check (the race that commit fixed).
 //  - FOLL_PIN adds GUP_PIN_COUNTING_BIAS to the refcount (the kernel's scheme
 //    for order-0 pages): page_maybe_dma_pinned() is "refcount >= bias", which
-//    fork reads to copy such pages eagerly (spec 4.4).
+//    fork reads to copy such pages eagerly (mm/memory.c copy_present_ptes).
 //  - The slow path (__get_user_pages): under the mmap_lock (read), follow the
 //    PTE under its PTL; if it is absent or does not allow the access, fault
 //    (with write intent for FOLL_WRITE; FOLL_FORCE lets a write break COW on a
 //    read-only private mapping, as /proc/pid/mem does) and retry. A forced write
 //    accepts a read-only entry only if it is dirty and anon-exclusive, i.e. our
 //    private copy (can_follow_write_pte). Knob gup.dirty_cow restores the pre-4.8.3
-//    shortcut instead: after a COW fault, drop FOLL_WRITE and retry (spec 6.9).
+//    shortcut instead: after a COW fault, drop FOLL_WRITE and retry (CVE-2016-5195, fixed by commit 19be0eaffa3a).
 //
 // Pins here are write pins (FOLL_PIN | FOLL_WRITE): read-only pins would need the
 // "unshare" fault of anon-exclusive GUP, which is not modelled; read references
-// are FOLL_GET, as vmsplice takes them (spec 6.10).
+// are FOLL_GET, as vmsplice takes them (the reference of CVE-2020-29374).
 
 import { current } from '../hw/cpu.ts';
 import { down_read, up_read, raw_read_seqcount, read_seqcount_retry, spin_lock, spin_unlock } from '../hw/locks.ts';
@@ -128,7 +128,8 @@ function gup_fast_pte(mm: number, va: number, flags: number): number {
 export function gup_fast(mm: number, va: number, flags: number): number {
   const cpu = current;
   const seqIdx = mmWord(cpu.V.L, mm, MM_WP_SEQ);
-  // BUG (injected, spec 6.11): no write_protect_seq check, so a pin can land
+  // BUG (injected; fixed by commit 57efa1fe5957 "mm/gup: prevent gup_fast from racing
+  // with COW during fork"): no write_protect_seq check, so a pin can land
   // between fork's "maybe pinned?" and its write-protection of the same entry
   const checkSeq = (flags & FOLL_PIN) !== 0 && !knobs['gup.fast_no_seqcount'];
   let seq = 0;
@@ -230,7 +231,7 @@ export function __get_user_pages(mm: number, va: number, gup_flags: number): num
     const r = __faultin_page(mm, va, (flags & FOLL_WRITE) !== 0, (flags & FOLL_FORCE) !== 0);
     if (r & VM_FAULT_SIGSEGV) return -EFAULT;
     if (r & VM_FAULT_OOM) return -ENOMEM;
-    // BUG (injected, spec 6.9, CVE-2016-5195): the fault broke COW on a read-only
+    // BUG (injected, CVE-2016-5195, fixed by commit 19be0eaffa3a): the fault broke COW on a read-only
     // mapping, so call the write done and retry without write intent; if the copy
     // is zapped meanwhile, the retry maps and returns the page-cache page
     if (dirtyCow && r & VM_FAULT_WRITE && !(vma.flags & VM_WRITE)) flags &= ~FOLL_WRITE;

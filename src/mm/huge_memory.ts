@@ -1,7 +1,7 @@
 // mm/huge_memory.c (reduced): transparent huge pages at PMD level for private
 // anonymous memory, and PUD leaves of a DAX-like device, so that zap, split,
-// mprotect, mremap (HPAGE_PMD / HPAGE_PUD moves, spec 3.8-3.10) and fork
-// (copy_huge_pmd, spec 4.2) meet huge entries.
+// mprotect, mremap (HPAGE_PMD / HPAGE_PUD moves of mm/mremap.c move_pgt_entry) and fork
+// (copy_huge_pmd, called from mm/memory.c copy_page_range) meet huge entries.
 //
 // A huge PMD maps a 2 MiB compound page (512 contiguous data frames; the folio's
 // refcount and entire mapcount live on the head, src/mm/page_alloc.ts). A PTE
@@ -499,7 +499,7 @@ export function change_huge_pud_range(tlb: mmu_gather, mm: number, vmFlags: numb
   return true;
 }
 
-// ---- mremap: HPAGE_PMD and HPAGE_PUD moves (spec 3.10) ------------------------------------
+// ---- mremap: HPAGE_PMD and HPAGE_PUD moves (move_huge_pmd; mm/mremap.c move_huge_pud) -------
 
 /**
  * move_huge_pmd: move the huge PMD at old_pmd (mapping old_addr) to the empty
@@ -566,7 +566,7 @@ export function move_huge_pud(mm: number, _vma: Vma, old_addr: number, new_addr:
   return true;
 }
 
-// ---- fork: copy_huge_pmd / copy_huge_pud (spec 4.2) ---------------------------------------
+// ---- fork: copy_huge_pmd / copy_huge_pud (mm/huge_memory.c) ---------------------------------
 
 const is_cow_mapping = (flags: number): boolean => (flags & (VM_SHARED | VM_MAYWRITE)) === VM_MAYWRITE;
 

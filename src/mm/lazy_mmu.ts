@@ -1,11 +1,13 @@
 // The generic lazy MMU mode API (include/linux/pgtable.h after Kevin Brodsky's
-// nesting series), per spec 1.2: per-task enable and pause counts; only the
+// nesting series, v6 <20251215150323.2218608-1-kevin.brodsky@arm.com>): per-task
+// enable and pause counts; only the
 // outermost enable enters the arch mode; a nested disable flushes; the outermost
 // disable leaves; everything is a no-op in interrupt context; while paused,
 // enable/disable only keep balance and do nothing.
 //
 // And the seed's proposal, lazy_mmu_mode_enable_fast_pte_range(mm, addr, end,
-// ptep) (spec 2.2), under either reading discussed on the list:
+// ptep) (<896b3d93-8e60-42e2-b8bb-d3d4e8c99927-agordeev@linux.ibm.com>;
+// docs/kernel-rules.md#lazy-mmu-range), under either reading discussed on the list:
 //  - hint (Gordeev, 13 Apr 2026): updates inside the range may be batched, those
 //    outside behave as under plain enable; a range passed to a nested enable is
 //    ignored;
@@ -155,7 +157,7 @@ export function lazy_mmu_mode_pause(): void {
   const pa = I[c.pa];
   if (pa >= LAZY_MMU_MAX) warn('lazy_mmu_mode_pause: pause_count overflow');
   I[c.pa] = pa + 1;
-  if (pa === 0 && I[c.en] > 0) leave(); // the range is lost: resume enters without it (spec 2.5)
+  if (pa === 0 && I[c.en] > 0) leave(); // the range is lost: resume enters without it (docs/kernel-rules.md#lazy-mmu-range)
 }
 
 export function lazy_mmu_mode_resume(): void {

@@ -47,8 +47,8 @@ export function handle_mm_fault(cpu: Cpu, va: number, write: boolean): number {
 
 /**
  * A fault result bit: the fault was a write that broke COW or reused the page
- * (the kernel's old VM_FAULT_WRITE, which GUP looked at before FOLL_COW; spec
- * 6.9). Only __faultin_page reports it; the hardware and faultin_page see 0.
+ * (the kernel's old VM_FAULT_WRITE, which GUP looked at before FOLL_COW; CVE-2016-5195,
+ * fixed by commit 19be0eaffa3a). Only __faultin_page reports it; the hardware and faultin_page see 0.
  */
 export const VM_FAULT_WRITE = 0x10;
 
@@ -212,7 +212,7 @@ function do_shared_fault(mm: number, vma: Vma, pmdp: number, addr: number, write
   return finish_file_fault(mm, vma, pmdp, addr, rw);
 }
 
-// ---- private file faults and copy-on-write (spec 4.7, 6.9, 6.10, 6.12) ------------
+// ---- private file faults and copy-on-write (mm/memory.c do_wp_page, wp_page_copy) ----
 
 export const PageAnonExclusive = (V: Views, pfn: number): boolean => (Atomics.load(V.I, frameWord(V.L, pfn, FM_FLAGS)) & PG_ANON_EXCLUSIVE) !== 0;
 export function SetPageAnonExclusive(pfn: number): void {
@@ -306,7 +306,8 @@ function do_wp_page(mm: number, slot: number, vma: Vma, pmdp: number, ptep: numb
   const special = pfn === zero_pfn(V) || (entry & _PAGE_SPECIAL) !== 0;
   const flags = special ? 0 : Atomics.load(V.I, frameWord(V.L, pfn, FM_FLAGS));
   if (flags & PG_ANON) {
-    // BUG (injected, spec 6.10): the pre-5.8 rule, "mapped once, so ours", blind to
+    // BUG (injected, CVE-2020-29374): the rule before commit 09854ba94c6a ("mm:
+    // do_wp_page() simplification"), "mapped once, so ours", blind to
     // references held without a mapping (a GUP reference of a process that unmapped it)
     const reuse = knobs['cow.reuse_by_mapcount']
       ? page_mapcount(V, pfn) === 1
@@ -330,7 +331,7 @@ function wp_page_reuse(mm: number, vma: Vma, ptep: number, lock: number, addr: n
 }
 
 /**
- * wp_page_copy (spec 4.7 step 4): copy outside the PTL, recheck the entry,
+ * wp_page_copy (mm/memory.c, the order its comments require): copy outside the PTL, recheck the entry,
  * clear it and flush it from every TLB, install the new exclusive page, and
  * only then drop the old page's mapcount; its reference goes after the unlock.
  */
@@ -360,7 +361,9 @@ function wp_page_copy(mm: number, slot: number, vma: Vma, pmdp: number, addr: nu
   page_mapcount_inc(npfn); // folio_add_new_anon_rmap
   const installFirst = knobs['cow.install_before_flush'];
   if (installFirst) {
-    // BUG (injected, spec 6.12a): the new entry replaces the old in place, the old
+    // BUG (injected; the order before "[patch] mm: fix a race condition under SMC + COW"
+    // <20060927151507.A12423@unix-os.sc.intel.com> and "[patch] mm: fix race in COW logic"
+    // <20080622153035.GA31114@wotan.suse.de>): the new entry replaces the old in place, the old
     // page's rmap and reference go, and only then is the old translation flushed:
     // meanwhile other CPUs translate the address to either page, and the old one
     // may be reused by its other owner or freed
@@ -420,7 +423,7 @@ function zap_pte_range(tlb: mmu_gather, mm: number, pmdp: number, addr: number, 
     if (pte_none(e)) continue;
     if (details !== undefined && pte_present(e) && zap_skip(details, pte_pfn(e))) continue;
     const old = ptep_get_and_clear(mm, a, ptep);
-    // BUG (injected, spec 6.15a): "did the clear take?" asked by direct dereference;
+    // BUG (injected, docs/kernel-rules.md#direct-deref): "did the clear take?" asked by direct dereference;
     // where memory still holds the old entry the page is skipped (and leaked)
     if (deref && !pte_none(pte_deref(ptep))) continue;
     tlb_flush_pte_range(tlb, a, PAGE_SIZE);

@@ -1,4 +1,5 @@
-// mmu_gather (mm/mmu_gather.c, include/asm-generic/tlb.h), per spec 5.5: the
+// mmu_gather (mm/mmu_gather.c, include/asm-generic/tlb.h: tlb_gather_mmu,
+// tlb_flush_mmu, tlb_finish_mmu; docs/kernel-rules.md#flush-rules T3): the
 // order unhook -> flush TLBs -> free, for pages and page-table pages alike.
 
 import { current } from '../hw/cpu.ts';

@@ -13,8 +13,8 @@
 // (try_realign_addr / can_realign_addr / can_align_down, with the for_stack
 // exception of relocate_vma_down), and moves whole PMD tables (NORMAL_PUD),
 // whole PTE tables (NORMAL_PMD), huge leaves (HPAGE_PMD / HPAGE_PUD) through
-// move_pgt_entry, else PTEs one by one with move_ptes in the order of spec
-// 3.11: old PTL, new PTL nested, lazy MMU section with the seed's fast range,
+// move_pgt_entry, else PTEs one by one with move_ptes in the order of
+// mm/mremap.c move_ptes(): old PTL, new PTL nested, lazy MMU section with the seed's fast range,
 // clear old / set new, leave, flush the old range while both PTLs are held,
 // unlock new, unlock old. If not everything moved, the moved part is moved
 // back with the rmap locks held and the destination is unmapped instead.
@@ -182,7 +182,7 @@ function alloc_new_pmd(mm: number, addr: number): number {
  * clear it, install the same table in the new PMD, flush the old PMD's range,
  * unlock. The table keeps its own split PTL: a walker that took it through the
  * old PMD now holds the lock of entries that translate the new addresses
- * (spec 6.3), which is why the caller holds the rmap locks.
+ * (the race fixed by commit 97113eb39fa7), which is why the caller holds the rmap locks.
  */
 function move_normal_pmd(pmc: pagetable_move_control, old_pmd: number, new_pmd: number): boolean {
   const I = current.I;
@@ -267,7 +267,7 @@ export function move_ptes(pmc: pagetable_move_control, extent: number, old_pmd: 
   if (new_ptl !== old_ptl) spin_lock(new_ptl);
   let force_flush = false;
   let moved = 0;
-  // the seed: the old range is the one passed (spec 2.4)
+  // the seed: the old range is the one passed (RFC 1/2; docs/kernel-rules.md#lazy-mmu-range)
   lazy_mmu_mode_enable_fast_pte_range(mm, old_addr, old_addr + extent, old_pte0);
   for (let i = 0; i < extent / PAGE_SIZE; i++) {
     const op = old_pte0 + i;
@@ -279,7 +279,8 @@ export function move_ptes(pmc: pagetable_move_control, extent: number, old_pmd: 
   }
   lazy_mmu_mode_disable();
   current.stat(ST_MOVE_PTE, moved);
-  // Flush before either PTL is dropped (the fix for CVE-2018-18281, spec 6.1).
+  // Flush before either PTL is dropped (the fix for CVE-2018-18281: commit
+  // eb66ae030829 "mremap: properly flush TLB before releasing the page").
   // BUG (injected) with the knob: as before 4.19, only note that a flush is
   // needed; move_page_tables flushes the whole old range at its end, long
   // after the PTLs were dropped.
@@ -382,7 +383,7 @@ function vrm_set_delta(vrm: vma_remap_struct): void {
   }
 }
 
-/** check_mremap_params: everything that can be checked before taking the mmap_lock (spec 3.2). */
+/** check_mremap_params: everything that can be checked before taking the mmap_lock (mm/mremap.c). */
 function check_mremap_params(vrm: vma_remap_struct): number {
   const flags = vrm.flags;
   if (flags & ~(MREMAP_FIXED | MREMAP_MAYMOVE | MREMAP_DONTUNMAP)) return -EINVAL;
@@ -434,7 +435,8 @@ function copy_vma(mm: number, vma: Vma, addr: number, len: number, pgoff: number
   const merged = vma_read(V, mm, vma_merge_neighbours(V, mm, at));
   if (merged.start !== nv.start || merged.end !== nv.end) {
     // Merged into a neighbour: a walker visiting VMAs in pgoff order could
-    // see the destination before the source and miss a moving PTE (spec 3.6).
+    // see the destination before the source and miss a moving PTE (mm/vma.c
+    // copy_vma(); commit 38a76013ad80 "mm: avoid taking rmap locks in move_ptes()").
     return { nv: merged, need_rmap_locks: merged.pgoff <= vma.pgoff };
   }
   return { nv: merged, need_rmap_locks: false };
@@ -457,7 +459,7 @@ function move_vma(vrm: vma_remap_struct): number {
   const copied = copy_vma(mm, vma, new_addr, new_len, new_pgoff);
   if (!copied) return -ENOMEM;
   // From the first moved PTE until the flush, one page is reachable through a
-  // stale old-VA entry and through its new VA at once (spec 3.12): a write
+  // stale old-VA entry and through its new VA at once (docs/kernel-rules.md#mremap-visibility): a write
   // through either shows through the other. The content model must expect
   // neither range to keep a CPU's last write there until the move is over.
   const discard = cpu.host.hooks.discard;

@@ -153,14 +153,14 @@ export function ptep_clear_flush(mm: number, addr: number, ptep: number): number
 /**
  * A direct dereference of a PTE pointer (what kernel code must not do inside a
  * lazy MMU section): reads memory, bypassing queued or cached updates. Reported
- * when memory is stale for that entry (spec 6.15a).
+ * when memory is stale for that entry (docs/kernel-rules.md#direct-deref).
  */
 export function pte_deref(ptep: number): number {
   const cpu = current;
   if (is_lazy_mmu_mode_active() && arch.pte_memory_stale(ptep)) {
     cpu.host.hooks.violation({
       kind: 'lazy-mmu-contract', cpu: cpu.id,
-      message: `cpu ${cpu.id}: direct dereference of a PTE inside a lazy MMU section on ${arch.name}: memory still holds the old value (spec 6.15a)`,
+      message: `cpu ${cpu.id}: direct dereference of a PTE inside a lazy MMU section on ${arch.name}: memory still holds the old value (docs/kernel-rules.md#direct-deref)`,
     });
   }
   return Atomics.load(cpu.I, ptep);

@@ -2,8 +2,9 @@
 // file's tree of mappings (rmap walkers such as truncation and reclaim take it
 // for read); an anon_vma's rwsem guards the VMAs that share its anonymous
 // pages. mremap takes both for write around moves that could hide a PTE from a
-// walker (need_rmap_locks, spec 3.6) and always around whole-table moves
-// (NORMAL_PMD / NORMAL_PUD, spec 3.10, 6.3).
+// walker (need_rmap_locks from mm/vma.c copy_vma(); commit 38a76013ad80 "mm: avoid
+// taking rmap locks in move_ptes()") and always around whole-table moves
+// (NORMAL_PMD / NORMAL_PUD: mm/mremap.c should_take_rmap_locks(), commit 97113eb39fa7).
 
 import { current } from '../hw/cpu.ts';
 import { down_read, up_read, down_write, up_write } from '../hw/locks.ts';
@@ -58,7 +59,7 @@ export function drop_rmap_locks(vma: Vma): void {
 // Records change only under i_mmap_rwsem held for write; walkers (truncation,
 // reclaim) hold it for read for the whole walk, so the list is stable under them
 // and no VMA they find can have its page tables freed: munmap and exit unlink a
-// VMA (under the write lock) before free_pgtables (spec 3.3; unlink_file_vma).
+// VMA (under the write lock) before free_pgtables (mm/memory.c free_pgtables(): unlink_file_vma first).
 
 /** One record of a file's i_mmap. */
 export interface MappingRec {

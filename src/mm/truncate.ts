@@ -5,7 +5,8 @@
 // mapping's page tables are walked and their PTL taken (zap_pte_range through
 // an mmu_gather of THAT mm, which flushes the TLBs of THAT mm for the addresses
 // the walk computed), then the pages leave the cache and are put. This is the
-// third actor of spec 6.1: a stale TLB entry left by a mover that flushes late
+// third actor of CVE-2018-18281 (mremap flushed after dropping the PTLs; fixed by
+// commit eb66ae030829): a stale TLB entry left by a mover that flushes late
 // becomes a use-after-free as soon as the page is freed here.
 
 import { current } from '../hw/cpu.ts';

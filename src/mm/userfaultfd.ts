@@ -1,7 +1,8 @@
 // fs/userfaultfd.c, the part mremap cares about: UFFDIO_REGISTER marks the
 // VMAs of a range as userfaultfd-armed (VM_UFFD_MISSING). Fault delivery to a
 // user handler is not modelled; what is, is that an armed VMA may not be one of
-// several moved by one mremap (spec 3.17).
+// several moved by one mremap (v6.17, "mm/mremap: permit mremap() move of multiple VMAs",
+// <8f41e72b0543953d277e96d5e67a52f287cdbac3.1752232673.git.lorenzo.stoakes@oracle.com>).
 
 import { current } from '../hw/cpu.ts';
 import { PAGE_SIZE } from '../hw/layout.ts';

@@ -3,7 +3,7 @@
 // (formerly shift_arg_pages in fs/exec.c). The one caller of
 // move_page_tables with for_stack: source and destination lie inside one
 // VMA expanded to cover both, may overlap, and realignment may align down
-// inside the VMA (spec 3.14).
+// inside the VMA (mm/mremap.c can_align_down).
 
 import { current } from '../hw/cpu.ts';
 import { PAGE_SIZE, TASK_SIZE, VMA_START, VMA_END, VMA_PGOFF } from '../hw/layout.ts';

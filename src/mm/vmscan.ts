@@ -5,8 +5,9 @@
 //
 // try_to_unmap_one resolves the address it computed from the VMA record through
 // that mm's page tables, takes the PTL of the PTE table it found there, clears
-// the PTE and flushes THAT address (ptep_clear_flush). This is spec 6.3's second
-// actor: if a whole-table mremap (NORMAL_PMD) moves the table to a new address
+// the PTE and flushes THAT address (ptep_clear_flush). This is the second
+// actor of the race fixed by commit 97113eb39fa7 ("mm/mremap: hold the rmap lock in
+// write mode when moving page table entries."): if a whole-table mremap (NORMAL_PMD) moves the table to a new address
 // while the walker holds its PTL, the PTE it clears now translates the new
 // address, and the flush of the old one leaves a CPU that cached the new one
 // with a stale entry to a freed page. The mover's rmap locks (i_mmap for write)

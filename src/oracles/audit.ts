@@ -126,7 +126,7 @@ export function audit(V: Views, maxProblems = 20): AuditReport {
     const ref = I[frameWord(L, pfn, FM_REF)];
     const map = I[frameWord(L, pfn, FM_MAP)];
     if (map !== expMap[pfn]) problem(`pfn ${pfn}: mapcount ${map} but ${expMap[pfn]} PTEs map it`);
-    if (flags & PG_ANON_EXCLUSIVE && expMap[pfn] > 1) problem(`pfn ${pfn} is anon-exclusive but ${expMap[pfn]} PTEs map it (spec 4.9)`);
+    if (flags & PG_ANON_EXCLUSIVE && expMap[pfn] > 1) problem(`pfn ${pfn} is anon-exclusive but ${expMap[pfn]} PTEs map it (docs/kernel-rules.md#cow-invariants)`);
     if (flags & PG_TAIL) {
       // a tail: its references and whole-page mappings are counted on the head
       const head = I[frameWord(L, pfn, FM_COMPOUND)];

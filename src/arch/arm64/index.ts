@@ -1,5 +1,5 @@
-// arm64 TLB-flush model (arch/arm64/include/asm/tlbflush.h, asm/pgtable.h), per
-// spec 1.4 (arm64) and 5.2: no IPIs. A range flush is DSB ISHST (publish the
+// arm64 TLB-flush model (arch/arm64/include/asm/tlbflush.h, asm/pgtable.h:
+// __flush_tlb_range, queue_pte_barriers, emit_pte_barriers): no IPIs. A range flush is DSB ISHST (publish the
 // page-table stores to every walker), then one TLBI by VA+ASID, Inner Shareable,
 // per page (the whole ASID from MAX_DVM_OPS pages on), then DSB ISH, which
 // completes only when every CPU has purged: cpu.broadcast_invalidate() is the
@@ -12,7 +12,7 @@
 // drains to memory: the deferred one at arch_leave/arch_flush_lazy_mmu_mode, the
 // DSB ISHST a TLB flush starts with, the DSB ISH of a context switch. Outside a
 // section stores go to memory at once (the kernel relies on the DSB in the TLBI
-// path for user PTEs; spec 1.4).
+// path for user PTEs: __set_pte_complete() queues barriers for valid kernel entries only).
 
 import { type Cpu, type Host, current } from '../../hw/cpu.ts';
 import {

@@ -1,5 +1,6 @@
 // powerpc book3s64 with the hash MMU (arch/powerpc/mm/book3s64/hash_tlb.c,
-// asm/book3s/64/tlbflush-hash.h), per spec 1.4 (powerpc hash), 1.5 and 5.4.
+// asm/book3s/64/tlbflush-hash.h; preemption off in a section since commit b9ef323ea168
+// "powerpc/64s: Disable preemption in hash lazy mmu mode"; docs/kernel-rules.md#tlb-observers).
 //
 // Linux PTEs are ordinary memory: every accessor stores at once. The simulated
 // TLB stands for HPTE + TLB. Invalidation is tied to PTE changes, not to

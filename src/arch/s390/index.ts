@@ -1,5 +1,7 @@
 // s390 TLB model (arch/s390/mm/pgtable.c, asm/tlbflush.h) with Alexander
-// Gordeev's range-aware lazy MMU series (2026), per spec 1.4, 1.5, 2.2-2.7, 5.3.
+// Gordeev's range-aware lazy MMU series (RFC <cover.1774420056.git.agordeev@linux.ibm.com>,
+// v2 <cover.1776264097.git.agordeev@linux.ibm.com>; docs/kernel-rules.md#tlb-observers and
+// #lazy-mmu-range).
 //
 // No IPIs. A PTE is invalidated by IPTE: the instruction sets the entry invalid
 // in memory (our encoding: _PAGE_PRESENT cleared) and purges the translations
@@ -203,7 +205,7 @@ function batch_slot(cpu: Cpu, ptep: number): number {
   if (!(a instanceof S390Cpu) || !a.batch.active) return -1;
   const i = ptep - a.batch.ptep;
   if (i < 0 || i >= a.batch.nptes) return -1;
-  if (!is_lazy_mmu_mode_active()) return -1; // an interrupt handler must not use the task's batch (spec 2.5)
+  if (!is_lazy_mmu_mode_active()) return -1; // an interrupt handler must not use the task's batch (docs/kernel-rules.md#lazy-mmu-range)
   return i;
 }
 

@@ -1,5 +1,5 @@
-// sparc64 (arch/sparc/mm/tlb.c, tsb.c, asm/tlbflush_64.h, kernel/smp_64.c), per
-// spec 1.4 (sparc64), 1.5 and 5.4.
+// sparc64 (arch/sparc/mm/tlb.c, tsb.c, asm/tlbflush_64.h, kernel/smp_64.c;
+// what other CPUs see: docs/kernel-rules.md#tlb-observers).
 //
 // PTE stores are immediate. Changing a PTE that was valid queues its virtual
 // address through tlb_batch_add_one(): outside lazy MMU mode the TSB entry and

@@ -1,5 +1,6 @@
 // x86-64 Xen PV guest (arch/x86/xen/mmu_pv.c, multicalls.c, enlighten_pv.c),
-// per spec 1.4 (x86, Xen PV), 1.5 and 6.14: the hardware, the TLBs, the IPI
+// (xen_enter_lazy_mmu, xen_leave_lazy_mmu, xen_mc_flush; docs/kernel-rules.md#tlb-observers):
+// the hardware, the TLBs, the IPI
 // shootdown (flush_tlb_mm_range) and switch_mm are x86's, but the guest's page
 // tables are read-only to it and every PTE store is a hypercall (mmu_update).
 //
@@ -178,7 +179,8 @@ function xen_start_context_switch(cpu: Cpu): void {
  * xen_end_context_switch: re-enter lazy MMU mode if the incoming task is in a
  * section. As after commit 291b3abed657, this reads the generic task state
  * (is_lazy_mmu_mode_active() of the task now current), which is what opens the
- * window of spec 6.14e: a task preempted between its enable_count increment and
+ * window reported against that commit ("x86/xen: Tolerate nested XEN_LAZY_MMU
+ * entering/leaving", Juergen Gross, May 2026): a task preempted between its enable_count increment and
  * its arch_enter_lazy_mmu_mode() is entered here, then enters again: the BUG.
  */
 function xen_end_context_switch(): void {

@@ -1,5 +1,5 @@
-// x86-64 native TLB-flush model (arch/x86/mm/tlb.c, asm/mmu_context.h), per
-// spec 5.1: flush_tlb_mm_range with the 33-page ceiling, a per-mm TLB
+// x86-64 native TLB-flush model (arch/x86/mm/tlb.c, asm/mmu_context.h):
+// flush_tlb_mm_range with the 33-page ceiling, a per-mm TLB
 // generation, mm_cpumask, lazy-TLB CPUs skipped unless page tables were freed,
 // synchronous IPIs whose sender waits for every acknowledgement, and the
 // generation check at switch-in that covers CPUs which got no IPI.

@@ -4,7 +4,7 @@
 // MAP_FIXED_NOREPLACE), a seeded byte pattern (here: one pattern value per
 // content word, WORDS_PER_PAGE words per page), a validation threshold, and the
 // time of the single mremap call. Reimplemented from the test's described
-// behaviour (spec section 7); names follow the C test so results line up.
+// behaviour (docs/kernel-rules.md#mremap-selftest); names follow the C test so results line up.
 
 import { PAGE_SIZE, WORDS_PER_PAGE, ST_MOVE_PTE, ST_MOVE_PMD, ST_MOVE_PUD, ST_REALIGN, MMAP_MIN_ADDR, statWord } from '../../hw/layout.ts';
 import { VM_UFFD_MISSING } from '../../hw/pte.ts';
@@ -203,7 +203,7 @@ const T = (src: number, dst: number, size: number, overlap: boolean, fail: boole
   name, config: { src_alignment: src, dest_alignment: dst, region_size: size, overlapping: overlap, dest_preamble_size: preamble }, expect_failure: fail,
 });
 
-/** The region test table of mremap_test.c (spec 7.2), in order. */
+/** The region test table of mremap_test.c's main(), in order. */
 export const REGION_TESTS: RegionTest[] = [
   T(PTE, PTE, PTE, true, true, 'mremap - Source and Destination Regions Overlapping'),
   T(PTE, PTE / 4, PTE, false, true, 'mremap - Destination Address Misaligned (1KB-aligned)'),
