@@ -11,6 +11,8 @@ import { drawConfig, seedOptions, huntsByDefault, PATTERN, MAX_HUNT_THREADS } fr
 import { loadScenario } from '../src/engine/scenario.ts';
 import { runScenario } from '../src/engine/machine.ts';
 import { exitCode } from '../src/report/summary.ts';
+import { catalogueMarkdown } from '../src/cli/bugs.ts';
+import { readFileSync } from 'node:fs';
 
 const run = (args: string[]): Promise<{ code: number; stdout: string; stderr: string }> =>
   new Promise((res) => {
@@ -36,6 +38,13 @@ describe('the bug catalogue', () => {
     for (const id of ['2ff6ddf19c0e', 'CVE-2022-39188', '61f67c230a5e', '772e5b4a5e83', 'e3ba51ab24fd', 'fb49c455323f', 'CVE-2025-37964', 'CVE-2018-18281', '97113eb39fa7']) {
       expect(findBug(id), id).toBeDefined();
     }
+  });
+
+  it('docs/catalogue.md holds the table generated from the data (mmsim bugs list --markdown)', () => {
+    const page = readFileSync('docs/catalogue.md', 'utf8');
+    const m = /<!-- generated: mmsim bugs list --markdown -->\n([\s\S]*?)<!-- end generated -->/.exec(page);
+    expect(m, 'generated section').not.toBeNull();
+    expect(m![1]).toBe(catalogueMarkdown());
   });
 
   it('resolves a CVE, a fix commit (12 or 40 digits), a knob, in any case', () => {

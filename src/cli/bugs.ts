@@ -59,6 +59,19 @@ export function raceColumns(v: ViolationRecord, width = 58): string {
   return out.join('\n');
 }
 
+const cell = (t: string): string => t.replace(/\|/g, '\\|').replace(/\n/g, ' ');
+
+/** The catalogue as the markdown table of docs/catalogue.md (test/catalogue.test.ts keeps the page equal to it). */
+export function catalogueMarkdown(): string {
+  const head = ['id', 'versions', 'path', 'the race', 'scenario', 'knob', 'oracle', 'status'];
+  const rows = CATALOGUE.map((b) => [
+    `${b.id}${b.aliases.filter((a) => a !== b.knob).length ? ` (${b.aliases.filter((a) => a !== b.knob).join(', ')})` : ''}`,
+    b.versions, b.path, b.race, b.scenario ? `${b.scenario}${b.run?.arch ? ` (${b.run.arch})` : ''}` : '-', b.knob ?? '-', b.oracle ?? '-',
+    b.status === 'caught' ? `caught within ${b.budget} seeds` : `${b.status}: ${b.why}`,
+  ].map(cell));
+  return [`| ${head.join(' | ')} |`, `|${head.map(() => '---').join('|')}|`, ...rows.map((r) => `| ${r.join(' | ')} |`)].join('\n') + '\n';
+}
+
 function lookup(id: string): BugEntry {
   const b = findBug(id);
   if (!b) throw new InvalidArgumentError(`unknown bug '${id}' (mmsim bugs list shows the catalogue: a CVE, a 12-digit fix commit or a knob name)`);
@@ -108,11 +121,16 @@ export function registerBugs(program: Command): void {
     .command('list')
     .description('print the catalogue: id, kernel versions, path, the race, scenario, knob, oracle, status')
     .option('--json', 'as JSON')
+    .option('--markdown', 'as the markdown table of docs/catalogue.md')
     .option('--status <s>', 'only entries with this status (caught, not-expressible, pending, tooling)')
     .action((opts) => {
       const rows = CATALOGUE.filter((b) => !opts.status || b.status === opts.status);
       if (opts.json) {
         console.log(JSON.stringify(rows, null, 2));
+        return;
+      }
+      if (opts.markdown) {
+        process.stdout.write(catalogueMarkdown());
         return;
       }
       for (const b of rows) console.log(formatEntry(b) + '\n');
