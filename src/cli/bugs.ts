@@ -2,7 +2,8 @@
 // (src/tools/bugs/catalogue.ts) and a hunt for one entry with the default
 // strategy (src/tools/bugs/run.ts).
 
-import { InvalidArgumentError, type Command } from 'commander';
+import { type Command } from 'commander';
+import { CampaignError } from '../tools/stress/stress.ts';
 import { writeFile, mkdir } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { CATALOGUE, findBug, type BugEntry } from '../tools/bugs/catalogue.ts';
@@ -74,7 +75,7 @@ export function catalogueMarkdown(): string {
 
 function lookup(id: string): BugEntry {
   const b = findBug(id);
-  if (!b) throw new InvalidArgumentError(`unknown bug '${id}' (mmsim bugs list shows the catalogue: a CVE, a 12-digit fix commit or a knob name)`);
+  if (!b) throw new CampaignError(`unknown bug '${id}' (mmsim bugs list shows the catalogue: a CVE, a 12-digit fix commit or a knob name)`);
   return b;
 }
 
@@ -149,7 +150,7 @@ export function registerBugs(program: Command): void {
       const b = lookup(id);
       if (b.status !== 'caught' || !b.scenario) {
         console.log(formatEntry(b));
-        throw new InvalidArgumentError(`${b.id} cannot be run: ${b.status}${b.why ? ` (${b.why})` : ''}`);
+        throw new CampaignError(`${b.id} cannot be run: ${b.status}${b.why ? ` (${b.why})` : ''}`);
       }
       const seeds = opts.seeds ?? b.budget ?? 20;
       console.log(`mmsim bugs run ${b.id}${opts.fixed ? ' --fixed' : ''}: ${b.scenario}${opts.fixed ? ' without' : ' with'} knob ${b.knob}${b.run?.arch ? ` (--arch ${b.run.arch})` : ''}, seeds 1..${seeds}, hunting swarm, ${opts.jobs} jobs`);
