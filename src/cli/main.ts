@@ -6,7 +6,7 @@ import { fileURLToPath } from 'node:url';
 import { join } from 'node:path';
 import { loadScenario, resolveScenario, ScenarioError, SCENARIO_DIR } from '../engine/scenario.ts';
 import { int, prob, knob } from './args.ts';
-import { runScenario } from '../engine/machine.ts';
+import { runScenario, resolveRunOptions, withScenarioKnobs, type RunOptions } from '../engine/machine.ts';
 import { summary, exitCode } from '../report/summary.ts';
 import { KNOBS } from '../inject/knobs.ts';
 import { ARCH_NAMES } from '../arch/index.ts';
@@ -14,7 +14,6 @@ import { toChromeTrace } from '../report/trace_export.ts';
 import { htmlReport } from '../report/html_report.ts';
 import { registerStress } from './stress.ts';
 import { registerSelftest } from './selftest.ts';
-import { type RunOptions } from '../engine/machine.ts';
 import { makeRepro, readRepro, reproFileName, writeRepro, type Repro } from '../tools/repro/repro.ts';
 import { replay as replayRepro, shrink } from '../tools/repro/shrink.ts';
 import { registerReplay } from './strace.ts';
@@ -22,7 +21,8 @@ import { registerBugs } from './bugs.ts';
 
 function describeSize(r: Repro): string {
   const o = r.options;
-  return `${o.cpus ?? r.scenario.machine.cpus} CPUs, ${o.ops ?? r.scenario.run.opsPerCpu} ops/CPU${o.mode === 'deterministic' ? `, d=${o.preemptions ?? 3}` : ''}`;
+  const ro = resolveRunOptions(r.scenario, o);
+  return `${ro.cpus} CPUs, ${o.ops ?? r.scenario.run.opsPerCpu} ops/CPU${ro.deterministic ? `, d=${ro.preemptions}` : ''}`;
 }
 
 const EXIT_BAD_INPUT = 2;
@@ -65,13 +65,16 @@ export function buildProgram(): Command {
       const file = await resolveScenario(arg);
       const s = await loadScenario(file);
       if (opts.tlb !== undefined && opts.tlb & (opts.tlb - 1)) throw new InvalidArgumentError('--tlb must be a power of two');
-      const options: RunOptions = {
-        cpus: opts.cpus ?? s.machine.cpus, arch: opts.arch, seed: opts.seed ?? s.run.seed, ops: opts.ops, durationMs: opts.duration,
+      const asked: RunOptions = {
+        cpus: opts.cpus, arch: opts.arch, seed: opts.seed, ops: opts.ops, durationMs: opts.duration,
         threads: opts.threads, delay: opts.delay, tlbEntries: opts.tlb, mode: opts.mode, preemptions: opts.preemptions, hotPreempt: opts.hotPreempt,
         lazyContract: opts.lazyContract,
-        knobs: opts.knob.length ? [...new Set([...s.knobs, ...opts.knob])] : undefined,
+        knobs: withScenarioKnobs(s, opts.knob),
         keepGoing: opts.keepGoing, hangTimeoutMs: opts.hangTimeout, cpuProfDir: opts.cpuProf,
       };
+      // the repro records the CPUs and the seed even when they came from the scenario
+      const resolved = resolveRunOptions(s, asked);
+      const options: RunOptions = { ...asked, cpus: resolved.cpus, seed: resolved.seed };
       const r = await runScenario(s, { ...options, trace: Boolean(opts.trace || opts.report) });
       console.log(summary(r));
       if (exitCode(r) !== 0 && opts.repro) {

@@ -8,7 +8,7 @@
 // futex wake of another thread), at least DET_MIN_OPS. A scenario's own
 // run.delay (spins that widen windows in free mode) is dropped there too: the
 // scheduler decides the interleaving, and time must not steer it. An explicit
-// --delay with --mode deterministic is still refused (machine.ts).
+// --delay with --mode deterministic is still refused (machine.ts checkRunOptions).
 import type { Scenario } from './scenario.ts';
 import type { RunOptions } from './machine.ts';
 
@@ -40,5 +40,6 @@ export function durationToOps(durationMs: number): number {
 
 export function detBudget(s: Scenario, o: RunOptions): Budget {
   const durationMs = o.durationMs ?? (o.ops === undefined ? s.run.durationMs : undefined);
-  return { delay: 0, durationMs: undefined, ops: durationMs !== undefined ? durationToOps(durationMs) : (o.ops ?? s.run.opsPerCpu) };
+  // an explicit --delay stays (machine.ts refuses it with a clear line); the scenario's own is dropped
+  return { delay: o.delay ?? 0, durationMs: undefined, ops: durationMs !== undefined ? durationToOps(durationMs) : (o.ops ?? s.run.opsPerCpu) };
 }

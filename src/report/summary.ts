@@ -1,6 +1,6 @@
 // Formatting a run's result for people (the summary) and machines (JSON).
 
-import type { RunResult } from '../engine/machine.ts';
+import { runVerdict, type RunResult } from '../engine/machine.ts';
 
 const fmt = (n: number): string => n.toLocaleString('en-US');
 const us = (ns: number): string => (ns / 1000).toFixed(ns < 10000 ? 1 : 0) + ' us';
@@ -8,7 +8,7 @@ const us = (ns: number): string => (ns / 1000).toFixed(ns < 10000 ? 1 : 0) + ' u
 export function summary(r: RunResult): string {
   const s = r.stats;
   const out: string[] = [];
-  const verdict = r.crash ? 'CRASHED' : r.hang ? 'HUNG' : r.violationCount > 0 || !r.audit.ok || !r.teardownAudit.ok ? 'VIOLATION' : 'clean';
+  const verdict = runVerdict(r).label;
   const det = r.deterministic ? `, PCT d=${r.deterministic.preemptions}, ${r.deterministic.steps.toLocaleString('en-US')} steps, ${(r.deterministic.schedule.length / 2).toLocaleString('en-US')} handoffs` : '';
   out.push(`mmsim: ${r.scenario} on ${r.cpus} CPUs (${r.arch}), seed ${r.seed}, ${r.mode} (${r.threads} host thread${r.threads > 1 ? 's' : ''}${det})${r.knobs.length ? `, bug knobs: ${r.knobs.join(', ')}` : ''}`);
   out.push(`  result        ${verdict} in ${(r.wallMs / 1000).toFixed(2)} s${r.bootMs ? ` (+${(r.bootMs / 1000).toFixed(2)} s starting threads)` : ''}`);
@@ -47,7 +47,7 @@ export function summary(r: RunResult): string {
   return out.join('\n');
 }
 
+/** 0 clean, 1 violation, audit failure or hang, 3 crash (runVerdict). */
 export function exitCode(r: RunResult): number {
-  if (r.crash) return 3;
-  return r.hang || r.violationCount > 0 || !r.audit.ok || !r.teardownAudit.ok ? 1 : 0;
+  return runVerdict(r).exit;
 }
