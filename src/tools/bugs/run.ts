@@ -22,7 +22,7 @@ export interface HuntOptions {
   /** run without the knob (the fixed kernel) */
   fixed?: boolean;
   jobs?: number;
-  /** a seed running longer than this fails as 'timeout' (default 120 s) */
+  /** a seed running longer than this fails as 'timeout' (default 10 min, as in mmsim stress) */
   taskTimeoutMs?: number;
   /** called after every finished seed */
   onSeed?: (t: TaskResult) => void;
@@ -62,7 +62,7 @@ export async function huntEntry(e: BugEntry, o: HuntOptions = {}): Promise<HuntO
   const seeds = o.seeds ?? e.budget ?? 20;
   const base = o.seedBase ?? 1;
   const jobs = o.jobs ?? 2;
-  const timeout = o.taskTimeoutMs ?? 120_000;
+  const timeout = o.taskTimeoutMs ?? 600_000;
   const scenarioFile = await resolveScenario(e.scenario);
   const scenario = await loadScenario(scenarioFile);
   const user = entryOptions(e, fixed);

@@ -93,7 +93,8 @@ export function drawConfig(seed: number, s: Scenario, base: Partial<TaskOptions>
     case 'free':
       return { family, options: { mode: 'free', threads, delay: 0, tlbEntries } };
     case 'inline':
-      return { family, options: { mode: 'free', threads: 1, tlbEntries } };
+      // no delay: with every CPU on one thread a spin only slows the run (nothing races with it)
+      return { family, options: { mode: 'free', threads: 1, delay: 0, tlbEntries } };
   }
 }
 
