@@ -40,6 +40,7 @@ export function formatEntry(b: BugEntry): string {
   ];
   if (b.scenario || b.knob) lines.push(`${ind}hunt:     ${b.scenario ? `scenario ${b.scenario}` : 'no scenario'}${b.knob ? `, knob ${b.knob}` : ''}${b.run?.arch ? `, --arch ${b.run.arch}` : ''}${b.run?.lazyContract ? `, --lazy-contract ${b.run.lazyContract}` : ''}${b.oracle ? `; oracle ${b.oracle}` : ''}`);
   if (b.why) lines.push(`${ind}why:      ${wrap(b.why, 100, ind + '          ')}`);
+  if (b.measured) lines.push(`${ind}measured: ${wrap(b.measured, 100, ind + '          ')}`);
   lines.push(`${ind}source:   ${wrap(b.source, 100, ind + '          ')}`);
   return lines.join('\n');
 }
@@ -68,7 +69,7 @@ export function catalogueMarkdown(): string {
   const rows = CATALOGUE.map((b) => [
     `${b.id}${b.aliases.filter((a) => a !== b.knob).length ? ` (${b.aliases.filter((a) => a !== b.knob).join(', ')})` : ''}`,
     b.versions, b.path, b.race, b.scenario ? `${b.scenario}${b.run?.arch ? ` (${b.run.arch})` : ''}` : '-', b.knob ?? '-', b.oracle ?? '-',
-    b.status === 'caught' ? `caught within ${b.budget} seeds` : `${b.status}: ${b.why}`,
+    b.status === 'caught' ? `caught within ${b.budget} seeds${b.measured ? ` (measured: ${b.measured})` : ''}` : `${b.status}: ${b.why}`,
   ].map(cell));
   return [`| ${head.join(' | ')} |`, `|${head.map(() => '---').join('|')}|`, ...rows.map((r) => `| ${r.join(' | ')} |`)].join('\n') + '\n';
 }
