@@ -188,7 +188,8 @@ export const CATALOGUE: BugEntry[] = [
     path: 'kernel/fork.c dup_mmap',
     race: 'fork write-protects the parent\'s entries and shares the pages with the child without flushing; a sibling writes through its stale writable entry after fork returned, and the child reads the write.',
     scenario: 'fork-vs-writers', knob: 'fork.no_parent_flush', oracle: 'cow',
-    status: 'caught', budget: 20, source: src('fork.no_parent_flush'),
+    status: 'caught', budget: 20, measured: '10/10 seeds, 0/10 false positives',
+    source: src('fork.no_parent_flush'),
   },
   {
     id: 'knob:fork.flush_after_unlock', aliases: ['fork.flush_after_unlock'],
@@ -247,7 +248,8 @@ export const CATALOGUE: BugEntry[] = [
     path: 'arch/s390 arch_leave_lazy_mmu_mode (proposed series)',
     race: 'memory keeps the old valid entries of the pages a munmap freed; walkers and TLBs keep reaching them.',
     scenario: 'munmap-vs-access', knob: 's390.leave_without_apply', run: { arch: 's390' }, oracle: 'uaf-stale-tlb / walker',
-    status: 'caught', budget: 20, source: src('s390.leave_without_apply'),
+    status: 'caught', budget: 20, measured: '10/10 seeds, 0/10 false positives',
+    source: src('s390.leave_without_apply'),
   },
   {
     id: 'knob:fault.leak_ref', aliases: ['fault.leak_ref'],
