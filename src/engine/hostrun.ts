@@ -8,7 +8,7 @@ import { type Layout, type Views, makeViews, H_DONE, H_RUNNING, H_STOP, H_STARTE
 import { getArch } from '../arch/index.ts';
 import { IPI_TYPES } from '../arch/arch.ts';
 import { set_arch } from '../mm/pgtable.ts';
-import { handle_mm_fault } from '../mm/memory.ts';
+import { do_user_addr_fault } from '../mm/memory.ts';
 import { context_switch } from '../mm/mmu_context.ts';
 import { task_free } from '../mm/mm.ts';
 import { setKnobs } from '../inject/knobs.ts';
@@ -17,7 +17,7 @@ import { makeForkHook, makeCopyPageHook } from '../oracles/cow.ts';
 import { TaskRunner, type TaskPlan } from './program.ts';
 import { EV } from '../hw/trace.ts';
 import { DetScheduler } from './det.ts';
-import { set_lazy_contract, type LazyContract } from '../mm/lazy_mmu.ts';
+import { set_lazy_contract, set_lazy_series, LAZY_SERIES_LATEST, type LazyContract, type LazySeries } from '../mm/lazy_mmu.ts';
 
 export interface HostPlan {
   sab: SharedArrayBuffer;
@@ -39,6 +39,7 @@ export interface HostPlan {
   lazyContract?: LazyContract;
   /** deterministic mode: hot preemption probability (src/engine/det.ts) */
   hotPreempt?: number;
+  lazySeries?: LazySeries;
   tasks: TaskPlan[];
 }
 
@@ -60,7 +61,7 @@ export function makeHost(V: Views, hostId: number, archName: string, violations:
   const arch = getArch(archName);
   set_arch(arch);
   const hooks: Hooks = {
-    fault: handle_mm_fault,
+    fault: do_user_addr_fault,
     ipi: new Array(IPI_TYPES),
     violation: makeViolationSink(V, violations, stopOnViolation),
     discard: makeDiscardHook(V),
@@ -78,6 +79,7 @@ export function runHost(plan: HostPlan): HostResult {
   const L = V.L;
   setKnobs(plan.knobs);
   set_lazy_contract(plan.lazyContract ?? 'hint');
+  set_lazy_series(plan.lazySeries ?? LAZY_SERIES_LATEST);
   const violations: ViolationRecord[] = [];
   const host = makeHost(V, plan.hostId, plan.arch, violations, plan.stopOnViolation);
   const cpus: Cpu[] = [];

@@ -66,9 +66,14 @@ export const KNOBS = {
     source: 'arch/sparc/mm/tlb.c arch_leave_lazy_mmu_mode() -> flush_tlb_pending()',
   },
   's390.leave_without_apply': {
-    where: 'src/arch/s390/index.ts arch_leave_lazy_mmu_mode',
+    where: 'src/arch/s390/lazy_mmu.ts leave_ipte_range',
     what: 'leave a fast-range section without applying the IPTE batch: memory keeps the old valid entries',
     source: 'Gordeev\'s s390 batch, v2 5/6 <924c91e711e8b16470eb2af7e31d0b6ffcf2940c.1776264097.git.agordeev@linux.ibm.com>: leave invalidates (IPTE range), then stores',
+  },
+  'lazy_mmu.nested_disable_leaves': {
+    where: 'src/mm/lazy_mmu.ts lazy_mmu_mode_disable',
+    what: 'a nested lazy_mmu_mode_disable() leaves the mode as the outermost one does (no nesting count): the outer section loses its batching half-way and its own disable is unbalanced',
+    source: 'the behaviour before Kevin Brodsky\'s nesting series ("mm: enable lazy_mmu sections to nest", 7.0); mm/tests/lazy_mmu_mode_kunit.c lazy_mmu_mode_active catches it',
   },
   'mremap.flush_after_unlock': {
     where: 'src/mm/mremap.ts move_ptes',
@@ -114,6 +119,11 @@ export const KNOBS = {
     where: 'src/mm/fork.ts dup_mmap',
     what: 'flush the parent mm after its mmap_lock is released: a COW fault (or a sibling\'s write) can act on a shared page while stale writable entries survive',
     source: 'constructed (docs/kernel-rules.md#fork-parent-flush, #flush-rules T4)',
+  },
+  'fork.no_vma_write_lock': {
+    where: 'src/mm/fork.ts dup_mmap',
+    what: 'do not write-lock the parent\'s VMAs (vma_start_write) while fork copies them: a sibling thread\'s per-VMA-lock fault runs during the copy and COW-breaks (wp_page_copy) a page fork has just write-protected while other CPUs still cache it as writable; their writes land in the page the child keeps',
+    source: 'commit fb49c455323f (6.5, "fork: lock VMAs of the parent process when forking"); spec 4.1 step 5',
   },
   'cow.install_before_flush': {
     where: 'src/mm/memory.ts wp_page_copy',

@@ -22,7 +22,11 @@
 //    without per-PTE flushes;
 //  - one flush of the whole parent mm after copying and before the parent's
 //    mmap_lock is released (docs/kernel-rules.md#fork-parent-flush); knobs
-//    fork.no_parent_flush and fork.flush_after_unlock break exactly that (constructed).
+//    fork.no_parent_flush and fork.flush_after_unlock break exactly that (constructed);
+//  - every parent VMA write-locked (vma_start_write) before it is copied, so no
+//    per-VMA-lock fault of a sibling thread runs on it until the parent's
+//    mmap_lock is released, after the flush (commit fb49c455323f, 6.5); knob
+//    fork.no_vma_write_lock drops that.
 //
 // Huge PMDs and PUDs are copied as huge (copy_huge_pmd / copy_huge_pud of
 // src/mm/huge_memory.ts); a possibly-pinned THP is split there and its PTEs copied
@@ -44,12 +48,13 @@ import {
   arch, pgd_offset, pud_offset, pmd_offset, pud_alloc, pmd_alloc, __pte_alloc, pte_offset_map_lock, pte_offset, pte_lockptr,
   ptep_lockptr, ptep_get, ptep_set_wrprotect, set_pte_at,
 } from './pgtable.ts';
-import { lazy_mmu_mode_enable_fast_pte_range, lazy_mmu_mode_disable } from './lazy_mmu.ts';
+import { lazy_mmu_mode_enable_with_ptes, lazy_mmu_mode_disable } from './lazy_mmu.ts';
 import { alloc_page, get_page, put_page, page_mapcount_inc, zero_pfn } from './page_alloc.ts';
 import { addr_end, is_cow_mapping, vm_page_prot, copy_user_highpage, SetPageAnonExclusive, ClearPageAnonExclusive } from './memory.ts';
 import { page_maybe_dma_pinned } from './gup.ts';
 import { copy_huge_pmd, copy_huge_pud, pmd_trans_huge, pud_trans_huge, thp_hooks } from './huge_memory.ts';
-import { type Vma, vma_list, vma_insert, vma_count } from './vma.ts';
+import { type Vma, vma_read, vma_rec, vma_insert, vma_count } from './vma.ts';
+import { vma_start_write } from './mmap_lock.ts';
 import { file_get } from './shmem.ts';
 import { i_mmap_lock_write, i_mmap_unlock_write, __vma_link_file_after } from './rmap.ts';
 import { mm_alloc, exit_mmap } from './mm.ts';
@@ -149,7 +154,7 @@ function copy_pte_range(dst_mm: number, src_mm: number, vma: Vma, dst_pmd: numbe
   let progress = 0;
   let again = false;
   let a = addr;
-  lazy_mmu_mode_enable_fast_pte_range(src_mm, addr, end, src0); // the source range (RFC 1/2; docs/kernel-rules.md#lazy-mmu-range)
+  lazy_mmu_mode_enable_with_ptes(src_mm, addr, end, src0); // the source range (RFC 1/2; docs/kernel-rules.md#lazy-mmu-range)
   for (let i = 0; a < end; i++, a += PAGE_SIZE) {
     if (progress >= 32) {
       progress = 0;
@@ -260,7 +265,15 @@ export function dup_mmap(oldmm: number): number {
   }
   mmap_write_lock(mm); // nested: nobody can see the child yet
   let err = 0;
-  for (const v of vma_list(V, oldmm)) {
+  const noVmaLock = knobs['fork.no_vma_write_lock'];
+  for (let s = 0; s < vma_count(V, oldmm); s++) {
+    // for_each_vma(vmi, mpnt) { vma_start_write(mpnt); ... }: no per-VMA-lock fault on
+    // the parent VMA from here until the parent's mmap_lock is released (fb49c455323f).
+    // BUG (injected, before fb49c455323f): a sibling's fault takes the VMA lock while
+    // its PTEs are being write-protected and COW-breaks pages other CPUs still cache
+    // as writable (the parent's flush comes only at the end)
+    if (!noVmaLock) vma_start_write(oldmm, vma_rec(V, oldmm, s));
+    const v = vma_read(V, oldmm, s);
     // anon_vma_fork, simplified: the child chains to the family's anon_vma (not singular: `forked`)
     const child: Vma = v.anon >= 0 ? { ...v, forked: true } : { ...v };
     if (v.file >= 0) i_mmap_lock_write(v.file); // rmap walkers see the child right after the parent

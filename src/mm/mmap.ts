@@ -3,8 +3,9 @@
 // the page tables are torn down, get_unmapped_area (top-down).
 
 import { current } from '../hw/cpu.ts';
-import { down_write, up_write, downgrade_write, up_read } from '../hw/locks.ts';
-import { mmWord, MM_LOCK, MM_LOCK_OWNER, PAGE_SIZE, TASK_SIZE, MMAP_MIN_ADDR } from '../hw/layout.ts';
+import { up_read } from '../hw/locks.ts';
+import { PAGE_SIZE, TASK_SIZE, MMAP_MIN_ADDR } from '../hw/layout.ts';
+import { lockOf, mmap_write_lock, mmap_write_unlock, mmap_write_downgrade } from './mmap_lock.ts';
 import { SYS } from '../hw/trace.ts';
 import { syscall } from './syscall.ts';
 import { knobs } from '../inject/knobs.ts';
@@ -42,10 +43,8 @@ export const MMAP_BASE = 0x7ffff7fff000;
 export const PAGE_ALIGN = (n: number): number => Math.ceil(n / PAGE_SIZE) * PAGE_SIZE;
 const aligned = (n: number): boolean => n % PAGE_SIZE === 0;
 
-export const lockOf = (mm: number): number => mmWord(current.V.L, mm, MM_LOCK);
-export const ownerOf = (mm: number): number => mmWord(current.V.L, mm, MM_LOCK_OWNER);
-export const mmap_write_lock = (mm: number): void => down_write(lockOf(mm), ownerOf(mm));
-export const mmap_write_unlock = (mm: number): void => up_write(lockOf(mm), ownerOf(mm));
+// the mmap_lock lives in src/mm/mmap_lock.ts (with mm_lock_seq and the per-VMA locks); callers import it from here too
+export { lockOf, ownerOf, mmap_write_lock, mmap_write_unlock } from './mmap_lock.ts';
 
 export function calc_vm_flags(prot: number, flags: number): number {
   let f = VM_MAYREAD | VM_MAYWRITE | VM_MAYEXEC;
@@ -178,7 +177,7 @@ export function do_vmi_munmap(mm: number, start: number, end: number, downgrade:
   const ceiling = e < vma_count(V, mm) ? vma_read(V, mm, e).start : TASK_SIZE + PAGE_SIZE;
   cpu.host.hooks.discard(mm, start, end, false);
   vma_remove(V, mm, s, e, false); // detached: no fault can find them now
-  if (downgrade) downgrade_write(lockOf(mm), ownerOf(mm));
+  if (downgrade) mmap_write_downgrade(mm); // vma_end_write_all: the remaining VMAs are unlocked too
   unmap_region(mm, detached, floor, ceiling);
   for (const v of detached) if (v.file >= 0) file_put(v.file);
   cpu.host.hooks.discard(mm, start, end, true);

@@ -33,12 +33,13 @@ import {
   arch, pgd_offset, pud_alloc, pmd_alloc, __pte_alloc, pte_offset_map_lock, pte_offset, pte_lockptr, pmd_lockptr, ptep_lockptr, ptep_get,
   ptep_get_and_clear, set_pte_at, flush_tlb_range, pud_offset, pmd_offset,
 } from './pgtable.ts';
-import { lazy_mmu_mode_enable_fast_pte_range, lazy_mmu_mode_disable } from './lazy_mmu.ts';
+import { lazy_mmu_mode_enable_with_ptes, lazy_mmu_mode_disable } from './lazy_mmu.ts';
 import { move_huge_pmd, move_huge_pud, split_huge_pmd } from './huge_memory.ts';
 import {
-  type Vma, find_vma, find_vma_intersection, vma_lookup, vma_read, vma_insert, vma_count, vma_set_field, vma_merge_neighbours,
+  type Vma, find_vma, find_vma_intersection, vma_lookup, vma_read, vma_insert, vma_count, vma_set_field, vma_merge_neighbours, vma_rec,
 } from './vma.ts';
 import { file_get } from './shmem.ts';
+import { vma_start_write } from './mmap_lock.ts';
 import { PAGE_ALIGN, do_vmi_munmap, get_unmapped_area, mmap_write_lock, mmap_write_unlock, lockOf } from './mmap.ts';
 import { VM_MAYSHARE, VM_SHARED, VM_DONTEXPAND, VM_UFFD_MISSING, VM_SEALED, VM_LOCKED } from './vm_flags.ts';
 import { EINVAL, ENOMEM, EFAULT, EPERM } from './errno.ts';
@@ -270,7 +271,7 @@ export function move_ptes(pmc: pagetable_move_control, extent: number, old_pmd: 
   let force_flush = false;
   let moved = 0;
   // the seed: the old range is the one passed (RFC 1/2; docs/kernel-rules.md#lazy-mmu-range)
-  lazy_mmu_mode_enable_fast_pte_range(mm, old_addr, old_addr + extent, old_pte0);
+  lazy_mmu_mode_enable_with_ptes(mm, old_addr, old_addr + extent, old_pte0);
   for (let i = 0; i < extent / PAGE_SIZE; i++) {
     const op = old_pte0 + i;
     if (pte_none(ptep_get(op))) continue;
@@ -456,7 +457,10 @@ function move_vma(vrm: vma_remap_struct): number {
   const old_len = vrm.old_len;
   const new_addr = vrm.new_addr;
   const new_len = vrm.new_len;
-  // (vma_start_write: per-VMA-lock faults are not modelled; faults take the mmap_lock for read, which we hold for write)
+  // vma_start_write(vma): per-VMA-lock faults on the source wait (fall back to the
+  // mmap_lock, which we hold for write) from here on; faults on every other VMA
+  // of the mm go on. copy_vma write-locks the new VMA (vma_link) or the one it merges into.
+  vma_start_write(mm, vma_rec(V, mm, vma_lookup(V, mm, old_addr)));
   const new_pgoff = vma.pgoff + (old_addr - vma.start) / PAGE_SIZE;
   const copied = copy_vma(mm, vma, new_addr, new_len, new_pgoff);
   if (!copied) return -ENOMEM;

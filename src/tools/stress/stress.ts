@@ -185,6 +185,7 @@ export function rerunCommand(file: string, seed: number, o: TaskOptions): string
   add('--preemptions', o.preemptions);
   add('--hot-preempt', o.hotPreempt);
   add('--lazy-contract', o.lazyContract);
+  add('--lazy-series', o.lazySeries);
   return a.join(' ');
 }
 
