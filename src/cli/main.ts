@@ -19,6 +19,7 @@ import { makeRepro, readRepro, reproFileName, writeRepro, type Repro } from '../
 import { replay as replayRepro, shrink } from '../tools/repro/shrink.ts';
 import { registerReplay } from './strace.ts';
 import { registerBugs } from './bugs.ts';
+import { registerDifftest } from './difftest.ts';
 
 function describeSize(r: Repro): string {
   const o = r.options;
@@ -126,6 +127,7 @@ export function buildProgram(): Command {
 
   registerStress(program);
   registerReplay(program);
+  registerDifftest(program);
   registerSelftest(program);
   registerBugs(program);
 

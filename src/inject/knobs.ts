@@ -123,7 +123,7 @@ export const KNOBS = {
   'fork.no_vma_write_lock': {
     where: 'src/mm/fork.ts dup_mmap',
     what: 'do not write-lock the parent\'s VMAs (vma_start_write) while fork copies them: a sibling thread\'s per-VMA-lock fault runs during the copy and COW-breaks (wp_page_copy) a page fork has just write-protected while other CPUs still cache it as writable; their writes land in the page the child keeps',
-    source: 'commit fb49c455323f (6.5, "fork: lock VMAs of the parent process when forking"); spec 4.1 step 5',
+    source: 'commit fb49c455323f (6.5, "fork: lock VMAs of the parent process when forking"); mm/mmap.c dup_mmap() (vma_start_write on each parent VMA)',
   },
   'cow.install_before_flush': {
     where: 'src/mm/memory.ts wp_page_copy',

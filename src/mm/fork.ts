@@ -36,7 +36,7 @@ import { current } from '../hw/cpu.ts';
 import { spin_lock, spin_unlock, spin_is_contended, raw_write_seqcount_begin, raw_write_seqcount_end } from '../hw/locks.ts';
 import {
   mmWord, frameWord, MM_RSS, MM_USERS, MM_WP_SEQ, FM_FLAGS, PG_ANON, PG_ANON_EXCLUSIVE, PG_HEAD, PG_TAIL, PAGE_SIZE, PMD_SIZE, PUD_SIZE, PGDIR_SIZE,
-  ST_FORK_PTES,
+  ST_FORK_PTES, H_NEXT_ANON,
 } from '../hw/layout.ts';
 import {
   pte_none, pte_present, pte_write, pte_pfn, pfn_pte, pte_wrprotect, pte_mkclean, pte_mkold, _PAGE_PRESENT, _PAGE_PSE, _PAGE_SPECIAL, _PAGE_ACCESSED, _PAGE_DIRTY, _PAGE_RW,
@@ -59,7 +59,7 @@ import { file_get } from './shmem.ts';
 import { i_mmap_lock_write, i_mmap_unlock_write, __vma_link_file_after } from './rmap.ts';
 import { mm_alloc, exit_mmap } from './mm.ts';
 import { mmap_write_lock, mmap_write_unlock } from './mmap.ts';
-import { VM_SHARED, VM_WRITE } from './vm_flags.ts';
+import { VM_SHARED, VM_WRITE, VM_DONTCOPY, VM_WIPEONFORK } from './vm_flags.ts';
 import { ENOMEM, EAGAIN } from './errno.ts';
 
 
@@ -274,8 +274,15 @@ export function dup_mmap(oldmm: number): number {
     // as writable (the parent's flush comes only at the end)
     if (!noVmaLock) vma_start_write(oldmm, vma_rec(V, oldmm, s));
     const v = vma_read(V, oldmm, s);
+    // kernel/fork.c dup_mmap: a VM_DONTCOPY VMA (MADV_DONTFORK) is not
+    // copied at all; a VM_WIPEONFORK one is copied without its pages and
+    // with no anon_vma (the child faults in zeroes). Found by difftest.
+    if (v.flags & VM_DONTCOPY) continue;
+    const wipe = (v.flags & VM_WIPEONFORK) !== 0;
     // anon_vma_fork, simplified: the child chains to the family's anon_vma (not singular: `forked`)
-    const child: Vma = v.anon >= 0 ? { ...v, forked: true } : { ...v };
+    // (a fresh forkTag: the child's own anon_vma, chained to the family's; see Vma.forkTag)
+    const child: Vma = wipe ? { ...v, anon: -1, forked: false, forkTag: 0 }
+      : v.anon >= 0 ? { ...v, forked: true, forkTag: Atomics.add(V.I, V.L.header + H_NEXT_ANON, 1) + 1 } : { ...v };
     if (v.file >= 0) i_mmap_lock_write(v.file); // rmap walkers see the child right after the parent
     const ok = vma_insert(V, mm, vma_count(V, mm), child, false);
     if (ok && v.file >= 0) {
@@ -287,7 +294,7 @@ export function dup_mmap(oldmm: number): number {
       err = -ENOMEM;
       break;
     }
-    err = copy_page_range(mm, oldmm, v);
+    if (!wipe) err = copy_page_range(mm, oldmm, v);
     if (err < 0) break;
   }
   mmap_write_unlock(mm);

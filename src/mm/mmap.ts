@@ -94,31 +94,45 @@ export function do_mmap(mm: number, addr: number, len: number, prot: number, fla
  */
 function __do_mmap(mm: number, addr: number, len: number, prot: number, flags: number, mapFile: number, mapPgoff: number, fmode: number): number {
   const V = current.V;
+  // The order of the checks is do_mmap's (mm/mmap.c, Linux 6.18): the fd
+  // (ksys_mmap_pgoff), the length, __get_unmapped_area's range (ENOMEM)
+  // then alignment (EINVAL), MAP_FIXED_NOREPLACE's EEXIST, and only then the
+  // mapping type and the file's access mode. (difftest found EINVAL given
+  // for a bad type where Linux answers EEXIST.)
   if (!(flags & MAP_ANONYMOUS) && mapFile < 0) return -EBADF;
-  if ((flags & MAP_TYPE) === MAP_SHARED_VALIDATE) flags = (flags & ~MAP_TYPE) | MAP_SHARED;
-  if ((flags & (MAP_SHARED | MAP_PRIVATE)) === 0 || (flags & MAP_SHARED && flags & MAP_PRIVATE)) return -EINVAL;
-  if (!(flags & MAP_ANONYMOUS)) {
-    if (!(fmode & FMODE_READ)) return -EACCES;
-    if (flags & MAP_SHARED && prot & PROT_WRITE && !(fmode & FMODE_WRITE)) return -EACCES;
-  }
   if (len <= 0) return -EINVAL;
   len = PAGE_ALIGN(len);
   if (len > TASK_SIZE) return -ENOMEM;
   const fixed = (flags & (MAP_FIXED | MAP_FIXED_NOREPLACE)) !== 0;
-  if (fixed && (!aligned(addr) || addr < MMAP_MIN_ADDR)) return -EINVAL;
   if (fixed && addr + len > TASK_SIZE) return -ENOMEM;
+  if (fixed && (!aligned(addr) || addr < MMAP_MIN_ADDR)) return -EINVAL;
+  const typeCheck = (): number => {
+    if ((flags & MAP_TYPE) === MAP_SHARED_VALIDATE) flags = (flags & ~MAP_TYPE) | MAP_SHARED;
+    if ((flags & (MAP_SHARED | MAP_PRIVATE)) === 0 || (flags & MAP_SHARED && flags & MAP_PRIVATE)) return -EINVAL;
+    if (!(flags & MAP_ANONYMOUS)) {
+      if (!(fmode & FMODE_READ)) return -EACCES;
+      if (flags & MAP_SHARED && prot & PROT_WRITE && !(fmode & FMODE_WRITE)) return -EACCES;
+    }
+    return 0;
+  };
   mmap_write_lock(mm);
   try {
     if (fixed) {
       if (flags & MAP_FIXED_NOREPLACE) {
         if (find_vma_intersection(V, mm, addr, addr + len)) return -EEXIST;
+        const t = typeCheck();
+        if (t) return t;
       } else {
+        const t = typeCheck();
+        if (t) return t;
         const r = do_vmi_munmap(mm, addr, addr + len, false);
         if (r < 0) return r;
       }
     } else {
       addr = get_unmapped_area(mm, addr, len);
       if (addr < 0) return addr;
+      const t = typeCheck();
+      if (t) return t;
     }
     let vmFlags = calc_vm_flags(prot, flags);
     if (!(flags & MAP_ANONYMOUS) && flags & MAP_SHARED && !(fmode & FMODE_WRITE)) vmFlags &= ~(VM_MAYWRITE | VM_SHARED);

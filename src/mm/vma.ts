@@ -31,6 +31,15 @@ export interface Vma {
    * only with VMAs of the same anon_vma, never with one that has none yet.
    */
   forked?: boolean;
+  /**
+   * Which anon_vma of the fork family: anon_vma_fork gives every VMA a fork
+   * copies an anon_vma of its own (a child of the parent's), so two child
+   * VMAs made by the same fork do not merge, while pieces split from one
+   * child VMA later do. `anon` stays the family's root (whose lock the
+   * kernel takes); forkTag (non-zero when forked) tells the child anon_vmas
+   * apart. Found by difftest against Linux 6.18.
+   */
+  forkTag?: number;
 }
 
 
@@ -49,7 +58,7 @@ export function vma_read_rec(V: Views, mm: number, rec: number): Vma {
   const b = vmaF(V.L, mm, rec, 0);
   return {
     start: F[b + VMA_START], end: F[b + VMA_END], pgoff: F[b + VMA_PGOFF], flags: F[b + VMA_FLAGS],
-    file: F[b + VMA_FILE], anon: F[b + VMA_ANON], forked: F[b + VMA_ANON_FORKED] === 1,
+    file: F[b + VMA_FILE], anon: F[b + VMA_ANON], forked: F[b + VMA_ANON_FORKED] !== 0, forkTag: F[b + VMA_ANON_FORKED],
   };
 }
 
@@ -101,7 +110,7 @@ function write(V: Views, mm: number, rec: number, v: Vma): void {
   F[b + VMA_FLAGS] = v.flags;
   F[b + VMA_FILE] = v.file;
   F[b + VMA_ANON] = v.anon;
-  F[b + VMA_ANON_FORKED] = v.forked && v.anon >= 0 ? 1 : 0;
+  F[b + VMA_ANON_FORKED] = v.forked && v.anon >= 0 ? v.forkTag || 1 : 0;
 }
 
 /**
@@ -294,11 +303,13 @@ export function can_merge(a: Vma, b: Vma): boolean {
  * is_mergeable_anon_vma: both have the same anon_vma, or one has none yet and
  * the other's did not come through fork (vma_had_uncowed_parents).
  */
+const forkTagOf = (v: Vma): number => (v.forked ? v.forkTag || 1 : 0);
+
 export function anon_vma_compatible(a: Vma, b: Vma): boolean {
   if (a.anon < 0 && b.anon < 0) return true;
   if (a.anon < 0) return !b.forked;
   if (b.anon < 0) return !a.forked;
-  return a.anon === b.anon;
+  return a.anon === b.anon && forkTagOf(a) === forkTagOf(b);
 }
 
 /**
@@ -336,8 +347,8 @@ export function vma_merge_neighbours(V: Views, mm: number, slot: number): number
   }
   if (left || right) {
     vma_set_field(V, mm, s, VMA_ANON, anon);
-    const forked = (left && prev!.forked) || cur.forked || (right && next!.forked);
-    vma_set_field(V, mm, s, VMA_ANON_FORKED, forked && anon >= 0 ? 1 : 0);
+    const tag = (left ? forkTagOf(prev!) : 0) || forkTagOf(cur) || (right ? forkTagOf(next!) : 0);
+    vma_set_field(V, mm, s, VMA_ANON_FORKED, anon >= 0 ? tag : 0);
   }
   return s;
 }
