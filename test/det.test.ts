@@ -41,7 +41,33 @@ describe('deterministic mode', () => {
 
   it('refuses what would let time steer it', async () => {
     await expect(runScenario(s, det({ threads: 2 }))).rejects.toThrow(/one thread per CPU/);
-    await expect(runScenario(s, det({ delay: 0.1 }))).rejects.toThrow(/not --duration or --delay/);
+    await expect(runScenario(s, det({ delay: 0.1 }))).rejects.toThrow(/no --delay/);
+  });
+
+  it('a duration becomes an operation budget, and the scenario\'s own delay is dropped (issue #14 item 2)', async () => {
+    const timed = { ...s, run: { ...s.run, durationMs: 100, delay: 0.2 } };
+    const r = await runScenario(timed, { mode: 'deterministic', cpus: 2, ops: undefined, seed: 3 });
+    expect(r.mode).toBe('deterministic');
+    // 100 ms -> durationToOps(100) operations per CPU (a CPU stops at its budget in this mode; a step may count several)
+    const { durationToOps } = await import('../src/engine/budget.ts');
+    const n = durationToOps(100);
+    for (const ops of r.perCpuOps) {
+      expect(ops).toBeGreaterThanOrEqual(n);
+      expect(ops).toBeLessThan(n * 1.5);
+    }
+    expect(r.stats.delays).toBe(0);
+    const again = await runScenario(timed, { mode: 'deterministic', cpus: 2, seed: 3 });
+    expect(again.deterministic!.schedule).toEqual(r.deterministic!.schedule);
+  });
+
+  it('hot preemption: the schedule is a function of the seed, and it preempts more than plain PCT', async () => {
+    const a = await runScenario(s, det({ seed: 4, ops: 500, hotPreempt: 0.2 }));
+    const b = await runScenario(s, det({ seed: 4, ops: 500, hotPreempt: 0.2 }));
+    const plain = await runScenario(s, det({ seed: 4, ops: 500 }));
+    expect(b.deterministic!.schedule).toEqual(a.deterministic!.schedule);
+    expect(a.deterministic!.hotPreempt).toBe(0.2);
+    expect(a.deterministic!.schedule.length).toBeGreaterThan(plain.deterministic!.schedule.length);
+    expect(a.violations).toEqual([]);
   });
 
   it('a repro file replays its violation 10 times out of 10, on the same path', async () => {

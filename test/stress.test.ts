@@ -4,6 +4,7 @@ import { mkdtemp, readFile, readdir } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { PATTERN } from '../src/tools/stress/strategy.ts';
 import { runCampaign, parseShard, shardSeeds, CampaignError, type CampaignOptions, type SeedResult } from '../src/tools/stress/stress.ts';
 import { readRepro } from '../src/tools/repro/repro.ts';
 
@@ -83,7 +84,7 @@ describe('mmsim stress', () => {
     const all: number[] = [];
     for (let i = 0; i < 3; i++) {
       const { lines, sum } = await campaign(`shard${i}`, {
-        scenarios: ['munmap-vs-access'], seeds: 10, seedBase: 100, shard: `${i}/3`, jobs: 2, run: { cpus: 2, ops: 100 },
+        scenarios: ['munmap-vs-access'], seeds: 10, seedBase: 100, shard: `${i}/3`, jobs: 2, run: { cpus: 2, ops: 100, threads: 1 },
       });
       const seeds = lines.map((l) => l.seed).sort((a, b) => a - b);
       expect(seeds).toEqual([0, 1, 2, 3, 4, 5, 6, 7, 8, 9].filter((k) => k % 3 === i).map((k) => 100 + k));
@@ -95,15 +96,35 @@ describe('mmsim stress', () => {
     expect(() => parseShard('3/2')).toThrow(CampaignError);
   }, 30_000);
 
+  it('no scheduling option: every seed draws a family of the hunting swarm, recorded in its line and in its repro', async () => {
+    const { lines, sum } = await campaign('swarm', {
+      scenarios: ['munmap-vs-access'], seeds: 4, jobs: 2, run: { cpus: 2, ops: 300, knobs: ['munmap.free_before_flush'] },
+    });
+    const bySeed = new Map(lines.map((l) => [l.seed, l]));
+    // seeds 1..4 take the first four families of the cycle
+    expect([1, 2, 3, 4].map((k) => bySeed.get(k)!.family)).toEqual(PATTERN.slice(0, 4));
+    expect(bySeed.get(1)!.mode).toBe('deterministic');
+    expect(bySeed.get(2)!.mode).toBe('free');
+    expect(bySeed.get(2)!.threads).toBe(2);
+    for (const l of lines.filter((x) => !x.ok)) {
+      const r = await readRepro(l.repro!);
+      // the repro carries the drawn configuration: mode, threads, delay or hot preemption
+      expect(r.options.mode).toBe(l.mode);
+      if (l.mode === 'deterministic') expect(r.options.hotPreempt).toBeGreaterThan(0);
+      else expect(r.options.threads).toBe(l.threads);
+    }
+    expect(sum.runs).toBe(4);
+  }, 240_000);
+
   it('a crashed task and a task over --task-timeout are failed seeds, not a stuck campaign', async () => {
     // inline, the injected crash throws out of the task: piscina rejects it
-    const c = await campaign('crash', { scenarios: ['munmap-vs-access'], seeds: 2, jobs: 2, run: { cpus: 2, ops: 2000, knobs: ['sim.crash_cpu_worker'] } });
+    const c = await campaign('crash', { scenarios: ['munmap-vs-access'], seeds: 2, jobs: 2, run: { cpus: 2, ops: 2000, threads: 1, knobs: ['sim.crash_cpu_worker'] } });
     expect(c.lines.map((l) => [l.kind, l.exit])).toEqual([['crash', 3], ['crash', 3]]);
     expect(c.lines[0].message).toMatch(/injected crash/);
     expect((await readRepro(c.lines[0].repro!)).violation?.kind).toBe('crash');
     // inline, a leaked mmap_lock spins forever (no watchdog on the task's own thread): the timeout terminates it
     const h = await campaign('timeout', {
-      scenarios: ['munmap-vs-access'], seeds: 2, jobs: 2, taskTimeoutMs: 1500, run: { cpus: 2, ops: 2000, knobs: ['munmap.leak_mmap_lock'] },
+      scenarios: ['munmap-vs-access'], seeds: 2, jobs: 2, taskTimeoutMs: 1500, run: { cpus: 2, ops: 2000, threads: 1, knobs: ['munmap.leak_mmap_lock'] },
     });
     expect(h.lines.map((l) => l.kind)).toEqual(['timeout', 'timeout']);
     expect(h.sum.exitCode).toBe(1);

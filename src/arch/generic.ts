@@ -13,14 +13,17 @@ export const native = {
   },
   set_pte_at(_mm: number, _addr: number, ptep: number, pte: number): void {
     current.sched_point();
+    current.hotHint = 1; // the next scheduling point follows a PTE write (det.ts hot preemption)
     Atomics.store(current.I, ptep, pte);
   },
   ptep_get_and_clear(_mm: number, _addr: number, ptep: number): number {
     current.sched_point();
+    current.hotHint = 1; // the next scheduling point follows a PTE write (det.ts hot preemption)
     return Atomics.exchange(current.I, ptep, 0);
   },
   ptep_set_wrprotect(_mm: number, _addr: number, ptep: number): void {
     current.sched_point();
+    current.hotHint = 1; // the next scheduling point follows a PTE write (det.ts hot preemption)
     Atomics.and(current.I, ptep, ~_PAGE_RW);
   },
   ptep_set_access_flags(_mm: number, _addr: number, ptep: number, pte: number): void {
@@ -29,6 +32,7 @@ export const native = {
   },
   ptep_modify_prot_start(_mm: number, _addr: number, ptep: number): number {
     current.sched_point();
+    current.hotHint = 1; // the next scheduling point follows a PTE write (det.ts hot preemption)
     return Atomics.exchange(current.I, ptep, 0);
   },
   ptep_modify_prot_commit(_mm: number, _addr: number, ptep: number, _old: number, pte: number): void {

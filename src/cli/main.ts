@@ -18,6 +18,7 @@ import { registerSelftest } from './selftest.ts';
 import { makeRepro, readRepro, reproFileName, writeRepro, type Repro } from '../tools/repro/repro.ts';
 import { replay as replayRepro, shrink } from '../tools/repro/shrink.ts';
 import { registerReplay } from './strace.ts';
+import { registerBugs } from './bugs.ts';
 import { registerDifftest } from './difftest.ts';
 
 function describeSize(r: Repro): string {
@@ -48,6 +49,7 @@ export function buildProgram(): Command {
     .option('--threads <t>', 'host threads carrying the CPUs (1 = inline on the main thread; default one per CPU)', int('--threads', 1, 256))
     .addOption(new Option('--mode <mode>', 'free: CPUs race on the OS scheduler; deterministic: one at a time, a seeded scheduler picks').choices(['free', 'deterministic']))
     .option('--preemptions <d>', 'deterministic mode: PCT preemption bound (default 3)', int('--preemptions', 1, 64))
+    .option('--hot-preempt <p>', 'deterministic mode: probability of a preemption right after a hot event (PTE write, free, flush, unlock, TLB fill; default 0)', prob)
     .addOption(new Option('--lazy-contract <c>', 'reading of the range-aware lazy_mmu_mode_enable_with_ptes(): strict (no update outside the range) or hint').choices(['strict', 'hint']))
     .option('--lazy-series <v>', `version of Gordeev's range-aware lazy MMU series: ${Object.keys(LAZY_SERIES).join(', ')} or latest (= ${LAZY_SERIES_LATEST}, the default); mmsim list-series`, lazySeries)
     .option('--delay <p>', 'probability of a random delay at each scheduling point (widens race windows)', prob)
@@ -68,7 +70,7 @@ export function buildProgram(): Command {
       if (opts.tlb !== undefined && opts.tlb & (opts.tlb - 1)) throw new InvalidArgumentError('--tlb must be a power of two');
       const asked: RunOptions = {
         cpus: opts.cpus, arch: opts.arch, seed: opts.seed, ops: opts.ops, durationMs: opts.duration,
-        threads: opts.threads, delay: opts.delay, tlbEntries: opts.tlb, mode: opts.mode, preemptions: opts.preemptions,
+        threads: opts.threads, delay: opts.delay, tlbEntries: opts.tlb, mode: opts.mode, preemptions: opts.preemptions, hotPreempt: opts.hotPreempt,
         lazyContract: opts.lazyContract, lazySeries: opts.lazySeries,
         knobs: withScenarioKnobs(s, opts.knob),
         keepGoing: opts.keepGoing, hangTimeoutMs: opts.hangTimeout, cpuProfDir: opts.cpuProf,
@@ -127,6 +129,7 @@ export function buildProgram(): Command {
   registerReplay(program);
   registerDifftest(program);
   registerSelftest(program);
+  registerBugs(program);
 
   program
     .command('list')

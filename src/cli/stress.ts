@@ -37,6 +37,7 @@ export function registerStress(program: Command): void {
     .option('--knob <name>', 'turn on a bug-injection knob (repeatable)', knob, [] as string[])
     .addOption(new Option('--mode <mode>', 'free: CPUs race on the OS scheduler; deterministic: one at a time, a seeded scheduler picks').choices(['free', 'deterministic']))
     .option('--preemptions <d>', 'deterministic mode: PCT preemption bound (default 3)', int('--preemptions', 1, 64))
+    .option('--hot-preempt <p>', 'deterministic mode: probability of a preemption right after a hot event (PTE write, free, flush, unlock, TLB fill; default 0)', prob)
     .addOption(new Option('--lazy-contract <c>', 'reading of the range-aware lazy_mmu_mode_enable_with_ptes(): strict or hint').choices(['strict', 'hint']))
     .option('--lazy-series <v>', 'version of Gordeev\'s lazy MMU series (mmsim list-series; default latest)', lazySeries)
     .option('--hang-timeout <ms>', 'declare a hang after this long without progress', int('--hang-timeout', 100, 1e9))
@@ -45,7 +46,7 @@ export function registerStress(program: Command): void {
       const run: TaskOptions = {
         cpus: opts.cpus, arch: opts.arch, ops: opts.ops, durationMs: opts.duration, threads: opts.threads, delay: opts.delay,
         tlbEntries: opts.tlb, knobs: opts.knob.length ? opts.knob : undefined, hangTimeoutMs: opts.hangTimeout,
-        mode: opts.mode, preemptions: opts.preemptions, lazyContract: opts.lazyContract, lazySeries: opts.lazySeries,
+        mode: opts.mode, preemptions: opts.preemptions, hotPreempt: opts.hotPreempt, lazyContract: opts.lazyContract, lazySeries: opts.lazySeries,
       };
       // Ctrl-C: stop, abandon the running seeds, still print the table of the finished ones
       const stop = new AbortController();

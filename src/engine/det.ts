@@ -7,6 +7,13 @@
 //  - d-1 change points are drawn among the first k steps: when the step count
 //    reaches one, the running CPU drops below every initial priority (this is
 //    the bounded number of preemptions, --preemptions d);
+//  - with hot preemption (RunOptions.hotPreempt p > 0): at a scheduling point
+//    that follows an event where races live (a PTE cleared or written, a page
+//    or table freed, a local flush, a shootdown sent or completed, a lock
+//    released, a TLB fill, a page-table move), the running CPU drops below
+//    every other CPU with probability p x the event's weight (HOT_WEIGHT). The
+//    coin comes from a per-CPU generator seeded by the run's seed, and only the
+//    token holder tosses it, so the interleaving stays a function of the seed;
 //  - a CPU that must wait (a lock, IPI acknowledgements) is not eligible until
 //    its host is kicked (a release, an acknowledgement, an IPI); a CPU whose
 //    program is done is eligible only to take IPIs. No eligible CPU while some
@@ -18,6 +25,7 @@
 // files and for checking that a replay followed the same path.
 
 import { type Cpu, type Host, type Scheduler, Rng } from '../hw/cpu.ts';
+import { EV } from '../hw/trace.ts';
 import {
   type Views, hostWord, cpuCtl, HB_WAKE, CC_IPI_PENDING, CC_BC_PENDING, CC_HOST,
   DET_TOKEN, DET_STEP, DET_DIRTY, DET_FINISHED, DET_DEADLOCK, DET_NCHANGE, DET_NEXT_CHANGE, DET_NDECISIONS,
@@ -57,6 +65,34 @@ export function initDet(V: Views, c: DetConfig): void {
   I[L.det + DET_TOKEN] = prios.indexOf(Math.max(...prios));
 }
 
+/**
+ * Weight of an event type as a preemption point (hot preemption): the places
+ * where the races of the catalogue open (src/tools/bugs/catalogue.ts). A PTE
+ * write and a lock release are flagged by Cpu.hotHint (no event is logged for
+ * them); everything else is read from the CPU's event ring.
+ */
+export const HOT_WEIGHT: Float64Array = (() => {
+  const w = new Float64Array(64);
+  w[EV.FREE_PAGE] = 1;
+  w[EV.FREE_TABLE] = 1;
+  w[EV.ZAP] = 1;
+  w[EV.FLUSH_LOCAL] = 1;
+  w[EV.IPI_SEND] = 1;
+  w[EV.SHOOTDOWN_DONE] = 1;
+  w[EV.MOVE_PGTABLES] = 1;
+  w[EV.MOVE_PGTABLES_END] = 1;
+  w[EV.LAZY_LEAVE] = 1;
+  w[EV.SYSCALL] = 0.5;
+  w[EV.SYSCALL_END] = 0.5;
+  w[EV.FAULT_END] = 0.5;
+  w[EV.LOCK_ACQUIRED] = 0.5;
+  w[EV.CTX_SWITCH] = 0.5;
+  w[EV.TLB_FILL] = 0.25;
+  // an operation boundary: lets a CPU whose operations log nothing hot (TLB hits) give way now and then
+  w[EV.OP] = 0.2;
+  return w;
+})();
+
 export class DetScheduler implements Scheduler {
   private readonly I: Int32Array;
   private readonly V: Views;
@@ -65,7 +101,15 @@ export class DetScheduler implements Scheduler {
   private readonly cpus: number;
   private readonly hostOf: Int32Array;
   private readonly host: Host;
-  constructor(V: Views, host: Host) {
+  /** hot preemption probability (0: plain PCT) */
+  private readonly hotP: number;
+  private readonly rng: Rng;
+  /** per CPU: ring position already looked at for hot events */
+  private readonly seen: Float64Array;
+  constructor(V: Views, host: Host, hotP = 0, seed = 0) {
+    this.hotP = hotP;
+    this.rng = new Rng(seed, 0x407 + host.id);
+    this.seen = new Float64Array(V.L.shape.cpus);
     this.V = V;
     this.I = V.I;
     this.n = V.L.shape.cpus;
@@ -95,11 +139,31 @@ export class DetScheduler implements Scheduler {
       I[this.word(cpu.id, DET_PRIO)] = nc;
       I[b + DET_NEXT_CHANGE] = nc + 1;
       changed = true;
+    } else if (this.hotP > 0) {
+      const w = this.heat(cpu);
+      if (w > 0 && this.rng.next() < this.hotP * w) {
+        // a hot preemption: below every CPU (priorities may go negative)
+        let low = Infinity;
+        for (let c = 0; c < this.n; c++) low = Math.min(low, I[this.word(c, DET_PRIO)]);
+        I[this.word(cpu.id, DET_PRIO)] = low - 1;
+        changed = true;
+      }
     }
     if (!changed && I[b + DET_DIRTY] === 0) return;
     I[b + DET_DIRTY] = 0;
     const next = this.pick();
     if (next !== cpu.id && next >= 0) this.handoff(cpu.id, next);
+  }
+
+  /** the hottest event since the last look (0: none) */
+  private heat(cpu: Cpu): number {
+    let w = cpu.hotHint;
+    cpu.hotHint = 0;
+    const pos = cpu.ring.pos;
+    const from = Math.max(this.seen[cpu.id], pos - 8);
+    for (let p = from; p < pos; p++) w = Math.max(w, HOT_WEIGHT[cpu.ring.typeAt(p)] ?? 0);
+    this.seen[cpu.id] = pos;
+    return w;
   }
 
   blocked(cpu: Cpu, seq: number): void {
@@ -128,7 +192,7 @@ export class DetScheduler implements Scheduler {
     const I = this.I;
     const L = this.V.L;
     let best = -1;
-    let bestPrio = -1;
+    let bestPrio = -Infinity;
     for (let c = 0; c < this.n; c++) {
       const st = I[this.word(c, DET_STATE)];
       let ok: boolean;

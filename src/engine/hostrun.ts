@@ -37,6 +37,8 @@ export interface HostPlan {
   /** deterministic mode: one CPU per host, a token decides who runs (src/engine/det.ts) */
   deterministic?: boolean;
   lazyContract?: LazyContract;
+  /** deterministic mode: hot preemption probability (src/engine/det.ts) */
+  hotPreempt?: number;
   lazySeries?: LazySeries;
   tasks: TaskPlan[];
 }
@@ -198,7 +200,7 @@ function result(plan: HostPlan, cpus: Cpu[], tasks: TaskRunner[], oracles: Conte
 function runDeterministic(plan: HostPlan, V: Views, host: Host, cpu: Cpu, tasks: TaskRunner[], oracle: ContentOracle, violations: ViolationRecord[]): HostResult {
   const I = V.I;
   const L = V.L;
-  const sched = new DetScheduler(V, host);
+  const sched = new DetScheduler(V, host, plan.hotPreempt ?? 0, plan.seed);
   host.sched = sched;
   set_current(cpu);
   Atomics.add(I, L.header + H_STARTED, 1);

@@ -26,6 +26,7 @@ import { setKnobs } from '../inject/knobs.ts';
 import { type Scenario, placeThreads, ScenarioError, usesCowOracle } from './scenario.ts';
 import { makeHost, runHost, type HostPlan, type HostResult } from './hostrun.ts';
 import { initDet, detDecisions, detStep, detDeadlocked } from './det.ts';
+import { detBudget, freeBudget } from './budget.ts';
 import { set_lazy_contract, set_lazy_series, resolve_lazy_series, LAZY_SERIES_LATEST, type LazySeries } from '../mm/lazy_mmu.ts';
 import { protBits, type TaskPlan, type RegionInfo, type FileInfo } from './program.ts';
 import { audit, type AuditReport } from '../oracles/audit.ts';
@@ -52,6 +53,8 @@ export interface RunOptions {
   mode?: 'free' | 'deterministic';
   /** deterministic mode: PCT preemption bound d (default 3) */
   preemptions?: number;
+  /** deterministic mode: probability of a preemption after a hot event (a PTE write, a free, a flush, a lock, a reference change, a TLB fill; src/engine/det.ts); default 0 */
+  hotPreempt?: number;
   /** the reading of the range-aware lazy MMU enable in force (default hint) */
   lazyContract?: 'strict' | 'hint';
   /** the version of Gordeev's range-aware lazy MMU series in force (default the latest modelled; 'none': mainline) */
@@ -83,7 +86,7 @@ export interface RunResult {
   /** starting the host threads */
   bootMs: number;
   /** deterministic mode: PCT depth, scheduling points passed, and the handoffs [step, cpu, step, cpu, ...] */
-  deterministic?: { preemptions: number; steps: number; schedule: number[] };
+  deterministic?: { preemptions: number; hotPreempt: number; steps: number; schedule: number[] };
   stats: Record<StatName, number>;
   perCpuOps: number[];
   latencyNs: { samples: number; p50: number; p99: number; max: number };
@@ -295,6 +298,8 @@ export interface ResolvedRunOptions {
   /** the version of Gordeev's range-aware lazy MMU series (mmsim list-series) */
   lazySeries: LazySeries;
   preemptions: number;
+  /** deterministic mode: hot preemption probability (0: plain PCT) */
+  hotPreempt: number;
   traceEvents: number;
   hangTimeoutMs: number;
 }
@@ -303,7 +308,8 @@ export interface ResolvedRunOptions {
 export function resolveRunOptions(s: Scenario, o: RunOptions = {}): ResolvedRunOptions {
   const cpus = o.cpus ?? s.machine.cpus;
   const deterministic = (o.mode ?? 'free') === 'deterministic';
-  const durationMs = o.durationMs ?? (o.ops === undefined ? s.run.durationMs : undefined);
+  // deterministic mode: a duration becomes an operation budget and the scenario's own delay is dropped (src/engine/budget.ts)
+  const budget = deterministic ? detBudget(s, o) : freeBudget(s, o);
   return {
     cpus,
     arch: o.arch ?? s.machine.arch,
@@ -311,13 +317,14 @@ export function resolveRunOptions(s: Scenario, o: RunOptions = {}): ResolvedRunO
     knobs: o.knobs ?? s.knobs,
     threads: Math.min(o.threads ?? defaultThreads(cpus, o.mode === 'deterministic'), cpus),
     tlbEntries: o.tlbEntries ?? s.machine.tlbEntries,
-    delay: o.delay ?? s.run.delay,
-    durationMs,
-    ops: durationMs !== undefined ? Number.MAX_SAFE_INTEGER : (o.ops ?? s.run.opsPerCpu),
+    delay: budget.delay,
+    durationMs: budget.durationMs,
+    ops: budget.ops,
     deterministic,
     lazyContract: o.lazyContract ?? 'hint',
     lazySeries: o.lazySeries ?? LAZY_SERIES_LATEST,
     preemptions: o.preemptions ?? 3,
+    hotPreempt: o.hotPreempt ?? 0,
     traceEvents: o.trace ? (o.traceEvents ?? 1 << 15) : 64,
     hangTimeoutMs: o.hangTimeoutMs ?? 30000,
   };
@@ -332,8 +339,8 @@ function checkRunOptions(r: ResolvedRunOptions): void {
   if (r.deterministic && r.threads !== r.cpus) {
     throw new ScenarioError(`deterministic mode needs one thread per CPU (--threads ${r.threads} < --cpus ${r.cpus})`);
   }
-  if (r.deterministic && (r.durationMs !== undefined || r.delay > 0)) {
-    throw new ScenarioError('deterministic mode takes --ops, not --duration or --delay (time must not steer it)');
+  if (r.deterministic && r.delay > 0) {
+    throw new ScenarioError('deterministic mode takes no --delay (time must not steer it; --hot-preempt widens race windows there)');
   }
   if (r.traceEvents & (r.traceEvents - 1)) throw new ScenarioError('traceEvents must be a power of two');
 }
@@ -502,7 +509,7 @@ export async function runScenario(s: Scenario, o: RunOptions = {}): Promise<RunR
   const plan = (h: number): HostPlan => ({
     sab: V.sab, layout: L, hostId: h, cpus: [...Array(cpus).keys()].filter((c) => hostOf[c] === h), arch, knobs,
     tlbEntries, seed, delay, delaySpins: s.run.delaySpins, opsPerCpu: ops, stopOnViolation: !o.keepGoing,
-    tasks: tasks.filter((t) => hostOf[t.cpu] === h), traceEpochMs, deterministic, lazyContract, lazySeries,
+    tasks: tasks.filter((t) => hostOf[t.cpu] === h), traceEpochMs, deterministic, lazyContract, lazySeries, hotPreempt: r.hotPreempt,
   });
   const t0 = performance.now();
   const run: Supervised = threads === 1 ? { results: [runHost(plan(0))], startedAt: 0 } : await superviseWorkers(V, r, hosts, plan, o.cpuProfDir);
@@ -517,7 +524,7 @@ export async function runScenario(s: Scenario, o: RunOptions = {}): Promise<RunR
     scenario: s.name, arch, cpus, threads,
     mode: deterministic ? 'deterministic' : threads === 1 ? 'inline' : threads === cpus ? 'worker-per-cpu' : 'hosted',
     seed, knobs, lazyContract, lazySeries, wallMs: end - (startedAt || t0), bootMs: startedAt ? startedAt - t0 : 0, stats: figures.stats, perCpuOps: figures.perCpuOps,
-    deterministic: deterministic ? { preemptions, steps: detStep(V), schedule: detDecisions(V) } : undefined,
+    deterministic: deterministic ? { preemptions, hotPreempt: r.hotPreempt, steps: detStep(V), schedule: detDecisions(V) } : undefined,
     latencyNs: figures.latencyNs, latencySamplesNs: figures.latencySamplesNs,
     trace,
     violations, violationCount: Atomics.load(I, L.header + H_VIOLATIONS), audit: audits.audit, teardownAudit: audits.teardownAudit, hang, crash,

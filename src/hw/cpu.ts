@@ -244,6 +244,8 @@ export class Cpu {
   /** the fast_pte_range in force (src/mm/lazy_mmu.ts), or null */
   lazyRange: { mm: number; start: number; end: number; ptep: number; nptes: number } | null = null;
   delay: DelayConfig = { p: 0, maxSpins: 0 };
+  /** set where a race may open without logging an event (a PTE write, a lock release): the deterministic scheduler's hot preemption reads and clears it */
+  hotHint = 0;
   /** shootdown latencies (ns) measured by this CPU as a sender, up to lat.length samples */
   readonly lat = new Float64Array(1 << 16);
   nlat = 0;

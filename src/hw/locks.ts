@@ -19,6 +19,7 @@ export function spin_lock(idx: number): void {
   const cpu = current;
   const I = cpu.I;
   cpu.sched_point();
+  cpu.hotHint = 1; // the next scheduling point holds the lock: a window opens (det.ts hot preemption)
   if (Atomics.compareExchange(I, idx, 0, cpu.id + 1) === 0) return;
   I[cpu.st + ST_LOCK_CONTENDED]++;
   cpu.ring.log(EV.LOCK_WAIT, idx, 0);
@@ -51,6 +52,7 @@ export function spin_unlock(idx: number): void {
     });
   }
   if (Atomics.load(I, idx + 1) > 0) cpu.host.wakeWaiters(idx);
+  cpu.hotHint = 1;
   cpu.sched_point();
 }
 
@@ -106,6 +108,7 @@ export function up_read(idx: number): void {
     cpu.host.hooks.violation({ kind: 'lock-misuse', cpu: cpu.id, message: `cpu ${cpu.id}: up_read on rwsem word ${idx} not held for read` });
   }
   if (left === 0 && Atomics.load(cpu.I, idx + 1) > 0) cpu.host.wakeWaiters(idx);
+  cpu.hotHint = 1;
   cpu.sched_point();
 }
 
@@ -139,6 +142,7 @@ export function up_write(idx: number, ownerIdx = -1): void {
     cpu.host.hooks.violation({ kind: 'lock-misuse', cpu: cpu.id, message: `cpu ${cpu.id}: up_write on rwsem word ${idx} not held for write (value ${v})` });
   }
   if (Atomics.load(I, idx + 1) > 0) cpu.host.wakeWaiters(idx);
+  cpu.hotHint = 1;
   cpu.sched_point();
 }
 

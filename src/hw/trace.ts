@@ -52,7 +52,8 @@ export const SYS = {
 export const SYS_NAMES: Record<number, string> = Object.fromEntries(Object.entries(SYS).map(([k, v]) => [v, k]));
 
 export class EventRing {
-  private pos = 0;
+  /** events logged so far (the next event's sequence number - 1) */
+  pos = 0;
   /** source of timestamps; null: not tracing (time 0) */
   clock: (() => number) | null = null;
   private readonly base: number;
@@ -62,6 +63,10 @@ export class EventRing {
     this.F = V.F;
     this.base = eventF(V.L, cpu, 0);
     this.mask = V.L.shape.eventRing - 1;
+  }
+  /** the type of the event with sequence number p + 1 (p < pos; only the last eventRing ones are kept) */
+  typeAt(p: number): number {
+    return this.F[this.base + (p & this.mask) * EVENT_F64 + 2];
   }
   /** time is a per-CPU event sequence number; a = address or id, b = detail. */
   log(type: number, a: number, b: number): void {

@@ -148,6 +148,7 @@ export function get_page(pfn: number): void {
   const I = current.I;
   const L = current.V.L;
   Atomics.add(I, frameWord(L, compound_head_of(I, L, pfn), FM_REF), 1);
+  current.hotHint = 1; // a reference changed: a scheduling-only hint (src/engine/det.ts hot preemption)
 }
 
 /** Drop a reference on the page's folio; frees the frame (or the whole compound page) when it was the last. */
@@ -155,6 +156,7 @@ export function put_page(pfn: number, va = -1): void {
   const cpu = current;
   pfn = compound_head_of(cpu.I, cpu.V.L, pfn);
   const left = Atomics.sub(cpu.I, frameWord(cpu.V.L, pfn, FM_REF), 1) - 1;
+  cpu.hotHint = 1; // a reference changed: a scheduling-only hint (src/engine/det.ts hot preemption)
   if (left === 0) free_page(pfn, va);
   else if (left < 0) {
     const { I, L } = cpu.V;
@@ -172,8 +174,10 @@ export function put_page(pfn: number, va = -1): void {
 
 export function page_mapcount_inc(pfn: number): void {
   Atomics.add(current.I, frameWord(current.V.L, pfn, FM_MAP), 1);
+  current.hotHint = 1; // a mapping count changed: a scheduling-only hint (src/engine/det.ts hot preemption)
 }
 export function page_mapcount_dec(pfn: number): number {
+  current.hotHint = 1;
   return Atomics.sub(current.I, frameWord(current.V.L, pfn, FM_MAP), 1) - 1;
 }
 /** The folio's reference count (the head's, for a page of a compound page). */

@@ -14,6 +14,7 @@ import { loadScenario, resolveScenario, placeThreads, ScenarioError, type Scenar
 import { KNOB_NAMES } from '../../inject/knobs.ts';
 import { makeRepro, reproFileName, writeRepro, type Repro } from '../repro/repro.ts';
 import { resolveRunOptions, withScenarioKnobs, type RunOptions, type RunResult } from '../../engine/machine.ts';
+import { huntsByDefault, seedOptions, describeSwarm, type Family } from './strategy.ts';
 
 /** Bad input to a campaign (a ScenarioError, so that the CLI exits 2 with one line). */
 export class CampaignError extends ScenarioError {}
@@ -49,6 +50,8 @@ export interface SeedResult {
   exec: RunResult['mode'] | null;
   /** scheduling mode: free (OS scheduler) or deterministic */
   mode: 'free' | 'deterministic';
+  /** the hunting swarm's family this seed drew (src/tools/stress/strategy.ts); absent when the user chose the mode */
+  family?: Family;
   knobs: string[];
   /** the repro file written for a failing seed (the task returns the Repro itself; the campaign writes it) */
   repro?: string;
@@ -86,6 +89,9 @@ export interface CampaignOptions {
   progress?: boolean;
   /** passed to every run; a stress task defaults to threads: 1 (inline) */
   run?: TaskOptions;
+  /** default true: with no scheduling option (mode, threads, delay, preemptions, hotPreempt) each seed draws its
+   * configuration from the hunting swarm (src/tools/stress/strategy.ts); false: inline, as before */
+  hunt?: boolean;
   /** abort a seed that runs longer than this (ms): it counts as kind 'timeout'. Default 10 min + --duration */
   taskTimeoutMs?: number;
   /** stops the campaign (Ctrl-C): running seeds are abandoned, the table covers the seeds that finished */
@@ -177,6 +183,7 @@ export function rerunCommand(file: string, seed: number, o: TaskOptions): string
   add('--hang-timeout', o.hangTimeoutMs);
   if (o.mode && o.mode !== 'free') add('--mode', o.mode);
   add('--preemptions', o.preemptions);
+  add('--hot-preempt', o.hotPreempt);
   add('--lazy-contract', o.lazyContract);
   add('--lazy-series', o.lazySeries);
   return a.join(' ');
@@ -274,6 +281,8 @@ interface Campaign {
   jobs: number;
   shard: Shard | null;
   run: TaskOptions;
+  /** the swarm draws each seed's scheduling */
+  hunt: boolean;
   plans: Plan[];
   outName: string;
   toStdout: boolean;
@@ -296,8 +305,10 @@ async function prepareCampaign(o: CampaignOptions): Promise<Campaign> {
   const jobs = o.jobs ?? availableParallelism();
   if (!Number.isInteger(jobs) || jobs < 1 || jobs > 1024) throw new CampaignError(`--jobs must be between 1 and 1024, got ${jobs}`);
   const shard = o.shard === undefined ? null : typeof o.shard === 'string' ? parseShard(o.shard) : parseShard(`${o.shard.index}/${o.shard.count}`);
-  // inline (1 host thread) per seed unless asked otherwise; deterministic runs take one thread per CPU
-  const run: TaskOptions = clean({ ...(o.run ?? {}), threads: o.run?.threads ?? (o.run?.mode === 'deterministic' ? undefined : 1) });
+  // no scheduling option: the hunting swarm draws one per seed; else inline (1 host thread) per seed unless
+  // asked otherwise; deterministic runs take one thread per CPU
+  const hunt = (o.hunt ?? true) && huntsByDefault(clean(o.run ?? {}));
+  const run: TaskOptions = hunt ? clean({ ...(o.run ?? {}) }) : clean({ ...(o.run ?? {}), threads: o.run?.threads ?? (o.run?.mode === 'deterministic' ? undefined : 1) });
   for (const k of run.knobs ?? []) {
     if (!(KNOB_NAMES as string[]).includes(k)) throw new CampaignError(`unknown bug knob '${k}' (mmsim knobs lists them)`);
   }
@@ -323,7 +334,7 @@ async function prepareCampaign(o: CampaignOptions): Promise<Campaign> {
   }
   const print = o.print ?? ((t: string) => (toStdout ? process.stderr : process.stdout).write(t + '\n'));
   const planned = shardSize(o.seeds, shard) * plans.length;
-  return { o, seedBase, jobs, shard, run, plans, outName, toStdout, reproDir, taskTimeoutMs, fd, print, planned };
+  return { o, seedBase, jobs, shard, run, hunt, plans, outName, toStdout, reproDir, taskTimeoutMs, fd, print, planned };
 }
 
 /** Load every scenario, check its threads fit the CPUs, and give it the campaign's options. */
@@ -346,11 +357,11 @@ async function planScenarios(args: string[], run: TaskOptions): Promise<Plan[]> 
 }
 
 function campaignHeader(c: Campaign): string {
-  const { o, seedBase, shard, jobs, run, plans, planned } = c;
+  const { o, seedBase, shard, jobs, run, hunt, plans, planned } = c;
   const last = seedBase + o.seeds - 1;
   return `mmsim stress: ${plans.map((p) => p.scenario.name).join(', ')} x seeds ${seedBase}..${last}`
     + `${shard ? `, shard ${shard.index}/${shard.count}` : ''}: ${fmtInt(planned)} runs on ${jobs} job${jobs > 1 ? 's' : ''}`
-    + `, ${run.mode === 'deterministic' ? `deterministic${run.preemptions ? ` (${run.preemptions} preemptions)` : ''}`
+    + `, ${hunt ? describeSwarm() : run.mode === 'deterministic' ? `deterministic${run.preemptions ? ` (${run.preemptions} preemptions)` : ''}`
       : run.threads === 1 ? 'inline (1 host thread per run)' : `${run.threads} host threads per run`}`
     + `${run.knobs?.length ? `, bug knobs: ${run.knobs.join(', ')}` : ''}`;
 }
@@ -405,7 +416,7 @@ async function recordFailure(c: Campaign, g: Progress, a: Aggregate, t: TaskResu
   a.failed++;
   const kind = t.kind ?? 'violation';
   a.kinds[kind] = (a.kinds[kind] ?? 0) + 1;
-  a.rerun ??= rerunCommand(a.p.arg, t.seed, a.p.options);
+  a.rerun ??= rerunCommand(a.p.arg, t.seed, t.repro?.options ?? a.p.options);
   if (t.repro) {
     const path = join(c.reproDir, reproFileName(t.scenario, t.seed));
     try {
@@ -447,7 +458,9 @@ async function recordSeed(c: Campaign, g: Progress, ai: number, t: TaskResult): 
 
 /** Run one seed on the pool, with its timeout; a task that throws or times out becomes a failed seed. */
 async function runSeed(c: Campaign, g: Progress, pool: Piscina<StressTask, TaskResult | TaskBadInput>, inflight: Set<AbortController>, ai: number, seed: number): Promise<void> {
-  const p = c.plans[ai];
+  const p0 = c.plans[ai];
+  const drawn = c.hunt ? seedOptions(seed, p0.scenario, p0.options) : { options: p0.options, family: undefined };
+  const p: Plan = { ...p0, options: drawn.options };
   const ac = new AbortController();
   inflight.add(ac);
   let timedOut = false;
@@ -474,6 +487,7 @@ async function runSeed(c: Campaign, g: Progress, pool: Piscina<StressTask, TaskR
     g.badInput ??= t.badInput;
     return;
   }
+  if (drawn.family) t.family = drawn.family;
   await recordSeed(c, g, ai, t);
 }
 
