@@ -174,6 +174,11 @@ export const STAT_NAMES = [
   // rmap walkers
   'rmapUnmaps', // PTEs cleared by rmap walks (truncate, reclaim)
   'truncatedPages', // page-cache pages removed by truncation or reclaim
+  // store buffers (src/hw/store_buffer.ts)
+  'sbStores', // kernel stores to lockless shared words that went into the store buffer
+  'sbLoadsPassed', // loads that passed a buffered store of their CPU (a store->load reordering)
+  'sbForwarded', // loads served from the CPU's own store buffer
+  'smpMb', // full barriers that found stores to drain
 ] as const;
 export type StatName = (typeof STAT_NAMES)[number];
 const st = (name: StatName): number => STAT_NAMES.indexOf(name);
@@ -223,6 +228,10 @@ export const ST_COW_REUSE = st('cowReuses');
 export const ST_GUP_FAST_FALLBACK = st('gupFastFallbacks');
 export const ST_RMAP_UNMAP = st('rmapUnmaps');
 export const ST_TRUNCATED = st('truncatedPages');
+export const ST_SB_STORES = st('sbStores');
+export const ST_SB_PASSED = st('sbLoadsPassed');
+export const ST_SB_FORWARDED = st('sbForwarded');
+export const ST_SMP_MB = st('smpMb');
 export const STAT_WORDS = 4 * LINE;
 if (STAT_NAMES.length > STAT_WORDS) throw new Error(`layout: ${STAT_NAMES.length} statistics do not fit in STAT_WORDS (${STAT_WORDS})`);
 

@@ -7,6 +7,7 @@
 // spinning starves on 2 cores with dozens of threads; this does not.
 
 import { current } from './cpu.ts';
+import { sb_drain, sb_load, sb_store } from './store_buffer.ts';
 import { ST_LOCK_CONTENDED } from './layout.ts';
 import { EV } from './trace.ts';
 
@@ -16,6 +17,7 @@ const SPINS = 64;
 export const spinlock_holder = (value: number): number => (value > 0 ? value - 1 : -1);
 
 export function spin_lock(idx: number): void {
+  if (current.sbN !== 0) sb_drain(current); // locked RMW / release order (src/hw/store_buffer.ts)
   const cpu = current;
   const I = cpu.I;
   cpu.sched_point();
@@ -35,12 +37,14 @@ export function spin_lock(idx: number): void {
 }
 
 export function spin_trylock(idx: number): boolean {
+  if (current.sbN !== 0) sb_drain(current); // locked RMW / release order (src/hw/store_buffer.ts)
   const cpu = current;
   cpu.sched_point();
   return Atomics.compareExchange(cpu.I, idx, 0, cpu.id + 1) === 0;
 }
 
 export function spin_unlock(idx: number): void {
+  if (current.sbN !== 0) sb_drain(current); // locked RMW / release order (src/hw/store_buffer.ts)
   const cpu = current;
   const I = cpu.I;
   const owner = Atomics.exchange(I, idx, 0);
@@ -62,6 +66,7 @@ export function spin_is_locked_by_me(idx: number): boolean {
 export const RWSEM_WRITER = -1;
 
 export function down_read(idx: number): void {
+  if (current.sbN !== 0) sb_drain(current); // locked RMW / release order (src/hw/store_buffer.ts)
   const cpu = current;
   const I = cpu.I;
   cpu.sched_point();
@@ -84,6 +89,7 @@ export function down_read(idx: number): void {
 }
 
 export function up_read(idx: number): void {
+  if (current.sbN !== 0) sb_drain(current); // locked RMW / release order (src/hw/store_buffer.ts)
   const cpu = current;
   const left = Atomics.sub(cpu.I, idx, 1) - 1;
   if (left < 0) {
@@ -94,6 +100,7 @@ export function up_read(idx: number): void {
 }
 
 export function down_write(idx: number, ownerIdx = -1): void {
+  if (current.sbN !== 0) sb_drain(current); // locked RMW / release order (src/hw/store_buffer.ts)
   const cpu = current;
   const I = cpu.I;
   cpu.sched_point();
@@ -115,6 +122,7 @@ export function down_write(idx: number, ownerIdx = -1): void {
 }
 
 export function up_write(idx: number, ownerIdx = -1): void {
+  if (current.sbN !== 0) sb_drain(current); // locked RMW / release order (src/hw/store_buffer.ts)
   const cpu = current;
   const I = cpu.I;
   if (ownerIdx >= 0) Atomics.store(I, ownerIdx, 0);
@@ -128,6 +136,7 @@ export function up_write(idx: number, ownerIdx = -1): void {
 
 /** Turn a held write lock into a read lock without letting a writer in between. */
 export function downgrade_write(idx: number, ownerIdx = -1): void {
+  if (current.sbN !== 0) sb_drain(current); // locked RMW / release order (src/hw/store_buffer.ts)
   const cpu = current;
   const I = cpu.I;
   if (ownerIdx >= 0) Atomics.store(I, ownerIdx, 0);
@@ -142,11 +151,17 @@ export function rwsem_is_write_locked(I: Int32Array, idx: number): boolean {
 }
 
 // ---- seqcount ----------------------------------------------------------------
+// The writer side is a plain increment under the writer's own lock (include/linux/seqlock.h
+// do_raw_write_seqcount_begin: s->sequence++ then smp_wmb()): it goes through the store
+// buffer, so a reader on another CPU can see the old sequence after the writer's later
+// loads; whatever orders the writer's later loads (the PTL it takes next) is what counts.
 export function raw_write_seqcount_begin(idx: number): void {
-  Atomics.add(current.I, idx, 1);
+  const cpu = current;
+  sb_store(cpu, idx, sb_load(cpu, idx) + 1);
 }
 export function raw_write_seqcount_end(idx: number): void {
-  Atomics.add(current.I, idx, 1);
+  const cpu = current;
+  sb_store(cpu, idx, sb_load(cpu, idx) + 1);
 }
 /** Returns an even sequence, waiting out a writer. */
 export function raw_read_seqcount_begin(idx: number): number {

@@ -25,6 +25,11 @@ export const KNOBS = {
     what: 'do not compare the ASID generation on switch-in (a CPU that got no IPI while it ran another mm keeps stale entries)',
     source: 'arch/x86/mm/tlb.c switch_mm_irqs_off(): the TLB generation check at switch-in',
   },
+  'x86.switch_mm_no_smp_mb': {
+    where: 'src/arch/x86/index.ts switch_mm_irqs_off',
+    what: 'no smp_mb() between the loaded_mm store and the tlb_gen load when the CPU is already in mm_cpumask: the store sits in the store buffer, a flusher reads the old loaded_mm and sends no IPI, and we read the old tlb_gen and keep the stale entries',
+    source: 'arch/x86/mm/tlb.c switch_mm_irqs_off(): the else smp_mb() of commit 83b0177a6c48 "x86/mm: Fix SMP ordering in switch_mm_irqs_off()" (follow-up to fea4e317f9e7, CVE-2025-37964; Fixes: 209954cbc7d0)',
+  },
   'zap.off_by_one': {
     where: 'src/mm/memory.ts zap_pte_range',
     what: 'zap one PTE past the end of the range: a page of a VMA that stays mapped loses its contents',

@@ -5,11 +5,14 @@
 import type { Cpu } from '../hw/cpu.ts';
 import { CC_CUR_TASK, ST_CTX_SWITCH } from '../hw/layout.ts';
 import { EV } from '../hw/trace.ts';
+import { sb_drain } from '../hw/store_buffer.ts';
 import { arch } from './pgtable.ts';
 import { task_mm } from './mm.ts';
 
 export function context_switch(cpu: Cpu, next: number): void {
   if (next === cpu.curTask) return;
+  // __schedule(): rq_lock() then smp_mb__after_spinlock(): a full barrier before the switch
+  if (cpu.sbN !== 0) sb_drain(cpu);
   const prevMm = cpu.loadedMm;
   const nextMm = next >= 0 ? task_mm(cpu.V, next) : -1;
   cpu.curTask = next;
