@@ -165,19 +165,18 @@ export function raw_write_seqcount_end(idx: number): void {
 }
 /** Returns an even sequence, waiting out a writer. */
 export function raw_read_seqcount_begin(idx: number): number {
-  const I = current.I;
   for (;;) {
-    const s = Atomics.load(I, idx);
+    const s = sb_load(current, idx);
     if ((s & 1) === 0) return s;
     Atomics.pause();
   }
 }
 export function read_seqcount_retry(idx: number, start: number): boolean {
-  return Atomics.load(current.I, idx) !== start;
+  return sb_load(current, idx) !== start;
 }
 /** raw_read_seqcount: the sequence as it is now, odd while a writer is inside (the caller decides; no waiting). */
 export function raw_read_seqcount(idx: number): number {
-  return Atomics.load(current.I, idx);
+  return sb_load(current, idx); // our own buffered increment, if any (store-to-load forwarding)
 }
 /** spin_is_contended: somebody waits for this lock. */
 export function spin_is_contended(idx: number): boolean {
