@@ -47,6 +47,7 @@ export function buildProgram(): Command {
     .addOption(new Option('--mode <mode>', 'free: CPUs race on the OS scheduler; deterministic: one at a time, a seeded scheduler picks').choices(['free', 'deterministic']))
     .option('--preemptions <d>', 'deterministic mode: PCT preemption bound (default 3)', int('--preemptions', 1, 64))
     .addOption(new Option('--lazy-contract <c>', 'reading of lazy_mmu_mode_enable_fast_pte_range(): strict (no update outside the range) or hint').choices(['strict', 'hint']))
+    .addOption(new Option('--preempt <model>', 'preemption inside kernel code: none, full (default) or rt (PREEMPT_RT: spinlocks sleep)').choices(['none', 'full', 'rt']))
     .option('--delay <p>', 'probability of a random delay at each scheduling point (widens race windows)', prob)
     .option('--tlb <entries>', 'TLB entries per CPU (power of two)', int('--tlb', 1, 65536))
     .option('--knob <name>', 'turn on a bug-injection knob (repeatable)', knob, [] as string[])
@@ -67,6 +68,7 @@ export function buildProgram(): Command {
         cpus: opts.cpus, arch: opts.arch, seed: opts.seed, ops: opts.ops, durationMs: opts.duration,
         threads: opts.threads, delay: opts.delay, tlbEntries: opts.tlb, mode: opts.mode, preemptions: opts.preemptions,
         lazyContract: opts.lazyContract,
+        preempt: opts.preempt,
         knobs: withScenarioKnobs(s, opts.knob),
         keepGoing: opts.keepGoing, hangTimeoutMs: opts.hangTimeout, cpuProfDir: opts.cpuProf,
       };

@@ -18,6 +18,7 @@ import { TaskRunner, type TaskPlan } from './program.ts';
 import { EV } from '../hw/trace.ts';
 import { DetScheduler } from './det.ts';
 import { set_lazy_contract, type LazyContract } from '../mm/lazy_mmu.ts';
+import { set_preempt_model, type PreemptModel } from '../hw/preempt.ts';
 
 export interface HostPlan {
   sab: SharedArrayBuffer;
@@ -37,6 +38,8 @@ export interface HostPlan {
   /** deterministic mode: one CPU per host, a token decides who runs (src/engine/det.ts) */
   deterministic?: boolean;
   lazyContract?: LazyContract;
+  /** preemption inside kernel code (src/hw/preempt.ts) */
+  preempt?: PreemptModel;
   tasks: TaskPlan[];
 }
 
@@ -76,6 +79,7 @@ export function runHost(plan: HostPlan): HostResult {
   const L = V.L;
   setKnobs(plan.knobs);
   set_lazy_contract(plan.lazyContract ?? 'hint');
+  set_preempt_model(plan.preempt ?? 'none');
   const violations: ViolationRecord[] = [];
   const host = makeHost(V, plan.hostId, plan.arch, violations, plan.stopOnViolation);
   const cpus: Cpu[] = [];

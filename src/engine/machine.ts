@@ -27,6 +27,7 @@ import { type Scenario, placeThreads, ScenarioError, usesCowOracle } from './sce
 import { makeHost, runHost, type HostPlan, type HostResult } from './hostrun.ts';
 import { initDet, detDecisions, detStep, detDeadlocked } from './det.ts';
 import { set_lazy_contract } from '../mm/lazy_mmu.ts';
+import { set_preempt_model, type PreemptModel } from '../hw/preempt.ts';
 import { protBits, type TaskPlan, type RegionInfo, type FileInfo } from './program.ts';
 import { audit, type AuditReport } from '../oracles/audit.ts';
 import { requestStop, type ViolationRecord } from '../oracles/oracles.ts';
@@ -54,6 +55,8 @@ export interface RunOptions {
   preemptions?: number;
   /** the reading of lazy_mmu_mode_enable_fast_pte_range() in force (default hint) */
   lazyContract?: 'strict' | 'hint';
+  /** preemption inside kernel code: none, full (CONFIG_PREEMPT, the default) or rt (PREEMPT_RT: spinlocks sleep) */
+  preempt?: PreemptModel;
   /** keep a long event history with timestamps, returned as RunResult.trace */
   trace?: boolean;
   /** events kept per CPU when tracing (power of two) */
@@ -289,6 +292,7 @@ export interface ResolvedRunOptions {
   ops: number;
   deterministic: boolean;
   lazyContract: 'strict' | 'hint';
+  preempt: PreemptModel;
   preemptions: number;
   traceEvents: number;
   hangTimeoutMs: number;
@@ -311,6 +315,7 @@ export function resolveRunOptions(s: Scenario, o: RunOptions = {}): ResolvedRunO
     ops: durationMs !== undefined ? Number.MAX_SAFE_INTEGER : (o.ops ?? s.run.opsPerCpu),
     deterministic,
     lazyContract: o.lazyContract ?? 'hint',
+    preempt: o.preempt ?? 'full',
     preemptions: o.preemptions ?? 3,
     traceEvents: o.trace ? (o.traceEvents ?? 1 << 15) : 64,
     hangTimeoutMs: o.hangTimeoutMs ?? 30000,
@@ -480,6 +485,7 @@ export async function runScenario(s: Scenario, o: RunOptions = {}): Promise<RunR
   const { cpus, arch, seed, knobs, threads, tlbEntries, delay, ops, deterministic, lazyContract, preemptions } = r;
   setKnobs(knobs);
   set_lazy_contract(lazyContract);
+  set_preempt_model(r.preempt);
   checkRunOptions(r);
   const { V, files, tasks, hosts, hostOf } = boot(s, cpus, threads, arch, tlbEntries, r.traceEvents, deterministic);
   if (deterministic) initDet(V, { seed, preemptions, expectedSteps: ops * cpus * STEPS_PER_OP });
@@ -488,7 +494,7 @@ export async function runScenario(s: Scenario, o: RunOptions = {}): Promise<RunR
   const plan = (h: number): HostPlan => ({
     sab: V.sab, layout: L, hostId: h, cpus: [...Array(cpus).keys()].filter((c) => hostOf[c] === h), arch, knobs,
     tlbEntries, seed, delay, delaySpins: s.run.delaySpins, opsPerCpu: ops, stopOnViolation: !o.keepGoing,
-    tasks: tasks.filter((t) => hostOf[t.cpu] === h), traceEpochMs, deterministic, lazyContract,
+    tasks: tasks.filter((t) => hostOf[t.cpu] === h), traceEpochMs, deterministic, lazyContract, preempt: r.preempt,
   });
   const t0 = performance.now();
   const run: Supervised = threads === 1 ? { results: [runHost(plan(0))], startedAt: 0 } : await superviseWorkers(V, r, hosts, plan, o.cpuProfDir);

@@ -179,6 +179,9 @@ export const STAT_NAMES = [
   'sbLoadsPassed', // loads that passed a buffered store of their CPU (a store->load reordering)
   'sbForwarded', // loads served from the CPU's own store buffer
   'smpMb', // full barriers that found stores to drain
+  // preemption (src/hw/preempt.ts)
+  'preemptions', // tasks preempted inside kernel code
+  'preemptInLazy', // ... with their lazy MMU enable count non-zero
 ] as const;
 export type StatName = (typeof STAT_NAMES)[number];
 const st = (name: StatName): number => STAT_NAMES.indexOf(name);
@@ -232,6 +235,8 @@ export const ST_SB_STORES = st('sbStores');
 export const ST_SB_PASSED = st('sbLoadsPassed');
 export const ST_SB_FORWARDED = st('sbForwarded');
 export const ST_SMP_MB = st('smpMb');
+export const ST_PREEMPTIONS = st('preemptions');
+export const ST_PREEMPT_IN_LAZY = st('preemptInLazy');
 export const STAT_WORDS = 4 * LINE;
 if (STAT_NAMES.length > STAT_WORDS) throw new Error(`layout: ${STAT_NAMES.length} statistics do not fit in STAT_WORDS (${STAT_WORDS})`);
 

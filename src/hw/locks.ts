@@ -21,12 +21,16 @@ export function spin_lock(idx: number): void {
   const cpu = current;
   const I = cpu.I;
   cpu.sched_point();
-  if (Atomics.compareExchange(I, idx, 0, cpu.id + 1) === 0) return;
+  if (Atomics.compareExchange(I, idx, 0, cpu.id + 1) === 0) {
+    cpu.spinDepth++;
+    return;
+  }
   I[cpu.st + ST_LOCK_CONTENDED]++;
   cpu.ring.log(EV.LOCK_WAIT, idx, 0);
   const ready = (): boolean => Atomics.load(I, idx) === 0;
   for (let spin = 0; ; spin++) {
     if (Atomics.load(I, idx) === 0 && Atomics.compareExchange(I, idx, 0, cpu.id + 1) === 0) {
+      cpu.spinDepth++;
       cpu.ring.log(EV.LOCK_ACQUIRED, idx, 0);
       return;
     }
@@ -40,7 +44,9 @@ export function spin_trylock(idx: number): boolean {
   if (current.sbN !== 0) sb_drain(current); // locked RMW / release order (src/hw/store_buffer.ts)
   const cpu = current;
   cpu.sched_point();
-  return Atomics.compareExchange(cpu.I, idx, 0, cpu.id + 1) === 0;
+  if (Atomics.compareExchange(cpu.I, idx, 0, cpu.id + 1) !== 0) return false;
+  cpu.spinDepth++;
+  return true;
 }
 
 export function spin_unlock(idx: number): void {
@@ -48,6 +54,7 @@ export function spin_unlock(idx: number): void {
   const cpu = current;
   const I = cpu.I;
   const owner = Atomics.exchange(I, idx, 0);
+  if (owner === cpu.id + 1) cpu.spinDepth--;
   if (owner !== cpu.id + 1) {
     cpu.host.hooks.violation({
       kind: 'lock-misuse', cpu: cpu.id,

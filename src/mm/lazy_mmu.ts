@@ -41,6 +41,9 @@ export interface LazyRange {
 }
 
 function enter(): void {
+  // issue #11: preemptible between the enable_count update and the arch hook when the caller
+  // is (no PTL under PREEMPT_RT, kernel tables): kernel-semantics 6.14e
+  current.sched_point();
   current.ring.log(EV.LAZY_ENTER, current.curTask, 0);
   current.stat(ST_LAZY_SECTIONS);
   arch.arch_enter_lazy_mmu_mode();
@@ -90,6 +93,7 @@ export function lazy_mmu_mode_enable_fast_pte_range(mm: number, addr: number, en
   if (en >= LAZY_MMU_MAX) warn('lazy_mmu_mode_enable_fast_pte_range: enable_count overflow');
   I[c.en] = en + 1;
   if (en === 0) {
+    cpu.sched_point(); // issue #11: preemptible here, as in enter()
     cpu.lazyRange = { mm, start: addr, end, ptep, nptes: (end - addr) / PAGE_SIZE };
     cpu.ring.log(EV.LAZY_ENTER, cpu.curTask, 1);
     cpu.ring.log(EV.LAZY_RANGE, addr, end);
