@@ -76,7 +76,7 @@ describe('a preemption inside a lazy MMU section (x86-xenpv mprotect)', () => {
   });
 });
 
-// kernel-semantics 6.14e: lazy_mmu_mode_enable() counts, then calls arch_enter_lazy_mmu_mode();
+// Issue #11 case 6.14e: lazy_mmu_mode_enable() counts, then calls arch_enter_lazy_mmu_mode();
 // a preemption in between (possible with no spinlock held: PREEMPT_RT, or kernel page
 // tables) switches the task out with Xen not yet lazy and back in.
 describe('Xen PV May 2026 regression (291b3abed657), through the real lazy_mmu_mode_enable()', () => {

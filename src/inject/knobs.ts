@@ -33,7 +33,7 @@ export const KNOBS = {
   'xenpv.ctxsw_task_lazy_state': {
     where: 'src/arch/x86-xenpv/index.ts xen_end_context_switch',
     what: 'at switch-in re-enter Xen lazy MMU mode from the generic task state (enable_count) instead of the TIF flag saved at switch-out: a task preempted between its enable_count increment and arch_enter_lazy_mmu_mode() enters twice (Xen BUG)',
-    source: 'commit 291b3abed657 (context-switch change of the lazy MMU nesting series), regression reported May 2026 ("x86/xen: Tolerate nested XEN_LAZY_MMU entering/leaving", Juergen Gross); kernel-semantics 6.14e',
+    source: 'commit 291b3abed657 (context-switch change of the lazy MMU nesting series), regression reported May 2026 ("x86/xen: Tolerate nested XEN_LAZY_MMU entering/leaving", Juergen Gross)',
   },
   'zap.off_by_one': {
     where: 'src/mm/memory.ts zap_pte_range',

@@ -42,7 +42,7 @@ export interface LazyRange {
 
 function enter(): void {
   // issue #11: preemptible between the enable_count update and the arch hook when the caller
-  // is (no PTL under PREEMPT_RT, kernel tables): kernel-semantics 6.14e
+  // is (no PTL under PREEMPT_RT, kernel tables): the Xen PV window of 291b3abed657
   current.sched_point();
   current.ring.log(EV.LAZY_ENTER, current.curTask, 0);
   current.stat(ST_LAZY_SECTIONS);
