@@ -5,11 +5,12 @@ import { readdir, writeFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import { join } from 'node:path';
 import { loadScenario, resolveScenario, ScenarioError, SCENARIO_DIR } from '../engine/scenario.ts';
-import { int, prob, knob } from './args.ts';
+import { int, prob, knob, lazySeries } from './args.ts';
 import { runScenario, resolveRunOptions, withScenarioKnobs, type RunOptions } from '../engine/machine.ts';
 import { summary, exitCode } from '../report/summary.ts';
 import { KNOBS } from '../inject/knobs.ts';
 import { ARCH_NAMES } from '../arch/index.ts';
+import { LAZY_SERIES, LAZY_SERIES_LATEST, SERIES_CALL_SITES, MMSIM_CALL_SITES } from '../mm/lazy_mmu.ts';
 import { toChromeTrace } from '../report/trace_export.ts';
 import { htmlReport } from '../report/html_report.ts';
 import { registerStress } from './stress.ts';
@@ -46,7 +47,8 @@ export function buildProgram(): Command {
     .option('--threads <t>', 'host threads carrying the CPUs (1 = inline on the main thread; default one per CPU)', int('--threads', 1, 256))
     .addOption(new Option('--mode <mode>', 'free: CPUs race on the OS scheduler; deterministic: one at a time, a seeded scheduler picks').choices(['free', 'deterministic']))
     .option('--preemptions <d>', 'deterministic mode: PCT preemption bound (default 3)', int('--preemptions', 1, 64))
-    .addOption(new Option('--lazy-contract <c>', 'reading of lazy_mmu_mode_enable_fast_pte_range(): strict (no update outside the range) or hint').choices(['strict', 'hint']))
+    .addOption(new Option('--lazy-contract <c>', 'reading of the range-aware lazy_mmu_mode_enable_with_ptes(): strict (no update outside the range) or hint').choices(['strict', 'hint']))
+    .option('--lazy-series <v>', `version of Gordeev's range-aware lazy MMU series: ${Object.keys(LAZY_SERIES).join(', ')} or latest (= ${LAZY_SERIES_LATEST}, the default); mmsim list-series`, lazySeries)
     .addOption(new Option('--preempt <model>', 'preemption inside kernel code: none, full (default) or rt (PREEMPT_RT: spinlocks sleep)').choices(['none', 'full', 'rt']))
     .option('--delay <p>', 'probability of a random delay at each scheduling point (widens race windows)', prob)
     .option('--tlb <entries>', 'TLB entries per CPU (power of two)', int('--tlb', 1, 65536))
@@ -67,7 +69,7 @@ export function buildProgram(): Command {
       const asked: RunOptions = {
         cpus: opts.cpus, arch: opts.arch, seed: opts.seed, ops: opts.ops, durationMs: opts.duration,
         threads: opts.threads, delay: opts.delay, tlbEntries: opts.tlb, mode: opts.mode, preemptions: opts.preemptions,
-        lazyContract: opts.lazyContract,
+        lazyContract: opts.lazyContract, lazySeries: opts.lazySeries,
         preempt: opts.preempt,
         knobs: withScenarioKnobs(s, opts.knob),
         keepGoing: opts.keepGoing, hangTimeoutMs: opts.hangTimeout, cpuProfDir: opts.cpuProf,
@@ -135,6 +137,21 @@ export function buildProgram(): Command {
         const s = await loadScenario(join(SCENARIO_DIR, f));
         console.log(`${s.name.padEnd(28)} ${s.description}`);
       }
+    });
+
+  program
+    .command('list-series')
+    .description("list the versions of Gordeev's range-aware lazy MMU series that --lazy-series can pick, and what each changes")
+    .action(() => {
+      for (const [name, v] of Object.entries(LAZY_SERIES)) {
+        const tag = name === LAZY_SERIES_LATEST ? `${name} (latest, default)` : name;
+        console.log(`${tag.padEnd(22)} ${v.date.padEnd(10)} ${v.api}${v.cover ? `  <${v.cover}>` : ''}`);
+        console.log(`${''.padEnd(22)} s390: ${v.s390}`);
+        console.log(`${''.padEnd(22)} ${v.changes}`);
+      }
+      console.log(`\ncall sites of every posted version: ${SERIES_CALL_SITES.join('; ')}`);
+      console.log(`modelled in mmsim: ${MMSIM_CALL_SITES.join('; ')}`);
+      console.log('v7 and v8 (15 patches, 7 Oct 2026, <cover.1791365932.git.agordeev@linux.ibm.com>) were posted but their text was not available: docs/lazy-mmu-series.md');
     });
 
   program

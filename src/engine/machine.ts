@@ -26,7 +26,7 @@ import { setKnobs } from '../inject/knobs.ts';
 import { type Scenario, placeThreads, ScenarioError, usesCowOracle } from './scenario.ts';
 import { makeHost, runHost, type HostPlan, type HostResult } from './hostrun.ts';
 import { initDet, detDecisions, detStep, detDeadlocked } from './det.ts';
-import { set_lazy_contract } from '../mm/lazy_mmu.ts';
+import { set_lazy_contract, set_lazy_series, resolve_lazy_series, LAZY_SERIES_LATEST, type LazySeries } from '../mm/lazy_mmu.ts';
 import { set_preempt_model, type PreemptModel } from '../hw/preempt.ts';
 import { protBits, type TaskPlan, type RegionInfo, type FileInfo } from './program.ts';
 import { audit, type AuditReport } from '../oracles/audit.ts';
@@ -53,8 +53,10 @@ export interface RunOptions {
   mode?: 'free' | 'deterministic';
   /** deterministic mode: PCT preemption bound d (default 3) */
   preemptions?: number;
-  /** the reading of lazy_mmu_mode_enable_fast_pte_range() in force (default hint) */
+  /** the reading of the range-aware lazy MMU enable in force (default hint) */
   lazyContract?: 'strict' | 'hint';
+  /** the version of Gordeev's range-aware lazy MMU series in force (default the latest modelled; 'none': mainline) */
+  lazySeries?: LazySeries;
   /** preemption inside kernel code: none, full (CONFIG_PREEMPT, the default) or rt (PREEMPT_RT: spinlocks sleep) */
   preempt?: PreemptModel;
   /** keep a long event history with timestamps, returned as RunResult.trace */
@@ -78,6 +80,7 @@ export interface RunResult {
   seed: number;
   knobs: string[];
   lazyContract: 'strict' | 'hint';
+  lazySeries: LazySeries;
   /** from the start barrier (every host booted) to the end of the run */
   wallMs: number;
   /** starting the host threads */
@@ -292,6 +295,8 @@ export interface ResolvedRunOptions {
   ops: number;
   deterministic: boolean;
   lazyContract: 'strict' | 'hint';
+  /** the version of Gordeev's range-aware lazy MMU series (mmsim list-series) */
+  lazySeries: LazySeries;
   preempt: PreemptModel;
   preemptions: number;
   traceEvents: number;
@@ -315,7 +320,7 @@ export function resolveRunOptions(s: Scenario, o: RunOptions = {}): ResolvedRunO
     ops: durationMs !== undefined ? Number.MAX_SAFE_INTEGER : (o.ops ?? s.run.opsPerCpu),
     deterministic,
     lazyContract: o.lazyContract ?? 'hint',
-    preempt: o.preempt ?? 'full',
+    lazySeries: o.lazySeries ?? LAZY_SERIES_LATEST, preempt: o.preempt ?? 'full',
     preemptions: o.preemptions ?? 3,
     traceEvents: o.trace ? (o.traceEvents ?? 1 << 15) : 64,
     hangTimeoutMs: o.hangTimeoutMs ?? 30000,
@@ -483,6 +488,9 @@ function finalAudit(V: Views, r: ResolvedRunOptions, finished: boolean, violatio
 export async function runScenario(s: Scenario, o: RunOptions = {}): Promise<RunResult> {
   const r = resolveRunOptions(s, o);
   const { cpus, arch, seed, knobs, threads, tlbEntries, delay, ops, deterministic, lazyContract, preemptions } = r;
+  const lazySeries = resolve_lazy_series(r.lazySeries);
+  if (lazySeries === null) throw new ScenarioError(`lazySeries: unknown version '${r.lazySeries}' (mmsim list-series)`);
+  set_lazy_series(lazySeries);
   setKnobs(knobs);
   set_lazy_contract(lazyContract);
   set_preempt_model(r.preempt);
@@ -494,7 +502,7 @@ export async function runScenario(s: Scenario, o: RunOptions = {}): Promise<RunR
   const plan = (h: number): HostPlan => ({
     sab: V.sab, layout: L, hostId: h, cpus: [...Array(cpus).keys()].filter((c) => hostOf[c] === h), arch, knobs,
     tlbEntries, seed, delay, delaySpins: s.run.delaySpins, opsPerCpu: ops, stopOnViolation: !o.keepGoing,
-    tasks: tasks.filter((t) => hostOf[t.cpu] === h), traceEpochMs, deterministic, lazyContract, preempt: r.preempt,
+    tasks: tasks.filter((t) => hostOf[t.cpu] === h), traceEpochMs, deterministic, lazyContract, lazySeries, preempt: r.preempt,
   });
   const t0 = performance.now();
   const run: Supervised = threads === 1 ? { results: [runHost(plan(0))], startedAt: 0 } : await superviseWorkers(V, r, hosts, plan, o.cpuProfDir);
@@ -508,7 +516,7 @@ export async function runScenario(s: Scenario, o: RunOptions = {}): Promise<RunR
   return {
     scenario: s.name, arch, cpus, threads,
     mode: deterministic ? 'deterministic' : threads === 1 ? 'inline' : threads === cpus ? 'worker-per-cpu' : 'hosted',
-    seed, knobs, lazyContract, wallMs: end - (startedAt || t0), bootMs: startedAt ? startedAt - t0 : 0, stats: figures.stats, perCpuOps: figures.perCpuOps,
+    seed, knobs, lazyContract, lazySeries, wallMs: end - (startedAt || t0), bootMs: startedAt ? startedAt - t0 : 0, stats: figures.stats, perCpuOps: figures.perCpuOps,
     deterministic: deterministic ? { preemptions, steps: detStep(V), schedule: detDecisions(V) } : undefined,
     latencyNs: figures.latencyNs, latencySamplesNs: figures.latencySamplesNs,
     trace,

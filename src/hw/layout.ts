@@ -174,6 +174,10 @@ export const STAT_NAMES = [
   // rmap walkers
   'rmapUnmaps', // PTEs cleared by rmap walks (truncate, reclaim)
   'truncatedPages', // page-cache pages removed by truncation or reclaim
+  // s390 invalidation instructions (global ones also count as quiesces)
+  'ipte', // single-entry IPTEs
+  'ipteRange', // IPTEs with additional entries (IPTE-range)
+  'idte', // IDTEs (whole address space, or a huge leaf's segment)
   // store buffers (src/hw/store_buffer.ts)
   'sbStores', // kernel stores to lockless shared words that went into the store buffer
   'sbLoadsPassed', // loads that passed a buffered store of their CPU (a store->load reordering)
@@ -231,6 +235,9 @@ export const ST_COW_REUSE = st('cowReuses');
 export const ST_GUP_FAST_FALLBACK = st('gupFastFallbacks');
 export const ST_RMAP_UNMAP = st('rmapUnmaps');
 export const ST_TRUNCATED = st('truncatedPages');
+export const ST_IPTE = st('ipte');
+export const ST_IPTE_RANGE = st('ipteRange');
+export const ST_IDTE = st('idte');
 export const ST_SB_STORES = st('sbStores');
 export const ST_SB_PASSED = st('sbLoadsPassed');
 export const ST_SB_FORWARDED = st('sbForwarded');
@@ -306,7 +313,7 @@ export const FILE_DEV_PFN = FILE.DEV_PFN; // a DAX-like device (src/mm/huge_memo
 // i_mmap (src/mm/rmap.ts): per file, the VMAs that map it, as (mm, start, end, pgoff)
 // records in increasing pgoff order, ties in insertion order (the order the kernel's
 // interval tree visits them); guarded by i_mmap_rwsem (FILE_I_MMAP)
-export const I_MMAP_MAX = 128; // records per file
+export const I_MMAP_MAX = 128; // records per file unless the shape says otherwise (MachineShape.iMmapMax)
 export const IM_F64 = 4;
 const IM = record('i_mmap', IM_F64, { MM: 1, START: 1, END: 1, PGOFF: 1 });
 export const IM_MM = IM.MM;
@@ -380,6 +387,8 @@ export interface MachineShape {
   maxTasks: number;
   maxFiles: number;
   eventRing: number; // events per CPU, power of two
+  /** i_mmap records per file: how many VMAs may map one file at once (default I_MMAP_MAX) */
+  iMmapMax?: number;
   /** room for the deterministic scheduler's decision log */
   deterministic?: boolean;
   /** shadow memory for the COW oracle: the provenance of every data word (src/oracles/cow.ts) */
@@ -415,7 +424,8 @@ export interface Layout {
   anonLocks: number;
   /** COW oracle shadow: per data frame, WORDS_PER_PAGE records of COW_SHADOW_WORDS; -1 when not allocated */
   cowShadow: number;
-  iMmapF: number; // Float64 index: per file [count, pad x3] then I_MMAP_MAX records
+  iMmapF: number; // Float64 index: per file [count, pad x3] then iMmapMax records
+  iMmapMax: number;
 }
 
 /** COW oracle shadow record of one data word: [lock, tag, writer's MM_CTX_ID, epoch | COW_SHARED] */
@@ -437,6 +447,9 @@ export const ALLOC_LOW = 3; // low-water mark, for stats
 function align(n: number, a: number): number {
   return Math.ceil(n / a) * a;
 }
+
+/** i_mmap records per file of a machine of this shape */
+export const iMmapMax = (shape: MachineShape): number => shape.iMmapMax ?? I_MMAP_MAX;
 
 export function computeLayout(shape: MachineShape): Layout {
   if (shape.cpus < 1 || shape.cpus > MAX_CPUS) throw new RangeError(`cpus must be 1..${MAX_CPUS}`);
@@ -468,7 +481,7 @@ export function computeLayout(shape: MachineShape): Layout {
   const unmapLogF = take(shape.maxMms * UNMAP_LOG_ENTRIES * UNMAP_LOG_F64 * 2) / 2;
   const eventsF = take(shape.cpus * shape.eventRing * EVENT_F64 * 2) / 2;
   const anonLocks = take(ANON_VMA_LOCKS * ANON_VMA_LOCK_WORDS);
-  const iMmapF = take(shape.maxFiles * (I_MMAP_MAX + 1) * IM_F64 * 2) / 2;
+  const iMmapF = take(shape.maxFiles * (iMmapMax(shape) + 1) * IM_F64 * 2) / 2;
   const det = take(DET_HDR);
   const detChanges = take(DET_MAX_CHANGES);
   const detCpus = take(shape.cpus * DET_CPU_WORDS);
@@ -478,7 +491,7 @@ export function computeLayout(shape: MachineShape): Layout {
   return {
     shape, bytes, header, cpuCtl, hostBlk, stats, frameMeta, tableMem, dataStart, nframes,
     dataMem, tableAlloc, tableStack, dataAlloc, dataStack, mms, vmasF, unmapLogF, tasks, files, eventsF,
-    det, detChanges, detCpus, detDecisions, anonLocks, cowShadow, iMmapF,
+    det, detChanges, detCpus, detDecisions, anonLocks, cowShadow, iMmapF, iMmapMax: iMmapMax(shape),
   };
 }
 
@@ -515,7 +528,7 @@ export const unmapLogF = (L: Layout, mm: number, entry: number, field: number): 
 export const fileWord = (L: Layout, file: number, field: number): number => L.files + file * FILE_WORDS + field;
 /** Float64 index of file f's i_mmap record count (rec = -1) or of field `field` of record rec */
 export const iMmapF = (L: Layout, file: number, rec: number, field: number): number =>
-  L.iMmapF + (file * (I_MMAP_MAX + 1) + rec + 1) * IM_F64 + field;
+  L.iMmapF + (file * (L.iMmapMax + 1) + rec + 1) * IM_F64 + field;
 export const taskWord = (L: Layout, task: number, field: number): number => L.tasks + task * TASK_WORDS + field;
 export const eventF = (L: Layout, cpu: number, slot: number): number =>
   L.eventsF + (cpu * L.shape.eventRing + slot) * EVENT_F64;

@@ -44,7 +44,7 @@ import {
   arch, pgd_offset, pud_offset, pmd_offset, pud_alloc, pmd_alloc, __pte_alloc, pte_offset_map_lock, pte_offset, pte_lockptr,
   ptep_lockptr, ptep_get, ptep_set_wrprotect, set_pte_at,
 } from './pgtable.ts';
-import { lazy_mmu_mode_enable_fast_pte_range, lazy_mmu_mode_disable } from './lazy_mmu.ts';
+import { lazy_mmu_mode_enable_with_ptes, lazy_mmu_mode_disable } from './lazy_mmu.ts';
 import { alloc_page, get_page, put_page, page_mapcount_inc, zero_pfn } from './page_alloc.ts';
 import { addr_end, is_cow_mapping, vm_page_prot, copy_user_highpage, SetPageAnonExclusive, ClearPageAnonExclusive } from './memory.ts';
 import { page_maybe_dma_pinned } from './gup.ts';
@@ -149,7 +149,7 @@ function copy_pte_range(dst_mm: number, src_mm: number, vma: Vma, dst_pmd: numbe
   let progress = 0;
   let again = false;
   let a = addr;
-  lazy_mmu_mode_enable_fast_pte_range(src_mm, addr, end, src0); // the source range (RFC 1/2; docs/kernel-rules.md#lazy-mmu-range)
+  lazy_mmu_mode_enable_with_ptes(src_mm, addr, end, src0); // the source range (RFC 1/2; docs/kernel-rules.md#lazy-mmu-range)
   for (let i = 0; a < end; i++, a += PAGE_SIZE) {
     if (progress >= 32) {
       progress = 0;

@@ -21,7 +21,7 @@ import { knobs } from '../inject/knobs.ts';
 import { alloc_page, get_page, put_page, page_mapcount_inc, page_mapcount_dec, zero_pfn, page_ref, page_mapcount } from './page_alloc.ts';
 import { type Vma, vma_lookup, vma_read, vma_field, vma_set_field, find_mergeable_anon_vma } from './vma.ts';
 import { shmem_get_folio_locked, unlock_page } from './shmem.ts';
-import { lazy_mmu_mode_enable_fast_pte_range, lazy_mmu_mode_disable } from './lazy_mmu.ts';
+import { lazy_mmu_mode_enable_with_ptes, lazy_mmu_mode_disable } from './lazy_mmu.ts';
 import { type mmu_gather, __tlb_remove_page, tlb_flush_pte_range, tlb_flush_mmu_tlbonly, tlb_flush_mmu, tlb_remove_table } from './mmu_gather.ts';
 import { huge_pmd_fault, huge_pud_fault, zap_huge_pmd_range, zap_huge_pud_range, VM_FAULT_FALLBACK } from './huge_memory.ts';
 import { VM_READ, VM_WRITE, VM_EXEC, VM_SHARED, VM_MAYWRITE } from './vm_flags.ts';
@@ -424,7 +424,7 @@ function zap_pte_range(tlb: mmu_gather, mm: number, pmdp: number, addr: number, 
   const zero = zero_pfn(V);
   let force = false;
   let rss = 0;
-  lazy_mmu_mode_enable_fast_pte_range(mm, addr, end, ptep0);
+  lazy_mmu_mode_enable_with_ptes(mm, addr, end, ptep0);
   let a = addr;
   // BUG (injected): one entry too many, if the table has one
   const stop = knobs['zap.off_by_one'] && end % PMD_SIZE !== 0 ? end + PAGE_SIZE : end;

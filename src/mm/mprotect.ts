@@ -13,7 +13,7 @@ import { find_vma, vma_read, vma_count, split_vma, vma_merge_neighbours, vma_set
 import { VMA_FLAGS } from '../hw/layout.ts';
 import { mmu_gather, tlb_gather_mmu, tlb_finish_mmu, tlb_flush_pte_range } from './mmu_gather.ts';
 import { pgd_offset, pte_offset_map_lock, pte_unmap_unlock, ptep_lockptr, ptep_get, ptep_modify_prot_start, ptep_modify_prot_commit } from './pgtable.ts';
-import { lazy_mmu_mode_enable_fast_pte_range, lazy_mmu_mode_disable } from './lazy_mmu.ts';
+import { lazy_mmu_mode_enable_with_ptes, lazy_mmu_mode_disable } from './lazy_mmu.ts';
 import { page_ref, page_mapcount, zero_pfn } from './page_alloc.ts';
 import { addr_end } from './memory.ts';
 import { PROT_READ, PROT_WRITE, PROT_EXEC, PAGE_ALIGN, mmap_write_lock, mmap_write_unlock } from './mmap.ts';
@@ -31,7 +31,7 @@ function change_pte_range(tlb: mmu_gather, mm: number, vmFlags: number, pmdp: nu
   if (ptep0 < 0) return;
   const lock = ptep_lockptr(ptep0);
   const access = (vmFlags & (VM_READ | VM_WRITE | VM_EXEC)) !== 0;
-  lazy_mmu_mode_enable_fast_pte_range(mm, addr, end, ptep0);
+  lazy_mmu_mode_enable_with_ptes(mm, addr, end, ptep0);
   for (let a = addr, ptep = ptep0; a < end; a += PAGE_SIZE, ptep++) {
     const e = ptep_get(ptep);
     if (!pte_present(e)) continue;

@@ -33,7 +33,7 @@ import {
   arch, pgd_offset, pud_alloc, pmd_alloc, __pte_alloc, pte_offset_map_lock, pte_offset, pte_lockptr, pmd_lockptr, ptep_lockptr, ptep_get,
   ptep_get_and_clear, set_pte_at, flush_tlb_range, pud_offset, pmd_offset,
 } from './pgtable.ts';
-import { lazy_mmu_mode_enable_fast_pte_range, lazy_mmu_mode_disable } from './lazy_mmu.ts';
+import { lazy_mmu_mode_enable_with_ptes, lazy_mmu_mode_disable } from './lazy_mmu.ts';
 import { move_huge_pmd, move_huge_pud, split_huge_pmd } from './huge_memory.ts';
 import {
   type Vma, find_vma, find_vma_intersection, vma_lookup, vma_read, vma_insert, vma_count, vma_set_field, vma_merge_neighbours,
@@ -270,7 +270,7 @@ export function move_ptes(pmc: pagetable_move_control, extent: number, old_pmd: 
   let force_flush = false;
   let moved = 0;
   // the seed: the old range is the one passed (RFC 1/2; docs/kernel-rules.md#lazy-mmu-range)
-  lazy_mmu_mode_enable_fast_pte_range(mm, old_addr, old_addr + extent, old_pte0);
+  lazy_mmu_mode_enable_with_ptes(mm, old_addr, old_addr + extent, old_pte0);
   for (let i = 0; i < extent / PAGE_SIZE; i++) {
     const op = old_pte0 + i;
     if (pte_none(ptep_get(op))) continue;

@@ -170,7 +170,15 @@ export function ptep_clear_flush(mm: number, addr: number, ptep: number): number
  */
 export function pte_deref(ptep: number): number {
   const cpu = current;
-  if (is_lazy_mmu_mode_active() && arch.pte_memory_stale(ptep)) {
+  if (arch.pte_kasan_poisoned?.(ptep)) {
+    // s390, Gordeev's series v3+ (patch "s390/mm: Lazy MMU mode sanitizer"): the
+    // range's PTEs are KASAN-poisoned from enter to leave; any access other than
+    // set_pte/ptep_get (and the unsanitised ptep_get_lockless) is a report
+    cpu.host.hooks.violation({
+      kind: 'lazy-mmu-contract', cpu: cpu.id,
+      message: `cpu ${cpu.id}: KASAN: direct-pte-access of a PTE in the range of a lazy MMU section on ${arch.name} (the series' sanitizer, v3+)`,
+    });
+  } else if (is_lazy_mmu_mode_active() && arch.pte_memory_stale(ptep)) {
     cpu.host.hooks.violation({
       kind: 'lazy-mmu-contract', cpu: cpu.id,
       message: `cpu ${cpu.id}: direct dereference of a PTE inside a lazy MMU section on ${arch.name}: memory still holds the old value (docs/kernel-rules.md#direct-deref)`,

@@ -19,7 +19,7 @@ export function summary(r: RunResult): string {
   out.push(`  flushes       single-page ${fmt(s.flushSingle)} (in ${fmt(s.flushRange)} range flushes), full ${fmt(s.flushFull)}, up to date ${fmt(s.flushSkipped)}, at switch-in ${fmt(s.switchFlush)}`);
   if (r.deterministic) out.push(`  shootdown     p50 ${fmt(r.latencyNs.p50)} steps, p99 ${fmt(r.latencyNs.p99)}, max ${fmt(r.latencyNs.max)} (${fmt(r.latencyNs.samples)} samples; deterministic mode counts scheduling steps)`);
   else out.push(`  shootdown     p50 ${us(r.latencyNs.p50)}, p99 ${us(r.latencyNs.p99)}, max ${us(r.latencyNs.max)} (${fmt(r.latencyNs.samples)} samples)`);
-  out.push(`  lazy MMU      ${fmt(s.lazySections)} sections (${r.lazyContract} contract); PTE updates ${fmt(s.pteUpdates)}, ${fmt(s.lazyUpdates)} inside sections; batched ${fmt(s.batched)} in ${fmt(s.batchFlushes)} batch flushes (${fmt(Math.max(0, s.batched - s.batchFlushes))} flushes avoided)`);
+  out.push(`  lazy MMU      ${fmt(s.lazySections)} sections (${r.lazyContract} contract, series ${r.lazySeries}); PTE updates ${fmt(s.pteUpdates)}, ${fmt(s.lazyUpdates)} inside sections; batched ${fmt(s.batched)} in ${fmt(s.batchFlushes)} batch flushes (${fmt(Math.max(0, s.batched - s.batchFlushes))} flushes avoided)`);
   out.push(`  invalidation  IPIs ${fmt(s.ipiSent)} vs hardware broadcasts ${fmt(s.broadcastsSent)} (purged on ${fmt(s.broadcastsPurged)} CPU visits); s390 quiesces ${fmt(s.quiesces)}, local clears ${fmt(s.localClears)}`);
   if (s.thpFaults || s.thpSplits) out.push(`  huge pages    THP faults ${fmt(s.thpFaults)}, huge PMDs split ${fmt(s.thpSplits)}`);
   if (s.movedPtes + s.movedPmds + s.movedPuds + s.movedHugePmds + s.movedHugePuds > 0) {

@@ -249,11 +249,15 @@ function shapeFor(log: StraceLog): MachineShape {
   const maxMms = Math.min(256, peak + 4);
   let maxVmas = Math.min(1 << 16, 2 * mmCalls + 256);
   while (maxMms * maxVmas * 64 > (256 << 20) && maxVmas > 256) maxVmas >>= 1;
+  const maxFiles = Math.min(1 << 16, files + 64);
+  // i_mmap records per file: a shared library is mapped by ~5 VMAs in every process alive at once
+  let iMmapMax = Math.max(128, 16 * maxMms);
+  while (maxFiles * (iMmapMax + 1) * 32 > (512 << 20) && iMmapMax > 128) iMmapMax >>= 1; // virtual: untouched records cost no RSS
   return {
     cpus: 1, hosts: 1,
     dataFrames: Math.min(1 << 20, Math.max(4096, pagesTouched * Math.min(forks + 2, 8) * 2 + 1024)),
     tableFrames: Math.min(1 << 15, Math.max(1024, tablesTouched * Math.min(forks + 2, 8) + 256 + 16 * maxMms)),
-    maxMms, maxVmas, maxTasks: pids.size + forks + 16, maxFiles: Math.min(1 << 16, files + 64),
+    maxMms, maxVmas, maxTasks: pids.size + forks + 16, maxFiles, iMmapMax,
     eventRing: 64,
   };
 }

@@ -178,6 +178,7 @@ export function rerunCommand(file: string, seed: number, o: TaskOptions): string
   if (o.mode && o.mode !== 'free') add('--mode', o.mode);
   add('--preemptions', o.preemptions);
   add('--lazy-contract', o.lazyContract);
+  add('--lazy-series', o.lazySeries);
   add('--preempt', o.preempt);
   return a.join(' ');
 }
