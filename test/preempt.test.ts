@@ -101,3 +101,21 @@ describe('Xen PV May 2026 regression (291b3abed657), through the real lazy_mmu_m
     expect(m.violations).toEqual([]);
   });
 });
+
+// Issue #11 case 6.14a: per-CPU batches across a context switch cannot happen on powerpc hash
+// or sparc64, because their arch enter disables preemption (b9ef323ea168; sparc64 2025).
+describe('lazy MMU sections with per-CPU batches are not preemptible, even under PREEMPT_RT', () => {
+  for (const archName of ['powerpc-hash', 'sparc64', 'x86-xenpv'] as const) {
+    it(`${archName}: ${archName === 'x86-xenpv' ? 'preemptible (Xen saves the mode at switch-out)' : 'not preemptible inside, preemptible after leave'}`, () => {
+      set_preempt_model('rt');
+      const m = testMachine({ cpus: 1, arch: archName });
+      m.process([0]);
+      m.on(0, (cpu) => {
+        lazy_mmu_mode_enable();
+        expect(preemptible(cpu)).toBe(archName === 'x86-xenpv');
+        lazy_mmu_mode_disable();
+        expect(preemptible(cpu)).toBe(true);
+      });
+    });
+  }
+});

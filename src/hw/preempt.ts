@@ -70,3 +70,20 @@ export function preempt_schedule(cpu: Cpu): void {
   switcher(cpu, task);
   cpu.preemptOff--;
 }
+
+/**
+ * The preempt_disable() of an arch whose lazy MMU enter disables preemption (powerpc hash
+ * b9ef323ea168 "powerpc/64s: Disable preemption in hash lazy mmu mode"; sparc64 the same,
+ * 2025), and the preempt_enable() of its leave. Idempotent per CPU, so an unbalanced
+ * enter/leave (a knob) cannot leave preemption off for good.
+ */
+const lazyOff = new Set<Cpu>();
+export function lazy_mmu_preempt_disable(cpu: Cpu): void {
+  if (lazyOff.has(cpu)) return;
+  lazyOff.add(cpu);
+  cpu.preemptOff++;
+}
+export function lazy_mmu_preempt_enable(cpu: Cpu): void {
+  if (!lazyOff.delete(cpu)) return;
+  cpu.preemptOff--;
+}
