@@ -120,24 +120,30 @@ describe('x86 switch_mm_irqs_off against flush_tlb_mm_range (CVE-2025-37964 / 83
   });
 });
 
-// The whole scenario, deterministic mode (load-independent): seed 6 is one the
-// campaign `mmsim stress switch-mm-munmap --knob x86.switch_mm_no_smp_mb --mode
-// deterministic --seeds 10` caught (2 of 10); it replays exactly, and the same
+// The whole scenario, deterministic mode (load-independent): the first seed from 1 whose run
+// catches the knob (the campaign `mmsim stress switch-mm-munmap --knob x86.switch_mm_no_smp_mb
+// --mode deterministic --seeds 10` catches about 2 in 10); it replays exactly, and the same
 // seed without the knob is clean.
 describe('switch-mm-munmap, deterministic, x86.switch_mm_no_smp_mb', async () => {
   const { loadScenario } = await import('../src/engine/scenario.ts');
   const { runScenario } = await import('../src/engine/machine.ts');
   const s = await loadScenario('scenarios/switch-mm-munmap.ts');
-  const opts = (knobs: string[]) => ({ mode: 'deterministic' as const, seed: 6, knobs, hangTimeoutMs: 60000 });
+  const opts = (seed: number, knobs: string[]) => ({ mode: 'deterministic' as const, seed, knobs, hangTimeoutMs: 60000 });
   it('caught by the UAF oracle with the knob, the same failure on replay; clean with the barrier', async () => {
-    const a = await runScenario(s, opts(['x86.switch_mm_no_smp_mb']));
-    expect(a.violations.map((v) => v.kind)).toContain('uaf-stale-tlb');
-    expect(a.stats.sbLoadsPassed).toBeGreaterThan(0);
-    const b = await runScenario(s, opts(['x86.switch_mm_no_smp_mb']));
-    expect(b.deterministic).toEqual(a.deterministic);
-    expect(b.violations.map((v) => v.message)).toEqual(a.violations.map((v) => v.message));
-    const c = await runScenario(s, opts([]));
+    let seed = 0;
+    let a: Awaited<ReturnType<typeof runScenario>> | undefined;
+    for (let k = 1; k <= 30 && !a; k++) {
+      const r = await runScenario(s, opts(k, ['x86.switch_mm_no_smp_mb']));
+      if (r.violations.length) [seed, a] = [k, r];
+    }
+    expect(a, 'no seed in 1..30 caught the knob').toBeDefined();
+    expect(a!.violations.map((v) => v.kind)).toContain('uaf-stale-tlb');
+    expect(a!.stats.sbLoadsPassed).toBeGreaterThan(0);
+    const b = await runScenario(s, opts(seed, ['x86.switch_mm_no_smp_mb']));
+    expect(b.deterministic).toEqual(a!.deterministic);
+    expect(b.violations.map((v) => v.message)).toEqual(a!.violations.map((v) => v.message));
+    const c = await runScenario(s, opts(seed, []));
     expect(c.violations).toEqual([]);
     expect(c.stats.smpMb).toBeGreaterThan(0); // the barrier drained a buffered loaded_mm store
-  }, 240_000);
+  }, 900_000);
 });
