@@ -140,8 +140,8 @@ describe('x86-xenpv: the multicall queue', () => {
     expect(m.violations).toEqual([]);
   });
 
-  it('Xen PV regression of commit 291b3abed657: preempted between the enable_count increment and arch_enter: Xen enters at switch-in, then the task enters again: BUG', () => {
-    const { m, tasks } = setup(1);
+  it('Xen PV regression of commit 291b3abed657 (knob xenpv.ctxsw_task_lazy_state): preempted between the enable_count increment and arch_enter: Xen enters at switch-in, then the task enters again: BUG', () => {
+    const { m, tasks } = setup(1, ['xenpv.ctxsw_task_lazy_state']);
     const en = taskWord(m.V.L, tasks[0], T_LAZY_ENABLE);
     m.on(0, (cpu) => {
       m.V.I[en] = 1; // lazy_mmu_mode_enable() has counted...

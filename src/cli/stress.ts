@@ -40,13 +40,14 @@ export function registerStress(program: Command): void {
     .option('--hot-preempt <p>', 'deterministic mode: probability of a preemption right after a hot event (PTE write, free, flush, unlock, TLB fill; default 0)', prob)
     .addOption(new Option('--lazy-contract <c>', 'reading of the range-aware lazy_mmu_mode_enable_with_ptes(): strict or hint').choices(['strict', 'hint']))
     .option('--lazy-series <v>', 'version of Gordeev\'s lazy MMU series (mmsim list-series; default latest)', lazySeries)
+    .addOption(new Option('--preempt <model>', 'preemption inside kernel code: none, full (default) or rt (PREEMPT_RT: spinlocks sleep)').choices(['none', 'full', 'rt']))
     .option('--hang-timeout <ms>', 'declare a hang after this long without progress', int('--hang-timeout', 100, 1e9))
     .action(async (scenarios: string[], opts) => {
       if (opts.tlb !== undefined && opts.tlb & (opts.tlb - 1)) throw new InvalidArgumentError('--tlb must be a power of two');
       const run: TaskOptions = {
         cpus: opts.cpus, arch: opts.arch, ops: opts.ops, durationMs: opts.duration, threads: opts.threads, delay: opts.delay,
         tlbEntries: opts.tlb, knobs: opts.knob.length ? opts.knob : undefined, hangTimeoutMs: opts.hangTimeout,
-        mode: opts.mode, preemptions: opts.preemptions, hotPreempt: opts.hotPreempt, lazyContract: opts.lazyContract, lazySeries: opts.lazySeries,
+        mode: opts.mode, preemptions: opts.preemptions, hotPreempt: opts.hotPreempt, lazyContract: opts.lazyContract, lazySeries: opts.lazySeries, preempt: opts.preempt,
       };
       // Ctrl-C: stop, abandon the running seeds, still print the table of the finished ones
       const stop = new AbortController();

@@ -18,6 +18,7 @@ import { TaskRunner, type TaskPlan } from './program.ts';
 import { EV } from '../hw/trace.ts';
 import { DetScheduler } from './det.ts';
 import { set_lazy_contract, set_lazy_series, LAZY_SERIES_LATEST, type LazyContract, type LazySeries } from '../mm/lazy_mmu.ts';
+import { set_preempt_model, type PreemptModel } from '../hw/preempt.ts';
 
 export interface HostPlan {
   sab: SharedArrayBuffer;
@@ -40,6 +41,8 @@ export interface HostPlan {
   /** deterministic mode: hot preemption probability (src/engine/det.ts) */
   hotPreempt?: number;
   lazySeries?: LazySeries;
+  /** preemption inside kernel code (src/hw/preempt.ts) */
+  preempt?: PreemptModel;
   tasks: TaskPlan[];
 }
 
@@ -80,6 +83,7 @@ export function runHost(plan: HostPlan): HostResult {
   setKnobs(plan.knobs);
   set_lazy_contract(plan.lazyContract ?? 'hint');
   set_lazy_series(plan.lazySeries ?? LAZY_SERIES_LATEST);
+  set_preempt_model(plan.preempt ?? 'none');
   const violations: ViolationRecord[] = [];
   const host = makeHost(V, plan.hostId, plan.arch, violations, plan.stopOnViolation);
   const cpus: Cpu[] = [];

@@ -28,6 +28,7 @@ import { makeHost, runHost, type HostPlan, type HostResult } from './hostrun.ts'
 import { initDet, detDecisions, detStep, detDeadlocked } from './det.ts';
 import { detBudget, freeBudget } from './budget.ts';
 import { set_lazy_contract, set_lazy_series, resolve_lazy_series, LAZY_SERIES_LATEST, type LazySeries } from '../mm/lazy_mmu.ts';
+import { set_preempt_model, type PreemptModel } from '../hw/preempt.ts';
 import { protBits, type TaskPlan, type RegionInfo, type FileInfo } from './program.ts';
 import { audit, type AuditReport } from '../oracles/audit.ts';
 import { requestStop, type ViolationRecord } from '../oracles/oracles.ts';
@@ -59,6 +60,8 @@ export interface RunOptions {
   lazyContract?: 'strict' | 'hint';
   /** the version of Gordeev's range-aware lazy MMU series in force (default the latest modelled; 'none': mainline) */
   lazySeries?: LazySeries;
+  /** preemption inside kernel code: none, full (CONFIG_PREEMPT, the default) or rt (PREEMPT_RT: spinlocks sleep) */
+  preempt?: PreemptModel;
   /** keep a long event history with timestamps, returned as RunResult.trace */
   trace?: boolean;
   /** events kept per CPU when tracing (power of two) */
@@ -297,6 +300,7 @@ export interface ResolvedRunOptions {
   lazyContract: 'strict' | 'hint';
   /** the version of Gordeev's range-aware lazy MMU series (mmsim list-series) */
   lazySeries: LazySeries;
+  preempt: PreemptModel;
   preemptions: number;
   /** deterministic mode: hot preemption probability (0: plain PCT) */
   hotPreempt: number;
@@ -322,7 +326,7 @@ export function resolveRunOptions(s: Scenario, o: RunOptions = {}): ResolvedRunO
     ops: budget.ops,
     deterministic,
     lazyContract: o.lazyContract ?? 'hint',
-    lazySeries: o.lazySeries ?? LAZY_SERIES_LATEST,
+    lazySeries: o.lazySeries ?? LAZY_SERIES_LATEST, preempt: o.preempt ?? 'full',
     preemptions: o.preemptions ?? 3,
     hotPreempt: o.hotPreempt ?? 0,
     traceEvents: o.trace ? (o.traceEvents ?? 1 << 15) : 64,
@@ -501,6 +505,7 @@ export async function runScenario(s: Scenario, o: RunOptions = {}): Promise<RunR
   set_lazy_series(lazySeries);
   setKnobs(knobs);
   set_lazy_contract(lazyContract);
+  set_preempt_model(r.preempt);
   checkRunOptions(r);
   const { V, files, tasks, hosts, hostOf } = boot(s, cpus, threads, arch, tlbEntries, r.traceEvents, deterministic);
   if (deterministic) initDet(V, { seed, preemptions, expectedSteps: ops * cpus * STEPS_PER_OP });
@@ -509,7 +514,7 @@ export async function runScenario(s: Scenario, o: RunOptions = {}): Promise<RunR
   const plan = (h: number): HostPlan => ({
     sab: V.sab, layout: L, hostId: h, cpus: [...Array(cpus).keys()].filter((c) => hostOf[c] === h), arch, knobs,
     tlbEntries, seed, delay, delaySpins: s.run.delaySpins, opsPerCpu: ops, stopOnViolation: !o.keepGoing,
-    tasks: tasks.filter((t) => hostOf[t.cpu] === h), traceEpochMs, deterministic, lazyContract, lazySeries, hotPreempt: r.hotPreempt,
+    tasks: tasks.filter((t) => hostOf[t.cpu] === h), traceEpochMs, deterministic, lazyContract, lazySeries, hotPreempt: r.hotPreempt, preempt: r.preempt,
   });
   const t0 = performance.now();
   const run: Supervised = threads === 1 ? { results: [runHost(plan(0))], startedAt: 0 } : await superviseWorkers(V, r, hosts, plan, o.cpuProfDir);

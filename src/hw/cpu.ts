@@ -19,6 +19,8 @@ import {
 import { Tlb, TLB_W, TLB_D } from './tlb.ts';
 import { EventRing, EV } from './trace.ts';
 import { walk } from './walker.ts';
+import { SB_ENTRIES, sb_drain, sb_tick } from './store_buffer.ts';
+import { preemptLevel, maybe_preempt } from './preempt.ts';
 
 /** Handler for a "call function" IPI: runs on the target, in interrupt context. */
 export type IpiHandler = (target: Cpu, sender: number) => void;
@@ -249,6 +251,16 @@ export class Cpu {
   /** shootdown latencies (ns) measured by this CPU as a sender, up to lat.length samples */
   readonly lat = new Float64Array(1 << 16);
   nlat = 0;
+  /** the store buffer (src/hw/store_buffer.ts): word indices and values, oldest first */
+  readonly sbIdx = new Int32Array(SB_ENTRIES);
+  readonly sbVal = new Int32Array(SB_ENTRIES);
+  sbN = 0;
+  /** preempt_disable() depth other than spinlocks and irqs (src/hw/preempt.ts) */
+  preemptOff = 0;
+  /** spinlocks held (preemption is off while > 0, except under PREEMPT_RT) */
+  spinDepth = 0;
+  /** the task that ran before the last context switch (the arch switch hooks' `prev`) */
+  prevTask = -1;
   /** last value read by read() (valid when it returned true) */
   value = 0;
   /** set by read()/write() when the access ended in SIGSEGV */
@@ -292,6 +304,8 @@ export class Cpu {
   sched_point(): void {
     if (this.host.sched !== null) this.host.sched.point(this);
     else if (this.delay.p > 0 && this.rng.next() < this.delay.p) this.injectDelay();
+    if (this.sbN !== 0) sb_tick(this); // issue #11: the store buffer drains when it will
+    if (preemptLevel !== 0) maybe_preempt(this); // issue #11: preemption inside kernel code
     if (this.I[this.ctl + CC_BC_PENDING] !== 0) this.handleBroadcasts();
     if (this.irqOff === 0 && this.I[this.ctl + CC_IPI_PENDING] !== 0) this.handleIpis();
   }
@@ -327,6 +341,7 @@ export class Cpu {
     const I = this.I;
     const prev = current;
     current = this;
+    if (this.sbN !== 0) sb_drain(this); // issue #11: interrupt entry serialises (src/hw/store_buffer.ts)
     this.inIrq++;
     this.irqOff++;
     while (Atomics.exchange(I, this.ctl + CC_IPI_PENDING, 0) !== 0) {

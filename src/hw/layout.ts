@@ -183,6 +183,14 @@ export const STAT_NAMES = [
   'vmaLockAborts', // lock_vma_under_rcu failed: no VMA, write-locked, or replaced (VMA_LOCK_ABORT): mmap_lock fallback
   'vmaLockRetries', // VM_FAULT_RETRY under the VMA lock (VMA_LOCK_RETRY): mmap_lock fallback
   'vmaLockRaced', // ... of the successes, those that ran while another CPU held the mmap_lock for write
+  // store buffers (src/hw/store_buffer.ts)
+  'sbStores', // kernel stores to lockless shared words that went into the store buffer
+  'sbLoadsPassed', // loads that passed a buffered store of their CPU (a store->load reordering)
+  'sbForwarded', // loads served from the CPU's own store buffer
+  'smpMb', // full barriers that found stores to drain
+  // preemption (src/hw/preempt.ts)
+  'preemptions', // tasks preempted inside kernel code
+  'preemptInLazy', // ... with their lazy MMU enable count non-zero
 ] as const;
 export type StatName = (typeof STAT_NAMES)[number];
 const st = (name: StatName): number => STAT_NAMES.indexOf(name);
@@ -239,6 +247,12 @@ export const ST_VMA_LOCK_RACED = st('vmaLockRaced');
 export const ST_IPTE = st('ipte');
 export const ST_IPTE_RANGE = st('ipteRange');
 export const ST_IDTE = st('idte');
+export const ST_SB_STORES = st('sbStores');
+export const ST_SB_PASSED = st('sbLoadsPassed');
+export const ST_SB_FORWARDED = st('sbForwarded');
+export const ST_SMP_MB = st('smpMb');
+export const ST_PREEMPTIONS = st('preemptions');
+export const ST_PREEMPT_IN_LAZY = st('preemptInLazy');
 export const STAT_WORDS = 4 * LINE;
 if (STAT_NAMES.length > STAT_WORDS) throw new Error(`layout: ${STAT_NAMES.length} statistics do not fit in STAT_WORDS (${STAT_WORDS})`);
 

@@ -7,6 +7,7 @@
 // spinning starves on 2 cores with dozens of threads; this does not.
 
 import { current } from './cpu.ts';
+import { sb_drain, sb_load, sb_store } from './store_buffer.ts';
 import { ST_LOCK_CONTENDED } from './layout.ts';
 import { EV } from './trace.ts';
 
@@ -16,16 +17,21 @@ const SPINS = 64;
 export const spinlock_holder = (value: number): number => (value > 0 ? value - 1 : -1);
 
 export function spin_lock(idx: number): void {
+  if (current.sbN !== 0) sb_drain(current); // locked RMW / release order (src/hw/store_buffer.ts)
   const cpu = current;
   const I = cpu.I;
   cpu.sched_point();
   cpu.hotHint = 1; // the next scheduling point holds the lock: a window opens (det.ts hot preemption)
-  if (Atomics.compareExchange(I, idx, 0, cpu.id + 1) === 0) return;
+  if (Atomics.compareExchange(I, idx, 0, cpu.id + 1) === 0) {
+    cpu.spinDepth++;
+    return;
+  }
   I[cpu.st + ST_LOCK_CONTENDED]++;
   cpu.ring.log(EV.LOCK_WAIT, idx, 0);
   const ready = (): boolean => Atomics.load(I, idx) === 0;
   for (let spin = 0; ; spin++) {
     if (Atomics.load(I, idx) === 0 && Atomics.compareExchange(I, idx, 0, cpu.id + 1) === 0) {
+      cpu.spinDepth++;
       cpu.ring.log(EV.LOCK_ACQUIRED, idx, 0);
       return;
     }
@@ -36,15 +42,20 @@ export function spin_lock(idx: number): void {
 }
 
 export function spin_trylock(idx: number): boolean {
+  if (current.sbN !== 0) sb_drain(current); // locked RMW / release order (src/hw/store_buffer.ts)
   const cpu = current;
   cpu.sched_point();
-  return Atomics.compareExchange(cpu.I, idx, 0, cpu.id + 1) === 0;
+  if (Atomics.compareExchange(cpu.I, idx, 0, cpu.id + 1) !== 0) return false;
+  cpu.spinDepth++;
+  return true;
 }
 
 export function spin_unlock(idx: number): void {
+  if (current.sbN !== 0) sb_drain(current); // locked RMW / release order (src/hw/store_buffer.ts)
   const cpu = current;
   const I = cpu.I;
   const owner = Atomics.exchange(I, idx, 0);
+  if (owner === cpu.id + 1) cpu.spinDepth--;
   if (owner !== cpu.id + 1) {
     cpu.host.hooks.violation({
       kind: 'lock-misuse', cpu: cpu.id,
@@ -64,6 +75,7 @@ export function spin_is_locked_by_me(idx: number): boolean {
 export const RWSEM_WRITER = -1;
 
 export function down_read(idx: number): void {
+  if (current.sbN !== 0) sb_drain(current); // locked RMW / release order (src/hw/store_buffer.ts)
   const cpu = current;
   const I = cpu.I;
   cpu.sched_point();
@@ -102,6 +114,7 @@ export function down_read_trylock(idx: number): boolean {
 }
 
 export function up_read(idx: number): void {
+  if (current.sbN !== 0) sb_drain(current); // locked RMW / release order (src/hw/store_buffer.ts)
   const cpu = current;
   const left = Atomics.sub(cpu.I, idx, 1) - 1;
   if (left < 0) {
@@ -113,6 +126,7 @@ export function up_read(idx: number): void {
 }
 
 export function down_write(idx: number, ownerIdx = -1): void {
+  if (current.sbN !== 0) sb_drain(current); // locked RMW / release order (src/hw/store_buffer.ts)
   const cpu = current;
   const I = cpu.I;
   cpu.sched_point();
@@ -134,6 +148,7 @@ export function down_write(idx: number, ownerIdx = -1): void {
 }
 
 export function up_write(idx: number, ownerIdx = -1): void {
+  if (current.sbN !== 0) sb_drain(current); // locked RMW / release order (src/hw/store_buffer.ts)
   const cpu = current;
   const I = cpu.I;
   if (ownerIdx >= 0) Atomics.store(I, ownerIdx, 0);
@@ -148,6 +163,7 @@ export function up_write(idx: number, ownerIdx = -1): void {
 
 /** Turn a held write lock into a read lock without letting a writer in between. */
 export function downgrade_write(idx: number, ownerIdx = -1): void {
+  if (current.sbN !== 0) sb_drain(current); // locked RMW / release order (src/hw/store_buffer.ts)
   const cpu = current;
   const I = cpu.I;
   if (ownerIdx >= 0) Atomics.store(I, ownerIdx, 0);
@@ -162,27 +178,32 @@ export function rwsem_is_write_locked(I: Int32Array, idx: number): boolean {
 }
 
 // ---- seqcount ----------------------------------------------------------------
+// The writer side is a plain increment under the writer's own lock (include/linux/seqlock.h
+// do_raw_write_seqcount_begin: s->sequence++ then smp_wmb()): it goes through the store
+// buffer, so a reader on another CPU can see the old sequence after the writer's later
+// loads; whatever orders the writer's later loads (the PTL it takes next) is what counts.
 export function raw_write_seqcount_begin(idx: number): void {
-  Atomics.add(current.I, idx, 1);
+  const cpu = current;
+  sb_store(cpu, idx, sb_load(cpu, idx) + 1);
 }
 export function raw_write_seqcount_end(idx: number): void {
-  Atomics.add(current.I, idx, 1);
+  const cpu = current;
+  sb_store(cpu, idx, sb_load(cpu, idx) + 1);
 }
 /** Returns an even sequence, waiting out a writer. */
 export function raw_read_seqcount_begin(idx: number): number {
-  const I = current.I;
   for (;;) {
-    const s = Atomics.load(I, idx);
+    const s = sb_load(current, idx);
     if ((s & 1) === 0) return s;
     Atomics.pause();
   }
 }
 export function read_seqcount_retry(idx: number, start: number): boolean {
-  return Atomics.load(current.I, idx) !== start;
+  return sb_load(current, idx) !== start;
 }
 /** raw_read_seqcount: the sequence as it is now, odd while a writer is inside (the caller decides; no waiting). */
 export function raw_read_seqcount(idx: number): number {
-  return Atomics.load(current.I, idx);
+  return sb_load(current, idx); // our own buffered increment, if any (store-to-load forwarding)
 }
 /** spin_is_contended: somebody waits for this lock. */
 export function spin_is_contended(idx: number): boolean {

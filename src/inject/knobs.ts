@@ -25,6 +25,16 @@ export const KNOBS = {
     what: 'do not compare the ASID generation on switch-in (a CPU that got no IPI while it ran another mm keeps stale entries)',
     source: 'arch/x86/mm/tlb.c switch_mm_irqs_off(): the TLB generation check at switch-in',
   },
+  'x86.switch_mm_no_smp_mb': {
+    where: 'src/arch/x86/index.ts switch_mm_irqs_off',
+    what: 'no smp_mb() between the loaded_mm store and the tlb_gen load when the CPU is already in mm_cpumask: the store sits in the store buffer, a flusher reads the old loaded_mm and sends no IPI, and we read the old tlb_gen and keep the stale entries',
+    source: 'arch/x86/mm/tlb.c switch_mm_irqs_off(): the else smp_mb() of commit 83b0177a6c48 "x86/mm: Fix SMP ordering in switch_mm_irqs_off()" (follow-up to fea4e317f9e7, CVE-2025-37964; Fixes: 209954cbc7d0)',
+  },
+  'xenpv.ctxsw_task_lazy_state': {
+    where: 'src/arch/x86-xenpv/index.ts xen_end_context_switch',
+    what: 'at switch-in re-enter Xen lazy MMU mode from the generic task state (enable_count) instead of the TIF flag saved at switch-out: a task preempted between its enable_count increment and arch_enter_lazy_mmu_mode() enters twice (Xen BUG)',
+    source: 'commit 291b3abed657 (context-switch change of the lazy MMU nesting series), regression reported May 2026 ("x86/xen: Tolerate nested XEN_LAZY_MMU entering/leaving", Juergen Gross)',
+  },
   'zap.off_by_one': {
     where: 'src/mm/memory.ts zap_pte_range',
     what: 'zap one PTE past the end of the range: a page of a VMA that stays mapped loses its contents',

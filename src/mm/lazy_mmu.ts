@@ -140,6 +140,9 @@ export interface LazyRange {
 }
 
 function enter(): void {
+  // issue #11: preemptible between the enable_count update and the arch hook when the caller
+  // is (no PTL under PREEMPT_RT, kernel tables): the Xen PV window of 291b3abed657
+  current.sched_point();
   current.ring.log(EV.LAZY_ENTER, current.curTask, 0);
   current.stat(ST_LAZY_SECTIONS);
   arch.arch_enter_lazy_mmu_mode();
@@ -191,6 +194,7 @@ function enable_range(api: string, mm: number, addr: number, end: number, ptep: 
   if (en >= LAZY_MMU_MAX) warn(`${api}: enable_count overflow`);
   I[c.en] = en + 1;
   if (en === 0) {
+    cpu.sched_point(); // issue #11: preemptible here, as in enter()
     cpu.lazyRange = { mm, start: addr, end, ptep, nptes: (end - addr) / PAGE_SIZE };
     cpu.ring.log(EV.LAZY_ENTER, cpu.curTask, 1);
     cpu.ring.log(EV.LAZY_RANGE, addr, end);

@@ -17,6 +17,7 @@ import { type Cpu, current } from '../../hw/cpu.ts';
 import { mmWord, MM_CPUMASK, CPUMASK_WORDS, ST_BATCHED, ST_BATCH_FLUSHES, ST_LOCAL_CLEAR, PAGE_SHIFT, PAGE_SIZE } from '../../hw/layout.ts';
 import { _PAGE_PRESENT, _PAGE_RW } from '../../hw/pte.ts';
 import { EV } from '../../hw/trace.ts';
+import { lazy_mmu_preempt_disable, lazy_mmu_preempt_enable } from '../../hw/preempt.ts';
 import { knobs } from '../../inject/knobs.ts';
 import { is_lazy_mmu_mode_active } from '../../mm/lazy_mmu.ts';
 import type { Arch } from '../arch.ts';
@@ -200,11 +201,16 @@ export const powerpchash: Arch = {
     powerpchash.flush_tlb_mm_range(mm, 0, TLB_FLUSH_ALL, PAGE_SHIFT, false);
   },
 
-  // Enter disables preemption in the kernel (b9ef323ea168): our sections are never preempted.
-  arch_enter_lazy_mmu_mode() {},
-  arch_enter_lazy_mmu_mode_fast_pte_range() {},
+  // Enter disables preemption in the kernel (b9ef323ea168): modelled (src/hw/preempt.ts).
+  arch_enter_lazy_mmu_mode() {
+    lazy_mmu_preempt_disable(current); // issue #11: src/hw/preempt.ts
+  },
+  arch_enter_lazy_mmu_mode_fast_pte_range() {
+    lazy_mmu_preempt_disable(current);
+  },
   arch_leave_lazy_mmu_mode() {
     const cpu = current;
+    lazy_mmu_preempt_enable(cpu); // issue #11: preempt_enable() (no rescheduling point modelled here)
     const b = cpu.arch as ppc64_tlb_batch | undefined;
     if (b === undefined || b.index === 0) return;
     if (knobs['powerpc.leave_without_flush']) b.index = 0; // BUG (injected): the batch is dropped, never flushed

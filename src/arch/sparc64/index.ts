@@ -18,6 +18,7 @@ import {
 } from '../../hw/layout.ts';
 import { _PAGE_PRESENT, _PAGE_RW } from '../../hw/pte.ts';
 import { EV } from '../../hw/trace.ts';
+import { lazy_mmu_preempt_disable, lazy_mmu_preempt_enable } from '../../hw/preempt.ts';
 import { knobs } from '../../inject/knobs.ts';
 import { is_lazy_mmu_mode_active } from '../../mm/lazy_mmu.ts';
 import { type Arch, IPI_FLUSH_TLB_PENDING } from '../arch.ts';
@@ -254,11 +255,16 @@ export const sparc64: Arch = {
     sparc64.flush_tlb_mm_range(mm, 0, TLB_FLUSH_ALL, PAGE_SHIFT, false);
   },
 
-  // Enter disables preemption in the kernel (2025 fix): our sections are never preempted.
-  arch_enter_lazy_mmu_mode() {},
-  arch_enter_lazy_mmu_mode_fast_pte_range() {},
+  // Enter disables preemption in the kernel (2025 fix): modelled (src/hw/preempt.ts).
+  arch_enter_lazy_mmu_mode() {
+    lazy_mmu_preempt_disable(current); // issue #11: src/hw/preempt.ts
+  },
+  arch_enter_lazy_mmu_mode_fast_pte_range() {
+    lazy_mmu_preempt_disable(current);
+  },
   arch_leave_lazy_mmu_mode() {
     const cpu = current;
+    lazy_mmu_preempt_enable(cpu); // issue #11: preempt_enable() (no rescheduling point modelled here)
     const tb = cpu.arch as tlb_batch | undefined;
     if (tb === undefined || tb.tlb_nr === 0) return;
     if (knobs['sparc64.leave_without_flush']) tb.tlb_nr = 0; // BUG (injected): the batch is dropped, never flushed

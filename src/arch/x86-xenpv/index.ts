@@ -172,8 +172,13 @@ export function arch_flush_lazy_mmu_mode(): void {
  */
 function xen_start_context_switch(cpu: Cpu): void {
   const s = cpu.arch as XenPvCpu | undefined;
-  if (s !== undefined && s.xen_lazy_mode === XEN_LAZY_MMU) arch_leave_lazy_mmu_mode();
+  if (s !== undefined && s.xen_lazy_mode === XEN_LAZY_MMU) {
+    arch_leave_lazy_mmu_mode();
+    if (cpu.prevTask >= 0) tifLazyMmuUpdates.add(cpu.prevTask); // set_ti_thread_flag(prev, TIF_LAZY_MMU_UPDATES)
+  }
 }
+/** TIF_LAZY_MMU_UPDATES of each task (a task never changes host thread, so a per-thread set is enough). */
+const tifLazyMmuUpdates = new Set<number>();
 
 /**
  * xen_end_context_switch: re-enter lazy MMU mode if the incoming task is in a
@@ -184,7 +189,13 @@ function xen_start_context_switch(cpu: Cpu): void {
  * its arch_enter_lazy_mmu_mode() is entered here, then enters again: the BUG.
  */
 function xen_end_context_switch(): void {
-  if (is_lazy_mmu_mode_active()) arch_enter_lazy_mmu_mode();
+  // issue #11: the default is the fix proposed for that report, going back to Xen's own
+  // per-task flag (arch/x86/xen/enlighten_pv.c before 291b3abed657:
+  // test_and_clear_ti_thread_flag(next, TIF_LAZY_MMU_UPDATES)), which is set only when the
+  // CPU really was in XEN_LAZY_MMU at switch-out; the knob restores 291b3abed657.
+  if (knobs['xenpv.ctxsw_task_lazy_state']) {
+    if (is_lazy_mmu_mode_active()) arch_enter_lazy_mmu_mode();
+  } else if (tifLazyMmuUpdates.delete(current.curTask)) arch_enter_lazy_mmu_mode();
 }
 
 export const x86xenpv: Arch = {

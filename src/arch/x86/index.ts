@@ -15,6 +15,7 @@ import {
 } from '../../hw/layout.ts';
 import { EV } from '../../hw/trace.ts';
 import { knobs } from '../../inject/knobs.ts';
+import { sb_store, sb_load, sb_drain, smp_mb } from '../../hw/store_buffer.ts';
 import { type Arch, IPI_FLUSH_TLB } from '../arch.ts';
 import { native, clear_then_flush, mm_cpumask_cpus } from '../generic.ts';
 
@@ -138,15 +139,36 @@ export function switch_mm_irqs_off(cpu: Cpu, _prev: number, next: number): void 
     switch_to_init_mm(cpu);
     return;
   }
-  // Publish what we are loading, join the mask, then read the generation (full
-  // barriers: Atomics are sequentially consistent). A flusher bumps the
-  // generation before reading the mask and loaded_mm, so either it sends us an
-  // IPI or we see its new generation here.
-  Atomics.store(I, cpu.ctl + CC_LOADED_MM, next);
-  Atomics.store(I, cpu.ctl + CC_IS_LAZY, 0);
-  Atomics.or(I, mmWord(L, next, MM_CPUMASK) + (cpu.id >> 5), 1 << (cpu.id & 31));
-  const gen = Atomics.load(I, mmWord(L, next, MM_TLB_GEN));
-  cpu.setLoaded(next, false);
+  // arch/x86/mm/tlb.c switch_mm_irqs_off() (6.18). cpu_tlbstate(_shared) is written with
+  // plain this_cpu_write()s and read by flushers without a lock: those stores go through
+  // the store buffer (src/hw/store_buffer.ts), and only the barriers below order them
+  // against our tlb_gen load.
+  if (wasLazy) sb_store(cpu, cpu.ctl + CC_IS_LAZY, 0); // this_cpu_write(cpu_tlbstate_shared.is_lazy, false)
+  let gen: number;
+  if (next === cpu.loadedMm) {
+    // Same mm, coming back from lazy TLB: "smp_mb(): synchronizes with the tlb_gen
+    // increment in the TLB shootdown code", then read tlb_gen.
+    smp_mb(cpu);
+    gen = sb_load(cpu, mmWord(L, next, MM_TLB_GEN));
+  } else {
+    // A different mm. The kernel first stores LOADED_MM_SWITCHING (and should_flush_tlb()
+    // sends an IPI to a CPU in that state, commit fea4e317f9e7, CVE-2025-37964), and
+    // stores next at the end; we publish next at once, which a flusher treats the same.
+    sb_store(cpu, cpu.ctl + CC_LOADED_MM, next);
+    // Join mm_cpumask with a locked RMW (cpumask_set_cpu), or, if already in it, issue
+    // smp_mb() (commit 83b0177a6c48 "x86/mm: Fix SMP ordering in switch_mm_irqs_off()"):
+    // either the flusher sees our loaded_mm or we see its new tlb_gen.
+    const maskWord = mmWord(L, next, MM_CPUMASK) + (cpu.id >> 5);
+    const bit = 1 << (cpu.id & 31);
+    if ((Atomics.load(I, maskWord) & bit) === 0) {
+      sb_drain(cpu); // the LOCK-prefixed bit set drains the buffer before it
+      Atomics.or(I, maskWord, bit);
+    } else if (!knobs['x86.switch_mm_no_smp_mb']) smp_mb(cpu);
+    gen = sb_load(cpu, mmWord(L, next, MM_TLB_GEN));
+  }
+  // cpu.setLoaded() would store loaded_mm/is_lazy past the buffer: keep them buffered
+  cpu.loadedMm = next;
+  cpu.asid = cpu.asidOf(next);
   const ctx = Atomics.load(I, mmWord(L, next, MM_CTX_ID));
   if (cpu.ctxId[cpu.asid] !== ctx) {
     // The ASID was last used here by another (now dead) mm: its entries are not ours.

@@ -186,6 +186,7 @@ export function rerunCommand(file: string, seed: number, o: TaskOptions): string
   add('--hot-preempt', o.hotPreempt);
   add('--lazy-contract', o.lazyContract);
   add('--lazy-series', o.lazySeries);
+  add('--preempt', o.preempt);
   return a.join(' ');
 }
 
