@@ -9,23 +9,33 @@
 import { current } from './cpu.ts';
 import { ST_LOCK_CONTENDED } from './layout.ts';
 import { EV } from './trace.ts';
+import { lock_acquire, lock_release } from './lockdep.ts';
 
 const SPINS = 64;
 
 /** A spinlock word holds 0 when free, else the holder's CPU id + 1: that CPU, or -1 when free. */
 export const spinlock_holder = (value: number): number => (value > 0 ? value - 1 : -1);
 
-export function spin_lock(idx: number): void {
+/**
+ * spin_lock; spin_lock_nested(lock, subclass) is spin_lock with a lockdep
+ * subclass (include/linux/spinlock.h): the subclass only tells lockdep
+ * (src/hw/lockdep.ts) that this nesting of two locks of one class is ordered.
+ */
+export function spin_lock(idx: number, subclass = 0): void {
   const cpu = current;
   const I = cpu.I;
   cpu.sched_point();
-  if (Atomics.compareExchange(I, idx, 0, cpu.id + 1) === 0) return;
+  if (Atomics.compareExchange(I, idx, 0, cpu.id + 1) === 0) {
+    lock_acquire(cpu, idx, subclass, false);
+    return;
+  }
   I[cpu.st + ST_LOCK_CONTENDED]++;
   cpu.ring.log(EV.LOCK_WAIT, idx, 0);
   const ready = (): boolean => Atomics.load(I, idx) === 0;
   for (let spin = 0; ; spin++) {
     if (Atomics.load(I, idx) === 0 && Atomics.compareExchange(I, idx, 0, cpu.id + 1) === 0) {
       cpu.ring.log(EV.LOCK_ACQUIRED, idx, 0);
+      lock_acquire(cpu, idx, subclass, false);
       return;
     }
     if (cpu.irqOff === 0) cpu.host.pollIpis();
@@ -34,15 +44,20 @@ export function spin_lock(idx: number): void {
   }
 }
 
+export const spin_lock_nested = (idx: number, subclass: number): void => spin_lock(idx, subclass);
+
 export function spin_trylock(idx: number): boolean {
   const cpu = current;
   cpu.sched_point();
-  return Atomics.compareExchange(cpu.I, idx, 0, cpu.id + 1) === 0;
+  if (Atomics.compareExchange(cpu.I, idx, 0, cpu.id + 1) !== 0) return false;
+  lock_acquire(cpu, idx, 0, true);
+  return true;
 }
 
 export function spin_unlock(idx: number): void {
   const cpu = current;
   const I = cpu.I;
+  lock_release(cpu, idx);
   const owner = Atomics.exchange(I, idx, 0);
   if (owner !== cpu.id + 1) {
     cpu.host.hooks.violation({
@@ -61,7 +76,7 @@ export function spin_is_locked_by_me(idx: number): boolean {
 // ---- rwsem: word = reader count, or RWSEM_WRITER; word+1 = waiters; word+2 = writers waiting
 export const RWSEM_WRITER = -1;
 
-export function down_read(idx: number): void {
+export function down_read(idx: number, subclass = 0): void {
   const cpu = current;
   const I = cpu.I;
   cpu.sched_point();
@@ -71,6 +86,7 @@ export function down_read(idx: number): void {
     // Readers hold back while a writer waits, so a writer cannot starve.
     if (v >= 0 && Atomics.load(I, idx + 2) === 0 && Atomics.compareExchange(I, idx, v, v + 1) === v) {
       if (spin > 0) cpu.ring.log(EV.LOCK_ACQUIRED, idx, 1);
+      lock_acquire(cpu, idx, subclass, false);
       return;
     }
     if (spin === 0) {
@@ -85,6 +101,7 @@ export function down_read(idx: number): void {
 
 export function up_read(idx: number): void {
   const cpu = current;
+  lock_release(cpu, idx);
   const left = Atomics.sub(cpu.I, idx, 1) - 1;
   if (left < 0) {
     cpu.host.hooks.violation({ kind: 'lock-misuse', cpu: cpu.id, message: `cpu ${cpu.id}: up_read on rwsem word ${idx} not held for read` });
@@ -93,7 +110,7 @@ export function up_read(idx: number): void {
   cpu.sched_point();
 }
 
-export function down_write(idx: number, ownerIdx = -1): void {
+export function down_write(idx: number, ownerIdx = -1, subclass = 0): void {
   const cpu = current;
   const I = cpu.I;
   cpu.sched_point();
@@ -112,12 +129,17 @@ export function down_write(idx: number, ownerIdx = -1): void {
     cpu.ring.log(EV.LOCK_ACQUIRED, idx, 2);
   }
   if (ownerIdx >= 0) Atomics.store(I, ownerIdx, cpu.id + 1);
+  lock_acquire(cpu, idx, subclass, false);
 }
+
+/** down_write_nested (include/linux/rwsem.h): down_write with a lockdep subclass. */
+export const down_write_nested = (idx: number, subclass: number, ownerIdx = -1): void => down_write(idx, ownerIdx, subclass);
 
 export function up_write(idx: number, ownerIdx = -1): void {
   const cpu = current;
   const I = cpu.I;
   if (ownerIdx >= 0) Atomics.store(I, ownerIdx, 0);
+  lock_release(cpu, idx);
   const v = Atomics.exchange(I, idx, 0);
   if (v !== RWSEM_WRITER) {
     cpu.host.hooks.violation({ kind: 'lock-misuse', cpu: cpu.id, message: `cpu ${cpu.id}: up_write on rwsem word ${idx} not held for write (value ${v})` });

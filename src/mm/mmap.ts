@@ -3,7 +3,7 @@
 // the page tables are torn down, get_unmapped_area (top-down).
 
 import { current } from '../hw/cpu.ts';
-import { down_write, up_write, downgrade_write, up_read } from '../hw/locks.ts';
+import { down_write, down_write_nested, up_write, downgrade_write, up_read } from '../hw/locks.ts';
 import { mmWord, MM_LOCK, MM_LOCK_OWNER, PAGE_SIZE, TASK_SIZE, MMAP_MIN_ADDR } from '../hw/layout.ts';
 import { SYS } from '../hw/trace.ts';
 import { syscall } from './syscall.ts';
@@ -45,6 +45,8 @@ const aligned = (n: number): boolean => n % PAGE_SIZE === 0;
 export const lockOf = (mm: number): number => mmWord(current.V.L, mm, MM_LOCK);
 export const ownerOf = (mm: number): number => mmWord(current.V.L, mm, MM_LOCK_OWNER);
 export const mmap_write_lock = (mm: number): void => down_write(lockOf(mm), ownerOf(mm));
+/** mmap_write_lock_nested (include/linux/mmap_lock.h): with a lockdep subclass */
+export const mmap_write_lock_nested = (mm: number, subclass: number): void => down_write_nested(lockOf(mm), subclass, ownerOf(mm));
 export const mmap_write_unlock = (mm: number): void => up_write(lockOf(mm), ownerOf(mm));
 
 export function calc_vm_flags(prot: number, flags: number): number {
