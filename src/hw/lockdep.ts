@@ -129,30 +129,57 @@ for (let c = 0; c < MAX_CPUS; c++) {
 /** Host-local switch (tests of the lock primitives themselves turn it off); the run-wide switch is the region's H_OFF word. */
 export const lockdepConfig = { enabled: true };
 
+// the layout's lock regions, cached for the fast path (recomputed when another machine's layout comes by)
+// literals for the fast path (module imports are live bindings the compiler may not fold)
+const FM_SHIFT = 3, FM_LOCK_OFF = 4, MM_MASK = 63, MM_LOCK_OFF = 3, K_PTL = 3 * 4, K_FOLIO = 6 * 4, K_MMAP = 0;
+if (1 << FM_SHIFT !== FRAME_META_WORDS || FM_LOCK_OFF !== FM_PTL || MM_MASK + 1 !== MM_WORDS || MM_LOCK_OFF !== MM_LOCK ||
+    K_PTL !== LC.PTL * MAX_SUBCLASSES || K_FOLIO !== LC.FOLIO_LOCK * MAX_SUBCLASSES || K_MMAP !== LC.MMAP_LOCK * MAX_SUBCLASSES) {
+  throw new Error('lockdep: the fast path\'s literals disagree with the layout');
+}
+const C = { L: null as Layout | null, fmLo: 0, fmHi: 0, fmTab: 0, mmLo: 0, mmHi: 0, on: true };
+
 /** lock_acquire: called by src/hw/locks.ts once the lock is held. */
 export function lock_acquire(cpu: Cpu, idx: number, subclass: number, trylock: boolean): void {
   const L = cpu.V.L;
+  const c = C;
+  if (L !== c.L) {
+    c.L = L;
+    c.fmLo = L.frameMeta;
+    c.fmHi = L.frameMeta + L.nframes * FRAME_META_WORDS;
+    c.fmTab = L.frameMeta + L.shape.tableFrames * FRAME_META_WORDS;
+    c.mmLo = L.mms;
+    c.mmHi = L.mms + L.shape.maxMms * MM_WORDS;
+  }
   const base = L.lockdep;
   if (base < 0 || !lockdepConfig.enabled) return;
-  const cls = lock_class_of(L, idx);
-  if (cls < 0) return;
+  const fmLo = c.fmLo, mmLo = c.mmLo;
+  // the common classes inline: split PTLs and folio locks, mmap_lock; the rest through lock_class_of
+  let key: number;
+  if (idx >= fmLo && idx < c.fmHi) {
+    if (((idx - fmLo) & ((1 << FM_SHIFT) - 1)) !== FM_LOCK_OFF) return;
+    key = (idx < c.fmTab ? K_PTL : K_FOLIO) + subclass;
+  } else if (idx >= mmLo && idx < c.mmHi && ((idx - mmLo) & MM_MASK) === MM_LOCK_OFF) key = K_MMAP + subclass;
+  else {
+    const k = lock_class_of(L, idx);
+    if (k < 0) return;
+    key = k * MAX_SUBCLASSES + subclass;
+  }
   const I = cpu.I;
   const h = held[cpu.id];
   if (h.I !== I) {
     h.I = I;
     h.depth = 0;
   }
-  const key = cls * MAX_SUBCLASSES + subclass;
   const irq = cpu.inIrq > 0 ? 2 : 0;
   const d = h.depth;
-  if (!trylock && I[base + H_OFF] === 0) {
+  if (d > 0 && !trylock && I[base + H_OFF] === 0) {
     const m = base + LINE;
     // check_prevs_add: a dependency from every held lock of this context, back to the last trylock
     for (let i = d - 1; i >= 0; i--) {
       const f = h.flags[i];
       if ((f & 2) !== irq) continue;
       const hk = h.key[i];
-      if (hk === key && cls !== LC.FOLIO_LOCK) {
+      if (hk === key && key !== K_FOLIO) {
         report_recursion(cpu, h, i, idx, key);
         break;
       }
@@ -171,8 +198,16 @@ export function lock_acquire(cpu: Cpu, idx: number, subclass: number, trylock: b
 /** lock_release: called by src/hw/locks.ts when the lock is dropped (any order). */
 export function lock_release(cpu: Cpu, idx: number): void {
   const h = held[cpu.id];
-  if (h.I !== cpu.I || h.depth === 0) return;
-  const d = Math.min(h.depth, MAX_DEPTH);
+  const d = h.depth;
+  if (d === 0 || h.I !== cpu.I) return;
+  if (d <= MAX_DEPTH && h.idx[d - 1] === idx) { // the usual: the last taken is the first dropped
+    h.depth = d - 1;
+    return;
+  }
+  if (d > MAX_DEPTH) { // beyond what is recorded: just count
+    h.depth = d - 1;
+    return;
+  }
   for (let i = d - 1; i >= 0; i--) {
     if (h.idx[i] !== idx) continue;
     for (let j = i; j < d - 1; j++) {
