@@ -58,7 +58,7 @@ describe('deterministic mode', () => {
       expect(out.result.violations[0].message).toBe(repro.violation!.message);
     }
     expect(JSON.parse(await readFile(file, 'utf8')).schedule.length).toBe(repro.schedule!.length);
-  });
+  }, 300_000); // explicit budget: the seed search and 10 replays take ~4 s each on a loaded 2-core machine
 
   it('shrink makes a failing repro smaller and it still fails', async () => {
     const { repro } = await failingSeed();
@@ -68,12 +68,11 @@ describe('deterministic mode', () => {
     const out = await replay(min);
     expect(out.reproduced).toBe(true);
     expect(out.samePath).toBe(true);
-  });
+  }, 300_000); // explicit budget: every shrink step is a replay
 
   it('a deadlock is reported at once, naming the lock', async () => {
-    const t0 = performance.now();
-    const r = await runScenario(s, det({ seed: 1, knobs: ['munmap.leak_mmap_lock'], hangTimeoutMs: 60000 }));
-    expect(performance.now() - t0).toBeLessThan(20000); // not the 60 s watchdog
+    const r = await runScenario(s, det({ seed: 1, knobs: ['munmap.leak_mmap_lock'], hangTimeoutMs: 600_000 }));
+    // the scheduler's verdict, not the watchdog's ("no CPU made progress"), which a 10-minute timeout keeps out of reach
     expect(r.hang).toMatch(/deadlock: every CPU that has not finished is blocked/);
     expect(r.hang).toMatch(/mmap_lock/);
   });
