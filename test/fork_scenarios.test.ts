@@ -62,10 +62,12 @@ const CASES: KnobCase[] = [
 describe('fork, COW and GUP knobs are caught', () => {
   for (const c of CASES) {
     it(`${c.knob}: caught in ${c.scenario}, which is clean without it`, async () => {
-      // caught on at least 2 of up to 8 seeds (the windows are narrow; most seeds catch it)
+      // caught on at least 2 of up to 24 seeds: the windows are narrow; on a quiet machine most
+      // seeds catch it (the loop stops at the second), but under heavy load (vitest --maxWorkers=3
+      // beside other worker-heavy files) 1 of 8 was seen, so the margin is wide, not the budget tight
       let caught = 0;
       const seen: string[] = [];
-      for (let seed = 1; seed <= 8 && caught < 2; seed++) {
+      for (let seed = 1; seed <= 24 && caught < 2; seed++) {
         const r = await runScenario(lib[c.scenario], { ...c.opts, seed, knobs: [c.knob], hangTimeoutMs: 30000 });
         expect(r.hang).toBeUndefined();
         const k = r.violations.map((v) => v.kind);
@@ -77,7 +79,7 @@ describe('fork, COW and GUP knobs are caught', () => {
         const ops = c.opts.ops ?? lib[c.scenario].run.opsPerCpu;
         expectClean(await runScenario(lib[c.scenario], { ...c.opts, seed, ops: Math.min(ops, 2000), hangTimeoutMs: 30000 }));
       }
-    }, 180_000);
+    }, 400_000);
   }
 });
 

@@ -68,7 +68,17 @@ export interface RunOptions {
   traceEvents?: number;
   /** write a V8 CPU profile of every host thread into this directory (host-<n>.cpuprofile) */
   cpuProfDir?: string;
+  /**
+   * Abort the run: its host threads are told to stop and terminated, and
+   * runScenario rejects with the signal's reason. Default: runDefaults.signal
+   * (the test setup sets it to the running test's, so a test that times out
+   * takes its run with it). An inline run (threads 1) checks it only before it starts.
+   */
+  signal?: AbortSignal;
 }
+
+/** Defaults for every run that names none in its options: the test setup (test/setup.ts) sets the running test's signal. */
+export const runDefaults: { signal?: AbortSignal } = {};
 
 export interface TraceEvent extends EventRecord {
   cpu: number;
@@ -394,7 +404,7 @@ function progress(V: Views, cpus: number): number {
  * an exit of a worker, a deadlock (deterministic mode) or no progress for
  * hangTimeoutMs ends the run. --duration is armed at the start barrier.
  */
-async function superviseWorkers(V: Views, r: ResolvedRunOptions, hosts: number, plan: (h: number) => HostPlan, cpuProfDir: string | undefined): Promise<Supervised> {
+async function superviseWorkers(V: Views, r: ResolvedRunOptions, hosts: number, plan: (h: number) => HostPlan, cpuProfDir: string | undefined, signal: AbortSignal | undefined): Promise<Supervised> {
   const { I, L } = V;
   let startedAt = 0;
   const workers: Worker[] = [];
@@ -443,19 +453,27 @@ async function superviseWorkers(V: Views, r: ResolvedRunOptions, hosts: number, 
     }, 50);
   });
   const all = Promise.all(remotes.map((rm, h) => rm.run(plan(h))));
+  let onAbort = (): void => {};
+  const aborted = new Promise<true>((res) => {
+    onAbort = () => res(true);
+    signal?.addEventListener('abort', onAbort, { once: true });
+  });
   const outcome = await Promise.race([
+    aborted.then(() => ({ aborted: true as const })),
     all.then((res) => ({ r: res }), (e: unknown) => ({ crash: `a host thread crashed: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}` })),
     failure.then((why) => ({ crash: why })),
     hung.then((why) => ({ hang: why })),
   ]);
   clearInterval(watchdog);
+  signal?.removeEventListener('abort', onAbort);
   const out: Supervised = { results: [], startedAt };
   if ('r' in outcome) out.results = outcome.r;
   else if ('crash' in outcome) out.crash = outcome.crash;
-  else out.hang = outcome.hang;
+  else if ('hang' in outcome) out.hang = outcome.hang;
   Atomics.store(I, L.header + H_STOP, 1);
   for (const rm of remotes) rm[Comlink.releaseProxy]();
   await Promise.all(workers.map((w) => w.terminate()));
+  if ('aborted' in outcome) throw signal?.reason ?? new Error('run aborted');
   out.startedAt = startedAt;
   return out;
 }
@@ -507,6 +525,8 @@ export async function runScenario(s: Scenario, o: RunOptions = {}): Promise<RunR
   set_lazy_contract(lazyContract);
   set_preempt_model(r.preempt);
   checkRunOptions(r);
+  const signal = o.signal ?? runDefaults.signal;
+  signal?.throwIfAborted();
   const { V, files, tasks, hosts, hostOf } = boot(s, cpus, threads, arch, tlbEntries, r.traceEvents, deterministic);
   if (deterministic) initDet(V, { seed, preemptions, expectedSteps: ops * cpus * STEPS_PER_OP });
   const traceEpochMs = o.trace ? performance.timeOrigin + performance.now() : undefined;
@@ -517,7 +537,7 @@ export async function runScenario(s: Scenario, o: RunOptions = {}): Promise<RunR
     tasks: tasks.filter((t) => hostOf[t.cpu] === h), traceEpochMs, deterministic, lazyContract, lazySeries, hotPreempt: r.hotPreempt, preempt: r.preempt,
   });
   const t0 = performance.now();
-  const run: Supervised = threads === 1 ? { results: [runHost(plan(0))], startedAt: 0 } : await superviseWorkers(V, r, hosts, plan, o.cpuProfDir);
+  const run: Supervised = threads === 1 ? { results: [runHost(plan(0))], startedAt: 0 } : await superviseWorkers(V, r, hosts, plan, o.cpuProfDir, signal);
   const { results, hang, crash, startedAt } = run;
   const end = performance.now();
   const violations = results.flatMap((h) => h.violations);

@@ -420,6 +420,8 @@ export interface MachineShape {
   iMmapMax?: number;
   /** room for the deterministic scheduler's decision log */
   deterministic?: boolean;
+  /** lockdep (src/hw/lockdep.ts): on unless false */
+  lockdep?: boolean;
   /** shadow memory for the COW oracle: the provenance of every data word (src/oracles/cow.ts) */
   cowShadow?: boolean;
 }
@@ -456,6 +458,8 @@ export interface Layout {
   iMmapF: number; // Float64 index: per file [count, pad x3] then iMmapMax records
   iMmapMax: number;
   vmaIdx: number; // per mm, maxVmas record numbers in address order (per-VMA locks)
+  /** lockdep's region (src/hw/lockdep.ts); -1 when the shape turns lockdep off */
+  lockdep: number;
 }
 
 /** COW oracle shadow record of one data word: [lock, tag, writer's MM_CTX_ID, epoch | COW_SHARED] */
@@ -468,6 +472,12 @@ export const cowShadowWord = (L: Layout, pfn: number, word: number): number =>
 export const ANON_VMA_LOCKS = 256;
 export const ANON_VMA_LOCK_WORDS = 4;
 export const anonVmaLock = (L: Layout, anon: number): number => L.anonLocks + (anon % ANON_VMA_LOCKS) * ANON_VMA_LOCK_WORDS;
+
+/** lockdep (src/hw/lockdep.ts): [header line], the class dependency matrix, the dependency records */
+export const LOCKDEP_NODES = 64;
+export const LOCKDEP_RECS = 128;
+export const LOCKDEP_REC_WORDS = 256;
+export const LOCKDEP_WORDS = LINE + LOCKDEP_NODES * LOCKDEP_NODES + LOCKDEP_RECS * LOCKDEP_REC_WORDS;
 
 export const ALLOC_LOCK = 0;
 export const ALLOC_WAITERS = 1;
@@ -518,11 +528,12 @@ export function computeLayout(shape: MachineShape): Layout {
   const detCpus = take(shape.cpus * DET_CPU_WORDS);
   const detDecisions = take(shape.deterministic ? DET_MAX_DECISIONS * 2 : 0);
   const cowShadow = shape.cowShadow ? take(shape.dataFrames * WORDS_PER_PAGE * COW_SHADOW_WORDS) : -1;
+  const lockdep = shape.lockdep === false ? -1 : take(LOCKDEP_WORDS);
   const bytes = align(w, LINE) * 4;
   return {
     shape, bytes, header, cpuCtl, hostBlk, stats, frameMeta, tableMem, dataStart, nframes,
     dataMem, tableAlloc, tableStack, dataAlloc, dataStack, mms, vmasF, unmapLogF, tasks, files, eventsF,
-    det, detChanges, detCpus, detDecisions, anonLocks, cowShadow, iMmapF, iMmapMax: iMmapMax(shape), vmaIdx,
+    det, detChanges, detCpus, detDecisions, anonLocks, cowShadow, iMmapF, iMmapMax: iMmapMax(shape), vmaIdx, lockdep,
   };
 }
 

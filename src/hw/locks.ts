@@ -10,13 +10,19 @@ import { current } from './cpu.ts';
 import { sb_drain, sb_load, sb_store } from './store_buffer.ts';
 import { ST_LOCK_CONTENDED } from './layout.ts';
 import { EV } from './trace.ts';
+import { lock_acquire, lock_release } from './lockdep.ts';
 
 const SPINS = 64;
 
 /** A spinlock word holds 0 when free, else the holder's CPU id + 1: that CPU, or -1 when free. */
 export const spinlock_holder = (value: number): number => (value > 0 ? value - 1 : -1);
 
-export function spin_lock(idx: number): void {
+/**
+ * spin_lock; spin_lock_nested(lock, subclass) is spin_lock with a lockdep
+ * subclass (include/linux/spinlock.h): the subclass only tells lockdep
+ * (src/hw/lockdep.ts) that this nesting of two locks of one class is ordered.
+ */
+export function spin_lock(idx: number, subclass = 0): void {
   if (current.sbN !== 0) sb_drain(current); // locked RMW / release order (src/hw/store_buffer.ts)
   const cpu = current;
   const I = cpu.I;
@@ -24,6 +30,7 @@ export function spin_lock(idx: number): void {
   cpu.hotHint = 1; // the next scheduling point holds the lock: a window opens (det.ts hot preemption)
   if (Atomics.compareExchange(I, idx, 0, cpu.id + 1) === 0) {
     cpu.spinDepth++;
+    lock_acquire(cpu, idx, subclass, false);
     return;
   }
   I[cpu.st + ST_LOCK_CONTENDED]++;
@@ -33,6 +40,7 @@ export function spin_lock(idx: number): void {
     if (Atomics.load(I, idx) === 0 && Atomics.compareExchange(I, idx, 0, cpu.id + 1) === 0) {
       cpu.spinDepth++;
       cpu.ring.log(EV.LOCK_ACQUIRED, idx, 0);
+      lock_acquire(cpu, idx, subclass, false);
       return;
     }
     if (cpu.irqOff === 0) cpu.host.pollIpis();
@@ -41,12 +49,15 @@ export function spin_lock(idx: number): void {
   }
 }
 
+export const spin_lock_nested = (idx: number, subclass: number): void => spin_lock(idx, subclass);
+
 export function spin_trylock(idx: number): boolean {
   if (current.sbN !== 0) sb_drain(current); // locked RMW / release order (src/hw/store_buffer.ts)
   const cpu = current;
   cpu.sched_point();
   if (Atomics.compareExchange(cpu.I, idx, 0, cpu.id + 1) !== 0) return false;
   cpu.spinDepth++;
+  lock_acquire(cpu, idx, 0, true);
   return true;
 }
 
@@ -54,6 +65,7 @@ export function spin_unlock(idx: number): void {
   if (current.sbN !== 0) sb_drain(current); // locked RMW / release order (src/hw/store_buffer.ts)
   const cpu = current;
   const I = cpu.I;
+  lock_release(cpu, idx);
   const owner = Atomics.exchange(I, idx, 0);
   if (owner === cpu.id + 1) cpu.spinDepth--;
   if (owner !== cpu.id + 1) {
@@ -74,7 +86,7 @@ export function spin_is_locked_by_me(idx: number): boolean {
 // ---- rwsem: word = reader count, or RWSEM_WRITER; word+1 = waiters; word+2 = writers waiting
 export const RWSEM_WRITER = -1;
 
-export function down_read(idx: number): void {
+export function down_read(idx: number, subclass = 0): void {
   if (current.sbN !== 0) sb_drain(current); // locked RMW / release order (src/hw/store_buffer.ts)
   const cpu = current;
   const I = cpu.I;
@@ -85,6 +97,7 @@ export function down_read(idx: number): void {
     // Readers hold back while a writer waits, so a writer cannot starve.
     if (v >= 0 && Atomics.load(I, idx + 2) === 0 && Atomics.compareExchange(I, idx, v, v + 1) === v) {
       if (spin > 0) cpu.ring.log(EV.LOCK_ACQUIRED, idx, 1);
+      lock_acquire(cpu, idx, subclass, false);
       return;
     }
     if (spin === 0) {
@@ -109,13 +122,17 @@ export function down_read_trylock(idx: number): boolean {
   for (;;) {
     const v = Atomics.load(I, idx);
     if (v < 0 || Atomics.load(I, idx + 2) !== 0) return false;
-    if (Atomics.compareExchange(I, idx, v, v + 1) === v) return true;
+    if (Atomics.compareExchange(I, idx, v, v + 1) === v) {
+      lock_acquire(cpu, idx, 0, true);
+      return true;
+    }
   }
 }
 
 export function up_read(idx: number): void {
   if (current.sbN !== 0) sb_drain(current); // locked RMW / release order (src/hw/store_buffer.ts)
   const cpu = current;
+  lock_release(cpu, idx);
   const left = Atomics.sub(cpu.I, idx, 1) - 1;
   if (left < 0) {
     cpu.host.hooks.violation({ kind: 'lock-misuse', cpu: cpu.id, message: `cpu ${cpu.id}: up_read on rwsem word ${idx} not held for read` });
@@ -125,7 +142,7 @@ export function up_read(idx: number): void {
   cpu.sched_point();
 }
 
-export function down_write(idx: number, ownerIdx = -1): void {
+export function down_write(idx: number, ownerIdx = -1, subclass = 0): void {
   if (current.sbN !== 0) sb_drain(current); // locked RMW / release order (src/hw/store_buffer.ts)
   const cpu = current;
   const I = cpu.I;
@@ -145,13 +162,18 @@ export function down_write(idx: number, ownerIdx = -1): void {
     cpu.ring.log(EV.LOCK_ACQUIRED, idx, 2);
   }
   if (ownerIdx >= 0) Atomics.store(I, ownerIdx, cpu.id + 1);
+  lock_acquire(cpu, idx, subclass, false);
 }
+
+/** down_write_nested (include/linux/rwsem.h): down_write with a lockdep subclass. */
+export const down_write_nested = (idx: number, subclass: number, ownerIdx = -1): void => down_write(idx, ownerIdx, subclass);
 
 export function up_write(idx: number, ownerIdx = -1): void {
   if (current.sbN !== 0) sb_drain(current); // locked RMW / release order (src/hw/store_buffer.ts)
   const cpu = current;
   const I = cpu.I;
   if (ownerIdx >= 0) Atomics.store(I, ownerIdx, 0);
+  lock_release(cpu, idx);
   const v = Atomics.exchange(I, idx, 0);
   if (v !== RWSEM_WRITER) {
     cpu.host.hooks.violation({ kind: 'lock-misuse', cpu: cpu.id, message: `cpu ${cpu.id}: up_write on rwsem word ${idx} not held for write (value ${v})` });

@@ -155,6 +155,11 @@ export const KNOBS = {
     what: 'GUP-fast does not check mm->write_protect_seq: a pin can land between fork\'s "maybe pinned?" test and its write-protection of the entry, and the pinned page ends up shared with the child',
     source: 'mm/gup.c gup_fast() before commit 57efa1fe5957 "mm/gup: prevent gup_fast from racing with COW during fork"',
   },
+  'fault.i_mmap_before_folio_lock': {
+    where: 'src/mm/memory.ts filemap_page',
+    what: 'a file fault looks its page up and locks it under i_mmap_rwsem (i_mmap_rwsem -> folio lock), against folio lock -> i_mmap_rwsem of reclaim (try_to_unmap) and truncation (unmap_mapping_folio): an ABBA that deadlocks once an i_mmap writer waits',
+    source: 'mm/hugetlb.c hugetlb_fault() after commit c0d0381ade79 "hugetlbfs: use i_mmap_rwsem for more pmd sharing synchronization" (i_mmap_rwsem taken before the page lock, against the documented order of mm/rmap.c), reworked by 40549ba8f8e0 "hugetlb: use new vma_lock for pmd sharing synchronization"; lockdep (src/hw/lockdep.ts) sensitivity',
+  },
   'sim.crash_cpu_worker': {
     where: 'src/engine/program.ts TaskRunner.step',
     what: 'throw inside the CPU thread after 1000 operations (not a kernel bug: tests that a crashed thread ends the run with a report)',

@@ -33,7 +33,7 @@
 // here, the pinned subpages eagerly (thp_hooks.folio_maybe_dma_pinned is ours).
 
 import { current } from '../hw/cpu.ts';
-import { spin_lock, spin_unlock, spin_is_contended, raw_write_seqcount_begin, raw_write_seqcount_end } from '../hw/locks.ts';
+import { spin_lock_nested, spin_unlock, spin_is_contended, raw_write_seqcount_begin, raw_write_seqcount_end } from '../hw/locks.ts';
 import {
   mmWord, frameWord, MM_RSS, MM_USERS, MM_WP_SEQ, FM_FLAGS, PG_ANON, PG_ANON_EXCLUSIVE, PG_HEAD, PG_TAIL, PAGE_SIZE, PMD_SIZE, PUD_SIZE, PGDIR_SIZE,
   ST_FORK_PTES, H_NEXT_ANON,
@@ -58,7 +58,8 @@ import { vma_start_write } from './mmap_lock.ts';
 import { file_get } from './shmem.ts';
 import { i_mmap_lock_write, i_mmap_unlock_write, __vma_link_file_after } from './rmap.ts';
 import { mm_alloc, exit_mmap } from './mm.ts';
-import { mmap_write_lock, mmap_write_unlock } from './mmap.ts';
+import { mmap_write_lock, mmap_write_lock_nested, mmap_write_unlock } from './mmap.ts';
+import { SINGLE_DEPTH_NESTING } from '../hw/lockdep.ts';
 import { VM_SHARED, VM_WRITE, VM_DONTCOPY, VM_WIPEONFORK } from './vm_flags.ts';
 import { ENOMEM, EAGAIN } from './errno.ts';
 
@@ -149,7 +150,7 @@ function copy_pte_range(dst_mm: number, src_mm: number, vma: Vma, dst_pmd: numbe
   }
   const src0 = pte_offset(src_pmd, addr);
   const src_ptl = pte_lockptr(srcPmdVal);
-  spin_lock(src_ptl); // the parent's, nested
+  spin_lock_nested(src_ptl, SINGLE_DEPTH_NESTING); // the parent's, nested (mm/memory.c copy_pte_range)
   const rss0 = st.rss;
   let progress = 0;
   let again = false;
@@ -263,7 +264,7 @@ export function dup_mmap(oldmm: number): number {
     mmap_write_unlock(oldmm);
     return -ENOMEM;
   }
-  mmap_write_lock(mm); // nested: nobody can see the child yet
+  mmap_write_lock_nested(mm, SINGLE_DEPTH_NESTING); // nobody can see the child yet (kernel/fork.c dup_mmap)
   let err = 0;
   const noVmaLock = knobs['fork.no_vma_write_lock'];
   for (let s = 0; s < vma_count(V, oldmm); s++) {

@@ -21,7 +21,8 @@
 // a split just clears the PUD (the rest refaults in PTEs), as for DAX.
 
 import { current, VM_FAULT_OK } from '../hw/cpu.ts';
-import { spin_lock, spin_unlock } from '../hw/locks.ts';
+import { spin_lock, spin_lock_nested, spin_unlock } from '../hw/locks.ts';
+import { SINGLE_DEPTH_NESTING } from '../hw/lockdep.ts';
 import {
   type Views, frameWord, tableEntry, mmWord, fileWord, PTRS_PER_TABLE, PAGE_SIZE, PMD_SIZE, PUD_SIZE, PMD_SHIFT, PUD_SHIFT,
   MM_RSS, MM_PT_LOCK, MM_PT_PAGES, FM_FLAGS, FM_OWNER, FM_PMD_HUGE_PTE, FILE_DEV_PFN, FILE_SIZE_PAGES, PG_ANON, HPAGE_PMD_ORDER,
@@ -520,7 +521,7 @@ export function move_huge_pmd(mm: number, _vma: Vma, old_addr: number, new_addr:
     return false;
   }
   const new_ptl = pmd_lockptr(new_pmd);
-  if (new_ptl !== old_ptl) spin_lock(new_ptl);
+  if (new_ptl !== old_ptl) spin_lock_nested(new_ptl, SINGLE_DEPTH_NESTING); // mm/huge_memory.c move_huge_pmd
   const pmd = pmdp_huge_get_and_clear(mm, old_addr, old_pmd);
   const force_flush = (pmd & _PAGE_PRESENT) !== 0;
   if (tableOf(old_pmd) !== tableOf(new_pmd)) {
@@ -585,7 +586,7 @@ export function copy_huge_pmd(dst_mm: number, src_mm: number, dst_pmd: number, s
   const dst_ptl = pmd_lockptr(dst_pmd);
   spin_lock(dst_ptl);
   const src_ptl = pmd_lockptr(src_pmd);
-  spin_lock(src_ptl);
+  spin_lock_nested(src_ptl, SINGLE_DEPTH_NESTING); // mm/huge_memory.c copy_huge_pmd
   let pmd = Atomics.load(I, src_pmd);
   if (!leaf_present(pmd)) {
     spin_unlock(src_ptl);
@@ -624,7 +625,7 @@ export function copy_huge_pud(dst_mm: number, src_mm: number, dst_pud: number, s
   const dst_ptl = pud_lockptr(dst_mm);
   spin_lock(dst_ptl);
   const src_ptl = pud_lockptr(src_mm);
-  spin_lock(src_ptl);
+  spin_lock_nested(src_ptl, SINGLE_DEPTH_NESTING); // mm/huge_memory.c copy_huge_pud
   let pud = Atomics.load(I, src_pud);
   if (!leaf_present(pud)) {
     spin_unlock(src_ptl);

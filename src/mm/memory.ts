@@ -23,6 +23,7 @@ import { alloc_page, get_page, put_page, page_mapcount_inc, page_mapcount_dec, z
 import { type Vma, vma_lookup, vma_rec, vma_read_rec, vma_slot_of, vma_set_anon_vma, find_mergeable_anon_vma } from './vma.ts';
 import { lock_vma_under_rcu, vma_end_read, mmap_read_lock, mmap_read_unlock, mmap_read_trylock } from './mmap_lock.ts';
 import { shmem_get_folio_locked, unlock_page } from './shmem.ts';
+import { i_mmap_lock_read, i_mmap_unlock_read } from './rmap.ts';
 import { lazy_mmu_mode_enable_with_ptes, lazy_mmu_mode_disable } from './lazy_mmu.ts';
 import { type mmu_gather, __tlb_remove_page, tlb_flush_pte_range, tlb_flush_mmu_tlbonly, tlb_flush_mmu, tlb_remove_table } from './mmu_gather.ts';
 import { huge_pmd_fault, huge_pud_fault, zap_huge_pmd_range, zap_huge_pud_range, VM_FAULT_FALLBACK } from './huge_memory.ts';
@@ -363,7 +364,14 @@ const maybe_mkwrite = (entry: number, vma: Vma): number => (vma.flags & VM_WRITE
  * 0: out of memory; -1: beyond EOF (SIGBUS).
  */
 function filemap_page(vma: Vma, addr: number): number {
-  return shmem_get_folio_locked(vma.file, vma.pgoff + (addr - vma.start) / PAGE_SIZE);
+  const pgoff = vma.pgoff + (addr - vma.start) / PAGE_SIZE;
+  if (knobs['fault.i_mmap_before_folio_lock']) { // BUG (injected): i_mmap_rwsem -> folio lock, as hugetlb_fault after c0d0381ade79
+    i_mmap_lock_read(vma.file);
+    const pfn = shmem_get_folio_locked(vma.file, pgoff);
+    i_mmap_unlock_read(vma.file);
+    return pfn;
+  }
+  return shmem_get_folio_locked(vma.file, pgoff);
 }
 
 /** do_read_fault, private mapping: map the page-cache page read-only (a write later copies it). */

@@ -44,7 +44,7 @@ export const PAGE_ALIGN = (n: number): number => Math.ceil(n / PAGE_SIZE) * PAGE
 const aligned = (n: number): boolean => n % PAGE_SIZE === 0;
 
 // the mmap_lock lives in src/mm/mmap_lock.ts (with mm_lock_seq and the per-VMA locks); callers import it from here too
-export { lockOf, ownerOf, mmap_write_lock, mmap_write_unlock } from './mmap_lock.ts';
+export { lockOf, ownerOf, mmap_write_lock, mmap_write_lock_nested, mmap_write_unlock } from './mmap_lock.ts';
 
 export function calc_vm_flags(prot: number, flags: number): number {
   let f = VM_MAYREAD | VM_MAYWRITE | VM_MAYEXEC;

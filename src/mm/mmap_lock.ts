@@ -28,7 +28,7 @@
 // reference and the second sequence check, and at every release.
 
 import { current } from '../hw/cpu.ts';
-import { down_write, up_write, downgrade_write, down_read, up_read, down_read_trylock } from '../hw/locks.ts';
+import { down_write, down_write_nested, up_write, downgrade_write, down_read, up_read, down_read_trylock } from '../hw/locks.ts';
 import {
   mmWord, vmaWord, MM_LOCK, MM_LOCK_OWNER, MM_LOCK_SEQ, MM_VMA_WRITER_WAIT, MM_VMA_WRITER_WAITERS, VMA_REFCNT_W, VMA_LOCK_SEQ_W,
   VMA_START, VMA_END, vmaF, ST_VMA_LOCK_ABORT,
@@ -63,6 +63,12 @@ function mm_lock_seqcount_end(mm: number): void {
 
 export function mmap_write_lock(mm: number): void {
   down_write(lockOf(mm), ownerOf(mm));
+  mm_lock_seqcount_begin(mm);
+}
+
+/** mmap_write_lock_nested (include/linux/mmap_lock.h): mmap_write_lock with a lockdep subclass (dup_mmap's child) */
+export function mmap_write_lock_nested(mm: number, subclass: number): void {
+  down_write_nested(lockOf(mm), subclass, ownerOf(mm));
   mm_lock_seqcount_begin(mm);
 }
 

@@ -20,7 +20,8 @@
 // back with the rmap locks held and the destination is unmapped instead.
 
 import { current } from '../hw/cpu.ts';
-import { spin_lock, spin_unlock, up_read } from '../hw/locks.ts';
+import { spin_lock, spin_lock_nested, spin_unlock, up_read } from '../hw/locks.ts';
+import { SINGLE_DEPTH_NESTING } from '../hw/lockdep.ts';
 import {
   mmWord, MM_PT_LOCK, PAGE_SIZE, PMD_SIZE, PUD_SIZE, TASK_SIZE, VMA_END, VMA_FLAGS, VMA_ANON, VMA_ANON_FORKED, ST_MOVE_PTE, ST_MOVE_PMD, ST_MOVE_PUD, ST_REALIGN,
 } from '../hw/layout.ts';
@@ -194,7 +195,7 @@ function move_normal_pmd(pmc: pagetable_move_control, old_pmd: number, new_pmd: 
   const old_ptl = pmd_lockptr(old_pmd);
   const new_ptl = pmd_lockptr(new_pmd);
   spin_lock(old_ptl);
-  if (new_ptl !== old_ptl) spin_lock(new_ptl);
+  if (new_ptl !== old_ptl) spin_lock_nested(new_ptl, SINGLE_DEPTH_NESTING);
   const pmd = Atomics.load(I, old_pmd);
   let moved = false;
   if (present(pmd) && !leaf(pmd)) { // else: raced with a collapse
@@ -267,7 +268,7 @@ export function move_ptes(pmc: pagetable_move_control, extent: number, old_pmd: 
   const old_ptl = ptep_lockptr(old_pte0);
   const new_pte0 = pte_offset(new_pmd, new_addr);
   const new_ptl = pte_lockptr(Atomics.load(current.I, new_pmd));
-  if (new_ptl !== old_ptl) spin_lock(new_ptl);
+  if (new_ptl !== old_ptl) spin_lock_nested(new_ptl, SINGLE_DEPTH_NESTING); // mm/mremap.c move_ptes
   let force_flush = false;
   let moved = 0;
   // the seed: the old range is the one passed (RFC 1/2; docs/kernel-rules.md#lazy-mmu-range)
