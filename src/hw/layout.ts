@@ -191,6 +191,10 @@ export const MM_ASID = MM_LOCK_OWNER + 1;
 /** unique for the life of the machine: a CPU whose cached ASID context differs flushes it */
 export const MM_CTX_ID = MM_ASID + 1;
 export const MM_UNMAP_SLOT = MM_CTX_ID + 1; // content oracle: unmap-log entries written
+// the stale-TLB oracle (src/oracles/stale_tlb.ts), line 2: the largest change id whose
+// promise point has passed, and the next slot of this mm's promise log
+export const MM_PR_MAX = 2 * LINE;
+export const MM_PR_SLOT = 2 * LINE + 1;
 // mm->start_brk and mm->brk (src/mm/brk.ts): Float64 slots, word indexes (use fIndex)
 export const MM_START_BRK_F = 3 * LINE;
 export const MM_BRK_F = 3 * LINE + 2;
@@ -216,6 +220,11 @@ export const VMA_F64 = 8;
 // unmap log for the content oracle: [start, end, seq] per entry, ring per mm
 export const UNMAP_LOG_ENTRIES = 256;
 export const UNMAP_LOG_F64 = 4; // start, end, beginSeq, endSeq (0 while in progress)
+
+// promise log for the stale-TLB oracle: a ring per mm of page-table changes, in flight
+// or promised: [state, id, kind, cpu, mm ctx id, pad, start F, end F, begin time F, promise time F]
+export const PR_ENTRIES = 64;
+export const PR_WORDS = 16;
 
 // ---- files (shmem / page-cache objects): a 2-level radix of table frames maps pgoff -> pfn
 export const FILE_IN_USE = 0;
@@ -261,6 +270,8 @@ export const H_NEXT_FILE = 10;
 export const H_RUNNING = 11; // hosts still executing operations (the rest only service IPIs)
 export const H_QUIESCE_LOCK = 12; // s390: the machine-wide quiesce of a global IPTE/IDTE (+ waiters word)
 export const H_QUIESCE_WAITERS = 13;
+/** stale-TLB oracle (src/oracles/stale_tlb.ts): the last page-table change id handed out; TLB fills are stamped with it */
+export const H_PROMISE_SEQ = 14;
 export const HEADER_WORDS = 2 * LINE;
 export const MAGIC = 0x6d6d7331; // 'mms1'
 
@@ -338,6 +349,7 @@ export interface Layout {
   /** COW oracle shadow: per data frame, WORDS_PER_PAGE records of COW_SHADOW_WORDS; -1 when not allocated */
   cowShadow: number;
   iMmapF: number; // Float64 index: per file [count, pad x3] then I_MMAP_MAX records
+  promiseLog: number; // stale-TLB oracle: per mm PR_ENTRIES records of PR_WORDS
 }
 
 /** COW oracle shadow record of one data word: [lock, tag, writer's MM_CTX_ID, epoch | COW_SHARED] */
@@ -391,6 +403,7 @@ export function computeLayout(shape: MachineShape): Layout {
   const eventsF = take(shape.cpus * shape.eventRing * EVENT_F64 * 2) / 2;
   const anonLocks = take(ANON_VMA_LOCKS * ANON_VMA_LOCK_WORDS);
   const iMmapF = take(shape.maxFiles * (I_MMAP_MAX + 1) * IM_F64 * 2) / 2;
+  const promiseLog = take(shape.maxMms * PR_ENTRIES * PR_WORDS);
   const det = take(DET_HDR);
   const detChanges = take(DET_MAX_CHANGES);
   const detCpus = take(shape.cpus * DET_CPU_WORDS);
@@ -400,7 +413,7 @@ export function computeLayout(shape: MachineShape): Layout {
   return {
     shape, bytes, header, cpuCtl, hostBlk, stats, frameMeta, tableMem, dataStart, nframes,
     dataMem, tableAlloc, tableStack, dataAlloc, dataStack, mms, vmasF, unmapLogF, tasks, files, eventsF,
-    det, detChanges, detCpus, detDecisions, anonLocks, cowShadow, iMmapF,
+    det, detChanges, detCpus, detDecisions, anonLocks, cowShadow, iMmapF, promiseLog,
   };
 }
 
@@ -429,6 +442,8 @@ export const vmaF = (L: Layout, mm: number, slot: number, field: number): number
   L.vmasF + (mm * L.shape.maxVmas + slot) * VMA_F64 + field;
 export const unmapLogF = (L: Layout, mm: number, entry: number, field: number): number =>
   L.unmapLogF + (mm * UNMAP_LOG_ENTRIES + entry) * UNMAP_LOG_F64 + field;
+/** word index of promise-log entry `e` of mm */
+export const promiseWord = (L: Layout, mm: number, e: number): number => L.promiseLog + (mm * PR_ENTRIES + e) * PR_WORDS;
 export const fileWord = (L: Layout, file: number, field: number): number => L.files + file * FILE_WORDS + field;
 /** Float64 index of file f's i_mmap record count (rec = -1) or of field `field` of record rec */
 export const iMmapF = (L: Layout, file: number, rec: number, field: number): number =>

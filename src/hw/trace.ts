@@ -32,6 +32,8 @@ export const EV = {
   LAZY_RANGE_IGNORED: 26, // a = start, b = end: a range passed to a nested enable, ignored
   MOVE_PGTABLES: 27, // a = old address, b = new address: move_page_tables begins (the mmu_notifier range starts)
   MOVE_PGTABLES_END: 28, // a = old address, b = bytes moved (ends MOVE_PGTABLES)
+  CHANGE_BEGIN: 29, // stale-TLB oracle: a = start, b = change kind (src/oracles/stale_tlb.ts CHANGE): a narrowing page-table change begins
+  PROMISE: 30, // stale-TLB oracle: a = start, b = change kind: the change reached its promise point
 } as const;
 /** begin -> end pairs, for duration events in traces */
 export const EV_SPANS: [number, number][] = [
@@ -45,6 +47,9 @@ export const SYS = {
   ftruncate: 20, fallocate: 21, reclaim: 22, // reclaim: not a syscall; the kernel's page reclaim run from a program step
 } as const;
 export const SYS_NAMES: Record<number, string> = Object.fromEntries(Object.entries(SYS).map(([k, v]) => [v, k]));
+
+/** short names of the stale-TLB oracle's change kinds (src/oracles/stale_tlb.ts CHANGE) */
+export const CHANGE_LABELS: Record<number, string> = { 1: 'unmap', 2: 'mprotect', 3: 'THP split', 4: 'COW', 5: 'fork', 6: 'reclaim', 7: 'PUD split' };
 
 export class EventRing {
   private pos = 0;
@@ -121,6 +126,10 @@ export function formatEvent(e: EventRecord): string {
       return `#${e.seq} switch_mm ${e.a} -> ${e.b}`;
     case 'MOVE_PGTABLES':
       return `#${e.seq} move_page_tables ${hex(e.a)} -> ${hex(e.b)}`;
+    case 'CHANGE_BEGIN':
+      return `#${e.seq} page-table change (${CHANGE_LABELS[e.b] ?? e.b}) of ${hex(e.a)} begins`;
+    case 'PROMISE':
+      return `#${e.seq} ${CHANGE_LABELS[e.b] ?? e.b} of ${hex(e.a)}: promise point (old translations must be gone)`;
     case 'MOVE_PGTABLES_END':
       return `#${e.seq} move_page_tables moved ${hex(e.b)} bytes`;
     default:
