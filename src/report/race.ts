@@ -105,9 +105,11 @@ export function chooseRace(byCpu: Record<number, TraceEvent[]>, v: RaceViolation
   // flushes that reached the using CPU between the fill and the use
   const flushedHere = before.filter((e) => e.ts >= from && (e.type === 'FLUSH_LOCAL' || e.type === 'IPI_HANDLE') && covers(e) && (!fill || e.seq > fill.seq));
   for (const e of flushedHere.slice(-3)) row(e, 'flush');
-  for (const c of others) {
+  // the using CPU may have made the change itself (its own mprotect, say): then its own change events count too
+  const sides = [...others, c0];
+  for (const c of sides) {
     const evs = byCpu[c] ?? [];
-    const inRace = evs.filter((e) => e.ts >= from && e.ts <= uTs);
+    const inRace = evs.filter((e) => e.ts >= from && e.ts <= uTs && (c !== c0 || ((fill === undefined || e.seq > fill.seq) && e.seq < uSeq)));
     const keys = inRace.filter(concerns);
     // the last change (and what follows it) matters most: keep the keys from the last syscall that has one
     const lastKey = keys[keys.length - 1];
