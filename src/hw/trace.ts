@@ -32,7 +32,7 @@ export const EV = {
   LAZY_RANGE_IGNORED: 26, // a = start, b = end: a range passed to a nested enable, ignored
   MOVE_PGTABLES: 27, // a = old address, b = new address: move_page_tables begins (the mmu_notifier range starts)
   MOVE_PGTABLES_END: 28, // a = old address, b = bytes moved (ends MOVE_PGTABLES)
-  CHANGE_BEGIN: 29, // stale-TLB oracle: a = start, b = change kind (src/oracles/stale_tlb.ts CHANGE): a narrowing page-table change begins
+  CHANGE_BEGIN: 29, // stale-TLB oracle: a = start, b = end + change kind (end page-aligned; kind = b % 4096, src/oracles/stale_tlb.ts CHANGE): a narrowing page-table change begins
   PROMISE: 30, // stale-TLB oracle: a = start, b = change kind: the change reached its promise point
 } as const;
 /** begin -> end pairs, for duration events in traces */
@@ -127,7 +127,7 @@ export function formatEvent(e: EventRecord): string {
     case 'MOVE_PGTABLES':
       return `#${e.seq} move_page_tables ${hex(e.a)} -> ${hex(e.b)}`;
     case 'CHANGE_BEGIN':
-      return `#${e.seq} page-table change (${CHANGE_LABELS[e.b] ?? e.b}) of ${hex(e.a)} begins`;
+      return `#${e.seq} page-table change (${CHANGE_LABELS[e.b % 4096] ?? e.b % 4096}) of ${hex(e.a)}-${hex(e.b - (e.b % 4096))} begins`;
     case 'PROMISE':
       return `#${e.seq} ${CHANGE_LABELS[e.b] ?? e.b} of ${hex(e.a)}: promise point (old translations must be gone)`;
     case 'MOVE_PGTABLES_END':

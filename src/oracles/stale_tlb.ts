@@ -106,7 +106,7 @@ export function makePromiseHook(V: Views): (mm: number, start: number, end: numb
       F[(b + P_START_F) >> 1] = start;
       F[(b + P_END_F) >> 1] = end;
       Atomics.store(I, b + P_STATE, PR_INFLIGHT);
-      cpu?.ring.log(EV.CHANGE_BEGIN, start, what);
+      cpu?.ring.log(EV.CHANGE_BEGIN, start, end + what); // b: the end (page-aligned) plus the kind
       return;
     }
     for (let e = 0; e < PR_ENTRIES; e++) {

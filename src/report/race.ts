@@ -47,7 +47,7 @@ function describe(e: TraceEvent): string {
     case 'ZAP':
       return `zap ${hex(e.a)}-${hex(e.b)} (PTEs cleared)`;
     case 'CHANGE_BEGIN':
-      return `${CHANGE_LABELS[e.b] ?? e.b} of ${hex(e.a)}: page tables change`;
+      return `${CHANGE_LABELS[changeKind(e)] ?? changeKind(e)} of ${hex(e.a)}-${hex(changeEnd(e))}: page tables change`;
     case 'PROMISE':
       return `${CHANGE_LABELS[e.b] ?? e.b} of ${hex(e.a)}: promise point`;
     case 'FREE_PAGE':
@@ -64,6 +64,10 @@ function describe(e: TraceEvent): string {
       return e.type.toLowerCase();
   }
 }
+
+/** CHANGE_BEGIN events carry b = end + kind (end is page-aligned, kind < 4096) */
+const changeKind = (e: TraceEvent): number => e.b % PAGE;
+const changeEnd = (e: TraceEvent): number => e.b - (e.b % PAGE);
 
 const FLUSHES = new Set(['IPI_SEND', 'SHOOTDOWN_DONE', 'FLUSH_LOCAL']);
 
@@ -95,18 +99,15 @@ export function chooseRace(byCpu: Record<number, TraceEvent[]>, v: RaceViolation
   const concerns = (e: TraceEvent): boolean =>
     (e.type === 'FREE_PAGE' && v.pfn !== undefined && e.a === v.pfn) ||
     (e.type === 'ZAP' && v.va !== undefined && v.va >= e.a && v.va < e.b) ||
-    (e.type === 'CHANGE_BEGIN' && v.va !== undefined && e.a <= v.va && v.va - e.a < 2 ** 30);
+    (e.type === 'CHANGE_BEGIN' && v.va !== undefined && e.a <= v.va && v.va < changeEnd(e));
   if (others.length === 0) {
     others = Object.keys(byCpu).map(Number).filter((c) => c !== c0 && (byCpu[c] ?? []).some((e) => e.ts >= from && e.ts <= uTs && concerns(e)));
   }
   // a flush that can have removed the entry: a local flush covering the page, or a flush IPI from the other side
   const covers = (e: TraceEvent): boolean =>
     e.type === 'FLUSH_LOCAL' ? e.b < 0 || v.va === undefined || (v.va >= e.a && v.va < e.a + e.b * PAGE) : e.type === 'IPI_HANDLE' ? others.includes(e.a) : e.type === 'IPI_SEND' || e.type === 'SHOOTDOWN_DONE';
-  // flushes that reached the using CPU between the fill and the use
-  const flushedHere = before.filter((e) => e.ts >= from && (e.type === 'FLUSH_LOCAL' || e.type === 'IPI_HANDLE') && covers(e) && (!fill || e.seq > fill.seq));
-  for (const e of flushedHere.slice(-3)) row(e, 'flush');
   // the using CPU may have made the change itself (its own mprotect, say): then its own change events count too
-  const sides = [...others, c0];
+  const sides = others.length ? others : [c0];
   for (const c of sides) {
     const evs = byCpu[c] ?? [];
     const inRace = evs.filter((e) => e.ts >= from && e.ts <= uTs && (c !== c0 || ((fill === undefined || e.seq > fill.seq) && e.seq < uSeq)));
@@ -131,9 +132,13 @@ export function chooseRace(byCpu: Record<number, TraceEvent[]>, v: RaceViolation
     const late = evs.find((e) => e.ts > uTs && FLUSHES.has(e.type) && covers(e));
     if (late) row(late, 'flush-late', `${describe(late)} (after the use: too late)`);
   }
+  // flushes that reached the using CPU after the change began (earlier ones cannot have removed the entry) and before the use
+  const changeTs = Math.min(...rows.filter((x) => x.role === 'syscall' || x.role === 'change' || x.role === 'zap' || x.role === 'free').map((x) => x.ts));
+  const flushedHere = before.filter((e) => e.ts >= Math.max(from, Number.isFinite(changeTs) ? changeTs : from) && (e.type === 'FLUSH_LOCAL' || e.type === 'IPI_HANDLE') && covers(e) && (!fill || e.seq > fill.seq));
+  for (const e of flushedHere.slice(-3)) row(e, 'flush');
   if (use) rows.push({ cpu: c0, ts: use.ts, seq: use.seq, role: 'use', text: `[${v.kind}] stale use: ${v.message}` });
   if (flushedHere.length === 0 && fill && use) {
-    rows.push({ cpu: c0, ts: use.ts, seq: use.seq - 0.5, role: 'no-flush', text: `no TLB flush reached cpu ${c0} between the fill and the use` });
+    rows.push({ cpu: c0, ts: use.ts, seq: use.seq - 0.5, role: 'no-flush', text: `no TLB flush reached cpu ${c0} between the change and the use` });
   }
   // order by time, then by per-CPU sequence; no duplicates
   const seen = new Set<string>();

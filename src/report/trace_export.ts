@@ -128,7 +128,7 @@ export function instantName(e: { type: string; a: number; b: number }): string {
     case 'VIOLATION':
       return 'VIOLATION';
     case 'CHANGE_BEGIN':
-      return `${CHANGE_LABELS[b] ?? b} ${hex(a)}: page tables change`;
+      return `${CHANGE_LABELS[b % 4096] ?? b % 4096} ${hex(a)}-${hex(b - (b % 4096))}: page tables change`;
     case 'PROMISE':
       return `${CHANGE_LABELS[b] ?? b} ${hex(a)}: promise point`;
     default:
