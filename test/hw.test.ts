@@ -108,3 +108,18 @@ describe('page walker', () => {
     expect(m.violations.map((v) => v.kind)).toEqual(['walk-freed-table']);
   });
 });
+
+describe('statistics table', () => {
+  it('every ST_* index names exactly one STAT_NAMES entry, and every entry has one', async () => {
+    const layout = await import('../src/hw/layout.ts');
+    const st = Object.entries(layout).filter(([k]) => k.startsWith('ST_')) as [string, number][];
+    expect(st.length).toBe(layout.STAT_NAMES.length);
+    const indices = st.map(([, v]) => v).sort((a, b) => a - b);
+    expect(indices).toEqual([...layout.STAT_NAMES.keys()]);
+    expect(layout.STAT_NAMES.length).toBeLessThanOrEqual(layout.STAT_WORDS);
+    // the run result's names are the table's (ST_OPS counts 'ops', ST_IPI_RECV 'ipiReceived')
+    expect(layout.STAT_NAMES[layout.ST_OPS]).toBe('ops');
+    expect(layout.STAT_NAMES[layout.ST_IPI_RECV]).toBe('ipiReceived');
+    expect(layout.STAT_NAMES[layout.ST_TRUNCATED]).toBe('truncatedPages');
+  });
+});

@@ -1,8 +1,7 @@
 import { describe, it, expect } from 'vitest';
 import { testMachine } from './helpers.ts';
 import {
-  do_mmap, do_munmap, MAP_ANONYMOUS, MAP_PRIVATE, MAP_SHARED, MAP_FIXED, MAP_FIXED_NOREPLACE, PROT_READ, PROT_WRITE, PROT_NONE,
-  EINVAL, ENOMEM, EEXIST, MMAP_BASE,
+  do_mmap, do_munmap, MAP_ANONYMOUS, MAP_PRIVATE, MAP_SHARED, MAP_FIXED, MAP_FIXED_NOREPLACE, PROT_READ, PROT_WRITE, PROT_NONE, MMAP_BASE,
 } from '../src/mm/mmap.ts';
 import { do_mprotect } from '../src/mm/mprotect.ts';
 import { do_madvise, MADV_DONTNEED } from '../src/mm/madvise.ts';
@@ -11,7 +10,9 @@ import { free_frames, zero_pfn } from '../src/mm/page_alloc.ts';
 import { exit_mmap, mm_stats } from '../src/mm/mm.ts';
 import { audit } from '../src/oracles/audit.ts';
 import { pgd_offset, pud_offset, pmd_offset, pte_offset } from '../src/mm/pgtable.ts';
-import { pte_pfn, pte_write, VM_READ, VM_WRITE } from '../src/hw/pte.ts';
+import { pte_pfn, pte_write } from '../src/hw/pte.ts';
+import { VM_READ, VM_WRITE } from '../src/mm/vm_flags.ts';
+import { EINVAL, ENOMEM, EEXIST } from '../src/mm/errno.ts';
 
 const P = 4096;
 const RW = PROT_READ | PROT_WRITE;

@@ -4,12 +4,13 @@
 import { describe, it, expect } from 'vitest';
 import { testMachine } from './helpers.ts';
 import { do_mseal } from '../src/mm/mseal.ts';
-import { do_mmap, MAP_ANONYMOUS, MAP_PRIVATE, MAP_SHARED, MAP_FIXED, PROT_READ, PROT_WRITE, EINVAL, ENOMEM, EPERM, mmap_write_lock, mmap_write_unlock } from '../src/mm/mmap.ts';
+import { do_mmap, MAP_ANONYMOUS, MAP_PRIVATE, MAP_SHARED, MAP_FIXED, PROT_READ, PROT_WRITE, mmap_write_lock, mmap_write_unlock } from '../src/mm/mmap.ts';
 import { do_mremap, MREMAP_MAYMOVE, MREMAP_FIXED, MREMAP_DONTUNMAP } from '../src/mm/mremap.ts';
 import { relocate_vma_down } from '../src/mm/vma_exec.ts';
 import { vma_list } from '../src/mm/vma.ts';
 import { audit } from '../src/oracles/audit.ts';
 import { PMD_SIZE, statWord, ST_MOVE_PMD, ST_MOVE_PTE, ST_REALIGN } from '../src/hw/layout.ts';
+import { EINVAL, ENOMEM, EPERM } from '../src/mm/errno.ts';
 
 const P = 4096;
 const RW = PROT_READ | PROT_WRITE;

@@ -1,6 +1,6 @@
 import { describe, it, expect } from 'vitest';
 import { testMachine } from './helpers.ts';
-import { do_mmap, do_munmap, MAP_ANONYMOUS, MAP_PRIVATE, MAP_FIXED, PROT_READ, PROT_WRITE, EINVAL, EFAULT, ENOMEM } from '../src/mm/mmap.ts';
+import { do_mmap, do_munmap, MAP_ANONYMOUS, MAP_PRIVATE, MAP_FIXED, PROT_READ, PROT_WRITE } from '../src/mm/mmap.ts';
 import { do_mremap, MREMAP_MAYMOVE, MREMAP_FIXED, MREMAP_DONTUNMAP, get_extent, PAGETABLE_MOVE, NORMAL_PMD } from '../src/mm/mremap.ts';
 import { do_fork, do_exit_mm } from '../src/mm/fork.ts';
 import { task_create } from '../src/mm/mm.ts';
@@ -11,6 +11,7 @@ import { pgd_offset, pud_offset, pmd_offset, pte_offset } from '../src/mm/pgtabl
 import { pte_pfn, pte_write } from '../src/hw/pte.ts';
 import { audit } from '../src/oracles/audit.ts';
 import { PMD_SIZE } from '../src/hw/layout.ts';
+import { EINVAL, EFAULT, ENOMEM } from '../src/mm/errno.ts';
 
 const P = 4096;
 const RW = PROT_READ | PROT_WRITE;

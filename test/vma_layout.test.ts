@@ -9,7 +9,7 @@ import { do_mmap, do_munmap, MAP_FIXED } from '../src/mm/mmap.ts';
 import { do_mprotect } from '../src/mm/mprotect.ts';
 import { do_mremap, MREMAP_FIXED, MREMAP_MAYMOVE } from '../src/mm/mremap.ts';
 import { vma_list } from '../src/mm/vma.ts';
-import { VM_READ, VM_WRITE, VM_EXEC, VM_SHARED } from '../src/hw/pte.ts';
+import { VM_READ, VM_WRITE, VM_EXEC, VM_SHARED } from '../src/mm/vm_flags.ts';
 
 const dir = new URL('./fixtures/layout/', import.meta.url);
 const ops = readFileSync(new URL('ops.txt', dir), 'utf8').trim().split('\n');

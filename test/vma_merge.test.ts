@@ -17,7 +17,7 @@ import { task_create } from '../src/mm/mm.ts';
 import { context_switch } from '../src/mm/mmu_context.ts';
 import { shmem_file_setup } from '../src/mm/shmem.ts';
 import { vma_list } from '../src/mm/vma.ts';
-import { VM_READ, VM_WRITE, VM_EXEC, VM_MAYSHARE } from '../src/hw/pte.ts';
+import { VM_READ, VM_WRITE, VM_EXEC, VM_MAYSHARE } from '../src/mm/vm_flags.ts';
 
 const P = 4096;
 const W = 0x7f0000000000;

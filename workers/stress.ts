@@ -2,8 +2,7 @@
 // of its own. Returns a compact result (and a Repro when the seed failed); the
 // campaign on the main thread writes the JSON line and the repro file.
 import { loadScenario, ScenarioError, type Scenario } from '../src/engine/scenario.ts';
-import { runScenario, type RunResult } from '../src/engine/machine.ts';
-import { exitCode } from '../src/report/summary.ts';
+import { runScenario, runVerdict, type RunResult } from '../src/engine/machine.ts';
 import { makeRepro } from '../src/tools/repro/repro.ts';
 import type { StressTask, TaskResult, TaskBadInput } from '../src/tools/stress/stress.ts';
 
@@ -26,13 +25,12 @@ export default async function stressTask(task: StressTask): Promise<TaskResult |
     if (e instanceof ScenarioError) return { badInput: e.message };
     throw e; // anything else: the campaign counts this seed as a crash
   }
-  const exit = exitCode(r);
+  const { exit, kind, message } = runVerdict(r);
   const mode = r.deterministic ? 'deterministic' : 'free';
   // a deterministic run carries its schedule: the repro then replays the exact interleaving
   const repro = makeRepro(s, { ...options, mode }, r, task.scenarioFile, r.deterministic?.schedule);
-  const first = repro.violation ?? (exit !== 0 ? { kind: r.crash ? 'crash' : 'violation', message: `${r.violationCount} violations` } : null);
   return {
-    scenario: r.scenario, seed: task.seed, ok: exit === 0, exit, kind: exit ? first!.kind : null, message: exit ? first!.message : null,
+    scenario: r.scenario, seed: task.seed, ok: exit === 0, exit, kind, message,
     wallMs: Math.round(r.wallMs * 10) / 10, ops: r.stats.ops, shootdowns: r.stats.shootdowns,
     p50Ns: Math.round(r.latencyNs.p50), p99Ns: Math.round(r.latencyNs.p99),
     cpus: r.cpus, threads: r.threads, exec: r.mode, mode, knobs: r.knobs,

@@ -35,6 +35,8 @@ export interface Arch {
   ptep_clear_flush(mm: number, addr: number, ptep: number): number;
   /** the value in memory differs from what ptep_get returns (an update is queued or cached): the direct-dereference hazard */
   pte_memory_stale(ptep: number): boolean;
+  /** the entry's KASAN shadow is poisoned (s390 with Gordeev's series v3+: the range of a lazy MMU section): a direct access is reported */
+  pte_kasan_poisoned?(ptep: number): boolean;
 
   // TLB maintenance (asm/tlbflush.h)
   flush_tlb_mm_range(mm: number, start: number, end: number, strideShift: number, freedTables: boolean): void;

@@ -65,6 +65,6 @@ export function mm_cpumask_cpus(I: Int32Array, maskBase: number, out: Int32Array
 /** ptep_clear_flush for arches whose flush_tlb_mm_range does the invalidation (x86, arm64). */
 export function clear_then_flush(arch: Arch, mm: number, addr: number, ptep: number): number {
   const old = arch.ptep_get_and_clear(mm, addr, ptep);
-  if (old & _PAGE_PRESENT) arch.flush_tlb_mm_range(mm, addr, addr + 4096, PAGE_SHIFT, false);
+  if (old & _PAGE_PRESENT) arch.flush_tlb_mm_range(mm, addr, addr + PAGE_SIZE, PAGE_SHIFT, false);
   return old;
 }

@@ -1,6 +1,7 @@
 // Option parsers shared by the mmsim commands: each error names the flag and the bad value.
 import { InvalidArgumentError } from 'commander';
 import { KNOB_NAMES } from '../inject/knobs.ts';
+import { LAZY_SERIES, resolve_lazy_series, type LazySeries } from '../mm/lazy_mmu.ts';
 
 export function int(name: string, min: number, max: number) {
   return (v: string): number => {
@@ -21,4 +22,11 @@ export function prob(v: string): number {
 export function knob(v: string, prev: string[]): string[] {
   if (!(KNOB_NAMES as string[]).includes(v)) throw new InvalidArgumentError(`unknown bug knob '${v}' (mmsim knobs lists them)`);
   return [...prev, v];
+}
+
+/** --lazy-series: a version of Gordeev's series (mmsim list-series) or 'latest' */
+export function lazySeries(v: string): LazySeries {
+  const s = resolve_lazy_series(v);
+  if (s === null) throw new InvalidArgumentError(`--lazy-series must be one of ${Object.keys(LAZY_SERIES).join(', ')} or latest, got '${v}'`);
+  return s;
 }

@@ -5,23 +5,24 @@ import { readdir, writeFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import { join } from 'node:path';
 import { loadScenario, resolveScenario, ScenarioError, SCENARIO_DIR } from '../engine/scenario.ts';
-import { int, prob, knob } from './args.ts';
-import { runScenario } from '../engine/machine.ts';
+import { int, prob, knob, lazySeries } from './args.ts';
+import { runScenario, resolveRunOptions, withScenarioKnobs, type RunOptions } from '../engine/machine.ts';
 import { summary, exitCode } from '../report/summary.ts';
 import { KNOBS } from '../inject/knobs.ts';
 import { ARCH_NAMES } from '../arch/index.ts';
+import { LAZY_SERIES, LAZY_SERIES_LATEST, SERIES_CALL_SITES, MMSIM_CALL_SITES } from '../mm/lazy_mmu.ts';
 import { toChromeTrace } from '../report/trace_export.ts';
 import { htmlReport } from '../report/html_report.ts';
 import { registerStress } from './stress.ts';
 import { registerSelftest } from './selftest.ts';
-import { type RunOptions } from '../engine/machine.ts';
 import { makeRepro, readRepro, reproFileName, writeRepro, type Repro } from '../tools/repro/repro.ts';
 import { replay as replayRepro, shrink } from '../tools/repro/shrink.ts';
 import { registerReplay } from './strace.ts';
 
 function describeSize(r: Repro): string {
   const o = r.options;
-  return `${o.cpus ?? r.scenario.machine.cpus} CPUs, ${o.ops ?? r.scenario.run.opsPerCpu} ops/CPU${o.mode === 'deterministic' ? `, d=${o.preemptions ?? 3}` : ''}`;
+  const ro = resolveRunOptions(r.scenario, o);
+  return `${ro.cpus} CPUs, ${o.ops ?? r.scenario.run.opsPerCpu} ops/CPU${ro.deterministic ? `, d=${ro.preemptions}` : ''}`;
 }
 
 const EXIT_BAD_INPUT = 2;
@@ -46,7 +47,8 @@ export function buildProgram(): Command {
     .option('--threads <t>', 'host threads carrying the CPUs (1 = inline on the main thread; default one per CPU)', int('--threads', 1, 256))
     .addOption(new Option('--mode <mode>', 'free: CPUs race on the OS scheduler; deterministic: one at a time, a seeded scheduler picks').choices(['free', 'deterministic']))
     .option('--preemptions <d>', 'deterministic mode: PCT preemption bound (default 3)', int('--preemptions', 1, 64))
-    .addOption(new Option('--lazy-contract <c>', 'reading of lazy_mmu_mode_enable_fast_pte_range(): strict (no update outside the range) or hint').choices(['strict', 'hint']))
+    .addOption(new Option('--lazy-contract <c>', 'reading of the range-aware lazy_mmu_mode_enable_with_ptes(): strict (no update outside the range) or hint').choices(['strict', 'hint']))
+    .option('--lazy-series <v>', `version of Gordeev's range-aware lazy MMU series: ${Object.keys(LAZY_SERIES).join(', ')} or latest (= ${LAZY_SERIES_LATEST}, the default); mmsim list-series`, lazySeries)
     .option('--delay <p>', 'probability of a random delay at each scheduling point (widens race windows)', prob)
     .option('--tlb <entries>', 'TLB entries per CPU (power of two)', int('--tlb', 1, 65536))
     .option('--knob <name>', 'turn on a bug-injection knob (repeatable)', knob, [] as string[])
@@ -63,13 +65,16 @@ export function buildProgram(): Command {
       const file = await resolveScenario(arg);
       const s = await loadScenario(file);
       if (opts.tlb !== undefined && opts.tlb & (opts.tlb - 1)) throw new InvalidArgumentError('--tlb must be a power of two');
-      const options: RunOptions = {
-        cpus: opts.cpus ?? s.machine.cpus, arch: opts.arch, seed: opts.seed ?? s.run.seed, ops: opts.ops, durationMs: opts.duration,
+      const asked: RunOptions = {
+        cpus: opts.cpus, arch: opts.arch, seed: opts.seed, ops: opts.ops, durationMs: opts.duration,
         threads: opts.threads, delay: opts.delay, tlbEntries: opts.tlb, mode: opts.mode, preemptions: opts.preemptions,
-        lazyContract: opts.lazyContract,
-        knobs: opts.knob.length ? [...new Set([...s.knobs, ...opts.knob])] : undefined,
+        lazyContract: opts.lazyContract, lazySeries: opts.lazySeries,
+        knobs: withScenarioKnobs(s, opts.knob),
         keepGoing: opts.keepGoing, hangTimeoutMs: opts.hangTimeout, cpuProfDir: opts.cpuProf,
       };
+      // the repro records the CPUs and the seed even when they came from the scenario
+      const resolved = resolveRunOptions(s, asked);
+      const options: RunOptions = { ...asked, cpus: resolved.cpus, seed: resolved.seed };
       const r = await runScenario(s, { ...options, trace: Boolean(opts.trace || opts.report) });
       console.log(summary(r));
       if (exitCode(r) !== 0 && opts.repro) {
@@ -130,6 +135,21 @@ export function buildProgram(): Command {
         const s = await loadScenario(join(SCENARIO_DIR, f));
         console.log(`${s.name.padEnd(28)} ${s.description}`);
       }
+    });
+
+  program
+    .command('list-series')
+    .description("list the versions of Gordeev's range-aware lazy MMU series that --lazy-series can pick, and what each changes")
+    .action(() => {
+      for (const [name, v] of Object.entries(LAZY_SERIES)) {
+        const tag = name === LAZY_SERIES_LATEST ? `${name} (latest, default)` : name;
+        console.log(`${tag.padEnd(22)} ${v.date.padEnd(10)} ${v.api}${v.cover ? `  <${v.cover}>` : ''}`);
+        console.log(`${''.padEnd(22)} s390: ${v.s390}`);
+        console.log(`${''.padEnd(22)} ${v.changes}`);
+      }
+      console.log(`\ncall sites of every posted version: ${SERIES_CALL_SITES.join('; ')}`);
+      console.log(`modelled in mmsim: ${MMSIM_CALL_SITES.join('; ')}`);
+      console.log('v7 and v8 (15 patches, 7 Oct 2026, <cover.1791365932.git.agordeev@linux.ibm.com>) were posted but their text was not available: docs/lazy-mmu-series.md');
     });
 
   program

@@ -18,7 +18,7 @@ import { makeForkHook, makeCopyPageHook } from '../oracles/cow.ts';
 import { TaskRunner, type TaskPlan } from './program.ts';
 import { EV } from '../hw/trace.ts';
 import { DetScheduler } from './det.ts';
-import { set_lazy_contract, type LazyContract } from '../mm/lazy_mmu.ts';
+import { set_lazy_contract, set_lazy_series, LAZY_SERIES_LATEST, type LazyContract, type LazySeries } from '../mm/lazy_mmu.ts';
 
 export interface HostPlan {
   sab: SharedArrayBuffer;
@@ -38,6 +38,7 @@ export interface HostPlan {
   /** deterministic mode: one CPU per host, a token decides who runs (src/engine/det.ts) */
   deterministic?: boolean;
   lazyContract?: LazyContract;
+  lazySeries?: LazySeries;
   tasks: TaskPlan[];
 }
 
@@ -88,6 +89,7 @@ export function runHost(plan: HostPlan): HostResult {
   const L = V.L;
   setKnobs(plan.knobs);
   set_lazy_contract(plan.lazyContract ?? 'hint');
+  set_lazy_series(plan.lazySeries ?? LAZY_SERIES_LATEST);
   const violations: ViolationRecord[] = [];
   const host = makeHost(V, plan.hostId, plan.arch, violations, plan.stopOnViolation);
   const cpus: Cpu[] = [];

@@ -10,13 +10,14 @@ import nodeEndpoint from 'comlink/dist/esm/node-adapter.mjs';
 import {
   type Views, cpuCtl, hostWord, statWord, mmWord, eventF,
   CC_LOADED_MM, CC_IS_LAZY, CC_ONLINE, CC_ACK, CC_IPI_PENDING, CC_IRQS_OFF, HB_WAITING_ON, H_STOP, H_DONE, H_VIOLATIONS,
-  H_STARTED, STAT_WORDS, STAT_NAMES, ST_OPS, ST_SYSCALLS, ST_IPI_RECV, MM_CPUMASK, CPUMASK_WORDS, PAGE_SIZE, PMD_SIZE, PUD_SIZE, MM_LOCK, MM_WORDS, type StatName,
+  H_STARTED, STAT_WORDS, STAT_NAMES, ST_OPS, ST_SYSCALLS, ST_IPI_RECV, MM_CPUMASK, CPUMASK_WORDS, PAGE_SIZE, PMD_SIZE, PUD_SIZE, MM_LOCK, mmOfWord, type StatName,
 } from '../hw/layout.ts';
 import { Cpu, set_current, VM_FAULT_OK } from '../hw/cpu.ts';
+import { spinlock_holder } from '../hw/locks.ts';
 import { readRing, type EventRecord } from '../hw/trace.ts';
 import { createMachine } from './inline.ts';
 import { mm_alloc, task_create, exit_mmap, mm_in_use, mmap_lock_state } from '../mm/mm.ts';
-import { do_mmap, do_munmap, MAP_ANONYMOUS, MAP_PRIVATE, MAP_SHARED, MAP_FIXED_NOREPLACE, PROT_NONE, PROT_WRITE, ERRNO_NAMES } from '../mm/mmap.ts';
+import { do_mmap, do_munmap, MAP_ANONYMOUS, MAP_PRIVATE, MAP_SHARED, MAP_FIXED_NOREPLACE, PROT_NONE, PROT_WRITE } from '../mm/mmap.ts';
 import { faultin_page } from '../mm/memory.ts';
 import { dax_device_create } from '../mm/huge_memory.ts';
 import { do_madvise_advice, MADV_HUGEPAGE } from '../mm/madvise.ts';
@@ -25,11 +26,12 @@ import { setKnobs } from '../inject/knobs.ts';
 import { type Scenario, placeThreads, ScenarioError, usesCowOracle } from './scenario.ts';
 import { makeHost, runHost, type HostPlan, type HostResult } from './hostrun.ts';
 import { initDet, detDecisions, detStep, detDeadlocked } from './det.ts';
-import { set_lazy_contract } from '../mm/lazy_mmu.ts';
+import { set_lazy_contract, set_lazy_series, resolve_lazy_series, LAZY_SERIES_LATEST, type LazySeries } from '../mm/lazy_mmu.ts';
 import { protBits, type TaskPlan, type RegionInfo, type FileInfo } from './program.ts';
 import { audit, type AuditReport } from '../oracles/audit.ts';
 import { requestStop, type ViolationRecord } from '../oracles/oracles.ts';
 import type { CpuWorkerApi } from './hostrun.ts';
+import { ERRNO_NAMES } from '../mm/errno.ts';
 
 /** scheduling points per operation, roughly (PCT draws its change points below ops x cpus x this) */
 export const STEPS_PER_OP = 6;
@@ -50,8 +52,10 @@ export interface RunOptions {
   mode?: 'free' | 'deterministic';
   /** deterministic mode: PCT preemption bound d (default 3) */
   preemptions?: number;
-  /** the reading of lazy_mmu_mode_enable_fast_pte_range() in force (default hint) */
+  /** the reading of the range-aware lazy MMU enable in force (default hint) */
   lazyContract?: 'strict' | 'hint';
+  /** the version of Gordeev's range-aware lazy MMU series in force (default the latest modelled; 'none': mainline) */
+  lazySeries?: LazySeries;
   /** keep a long event history with timestamps, returned as RunResult.trace */
   trace?: boolean;
   /** events kept per CPU when tracing (power of two) */
@@ -73,6 +77,7 @@ export interface RunResult {
   seed: number;
   knobs: string[];
   lazyContract: 'strict' | 'hint';
+  lazySeries: LazySeries;
   /** from the start barrier (every host booted) to the end of the run */
   wallMs: number;
   /** starting the host threads */
@@ -258,8 +263,9 @@ export function describeHang(V: Views): string {
     const w = I[hostWord(L, h, HB_WAITING_ON)];
     if (w >= 0) {
       const holder = I[w];
-      const mmLock = w >= L.mms && w < L.mms + L.shape.maxMms * MM_WORDS && (w - L.mms) % MM_WORDS === MM_LOCK ? ` (mmap_lock of mm ${Math.floor((w - L.mms) / MM_WORDS)})` : '';
-      lines.push(`host ${h} blocked on lock word ${w}${mmLock}, value ${holder}${holder > 0 && !mmLock ? ` (held by cpu ${holder - 1})` : ''}`);
+      const mm = mmOfWord(L, w, MM_LOCK);
+      const mmLock = mm >= 0 ? ` (mmap_lock of mm ${mm})` : '';
+      lines.push(`host ${h} blocked on lock word ${w}${mmLock}, value ${holder}${holder > 0 && !mmLock ? ` (held by cpu ${spinlock_holder(holder)})` : ''}`);
     }
   }
   for (let c = 0; c < L.shape.cpus; c++) {
@@ -271,105 +277,177 @@ export function describeHang(V: Views): string {
   return lines.length ? lines.join('\n') : 'no lock held and no IPI outstanding: a host stopped making progress';
 }
 
-export async function runScenario(s: Scenario, o: RunOptions = {}): Promise<RunResult> {
+/** RunOptions with every default filled in from the scenario and this host (no side effects, no checks). */
+export interface ResolvedRunOptions {
+  cpus: number;
+  arch: string;
+  seed: number;
+  knobs: string[];
+  threads: number;
+  tlbEntries: number;
+  delay: number;
+  /** undefined: a fixed number of operations */
+  durationMs: number | undefined;
+  /** operations per CPU (unbounded with durationMs) */
+  ops: number;
+  deterministic: boolean;
+  lazyContract: 'strict' | 'hint';
+  /** the version of Gordeev's range-aware lazy MMU series (mmsim list-series) */
+  lazySeries: LazySeries;
+  preemptions: number;
+  traceEvents: number;
+  hangTimeoutMs: number;
+}
+
+/** The one place a run's options get their defaults (runScenario, the CLI, stress campaigns, shrink). */
+export function resolveRunOptions(s: Scenario, o: RunOptions = {}): ResolvedRunOptions {
   const cpus = o.cpus ?? s.machine.cpus;
-  const arch = o.arch ?? s.machine.arch;
-  const seed = o.seed ?? s.run.seed;
-  const knobs = o.knobs ?? s.knobs;
-  const threads = Math.min(o.threads ?? defaultThreads(cpus, o.mode === 'deterministic'), cpus);
-  const tlbEntries = o.tlbEntries ?? s.machine.tlbEntries;
-  const delay = o.delay ?? s.run.delay;
-  const durationMs = o.durationMs ?? (o.ops === undefined ? s.run.durationMs : undefined);
-  const ops = durationMs !== undefined ? Number.MAX_SAFE_INTEGER : (o.ops ?? s.run.opsPerCpu);
-  setKnobs(knobs);
   const deterministic = (o.mode ?? 'free') === 'deterministic';
-  const lazyContract = o.lazyContract ?? 'hint';
-  set_lazy_contract(lazyContract);
-  const preemptions = o.preemptions ?? 3;
-  if (deterministic && threads !== cpus) {
-    throw new ScenarioError(`deterministic mode needs one thread per CPU (--threads ${threads} < --cpus ${cpus})`);
+  const durationMs = o.durationMs ?? (o.ops === undefined ? s.run.durationMs : undefined);
+  return {
+    cpus,
+    arch: o.arch ?? s.machine.arch,
+    seed: o.seed ?? s.run.seed,
+    knobs: o.knobs ?? s.knobs,
+    threads: Math.min(o.threads ?? defaultThreads(cpus, o.mode === 'deterministic'), cpus),
+    tlbEntries: o.tlbEntries ?? s.machine.tlbEntries,
+    delay: o.delay ?? s.run.delay,
+    durationMs,
+    ops: durationMs !== undefined ? Number.MAX_SAFE_INTEGER : (o.ops ?? s.run.opsPerCpu),
+    deterministic,
+    lazyContract: o.lazyContract ?? 'hint',
+    lazySeries: o.lazySeries ?? LAZY_SERIES_LATEST,
+    preemptions: o.preemptions ?? 3,
+    traceEvents: o.trace ? (o.traceEvents ?? 1 << 15) : 64,
+    hangTimeoutMs: o.hangTimeoutMs ?? 30000,
+  };
+}
+
+/** The scenario's own knobs plus the ones asked for (`--knob`); undefined when none is asked for. */
+export function withScenarioKnobs(s: Scenario, extra: string[] | undefined): string[] | undefined {
+  return extra?.length ? [...new Set([...s.knobs, ...extra])] : undefined;
+}
+
+function checkRunOptions(r: ResolvedRunOptions): void {
+  if (r.deterministic && r.threads !== r.cpus) {
+    throw new ScenarioError(`deterministic mode needs one thread per CPU (--threads ${r.threads} < --cpus ${r.cpus})`);
   }
-  if (deterministic && (durationMs !== undefined || delay > 0)) {
+  if (r.deterministic && (r.durationMs !== undefined || r.delay > 0)) {
     throw new ScenarioError('deterministic mode takes --ops, not --duration or --delay (time must not steer it)');
   }
-  const traceEvents = o.trace ? (o.traceEvents ?? 1 << 15) : 64;
-  if (traceEvents & (traceEvents - 1)) throw new ScenarioError('traceEvents must be a power of two');
-  const { V, files, tasks, hosts, hostOf } = boot(s, cpus, threads, arch, tlbEntries, traceEvents, deterministic);
-  if (deterministic) initDet(V, { seed, preemptions, expectedSteps: ops * cpus * STEPS_PER_OP });
-  const traceEpochMs = o.trace ? performance.timeOrigin + performance.now() : undefined;
+  if (r.traceEvents & (r.traceEvents - 1)) throw new ScenarioError('traceEvents must be a power of two');
+}
+
+/** What became of a run. */
+export interface Verdict {
+  status: 'clean' | 'violation' | 'audit' | 'hang' | 'crash';
+  /** what `mmsim run` exits with: 0 clean, 1 violation, audit failure or hang, 3 crash */
+  exit: 0 | 1 | 3;
+  /** the summary's result line */
+  label: 'clean' | 'VIOLATION' | 'HUNG' | 'CRASHED';
+  /** the first problem: an oracle's kind (uaf-stale-tlb, content, ...), 'violation', 'audit', 'hang' or 'crash'; null when clean */
+  kind: string | null;
+  message: string | null;
+}
+
+/** The one place a run's verdict is decided (summary, exit code, repro files, shrink, stress seeds). */
+export function runVerdict(r: Pick<RunResult, 'crash' | 'hang' | 'violations' | 'violationCount' | 'audit' | 'teardownAudit'>): Verdict {
+  if (r.crash) return { status: 'crash', exit: 3, label: 'CRASHED', kind: 'crash', message: r.crash };
+  if (r.hang) return { status: 'hang', exit: 1, label: 'HUNG', kind: 'hang', message: r.hang };
+  const v = r.violations[0];
+  if (v) return { status: 'violation', exit: 1, label: 'VIOLATION', kind: v.kind, message: v.message };
+  if (r.violationCount > 0) return { status: 'violation', exit: 1, label: 'VIOLATION', kind: 'violation', message: `${r.violationCount} violations` };
+  if (!r.audit.ok) return { status: 'audit', exit: 1, label: 'VIOLATION', kind: 'audit', message: r.audit.problems[0] };
+  if (!r.teardownAudit.ok) return { status: 'audit', exit: 1, label: 'VIOLATION', kind: 'audit', message: r.teardownAudit.problems.at(-1) ?? '' };
+  return { status: 'clean', exit: 0, label: 'clean', kind: null, message: null };
+}
+
+interface Supervised {
+  results: HostResult[];
+  hang?: string;
+  crash?: string;
+  /** performance.now() when every host had passed the start barrier (0: never seen) */
+  startedAt: number;
+}
+
+/** Progress of the whole machine: operations, syscalls and IPIs received by every CPU, and finished hosts. */
+function progress(V: Views, cpus: number): number {
   const { I, L } = V;
-  const plan = (h: number): HostPlan => ({
-    sab: V.sab, layout: L, hostId: h, cpus: [...Array(cpus).keys()].filter((c) => hostOf[c] === h), arch, knobs,
-    tlbEntries, seed, delay, delaySpins: s.run.delaySpins, opsPerCpu: ops, stopOnViolation: !o.keepGoing,
-    tasks: tasks.filter((t) => hostOf[t.cpu] === h), traceEpochMs, deterministic, lazyContract,
-  });
-  const t0 = performance.now();
+  let p = 0;
+  for (let c = 0; c < cpus; c++) p += I[statWord(L, c, ST_OPS)] + I[statWord(L, c, ST_SYSCALLS)] + I[statWord(L, c, ST_IPI_RECV)];
+  return p + I[L.header + H_DONE];
+}
+
+/**
+ * Start one worker per host thread, run the plans, and watch them: a crash or
+ * an exit of a worker, a deadlock (deterministic mode) or no progress for
+ * hangTimeoutMs ends the run. --duration is armed at the start barrier.
+ */
+async function superviseWorkers(V: Views, r: ResolvedRunOptions, hosts: number, plan: (h: number) => HostPlan, cpuProfDir: string | undefined): Promise<Supervised> {
+  const { I, L } = V;
   let startedAt = 0;
-  let results: HostResult[] = [];
-  let hang: string | undefined;
-  let crash: string | undefined;
-  if (threads === 1) {
-    results = [runHost(plan(0))];
-  } else {
-    const workers: Worker[] = [];
-    const url = new URL('../../workers/cpu.ts', import.meta.url);
-    let failed: (why: string) => void = () => {};
-    const failure = new Promise<string>((res) => (failed = res));
-    for (let h = 0; h < hosts; h++) {
-      const execArgv = o.cpuProfDir ? ['--cpu-prof', `--cpu-prof-dir=${o.cpuProfDir}`, `--cpu-prof-name=host-${h}.cpuprofile`] : undefined;
-      const w = new Worker(url, { name: `mmsim-host-${h}`, stdout: false, stderr: false, execArgv });
-      w.on('error', (e) => failed(`host thread ${h} crashed: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}`));
-      w.on('exit', (code) => {
-        if (code !== 0) failed(`host thread ${h} exited with code ${code}`);
-      });
-      workers.push(w);
-    }
-    const remotes = workers.map((w) => Comlink.wrap<CpuWorkerApi>(nodeEndpoint(w)));
-    let durationArmed = false;
-    // watchdog: progress = ops + heartbeats of blocked hosts that still service IPIs
-    const hangMs = o.hangTimeoutMs ?? 30000;
-    let last = -1;
-    let lastChange = performance.now();
-    let watchdog: NodeJS.Timeout | undefined;
-    const hung = new Promise<string>((res) => {
-      watchdog = setInterval(() => {
-        if (!startedAt && Atomics.load(I, L.header + H_STARTED) >= hosts) startedAt = performance.now();
-        if (deterministic && detDeadlocked(V)) {
-          res(`deadlock: every CPU that has not finished is blocked (deterministic scheduler, step ${detStep(V)})\n${describeHang(V)}`);
-          return;
-        }
-        if (startedAt && durationMs !== undefined && !durationArmed) {
-          durationArmed = true; // --duration counts from the start barrier, not from worker boot
-          setTimeout(() => requestStop(V), durationMs).unref();
-        }
-        let p = 0;
-        for (let c = 0; c < cpus; c++) p += I[statWord(L, c, ST_OPS)] + I[statWord(L, c, ST_SYSCALLS)] + I[statWord(L, c, ST_IPI_RECV)];
-        p += I[L.header + H_DONE];
-        if (p !== last || !startedAt) {
-          last = p;
-          lastChange = performance.now();
-        } else if (performance.now() - lastChange > hangMs) {
-          res(`no CPU made progress for ${(hangMs / 1000).toFixed(0)} s\n${describeHang(V)}`);
-        }
-      }, 50);
+  const workers: Worker[] = [];
+  const url = new URL('../../workers/cpu.ts', import.meta.url);
+  let failed: (why: string) => void = () => {};
+  const failure = new Promise<string>((res) => (failed = res));
+  for (let h = 0; h < hosts; h++) {
+    const execArgv = cpuProfDir ? ['--cpu-prof', `--cpu-prof-dir=${cpuProfDir}`, `--cpu-prof-name=host-${h}.cpuprofile`] : undefined;
+    const w = new Worker(url, { name: `mmsim-host-${h}`, stdout: false, stderr: false, execArgv });
+    w.on('error', (e) => failed(`host thread ${h} crashed: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}`));
+    w.on('exit', (code) => {
+      if (code !== 0) failed(`host thread ${h} exited with code ${code}`);
     });
-    const all = Promise.all(remotes.map((r, h) => r.run(plan(h))));
-    const outcome = await Promise.race([
-      all.then((r) => ({ r }), (e: unknown) => ({ crash: `a host thread crashed: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}` })),
-      failure.then((why) => ({ crash: why })),
-      hung.then((why) => ({ hang: why })),
-    ]);
-    clearInterval(watchdog);
-    if ('r' in outcome) results = outcome.r;
-    else if ('crash' in outcome) crash = outcome.crash;
-    else hang = outcome.hang;
-    Atomics.store(I, L.header + H_STOP, 1);
-    for (const r of remotes) r[Comlink.releaseProxy]();
-    await Promise.all(workers.map((w) => w.terminate()));
+    workers.push(w);
   }
-  const end = performance.now();
-  const bootMs = startedAt ? startedAt - t0 : 0;
-  const wallMs = end - (startedAt || t0);
+  const remotes = workers.map((w) => Comlink.wrap<CpuWorkerApi>(nodeEndpoint(w)));
+  let durationArmed = false;
+  // watchdog: progress = ops + heartbeats of blocked hosts that still service IPIs
+  const hangMs = r.hangTimeoutMs;
+  let last = -1;
+  let lastChange = performance.now();
+  let watchdog: NodeJS.Timeout | undefined;
+  const hung = new Promise<string>((res) => {
+    watchdog = setInterval(() => {
+      if (!startedAt && Atomics.load(I, L.header + H_STARTED) >= hosts) startedAt = performance.now();
+      if (r.deterministic && detDeadlocked(V)) {
+        res(`deadlock: every CPU that has not finished is blocked (deterministic scheduler, step ${detStep(V)})\n${describeHang(V)}`);
+        return;
+      }
+      if (startedAt && r.durationMs !== undefined && !durationArmed) {
+        durationArmed = true; // --duration counts from the start barrier, not from worker boot
+        setTimeout(() => requestStop(V), r.durationMs).unref();
+      }
+      const p = progress(V, r.cpus);
+      if (p !== last || !startedAt) {
+        last = p;
+        lastChange = performance.now();
+      } else if (performance.now() - lastChange > hangMs) {
+        res(`no CPU made progress for ${(hangMs / 1000).toFixed(0)} s\n${describeHang(V)}`);
+      }
+    }, 50);
+  });
+  const all = Promise.all(remotes.map((rm, h) => rm.run(plan(h))));
+  const outcome = await Promise.race([
+    all.then((res) => ({ r: res }), (e: unknown) => ({ crash: `a host thread crashed: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}` })),
+    failure.then((why) => ({ crash: why })),
+    hung.then((why) => ({ hang: why })),
+  ]);
+  clearInterval(watchdog);
+  const out: Supervised = { results: [], startedAt };
+  if ('r' in outcome) out.results = outcome.r;
+  else if ('crash' in outcome) out.crash = outcome.crash;
+  else out.hang = outcome.hang;
+  Atomics.store(I, L.header + H_STOP, 1);
+  for (const rm of remotes) rm[Comlink.releaseProxy]();
+  await Promise.all(workers.map((w) => w.terminate()));
+  out.startedAt = startedAt;
+  return out;
+}
+
+/** The run's figures: every CPU's counters summed, ops per CPU, shootdown latencies and the host threads' tallies. */
+function runStatistics(V: Views, cpus: number, results: HostResult[]): Pick<RunResult,
+  'stats' | 'perCpuOps' | 'latencyNs' | 'latencySamplesNs' | 'syscallErrors' | 'lastSyscallError' | 'readsChecked' | 'readsExcused' | 'cowChecked' | 'cowUnjudged'> {
+  const { I, L } = V;
   const stats = Object.fromEntries(STAT_NAMES.map((n) => [n, 0])) as Record<StatName, number>;
   const perCpuOps: number[] = [];
   for (let c = 0; c < cpus; c++) {
@@ -377,33 +455,70 @@ export async function runScenario(s: Scenario, o: RunOptions = {}): Promise<RunR
     perCpuOps.push(I[statWord(L, c, ST_OPS)]);
   }
   const lat = Float64Array.from(results.flatMap((r) => r.latencies)).sort();
-  const violations = results.flatMap((r) => r.violations);
-  // The trace first: the teardown below runs kernel code as CPU 0 and would log over its ring.
-  const trace = o.trace ? collectTrace(V, cpus) : undefined;
-  // Quiescent: audit the live state, then tear every mm down and audit again (leaks).
-  let auditReport: AuditReport;
-  let teardown: AuditReport;
-  if (hang || crash) {
-    auditReport = teardown = { ok: true, problems: ['skipped: the run did not finish'], usedData: 0, usedTables: 0, freeData: 0, freeTables: 0, mappedPages: 0 };
-  } else {
-    auditReport = audit(V);
-    teardown = teardownAndAudit(V, arch, tlbEntries, violations, files);
-  }
   return {
-    scenario: s.name, arch, cpus, threads,
-    mode: deterministic ? 'deterministic' : threads === 1 ? 'inline' : threads === cpus ? 'worker-per-cpu' : 'hosted',
-    seed, knobs, lazyContract, wallMs, bootMs, stats, perCpuOps,
-    deterministic: deterministic ? { preemptions, steps: detStep(V), schedule: detDecisions(V) } : undefined,
+    stats, perCpuOps,
     latencyNs: { samples: lat.length, p50: percentile(lat, 0.5), p99: percentile(lat, 0.99), max: lat.length ? lat[lat.length - 1] : 0 },
     latencySamplesNs: sample(lat, 20000),
-    trace,
-    violations, violationCount: Atomics.load(I, L.header + H_VIOLATIONS), audit: auditReport, teardownAudit: teardown, hang, crash,
     syscallErrors: results.reduce((a, r) => a + r.syscallErrors, 0),
     lastSyscallError: results.map((r) => r.lastSyscallError).filter(Boolean).pop() ?? '',
     readsChecked: results.reduce((a, r) => a + r.readsChecked, 0),
     readsExcused: results.reduce((a, r) => a + r.readsExcused, 0),
     cowChecked: results.reduce((a, r) => a + r.cowChecked, 0),
     cowUnjudged: results.reduce((a, r) => a + r.cowUnjudged, 0),
+  };
+}
+
+/**
+ * Quiescent: audit the live state, then tear every mm down and audit again
+ * (leaks). Skipped when the run did not finish (its state is mid-operation).
+ */
+function finalAudit(V: Views, r: ResolvedRunOptions, finished: boolean, violations: ViolationRecord[], files: number[]): { audit: AuditReport; teardownAudit: AuditReport } {
+  if (!finished) {
+    const skipped: AuditReport = { ok: true, problems: ['skipped: the run did not finish'], usedData: 0, usedTables: 0, freeData: 0, freeTables: 0, mappedPages: 0 };
+    return { audit: skipped, teardownAudit: skipped };
+  }
+  const live = audit(V);
+  return { audit: live, teardownAudit: teardownAndAudit(V, r.arch, r.tlbEntries, violations, files) };
+}
+
+export async function runScenario(s: Scenario, o: RunOptions = {}): Promise<RunResult> {
+  const r = resolveRunOptions(s, o);
+  const { cpus, arch, seed, knobs, threads, tlbEntries, delay, ops, deterministic, lazyContract, preemptions } = r;
+  const lazySeries = resolve_lazy_series(r.lazySeries);
+  if (lazySeries === null) throw new ScenarioError(`lazySeries: unknown version '${r.lazySeries}' (mmsim list-series)`);
+  set_lazy_series(lazySeries);
+  setKnobs(knobs);
+  set_lazy_contract(lazyContract);
+  checkRunOptions(r);
+  const { V, files, tasks, hosts, hostOf } = boot(s, cpus, threads, arch, tlbEntries, r.traceEvents, deterministic);
+  if (deterministic) initDet(V, { seed, preemptions, expectedSteps: ops * cpus * STEPS_PER_OP });
+  const traceEpochMs = o.trace ? performance.timeOrigin + performance.now() : undefined;
+  const { I, L } = V;
+  const plan = (h: number): HostPlan => ({
+    sab: V.sab, layout: L, hostId: h, cpus: [...Array(cpus).keys()].filter((c) => hostOf[c] === h), arch, knobs,
+    tlbEntries, seed, delay, delaySpins: s.run.delaySpins, opsPerCpu: ops, stopOnViolation: !o.keepGoing,
+    tasks: tasks.filter((t) => hostOf[t.cpu] === h), traceEpochMs, deterministic, lazyContract, lazySeries,
+  });
+  const t0 = performance.now();
+  const run: Supervised = threads === 1 ? { results: [runHost(plan(0))], startedAt: 0 } : await superviseWorkers(V, r, hosts, plan, o.cpuProfDir);
+  const { results, hang, crash, startedAt } = run;
+  const end = performance.now();
+  const violations = results.flatMap((h) => h.violations);
+  const figures = runStatistics(V, cpus, results);
+  // The trace first: the teardown below runs kernel code as CPU 0 and would log over its ring.
+  const trace = o.trace ? collectTrace(V, cpus) : undefined;
+  const audits = finalAudit(V, r, !hang && !crash, violations, files);
+  return {
+    scenario: s.name, arch, cpus, threads,
+    mode: deterministic ? 'deterministic' : threads === 1 ? 'inline' : threads === cpus ? 'worker-per-cpu' : 'hosted',
+    seed, knobs, lazyContract, lazySeries, wallMs: end - (startedAt || t0), bootMs: startedAt ? startedAt - t0 : 0, stats: figures.stats, perCpuOps: figures.perCpuOps,
+    deterministic: deterministic ? { preemptions, steps: detStep(V), schedule: detDecisions(V) } : undefined,
+    latencyNs: figures.latencyNs, latencySamplesNs: figures.latencySamplesNs,
+    trace,
+    violations, violationCount: Atomics.load(I, L.header + H_VIOLATIONS), audit: audits.audit, teardownAudit: audits.teardownAudit, hang, crash,
+    syscallErrors: figures.syscallErrors, lastSyscallError: figures.lastSyscallError,
+    readsChecked: figures.readsChecked, readsExcused: figures.readsExcused,
+    cowChecked: figures.cowChecked, cowUnjudged: figures.cowUnjudged,
   };
 }
 

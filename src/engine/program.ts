@@ -142,151 +142,216 @@ export class TaskRunner {
     return { page, pages: n };
   }
 
+  /** One leaf operation of the program (a scenario step): dispatch to the op_* below. */
   private exec(cpu: Cpu, oracle: ContentOracle, s: Exclude<Step, { op: 'choose' } | { op: 'repeat' }>): number {
-    const mm = this.plan.mm;
     switch (s.op) {
-      case 'access': {
-        const r = this.regions.get(s.region)!;
-        for (let i = 0; i < s.count; i++) {
-          const { page } = typeof s.at === 'string' && s.at !== 'random'
-            ? this.pickInSaved(cpu, s.at, r)
-            : this.range(cpu, r, s.at, 1);
-          const word = cpu.rng.int(0, WORDS_PER_PAGE - 1);
-          const off = page * PAGE_SIZE + word * (PAGE_SIZE / WORDS_PER_PAGE);
-          const va = r.base + off;
-          const write = s.mode === 'write' || (s.mode === 'rw' && (cpu.rng.u32() & 1) === 1);
-          if (write) {
-            const tag = oracle.tag(off);
-            const snap = oracle.snapshot(mm);
-            oracle.cow.stamp(mm);
-            if (cpu.write(va, tag)) {
-              oracle.wrote(mm, va, tag, snap);
-              oracle.cow.wrote(cpu.lastPfn, word, tag, r.shared);
-            }
-          } else if (cpu.read(va)) {
-            oracle.read(mm, va, cpu.value, off);
-            oracle.cow.read(mm, cpu.lastPfn, word, cpu.value, r.shared, va);
-          }
-        }
-        return s.count;
-      }
-      case 'munmap': {
-        const r = this.regions.get(s.region)!;
-        const g = this.range(cpu, r, s.at, this.pages(cpu, s.pages));
-        if (g.pages === 0) return 1;
-        this.check(do_munmap(mm, r.base + g.page * PAGE_SIZE, g.pages * PAGE_SIZE), 'munmap');
-        if (s.save) this.saved.set(s.save, { region: r.name, ...g });
-        return 1;
-      }
-      case 'mmap': {
-        const r = this.regions.get(s.region)!;
-        const g = this.range(cpu, r, s.at, s.pages ? this.pages(cpu, s.pages) : 1);
-        if (g.pages === 0) return 1;
-        const flags = MAP_FIXED | MAP_ANONYMOUS | (r.shared ? MAP_SHARED : MAP_PRIVATE);
-        const got = do_mmap(mm, r.base + g.page * PAGE_SIZE, g.pages * PAGE_SIZE, protBits(r.prot), flags);
-        this.check(got, 'mmap');
-        if (r.thp && got >= 0) this.check(do_madvise_advice(mm, got, g.pages * PAGE_SIZE, MADV_HUGEPAGE), 'madvise(MADV_HUGEPAGE)');
-        return 1;
-      }
-      case 'mprotect': {
-        const r = this.regions.get(s.region)!;
-        const g = this.range(cpu, r, s.at, this.pages(cpu, s.pages));
-        if (g.pages === 0) return 1;
-        this.check(do_mprotect(mm, r.base + g.page * PAGE_SIZE, g.pages * PAGE_SIZE, protBits(s.prot)), 'mprotect');
-        if (s.save) this.saved.set(s.save, { region: r.name, ...g });
-        return 1;
-      }
-      case 'madvise': {
-        const r = this.regions.get(s.region)!;
-        const g = this.range(cpu, r, s.at, this.pages(cpu, s.pages));
-        if (g.pages === 0) return 1;
-        this.check(do_madvise(mm, r.base + g.page * PAGE_SIZE, g.pages * PAGE_SIZE, MADV_DONTNEED), 'madvise');
-        return 1;
-      }
-      case 'mremap': {
-        // move the region's pages onto another region of the same size (MREMAP_MAYMOVE | MREMAP_FIXED)
-        const r = this.regions.get(s.region)!;
-        const to = this.regions.get(s.to)!;
-        const len = Math.min(r.pages, to.pages) * PAGE_SIZE;
-        this.check(do_mremap(mm, r.base, len, len, MREMAP_MAYMOVE | MREMAP_FIXED, to.base), 'mremap');
-        return 1;
-      }
-      case 'fork': {
-        const child = do_fork(mm);
-        if (child < 0) {
-          this.check(child, 'fork');
-          return 1;
-        }
-        oracle.inherit(mm, child);
-        const id = task_create(cpu.V, child, cpu.id, -1);
-        this.spawn({ ...this.plan, id, mm: child, thread: `${this.plan.thread}/child`, program: s.child, opsLeft: s.childOps });
-        return 1;
-      }
-      case 'pin': {
-        const r = this.regions.get(s.region)!;
-        const g = this.range(cpu, r, s.at, 1);
-        if (g.pages === 0) return 1;
-        const word = cpu.rng.int(0, WORDS_PER_PAGE - 1);
-        const off = g.page * PAGE_SIZE + word * (PAGE_SIZE / WORDS_PER_PAGE);
-        const flags = s.access === 'write' ? FOLL_PIN | FOLL_WRITE : FOLL_GET;
-        const pfn = get_user_pages_fast(mm, r.base + off, flags);
-        if (pfn < 0) {
-          this.check(pfn, 'pin');
-          return 1;
-        }
-        if (s.save) this.saved.set(s.save, { region: r.name, page: g.page, pages: 1 });
-        const p: Pin = { pfn, flags, va: r.base + off, off, word, shared: r.shared, left: s.hold };
-        this.through(cpu, oracle, p);
-        if (p.left > 0) this.pins.push(p);
-        else gup_put_page(pfn, flags);
-        return 1;
-      }
-      case 'procmem-write': {
-        const r = this.regions.get(s.region)!;
-        const g = this.range(cpu, r, s.at, 1);
-        if (g.pages === 0) return 1;
-        const word = cpu.rng.int(0, WORDS_PER_PAGE - 1);
-        const off = g.page * PAGE_SIZE + word * (PAGE_SIZE / WORDS_PER_PAGE);
-        const tag = oracle.tag(off);
-        const snap = oracle.snapshot(mm);
-        oracle.cow.stamp(mm);
-        const pfn = access_remote_vm_write(mm, r.base + off, tag);
-        if (pfn < 0) this.check(pfn, 'procmem-write');
-        else {
-          oracle.cow.wrote(pfn, word, tag, r.shared);
-          oracle.wrote(mm, r.base + off, tag, snap);
-        }
-        return 1;
-      }
+      case 'access':
+        return this.op_access(cpu, oracle, s);
+      case 'munmap':
+        return this.op_munmap(cpu, s);
+      case 'mmap':
+        return this.op_mmap(cpu, s);
+      case 'mprotect':
+        return this.op_mprotect(cpu, s);
+      case 'madvise':
+        return this.op_madvise(cpu, s);
+      case 'mremap':
+        return this.op_mremap(s);
+      case 'fork':
+        return this.op_fork(cpu, oracle, s);
+      case 'pin':
+        return this.op_pin(cpu, oracle, s);
+      case 'procmem-write':
+        return this.op_procmem_write(cpu, oracle, s);
       case 'exit':
         this.exit();
         return 1;
-      case 'lazy-nest': {
-        const r = this.regions.get(s.region)!;
-        lazy_mmu_nest_test(mm, r.base, Math.min(s.pages, r.pages), s.order);
-        return 1;
-      }
+      case 'lazy-nest':
+        return this.op_lazy_nest(s);
       case 'yield':
         return 1;
       case 'stop':
         this.stopped = true;
         return 1;
-      case 'truncate': {
-        const f = this.file(s.file);
-        this.check(do_ftruncate(f.id, this.pages(cpu, s.pages)), 'ftruncate');
-        return 1;
-      }
+      case 'truncate':
+        return this.op_truncate(cpu, s);
       case 'punch':
-      case 'reclaim': {
-        const f = this.file(s.file);
-        const n = Math.min(this.pages(cpu, s.pages), f.pages);
-        const at = s.at === 'random' ? cpu.rng.int(0, f.pages - n)
-          : Array.isArray(s.at) ? Math.min(cpu.rng.int(s.at[0], s.at[1]), f.pages - n) : Math.min(s.at, f.pages - n);
-        if (s.op === 'punch') this.check(shmem_punch_hole(f.id, at, n), 'fallocate');
-        else reclaim_file_range(f.id, at, n);
-        return 1;
+      case 'reclaim':
+        return this.op_punch_or_reclaim(cpu, s);
+    }
+  }
+
+  /** reads and writes at random words of a region, each checked by the content and COW oracles */
+  private op_access(cpu: Cpu, oracle: ContentOracle, s: Extract<Step, { op: 'access' }>): number {
+    const mm = this.plan.mm;
+    const r = this.regions.get(s.region)!;
+    for (let i = 0; i < s.count; i++) {
+      const { page } = typeof s.at === 'string' && s.at !== 'random'
+        ? this.pickInSaved(cpu, s.at, r)
+        : this.range(cpu, r, s.at, 1);
+      const word = cpu.rng.int(0, WORDS_PER_PAGE - 1);
+      const off = page * PAGE_SIZE + word * (PAGE_SIZE / WORDS_PER_PAGE);
+      const va = r.base + off;
+      const write = s.mode === 'write' || (s.mode === 'rw' && (cpu.rng.u32() & 1) === 1);
+      if (write) {
+        const tag = oracle.tag(off);
+        const snap = oracle.snapshot(mm);
+        oracle.cow.stamp(mm);
+        if (cpu.write(va, tag)) {
+          oracle.wrote(mm, va, tag, snap);
+          oracle.cow.wrote(cpu.lastPfn, word, tag, r.shared);
+        }
+      } else if (cpu.read(va)) {
+        oracle.read(mm, va, cpu.value, off);
+        oracle.cow.read(mm, cpu.lastPfn, word, cpu.value, r.shared, va);
       }
     }
+    return s.count;
+  }
+
+  /** munmap(2) of a page range of a region */
+  private op_munmap(cpu: Cpu, s: Extract<Step, { op: 'munmap' }>): number {
+    const x = this.syscallRange(cpu, s);
+    if (x === null) return 1;
+    this.check(do_munmap(this.plan.mm, x.start, x.len), 'munmap');
+    if (s.save) this.saved.set(s.save, { region: x.r.name, ...x.g });
+    return 1;
+  }
+
+  /** mmap(2) MAP_FIXED over a page range of a region */
+  private op_mmap(cpu: Cpu, s: Extract<Step, { op: 'mmap' }>): number {
+    const mm = this.plan.mm;
+    const r = this.regions.get(s.region)!;
+    const g = this.range(cpu, r, s.at, s.pages ? this.pages(cpu, s.pages) : 1);
+    if (g.pages === 0) return 1;
+    const flags = MAP_FIXED | MAP_ANONYMOUS | (r.shared ? MAP_SHARED : MAP_PRIVATE);
+    const got = do_mmap(mm, r.base + g.page * PAGE_SIZE, g.pages * PAGE_SIZE, protBits(r.prot), flags);
+    this.check(got, 'mmap');
+    if (r.thp && got >= 0) this.check(do_madvise_advice(mm, got, g.pages * PAGE_SIZE, MADV_HUGEPAGE), 'madvise(MADV_HUGEPAGE)');
+    return 1;
+  }
+
+  /** mprotect(2) of a page range */
+  private op_mprotect(cpu: Cpu, s: Extract<Step, { op: 'mprotect' }>): number {
+    const x = this.syscallRange(cpu, s);
+    if (x === null) return 1;
+    this.check(do_mprotect(this.plan.mm, x.start, x.len, protBits(s.prot)), 'mprotect');
+    if (s.save) this.saved.set(s.save, { region: x.r.name, ...x.g });
+    return 1;
+  }
+
+  /** madvise(MADV_DONTNEED) of a page range */
+  private op_madvise(cpu: Cpu, s: Extract<Step, { op: 'madvise' }>): number {
+    const x = this.syscallRange(cpu, s);
+    if (x === null) return 1;
+    this.check(do_madvise(this.plan.mm, x.start, x.len, MADV_DONTNEED), 'madvise');
+    return 1;
+  }
+
+  /** mremap(2) of the region's pages onto another region of the same size (MREMAP_MAYMOVE | MREMAP_FIXED) */
+  private op_mremap(s: Extract<Step, { op: 'mremap' }>): number {
+    const mm = this.plan.mm;
+    // move the region's pages onto another region of the same size (MREMAP_MAYMOVE | MREMAP_FIXED)
+    const r = this.regions.get(s.region)!;
+    const to = this.regions.get(s.to)!;
+    const len = Math.min(r.pages, to.pages) * PAGE_SIZE;
+    this.check(do_mremap(mm, r.base, len, len, MREMAP_MAYMOVE | MREMAP_FIXED, to.base), 'mremap');
+    return 1;
+  }
+
+  /** fork(2): the child runs its own program on this CPU */
+  private op_fork(cpu: Cpu, oracle: ContentOracle, s: Extract<Step, { op: 'fork' }>): number {
+    const mm = this.plan.mm;
+    const child = do_fork(mm);
+    if (child < 0) {
+      this.check(child, 'fork');
+      return 1;
+    }
+    oracle.inherit(mm, child);
+    const id = task_create(cpu.V, child, cpu.id, -1);
+    this.spawn({ ...this.plan, id, mm: child, thread: `${this.plan.thread}/child`, program: s.child, opsLeft: s.childOps });
+    return 1;
+  }
+
+  /** The pages a munmap, mprotect or madvise step covers (`pages` drawn, then `at`), or null when none. */
+  private syscallRange(cpu: Cpu, s: { region: string; at: number | string; pages: number | [number, number] }): { r: RegionInfo; g: { page: number; pages: number }; start: number; len: number } | null {
+    const r = this.regions.get(s.region)!;
+    const g = this.range(cpu, r, s.at, this.pages(cpu, s.pages));
+    if (g.pages === 0) return null;
+    return { r, g, start: r.base + g.page * PAGE_SIZE, len: g.pages * PAGE_SIZE };
+  }
+
+  /** One word of one page of a region (`at` as in range()), or null when the range is empty. */
+  private pickWord(cpu: Cpu, region: string, at: number | string): { r: RegionInfo; page: number; word: number; off: number } | null {
+    const r = this.regions.get(region)!;
+    const g = this.range(cpu, r, at, 1);
+    if (g.pages === 0) return null;
+    const word = cpu.rng.int(0, WORDS_PER_PAGE - 1);
+    return { r, page: g.page, word, off: g.page * PAGE_SIZE + word * (PAGE_SIZE / WORDS_PER_PAGE) };
+  }
+
+  /** a GUP pin (FOLL_PIN for writes, FOLL_GET for reads) held for `hold` steps, with one access through it now */
+  private op_pin(cpu: Cpu, oracle: ContentOracle, s: Extract<Step, { op: 'pin' }>): number {
+    const mm = this.plan.mm;
+    const w = this.pickWord(cpu, s.region, s.at);
+    if (w === null) return 1;
+    const { r, page, word, off } = w;
+    const flags = s.access === 'write' ? FOLL_PIN | FOLL_WRITE : FOLL_GET;
+    const pfn = get_user_pages_fast(mm, r.base + off, flags);
+    if (pfn < 0) {
+      this.check(pfn, 'pin');
+      return 1;
+    }
+    if (s.save) this.saved.set(s.save, { region: r.name, page, pages: 1 });
+    const p: Pin = { pfn, flags, va: r.base + off, off, word, shared: r.shared, left: s.hold };
+    this.through(cpu, oracle, p);
+    if (p.left > 0) this.pins.push(p);
+    else gup_put_page(pfn, flags);
+    return 1;
+  }
+
+  /** a write through /proc/pid/mem (access_remote_vm) */
+  private op_procmem_write(cpu: Cpu, oracle: ContentOracle, s: Extract<Step, { op: 'procmem-write' }>): number {
+    const mm = this.plan.mm;
+    const w = this.pickWord(cpu, s.region, s.at);
+    if (w === null) return 1;
+    const { r, word, off } = w;
+    const tag = oracle.tag(off);
+    const snap = oracle.snapshot(mm);
+    oracle.cow.stamp(mm);
+    const pfn = access_remote_vm_write(mm, r.base + off, tag);
+    if (pfn < 0) this.check(pfn, 'procmem-write');
+    else {
+      oracle.cow.wrote(pfn, word, tag, r.shared);
+      oracle.wrote(mm, r.base + off, tag, snap);
+    }
+    return 1;
+  }
+
+  /** the nested lazy MMU section test (src/mm/lazy_mmu_nest.ts) */
+  private op_lazy_nest(s: Extract<Step, { op: 'lazy-nest' }>): number {
+    const mm = this.plan.mm;
+    const r = this.regions.get(s.region)!;
+    lazy_mmu_nest_test(mm, r.base, Math.min(s.pages, r.pages), s.order);
+    return 1;
+  }
+
+  /** ftruncate(2) of a file */
+  private op_truncate(cpu: Cpu, s: Extract<Step, { op: 'truncate' }>): number {
+    const f = this.file(s.file);
+    this.check(do_ftruncate(f.id, this.pages(cpu, s.pages)), 'ftruncate');
+    return 1;
+  }
+
+  /** fallocate(PUNCH_HOLE) or reclaim of a page range of a file */
+  private op_punch_or_reclaim(cpu: Cpu, s: Extract<Step, { op: 'punch' | 'reclaim' }>): number {
+    const f = this.file(s.file);
+    const n = Math.min(this.pages(cpu, s.pages), f.pages);
+    const at = s.at === 'random' ? cpu.rng.int(0, f.pages - n)
+      : Array.isArray(s.at) ? Math.min(cpu.rng.int(s.at[0], s.at[1]), f.pages - n) : Math.min(s.at, f.pages - n);
+    if (s.op === 'punch') this.check(shmem_punch_hole(f.id, at, n), 'fallocate');
+    else reclaim_file_range(f.id, at, n);
+    return 1;
   }
 
   private file(name: string): FileInfo {

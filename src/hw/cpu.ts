@@ -14,6 +14,7 @@ import {
   HB_WAKE, HB_SLEEPING, HB_WAITING_ON, HB_HEARTBEAT, CPUMASK_WORDS, FM_GEN, FM_FLAGS, PG_FREE, MM_PR_MAX,
   ST_TLB_HITS, ST_TLB_MISSES, ST_READS, ST_WRITES, ST_IPI_RECV, ST_IPI_SENT, ST_FAULTS, ST_SEGV, ST_DELAYS,
   WORD_SHIFT, WORDS_PER_PAGE, MM_ASID, H_STOP,
+  PAGE_SIZE,
 } from './layout.ts';
 import { Tlb, TLB_W, TLB_D } from './tlb.ts';
 import { EventRing, EV } from './trace.ts';
@@ -480,7 +481,7 @@ export class Cpu {
     if (I[this.ctl + CC_BC_PENDING] !== 0) this.handleBroadcasts();
     if (I[this.ctl + CC_IPI_PENDING] !== 0 && this.irqOff === 0) this.handleIpis();
     this.segv = false;
-    const vpn = Math.floor(va / 4096);
+    const vpn = Math.floor(va / PAGE_SIZE);
     const asid = this.asid;
     const tlb = this.tlb;
     const word = (va >>> WORD_SHIFT) & (WORDS_PER_PAGE - 1);

@@ -26,6 +26,22 @@ export const MAX_CPUS = 256;
 export const CPUMASK_WORDS = MAX_CPUS / 32;
 const LINE = 16; // 64-byte cache line, in 32-bit words
 
+/**
+ * A record of fields laid one after another: `widths` gives each field's size
+ * in words (or Float64 slots), in order; the result is each field's offset.
+ * Throws when loading this module if the fields do not fit in `size`.
+ */
+function record<F extends Record<string, number>>(name: string, size: number, widths: F): { readonly [K in keyof F]: number } {
+  const offsets: Record<string, number> = {};
+  let at = 0;
+  for (const [field, width] of Object.entries(widths)) {
+    offsets[field] = at;
+    at += width;
+  }
+  if (at > size) throw new Error(`layout: the ${name} record needs ${at} slots, more than its ${size}`);
+  return offsets as { readonly [K in keyof F]: number };
+}
+
 // ---- per-frame metadata (struct page), in words -------------------------------
 export const FM_REF = 0; // refcount
 export const FM_MAP = 1; // mapcount
@@ -96,77 +112,126 @@ export const CC_BC_END_F = 6 * LINE + 4; // end vpn, -1: the whole ASID
 export const CPU_CTL_WORDS = 7 * LINE;
 
 // ---- per-host (thread) block: the futex word everyone bumps to get our attention --
-export const HB_WAKE = 0;
-export const HB_SLEEPING = 1;
-export const HB_WAITING_ON = 2; // lock word index this host is blocked on, or -1
-export const HB_HEARTBEAT = 3;
 export const HOST_WORDS = LINE;
+const HB = record('host', HOST_WORDS, { WAKE: 1, SLEEPING: 1, WAITING_ON: 1, HEARTBEAT: 1 });
+export const HB_WAKE = HB.WAKE;
+export const HB_SLEEPING = HB.SLEEPING;
+export const HB_WAITING_ON = HB.WAITING_ON; // lock word index this host is blocked on, or -1
+export const HB_HEARTBEAT = HB.HEARTBEAT;
 
 // ---- per-CPU statistics (hot counters, each CPU its own lines) ----------------
-export const ST_OPS = 0;
-export const ST_READS = 1;
-export const ST_WRITES = 2;
-export const ST_TLB_HITS = 3;
-export const ST_TLB_MISSES = 4;
-export const ST_WALKS = 5;
-export const ST_FAULTS = 6;
-export const ST_SEGV = 7;
-export const ST_IPI_SENT = 8;
-export const ST_IPI_RECV = 9;
-export const ST_FLUSH_SINGLE = 10; // local per-page invalidations (INVLPG)
-export const ST_FLUSH_RANGE = 11; // flush requests handled as a range
-export const ST_FLUSH_FULL = 12; // flush requests handled as a full ASID flush
-export const ST_FLUSH_SKIPPED = 13; // handler found the local generation current
-export const ST_SHOOTDOWNS = 14; // flush_tlb_multi calls that waited for acks
-export const ST_SWITCH_FLUSH = 15; // flushes done at context switch (generation behind)
-export const ST_CTX_SWITCH = 16;
-export const ST_SYSCALLS = 17;
-export const ST_LAZY_TLB_SKIPPED = 18; // targets skipped because lazy
-export const ST_PAGES_FREED = 19;
-export const ST_TABLES_FREED = 20;
-export const ST_LOCK_CONTENDED = 21;
-export const ST_DELAYS = 22;
-// architecture and lazy MMU mode
-export const ST_PTE_UPDATES = 23; // PTE writes through the accessors
-export const ST_LAZY_UPDATES = 24; // ... made inside a lazy MMU section
-export const ST_BATCHED = 25; // updates or invalidations an arch deferred into a batch
-export const ST_BATCH_FLUSHES = 26; // batches completed (leave, flush, full, mm change)
-export const ST_BCAST_SENT = 27; // hardware broadcast invalidations issued
-export const ST_BCAST_RECV = 28; // ... purged here
-export const ST_QUIESCE = 29; // s390: machine-wide serialised invalidations (IPTE, IDTE)
-export const ST_LOCAL_CLEAR = 30; // invalidations done locally (mm attached to this CPU only)
-export const ST_LAZY_SECTIONS = 31; // outermost lazy MMU sections entered
-// mremap (move_page_tables): entries moved, by kind
-export const ST_MOVE_PTE = 32; // PTEs moved one by one (move_ptes)
-export const ST_MOVE_PMD = 33; // whole PTE tables moved (NORMAL_PMD)
-export const ST_MOVE_PUD = 34; // whole PMD tables moved (NORMAL_PUD)
-export const ST_MOVE_HUGE_PMD = 35; // huge PMD leaves moved (HPAGE_PMD)
-export const ST_MOVE_HUGE_PUD = 36; // huge PUD leaves moved (HPAGE_PUD)
-export const ST_REALIGN = 37; // move_page_tables calls whose start was realigned down
-// transparent huge pages
-export const ST_THP_FAULT = 38; // huge PMDs installed by a fault
-export const ST_THP_SPLIT = 39; // huge PMDs split into PTE tables
-// fork and COW
-export const ST_FORK_PTES = 40; // PTEs copied by copy_pte_range
-export const ST_COW_COPY = 41; // COW faults that copied
-export const ST_COW_REUSE = 42; // COW faults that reused the page
-export const ST_GUP_FAST_FALLBACK = 43; // GUP-fast walks that fell back to the slow path
-// rmap walkers
-export const ST_RMAP_UNMAP = 44; // PTEs cleared by rmap walks (truncate, reclaim)
-export const ST_TRUNCATED = 45; // page-cache pages removed by truncation or reclaim
-export const STAT_WORDS = 4 * LINE;
+// One table: a counter's index is its position in STAT_NAMES (the name the run
+// result reports it under); the ST_* constants are looked up from it.
 export const STAT_NAMES = [
-  'ops', 'reads', 'writes', 'tlbHits', 'tlbMisses', 'walks', 'faults', 'segv',
-  'ipiSent', 'ipiReceived', 'flushSingle', 'flushRange', 'flushFull', 'flushSkipped',
-  'shootdowns', 'switchFlush', 'contextSwitches', 'syscalls', 'lazyTlbSkipped',
-  'pagesFreed', 'tablesFreed', 'lockContended', 'delays',
-  'pteUpdates', 'lazyUpdates', 'batched', 'batchFlushes', 'broadcastsSent', 'broadcastsPurged', 'quiesces',
-  'localClears', 'lazySections',
-  'movedPtes', 'movedPmds', 'movedPuds', 'movedHugePmds', 'movedHugePuds', 'realigned',
-  'thpFaults', 'thpSplits', 'forkPtes', 'cowCopies', 'cowReuses', 'gupFastFallbacks',
-  'rmapUnmaps', 'truncatedPages',
+  'ops',
+  'reads',
+  'writes',
+  'tlbHits',
+  'tlbMisses',
+  'walks',
+  'faults',
+  'segv',
+  'ipiSent',
+  'ipiReceived',
+  'flushSingle', // local per-page invalidations (INVLPG)
+  'flushRange', // flush requests handled as a range
+  'flushFull', // flush requests handled as a full ASID flush
+  'flushSkipped', // handler found the local generation current
+  'shootdowns', // flush_tlb_multi calls that waited for acks
+  'switchFlush', // flushes done at context switch (generation behind)
+  'contextSwitches',
+  'syscalls',
+  'lazyTlbSkipped', // targets skipped because lazy
+  'pagesFreed',
+  'tablesFreed',
+  'lockContended',
+  'delays',
+  // architecture and lazy MMU mode
+  'pteUpdates', // PTE writes through the accessors
+  'lazyUpdates', // ... made inside a lazy MMU section
+  'batched', // updates or invalidations an arch deferred into a batch
+  'batchFlushes', // batches completed (leave, flush, full, mm change)
+  'broadcastsSent', // hardware broadcast invalidations issued
+  'broadcastsPurged', // ... purged here
+  'quiesces', // s390: machine-wide serialised invalidations (IPTE, IDTE)
+  'localClears', // invalidations done locally (mm attached to this CPU only)
+  'lazySections', // outermost lazy MMU sections entered
+  // mremap (move_page_tables): entries moved, by kind
+  'movedPtes', // PTEs moved one by one (move_ptes)
+  'movedPmds', // whole PTE tables moved (NORMAL_PMD)
+  'movedPuds', // whole PMD tables moved (NORMAL_PUD)
+  'movedHugePmds', // huge PMD leaves moved (HPAGE_PMD)
+  'movedHugePuds', // huge PUD leaves moved (HPAGE_PUD)
+  'realigned', // move_page_tables calls whose start was realigned down
+  // transparent huge pages
+  'thpFaults', // huge PMDs installed by a fault
+  'thpSplits', // huge PMDs split into PTE tables
+  // fork and COW
+  'forkPtes', // PTEs copied by copy_pte_range
+  'cowCopies', // COW faults that copied
+  'cowReuses', // COW faults that reused the page
+  'gupFastFallbacks', // GUP-fast walks that fell back to the slow path
+  // rmap walkers
+  'rmapUnmaps', // PTEs cleared by rmap walks (truncate, reclaim)
+  'truncatedPages', // page-cache pages removed by truncation or reclaim
+  // s390 invalidation instructions (global ones also count as quiesces)
+  'ipte', // single-entry IPTEs
+  'ipteRange', // IPTEs with additional entries (IPTE-range)
+  'idte', // IDTEs (whole address space, or a huge leaf's segment)
 ] as const;
 export type StatName = (typeof STAT_NAMES)[number];
+const st = (name: StatName): number => STAT_NAMES.indexOf(name);
+export const ST_OPS = st('ops');
+export const ST_READS = st('reads');
+export const ST_WRITES = st('writes');
+export const ST_TLB_HITS = st('tlbHits');
+export const ST_TLB_MISSES = st('tlbMisses');
+export const ST_WALKS = st('walks');
+export const ST_FAULTS = st('faults');
+export const ST_SEGV = st('segv');
+export const ST_IPI_SENT = st('ipiSent');
+export const ST_IPI_RECV = st('ipiReceived');
+export const ST_FLUSH_SINGLE = st('flushSingle');
+export const ST_FLUSH_RANGE = st('flushRange');
+export const ST_FLUSH_FULL = st('flushFull');
+export const ST_FLUSH_SKIPPED = st('flushSkipped');
+export const ST_SHOOTDOWNS = st('shootdowns');
+export const ST_SWITCH_FLUSH = st('switchFlush');
+export const ST_CTX_SWITCH = st('contextSwitches');
+export const ST_SYSCALLS = st('syscalls');
+export const ST_LAZY_TLB_SKIPPED = st('lazyTlbSkipped');
+export const ST_PAGES_FREED = st('pagesFreed');
+export const ST_TABLES_FREED = st('tablesFreed');
+export const ST_LOCK_CONTENDED = st('lockContended');
+export const ST_DELAYS = st('delays');
+export const ST_PTE_UPDATES = st('pteUpdates');
+export const ST_LAZY_UPDATES = st('lazyUpdates');
+export const ST_BATCHED = st('batched');
+export const ST_BATCH_FLUSHES = st('batchFlushes');
+export const ST_BCAST_SENT = st('broadcastsSent');
+export const ST_BCAST_RECV = st('broadcastsPurged');
+export const ST_QUIESCE = st('quiesces');
+export const ST_LOCAL_CLEAR = st('localClears');
+export const ST_LAZY_SECTIONS = st('lazySections');
+export const ST_MOVE_PTE = st('movedPtes');
+export const ST_MOVE_PMD = st('movedPmds');
+export const ST_MOVE_PUD = st('movedPuds');
+export const ST_MOVE_HUGE_PMD = st('movedHugePmds');
+export const ST_MOVE_HUGE_PUD = st('movedHugePuds');
+export const ST_REALIGN = st('realigned');
+export const ST_THP_FAULT = st('thpFaults');
+export const ST_THP_SPLIT = st('thpSplits');
+export const ST_FORK_PTES = st('forkPtes');
+export const ST_COW_COPY = st('cowCopies');
+export const ST_COW_REUSE = st('cowReuses');
+export const ST_GUP_FAST_FALLBACK = st('gupFastFallbacks');
+export const ST_RMAP_UNMAP = st('rmapUnmaps');
+export const ST_TRUNCATED = st('truncatedPages');
+export const ST_IPTE = st('ipte');
+export const ST_IPTE_RANGE = st('ipteRange');
+export const ST_IDTE = st('idte');
+export const STAT_WORDS = 4 * LINE;
+if (STAT_NAMES.length > STAT_WORDS) throw new Error(`layout: ${STAT_NAMES.length} statistics do not fit in STAT_WORDS (${STAT_WORDS})`);
 
 // ---- per-mm (mm_struct) -----------------------------------------------------------
 export const MM_IN_USE = 0;
@@ -208,16 +273,19 @@ export const MM_COW_CHAIN_MAX = 5; // generations: older writers are left unjudg
 export const MM_WORDS = 4 * LINE;
 
 // VMA records (Float64 slots)
-export const VMA_START = 0;
-export const VMA_END = 1;
-export const VMA_PGOFF = 2;
-export const VMA_FLAGS = 3;
-export const VMA_FILE = 4; // -1 anonymous
-export const VMA_ANON = 5; // anon_vma id (root), -1 none yet
-export const VMA_ANON_FORKED = 6; // 1: the anon_vma came through fork (its anon_vma_chain is not singular)
 export const VMA_F64 = 8;
+const VMA = record('vma', VMA_F64, { START: 1, END: 1, PGOFF: 1, FLAGS: 1, FILE: 1, ANON: 1, ANON_FORKED: 1 });
+export const VMA_START = VMA.START;
+export const VMA_END = VMA.END;
+export const VMA_PGOFF = VMA.PGOFF;
+export const VMA_FLAGS = VMA.FLAGS;
+export const VMA_FILE = VMA.FILE; // -1 anonymous
+export const VMA_ANON = VMA.ANON; // anon_vma id (root), -1 none yet
+export const VMA_ANON_FORKED = VMA.ANON_FORKED; // 1: the anon_vma came through fork (its anon_vma_chain is not singular)
 
-// unmap log for the content oracle: [start, end, seq] per entry, ring per mm
+// ---- oracle state (src/oracles), not hardware: the content oracle's unmap log ------
+// (MM_UNMAP_SEQ, MM_UNMAP_SLOT and the MM_COW_* fields of the mm record belong to it too)
+// [start, end, seq] per entry, ring per mm
 export const UNMAP_LOG_ENTRIES = 256;
 export const UNMAP_LOG_F64 = 4; // start, end, beginSeq, endSeq (0 while in progress)
 
@@ -227,33 +295,36 @@ export const PR_ENTRIES = 64;
 export const PR_WORDS = 16;
 
 // ---- files (shmem / page-cache objects): a 2-level radix of table frames maps pgoff -> pfn
-export const FILE_IN_USE = 0;
-export const FILE_REFS = 1; // VMAs and other holders
-export const FILE_ROOT = 2; // table pfn of the radix root, 0 = empty
-export const FILE_LOCK = 3; // i_pages lock (+ waiters word)
-export const FILE_NRPAGES = 5;
-export const FILE_I_MMAP = 6; // i_mmap_rwsem (+ waiters, writers-waiting)
-export const FILE_SIZE_PAGES = 9;
-export const FILE_DEV_PFN = 10; // a DAX-like device (src/mm/huge_memory.ts): head pfn of its memory, 0 for shmem
 export const FILE_WORDS = LINE;
+const FILE = record('file', FILE_WORDS, { IN_USE: 1, REFS: 1, ROOT: 1, LOCK: 2, NRPAGES: 1, I_MMAP: 3, SIZE_PAGES: 1, DEV_PFN: 1 });
+export const FILE_IN_USE = FILE.IN_USE;
+export const FILE_REFS = FILE.REFS; // VMAs and other holders
+export const FILE_ROOT = FILE.ROOT; // table pfn of the radix root, 0 = empty
+export const FILE_LOCK = FILE.LOCK; // i_pages lock (+ waiters word)
+export const FILE_NRPAGES = FILE.NRPAGES;
+export const FILE_I_MMAP = FILE.I_MMAP; // i_mmap_rwsem (+ waiters, writers-waiting)
+export const FILE_SIZE_PAGES = FILE.SIZE_PAGES;
+export const FILE_DEV_PFN = FILE.DEV_PFN; // a DAX-like device (src/mm/huge_memory.ts): head pfn of its memory, 0 for shmem
 // i_mmap (src/mm/rmap.ts): per file, the VMAs that map it, as (mm, start, end, pgoff)
 // records in increasing pgoff order, ties in insertion order (the order the kernel's
 // interval tree visits them); guarded by i_mmap_rwsem (FILE_I_MMAP)
-export const I_MMAP_MAX = 128; // records per file
-export const IM_MM = 0;
-export const IM_START = 1;
-export const IM_END = 2;
-export const IM_PGOFF = 3;
+export const I_MMAP_MAX = 128; // records per file unless the shape says otherwise (MachineShape.iMmapMax)
 export const IM_F64 = 4;
+const IM = record('i_mmap', IM_F64, { MM: 1, START: 1, END: 1, PGOFF: 1 });
+export const IM_MM = IM.MM;
+export const IM_START = IM.START;
+export const IM_END = IM.END;
+export const IM_PGOFF = IM.PGOFF;
 
 // ---- tasks ------------------------------------------------------------------------
-export const T_IN_USE = 0;
-export const T_MM = 1;
-export const T_CPU = 2;
-export const T_LAZY_ENABLE = 3; // lazy_mmu_state.enable_count
-export const T_LAZY_PAUSE = 4; // lazy_mmu_state.pause_count
-export const T_PROC = 5;
 export const TASK_WORDS = 8;
+const TASK = record('task', TASK_WORDS, { IN_USE: 1, MM: 1, CPU: 1, LAZY_ENABLE: 1, LAZY_PAUSE: 1, PROC: 1 });
+export const T_IN_USE = TASK.IN_USE;
+export const T_MM = TASK.MM;
+export const T_CPU = TASK.CPU;
+export const T_LAZY_ENABLE = TASK.LAZY_ENABLE; // lazy_mmu_state.enable_count
+export const T_LAZY_PAUSE = TASK.LAZY_PAUSE; // lazy_mmu_state.pause_count
+export const T_PROC = TASK.PROC;
 
 // ---- header -----------------------------------------------------------------------
 export const H_MAGIC = 0;
@@ -275,7 +346,7 @@ export const H_PROMISE_SEQ = 14;
 export const HEADER_WORDS = 2 * LINE;
 export const MAGIC = 0x6d6d7331; // 'mms1'
 
-// ---- deterministic scheduler (src/engine/det.ts) ----------------------------------
+// ---- deterministic scheduler (src/engine/det.ts), not hardware: the run engine's --
 export const DET_TOKEN = 0; // the CPU allowed to run
 export const DET_STEP = 1; // scheduling points passed so far (the deterministic clock)
 export const DET_DIRTY = 2; // something changed eligibility (a kick, a block): rescan
@@ -313,6 +384,8 @@ export interface MachineShape {
   maxTasks: number;
   maxFiles: number;
   eventRing: number; // events per CPU, power of two
+  /** i_mmap records per file: how many VMAs may map one file at once (default I_MMAP_MAX) */
+  iMmapMax?: number;
   /** room for the deterministic scheduler's decision log */
   deterministic?: boolean;
   /** shadow memory for the COW oracle: the provenance of every data word (src/oracles/cow.ts) */
@@ -348,7 +421,8 @@ export interface Layout {
   anonLocks: number;
   /** COW oracle shadow: per data frame, WORDS_PER_PAGE records of COW_SHADOW_WORDS; -1 when not allocated */
   cowShadow: number;
-  iMmapF: number; // Float64 index: per file [count, pad x3] then I_MMAP_MAX records
+  iMmapF: number; // Float64 index: per file [count, pad x3] then iMmapMax records
+  iMmapMax: number;
   promiseLog: number; // stale-TLB oracle: per mm PR_ENTRIES records of PR_WORDS
 }
 
@@ -371,6 +445,9 @@ export const ALLOC_LOW = 3; // low-water mark, for stats
 function align(n: number, a: number): number {
   return Math.ceil(n / a) * a;
 }
+
+/** i_mmap records per file of a machine of this shape */
+export const iMmapMax = (shape: MachineShape): number => shape.iMmapMax ?? I_MMAP_MAX;
 
 export function computeLayout(shape: MachineShape): Layout {
   if (shape.cpus < 1 || shape.cpus > MAX_CPUS) throw new RangeError(`cpus must be 1..${MAX_CPUS}`);
@@ -402,7 +479,7 @@ export function computeLayout(shape: MachineShape): Layout {
   const unmapLogF = take(shape.maxMms * UNMAP_LOG_ENTRIES * UNMAP_LOG_F64 * 2) / 2;
   const eventsF = take(shape.cpus * shape.eventRing * EVENT_F64 * 2) / 2;
   const anonLocks = take(ANON_VMA_LOCKS * ANON_VMA_LOCK_WORDS);
-  const iMmapF = take(shape.maxFiles * (I_MMAP_MAX + 1) * IM_F64 * 2) / 2;
+  const iMmapF = take(shape.maxFiles * (iMmapMax(shape) + 1) * IM_F64 * 2) / 2;
   const promiseLog = take(shape.maxMms * PR_ENTRIES * PR_WORDS);
   const det = take(DET_HDR);
   const detChanges = take(DET_MAX_CHANGES);
@@ -413,7 +490,7 @@ export function computeLayout(shape: MachineShape): Layout {
   return {
     shape, bytes, header, cpuCtl, hostBlk, stats, frameMeta, tableMem, dataStart, nframes,
     dataMem, tableAlloc, tableStack, dataAlloc, dataStack, mms, vmasF, unmapLogF, tasks, files, eventsF,
-    det, detChanges, detCpus, detDecisions, anonLocks, cowShadow, iMmapF, promiseLog,
+    det, detChanges, detCpus, detDecisions, anonLocks, cowShadow, iMmapF, iMmapMax: iMmapMax(shape), promiseLog,
   };
 }
 
@@ -438,6 +515,11 @@ export const tableEntry = (L: Layout, pfn: number, idx: number): number => L.tab
 export const dataWord = (L: Layout, pfn: number, word: number): number =>
   L.dataMem + (pfn - L.dataStart) * WORDS_PER_PAGE + word;
 export const mmWord = (L: Layout, mm: number, field: number): number => L.mms + mm * MM_WORDS + field;
+/** The inverse of mmWord for one field: the mm whose `field` is word w, or -1 if w is no mm's `field`. */
+export function mmOfWord(L: Layout, w: number, field: number): number {
+  if (w < L.mms || w >= L.mms + L.shape.maxMms * MM_WORDS || (w - L.mms) % MM_WORDS !== field) return -1;
+  return Math.floor((w - L.mms) / MM_WORDS);
+}
 export const vmaF = (L: Layout, mm: number, slot: number, field: number): number =>
   L.vmasF + (mm * L.shape.maxVmas + slot) * VMA_F64 + field;
 export const unmapLogF = (L: Layout, mm: number, entry: number, field: number): number =>
@@ -447,7 +529,7 @@ export const promiseWord = (L: Layout, mm: number, e: number): number => L.promi
 export const fileWord = (L: Layout, file: number, field: number): number => L.files + file * FILE_WORDS + field;
 /** Float64 index of file f's i_mmap record count (rec = -1) or of field `field` of record rec */
 export const iMmapF = (L: Layout, file: number, rec: number, field: number): number =>
-  L.iMmapF + (file * (I_MMAP_MAX + 1) + rec + 1) * IM_F64 + field;
+  L.iMmapF + (file * (L.iMmapMax + 1) + rec + 1) * IM_F64 + field;
 export const taskWord = (L: Layout, task: number, field: number): number => L.tasks + task * TASK_WORDS + field;
 export const eventF = (L: Layout, cpu: number, slot: number): number =>
   L.eventsF + (cpu * L.shape.eventRing + slot) * EVENT_F64;

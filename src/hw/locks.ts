@@ -12,6 +12,9 @@ import { EV } from './trace.ts';
 
 const SPINS = 64;
 
+/** A spinlock word holds 0 when free, else the holder's CPU id + 1: that CPU, or -1 when free. */
+export const spinlock_holder = (value: number): number => (value > 0 ? value - 1 : -1);
+
 export function spin_lock(idx: number): void {
   const cpu = current;
   const I = cpu.I;
@@ -44,7 +47,7 @@ export function spin_unlock(idx: number): void {
   if (owner !== cpu.id + 1) {
     cpu.host.hooks.violation({
       kind: 'lock-misuse', cpu: cpu.id,
-      message: `cpu ${cpu.id} released spinlock word ${idx} held by ${owner === 0 ? 'nobody' : `cpu ${owner - 1}`}`,
+      message: `cpu ${cpu.id} released spinlock word ${idx} held by ${owner === 0 ? 'nobody' : `cpu ${spinlock_holder(owner)}`}`,
     });
   }
   if (Atomics.load(I, idx + 1) > 0) cpu.host.wakeWaiters(idx);

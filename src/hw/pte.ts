@@ -31,32 +31,6 @@ export const pte_mkold = (e: number): number => e & ~_PAGE_ACCESSED;
 /** An upper-level entry pointing at a table page. */
 export const mk_table_entry = (pfn: number): number => pfn_pte(pfn, _PAGE_PRESENT | _PAGE_RW | _PAGE_USER | _PAGE_ACCESSED);
 
-/** Protection bits a VMA's VM_READ/VM_WRITE give a new user PTE. */
-export function vm_get_page_prot(vmFlags: number): number {
-  if ((vmFlags & (VM_READ | VM_WRITE | VM_EXEC)) === 0) return 0; // PROT_NONE: not present
-  let f = _PAGE_PRESENT | _PAGE_USER;
-  if (vmFlags & VM_WRITE && vmFlags & VM_SHARED) f |= _PAGE_RW; // private writable: RW set at fault
-  return f;
-}
-
-// VMA flags (a subset of the kernel's, same meaning)
-export const VM_READ = 0x1;
-export const VM_WRITE = 0x2;
-export const VM_EXEC = 0x4;
-export const VM_SHARED = 0x8;
-export const VM_MAYREAD = 0x10;
-export const VM_MAYWRITE = 0x20;
-export const VM_MAYEXEC = 0x40;
-export const VM_MAYSHARE = 0x80;
-export const VM_GROWSDOWN = 0x100;
-export const VM_UFFD_MISSING = 0x200; // userfaultfd armed (missing-page mode)
-export const VM_LOCKED = 0x2000;
-export const VM_DONTEXPAND = 0x40000;
-export const VM_ACCOUNT = 0x100000;
-export const VM_HUGEPAGE = 0x20000000;
-/** mseal(2)ed: the kernel keeps this in a high bit; here one our 32-bit flag words leave free */
-export const VM_SEALED = 0x10000000;
-
 export function describePte(e: number): string {
   if (e === 0) return 'none';
   const f: string[] = [];

@@ -66,9 +66,14 @@ export const KNOBS = {
     source: 'arch/sparc/mm/tlb.c arch_leave_lazy_mmu_mode() -> flush_tlb_pending()',
   },
   's390.leave_without_apply': {
-    where: 'src/arch/s390/index.ts arch_leave_lazy_mmu_mode',
+    where: 'src/arch/s390/lazy_mmu.ts leave_ipte_range',
     what: 'leave a fast-range section without applying the IPTE batch: memory keeps the old valid entries',
     source: 'Gordeev\'s s390 batch, v2 5/6 <924c91e711e8b16470eb2af7e31d0b6ffcf2940c.1776264097.git.agordeev@linux.ibm.com>: leave invalidates (IPTE range), then stores',
+  },
+  'lazy_mmu.nested_disable_leaves': {
+    where: 'src/mm/lazy_mmu.ts lazy_mmu_mode_disable',
+    what: 'a nested lazy_mmu_mode_disable() leaves the mode as the outermost one does (no nesting count): the outer section loses its batching half-way and its own disable is unbalanced',
+    source: 'the behaviour before Kevin Brodsky\'s nesting series ("mm: enable lazy_mmu sections to nest", 7.0); mm/tests/lazy_mmu_mode_kunit.c lazy_mmu_mode_active catches it',
   },
   'mremap.flush_after_unlock': {
     where: 'src/mm/mremap.ts move_ptes',

@@ -35,17 +35,16 @@ import {
   ST_FORK_PTES,
 } from '../hw/layout.ts';
 import {
-  pte_none, pte_present, pte_write, pte_pfn, pfn_pte, pte_wrprotect, pte_mkclean, pte_mkold, _PAGE_PRESENT, _PAGE_PSE,
-  _PAGE_SPECIAL, _PAGE_ACCESSED, _PAGE_DIRTY, _PAGE_RW, VM_SHARED, VM_WRITE,
+  pte_none, pte_present, pte_write, pte_pfn, pfn_pte, pte_wrprotect, pte_mkclean, pte_mkold, _PAGE_PRESENT, _PAGE_PSE, _PAGE_SPECIAL, _PAGE_ACCESSED, _PAGE_DIRTY, _PAGE_RW,
 } from '../hw/pte.ts';
 import { EV, SYS } from '../hw/trace.ts';
 import { knobs } from '../inject/knobs.ts';
 import { syscall } from './syscall.ts';
 import {
   arch, pgd_offset, pud_offset, pmd_offset, pud_alloc, pmd_alloc, __pte_alloc, pte_offset_map_lock, pte_offset, pte_lockptr,
-  ptl, ptep_get, ptep_set_wrprotect, set_pte_at,
+  ptep_lockptr, ptep_get, ptep_set_wrprotect, set_pte_at,
 } from './pgtable.ts';
-import { lazy_mmu_mode_enable_fast_pte_range, lazy_mmu_mode_disable } from './lazy_mmu.ts';
+import { lazy_mmu_mode_enable_with_ptes, lazy_mmu_mode_disable } from './lazy_mmu.ts';
 import { alloc_page, get_page, put_page, page_mapcount_inc, zero_pfn } from './page_alloc.ts';
 import { addr_end, is_cow_mapping, vm_page_prot, copy_user_highpage, SetPageAnonExclusive, ClearPageAnonExclusive } from './memory.ts';
 import { page_maybe_dma_pinned } from './gup.ts';
@@ -54,9 +53,10 @@ import { type Vma, vma_list, vma_insert, vma_count } from './vma.ts';
 import { file_get } from './shmem.ts';
 import { i_mmap_lock_write, i_mmap_unlock_write, __vma_link_file_after } from './rmap.ts';
 import { mm_alloc, exit_mmap } from './mm.ts';
-import { ENOMEM, mmap_write_lock, mmap_write_unlock } from './mmap.ts';
+import { mmap_write_lock, mmap_write_unlock } from './mmap.ts';
+import { VM_SHARED, VM_WRITE } from './vm_flags.ts';
+import { ENOMEM, EAGAIN } from './errno.ts';
 
-export const EAGAIN = 11;
 
 // folio_maybe_dma_pinned for copy_huge_pmd: the pin counting of src/mm/gup.ts
 thp_hooks.folio_maybe_dma_pinned = (head: number): boolean => page_maybe_dma_pinned(current.V, head);
@@ -136,7 +136,7 @@ function copy_pte_range(dst_mm: number, src_mm: number, vma: Vma, dst_pmd: numbe
   const cpu = current;
   const dst0 = pte_offset_map_lock(dst_pmd, addr); // the child's PTL first
   if (dst0 < 0) return -ENOMEM;
-  const dst_ptl = ptl.value;
+  const dst_ptl = ptep_lockptr(dst0);
   const srcPmdVal = Atomics.load(cpu.I, src_pmd);
   if ((srcPmdVal & _PAGE_PRESENT) === 0 || srcPmdVal & _PAGE_PSE) {
     spin_unlock(dst_ptl);
@@ -149,7 +149,7 @@ function copy_pte_range(dst_mm: number, src_mm: number, vma: Vma, dst_pmd: numbe
   let progress = 0;
   let again = false;
   let a = addr;
-  lazy_mmu_mode_enable_fast_pte_range(src_mm, addr, end, src0); // the source range (RFC 1/2; docs/kernel-rules.md#lazy-mmu-range)
+  lazy_mmu_mode_enable_with_ptes(src_mm, addr, end, src0); // the source range (RFC 1/2; docs/kernel-rules.md#lazy-mmu-range)
   for (let i = 0; a < end; i++, a += PAGE_SIZE) {
     if (progress >= 32) {
       progress = 0;

@@ -29,17 +29,18 @@ import {
   PAGE_SIZE, PTRS_PER_TABLE,
 } from '../hw/layout.ts';
 import {
-  pte_present, pte_write, pte_dirty, pte_pfn, _PAGE_PRESENT, _PAGE_PSE, _PAGE_USER, _PAGE_SPECIAL, VM_SHARED, VM_WRITE, VM_MAYWRITE,
-  VM_READ, VM_EXEC,
+  pte_present, pte_write, pte_dirty, pte_pfn, _PAGE_PRESENT, _PAGE_PSE, _PAGE_USER, _PAGE_SPECIAL,
 } from '../hw/pte.ts';
 import { pgtIndex } from '../hw/walker.ts';
 import { VM_FAULT_SIGSEGV, VM_FAULT_OOM } from '../hw/cpu.ts';
 import { knobs } from '../inject/knobs.ts';
-import { pgd_offset, pud_offset, pmd_offset, pte_offset_map_lock, pte_unmap_unlock, ptl, ptep_get, pmd_lockptr } from './pgtable.ts';
+import { pgd_offset, pud_offset, pmd_offset, pte_offset_map_lock, pte_unmap_unlock, ptep_lockptr, ptep_get, pmd_lockptr } from './pgtable.ts';
 import { put_page, zero_pfn, page_ref, compound_head } from './page_alloc.ts';
 import { __faultin_page, VM_FAULT_WRITE, is_cow_mapping } from './memory.ts';
 import { type Vma, vma_lookup, vma_read } from './vma.ts';
-import { lockOf, EFAULT, ENOMEM } from './mmap.ts';
+import { lockOf } from './mmap.ts';
+import { VM_SHARED, VM_WRITE, VM_MAYWRITE, VM_READ, VM_EXEC } from './vm_flags.ts';
+import { EFAULT, ENOMEM, EAGAIN } from './errno.ts';
 
 export const FOLL_WRITE = 0x01;
 export const FOLL_GET = 0x04;
@@ -47,7 +48,6 @@ export const FOLL_FORCE = 0x10;
 export const FOLL_PIN = 0x40000;
 /** what one FOLL_PIN adds to the refcount (include/linux/mm.h) */
 export const GUP_PIN_COUNTING_BIAS = 1024;
-export const EAGAIN = 11;
 
 /**
  * page_maybe_dma_pinned: the folio's refcount carries at least one pin (or 1024
@@ -178,7 +178,7 @@ function follow_page_pte(mm: number, vma: Vma, va: number, flags: number): numbe
   if ((pmd & _PAGE_PRESENT) === 0) return 0;
   const ptep = pte_offset_map_lock(pmdp, va);
   if (ptep < 0) return 0;
-  const lock = ptl.value;
+  const lock = ptep_lockptr(ptep);
   const pte = ptep_get(ptep);
   let pfn = 0;
   if (pte_present(pte) && (pte & _PAGE_USER) !== 0 && (!(flags & FOLL_WRITE) || can_follow_write_pte(V, pte, vma, flags))) {

@@ -29,7 +29,6 @@ import {
 } from '../hw/layout.ts';
 import {
   pfn_pte, pte_pfn, pte_flags, mk_table_entry, _PAGE_PRESENT, _PAGE_RW, _PAGE_USER, _PAGE_ACCESSED, _PAGE_DIRTY, _PAGE_PSE,
-  VM_READ, VM_WRITE, VM_EXEC, VM_SHARED, VM_MAYWRITE, VM_HUGEPAGE,
 } from '../hw/pte.ts';
 import { knobs } from '../inject/knobs.ts';
 import { arch, pmd_lockptr, set_pte_at } from './pgtable.ts';
@@ -39,15 +38,15 @@ import {
 } from './page_alloc.ts';
 import { type mmu_gather, __tlb_remove_page, tlb_flush_pte_range, tlb_flush_mmu } from './mmu_gather.ts';
 import type { Vma } from './vma.ts';
-import { anon_vma_prepare } from './memory.ts';
+import { anon_vma_prepare, vm_page_prot } from './memory.ts';
 import { shmem_file_setup } from './shmem.ts';
-import { ENOMEM } from './mmap.ts';
+import { VM_READ, VM_WRITE, VM_EXEC, VM_SHARED, VM_MAYWRITE, VM_HUGEPAGE } from './vm_flags.ts';
+import { ENOMEM, EAGAIN } from './errno.ts';
 
 export const HPAGE_PMD_NR = 2 ** HPAGE_PMD_ORDER;
 export const HPAGE_PUD_NR = 2 ** HPAGE_PUD_ORDER;
 /** A fault path that is not for this level: continue at the next (VM_FAULT_FALLBACK). */
 export const VM_FAULT_FALLBACK = -1;
-const EAGAIN = 11;
 
 /** pmd_trans_huge: a huge leaf, present, or invalid while it is being split. */
 export const pmd_trans_huge = (pmdval: number): boolean => (pmdval & _PAGE_PSE) !== 0;
@@ -126,10 +125,6 @@ export function deposited_tables(I: Int32Array, L: Views['L'], pmdTable: number)
   const out: number[] = [];
   for (let t = I[frameWord(L, pmdTable, FM_PMD_HUGE_PTE)]; t !== 0 && out.length <= L.shape.tableFrames; t = I[frameWord(L, t, FM_PMD_HUGE_PTE)]) out.push(t);
   return out;
-}
-
-function vm_page_prot(vma: Vma): number {
-  return (vma.flags & (VM_READ | VM_WRITE | VM_EXEC)) !== 0 ? _PAGE_PRESENT | _PAGE_USER : _PAGE_PRESENT;
 }
 
 function add_rss(mm: number, n: number): void {

@@ -8,7 +8,7 @@ import { current } from '../hw/cpu.ts';
 import { PAGE_SIZE, PMD_SIZE } from '../hw/layout.ts';
 import { _PAGE_PRESENT, _PAGE_PSE, pte_present, pte_mkold } from '../hw/pte.ts';
 import { down_read, up_read } from '../hw/locks.ts';
-import { pgd_offset, pud_offset, pmd_offset, pte_offset_map_lock, pte_unmap_unlock, ptl, ptep_get, ptep_set_access_flags } from './pgtable.ts';
+import { pgd_offset, pud_offset, pmd_offset, pte_offset_map_lock, pte_unmap_unlock, ptep_lockptr, ptep_get, ptep_set_access_flags } from './pgtable.ts';
 import { lazy_mmu_mode_enable, lazy_mmu_mode_enable_fast_pte_range, lazy_mmu_mode_disable } from './lazy_mmu.ts';
 import { lockOf } from './mmap.ts';
 
@@ -25,7 +25,7 @@ export function lazy_mmu_nest_test(mm: number, base: number, pages: number, orde
     if (!(Atomics.load(I, pmdp) & _PAGE_PRESENT) || Atomics.load(I, pmdp) & _PAGE_PSE) return;
     const ptep0 = pte_offset_map_lock(pmdp, base);
     if (ptep0 < 0) return;
-    const lock = ptl.value;
+    const lock = ptep_lockptr(ptep0);
     const n = (end - base) / PAGE_SIZE;
     const half = Math.max(1, n >> 1) * PAGE_SIZE; // the range passed: the first half
     const touch = (from: number, to: number): void => {

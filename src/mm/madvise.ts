@@ -10,9 +10,10 @@ import { syscall } from './syscall.ts';
 import { type Vma, find_vma, vma_read, vma_count, split_vma, vma_set_field, vma_merge_neighbours } from './vma.ts';
 import { mmu_gather, tlb_gather_mmu, tlb_finish_mmu } from './mmu_gather.ts';
 import { unmap_page_range } from './memory.ts';
-import { EINVAL, ENOMEM, EACCES, PAGE_ALIGN, lockOf, mmap_write_lock, mmap_write_unlock, VM_NOHUGEPAGE } from './mmap.ts';
+import { PAGE_ALIGN, lockOf, mmap_write_lock, mmap_write_unlock } from './mmap.ts';
 import { VMA_FLAGS } from '../hw/layout.ts';
-import { VM_SHARED, VM_HUGEPAGE } from '../hw/pte.ts';
+import { VM_SHARED, VM_HUGEPAGE, VM_NOHUGEPAGE, VM_DONTCOPY, VM_DONTDUMP, VM_RAND_READ, VM_SEQ_READ, VM_WIPEONFORK } from './vm_flags.ts';
+import { EINVAL, ENOMEM, EACCES } from './errno.ts';
 
 export const MADV_DONTNEED = 4;
 
@@ -78,12 +79,6 @@ export const MADV_POPULATE_READ = 22;
 export const MADV_POPULATE_WRITE = 23;
 export const MADV_DONTNEED_LOCKED = 24;
 export const MADV_COLLAPSE = 25;
-/** the VMA flags the advices set (the kernel's values) */
-export const VM_SEQ_READ = 0x8000;
-export const VM_RAND_READ = 0x10000;
-export const VM_DONTCOPY = 0x20000;
-export const VM_WIPEONFORK = 0x2000000;
-export const VM_DONTDUMP = 0x4000000;
 
 /** How an advice changes a VMA's flags (madvise_vma_behavior), or -errno; undefined: not a flag advice. */
 function madvise_new_flags(advice: number, v: Vma): number | undefined {

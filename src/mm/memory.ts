@@ -9,22 +9,22 @@ import {
   PG_ANON_EXCLUSIVE, ST_COW_COPY, ST_COW_REUSE,
 } from '../hw/layout.ts';
 import {
-  pte_none, pte_present, pte_write, pte_pfn, pfn_pte, _PAGE_PRESENT, _PAGE_RW, _PAGE_USER, _PAGE_ACCESSED,
-  _PAGE_DIRTY, _PAGE_SPECIAL, _PAGE_PSE, VM_READ, VM_WRITE, VM_EXEC, VM_SHARED, VM_MAYWRITE,
+  pte_none, pte_present, pte_write, pte_pfn, pfn_pte, _PAGE_PRESENT, _PAGE_RW, _PAGE_USER, _PAGE_ACCESSED, _PAGE_DIRTY, _PAGE_SPECIAL, _PAGE_PSE,
 } from '../hw/pte.ts';
 import { spin_lock, spin_unlock } from '../hw/locks.ts';
 import { EV } from '../hw/trace.ts';
 import {
-  arch, pgd_offset, pud_alloc, pmd_alloc, __pte_alloc, pte_offset_map_lock, pte_unmap_unlock, ptl, ptep_get,
+  arch, pgd_offset, pud_alloc, pmd_alloc, __pte_alloc, pte_offset_map_lock, pte_unmap_unlock, ptep_lockptr, ptep_get,
   set_pte_at, ptep_get_and_clear, ptep_clear_flush, ptep_set_access_flags, pte_deref, flush_tlb_page,
 } from './pgtable.ts';
 import { knobs } from '../inject/knobs.ts';
 import { alloc_page, get_page, put_page, page_mapcount_inc, page_mapcount_dec, zero_pfn, page_ref, page_mapcount } from './page_alloc.ts';
 import { type Vma, vma_lookup, vma_read, vma_field, vma_set_field, find_mergeable_anon_vma } from './vma.ts';
 import { shmem_get_folio_locked, unlock_page } from './shmem.ts';
-import { lazy_mmu_mode_enable_fast_pte_range, lazy_mmu_mode_disable } from './lazy_mmu.ts';
+import { lazy_mmu_mode_enable_with_ptes, lazy_mmu_mode_disable } from './lazy_mmu.ts';
 import { type mmu_gather, __tlb_remove_page, tlb_flush_pte_range, tlb_flush_mmu_tlbonly, tlb_flush_mmu, tlb_remove_table } from './mmu_gather.ts';
 import { huge_pmd_fault, huge_pud_fault, zap_huge_pmd_range, zap_huge_pud_range, VM_FAULT_FALLBACK } from './huge_memory.ts';
+import { VM_READ, VM_WRITE, VM_EXEC, VM_SHARED, VM_MAYWRITE } from './vm_flags.ts';
 
 const mmLock = (V: Views, mm: number): number => mmWord(V.L, mm, MM_LOCK);
 
@@ -94,14 +94,25 @@ function __handle_mm_fault(mm: number, slot: number, vma: Vma, va: number, write
   return handle_pte_fault(mm, slot, vma, pmdp, addr, write);
 }
 
+/**
+ * vm_get_page_prot (mm/mmap.c): the protection bits a new user PTE of a VMA
+ * with these flags gets. Any access right: present and user; PROT_NONE:
+ * present but not user (the kernel's _PAGE_PROTNONE). Write permission is not
+ * here: the fault path adds _PAGE_RW (maybe_mkwrite), so that private
+ * writable mappings start write-protected for COW.
+ */
+export function vm_get_page_prot(vmFlags: number): number {
+  return (vmFlags & (VM_READ | VM_WRITE | VM_EXEC)) !== 0 ? _PAGE_PRESENT | _PAGE_USER : _PAGE_PRESENT;
+}
+/** vma->vm_page_prot: the kernel caches vm_get_page_prot(vm_flags) in the VMA; here it is computed when needed. */
 export function vm_page_prot(vma: Vma): number {
-  return (vma.flags & (VM_READ | VM_WRITE | VM_EXEC)) !== 0 ? _PAGE_PRESENT | _PAGE_USER : _PAGE_PRESENT;
+  return vm_get_page_prot(vma.flags);
 }
 
 function handle_pte_fault(mm: number, slot: number, vma: Vma, pmdp: number, addr: number, write: boolean): number {
   const ptep = pte_offset_map_lock(pmdp, addr);
   if (ptep < 0) return VM_FAULT_OK; // the table went away under us: retry the access
-  const lock = ptl.value;
+  const lock = ptep_lockptr(ptep);
   const entry = ptep_get(ptep);
   if (pte_none(entry)) {
     pte_unmap_unlock(lock);
@@ -162,11 +173,11 @@ function do_anonymous_page(mm: number, slot: number, vma: Vma, pmdp: number, add
   }
   if (!pte_none(ptep_get(ptep))) {
     // someone else faulted it in first
-    pte_unmap_unlock(ptl.value);
+    pte_unmap_unlock(ptep_lockptr(ptep));
     if (pfn) put_page(pfn);
     return VM_FAULT_OK;
   }
-  const lock = ptl.value;
+  const lock = ptep_lockptr(ptep);
   if (pfn) {
     if (knobs['fault.leak_ref']) get_page(pfn); // BUG (injected): a reference nobody drops
     SetPageAnonExclusive(pfn);
@@ -192,12 +203,12 @@ function finish_file_fault(mm: number, vma: Vma, pmdp: number, addr: number, ext
   if (pfn === 0) return VM_FAULT_OOM;
   const ptep = pte_offset_map_lock(pmdp, addr);
   if (ptep < 0 || !pte_none(ptep_get(ptep))) {
-    if (ptep >= 0) pte_unmap_unlock(ptl.value);
+    if (ptep >= 0) pte_unmap_unlock(ptep_lockptr(ptep));
     unlock_page(pfn);
     put_page(pfn);
     return VM_FAULT_OK;
   }
-  const lock = ptl.value;
+  const lock = ptep_lockptr(ptep);
   page_mapcount_inc(pfn); // folio_add_file_rmap
   Atomics.add(cpu.I, mmWord(cpu.V.L, mm, MM_RSS), 1);
   set_pte_at(mm, addr, ptep, pfn_pte(pfn, vm_page_prot(vma) | _PAGE_ACCESSED | extra));
@@ -268,12 +279,12 @@ function do_cow_fault(mm: number, slot: number, vma: Vma, pmdp: number, addr: nu
   };
   const ptep = pte_offset_map_lock(pmdp, addr);
   if (ptep < 0 || !pte_none(ptep_get(ptep))) {
-    if (ptep >= 0) pte_unmap_unlock(ptl.value);
+    if (ptep >= 0) pte_unmap_unlock(ptep_lockptr(ptep));
     done();
     put_page(npfn);
     return VM_FAULT_OK;
   }
-  const lock = ptl.value;
+  const lock = ptep_lockptr(ptep);
   SetPageAnonExclusive(npfn);
   page_mapcount_inc(npfn); // folio_add_new_anon_rmap
   Atomics.add(cpu.I, mmWord(cpu.V.L, mm, MM_RSS), 1);
@@ -349,7 +360,7 @@ function wp_page_copy(mm: number, slot: number, vma: Vma, pmdp: number, addr: nu
     put_page(npfn);
     return VM_FAULT_OK;
   }
-  const lock = ptl.value;
+  const lock = ptep_lockptr(ptep);
   if (ptep_get(ptep) !== orig) {
     // someone else handled it meanwhile
     pte_unmap_unlock(lock);
@@ -412,11 +423,11 @@ function zap_pte_range(tlb: mmu_gather, mm: number, pmdp: number, addr: number, 
   const V = cpu.V;
   const ptep0 = pte_offset_map_lock(pmdp, addr);
   if (ptep0 < 0) return end;
-  const lock = ptl.value;
+  const lock = ptep_lockptr(ptep0);
   const zero = zero_pfn(V);
   let force = false;
   let rss = 0;
-  lazy_mmu_mode_enable_fast_pte_range(mm, addr, end, ptep0);
+  lazy_mmu_mode_enable_with_ptes(mm, addr, end, ptep0);
   let a = addr;
   // BUG (injected): one entry too many, if the table has one
   const stop = knobs['zap.off_by_one'] && end % PMD_SIZE !== 0 ? end + PAGE_SIZE : end;

@@ -5,7 +5,6 @@
 import { current } from '../hw/cpu.ts';
 import { down_write, up_write, downgrade_write, up_read } from '../hw/locks.ts';
 import { mmWord, MM_LOCK, MM_LOCK_OWNER, PAGE_SIZE, TASK_SIZE, MMAP_MIN_ADDR } from '../hw/layout.ts';
-import { VM_READ, VM_WRITE, VM_EXEC, VM_SHARED, VM_MAYREAD, VM_MAYWRITE, VM_MAYEXEC, VM_MAYSHARE, VM_ACCOUNT, VM_GROWSDOWN } from '../hw/pte.ts';
 import { SYS } from '../hw/trace.ts';
 import { syscall } from './syscall.ts';
 import { knobs } from '../inject/knobs.ts';
@@ -14,6 +13,8 @@ import { mmu_gather, tlb_gather_mmu, tlb_finish_mmu } from './mmu_gather.ts';
 import { unmap_page_range, free_pgtables } from './memory.ts';
 import { shmem_file_setup, file_get, file_put } from './shmem.ts';
 import { vma_unlink_file } from './rmap.ts';
+import { VM_READ, VM_WRITE, VM_EXEC, VM_SHARED, VM_MAYREAD, VM_MAYWRITE, VM_MAYEXEC, VM_MAYSHARE, VM_ACCOUNT, VM_GROWSDOWN, VM_LOCKED, VM_NOHUGEPAGE, VM_NORESERVE } from './vm_flags.ts';
+import { EACCES, EBADF, EEXIST, EINVAL, ENOMEM } from './errno.ts';
 
 export const PROT_NONE = 0;
 export const PROT_READ = 1;
@@ -31,21 +32,9 @@ export const MAP_LOCKED = 0x2000;
 export const MAP_NORESERVE = 0x4000;
 export const MAP_POPULATE = 0x8000;
 export const MAP_STACK = 0x20000;
-/** VM flags that mmap(2) flags translate to (the kernel's values) */
-export const VM_LOCKED = 0x2000;
-export const VM_NORESERVE = 0x200000;
-export const VM_NOHUGEPAGE = 0x40000000;
 /** struct file f_mode bits a mapping checks */
 export const FMODE_READ = 1;
 export const FMODE_WRITE = 2;
-
-export const EPERM = 1;
-export const ENOMEM = 12;
-export const EACCES = 13;
-export const EFAULT = 14;
-export const EEXIST = 17;
-export const EINVAL = 22;
-export const ERRNO_NAMES: Record<number, string> = { 1: 'EPERM', 9: 'EBADF', 11: 'EAGAIN', 12: 'ENOMEM', 13: 'EACCES', 14: 'EFAULT', 17: 'EEXIST', 22: 'EINVAL', 4: 'EINTR' };
 
 /** Where top-down mmap starts (below the stack gap), as on x86-64 without ASLR. */
 export const MMAP_BASE = 0x7ffff7fff000;
@@ -96,7 +85,6 @@ export function do_mmap(mm: number, addr: number, len: number, prot: number, fla
   return syscall(SYS.mmap, addr, () => __do_mmap(mm, addr, len, prot, flags, file, pgoff, fmode));
 }
 
-export const EBADF = 9;
 
 /**
  * file >= 0 with MAP_ANONYMOUS clear maps that file (a shmem/page-cache object

@@ -5,8 +5,7 @@
 import { current } from '../hw/cpu.ts';
 import { frameWord, FM_FLAGS, PG_ANON, PAGE_SIZE, PMD_SIZE, TASK_SIZE } from '../hw/layout.ts';
 import {
-  pte_present, pte_pfn, _PAGE_RW, _PAGE_USER, VM_READ, VM_WRITE, VM_EXEC, VM_SHARED, VM_MAYREAD, VM_MAYWRITE, VM_MAYEXEC,
-  VM_ACCOUNT,
+  pte_present, pte_pfn, _PAGE_RW, _PAGE_USER,
 } from '../hw/pte.ts';
 import { SYS } from '../hw/trace.ts';
 import { knobs } from '../inject/knobs.ts';
@@ -17,24 +16,26 @@ import { syscall } from './syscall.ts';
 import { find_vma, vma_read, vma_count, split_vma, vma_merge_neighbours, vma_set_field } from './vma.ts';
 import { VMA_FLAGS } from '../hw/layout.ts';
 import { mmu_gather, tlb_gather_mmu, tlb_finish_mmu, tlb_flush_pte_range } from './mmu_gather.ts';
-import { pgd_offset, pte_offset_map_lock, pte_unmap_unlock, ptl, ptep_get, ptep_modify_prot_start, ptep_modify_prot_commit } from './pgtable.ts';
-import { lazy_mmu_mode_enable_fast_pte_range, lazy_mmu_mode_disable } from './lazy_mmu.ts';
+import { pgd_offset, pte_offset_map_lock, pte_unmap_unlock, ptep_lockptr, ptep_get, ptep_modify_prot_start, ptep_modify_prot_commit } from './pgtable.ts';
+import { lazy_mmu_mode_enable_with_ptes, lazy_mmu_mode_disable } from './lazy_mmu.ts';
 import { page_ref, page_mapcount, zero_pfn } from './page_alloc.ts';
 import { addr_end } from './memory.ts';
-import { PROT_READ, PROT_WRITE, PROT_EXEC, EINVAL, ENOMEM, EACCES, PAGE_ALIGN, mmap_write_lock, mmap_write_unlock, VM_NORESERVE } from './mmap.ts';
+import { PROT_READ, PROT_WRITE, PROT_EXEC, PAGE_ALIGN, mmap_write_lock, mmap_write_unlock } from './mmap.ts';
 import { pud_offset, pmd_offset } from './pgtable.ts';
 import { _PAGE_PRESENT, _PAGE_PSE } from '../hw/pte.ts';
 import { change_huge_pmd_range, change_huge_pud_range } from './huge_memory.ts';
 import { PUD_SIZE } from '../hw/layout.ts';
+import { VM_READ, VM_WRITE, VM_EXEC, VM_SHARED, VM_MAYREAD, VM_MAYWRITE, VM_MAYEXEC, VM_ACCOUNT, VM_NORESERVE } from './vm_flags.ts';
+import { EINVAL, ENOMEM, EACCES } from './errno.ts';
 
 function change_pte_range(tlb: mmu_gather, mm: number, vmFlags: number, pmdp: number, addr: number, end: number): void {
   const cpu = current;
   const V = cpu.V;
   const ptep0 = pte_offset_map_lock(pmdp, addr);
   if (ptep0 < 0) return;
-  const lock = ptl.value;
+  const lock = ptep_lockptr(ptep0);
   const access = (vmFlags & (VM_READ | VM_WRITE | VM_EXEC)) !== 0;
-  lazy_mmu_mode_enable_fast_pte_range(mm, addr, end, ptep0);
+  lazy_mmu_mode_enable_with_ptes(mm, addr, end, ptep0);
   for (let a = addr, ptep = ptep0; a < end; a += PAGE_SIZE, ptep++) {
     const e = ptep_get(ptep);
     if (!pte_present(e)) continue;

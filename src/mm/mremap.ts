@@ -24,22 +24,24 @@ import { spin_lock, spin_unlock, up_read } from '../hw/locks.ts';
 import {
   mmWord, MM_PT_LOCK, PAGE_SIZE, PMD_SIZE, PUD_SIZE, TASK_SIZE, VMA_END, VMA_FLAGS, ST_MOVE_PTE, ST_MOVE_PMD, ST_MOVE_PUD, ST_REALIGN,
 } from '../hw/layout.ts';
-import { pte_none, pte_present, _PAGE_PRESENT, _PAGE_PSE, VM_MAYSHARE, VM_SHARED, VM_DONTEXPAND, VM_UFFD_MISSING, VM_SEALED, VM_LOCKED } from '../hw/pte.ts';
+import { pte_none, pte_present, _PAGE_PRESENT, _PAGE_PSE } from '../hw/pte.ts';
 import { SYS, EV } from '../hw/trace.ts';
 import { syscall } from './syscall.ts';
 import { knobs } from '../inject/knobs.ts';
 import { take_rmap_locks, drop_rmap_locks } from './rmap.ts';
 import {
-  arch, pgd_offset, pud_alloc, pmd_alloc, __pte_alloc, pte_offset_map_lock, pte_offset, pte_lockptr, pmd_lockptr, ptl, ptep_get,
+  arch, pgd_offset, pud_alloc, pmd_alloc, __pte_alloc, pte_offset_map_lock, pte_offset, pte_lockptr, pmd_lockptr, ptep_lockptr, ptep_get,
   ptep_get_and_clear, set_pte_at, flush_tlb_range, pud_offset, pmd_offset,
 } from './pgtable.ts';
-import { lazy_mmu_mode_enable_fast_pte_range, lazy_mmu_mode_disable } from './lazy_mmu.ts';
+import { lazy_mmu_mode_enable_with_ptes, lazy_mmu_mode_disable } from './lazy_mmu.ts';
 import { move_huge_pmd, move_huge_pud, split_huge_pmd } from './huge_memory.ts';
 import {
   type Vma, find_vma, find_vma_intersection, vma_lookup, vma_read, vma_insert, vma_count, vma_set_field, vma_merge_neighbours,
 } from './vma.ts';
 import { file_get } from './shmem.ts';
-import { PAGE_ALIGN, EINVAL, ENOMEM, EFAULT, EPERM, do_vmi_munmap, get_unmapped_area, mmap_write_lock, mmap_write_unlock, lockOf } from './mmap.ts';
+import { PAGE_ALIGN, do_vmi_munmap, get_unmapped_area, mmap_write_lock, mmap_write_unlock, lockOf } from './mmap.ts';
+import { VM_MAYSHARE, VM_SHARED, VM_DONTEXPAND, VM_UFFD_MISSING, VM_SEALED, VM_LOCKED } from './vm_flags.ts';
+import { EINVAL, ENOMEM, EFAULT, EPERM } from './errno.ts';
 
 export const MREMAP_MAYMOVE = 1;
 export const MREMAP_FIXED = 2;
@@ -261,14 +263,14 @@ export function move_ptes(pmc: pagetable_move_control, extent: number, old_pmd: 
     if (pmc.need_rmap_locks) drop_rmap_locks(pmc.old);
     return false;
   }
-  const old_ptl = ptl.value;
+  const old_ptl = ptep_lockptr(old_pte0);
   const new_pte0 = pte_offset(new_pmd, new_addr);
   const new_ptl = pte_lockptr(Atomics.load(current.I, new_pmd));
   if (new_ptl !== old_ptl) spin_lock(new_ptl);
   let force_flush = false;
   let moved = 0;
   // the seed: the old range is the one passed (RFC 1/2; docs/kernel-rules.md#lazy-mmu-range)
-  lazy_mmu_mode_enable_fast_pte_range(mm, old_addr, old_addr + extent, old_pte0);
+  lazy_mmu_mode_enable_with_ptes(mm, old_addr, old_addr + extent, old_pte0);
   for (let i = 0; i < extent / PAGE_SIZE; i++) {
     const op = old_pte0 + i;
     if (pte_none(ptep_get(op))) continue;

@@ -3,9 +3,10 @@
 
 import { current } from '../hw/cpu.ts';
 import { PAGE_SIZE } from '../hw/layout.ts';
-import { VM_SEALED } from '../hw/pte.ts';
 import { vma_modify_flags } from './vma.ts';
-import { EINVAL, ENOMEM, mmap_write_lock, mmap_write_unlock } from './mmap.ts';
+import { mmap_write_lock, mmap_write_unlock } from './mmap.ts';
+import { VM_SEALED } from './vm_flags.ts';
+import { EINVAL, ENOMEM } from './errno.ts';
 
 /** mseal(start, len, 0): 0, -EINVAL (flags, alignment), -ENOMEM (a hole in the range). */
 export function do_mseal(mm: number, start: number, len: number, flags = 0): number {

@@ -8,6 +8,7 @@ import { spin_lock, spin_unlock } from '../hw/locks.ts';
 import {
   frameWord, mmWord, tableEntry, FM_PTL, MM_PGD, MM_PT_LOCK, MM_PT_PAGES, PTRS_PER_TABLE,
   PGDIR_SHIFT, PUD_SHIFT, PMD_SHIFT, PAGE_SHIFT, ST_PTE_UPDATES, ST_LAZY_UPDATES,
+  PAGE_SIZE,
 } from '../hw/layout.ts';
 import { pte_pfn, mk_table_entry, _PAGE_PRESENT, _PAGE_PSE } from '../hw/pte.ts';
 import { pgtIndex } from '../hw/walker.ts';
@@ -72,11 +73,24 @@ export function pmd_alloc(mm: number, pudp: number, addr: number): number {
   if (!table_alloc(mm, pudp, 2, mmWord(current.V.L, mm, MM_PT_LOCK))) return -1;
   return pmd_offset(pudp, addr);
 }
+/** The split lock of the table page that holds the entry at `entryp` (ptlock_ptr(virt_to_ptdesc(entryp))). */
+function table_lockptr(entryp: number): number {
+  const L = current.V.L;
+  const pfn = Math.floor((entryp - L.tableMem) / PTRS_PER_TABLE);
+  return frameWord(L, pfn, FM_PTL);
+}
 /** pmd_lock: the split lock of the PMD table page holding pmdp. */
 export function pmd_lockptr(pmdp: number): number {
-  const L = current.V.L;
-  const pfn = Math.floor((pmdp - L.tableMem) / PTRS_PER_TABLE);
-  return frameWord(L, pfn, FM_PTL);
+  return table_lockptr(pmdp);
+}
+/**
+ * ptep_lockptr (include/linux/mm.h; added by "mm/hugetlb: fix hugetlb vs.
+ * core-mm PT locking", D. Hildenbrand, 2024): the split PTL of the PTE
+ * table page holding ptep. Callers of pte_offset_map_lock take the lock it
+ * took from here (the kernel hands it back through a spinlock_t ** argument).
+ */
+export function ptep_lockptr(ptep: number): number {
+  return table_lockptr(ptep);
 }
 export function __pte_alloc(mm: number, pmdp: number): boolean {
   return table_alloc(mm, pmdp, 1, pmd_lockptr(pmdp));
@@ -91,9 +105,9 @@ export function pte_lockptr(pmdval: number): number {
  * pte_offset_map_lock: lock the PTE table under pmdp and return the entry
  * pointer for addr, or -1 if the PMD no longer points to a PTE table (it was
  * freed or changed before we got the lock: the caller retries or gives up).
- * The lock taken is left in ptl.value.
+ * The lock taken is ptep_lockptr(the entry returned): no state is handed
+ * back on the side (one host thread may carry several CPUs).
  */
-export const ptl = { value: -1 };
 export function pte_offset_map_lock(pmdp: number, addr: number): number {
   const I = current.I;
   const pmdval = Atomics.load(I, pmdp);
@@ -104,7 +118,6 @@ export function pte_offset_map_lock(pmdp: number, addr: number): number {
     spin_unlock(lock);
     return -1;
   }
-  ptl.value = lock;
   return tableEntry(current.V.L, pte_pfn(pmdval), pgtIndex(addr, PAGE_SHIFT));
 }
 export function pte_unmap_unlock(lock: number): void {
@@ -157,7 +170,15 @@ export function ptep_clear_flush(mm: number, addr: number, ptep: number): number
  */
 export function pte_deref(ptep: number): number {
   const cpu = current;
-  if (is_lazy_mmu_mode_active() && arch.pte_memory_stale(ptep)) {
+  if (arch.pte_kasan_poisoned?.(ptep)) {
+    // s390, Gordeev's series v3+ (patch "s390/mm: Lazy MMU mode sanitizer"): the
+    // range's PTEs are KASAN-poisoned from enter to leave; any access other than
+    // set_pte/ptep_get (and the unsanitised ptep_get_lockless) is a report
+    cpu.host.hooks.violation({
+      kind: 'lazy-mmu-contract', cpu: cpu.id,
+      message: `cpu ${cpu.id}: KASAN: direct-pte-access of a PTE in the range of a lazy MMU section on ${arch.name} (the series' sanitizer, v3+)`,
+    });
+  } else if (is_lazy_mmu_mode_active() && arch.pte_memory_stale(ptep)) {
     cpu.host.hooks.violation({
       kind: 'lazy-mmu-contract', cpu: cpu.id,
       message: `cpu ${cpu.id}: direct dereference of a PTE inside a lazy MMU section on ${arch.name}: memory still holds the old value (docs/kernel-rules.md#direct-deref)`,
@@ -170,5 +191,5 @@ export function flush_tlb_range(mm: number, start: number, end: number): void {
   arch.flush_tlb_mm_range(mm, start, end, PAGE_SHIFT, false);
 }
 export function flush_tlb_page(mm: number, addr: number): void {
-  arch.flush_tlb_mm_range(mm, addr, addr + 4096, PAGE_SHIFT, false);
+  arch.flush_tlb_mm_range(mm, addr, addr + PAGE_SIZE, PAGE_SHIFT, false);
 }

@@ -10,7 +10,7 @@ import { current } from '../hw/cpu.ts';
 import { down_read, up_read, down_write, up_write } from '../hw/locks.ts';
 import {
   type Layout, type Views, fileWord, anonVmaLock, iMmapF, mmWord, vmaF, FILE_I_MMAP, FILE_IN_USE, MM_IN_USE, MM_NVMAS,
-  VMA_START, VMA_END, VMA_PGOFF, VMA_FILE, I_MMAP_MAX, IM_MM, IM_START, IM_END, IM_PGOFF, IM_F64, PAGE_SIZE,
+  VMA_START, VMA_END, VMA_PGOFF, VMA_FILE, IM_MM, IM_START, IM_END, IM_PGOFF, IM_F64, PAGE_SIZE,
 } from '../hw/layout.ts';
 import type { Vma } from './vma.ts';
 
@@ -93,8 +93,9 @@ export function i_mmap_init(V: Views, f: number): void {
 function __i_mmap_insert(V: Views, f: number, rec: MappingRec): void {
   const { F, L } = V;
   const n = F[countIdx(L, f)];
-  if (n >= I_MMAP_MAX) {
-    throw new Error(`simulator limit: file ${f} is mapped by more than ${I_MMAP_MAX} VMAs (I_MMAP_MAX in src/hw/layout.ts)`);
+  if (n >= L.iMmapMax) {
+    throw new Error(`simulator limit: file ${f} is mapped by more than ${L.iMmapMax} VMAs at once (MachineShape.iMmapMax; ` +
+      'mmsim strace sizes it from the processes in the capture, scenarios get I_MMAP_MAX in src/hw/layout.ts)');
   }
   let at = n;
   while (at > 0 && F[iMmapF(L, f, at - 1, IM_PGOFF)] > rec.pgoff) at--;
@@ -142,7 +143,7 @@ export function __vma_link_file_after(mm: number, vma: Vma, parentMm: number, pa
     const b = iMmapF(L, f, r, 0);
     if (F[b + IM_MM] === parentMm && F[b + IM_START] === parent.start) at = r + 1;
   }
-  if (at < 0 || n >= I_MMAP_MAX) {
+  if (at < 0 || n >= L.iMmapMax) {
     __vma_link_file(mm, vma); // (no parent record: an ordinary insert, which also reports a full i_mmap)
     return;
   }

@@ -21,7 +21,7 @@ import {
   next_cached_pgoff,
 } from './shmem.ts';
 import { put_page, page_mapcount } from './page_alloc.ts';
-import { EINVAL } from './mmap.ts';
+import { EINVAL } from './errno.ts';
 
 /** The part [start, end) of a mapping record that maps pgoffs [first, last]; null if none. */
 export function rec_range(rec: MappingRec, first: number, last: number): { start: number; end: number } | null {

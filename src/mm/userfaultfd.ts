@@ -6,9 +6,10 @@
 
 import { current } from '../hw/cpu.ts';
 import { PAGE_SIZE } from '../hw/layout.ts';
-import { VM_UFFD_MISSING } from '../hw/pte.ts';
 import { vma_modify_flags } from './vma.ts';
-import { EINVAL, mmap_write_lock, mmap_write_unlock } from './mmap.ts';
+import { mmap_write_lock, mmap_write_unlock } from './mmap.ts';
+import { VM_UFFD_MISSING } from './vm_flags.ts';
+import { EINVAL } from './errno.ts';
 
 /** UFFDIO_REGISTER: 0, or -EINVAL if part of the range is unmapped or misaligned. */
 export function userfaultfd_register(mm: number, start: number, len: number, mode = VM_UFFD_MISSING): number {

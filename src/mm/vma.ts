@@ -5,9 +5,11 @@
 import {
   type Views, vmaF, mmWord, MM_NVMAS, VMA_START, VMA_END, VMA_PGOFF, VMA_FLAGS, VMA_FILE, VMA_ANON, VMA_F64,
   VMA_ANON_FORKED,
+  PAGE_SIZE,
 } from '../hw/layout.ts';
 import { file_get, file_put } from './shmem.ts';
 import { vma_link_file, vma_unlink_file, __vma_link_file, __vma_adjust_file, i_mmap_lock_write, i_mmap_unlock_write } from './rmap.ts';
+import { ENOMEM, EINVAL } from './errno.ts';
 
 export interface Vma {
   start: number;
@@ -24,7 +26,6 @@ export interface Vma {
   forked?: boolean;
 }
 
-export const ENOMEM = 12;
 
 export function vma_count(V: Views, mm: number): number {
   return Atomics.load(V.I, mmWord(V.L, mm, MM_NVMAS));
@@ -138,7 +139,7 @@ export function split_vma(V: Views, mm: number, slot: number, addr: number): boo
   const v = vma_read(V, mm, slot);
   if (addr <= v.start || addr >= v.end) return true;
   if (vma_count(V, mm) >= V.L.shape.maxVmas) return false;
-  const hi: Vma = { ...v, start: addr, pgoff: v.pgoff + (addr - v.start) / 4096 };
+  const hi: Vma = { ...v, start: addr, pgoff: v.pgoff + (addr - v.start) / PAGE_SIZE };
   // both halves change in i_mmap at once, as __split_vma does under i_mmap_lock_write
   if (v.file >= 0) i_mmap_lock_write(v.file);
   V.F[vmaF(V.L, mm, slot, VMA_END)] = addr;
@@ -163,7 +164,7 @@ export function can_merge(a: Vma, b: Vma): boolean {
   if (a.flags !== b.flags) return false;
   if (a.file !== b.file) return false;
   if (!anon_vma_compatible(a, b)) return false;
-  return a.pgoff + (a.end - a.start) / 4096 === b.pgoff;
+  return a.pgoff + (a.end - a.start) / PAGE_SIZE === b.pgoff;
 }
 
 /**
@@ -225,7 +226,7 @@ export function find_mergeable_anon_vma(V: Views, mm: number, slot: number): num
   const v = vma_read(V, mm, slot);
   const reusable = (a: Vma, b: Vma, old: Vma): boolean =>
     old.anon >= 0 && !old.forked && a.end === b.start && a.file === b.file && ((a.flags ^ b.flags) & ~ACCESS) === 0 &&
-    b.pgoff === a.pgoff + (b.start - a.start) / 4096;
+    b.pgoff === a.pgoff + (b.start - a.start) / PAGE_SIZE;
   if (slot + 1 < vma_count(V, mm)) {
     const next = vma_read(V, mm, slot + 1);
     if (reusable(v, next, next)) return next.anon;
@@ -247,13 +248,13 @@ export function vma_list(V: Views, mm: number): Vma[] {
 /**
  * vma_modify_flags: set `bits` on every VMA of [start, end), splitting the VMAs
  * at the two ends (mseal, UFFDIO_REGISTER). The caller holds the mmap_lock for
- * write. 0, -22 (EINVAL) if part of the range is unmapped, -12 (ENOMEM) if a
+ * write. 0, -EINVAL if part of the range is unmapped, -ENOMEM if a
  * split finds the table full.
  */
 export function vma_modify_flags(V: Views, mm: number, start: number, end: number, bits: number): number {
   for (let a = start; a < end;) {
     const s = vma_lookup(V, mm, a);
-    if (s < 0) return -22;
+    if (s < 0) return -EINVAL;
     a = vma_read(V, mm, s).end;
   }
   if (!split_vma(V, mm, vma_lookup(V, mm, start), start)) return -ENOMEM;

@@ -11,7 +11,7 @@ import { vma_read, vma_lookup, vma_set_field, vma_count } from './vma.ts';
 import { PAGETABLE_MOVE, move_page_tables } from './mremap.ts';
 import { mmu_gather, tlb_gather_mmu, tlb_finish_mmu } from './mmu_gather.ts';
 import { free_pgtables } from './memory.ts';
-import { EFAULT, ENOMEM } from './mmap.ts';
+import { EFAULT, ENOMEM } from './errno.ts';
 
 /**
  * relocate_vma_down: move the VMA starting at `start` down by shift bytes,

@@ -23,7 +23,7 @@ import { mmWord, dataWord, frameWord, MM_RSS, FM_FLAGS, PG_DIRTY, PAGE_SIZE, WOR
 import { pte_present, pte_pfn, _PAGE_PRESENT, _PAGE_PSE, _PAGE_DIRTY } from '../hw/pte.ts';
 import { SYS } from '../hw/trace.ts';
 import { syscall } from './syscall.ts';
-import { pgd_offset, pud_offset, pmd_offset, pte_offset_map_lock, pte_unmap_unlock, ptl, ptep_get, ptep_clear_flush } from './pgtable.ts';
+import { pgd_offset, pud_offset, pmd_offset, pte_offset_map_lock, pte_unmap_unlock, ptep_lockptr, ptep_get, ptep_clear_flush } from './pgtable.ts';
 import { type MappingRec, i_mmap_lock_read, i_mmap_unlock_read, vma_interval_tree_foreach } from './rmap.ts';
 import { find_get_page, trylock_page, unlock_page, page_in_cache, replace_page_cache_page, next_cached_pgoff, i_size_pages } from './shmem.ts';
 import { alloc_page, put_page, page_mapcount_dec, page_mapcount } from './page_alloc.ts';
@@ -64,7 +64,7 @@ export function page_vma_mapped_walk(rec: MappingRec, pgoff: number, pfn: number
   if (pmdp < 0) return null;
   const ptep = pte_offset_map_lock(pmdp, addr);
   if (ptep < 0) return null;
-  const lock = ptl.value;
+  const lock = ptep_lockptr(ptep);
   const pte = ptep_get(ptep);
   if (!pte_present(pte) || pte_pfn(pte) !== pfn) {
     pte_unmap_unlock(lock);

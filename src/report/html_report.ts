@@ -8,8 +8,9 @@ import { summary } from './summary.ts';
 import { buildTraceModel, instantName, hex, type TraceModel, type Span, type ViolationMark } from './trace_export.ts';
 import { SYS_NAMES } from '../hw/trace.ts';
 import { chooseRace, raceHtml } from './race.ts';
-import { ERRNO_NAMES } from '../mm/mmap.ts';
 import { getArch } from '../arch/index.ts';
+import { ERRNO_NAMES } from '../mm/errno.ts';
+import { PAGE_SIZE } from '../hw/layout.ts';
 
 const esc = (s: unknown): string =>
   String(s).replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c]!);
@@ -336,8 +337,7 @@ function ladderText(e: TraceEvent, det: boolean): string {
   }
 }
 
-const PAGE = 4096;
-const samePage = (a: number, b: number): boolean => Math.floor(a / PAGE) === Math.floor(b / PAGE);
+const samePage = (a: number, b: number): boolean => Math.floor(a / PAGE_SIZE) === Math.floor(b / PAGE_SIZE);
 
 interface Focus { pfn?: number; va?: number }
 function isKey(e: TraceEvent, f: Focus): boolean {

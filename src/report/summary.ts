@@ -1,6 +1,6 @@
 // Formatting a run's result for people (the summary) and machines (JSON).
 
-import type { RunResult, TraceEvent } from '../engine/machine.ts';
+import { runVerdict, type RunResult, type TraceEvent } from '../engine/machine.ts';
 import { chooseRace, raceText } from './race.ts';
 
 const fmt = (n: number): string => n.toLocaleString('en-US');
@@ -9,7 +9,7 @@ const us = (ns: number): string => (ns / 1000).toFixed(ns < 10000 ? 1 : 0) + ' u
 export function summary(r: RunResult): string {
   const s = r.stats;
   const out: string[] = [];
-  const verdict = r.crash ? 'CRASHED' : r.hang ? 'HUNG' : r.violationCount > 0 || !r.audit.ok || !r.teardownAudit.ok ? 'VIOLATION' : 'clean';
+  const verdict = runVerdict(r).label;
   const det = r.deterministic ? `, PCT d=${r.deterministic.preemptions}, ${r.deterministic.steps.toLocaleString('en-US')} steps, ${(r.deterministic.schedule.length / 2).toLocaleString('en-US')} handoffs` : '';
   out.push(`mmsim: ${r.scenario} on ${r.cpus} CPUs (${r.arch}), seed ${r.seed}, ${r.mode} (${r.threads} host thread${r.threads > 1 ? 's' : ''}${det})${r.knobs.length ? `, bug knobs: ${r.knobs.join(', ')}` : ''}`);
   out.push(`  result        ${verdict} in ${(r.wallMs / 1000).toFixed(2)} s${r.bootMs ? ` (+${(r.bootMs / 1000).toFixed(2)} s starting threads)` : ''}`);
@@ -20,7 +20,7 @@ export function summary(r: RunResult): string {
   out.push(`  flushes       single-page ${fmt(s.flushSingle)} (in ${fmt(s.flushRange)} range flushes), full ${fmt(s.flushFull)}, up to date ${fmt(s.flushSkipped)}, at switch-in ${fmt(s.switchFlush)}`);
   if (r.deterministic) out.push(`  shootdown     p50 ${fmt(r.latencyNs.p50)} steps, p99 ${fmt(r.latencyNs.p99)}, max ${fmt(r.latencyNs.max)} (${fmt(r.latencyNs.samples)} samples; deterministic mode counts scheduling steps)`);
   else out.push(`  shootdown     p50 ${us(r.latencyNs.p50)}, p99 ${us(r.latencyNs.p99)}, max ${us(r.latencyNs.max)} (${fmt(r.latencyNs.samples)} samples)`);
-  out.push(`  lazy MMU      ${fmt(s.lazySections)} sections (${r.lazyContract} contract); PTE updates ${fmt(s.pteUpdates)}, ${fmt(s.lazyUpdates)} inside sections; batched ${fmt(s.batched)} in ${fmt(s.batchFlushes)} batch flushes (${fmt(Math.max(0, s.batched - s.batchFlushes))} flushes avoided)`);
+  out.push(`  lazy MMU      ${fmt(s.lazySections)} sections (${r.lazyContract} contract, series ${r.lazySeries}); PTE updates ${fmt(s.pteUpdates)}, ${fmt(s.lazyUpdates)} inside sections; batched ${fmt(s.batched)} in ${fmt(s.batchFlushes)} batch flushes (${fmt(Math.max(0, s.batched - s.batchFlushes))} flushes avoided)`);
   out.push(`  invalidation  IPIs ${fmt(s.ipiSent)} vs hardware broadcasts ${fmt(s.broadcastsSent)} (purged on ${fmt(s.broadcastsPurged)} CPU visits); s390 quiesces ${fmt(s.quiesces)}, local clears ${fmt(s.localClears)}`);
   if (s.thpFaults || s.thpSplits) out.push(`  huge pages    THP faults ${fmt(s.thpFaults)}, huge PMDs split ${fmt(s.thpSplits)}`);
   if (s.movedPtes + s.movedPmds + s.movedPuds + s.movedHugePmds + s.movedHugePuds > 0) {
@@ -59,7 +59,7 @@ export function summary(r: RunResult): string {
   return out.join('\n');
 }
 
+/** 0 clean, 1 violation, audit failure or hang, 3 crash (runVerdict). */
 export function exitCode(r: RunResult): number {
-  if (r.crash) return 3;
-  return r.hang || r.violationCount > 0 || !r.audit.ok || !r.teardownAudit.ok ? 1 : 0;
+  return runVerdict(r).exit;
 }

@@ -21,7 +21,8 @@
 
 import type { RunResult, TraceEvent } from '../engine/machine.ts';
 import { EV_SPANS, EV_NAMES, SYS_NAMES, CHANGE_LABELS } from '../hw/trace.ts';
-import { ERRNO_NAMES } from '../mm/mmap.ts';
+import { ERRNO_NAMES } from '../mm/errno.ts';
+import { PAGE_SIZE } from '../hw/layout.ts';
 
 export const PID_CPUS = 1;
 export const PID_COUNTERS = 2;
@@ -173,7 +174,7 @@ function instantArgs(e: TraceEvent): Record<string, string | number> {
     case 'FREE_PAGE':
       return { pfn: e.a, was_at: hex(e.b), seq: e.seq };
     case 'ZAP':
-      return { start: hex(e.a), end: hex(e.b), pages: Math.round((e.b - e.a) / 4096), seq: e.seq };
+      return { start: hex(e.a), end: hex(e.b), pages: Math.round((e.b - e.a) / PAGE_SIZE), seq: e.seq };
     case 'FLUSH_LOCAL':
       return e.b < 0 ? { full: 1, seq: e.seq } : { start: hex(e.a), pages: e.b, seq: e.seq };
     case 'CTX_SWITCH':

@@ -14,7 +14,7 @@
 // Radix (where the hooks do nothing) is not modelled.
 
 import { type Cpu, current } from '../../hw/cpu.ts';
-import { mmWord, MM_CPUMASK, CPUMASK_WORDS, ST_BATCHED, ST_BATCH_FLUSHES, ST_LOCAL_CLEAR, PAGE_SHIFT } from '../../hw/layout.ts';
+import { mmWord, MM_CPUMASK, CPUMASK_WORDS, ST_BATCHED, ST_BATCH_FLUSHES, ST_LOCAL_CLEAR, PAGE_SHIFT, PAGE_SIZE } from '../../hw/layout.ts';
 import { _PAGE_PRESENT, _PAGE_RW } from '../../hw/pte.ts';
 import { EV } from '../../hw/trace.ts';
 import { knobs } from '../../inject/knobs.ts';
@@ -73,7 +73,7 @@ function tlbie(cpu: Cpu, mm: number, v0: number, v1: number): void {
 /** flush_hash_page: invalidate one page's HPTE and TLB entries on every CPU. */
 export function flush_hash_page(cpu: Cpu, mm: number, vpn: number): void {
   tlbie(cpu, mm, vpn, vpn + 1);
-  cpu.ring.log(EV.FLUSH_LOCAL, vpn * 4096, 1);
+  cpu.ring.log(EV.FLUSH_LOCAL, vpn * PAGE_SIZE, 1);
 }
 
 /**
@@ -91,7 +91,7 @@ function flush_hash_range(cpu: Cpu, b: ppc64_tlb_batch): void {
     if (v > hi) hi = v;
   }
   tlbie(cpu, b.mm, lo, hi + 1);
-  cpu.ring.log(EV.FLUSH_LOCAL, lo * 4096, b.index);
+  cpu.ring.log(EV.FLUSH_LOCAL, lo * PAGE_SIZE, b.index);
 }
 
 /** __flush_tlb_pending: one flush_hash_page for a single entry, else one flush_hash_range. */
@@ -115,7 +115,7 @@ export function flush_tlb_pending(cpu: Cpu): void {
  */
 export function hpte_need_flush(mm: number, addr: number): void {
   const cpu = current;
-  const vpn = Math.floor(addr / 4096);
+  const vpn = Math.floor(addr / PAGE_SIZE);
   if (!is_lazy_mmu_mode_active()) {
     flush_hash_page(cpu, mm, vpn);
     return;
@@ -194,7 +194,7 @@ export const powerpchash: Arch = {
     const cpu = current;
     flush_tlb_pending(cpu);
     if (end === TLB_FLUSH_ALL) tlbie(cpu, mm, 0, -1);
-    else if (freedTables) tlbie(cpu, mm, Math.floor(start / 4096), Math.ceil(end / 4096));
+    else if (freedTables) tlbie(cpu, mm, Math.floor(start / PAGE_SIZE), Math.ceil(end / PAGE_SIZE));
   },
   flush_tlb_mm(mm) {
     powerpchash.flush_tlb_mm_range(mm, 0, TLB_FLUSH_ALL, PAGE_SHIFT, false);
@@ -219,9 +219,9 @@ export const powerpchash: Arch = {
     cpu.sched_point();
     const old = Atomics.exchange(cpu.I, pmdp, val);
     if (old & _PAGE_PRESENT) {
-      const v0 = Math.floor(addr / 4096);
-      tlbie(cpu, mm, v0, v0 + size / 4096);
-      cpu.ring.log(EV.FLUSH_LOCAL, addr, size / 4096);
+      const v0 = Math.floor(addr / PAGE_SIZE);
+      tlbie(cpu, mm, v0, v0 + size / PAGE_SIZE);
+      cpu.ring.log(EV.FLUSH_LOCAL, addr, size / PAGE_SIZE);
     }
     return old;
   },

@@ -18,51 +18,36 @@
 //    the next flush_tlb_mm_range purge; otherwise a global IPTE at once. Then store.
 //  - flush_tlb_mm_range: does work only if flush_mm was marked, or tables were
 //    freed: IDTE for the whole ASID (local or global).
-//  - Gordeev's batch: with a fast range (arch_enter_lazy_mmu_mode_fast_pte_range)
-//    a per-CPU ipte_batch caches one value per PTE slot of the range; accessors on
-//    a PTE inside the range read and write the cache (memory keeps the old value,
-//    no IPTE); leave invalidates each run of slots whose memory entry is valid
-//    with one IPTE-range (<= 256 entries), then stores the cached values. A plain
-//    lazy_mmu_mode_enable() is the "no range" state: every update is immediate.
+//  - Gordeev's batch (src/arch/s390/lazy_mmu.ts, by series version): with a
+//    range (arch_enter_lazy_mmu_mode_with_ptes) a per-CPU ipte_range caches one
+//    value per PTE slot of the range; accessors on a PTE inside the range read
+//    and write the cache (memory keeps the old value, no IPTE); leave invalidates
+//    each run of slots whose memory entry is valid with one IPTE-range (<= 256
+//    entries), then stores the cached values. A plain lazy_mmu_mode_enable() is
+//    the "no range" state: every update is immediate.
 
 import { type Cpu, type Host, current } from '../../hw/cpu.ts';
 import { spin_lock, spin_unlock } from '../../hw/locks.ts';
 import {
-  mmWord, MM_CPUMASK, MM_CTX_ID, CPUMASK_WORDS, PTRS_PER_TABLE, PAGE_SIZE, CC_IS_LAZY,
-  H_QUIESCE_LOCK, ST_BATCHED, ST_BATCH_FLUSHES, ST_QUIESCE, ST_LOCAL_CLEAR, ST_FLUSH_FULL, ST_SWITCH_FLUSH,
+  mmWord, MM_CPUMASK, MM_CTX_ID, CPUMASK_WORDS, PAGE_SIZE, CC_IS_LAZY,
+  H_QUIESCE_LOCK, ST_QUIESCE, ST_LOCAL_CLEAR, ST_FLUSH_FULL, ST_SWITCH_FLUSH, ST_IPTE, ST_IPTE_RANGE, ST_IDTE,
 } from '../../hw/layout.ts';
 import { _PAGE_PRESENT, _PAGE_RW } from '../../hw/pte.ts';
 import { EV } from '../../hw/trace.ts';
-import { knobs } from '../../inject/knobs.ts';
-import { is_lazy_mmu_mode_active } from '../../mm/lazy_mmu.ts';
+import {
+  IpteBatch, PTE_POISON, lazy_mmu_ptep_get, lazy_mmu_set_pte, lazy_mmu_ptep_get_and_clear, lazy_mmu_ptep_set_wrprotect,
+  lazy_mmu_ptep_set_access_flags, lazy_mmu_before_clear_flush, lazy_mmu_after_clear_flush, lazy_mmu_pte_memory_stale, lazy_mmu_pte_kasan_poisoned,
+  arch_enter_lazy_mmu_mode, arch_enter_lazy_mmu_mode_with_ptes, arch_leave_lazy_mmu_mode, arch_flush_lazy_mmu_mode,
+} from './lazy_mmu.ts';
 import type { Arch } from '../arch.ts';
 import { native } from '../generic.ts';
 
 /** IPTE-range (facility 13) invalidates at most this many entries of one page table per instruction. */
 export const IPTE_RANGE_MAX = 256;
-/**
- * "Not cached" marker of an ipte_batch slot: every bit set, i.e. _PAGE_PSE in a
- * last-level entry and pfn MAX_PFN, which no PTE of this machine can be.
- */
-export const PTE_POISON = -1;
 /** The machine-wide quiesce every global IPTE/IDTE takes: a spinlock (its waiter count follows). */
 export const QUIESCE_LOCK_WORD = H_QUIESCE_LOCK;
 
-/** Gordeev's per-CPU ipte_batch. */
-export class IpteBatch {
-  /** a fast range is in force (false: no section, or the "no range" state of a plain enable) */
-  active = false;
-  mm = -1;
-  addr = 0;
-  end = 0;
-  /** the entry of addr */
-  ptep = 0;
-  nptes = 0;
-  /** lowest and highest touched slot */
-  lo = PTRS_PER_TABLE;
-  hi = -1;
-  readonly cache = new Int32Array(PTRS_PER_TABLE).fill(PTE_POISON);
-}
+export { IpteBatch, PTE_POISON };
 
 /** Per-CPU s390 state (cpu.arch). */
 export class S390Cpu {
@@ -145,6 +130,7 @@ export function __ptep_ipte_range(cpu: Cpu, mm: number, addr: number, ptep: numb
   } else {
     global_purge(cpu, mm, v0, v0 + n, invalidate);
   }
+  cpu.stat(n === 1 ? ST_IPTE : ST_IPTE_RANGE);
   cpu.ring.log(EV.FLUSH_LOCAL, addr, n);
   return old;
 }
@@ -165,6 +151,7 @@ function __tlb_flush_mm(cpu: Cpu, mm: number): void {
     global_purge(cpu, mm, 0, -1, () => {});
   }
   cpu.stat(ST_FLUSH_FULL);
+  cpu.stat(ST_IDTE);
   cpu.ring.log(EV.FLUSH_LOCAL, 0, -1);
 }
 
@@ -197,155 +184,40 @@ function ptep_xchg_lazy(cpu: Cpu, mm: number, addr: number, ptep: number, mk: (o
 const ZERO = (): number => 0;
 const WRPROTECT = (old: number): number => old & ~_PAGE_RW;
 
-// ---- the batch -------------------------------------------------------------------------
-
-/** Slot of ptep in the batch in force, or -1 (no range, outside it, or interrupt context: immediate path). */
-function batch_slot(cpu: Cpu, ptep: number): number {
-  const a = cpu.arch;
-  if (!(a instanceof S390Cpu) || !a.batch.active) return -1;
-  const i = ptep - a.batch.ptep;
-  if (i < 0 || i >= a.batch.nptes) return -1;
-  if (!is_lazy_mmu_mode_active()) return -1; // an interrupt handler must not use the task's batch (docs/kernel-rules.md#lazy-mmu-range)
-  return i;
-}
-
-function cached(cpu: Cpu, i: number): number {
-  const b = (cpu.arch as S390Cpu).batch;
-  const v = b.cache[i];
-  return v !== PTE_POISON ? v : Atomics.load(cpu.I, b.ptep + i);
-}
-
-function cache_set(cpu: Cpu, i: number, v: number): void {
-  const b = (cpu.arch as S390Cpu).batch;
-  if (v === PTE_POISON) throw new Error('s390: a PTE value equal to the ipte_batch poison');
-  b.cache[i] = v;
-  if (i < b.lo) b.lo = i;
-  if (i > b.hi) b.hi = i;
-  cpu.stat(ST_BATCHED);
-}
-
-/**
- * Apply the batch: for each maximal run of cached slots, IPTE-range the sub-runs
- * whose memory entry is valid (invalidate-before-replace), then store the cached
- * values and re-poison.
- */
-function ipte_batch_apply(cpu: Cpu, b: IpteBatch): void {
-  const I = cpu.I;
-  const c = b.cache;
-  for (let i = b.lo; i <= b.hi;) {
-    if (c[i] === PTE_POISON) {
-      i++;
-      continue;
-    }
-    let j = i + 1;
-    while (j <= b.hi && c[j] !== PTE_POISON) j++;
-    cpu.sched_point();
-    for (let k = i; k < j;) {
-      if ((Atomics.load(I, b.ptep + k) & _PAGE_PRESENT) === 0) {
-        k++;
-        continue;
-      }
-      let e = k + 1;
-      while (e < j && e - k < IPTE_RANGE_MAX && (Atomics.load(I, b.ptep + e) & _PAGE_PRESENT) !== 0) e++;
-      __ptep_ipte_range(cpu, b.mm, b.addr + k * PAGE_SIZE, b.ptep + k, e - k);
-      k = e;
-    }
-    for (let k = i; k < j; k++) {
-      Atomics.store(I, b.ptep + k, c[k]);
-      c[k] = PTE_POISON;
-    }
-    i = j;
-  }
-}
-
-function repoison(b: IpteBatch): void {
-  if (b.hi >= b.lo) b.cache.fill(PTE_POISON, b.lo, b.hi + 1);
-  b.lo = PTRS_PER_TABLE;
-  b.hi = -1;
-}
-
-function arch_enter_lazy_mmu_mode_fast_pte_range(mm: number, addr: number, end: number, ptep: number): void {
-  const b = s390_state(current).batch;
-  b.active = true;
-  b.mm = mm;
-  b.addr = addr;
-  b.end = end;
-  b.ptep = ptep;
-  b.nptes = Math.max(0, Math.min(PTRS_PER_TABLE, Math.floor((end - addr) / PAGE_SIZE)));
-  b.lo = PTRS_PER_TABLE;
-  b.hi = -1;
-}
-
-function arch_leave_lazy_mmu_mode(): void {
-  const cpu = current;
-  const a = cpu.arch;
-  if (!(a instanceof S390Cpu) || !a.batch.active) return; // "no range" state: nothing deferred
-  const b = a.batch;
-  b.active = false;
-  if (b.hi < b.lo) return;
-  // BUG (injected) when on: the cache is dropped, memory keeps the old valid entries
-  if (!knobs['s390.leave_without_apply']) ipte_batch_apply(cpu, b);
-  repoison(b);
-  cpu.stat(ST_BATCH_FLUSHES);
-}
-
-/** Flush = leave, then re-enter with the same range. */
-function arch_flush_lazy_mmu_mode(): void {
-  const a = current.arch;
-  if (!(a instanceof S390Cpu) || !a.batch.active) return;
-  const { mm, addr, end, ptep } = a.batch;
-  arch_leave_lazy_mmu_mode();
-  arch_enter_lazy_mmu_mode_fast_pte_range(mm, addr, end, ptep);
-}
-
 // ---- PTE accessors -------------------------------------------------------------------
+// Each asks the lazy MMU backend first (src/arch/s390/lazy_mmu.ts), as the
+// series' asm/pgtable.h wrappers do: "if (!lazy_mmu_X(...)) normal path".
 
 function ptep_get(ptep: number): number {
   const cpu = current;
   cpu.sched_point();
-  const i = batch_slot(cpu, ptep);
-  return i >= 0 ? cached(cpu, i) : Atomics.load(cpu.I, ptep);
+  const v = lazy_mmu_ptep_get(ptep);
+  return v !== PTE_POISON ? v : Atomics.load(cpu.I, ptep);
 }
 
 function set_pte_at(mm: number, addr: number, ptep: number, pte: number): void {
-  const cpu = current;
-  const i = batch_slot(cpu, ptep);
-  if (i >= 0) {
-    cpu.sched_point();
-    cache_set(cpu, i, pte);
-    return;
-  }
-  ptep_xchg_direct(cpu, mm, addr, ptep, () => pte); // a plain store into an invalid slot
+  if (lazy_mmu_set_pte(ptep, pte)) return;
+  ptep_xchg_direct(current, mm, addr, ptep, () => pte); // a plain store into an invalid slot
 }
 
 function ptep_get_and_clear(mm: number, addr: number, ptep: number): number {
-  const cpu = current;
-  const i = batch_slot(cpu, ptep);
-  if (i >= 0) {
-    cpu.sched_point();
-    const old = cached(cpu, i);
-    cache_set(cpu, i, 0);
-    return old;
-  }
-  return ptep_xchg_lazy(cpu, mm, addr, ptep, ZERO);
+  const old = lazy_mmu_ptep_get_and_clear(ptep);
+  if (old !== PTE_POISON) return old;
+  return ptep_xchg_lazy(current, mm, addr, ptep, ZERO);
 }
 
 function ptep_set_wrprotect(mm: number, addr: number, ptep: number): void {
+  if (lazy_mmu_ptep_set_wrprotect(ptep)) return;
   const cpu = current;
-  const i = batch_slot(cpu, ptep);
-  if (i >= 0) {
-    cpu.sched_point();
-    cache_set(cpu, i, cached(cpu, i) & ~_PAGE_RW);
-    return;
-  }
   cpu.sched_point();
   if ((Atomics.load(cpu.I, ptep) & _PAGE_RW) === 0) return;
   ptep_xchg_lazy(cpu, mm, addr, ptep, WRPROTECT);
 }
 
-/** ptep_xchg_direct as well (the cache inside a range): the same path as set_pte_at */
+/** ptep_xchg_direct (the series leaves it alone; only the seed's model cached it) */
 function ptep_set_access_flags(mm: number, addr: number, ptep: number, pte: number): void {
-  set_pte_at(mm, addr, ptep, pte);
+  if (lazy_mmu_ptep_set_access_flags(ptep, pte)) return;
+  ptep_xchg_direct(current, mm, addr, ptep, () => pte);
 }
 
 /** a lazy exchange to zero, as ptep_get_and_clear */
@@ -353,29 +225,21 @@ function ptep_modify_prot_start(mm: number, addr: number, ptep: number): number 
   return ptep_get_and_clear(mm, addr, ptep);
 }
 
-/** start left the entry invalid: the same store as ptep_set_access_flags (an IPTE first should it be valid again) */
+/** start left the entry invalid: the same store as set_pte (an IPTE first should it be valid again) */
 function ptep_modify_prot_commit(mm: number, addr: number, ptep: number, _old: number, pte: number): void {
-  ptep_set_access_flags(mm, addr, ptep, pte);
+  set_pte_at(mm, addr, ptep, pte);
 }
 
 /** Never deferred: the entry is gone from memory and every TLB on return, batch or not. */
 function ptep_clear_flush(mm: number, addr: number, ptep: number): number {
-  const cpu = current;
-  const i = batch_slot(cpu, ptep);
-  if (i >= 0) {
-    const old = cached(cpu, i);
-    ptep_xchg_direct(cpu, mm, addr, ptep, ZERO);
-    (cpu.arch as S390Cpu).batch.cache[i] = PTE_POISON; // memory is current again for this slot
-    return old;
-  }
-  return ptep_xchg_direct(cpu, mm, addr, ptep, ZERO);
+  const seen = lazy_mmu_before_clear_flush(ptep);
+  const old = ptep_xchg_direct(current, mm, addr, ptep, ZERO);
+  lazy_mmu_after_clear_flush(ptep);
+  return seen !== PTE_POISON ? seen : old;
 }
 
 function pte_memory_stale(ptep: number): boolean {
-  const a = current.arch;
-  if (!(a instanceof S390Cpu) || !a.batch.active) return false;
-  const i = ptep - a.batch.ptep;
-  return i >= 0 && i < a.batch.nptes && a.batch.cache[i] !== PTE_POISON;
+  return lazy_mmu_pte_memory_stale(ptep);
 }
 
 // ---- TLB maintenance and mm switching ----------------------------------------------
@@ -441,6 +305,7 @@ function pmdp_huge_xchg(mm: number, addr: number, pmdp: number, size: number, va
     } else {
       global_purge(cpu, mm, v0, v1, invalidate);
     }
+    cpu.stat(ST_IDTE);
     cpu.ring.log(EV.FLUSH_LOCAL, addr, size / PAGE_SIZE);
   }
   Atomics.store(I, pmdp, val);
@@ -464,6 +329,7 @@ export const s390: Arch = {
   ptep_modify_prot_commit,
   ptep_clear_flush,
   pte_memory_stale,
+  pte_kasan_poisoned: lazy_mmu_pte_kasan_poisoned,
   flush_tlb_mm_range,
   flush_tlb_mm,
   flush_tlb_local_page: native.flush_tlb_local_page,
@@ -472,10 +338,8 @@ export const s390: Arch = {
     if (cpu.loadedMm >= 0) Atomics.store(cpu.I, cpu.ctl + CC_IS_LAZY, 1);
   },
   leave_mm: native.leave_mm,
-  arch_enter_lazy_mmu_mode() {
-    // the "no range" state: nothing is batched
-  },
-  arch_enter_lazy_mmu_mode_fast_pte_range,
+  arch_enter_lazy_mmu_mode, // the "no range" state: nothing is batched
+  arch_enter_lazy_mmu_mode_fast_pte_range: arch_enter_lazy_mmu_mode_with_ptes,
   arch_leave_lazy_mmu_mode,
   arch_flush_lazy_mmu_mode,
   pmdp_huge_xchg,

@@ -11,6 +11,7 @@ import {
   CC_INFO_START_F, CC_INFO_END_F, CC_IS_LAZY, CC_LOADED_MM, MM_TLB_GEN, MM_CTX_ID, MM_CPUMASK, MM_FLUSH_COUNT,
   ST_FLUSH_SINGLE, ST_FLUSH_RANGE, ST_FLUSH_FULL, ST_FLUSH_SKIPPED,
   ST_SWITCH_FLUSH, ST_LAZY_TLB_SKIPPED, PAGE_SHIFT,
+  PAGE_SIZE,
 } from '../../hw/layout.ts';
 import { EV } from '../../hw/trace.ts';
 import { knobs } from '../../inject/knobs.ts';
@@ -108,8 +109,8 @@ export function flush_tlb_func(cpu: Cpu, sender: number): void {
     let pages = 0;
     for (let va = start; va < end; va += stride) {
       // one INVLPG per stride; a huge-page stride drops every 4 KiB piece we cached
-      const v0 = Math.floor(va / 4096);
-      const v1 = Math.floor(Math.min(va + stride, end) / 4096);
+      const v0 = Math.floor(va / PAGE_SIZE);
+      const v1 = Math.floor(Math.min(va + stride, end) / PAGE_SIZE);
       cpu.tlb.flushRange(asid, v0, Math.max(v1, v0 + 1));
       pages++;
     }

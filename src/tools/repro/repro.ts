@@ -5,7 +5,7 @@
 
 import { readFile, writeFile } from 'node:fs/promises';
 import { parseScenario, ScenarioError, type Scenario } from '../../engine/scenario.ts';
-import type { RunOptions, RunResult } from '../../engine/machine.ts';
+import { runVerdict, type RunOptions, type RunResult } from '../../engine/machine.ts';
 
 export const REPRO_VERSION = 1;
 
@@ -28,11 +28,10 @@ export function reproFileName(scenario: string, seed: number): string {
 }
 
 export function makeRepro(s: Scenario, options: Repro['options'], r: RunResult, scenarioFile?: string, schedule?: number[]): Repro {
-  const v = r.violations[0] ?? (r.hang ? { kind: 'hang', message: r.hang } : r.crash ? { kind: 'crash', message: r.crash } : null);
-  const audit = !r.audit.ok ? { kind: 'audit', message: r.audit.problems[0] } : !r.teardownAudit.ok ? { kind: 'audit', message: r.teardownAudit.problems.at(-1) ?? '' } : null;
+  const v = runVerdict(r);
   return {
     version: REPRO_VERSION, scenario: s, scenarioFile, options, schedule,
-    violation: v ? { kind: v.kind, message: v.message } : audit,
+    violation: v.kind !== null ? { kind: v.kind, message: v.message ?? '' } : null,
     made: { by: 'mmsim 0.1.0', at: new Date().toISOString() },
   };
 }

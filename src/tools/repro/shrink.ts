@@ -6,7 +6,7 @@
 // fewer preemptions, each candidate re-run with the same seed. A free-mode
 // repro is re-run up to `tries` times per candidate, since it is not exact.
 
-import { runScenario, type RunResult } from '../../engine/machine.ts';
+import { runScenario, runVerdict, resolveRunOptions, type RunResult } from '../../engine/machine.ts';
 import { makeRepro, type Repro } from './repro.ts';
 
 export interface ReplayOutcome {
@@ -19,11 +19,7 @@ export interface ReplayOutcome {
 }
 
 function failureKind(r: RunResult): string | null {
-  if (r.crash) return 'crash';
-  if (r.hang) return 'hang';
-  if (r.violations.length) return r.violations[0].kind;
-  if (!r.audit.ok || !r.teardownAudit.ok) return 'audit';
-  return null;
+  return runVerdict(r).kind;
 }
 
 export async function replay(repro: Repro): Promise<ReplayOutcome> {
@@ -70,7 +66,7 @@ export async function shrink(repro: Repro, o: { tries?: number; log?: (s: Shrink
     return false;
   };
   const cur = () => best.options;
-  const cpus0 = cur().cpus ?? best.scenario.machine.cpus;
+  const cpus0 = resolveRunOptions(best.scenario, cur()).cpus;
   // 1. the run stops at the violation: no CPU needed more operations than it did by then
   if (bestResult === undefined) {
     const first = await runScenario(best.scenario, best.options);
@@ -96,7 +92,7 @@ export async function shrink(repro: Repro, o: { tries?: number; log?: (s: Shrink
   }
   // 4. fewer preemptions
   if (deterministic) {
-    for (let d = (cur().preemptions ?? 3) - 1; d >= 1; d--) {
+    for (let d = resolveRunOptions(best.scenario, cur()).preemptions - 1; d >= 1; d--) {
       if (!(await attempt({ ...cur(), preemptions: d }, `preemptions ${d}`))) break;
     }
   }

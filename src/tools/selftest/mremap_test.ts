@@ -7,15 +7,15 @@
 // behaviour (docs/kernel-rules.md#mremap-selftest); names follow the C test so results line up.
 
 import { PAGE_SIZE, WORDS_PER_PAGE, ST_MOVE_PTE, ST_MOVE_PMD, ST_MOVE_PUD, ST_REALIGN, MMAP_MIN_ADDR, statWord } from '../../hw/layout.ts';
-import { VM_UFFD_MISSING } from '../../hw/pte.ts';
 import { type InlineMachine, inlineMachine } from '../../engine/inline.ts';
 import {
   do_mmap, do_munmap, MAP_ANONYMOUS, MAP_PRIVATE, MAP_SHARED, MAP_FIXED, MAP_FIXED_NOREPLACE, PROT_NONE, PROT_READ, PROT_WRITE,
-  EEXIST, EPERM, EFAULT, ERRNO_NAMES,
 } from '../../mm/mmap.ts';
 import { do_mremap, MREMAP_MAYMOVE, MREMAP_FIXED, MREMAP_DONTUNMAP } from '../../mm/mremap.ts';
 import { userfaultfd_register } from '../../mm/userfaultfd.ts';
 import { vma_list } from '../../mm/vma.ts';
+import { VM_UFFD_MISSING } from '../../mm/vm_flags.ts';
+import { EEXIST, EPERM, EFAULT, ERRNO_NAMES } from '../../mm/errno.ts';
 
 const KB = 1024;
 const MB = 1024 * KB;

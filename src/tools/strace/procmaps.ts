@@ -3,8 +3,8 @@
 // to column 73 and the name. Anonymous VMAs print offset 0 (the kernel prints the
 // file offset only for file mappings), device 00:00 and inode 0.
 
-import { VM_READ, VM_WRITE, VM_EXEC, VM_MAYSHARE } from '../../hw/pte.ts';
 import { PAGE_SIZE } from '../../hw/layout.ts';
+import { VM_READ, VM_WRITE, VM_EXEC, VM_MAYSHARE } from '../../mm/vm_flags.ts';
 
 export interface MapsVma {
   start: number;

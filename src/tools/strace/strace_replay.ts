@@ -19,7 +19,6 @@
 
 import { Cpu, set_current, type Host } from '../../hw/cpu.ts';
 import { type Views, PAGE_SIZE, TASK_SIZE, type MachineShape } from '../../hw/layout.ts';
-import { VM_READ, VM_WRITE, VM_EXEC, VM_SHARED } from '../../hw/pte.ts';
 import { createMachine } from '../../engine/inline.ts';
 import { makeHost } from '../../engine/hostrun.ts';
 import { setKnobs } from '../../inject/knobs.ts';
@@ -29,8 +28,7 @@ import { mm_alloc, task_create, mm_in_use } from '../../mm/mm.ts';
 import { context_switch } from '../../mm/mmu_context.ts';
 import { do_fork, do_exit_mm } from '../../mm/fork.ts';
 import {
-  do_mmap, do_munmap, PROT_READ, PROT_WRITE, PROT_EXEC, PROT_NONE, MAP_ANONYMOUS, MAP_FIXED, MAP_FIXED_NOREPLACE, MAP_PRIVATE,
-  MAP_POPULATE, MAP_LOCKED, FMODE_READ, FMODE_WRITE, ERRNO_NAMES, PAGE_ALIGN, lockOf,
+  do_mmap, do_munmap, PROT_READ, PROT_WRITE, PROT_EXEC, PROT_NONE, MAP_ANONYMOUS, MAP_FIXED, MAP_FIXED_NOREPLACE, MAP_PRIVATE, MAP_POPULATE, MAP_LOCKED, FMODE_READ, FMODE_WRITE, PAGE_ALIGN, lockOf,
 } from '../../mm/mmap.ts';
 import { do_mprotect } from '../../mm/mprotect.ts';
 import { do_mremap, MREMAP_FIXED, MREMAP_DONTUNMAP } from '../../mm/mremap.ts';
@@ -46,6 +44,8 @@ import {
   StraceParseError, PROT_FLAGS, MAP_FLAGS, MREMAP_FLAGS, MADV_NAMES,
 } from './strace_parse.ts';
 import { show_map_vma, fake_inode, type MapsName } from './procmaps.ts';
+import { VM_READ, VM_WRITE, VM_EXEC, VM_SHARED } from '../../mm/vm_flags.ts';
+import { ERRNO_NAMES, EINVAL } from '../../mm/errno.ts';
 
 export { StraceParseError } from './strace_parse.ts';
 
@@ -249,11 +249,15 @@ function shapeFor(log: StraceLog): MachineShape {
   const maxMms = Math.min(256, peak + 4);
   let maxVmas = Math.min(1 << 16, 2 * mmCalls + 256);
   while (maxMms * maxVmas * 64 > (256 << 20) && maxVmas > 256) maxVmas >>= 1;
+  const maxFiles = Math.min(1 << 16, files + 64);
+  // i_mmap records per file: a shared library is mapped by ~5 VMAs in every process alive at once
+  let iMmapMax = Math.max(128, 16 * maxMms);
+  while (maxFiles * (iMmapMax + 1) * 32 > (512 << 20) && iMmapMax > 128) iMmapMax >>= 1; // virtual: untouched records cost no RSS
   return {
     cpus: 1, hosts: 1,
     dataFrames: Math.min(1 << 20, Math.max(4096, pagesTouched * Math.min(forks + 2, 8) * 2 + 1024)),
     tableFrames: Math.min(1 << 15, Math.max(1024, tablesTouched * Math.min(forks + 2, 8) + 256 + 16 * maxMms)),
-    maxMms, maxVmas, maxTasks: pids.size + forks + 16, maxFiles: Math.min(1 << 16, files + 64),
+    maxMms, maxVmas, maxTasks: pids.size + forks + 16, maxFiles, iMmapMax,
     eventRing: 64,
   };
 }
@@ -466,7 +470,7 @@ class Replayer {
         const flags = parseFlags(this.arg(c, 3), MAP_FLAGS);
         const fd = parseFd(this.arg(c, 4));
         const off = parseNum(this.arg(c, 5));
-        if (off % PAGE_SIZE !== 0 || off < 0) return this.compare(c, -22, true); // sys_mmap: offset not page aligned
+        if (off % PAGE_SIZE !== 0 || off < 0) return this.compare(c, -EINVAL, true); // sys_mmap: offset not page aligned
         let file = -1;
         let fmode = FMODE_READ | FMODE_WRITE;
         if (!(flags & MAP_ANONYMOUS)) {

@@ -13,7 +13,7 @@ import { join, resolve } from 'node:path';
 import { loadScenario, resolveScenario, placeThreads, ScenarioError, type Scenario } from '../../engine/scenario.ts';
 import { KNOB_NAMES } from '../../inject/knobs.ts';
 import { makeRepro, reproFileName, writeRepro, type Repro } from '../repro/repro.ts';
-import type { RunOptions, RunResult } from '../../engine/machine.ts';
+import { resolveRunOptions, withScenarioKnobs, type RunOptions, type RunResult } from '../../engine/machine.ts';
 
 /** Bad input to a campaign (a ScenarioError, so that the CLI exits 2 with one line). */
 export class CampaignError extends ScenarioError {}
@@ -178,6 +178,7 @@ export function rerunCommand(file: string, seed: number, o: TaskOptions): string
   if (o.mode && o.mode !== 'free') add('--mode', o.mode);
   add('--preemptions', o.preemptions);
   add('--lazy-contract', o.lazyContract);
+  add('--lazy-series', o.lazySeries);
   return a.join(' ');
 }
 
@@ -254,11 +255,11 @@ function reproWithoutResult(p: Plan, seed: number, kind: string, message: string
 }
 
 function failedResult(p: Plan, seed: number, kind: string, message: string, wallMs: number): TaskResult {
-  const cpus = p.options.cpus ?? p.scenario.machine.cpus;
+  const r = resolveRunOptions(p.scenario, p.options);
   return {
     scenario: p.scenario.name, seed, ok: false, exit: kind === 'crash' ? 3 : 1, kind, message, wallMs: Math.round(wallMs * 10) / 10,
-    ops: 0, shootdowns: 0, p50Ns: 0, p99Ns: 0, cpus, threads: p.options.threads ?? cpus,
-    exec: null, mode: p.options.mode ?? 'free', knobs: p.options.knobs ?? p.scenario.knobs, repro: reproWithoutResult(p, seed, kind, message),
+    ops: 0, shootdowns: 0, p50Ns: 0, p99Ns: 0, cpus: r.cpus, threads: r.threads,
+    exec: null, mode: r.deterministic ? 'deterministic' : 'free', knobs: r.knobs, repro: reproWithoutResult(p, seed, kind, message),
   };
 }
 
@@ -266,8 +267,26 @@ function errorMessage(e: unknown): string {
   return e instanceof Error ? e.message : String(e);
 }
 
-export async function runCampaign(o: CampaignOptions): Promise<CampaignSummary> {
-  // ---- validate everything before starting a thread: bad input is exit 2, one line
+/** A campaign after validation: what runs, where results go. */
+interface Campaign {
+  o: CampaignOptions;
+  seedBase: number;
+  jobs: number;
+  shard: Shard | null;
+  run: TaskOptions;
+  plans: Plan[];
+  outName: string;
+  toStdout: boolean;
+  reproDir: string;
+  taskTimeoutMs: number;
+  /** the results file (1: stdout) */
+  fd: number;
+  print: (text: string) => void;
+  planned: number;
+}
+
+/** Validate everything before starting a thread (bad input is exit 2, one line), load the scenarios, open the outputs. */
+async function prepareCampaign(o: CampaignOptions): Promise<Campaign> {
   if (o.scenarios.length === 0) throw new CampaignError('no scenario given');
   if (!Number.isInteger(o.seeds) || o.seeds < 1) throw new CampaignError(`--seeds must be a whole number >= 1, got ${o.seeds}`);
   const seedBase = o.seedBase ?? 1;
@@ -282,20 +301,7 @@ export async function runCampaign(o: CampaignOptions): Promise<CampaignSummary> 
   for (const k of run.knobs ?? []) {
     if (!(KNOB_NAMES as string[]).includes(k)) throw new CampaignError(`unknown bug knob '${k}' (mmsim knobs lists them)`);
   }
-  const plans: Plan[] = [];
-  for (const arg of o.scenarios) {
-    const file = await resolveScenario(arg);
-    const scenario = await loadScenario(file);
-    if (plans.some((p) => p.scenario.name === scenario.name)) throw new CampaignError(`${arg}: a second scenario named '${scenario.name}' (repro files are named after the scenario)`);
-    try {
-      placeThreads(scenario, run.cpus ?? scenario.machine.cpus);
-    } catch (e) {
-      throw new CampaignError(`${file}: ${errorMessage(e)}`);
-    }
-    // like `mmsim run --knob`: the scenario's own knobs plus the ones asked for
-    const knobs = run.knobs?.length ? [...new Set([...scenario.knobs, ...run.knobs])] : undefined;
-    plans.push({ arg, file: resolve(file), scenario, options: clean({ ...run, knobs }) });
-  }
+  const plans = await planScenarios(o.scenarios, run);
   const outName = o.out ?? 'stress-results.jsonl';
   const toStdout = outName === '-';
   const reproDir = resolve(o.reproDir ?? '.');
@@ -316,82 +322,168 @@ export async function runCampaign(o: CampaignOptions): Promise<CampaignSummary> 
     throw new CampaignError(`--repro-dir ${reproDir}: ${errorMessage(e)}`);
   }
   const print = o.print ?? ((t: string) => (toStdout ? process.stderr : process.stdout).write(t + '\n'));
-  const perScenario = shardSize(o.seeds, shard);
-  const planned = perScenario * plans.length;
+  const planned = shardSize(o.seeds, shard) * plans.length;
+  return { o, seedBase, jobs, shard, run, plans, outName, toStdout, reproDir, taskTimeoutMs, fd, print, planned };
+}
 
-  // ---- header
+/** Load every scenario, check its threads fit the CPUs, and give it the campaign's options. */
+async function planScenarios(args: string[], run: TaskOptions): Promise<Plan[]> {
+  const plans: Plan[] = [];
+  for (const arg of args) {
+    const file = await resolveScenario(arg);
+    const scenario = await loadScenario(file);
+    if (plans.some((p) => p.scenario.name === scenario.name)) throw new CampaignError(`${arg}: a second scenario named '${scenario.name}' (repro files are named after the scenario)`);
+    try {
+      placeThreads(scenario, resolveRunOptions(scenario, run).cpus);
+    } catch (e) {
+      throw new CampaignError(`${file}: ${errorMessage(e)}`);
+    }
+    // like `mmsim run --knob`: the scenario's own knobs plus the ones asked for
+    const knobs = withScenarioKnobs(scenario, run.knobs);
+    plans.push({ arg, file: resolve(file), scenario, options: clean({ ...run, knobs }) });
+  }
+  return plans;
+}
+
+function campaignHeader(c: Campaign): string {
+  const { o, seedBase, shard, jobs, run, plans, planned } = c;
   const last = seedBase + o.seeds - 1;
-  print(`mmsim stress: ${plans.map((p) => p.scenario.name).join(', ')} x seeds ${seedBase}..${last}`
+  return `mmsim stress: ${plans.map((p) => p.scenario.name).join(', ')} x seeds ${seedBase}..${last}`
     + `${shard ? `, shard ${shard.index}/${shard.count}` : ''}: ${fmtInt(planned)} runs on ${jobs} job${jobs > 1 ? 's' : ''}`
     + `, ${run.mode === 'deterministic' ? `deterministic${run.preemptions ? ` (${run.preemptions} preemptions)` : ''}`
       : run.threads === 1 ? 'inline (1 host thread per run)' : `${run.threads} host threads per run`}`
-    + `${run.knobs?.length ? `, bug knobs: ${run.knobs.join(', ')}` : ''}`);
+    + `${run.knobs?.length ? `, bug knobs: ${run.knobs.join(', ')}` : ''}`;
+}
 
-  // ---- aggregates
-  const agg = plans.map((p) => ({
-    p, seeds: 0, failed: 0, kinds: {} as Record<string, number>, ops: 0, wallMs: 0, p50: [] as number[], p99: [] as number[],
-    rerun: undefined as string | undefined, first: undefined as SeedResult | undefined,
-  }));
-  const failures: SeedResult[] = [];
-  const reproFiles: string[] = [];
-  let done = 0;
-  let failed = 0;
-  let failLogged = 0;
-  let badInput: string | undefined;
-  let interrupted = false;
-  const t0 = performance.now();
+/** One scenario's running totals. */
+interface Aggregate {
+  p: Plan;
+  seeds: number;
+  failed: number;
+  kinds: Record<string, number>;
+  ops: number;
+  wallMs: number;
+  p50: number[];
+  p99: number[];
+  rerun: string | undefined;
+  first: SeedResult | undefined;
+}
 
-  const useBar = (o.progress ?? true) && !toStdout && Boolean(process.stderr.isTTY) && planned > 0;
+/** A campaign while it runs: totals, failures, the progress bar. */
+interface Progress {
+  agg: Aggregate[];
+  failures: SeedResult[];
+  reproFiles: string[];
+  done: number;
+  failed: number;
+  failLogged: number;
+  badInput: string | undefined;
+  interrupted: boolean;
+  t0: number;
+  multi: cliProgress.MultiBar | null;
+  bar: cliProgress.SingleBar | undefined;
+}
+
+function startProgress(c: Campaign): Progress {
+  const useBar = (c.o.progress ?? true) && !c.toStdout && Boolean(process.stderr.isTTY) && c.planned > 0;
   const multi = useBar
     ? new cliProgress.MultiBar({
-      stream: process.stderr, hideCursor: true, clearOnComplete: true, etaBuffer: Math.max(10, jobs * 4), fps: 5,
+      stream: process.stderr, hideCursor: true, clearOnComplete: true, etaBuffer: Math.max(10, c.jobs * 4), fps: 5,
       format: 'stress [{bar}] {value}/{total} seeds | {failed} failed | {rate} seeds/s | ETA {eta_formatted}',
     }, cliProgress.Presets.legacy)
     : null;
-  const bar = multi?.create(planned, 0, { failed: 0, rate: '0.0' });
-
-  const record = async (ai: number, t: TaskResult): Promise<void> => {
-    const a = agg[ai];
-    const { repro, ...rest } = t;
-    const line: SeedResult = rest;
-    a.seeds++;
-    a.ops += t.ops;
-    a.wallMs += t.exec ? t.wallMs : 0;
-    if (t.exec && t.shootdowns > 0) {
-      a.p50.push(t.p50Ns);
-      a.p99.push(t.p99Ns);
-    }
-    if (!t.ok) {
-      failed++;
-      a.failed++;
-      const kind = t.kind ?? 'violation';
-      a.kinds[kind] = (a.kinds[kind] ?? 0) + 1;
-      a.rerun ??= rerunCommand(a.p.arg, t.seed, a.p.options);
-      if (repro) {
-        const path = join(reproDir, reproFileName(t.scenario, t.seed));
-        try {
-          await writeRepro(path, repro);
-          line.repro = path;
-          reproFiles.push(path);
-        } catch (e) {
-          line.repro = undefined;
-          multi?.log(`mmsim stress: cannot write ${path}: ${errorMessage(e)}\n`);
-        }
-      }
-      a.first ??= line;
-      if (failures.length < MAX_FAILURES_KEPT) failures.push(line);
-      // above the bar: the first failures, then only the first of each new kind (the rest are in the results)
-      if (multi && (failLogged < MAX_FAILURES_LOGGED || a.kinds[kind] === 1)) {
-        multi.log(`FAIL ${t.scenario} seed ${t.seed}: [${kind}] ${(t.message ?? '').split('\n')[0].slice(0, 160)}\n`);
-        if (++failLogged === MAX_FAILURES_LOGGED) multi.log(`(further failures are listed only when of a new kind; all are in ${outName})\n`);
-      }
-    }
-    writeSync(fd, JSON.stringify(line) + '\n');
-    done++;
-    const secs = (performance.now() - t0) / 1000;
-    bar?.update(done, { failed, rate: (done / Math.max(secs, 1e-3)).toFixed(1) });
+  return {
+    agg: c.plans.map((p) => ({ p, seeds: 0, failed: 0, kinds: {}, ops: 0, wallMs: 0, p50: [], p99: [], rerun: undefined, first: undefined })),
+    failures: [], reproFiles: [], done: 0, failed: 0, failLogged: 0, badInput: undefined, interrupted: false,
+    t0: performance.now(), multi, bar: multi?.create(c.planned, 0, { failed: 0, rate: '0.0' }),
   };
+}
 
+/** A failing seed: count its kind, write its repro file, log it above the bar. */
+async function recordFailure(c: Campaign, g: Progress, a: Aggregate, t: TaskResult, line: SeedResult): Promise<void> {
+  g.failed++;
+  a.failed++;
+  const kind = t.kind ?? 'violation';
+  a.kinds[kind] = (a.kinds[kind] ?? 0) + 1;
+  a.rerun ??= rerunCommand(a.p.arg, t.seed, a.p.options);
+  if (t.repro) {
+    const path = join(c.reproDir, reproFileName(t.scenario, t.seed));
+    try {
+      await writeRepro(path, t.repro);
+      line.repro = path;
+      g.reproFiles.push(path);
+    } catch (e) {
+      line.repro = undefined;
+      g.multi?.log(`mmsim stress: cannot write ${path}: ${errorMessage(e)}\n`);
+    }
+  }
+  a.first ??= line;
+  if (g.failures.length < MAX_FAILURES_KEPT) g.failures.push(line);
+  // above the bar: the first failures, then only the first of each new kind (the rest are in the results)
+  if (g.multi && (g.failLogged < MAX_FAILURES_LOGGED || a.kinds[kind] === 1)) {
+    g.multi.log(`FAIL ${t.scenario} seed ${t.seed}: [${kind}] ${(t.message ?? '').split('\n')[0].slice(0, 160)}\n`);
+    if (++g.failLogged === MAX_FAILURES_LOGGED) g.multi.log(`(further failures are listed only when of a new kind; all are in ${c.outName})\n`);
+  }
+}
+
+/** One seed's result: into its scenario's totals and the results file. */
+async function recordSeed(c: Campaign, g: Progress, ai: number, t: TaskResult): Promise<void> {
+  const a = g.agg[ai];
+  const { repro: _repro, ...rest } = t;
+  const line: SeedResult = rest;
+  a.seeds++;
+  a.ops += t.ops;
+  a.wallMs += t.exec ? t.wallMs : 0;
+  if (t.exec && t.shootdowns > 0) {
+    a.p50.push(t.p50Ns);
+    a.p99.push(t.p99Ns);
+  }
+  if (!t.ok) await recordFailure(c, g, a, t, line);
+  writeSync(c.fd, JSON.stringify(line) + '\n');
+  g.done++;
+  const secs = (performance.now() - g.t0) / 1000;
+  g.bar?.update(g.done, { failed: g.failed, rate: (g.done / Math.max(secs, 1e-3)).toFixed(1) });
+}
+
+/** Run one seed on the pool, with its timeout; a task that throws or times out becomes a failed seed. */
+async function runSeed(c: Campaign, g: Progress, pool: Piscina<StressTask, TaskResult | TaskBadInput>, inflight: Set<AbortController>, ai: number, seed: number): Promise<void> {
+  const p = c.plans[ai];
+  const ac = new AbortController();
+  inflight.add(ac);
+  let timedOut = false;
+  const timer = setTimeout(() => {
+    timedOut = true;
+    ac.abort();
+  }, c.taskTimeoutMs);
+  const started = performance.now();
+  let t: TaskResult | TaskBadInput | undefined;
+  try {
+    t = await pool.run({ scenarioFile: p.file, seed, options: p.options }, { signal: ac.signal });
+  } catch (e) {
+    if (timedOut) {
+      t = failedResult(p, seed, 'timeout', `seed did not finish within ${c.taskTimeoutMs / 1000} s (--task-timeout; inline runs have no hang watchdog, so a hang shows up as this); its thread was terminated`, performance.now() - started);
+    } else if (!g.interrupted) {
+      t = failedResult(p, seed, 'crash', `stress task failed: ${errorMessage(e)}`, performance.now() - started);
+    }
+  } finally {
+    clearTimeout(timer);
+    inflight.delete(ac);
+  }
+  if (t === undefined) return; // abandoned by an interrupt
+  if ('badInput' in t) {
+    g.badInput ??= t.badInput;
+    return;
+  }
+  await recordSeed(c, g, ai, t);
+}
+
+/**
+ * Every seed of every scenario on a piscina pool, keeping exactly `jobs` tasks
+ * in flight: the queue stays short (a task's timeout measures its run, not its
+ * wait) and a million seeds are never all materialised.
+ */
+async function runSeeds(c: Campaign, g: Progress): Promise<void> {
+  const { o, jobs } = c;
   const pool = new Piscina<StressTask, TaskResult | TaskBadInput>({
     filename: WORKER_URL, minThreads: jobs, maxThreads: jobs, concurrentTasksPerWorker: 1, idleTimeout: 60_000,
   });
@@ -399,57 +491,23 @@ export async function runCampaign(o: CampaignOptions): Promise<CampaignSummary> 
   pool.on('error', () => {});
   const inflight = new Set<AbortController>();
   const onAbort = (): void => {
-    interrupted = true;
-    for (const c of inflight) c.abort();
+    g.interrupted = true;
+    for (const ac of inflight) ac.abort();
   };
-  if (o.signal?.aborted) interrupted = true;
+  if (o.signal?.aborted) g.interrupted = true;
   o.signal?.addEventListener('abort', onAbort, { once: true });
-
-  const runOne = async (ai: number, seed: number): Promise<void> => {
-    const p = plans[ai];
-    const ac = new AbortController();
-    inflight.add(ac);
-    let timedOut = false;
-    const timer = setTimeout(() => {
-      timedOut = true;
-      ac.abort();
-    }, taskTimeoutMs);
-    const started = performance.now();
-    let t: TaskResult | TaskBadInput | undefined;
-    try {
-      t = await pool.run({ scenarioFile: p.file, seed, options: p.options }, { signal: ac.signal });
-    } catch (e) {
-      if (timedOut) {
-        t = failedResult(p, seed, 'timeout', `seed did not finish within ${taskTimeoutMs / 1000} s (--task-timeout; inline runs have no hang watchdog, so a hang shows up as this); its thread was terminated`, performance.now() - started);
-      } else if (!interrupted) {
-        t = failedResult(p, seed, 'crash', `stress task failed: ${errorMessage(e)}`, performance.now() - started);
-      }
-    } finally {
-      clearTimeout(timer);
-      inflight.delete(ac);
-    }
-    if (t === undefined) return; // abandoned by an interrupt
-    if ('badInput' in t) {
-      badInput ??= t.badInput;
-      return;
-    }
-    await record(ai, t);
-  };
-
-  // Keep exactly `jobs` tasks in flight: the queue stays short (a task's timeout
-  // measures its run, not its wait) and a million seeds are never all materialised.
   const work = (function* (): Generator<[number, number]> {
-    for (const seed of shardSeeds(o.seeds, seedBase, shard)) for (let ai = 0; ai < plans.length; ai++) yield [ai, seed];
+    for (const seed of shardSeeds(o.seeds, c.seedBase, c.shard)) for (let ai = 0; ai < c.plans.length; ai++) yield [ai, seed];
   })();
   try {
     await new Promise<void>((finish) => {
       let running = 0;
       const pump = (): void => {
-        while (!interrupted && badInput === undefined && running < jobs) {
+        while (!g.interrupted && g.badInput === undefined && running < jobs) {
           const n = work.next();
           if (n.done) break;
           running++;
-          void runOne(n.value[0], n.value[1]).finally(() => {
+          void runSeed(c, g, pool, inflight, n.value[0], n.value[1]).finally(() => {
             running--;
             pump();
           });
@@ -460,25 +518,36 @@ export async function runCampaign(o: CampaignOptions): Promise<CampaignSummary> 
     });
   } finally {
     o.signal?.removeEventListener('abort', onAbort);
-    bar?.update(done, { failed, rate: (done / Math.max((performance.now() - t0) / 1000, 1e-3)).toFixed(1) });
-    multi?.stop();
-    if (!toStdout) closeSync(fd);
+    g.bar?.update(g.done, { failed: g.failed, rate: (g.done / Math.max((performance.now() - g.t0) / 1000, 1e-3)).toFixed(1) });
+    g.multi?.stop();
+    if (!c.toStdout) closeSync(c.fd);
     await pool.destroy();
   }
-  if (badInput !== undefined) throw new CampaignError(badInput);
+}
 
-  const wallMs = performance.now() - t0;
-  const scenarios: ScenarioSummary[] = agg.map((a) => ({
+function summarise(c: Campaign, g: Progress): CampaignSummary {
+  const wallMs = performance.now() - g.t0;
+  const scenarios: ScenarioSummary[] = g.agg.map((a) => ({
     scenario: a.p.scenario.name, file: a.p.file, seeds: a.seeds, failed: a.failed, kinds: a.kinds,
     opsPerSec: a.wallMs > 0 ? a.ops / (a.wallMs / 1000) : 0,
     p50Ns: median(a.p50), p99Ns: median(a.p99), worstP99Ns: a.p99.reduce((m, x) => Math.max(m, x), 0),
     firstFailure: a.first, rerun: a.rerun,
   }));
-  const sum: CampaignSummary = {
-    planned, runs: done, failed, interrupted, wallMs, seedsPerSec: done / Math.max(wallMs / 1000, 1e-3), jobs, shard, seedBase, seeds: o.seeds,
-    out: toStdout ? '-' : resolve(outName), reproDir, scenarios, failures, reproFiles,
-    exitCode: failed > 0 ? 1 : interrupted ? 130 : 0,
+  return {
+    planned: c.planned, runs: g.done, failed: g.failed, interrupted: g.interrupted, wallMs, seedsPerSec: g.done / Math.max(wallMs / 1000, 1e-3),
+    jobs: c.jobs, shard: c.shard, seedBase: c.seedBase, seeds: c.o.seeds,
+    out: c.toStdout ? '-' : resolve(c.outName), reproDir: c.reproDir, scenarios, failures: g.failures, reproFiles: g.reproFiles,
+    exitCode: g.failed > 0 ? 1 : g.interrupted ? 130 : 0,
   };
-  print(formatTable(sum));
+}
+
+export async function runCampaign(o: CampaignOptions): Promise<CampaignSummary> {
+  const c = await prepareCampaign(o);
+  c.print(campaignHeader(c));
+  const g = startProgress(c);
+  await runSeeds(c, g);
+  if (g.badInput !== undefined) throw new CampaignError(g.badInput);
+  const sum = summarise(c, g);
+  c.print(formatTable(sum));
   return sum;
 }
