@@ -38,9 +38,11 @@
 // Design, for a cheap TLB hit: a global change counter (H_PROMISE_SEQ) stamps each
 // TLB fill with the value read before its walk; each change takes the next id
 // and records [start, end) in its mm's promise log, in flight; at its promise
-// point it is marked done and the mm's MM_PR_MAX raised to its id. A hit whose
-// entry stamp is >= MM_PR_MAX (or that was judged at this MM_PR_MAX already) is
-// not looked at; otherwise the log is scanned here. While any change covering the
+// point it is marked done and the mm's MM_PR_MAX raised to a fresh number (above
+// every id handed out). A hit whose entry stamp is >= MM_PR_MAX (or that was
+// judged at this MM_PR_MAX already) is not looked at; otherwise the page tables
+// are read here (no side effects), and only an entry wider than they allow has
+// the log scanned for the completed change that covers it. While any change covering the
 // page is still in flight the use is not judged (its page-table state is in
 // flux, and the previous state's translations are legal until its own promise).
 
@@ -113,10 +115,12 @@ export function makePromiseHook(V: Views): (mm: number, start: number, end: numb
       const b = promiseWord(L, mm, e);
       if (Atomics.load(I, b + P_STATE) !== PR_INFLIGHT || I[b + P_CPU] !== cpuId || I[b + P_KIND] !== what || I[b + P_CTX] !== ctx) continue;
       if (F[(b + P_START_F) >> 1] !== start || F[(b + P_END_F) >> 1] !== end) continue;
-      const id = I[b + P_ID];
       Atomics.store(I, b + P_STATE, PR_DONE);
+      // the promise takes a number of its own: MM_PR_MAX then exceeds every id handed out so far
+      // (this change's included) and grows at every promise, which voids every judgement cached before it
+      const pm = Atomics.add(I, L.header + H_PROMISE_SEQ, 1) + 1;
       const w = mmWord(L, mm, MM_PR_MAX);
-      for (let cur = Atomics.load(I, w); id > cur; cur = Atomics.load(I, w)) if (Atomics.compareExchange(I, w, cur, id) === cur) break;
+      for (let cur = Atomics.load(I, w); pm > cur; cur = Atomics.load(I, w)) if (Atomics.compareExchange(I, w, cur, pm) === cur) break;
       cpu?.ring.log(EV.PROMISE, start, what);
       return;
     }
@@ -150,6 +154,24 @@ export function makeStaleUseCheck(V: Views): (cpu: Cpu, s: number, va: number, w
     const tlb = cpu.tlb;
     const pm = Atomics.load(I, mmWord(L, mm, MM_PR_MAX));
     const stamp = tlb.stamp[s];
+    // first the page tables: an entry no wider than they allow is fine whatever happened
+    // (cached until the next promise of this mm)
+    const leaf = leafOf(V, mm, va);
+    const pfn = tlb.pfn[s];
+    const flags = tlb.flags[s];
+    let why = '';
+    if (leaf.e === 0 || (leaf.e & _PAGE_USER) === 0) why = 'the page tables no longer map the page';
+    else if ((leaf.e >>> PFN_SHIFT) + leaf.sub !== pfn) why = `the page tables map pfn ${(leaf.e >>> PFN_SHIFT) + leaf.sub} there now`;
+    else if ((flags & TLB_HUGE) !== 0 && !leaf.huge) why = 'the entry is a huge-page translation but the page tables hold a PTE table there now';
+    else if ((flags & TLB_W) !== 0 && (leaf.e & _PAGE_RW) === 0) {
+      if (!write) return; // a read through a writable entry is allowed: judge the next write
+      why = 'the PTE is read-only now';
+    }
+    if (why === '') {
+      tlb.chk[s] = pm;
+      return;
+    }
+    // wider: which completed change covering the page came after the fill?
     const ctx = Atomics.load(I, mmWord(L, mm, MM_CTX_ID));
     let best = -1;
     let bestId = -1;
@@ -166,21 +188,8 @@ export function makeStaleUseCheck(V: Views): (cpu: Cpu, s: number, va: number, w
       }
     }
     if (best < 0) {
-      tlb.chk[s] = pm;
-      return;
-    }
-    const leaf = leafOf(V, mm, va);
-    const pfn = tlb.pfn[s];
-    const flags = tlb.flags[s];
-    let why = '';
-    if (leaf.e === 0 || (leaf.e & _PAGE_USER) === 0) why = 'the page tables no longer map the page';
-    else if ((leaf.e >>> PFN_SHIFT) + leaf.sub !== pfn) why = `the page tables map pfn ${(leaf.e >>> PFN_SHIFT) + leaf.sub} there now`;
-    else if ((flags & TLB_HUGE) !== 0 && !leaf.huge) why = 'the entry is a huge-page translation but the page tables hold a PTE table there now';
-    else if ((flags & TLB_W) !== 0 && (leaf.e & _PAGE_RW) === 0) {
-      if (!write) return; // a read through a writable entry is allowed: judge the next write
-      why = 'the PTE is read-only now';
-    }
-    if (why === '') {
+      // no completed change covers it since the fill (a narrowing this oracle does not
+      // track, or one that fell out of the log): not judged
       tlb.chk[s] = pm;
       return;
     }
