@@ -1,4 +1,10 @@
 #!/usr/bin/env node
+// mmsim under Node >= 24 (bin/mmsim.js, the package's bin entry, starts this file with the pinned Node).
 import { main } from '../src/cli/main.ts';
 
-main(process.argv.slice(2)).then((code) => process.exit(code));
+// process.exitCode, not process.exit(): exit() skips 'beforeExit', where clinic doctor,
+// bubbleprof and heapprofiler write their data. Every command releases its threads and
+// timers, so the loop empties and the process ends right after the command.
+main(process.argv.slice(2)).then((code) => {
+  process.exitCode = code;
+});

@@ -58,7 +58,7 @@ describe('deterministic mode', () => {
       expect(out.result.violations[0].message).toBe(repro.violation!.message);
     }
     expect(JSON.parse(await readFile(file, 'utf8')).schedule.length).toBe(repro.schedule!.length);
-  });
+  }, 300_000); // the seed search, then 10 replays (with per-VMA locks the first failing seed is 6)
 
   it('shrink makes a failing repro smaller and it still fails', async () => {
     const { repro } = await failingSeed();
@@ -68,7 +68,7 @@ describe('deterministic mode', () => {
     const out = await replay(min);
     expect(out.reproduced).toBe(true);
     expect(out.samePath).toBe(true);
-  });
+  }, 300_000);
 
   it('a deadlock is reported at once, naming the lock', async () => {
     const t0 = performance.now();

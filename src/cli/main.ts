@@ -18,6 +18,7 @@ import { registerSelftest } from './selftest.ts';
 import { makeRepro, readRepro, reproFileName, writeRepro, type Repro } from '../tools/repro/repro.ts';
 import { replay as replayRepro, shrink } from '../tools/repro/shrink.ts';
 import { registerReplay } from './strace.ts';
+import { registerDifftest } from './difftest.ts';
 
 function describeSize(r: Repro): string {
   const o = r.options;
@@ -124,6 +125,7 @@ export function buildProgram(): Command {
 
   registerStress(program);
   registerReplay(program);
+  registerDifftest(program);
   registerSelftest(program);
 
   program

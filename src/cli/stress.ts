@@ -3,6 +3,7 @@ import { InvalidArgumentError, Option, type Command } from 'commander';
 import { ARCH_NAMES } from '../arch/index.ts';
 import { runCampaign, parseShard, type TaskOptions } from '../tools/stress/stress.ts';
 import { int, prob, knob, lazySeries } from './args.ts';
+import { mergeResults, formatMerge } from '../tools/stress/merge.ts';
 
 function shard(v: string): string {
   try {
@@ -14,7 +15,7 @@ function shard(v: string): string {
 }
 
 export function registerStress(program: Command): void {
-  program
+  const stress = program
     .command('stress')
     .description('run many seeds of scenarios in parallel: JSON lines, repro files for failures, a table (exit 0 all clean, 1 a seed failed, 2 bad input)')
     .argument('<scenario...>', 'scenario files (.ts or .json) or names from the library (mmsim list)')
@@ -59,5 +60,24 @@ export function registerStress(program: Command): void {
       } finally {
         process.off('SIGINT', onSigint);
       }
+    });
+
+  // the stress options (--seeds, --out, --repro-dir, ...) are stress's only before 'merge'; after it, merge's
+  // (commander hands a subcommand its arguments in order only when every parent has positional options;
+  // the program has no options of its own but --help, so this changes nothing else)
+  program.enablePositionalOptions();
+  stress.enablePositionalOptions();
+  stress
+    .command('merge')
+    .description("merge the JSON lines of a campaign's shards (--shard i/n --out ...): the campaign's table and failing seeds (exit 0 all clean, 1 a seed failed, 2 bad input)")
+    .argument('<files...>', 'JSON-lines files written by mmsim stress --out')
+    .option('--seeds <n>', "the campaign's --seeds: every seed must be in the files", int('--seeds', 1, 1e9))
+    .option('--seed-base <n>', "the campaign's --seed-base (with --seeds)", int('--seed-base', 0, 2 ** 31 - 1))
+    .option('--repro-dir <dir>', 'where the repro files are now, if not where the shards wrote them (default: there, else next to each file)')
+    .option('--out <file>', 'also write the merged JSON lines, sorted by seed')
+    .action((files: string[], opts) => {
+      const m = mergeResults({ files, seeds: opts.seeds, seedBase: opts.seedBase, reproDir: opts.reproDir, out: opts.out });
+      console.log(formatMerge(m));
+      process.exitCode = m.exitCode;
     });
 }

@@ -8,7 +8,7 @@ import { type Layout, type Views, makeViews, H_DONE, H_RUNNING, H_STOP, H_STARTE
 import { getArch } from '../arch/index.ts';
 import { IPI_TYPES } from '../arch/arch.ts';
 import { set_arch } from '../mm/pgtable.ts';
-import { handle_mm_fault } from '../mm/memory.ts';
+import { do_user_addr_fault } from '../mm/memory.ts';
 import { context_switch } from '../mm/mmu_context.ts';
 import { task_free } from '../mm/mm.ts';
 import { setKnobs } from '../inject/knobs.ts';
@@ -69,7 +69,7 @@ export function makeHost(V: Views, hostId: number, archName: string, violations:
   set_arch(arch);
   const promise = makePromiseHook(V);
   const hooks: Hooks = {
-    fault: handle_mm_fault,
+    fault: do_user_addr_fault,
     ipi: new Array(IPI_TYPES),
     violation: makeViolationSink(V, violations, stopOnViolation),
     discard: withPromise(makeDiscardHook(V), promise),

@@ -392,7 +392,12 @@ async function superviseWorkers(V: Views, r: ResolvedRunOptions, hosts: number, 
   const failure = new Promise<string>((res) => (failed = res));
   for (let h = 0; h < hosts; h++) {
     const execArgv = cpuProfDir ? ['--cpu-prof', `--cpu-prof-dir=${cpuProfDir}`, `--cpu-prof-name=host-${h}.cpuprofile`] : undefined;
-    const w = new Worker(url, { name: `mmsim-host-${h}`, stdout: false, stderr: false, execArgv });
+    const w = new Worker(url, {
+      name: `mmsim-host-${h}`, stdout: false, stderr: false, execArgv,
+      // under `npm run profile` (MMSIM_PROFILER set) clinic's preloads come in NODE_OPTIONS, which a
+      // worker would run too, each thread writing the same data file: the CPU threads start without them
+      ...(process.env.MMSIM_PROFILER ? { env: { ...process.env, NODE_OPTIONS: '' } } : {}),
+    });
     w.on('error', (e) => failed(`host thread ${h} crashed: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}`));
     w.on('exit', (code) => {
       if (code !== 0) failed(`host thread ${h} exited with code ${code}`);

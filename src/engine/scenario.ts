@@ -147,12 +147,22 @@ export function defineScenario(s: ScenarioInput): ScenarioInput {
   return s;
 }
 
-export class ScenarioError extends Error {}
+/** Control characters (a newline in a name or a key) shown escaped, so a message stays one line. */
+export const oneLine = (s: string): string =>
+  s.replace(/[\x00-\x1f\x7f]/g, (c) => (c === '\n' ? '\\n' : c === '\t' ? '\\t' : `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`));
 
-function formatIssues(where: string, err: z.ZodError): string {
-  return err.issues
-    .map((i) => `${where}: ${i.path.length ? i.path.join('.') : '(root)'}: ${i.message}`)
-    .join('\n');
+/** Bad input: one line naming the file and the field (the CLI prints it and exits 2). */
+export class ScenarioError extends Error {
+  constructor(message: string, options?: ErrorOptions) {
+    super(oneLine(message), options);
+  }
+}
+
+/** The first three problems on one line (the CLI's contract), and how many more there are. */
+export function formatIssues(where: string, err: z.ZodError): string {
+  const at = (i: z.core.$ZodIssue): string => (i.path.length ? i.path.map(String).join('.') : '(root)');
+  const shown = err.issues.slice(0, 3).map((i) => `${where}: ${at(i)}: ${i.message}`).join('; ');
+  return err.issues.length > 3 ? `${shown}; and ${err.issues.length - 3} more` : shown;
 }
 
 export function parseScenario(input: unknown, where = 'scenario'): Scenario {

@@ -178,6 +178,11 @@ export const STAT_NAMES = [
   'ipte', // single-entry IPTEs
   'ipteRange', // IPTEs with additional entries (IPTE-range)
   'idte', // IDTEs (whole address space, or a huge leaf's segment)
+  // per-VMA locks (src/mm/mmap_lock.ts)
+  'vmaLockFaults', // faults handled under the VMA's read lock (VMA_LOCK_SUCCESS)
+  'vmaLockAborts', // lock_vma_under_rcu failed: no VMA, write-locked, or replaced (VMA_LOCK_ABORT): mmap_lock fallback
+  'vmaLockRetries', // VM_FAULT_RETRY under the VMA lock (VMA_LOCK_RETRY): mmap_lock fallback
+  'vmaLockRaced', // ... of the successes, those that ran while another CPU held the mmap_lock for write
 ] as const;
 export type StatName = (typeof STAT_NAMES)[number];
 const st = (name: StatName): number => STAT_NAMES.indexOf(name);
@@ -227,6 +232,10 @@ export const ST_COW_REUSE = st('cowReuses');
 export const ST_GUP_FAST_FALLBACK = st('gupFastFallbacks');
 export const ST_RMAP_UNMAP = st('rmapUnmaps');
 export const ST_TRUNCATED = st('truncatedPages');
+export const ST_VMA_LOCK_SUCCESS = st('vmaLockFaults');
+export const ST_VMA_LOCK_ABORT = st('vmaLockAborts');
+export const ST_VMA_LOCK_RETRY = st('vmaLockRetries');
+export const ST_VMA_LOCK_RACED = st('vmaLockRaced');
 export const ST_IPTE = st('ipte');
 export const ST_IPTE_RANGE = st('ipteRange');
 export const ST_IDTE = st('idte');
@@ -256,10 +265,21 @@ export const MM_ASID = MM_LOCK_OWNER + 1;
 /** unique for the life of the machine: a CPU whose cached ASID context differs flushes it */
 export const MM_CTX_ID = MM_ASID + 1;
 export const MM_UNMAP_SLOT = MM_CTX_ID + 1; // content oracle: unmap-log entries written
-// the stale-TLB oracle (src/oracles/stale_tlb.ts), line 2: the largest change id whose
-// promise point has passed, and the next slot of this mm's promise log
-export const MM_PR_MAX = 2 * LINE;
-export const MM_PR_SLOT = 2 * LINE + 1;
+// -- per-VMA locks (src/mm/mmap_lock.ts; include/linux/mm_types.h, Linux 6.18) ------
+/** mm->mm_lock_seq: a seqcount, odd while the mmap_lock is held for write (mm_lock_seqcount_begin/end) */
+export const MM_LOCK_SEQ = MM_UNMAP_SLOT + 1;
+/** mm->vma_writer_wait: a writer in __vma_enter_locked waits here for readers to leave (+ waiters word) */
+export const MM_VMA_WRITER_WAIT = MM_LOCK_SEQ + 1;
+export const MM_VMA_WRITER_WAITERS = MM_VMA_WRITER_WAIT + 1;
+/** the VMA index's publication count (stands for the maple tree's RCU publication): odd while it changes */
+export const MM_MT_SEQ = MM_VMA_WRITER_WAITERS + 1;
+/** where the next VMA record allocation starts looking (records are reused round-robin) */
+export const MM_VMA_CURSOR = MM_MT_SEQ + 1;
+// -- end per-VMA locks
+// the stale-TLB oracle (src/oracles/stale_tlb.ts): the mm's promise number (above every
+// change id handed out before its last promise), and the next slot of its promise log
+export const MM_PR_MAX = MM_VMA_CURSOR + 1;
+export const MM_PR_SLOT = MM_PR_MAX + 1;
 // mm->start_brk and mm->brk (src/mm/brk.ts): Float64 slots, word indexes (use fIndex)
 export const MM_START_BRK_F = 3 * LINE;
 export const MM_BRK_F = 3 * LINE + 2;
@@ -282,6 +302,15 @@ export const VMA_FLAGS = VMA.FLAGS;
 export const VMA_FILE = VMA.FILE; // -1 anonymous
 export const VMA_ANON = VMA.ANON; // anon_vma id (root), -1 none yet
 export const VMA_ANON_FORKED = VMA.ANON_FORKED; // 1: the anon_vma came through fork (its anon_vma_chain is not singular)
+// -- per-VMA locks: Float64 slot 7 of a VMA record holds two 32-bit words (use vmaWord)
+/** vma->vm_refcnt: 0 detached, 1 attached, +1 per reader, +VMA_LOCK_OFFSET while a writer excludes readers */
+export const VMA_REFCNT_W = 14;
+/** vma->vm_lock_seq: the mm_lock_seq of the write lock that last locked it (write-locked while equal) */
+export const VMA_LOCK_SEQ_W = 15;
+// VMA records are no longer kept in address order: per mm, an Int32 index of
+// record numbers in address order (vmaIdx) is what lookups search; a record
+// stays put while its VMA lives (readers under the VMA lock hold on to it).
+// -- end per-VMA locks
 
 // ---- oracle state (src/oracles), not hardware: the content oracle's unmap log ------
 // (MM_UNMAP_SEQ, MM_UNMAP_SLOT and the MM_COW_* fields of the mm record belong to it too)
@@ -423,6 +452,7 @@ export interface Layout {
   cowShadow: number;
   iMmapF: number; // Float64 index: per file [count, pad x3] then iMmapMax records
   iMmapMax: number;
+  vmaIdx: number; // per mm, maxVmas record numbers in address order (per-VMA locks)
   promiseLog: number; // stale-TLB oracle: per mm PR_ENTRIES records of PR_WORDS
 }
 
@@ -480,6 +510,7 @@ export function computeLayout(shape: MachineShape): Layout {
   const eventsF = take(shape.cpus * shape.eventRing * EVENT_F64 * 2) / 2;
   const anonLocks = take(ANON_VMA_LOCKS * ANON_VMA_LOCK_WORDS);
   const iMmapF = take(shape.maxFiles * (iMmapMax(shape) + 1) * IM_F64 * 2) / 2;
+  const vmaIdx = take(shape.maxMms * shape.maxVmas);
   const promiseLog = take(shape.maxMms * PR_ENTRIES * PR_WORDS);
   const det = take(DET_HDR);
   const detChanges = take(DET_MAX_CHANGES);
@@ -490,7 +521,7 @@ export function computeLayout(shape: MachineShape): Layout {
   return {
     shape, bytes, header, cpuCtl, hostBlk, stats, frameMeta, tableMem, dataStart, nframes,
     dataMem, tableAlloc, tableStack, dataAlloc, dataStack, mms, vmasF, unmapLogF, tasks, files, eventsF,
-    det, detChanges, detCpus, detDecisions, anonLocks, cowShadow, iMmapF, iMmapMax: iMmapMax(shape), promiseLog,
+    det, detChanges, detCpus, detDecisions, anonLocks, cowShadow, iMmapF, iMmapMax: iMmapMax(shape), vmaIdx, promiseLog,
   };
 }
 
@@ -520,8 +551,13 @@ export function mmOfWord(L: Layout, w: number, field: number): number {
   if (w < L.mms || w >= L.mms + L.shape.maxMms * MM_WORDS || (w - L.mms) % MM_WORDS !== field) return -1;
   return Math.floor((w - L.mms) / MM_WORDS);
 }
-export const vmaF = (L: Layout, mm: number, slot: number, field: number): number =>
-  L.vmasF + (mm * L.shape.maxVmas + slot) * VMA_F64 + field;
+/** Float64 index of a field of VMA record rec of mm (a record, not an address-order slot: see vmaIdx) */
+export const vmaF = (L: Layout, mm: number, rec: number, field: number): number =>
+  L.vmasF + (mm * L.shape.maxVmas + rec) * VMA_F64 + field;
+/** per-VMA locks: Int32 index of word w (VMA_REFCNT_W, VMA_LOCK_SEQ_W) of VMA record rec */
+export const vmaWord = (L: Layout, mm: number, rec: number, w: number): number => vmaF(L, mm, rec, 0) * 2 + w;
+/** per-VMA locks: Int32 index of the address-order slot of mm's VMA index (holds a record number) */
+export const vmaIdx = (L: Layout, mm: number, slot: number): number => L.vmaIdx + mm * L.shape.maxVmas + slot;
 export const unmapLogF = (L: Layout, mm: number, entry: number, field: number): number =>
   L.unmapLogF + (mm * UNMAP_LOG_ENTRIES + entry) * UNMAP_LOG_F64 + field;
 /** word index of promise-log entry `e` of mm */

@@ -83,6 +83,22 @@ export function down_read(idx: number): void {
   }
 }
 
+/**
+ * down_read_trylock: a read lock if it can be had at once. Like the kernel's
+ * (kernel/locking/rwsem.c, RWSEM_READ_FAILED_MASK), it fails while a writer
+ * holds the lock or waits for it.
+ */
+export function down_read_trylock(idx: number): boolean {
+  const cpu = current;
+  const I = cpu.I;
+  cpu.sched_point();
+  for (;;) {
+    const v = Atomics.load(I, idx);
+    if (v < 0 || Atomics.load(I, idx + 2) !== 0) return false;
+    if (Atomics.compareExchange(I, idx, v, v + 1) === v) return true;
+  }
+}
+
 export function up_read(idx: number): void {
   const cpu = current;
   const left = Atomics.sub(cpu.I, idx, 1) - 1;

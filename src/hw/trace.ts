@@ -32,8 +32,13 @@ export const EV = {
   LAZY_RANGE_IGNORED: 26, // a = start, b = end: a range passed to a nested enable, ignored
   MOVE_PGTABLES: 27, // a = old address, b = new address: move_page_tables begins (the mmu_notifier range starts)
   MOVE_PGTABLES_END: 28, // a = old address, b = bytes moved (ends MOVE_PGTABLES)
-  CHANGE_BEGIN: 29, // stale-TLB oracle: a = start, b = end + change kind (end page-aligned; kind = b % 4096, src/oracles/stale_tlb.ts CHANGE): a narrowing page-table change begins
-  PROMISE: 30, // stale-TLB oracle: a = start, b = change kind: the change reached its promise point
+  // per-VMA locks (src/mm/mmap_lock.ts)
+  VMA_LOCKED: 29, // a = fault address, b = VMA start: lock_vma_under_rcu took the VMA's read lock
+  VMA_LOCK_ABORT: 30, // a = fault address: lock_vma_under_rcu failed; the fault takes the mmap_lock
+  VMA_WRITE_LOCK: 31, // a = VMA start, b = VMA end: vma_start_write locked it for this mmap_lock write hold
+  VMA_LOCK_RETRY: 32, // a = fault address: VM_FAULT_RETRY under the VMA lock; the fault takes the mmap_lock
+  CHANGE_BEGIN: 33, // stale-TLB oracle: a = start, b = end + change kind (end page-aligned; kind = b % 4096, src/oracles/stale_tlb.ts CHANGE): a narrowing page-table change begins
+  PROMISE: 34, // stale-TLB oracle: a = start, b = change kind: the change reached its promise point
 } as const;
 /** begin -> end pairs, for duration events in traces */
 export const EV_SPANS: [number, number][] = [
@@ -132,6 +137,14 @@ export function formatEvent(e: EventRecord): string {
       return `#${e.seq} ${CHANGE_LABELS[e.b] ?? e.b} of ${hex(e.a)}: promise point (old translations must be gone)`;
     case 'MOVE_PGTABLES_END':
       return `#${e.seq} move_page_tables moved ${hex(e.b)} bytes`;
+    case 'VMA_LOCKED':
+      return `#${e.seq} fault ${hex(e.a)} under the VMA lock (VMA at ${hex(e.b)})`;
+    case 'VMA_LOCK_ABORT':
+      return `#${e.seq} fault ${hex(e.a)}: no VMA lock, falls back to the mmap_lock`;
+    case 'VMA_LOCK_RETRY':
+      return `#${e.seq} fault ${hex(e.a)}: VM_FAULT_RETRY under the VMA lock, falls back to the mmap_lock`;
+    case 'VMA_WRITE_LOCK':
+      return `#${e.seq} vma_start_write ${hex(e.a)}-${hex(e.b)}`;
     default:
       return `#${e.seq} ${e.type} ${hex(e.a)} ${e.b}`;
   }

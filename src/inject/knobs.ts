@@ -130,6 +130,11 @@ export const KNOBS = {
     what: 'flush the parent mm after its mmap_lock is released: a COW fault (or a sibling\'s write) can act on a shared page while stale writable entries survive',
     source: 'constructed (docs/kernel-rules.md#fork-parent-flush, #flush-rules T4)',
   },
+  'fork.no_vma_write_lock': {
+    where: 'src/mm/fork.ts dup_mmap',
+    what: 'do not write-lock the parent\'s VMAs (vma_start_write) while fork copies them: a sibling thread\'s per-VMA-lock fault runs during the copy and COW-breaks (wp_page_copy) a page fork has just write-protected while other CPUs still cache it as writable; their writes land in the page the child keeps',
+    source: 'commit fb49c455323f (6.5, "fork: lock VMAs of the parent process when forking"); mm/mmap.c dup_mmap() (vma_start_write on each parent VMA)',
+  },
   'cow.install_before_flush': {
     where: 'src/mm/memory.ts wp_page_copy',
     what: 'install the new page over the old entry, drop the old page\'s rmap and reference, then flush: for a moment CPUs translate the address to different pages, and the old page can be reused in place by its other owner (or freed) while still translated',

@@ -9,7 +9,7 @@ import { up_read } from '../hw/locks.ts';
 import { type Views, mmWord, fIndex, MM_START_BRK_F, MM_BRK_F, PAGE_SIZE, TASK_SIZE, VMA_END } from '../hw/layout.ts';
 import { SYS } from '../hw/trace.ts';
 import { syscall } from './syscall.ts';
-import { type Vma, find_vma, vma_read, vma_count, vma_insert, vma_set_field, can_merge } from './vma.ts';
+import { type Vma, find_vma, find_vma_intersection, vma_read, vma_count, vma_insert, vma_set_field, can_merge } from './vma.ts';
 import {
   PAGE_ALIGN, PROT_READ, PROT_WRITE, MAP_PRIVATE, calc_vm_flags, do_vmi_munmap, mmap_write_lock, mmap_write_unlock, lockOf,
 } from './mmap.ts';
@@ -88,7 +88,11 @@ function __sys_brk(mm: number, brk: number): number {
       return brk;
     }
     if (brk <= origbrk) {
-      // shrink: unmap [newbrk, oldbrk); munmap downgrades the lock
+      // shrink: only if a VMA is left in [newbrk, oldbrk) (mm/mmap.c brk:
+      // vma_find from newbrk below oldbrk, else "goto out" with the old break;
+      // found by difftest: after munmap of the heap, Linux 6.18 refuses)
+      if (!find_vma_intersection(V, mm, newbrk, oldbrk)) return origbrk;
+      // unmap [newbrk, oldbrk); munmap downgrades the lock
       set_brk(V, mm, brk);
       const r = do_vmi_munmap(mm, newbrk, oldbrk, true);
       if (r < 0) {

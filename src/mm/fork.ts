@@ -22,7 +22,11 @@
 //    without per-PTE flushes;
 //  - one flush of the whole parent mm after copying and before the parent's
 //    mmap_lock is released (docs/kernel-rules.md#fork-parent-flush); knobs
-//    fork.no_parent_flush and fork.flush_after_unlock break exactly that (constructed).
+//    fork.no_parent_flush and fork.flush_after_unlock break exactly that (constructed);
+//  - every parent VMA write-locked (vma_start_write) before it is copied, so no
+//    per-VMA-lock fault of a sibling thread runs on it until the parent's
+//    mmap_lock is released, after the flush (commit fb49c455323f, 6.5); knob
+//    fork.no_vma_write_lock drops that.
 //
 // Huge PMDs and PUDs are copied as huge (copy_huge_pmd / copy_huge_pud of
 // src/mm/huge_memory.ts); a possibly-pinned THP is split there and its PTEs copied
@@ -32,7 +36,7 @@ import { current } from '../hw/cpu.ts';
 import { spin_lock, spin_unlock, spin_is_contended, raw_write_seqcount_begin, raw_write_seqcount_end } from '../hw/locks.ts';
 import {
   mmWord, frameWord, MM_RSS, MM_USERS, MM_WP_SEQ, FM_FLAGS, PG_ANON, PG_ANON_EXCLUSIVE, PG_HEAD, PG_TAIL, PAGE_SIZE, PMD_SIZE, PUD_SIZE, PGDIR_SIZE, TASK_SIZE,
-  ST_FORK_PTES,
+  ST_FORK_PTES, H_NEXT_ANON,
 } from '../hw/layout.ts';
 import {
   pte_none, pte_present, pte_write, pte_pfn, pfn_pte, pte_wrprotect, pte_mkclean, pte_mkold, _PAGE_PRESENT, _PAGE_PSE, _PAGE_SPECIAL, _PAGE_ACCESSED, _PAGE_DIRTY, _PAGE_RW,
@@ -49,12 +53,13 @@ import { alloc_page, get_page, put_page, page_mapcount_inc, zero_pfn } from './p
 import { addr_end, is_cow_mapping, vm_page_prot, copy_user_highpage, SetPageAnonExclusive, ClearPageAnonExclusive } from './memory.ts';
 import { page_maybe_dma_pinned } from './gup.ts';
 import { copy_huge_pmd, copy_huge_pud, pmd_trans_huge, pud_trans_huge, thp_hooks } from './huge_memory.ts';
-import { type Vma, vma_list, vma_insert, vma_count } from './vma.ts';
+import { type Vma, vma_read, vma_rec, vma_insert, vma_count } from './vma.ts';
+import { vma_start_write } from './mmap_lock.ts';
 import { file_get } from './shmem.ts';
 import { i_mmap_lock_write, i_mmap_unlock_write, __vma_link_file_after } from './rmap.ts';
 import { mm_alloc, exit_mmap } from './mm.ts';
 import { mmap_write_lock, mmap_write_unlock } from './mmap.ts';
-import { VM_SHARED, VM_WRITE } from './vm_flags.ts';
+import { VM_SHARED, VM_WRITE, VM_DONTCOPY, VM_WIPEONFORK } from './vm_flags.ts';
 import { ENOMEM, EAGAIN } from './errno.ts';
 
 
@@ -262,9 +267,24 @@ export function dup_mmap(oldmm: number): number {
   const promise = cpu.host.hooks.promise; // stale-TLB oracle hook: the parent's write-protect, promised before its mmap_lock is released
   promise?.(oldmm, 0, TASK_SIZE, false, 5);
   let err = 0;
-  for (const v of vma_list(V, oldmm)) {
+  const noVmaLock = knobs['fork.no_vma_write_lock'];
+  for (let s = 0; s < vma_count(V, oldmm); s++) {
+    // for_each_vma(vmi, mpnt) { vma_start_write(mpnt); ... }: no per-VMA-lock fault on
+    // the parent VMA from here until the parent's mmap_lock is released (fb49c455323f).
+    // BUG (injected, before fb49c455323f): a sibling's fault takes the VMA lock while
+    // its PTEs are being write-protected and COW-breaks pages other CPUs still cache
+    // as writable (the parent's flush comes only at the end)
+    if (!noVmaLock) vma_start_write(oldmm, vma_rec(V, oldmm, s));
+    const v = vma_read(V, oldmm, s);
+    // kernel/fork.c dup_mmap: a VM_DONTCOPY VMA (MADV_DONTFORK) is not
+    // copied at all; a VM_WIPEONFORK one is copied without its pages and
+    // with no anon_vma (the child faults in zeroes). Found by difftest.
+    if (v.flags & VM_DONTCOPY) continue;
+    const wipe = (v.flags & VM_WIPEONFORK) !== 0;
     // anon_vma_fork, simplified: the child chains to the family's anon_vma (not singular: `forked`)
-    const child: Vma = v.anon >= 0 ? { ...v, forked: true } : { ...v };
+    // (a fresh forkTag: the child's own anon_vma, chained to the family's; see Vma.forkTag)
+    const child: Vma = wipe ? { ...v, anon: -1, forked: false, forkTag: 0 }
+      : v.anon >= 0 ? { ...v, forked: true, forkTag: Atomics.add(V.I, V.L.header + H_NEXT_ANON, 1) + 1 } : { ...v };
     if (v.file >= 0) i_mmap_lock_write(v.file); // rmap walkers see the child right after the parent
     const ok = vma_insert(V, mm, vma_count(V, mm), child, false);
     if (ok && v.file >= 0) {
@@ -276,7 +296,7 @@ export function dup_mmap(oldmm: number): number {
       err = -ENOMEM;
       break;
     }
-    err = copy_page_range(mm, oldmm, v);
+    if (!wipe) err = copy_page_range(mm, oldmm, v);
     if (err < 0) break;
   }
   mmap_write_unlock(mm);

@@ -38,7 +38,7 @@ import {
 } from './page_alloc.ts';
 import { type mmu_gather, __tlb_remove_page, tlb_flush_pte_range, tlb_flush_mmu } from './mmu_gather.ts';
 import type { Vma } from './vma.ts';
-import { anon_vma_prepare, vm_page_prot } from './memory.ts';
+import { type vm_fault, vmf_anon_prepare, vm_page_prot } from './memory.ts';
 import { shmem_file_setup } from './shmem.ts';
 import { VM_READ, VM_WRITE, VM_EXEC, VM_SHARED, VM_MAYWRITE, VM_HUGEPAGE } from './vm_flags.ts';
 import { ENOMEM, EAGAIN } from './errno.ts';
@@ -157,14 +157,14 @@ export function thp_vma_suitable(vma: Vma, haddr: number): boolean {
  * (access bits, write protection). Returns a VM_FAULT_* code, or
  * VM_FAULT_FALLBACK to carry on with PTEs.
  */
-export function huge_pmd_fault(mm: number, slot: number, vma: Vma, pmdp: number, addr: number, write: boolean): number {
+export function huge_pmd_fault(mm: number, vmf: vm_fault, vma: Vma, pmdp: number, addr: number, write: boolean): number {
   const cpu = current;
   cpu.sched_point();
   const v = Atomics.load(cpu.I, pmdp);
   if (v === 0) {
     const haddr = Math.floor(addr / PMD_SIZE) * PMD_SIZE;
     if (!thp_vma_suitable(vma, haddr)) return VM_FAULT_FALLBACK;
-    return do_huge_pmd_anonymous_page(mm, slot, vma, pmdp, haddr);
+    return do_huge_pmd_anonymous_page(mm, vmf, vma, pmdp, haddr);
   }
   if (!pmd_trans_huge(v)) return VM_FAULT_FALLBACK;
   return huge_pmd_leaf_fault(mm, vma, pmdp, addr, write);
@@ -176,9 +176,10 @@ export function huge_pmd_fault(mm: number, slot: number, vma: Vma, pmdp: number,
  * is installed. Read faults allocate too (no huge zero page). Falls back to
  * PTEs when no 2 MiB of contiguous memory is free.
  */
-export function do_huge_pmd_anonymous_page(mm: number, slot: number, vma: Vma, pmdp: number, haddr: number): number {
+export function do_huge_pmd_anonymous_page(mm: number, vmf: vm_fault, vma: Vma, pmdp: number, haddr: number): number {
   const cpu = current;
-  anon_vma_prepare(mm, slot);
+  const ret = vmf_anon_prepare(vmf); // VM_FAULT_RETRY under the VMA lock if the mmap_lock is not to be had
+  if (ret) return ret;
   const page = alloc_compound_page(HPAGE_PMD_ORDER, true);
   if (page === 0) return VM_FAULT_FALLBACK;
   const pgtable = alloc_pt_page(mm, 1);

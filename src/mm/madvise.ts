@@ -2,18 +2,18 @@
 // mmap_lock held for read, through an mmu_gather (unhook -> flush -> free); the
 // VMAs stay, and the next touch faults in zero-filled memory.
 
-import { current } from '../hw/cpu.ts';
+import { current, VM_FAULT_SIGSEGV, VM_FAULT_OOM } from '../hw/cpu.ts';
 import { down_read, up_read } from '../hw/locks.ts';
 import { PAGE_SIZE, TASK_SIZE } from '../hw/layout.ts';
 import { SYS } from '../hw/trace.ts';
 import { syscall } from './syscall.ts';
 import { type Vma, find_vma, vma_read, vma_count, split_vma, vma_set_field, vma_merge_neighbours } from './vma.ts';
 import { mmu_gather, tlb_gather_mmu, tlb_finish_mmu } from './mmu_gather.ts';
-import { unmap_page_range } from './memory.ts';
+import { unmap_page_range, faultin_page } from './memory.ts';
 import { PAGE_ALIGN, lockOf, mmap_write_lock, mmap_write_unlock } from './mmap.ts';
 import { VMA_FLAGS } from '../hw/layout.ts';
-import { VM_SHARED, VM_HUGEPAGE, VM_NOHUGEPAGE, VM_DONTCOPY, VM_DONTDUMP, VM_RAND_READ, VM_SEQ_READ, VM_WIPEONFORK } from './vm_flags.ts';
-import { EINVAL, ENOMEM, EACCES } from './errno.ts';
+import { VM_SHARED, VM_HUGEPAGE, VM_NOHUGEPAGE, VM_DONTCOPY, VM_DONTDUMP, VM_RAND_READ, VM_SEQ_READ, VM_WIPEONFORK, VM_READ, VM_WRITE } from './vm_flags.ts';
+import { EINVAL, ENOMEM, EACCES, EFAULT } from './errno.ts';
 
 export const MADV_DONTNEED = 4;
 
@@ -194,6 +194,30 @@ function __do_madvise_advice(mm: number, start: number, len: number, advice: num
       tlb_finish_mmu(tlb);
       current.host.hooks.discard(mm, start, end, true);
       return r;
+    }
+    if (advice === MADV_POPULATE_READ || advice === MADV_POPULATE_WRITE) {
+      // madvise_populate -> faultin_page_range (FOLL_MADV_POPULATE): page by
+      // page from start, a hole is -ENOMEM and a VMA without the access
+      // (check_vma_flags) is -EINVAL, whichever comes first (not a walk that
+      // goes on past holes); each page is faulted in as a read or write would
+      // (so a private VMA gets its anon_vma, which decides later merges); a
+      // fault beyond a file's end (SIGBUS) is -EFAULT. Found by difftest
+      // against Linux 6.18.
+      const write = advice === MADV_POPULATE_WRITE;
+      const need = write ? VM_WRITE : VM_READ;
+      for (let addr = start; addr < end;) {
+        const s = find_vma(V, mm, addr);
+        const v = s < 0 ? undefined : vma_read(V, mm, s);
+        if (!v || v.start > addr) return -ENOMEM;
+        if (!(v.flags & need)) return -EINVAL;
+        const to = Math.min(end, v.end);
+        for (; addr < to; addr += PAGE_SIZE) {
+          const r = faultin_page(mm, addr, write);
+          if (r & VM_FAULT_OOM) return -ENOMEM;
+          if (r & VM_FAULT_SIGSEGV) return -EFAULT;
+        }
+      }
+      return 0;
     }
     if (advice === MADV_REMOVE) {
       return madvise_walk_vmas(mm, start, end, (slot) => {

@@ -1,12 +1,13 @@
 // mm/memory.c: the page fault (handle_mm_fault, do_anonymous_page, do_wp_page),
-// and unmapping (unmap_page_range, zap_pte_range, free_pgtables).
+// and unmapping (unmap_page_range, zap_pte_range, free_pgtables); the fault's
+// entry (arch/x86/mm/fault.c do_user_addr_fault): the per-VMA lock first, the
+// mmap_lock when that fails.
 
 import { type Cpu, current, VM_FAULT_OK, VM_FAULT_SIGSEGV, VM_FAULT_OOM } from '../hw/cpu.ts';
-import { down_read, up_read } from '../hw/locks.ts';
 import {
-  type Views, mmWord, tableEntry, frameWord, dataWord, MM_LOCK, MM_RSS, MM_PT_LOCK, MM_PT_PAGES, FM_FLAGS, PG_ANON,
+  type Views, mmWord, tableEntry, frameWord, dataWord, fileWord, MM_RSS, MM_PT_LOCK, MM_PT_PAGES, MM_LOCK_SEQ, FM_FLAGS, PG_ANON,
   VMA_ANON, H_NEXT_ANON, ST_RMAP_UNMAP, PTRS_PER_TABLE, PGDIR_SIZE, PUD_SIZE, PMD_SIZE, PAGE_SIZE, WORDS_PER_PAGE,
-  PG_ANON_EXCLUSIVE, ST_COW_COPY, ST_COW_REUSE,
+  PG_ANON_EXCLUSIVE, ST_COW_COPY, ST_COW_REUSE, ST_VMA_LOCK_SUCCESS, ST_VMA_LOCK_RETRY, ST_VMA_LOCK_RACED, FILE_DEV_PFN, vmaF,
 } from '../hw/layout.ts';
 import {
   pte_none, pte_present, pte_write, pte_pfn, pfn_pte, _PAGE_PRESENT, _PAGE_RW, _PAGE_USER, _PAGE_ACCESSED, _PAGE_DIRTY, _PAGE_SPECIAL, _PAGE_PSE,
@@ -19,14 +20,13 @@ import {
 } from './pgtable.ts';
 import { knobs } from '../inject/knobs.ts';
 import { alloc_page, get_page, put_page, page_mapcount_inc, page_mapcount_dec, zero_pfn, page_ref, page_mapcount } from './page_alloc.ts';
-import { type Vma, vma_lookup, vma_read, vma_field, vma_set_field, find_mergeable_anon_vma } from './vma.ts';
+import { type Vma, vma_lookup, vma_rec, vma_read_rec, vma_slot_of, vma_set_anon_vma, find_mergeable_anon_vma } from './vma.ts';
+import { lock_vma_under_rcu, vma_end_read, mmap_read_lock, mmap_read_unlock, mmap_read_trylock } from './mmap_lock.ts';
 import { shmem_get_folio_locked, unlock_page } from './shmem.ts';
 import { lazy_mmu_mode_enable_with_ptes, lazy_mmu_mode_disable } from './lazy_mmu.ts';
 import { type mmu_gather, __tlb_remove_page, tlb_flush_pte_range, tlb_flush_mmu_tlbonly, tlb_flush_mmu, tlb_remove_table } from './mmu_gather.ts';
 import { huge_pmd_fault, huge_pud_fault, zap_huge_pmd_range, zap_huge_pud_range, VM_FAULT_FALLBACK } from './huge_memory.ts';
 import { VM_READ, VM_WRITE, VM_EXEC, VM_SHARED, VM_MAYWRITE } from './vm_flags.ts';
-
-const mmLock = (V: Views, mm: number): number => mmWord(V.L, mm, MM_LOCK);
 
 /** addr rounded up to the next multiple of size, capped at end (pgd_addr_end etc.). */
 export function addr_end(addr: number, end: number, size: number): number {
@@ -34,14 +34,75 @@ export function addr_end(addr: number, end: number, size: number): number {
   return b < end ? b : end;
 }
 
-/** The fault entry point registered with the hardware. */
-export function handle_mm_fault(cpu: Cpu, va: number, write: boolean): number {
+/** VM_FAULT_RETRY (include/linux/mm_types.h): the fault gave up its lock; take the mmap_lock and fault again. */
+export const VM_FAULT_RETRY = 0x400;
+/** FAULT_FLAG_VMA_LOCK: the fault holds the VMA's read lock, not the mmap_lock */
+export const FAULT_FLAG_VMA_LOCK = 1 << 12;
+
+/**
+ * struct vm_fault, the part our fault path carries: the VMA's record (its
+ * identity: its address-order slot may move under a per-VMA-lock fault) and
+ * FAULT_FLAG_VMA_LOCK when the fault holds the VMA lock rather than the mmap_lock.
+ */
+export interface vm_fault {
+  mm: number;
+  rec: number;
+  flags: number;
+}
+
+/** access_error: may this access touch this VMA at all? (arch/x86/mm/fault.c) */
+function access_error(vma: Vma, write: boolean): boolean {
+  return write ? (vma.flags & VM_WRITE) === 0 : (vma.flags & (VM_READ | VM_WRITE | VM_EXEC)) === 0;
+}
+
+/**
+ * The fault entry point registered with the hardware: do_user_addr_fault
+ * (arch/x86/mm/fault.c, Linux 6.18; arm64 do_page_fault, powerpc
+ * ___do_page_fault and s390 do_exception take the same steps):
+ *
+ *  1. lock_vma_under_rcu: the VMA, read-locked, without the mmap_lock. A bad
+ *     access is refused under that lock (counted a success, as the kernel does);
+ *     otherwise handle_mm_fault with FAULT_FLAG_VMA_LOCK. Unless it returns
+ *     VM_FAULT_RETRY (having dropped the VMA lock itself), the fault is done:
+ *     vma_end_read.
+ *  2. Otherwise (no VMA lock to be had: VMA_LOCK_ABORT; or VM_FAULT_RETRY:
+ *     VMA_LOCK_RETRY) lock_mm_and_find_vma: the mmap_lock for read, and the
+ *     fault again under it.
+ *
+ * Stack expansion (expand_stack under the write lock) is not modelled: no
+ * VM_GROWSDOWN VMA grows. A fault that got the VMA lock while another CPU held
+ * the mmap_lock for write (or took it before the fault ended) is counted in
+ * ST_VMA_LOCK_RACED: the interleavings the mmap_lock alone would forbid.
+ */
+export function do_user_addr_fault(cpu: Cpu, va: number, write: boolean): number {
   const mm = cpu.loadedMm;
   if (mm < 0) return VM_FAULT_SIGSEGV;
   const V = cpu.V;
-  down_read(mmLock(V, mm));
+  const rec = lock_vma_under_rcu(mm, va);
+  if (rec >= 0) {
+    const vma = vma_read_rec(V, mm, rec);
+    if (access_error(vma, write)) {
+      vma_end_read(mm, rec);
+      cpu.stat(ST_VMA_LOCK_SUCCESS);
+      return VM_FAULT_SIGSEGV;
+    }
+    const seqAt = mmWord(V.L, mm, MM_LOCK_SEQ);
+    const seq0 = Atomics.load(V.I, seqAt);
+    const fault = __handle_mm_fault({ mm, rec, flags: FAULT_FLAG_VMA_LOCK }, vma, va, write);
+    if (!(fault & VM_FAULT_RETRY)) {
+      const seq1 = Atomics.load(V.I, seqAt);
+      vma_end_read(mm, rec);
+      cpu.stat(ST_VMA_LOCK_SUCCESS);
+      if ((seq0 & 1) !== 0 || seq1 !== seq0) cpu.stat(ST_VMA_LOCK_RACED);
+      return fault & ~VM_FAULT_WRITE;
+    }
+    cpu.stat(ST_VMA_LOCK_RETRY); // count_vm_vma_lock_event(VMA_LOCK_RETRY)
+    cpu.ring.log(EV.VMA_LOCK_RETRY, va, 0);
+  }
+  // lock_mmap: lock_mm_and_find_vma (mmap_read_trylock, else mmap_read_lock_killable)
+  mmap_read_lock(mm);
   const r = faultin_page(mm, va, write);
-  up_read(mmLock(V, mm));
+  mmap_read_unlock(mm);
   return r;
 }
 
@@ -72,14 +133,16 @@ export function __faultin_page(mm: number, va: number, write: boolean, force: bo
   const V = current.V;
   const slot = vma_lookup(V, mm, va);
   if (slot < 0) return VM_FAULT_SIGSEGV;
-  const vma = vma_read(V, mm, slot);
+  const rec = vma_rec(V, mm, slot);
+  const vma = vma_read_rec(V, mm, rec);
   const ok = write
     ? (vma.flags & VM_WRITE) !== 0 || (force && is_cow_mapping(vma.flags))
     : (vma.flags & (VM_READ | VM_WRITE | VM_EXEC)) !== 0;
-  return ok ? __handle_mm_fault(mm, slot, vma, va, write) : VM_FAULT_SIGSEGV;
+  return ok ? __handle_mm_fault({ mm, rec, flags: 0 }, vma, va, write) : VM_FAULT_SIGSEGV;
 }
 
-function __handle_mm_fault(mm: number, slot: number, vma: Vma, va: number, write: boolean): number {
+function __handle_mm_fault(vmf: vm_fault, vma: Vma, va: number, write: boolean): number {
+  const mm = vmf.mm;
   const addr = Math.floor(va / PAGE_SIZE) * PAGE_SIZE;
   const pgdp = pgd_offset(mm, addr);
   const pudp = pud_alloc(mm, pgdp, addr);
@@ -88,10 +151,10 @@ function __handle_mm_fault(mm: number, slot: number, vma: Vma, va: number, write
   if (hr !== VM_FAULT_FALLBACK) return hr;
   const pmdp = pmd_alloc(mm, pudp, addr);
   if (pmdp < 0) return VM_FAULT_OOM;
-  const hp = huge_pmd_fault(mm, slot, vma, pmdp, addr, write); // transparent huge pages
+  const hp = huge_pmd_fault(mm, vmf, vma, pmdp, addr, write); // transparent huge pages
   if (hp !== VM_FAULT_FALLBACK) return hp;
   if (!__pte_alloc(mm, pmdp)) return VM_FAULT_OOM;
-  return handle_pte_fault(mm, slot, vma, pmdp, addr, write);
+  return handle_pte_fault(mm, vmf, vma, pmdp, addr, write);
 }
 
 /**
@@ -109,7 +172,7 @@ export function vm_page_prot(vma: Vma): number {
   return vm_get_page_prot(vma.flags);
 }
 
-function handle_pte_fault(mm: number, slot: number, vma: Vma, pmdp: number, addr: number, write: boolean): number {
+function handle_pte_fault(mm: number, vmf: vm_fault, vma: Vma, pmdp: number, addr: number, write: boolean): number {
   const ptep = pte_offset_map_lock(pmdp, addr);
   if (ptep < 0) return VM_FAULT_OK; // the table went away under us: retry the access
   const lock = ptep_lockptr(ptep);
@@ -119,14 +182,14 @@ function handle_pte_fault(mm: number, slot: number, vma: Vma, pmdp: number, addr
     if (vma.file >= 0) {
       // do_fault: a private file mapping maps the page-cache page read-only on a
       // read, and copies it into an anonymous page on a write
-      if (!(vma.flags & VM_SHARED)) return write ? do_cow_fault(mm, slot, vma, pmdp, addr) : do_read_fault(mm, vma, pmdp, addr);
-      return do_shared_fault(mm, vma, pmdp, addr, write);
+      if (!(vma.flags & VM_SHARED)) return write ? do_cow_fault(mm, vmf, vma, pmdp, addr) : do_read_fault(mm, vmf, vma, pmdp, addr);
+      return do_shared_fault(mm, vmf, vma, pmdp, addr, write);
     }
-    return do_anonymous_page(mm, slot, vma, pmdp, addr, write);
+    return do_anonymous_page(mm, vmf, vma, pmdp, addr, write);
   }
   let r = VM_FAULT_OK;
   if (write && !pte_write(entry)) {
-    r = do_wp_page(mm, slot, vma, pmdp, ptep, lock, addr, entry); // drops the lock
+    r = do_wp_page(mm, vmf, vma, pmdp, ptep, lock, addr, entry); // drops the lock
     return r;
   }
   // Spurious fault: the PTE allows the access (another CPU fixed it, or our TLB
@@ -138,21 +201,59 @@ function handle_pte_fault(mm: number, slot: number, vma: Vma, pmdp: number, addr
   return r;
 }
 
-/** anon_vma_prepare: give the VMA its anon_vma on its first anonymous page. */
-export function anon_vma_prepare(mm: number, slot: number): void {
+/**
+ * __anon_vma_prepare: give the VMA (record rec) its anon_vma on its first
+ * anonymous page, under mm->page_table_lock: a neighbour's if it can be shared
+ * (find_mergeable_anon_vma), else a new one. The caller holds the mmap_lock
+ * (for read at least): the neighbours stay where they are.
+ */
+export function __anon_vma_prepare(mm: number, rec: number): void {
   const V = current.V;
-  if (vma_field(V, mm, slot, VMA_ANON) >= 0) return;
+  const at = vmaF(V.L, mm, rec, VMA_ANON);
+  if (V.F[at] >= 0) return;
   const lock = mmWord(V.L, mm, MM_PT_LOCK);
   spin_lock(lock);
-  if (vma_field(V, mm, slot, VMA_ANON) < 0) {
-    // a neighbour's anon_vma if it could be shared (find_mergeable_anon_vma), else a new one
-    const reuse = find_mergeable_anon_vma(V, mm, slot);
-    vma_set_field(V, mm, slot, VMA_ANON, reuse >= 0 ? reuse : Atomics.add(V.I, V.L.header + H_NEXT_ANON, 1));
+  if (V.F[at] < 0) {
+    const slot = vma_slot_of(V, mm, rec);
+    const reuse = slot >= 0 ? find_mergeable_anon_vma(V, mm, slot) : -1;
+    vma_set_anon_vma(V, mm, rec, reuse >= 0 ? reuse : Atomics.add(V.I, V.L.header + H_NEXT_ANON, 1));
   }
   spin_unlock(lock);
 }
 
-function do_anonymous_page(mm: number, slot: number, vma: Vma, pmdp: number, addr: number, write: boolean): number {
+/**
+ * vmf_anon_prepare (__vmf_anon_prepare, mm/memory.c, 6.18): nothing to do if
+ * the VMA has its anon_vma. Under the VMA lock, preparing one needs the
+ * mmap_lock too (find_mergeable_anon_vma looks at the neighbours): a read
+ * trylock; if a writer holds or waits for it, the VMA lock is dropped and the
+ * fault returns VM_FAULT_RETRY, to be retried under the mmap_lock.
+ */
+export function vmf_anon_prepare(vmf: vm_fault): number {
+  const V = current.V;
+  if (V.F[vmaF(V.L, vmf.mm, vmf.rec, VMA_ANON)] >= 0) return 0;
+  const vmaLocked = (vmf.flags & FAULT_FLAG_VMA_LOCK) !== 0;
+  if (vmaLocked && !mmap_read_trylock(vmf.mm)) {
+    vma_end_read(vmf.mm, vmf.rec);
+    return VM_FAULT_RETRY;
+  }
+  __anon_vma_prepare(vmf.mm, vmf.rec);
+  if (vmaLocked) mmap_read_unlock(vmf.mm);
+  return 0;
+}
+
+/**
+ * vmf_can_call_fault (mm/memory.c): a file's ->fault may run under the VMA lock
+ * only if the file has ->map_pages (shmem does: filemap_map_pages); a DAX-like
+ * device (src/mm/huge_memory.ts) has none: drop the VMA lock, VM_FAULT_RETRY.
+ */
+function vmf_can_call_fault(vmf: vm_fault, vma: Vma): number {
+  const V = current.V;
+  if (!(vmf.flags & FAULT_FLAG_VMA_LOCK) || V.I[fileWord(V.L, vma.file, FILE_DEV_PFN)] === 0) return 0;
+  vma_end_read(vmf.mm, vmf.rec);
+  return VM_FAULT_RETRY;
+}
+
+function do_anonymous_page(mm: number, vmf: vm_fault, vma: Vma, pmdp: number, addr: number, write: boolean): number {
   const cpu = current;
   let entry: number;
   let pfn = 0;
@@ -160,7 +261,8 @@ function do_anonymous_page(mm: number, slot: number, vma: Vma, pmdp: number, add
     // Reads of never-written anonymous memory map the shared zero page read-only.
     entry = pfn_pte(zero_pfn(cpu.V), vm_page_prot(vma) | _PAGE_SPECIAL);
   } else {
-    anon_vma_prepare(mm, slot);
+    const ret = vmf_anon_prepare(vmf);
+    if (ret) return ret;
     pfn = alloc_page(true);
     if (pfn === 0) return VM_FAULT_OOM;
     entry = pfn_pte(pfn, vm_page_prot(vma) | _PAGE_ACCESSED);
@@ -218,7 +320,9 @@ function finish_file_fault(mm: number, vma: Vma, pmdp: number, addr: number, ext
 }
 
 /** do_shared_fault: a shared file mapping maps the page-cache page itself, writable if the VMA is. */
-function do_shared_fault(mm: number, vma: Vma, pmdp: number, addr: number, write: boolean): number {
+function do_shared_fault(mm: number, vmf: vm_fault, vma: Vma, pmdp: number, addr: number, write: boolean): number {
+  const ret = vmf_can_call_fault(vmf, vma);
+  if (ret) return ret;
   const rw = vma.flags & VM_WRITE && vma.flags & VM_SHARED ? _PAGE_RW | (write ? _PAGE_DIRTY : 0) : 0;
   return finish_file_fault(mm, vma, pmdp, addr, rw);
 }
@@ -240,7 +344,13 @@ export function ClearPageAnonExclusive(pfn: number): void {
 export function copy_user_highpage(dst: number, src: number): void {
   const cpu = current;
   const { I, L } = cpu.V;
-  for (let w = 0; w < WORDS_PER_PAGE; w++) Atomics.store(I, dataWord(L, dst, w), Atomics.load(I, dataWord(L, src, w)));
+  for (let w = 0; w < WORDS_PER_PAGE; w++) {
+    // a 4 KiB copy takes a while: other CPUs' stores (through TLB entries not yet
+    // flushed) and interrupts land between its words, and the deterministic
+    // scheduler may switch CPUs here
+    cpu.sched_point();
+    Atomics.store(I, dataWord(L, dst, w), Atomics.load(I, dataWord(L, src, w)));
+  }
   cpu.host.hooks.copy_page?.(dst, src);
 }
 
@@ -257,14 +367,18 @@ function filemap_page(vma: Vma, addr: number): number {
 }
 
 /** do_read_fault, private mapping: map the page-cache page read-only (a write later copies it). */
-function do_read_fault(mm: number, vma: Vma, pmdp: number, addr: number): number {
+function do_read_fault(mm: number, vmf: vm_fault, vma: Vma, pmdp: number, addr: number): number {
+  const ret = vmf_can_call_fault(vmf, vma);
+  if (ret) return ret;
   return finish_file_fault(mm, vma, pmdp, addr, 0);
 }
 
 /** do_cow_fault: a write to a private file mapping copies the page-cache page into a new anonymous page. */
-function do_cow_fault(mm: number, slot: number, vma: Vma, pmdp: number, addr: number): number {
+function do_cow_fault(mm: number, vmf: vm_fault, vma: Vma, pmdp: number, addr: number): number {
   const cpu = current;
-  anon_vma_prepare(mm, slot);
+  let ret = vmf_can_call_fault(vmf, vma);
+  if (!ret) ret = vmf_anon_prepare(vmf);
+  if (ret) return ret;
   const npfn = alloc_page(true);
   if (npfn === 0) return VM_FAULT_OOM;
   const page = filemap_page(vma, addr); // locked until the copy is mapped, as __do_fault/finish_fault
@@ -306,7 +420,7 @@ function wp_can_reuse_anon_folio(V: Views, pfn: number): boolean {
  * reused if it is anon-exclusive, or if the refcount says nobody else holds it
  * (then it becomes exclusive); anything else is copied (wp_page_copy).
  */
-function do_wp_page(mm: number, slot: number, vma: Vma, pmdp: number, ptep: number, lock: number, addr: number, entry: number): number {
+function do_wp_page(mm: number, vmf: vm_fault, vma: Vma, pmdp: number, ptep: number, lock: number, addr: number, entry: number): number {
   const cpu = current;
   const V = cpu.V;
   const pfn = pte_pfn(entry);
@@ -331,7 +445,7 @@ function do_wp_page(mm: number, slot: number, vma: Vma, pmdp: number, ptep: numb
     }
   }
   pte_unmap_unlock(lock);
-  return wp_page_copy(mm, slot, vma, pmdp, addr, entry);
+  return wp_page_copy(mm, vmf, vma, pmdp, addr, entry);
 }
 
 /** wp_page_reuse: writable (if the VMA is), dirty and young in place; no flush is needed to add permission. */
@@ -346,12 +460,13 @@ function wp_page_reuse(mm: number, vma: Vma, ptep: number, lock: number, addr: n
  * clear it and flush it from every TLB, install the new exclusive page, and
  * only then drop the old page's mapcount; its reference goes after the unlock.
  */
-function wp_page_copy(mm: number, slot: number, vma: Vma, pmdp: number, addr: number, orig: number): number {
+function wp_page_copy(mm: number, vmf: vm_fault, vma: Vma, pmdp: number, addr: number, orig: number): number {
   const cpu = current;
   const { I, L } = cpu.V;
   const oldPfn = pte_pfn(orig);
   const special = oldPfn === zero_pfn(cpu.V) || (orig & _PAGE_SPECIAL) !== 0;
-  anon_vma_prepare(mm, slot);
+  const ret = vmf_anon_prepare(vmf);
+  if (ret) return ret;
   const npfn = alloc_page(true); // zeroed: the copy of the zero page
   if (npfn === 0) return VM_FAULT_OOM;
   if (!special) copy_user_highpage(npfn, oldPfn);

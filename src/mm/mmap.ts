@@ -3,8 +3,9 @@
 // the page tables are torn down, get_unmapped_area (top-down).
 
 import { current } from '../hw/cpu.ts';
-import { down_write, up_write, downgrade_write, up_read } from '../hw/locks.ts';
-import { mmWord, MM_LOCK, MM_LOCK_OWNER, PAGE_SIZE, TASK_SIZE, MMAP_MIN_ADDR } from '../hw/layout.ts';
+import { up_read } from '../hw/locks.ts';
+import { PAGE_SIZE, TASK_SIZE, MMAP_MIN_ADDR } from '../hw/layout.ts';
+import { lockOf, mmap_write_lock, mmap_write_unlock, mmap_write_downgrade } from './mmap_lock.ts';
 import { SYS } from '../hw/trace.ts';
 import { syscall } from './syscall.ts';
 import { knobs } from '../inject/knobs.ts';
@@ -42,10 +43,8 @@ export const MMAP_BASE = 0x7ffff7fff000;
 export const PAGE_ALIGN = (n: number): number => Math.ceil(n / PAGE_SIZE) * PAGE_SIZE;
 const aligned = (n: number): boolean => n % PAGE_SIZE === 0;
 
-export const lockOf = (mm: number): number => mmWord(current.V.L, mm, MM_LOCK);
-export const ownerOf = (mm: number): number => mmWord(current.V.L, mm, MM_LOCK_OWNER);
-export const mmap_write_lock = (mm: number): void => down_write(lockOf(mm), ownerOf(mm));
-export const mmap_write_unlock = (mm: number): void => up_write(lockOf(mm), ownerOf(mm));
+// the mmap_lock lives in src/mm/mmap_lock.ts (with mm_lock_seq and the per-VMA locks); callers import it from here too
+export { lockOf, ownerOf, mmap_write_lock, mmap_write_unlock } from './mmap_lock.ts';
 
 export function calc_vm_flags(prot: number, flags: number): number {
   let f = VM_MAYREAD | VM_MAYWRITE | VM_MAYEXEC;
@@ -95,31 +94,45 @@ export function do_mmap(mm: number, addr: number, len: number, prot: number, fla
  */
 function __do_mmap(mm: number, addr: number, len: number, prot: number, flags: number, mapFile: number, mapPgoff: number, fmode: number): number {
   const V = current.V;
+  // The order of the checks is do_mmap's (mm/mmap.c, Linux 6.18): the fd
+  // (ksys_mmap_pgoff), the length, __get_unmapped_area's range (ENOMEM)
+  // then alignment (EINVAL), MAP_FIXED_NOREPLACE's EEXIST, and only then the
+  // mapping type and the file's access mode. (difftest found EINVAL given
+  // for a bad type where Linux answers EEXIST.)
   if (!(flags & MAP_ANONYMOUS) && mapFile < 0) return -EBADF;
-  if ((flags & MAP_TYPE) === MAP_SHARED_VALIDATE) flags = (flags & ~MAP_TYPE) | MAP_SHARED;
-  if ((flags & (MAP_SHARED | MAP_PRIVATE)) === 0 || (flags & MAP_SHARED && flags & MAP_PRIVATE)) return -EINVAL;
-  if (!(flags & MAP_ANONYMOUS)) {
-    if (!(fmode & FMODE_READ)) return -EACCES;
-    if (flags & MAP_SHARED && prot & PROT_WRITE && !(fmode & FMODE_WRITE)) return -EACCES;
-  }
   if (len <= 0) return -EINVAL;
   len = PAGE_ALIGN(len);
   if (len > TASK_SIZE) return -ENOMEM;
   const fixed = (flags & (MAP_FIXED | MAP_FIXED_NOREPLACE)) !== 0;
-  if (fixed && (!aligned(addr) || addr < MMAP_MIN_ADDR)) return -EINVAL;
   if (fixed && addr + len > TASK_SIZE) return -ENOMEM;
+  if (fixed && (!aligned(addr) || addr < MMAP_MIN_ADDR)) return -EINVAL;
+  const typeCheck = (): number => {
+    if ((flags & MAP_TYPE) === MAP_SHARED_VALIDATE) flags = (flags & ~MAP_TYPE) | MAP_SHARED;
+    if ((flags & (MAP_SHARED | MAP_PRIVATE)) === 0 || (flags & MAP_SHARED && flags & MAP_PRIVATE)) return -EINVAL;
+    if (!(flags & MAP_ANONYMOUS)) {
+      if (!(fmode & FMODE_READ)) return -EACCES;
+      if (flags & MAP_SHARED && prot & PROT_WRITE && !(fmode & FMODE_WRITE)) return -EACCES;
+    }
+    return 0;
+  };
   mmap_write_lock(mm);
   try {
     if (fixed) {
       if (flags & MAP_FIXED_NOREPLACE) {
         if (find_vma_intersection(V, mm, addr, addr + len)) return -EEXIST;
+        const t = typeCheck();
+        if (t) return t;
       } else {
+        const t = typeCheck();
+        if (t) return t;
         const r = do_vmi_munmap(mm, addr, addr + len, false);
         if (r < 0) return r;
       }
     } else {
       addr = get_unmapped_area(mm, addr, len);
       if (addr < 0) return addr;
+      const t = typeCheck();
+      if (t) return t;
     }
     let vmFlags = calc_vm_flags(prot, flags);
     if (!(flags & MAP_ANONYMOUS) && flags & MAP_SHARED && !(fmode & FMODE_WRITE)) vmFlags &= ~(VM_MAYWRITE | VM_SHARED);
@@ -178,7 +191,7 @@ export function do_vmi_munmap(mm: number, start: number, end: number, downgrade:
   const ceiling = e < vma_count(V, mm) ? vma_read(V, mm, e).start : TASK_SIZE + PAGE_SIZE;
   cpu.host.hooks.discard(mm, start, end, false);
   vma_remove(V, mm, s, e, false); // detached: no fault can find them now
-  if (downgrade) downgrade_write(lockOf(mm), ownerOf(mm));
+  if (downgrade) mmap_write_downgrade(mm); // vma_end_write_all: the remaining VMAs are unlocked too
   unmap_region(mm, detached, floor, ceiling);
   for (const v of detached) if (v.file >= 0) file_put(v.file);
   cpu.host.hooks.discard(mm, start, end, true);

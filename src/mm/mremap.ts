@@ -22,7 +22,7 @@
 import { current } from '../hw/cpu.ts';
 import { spin_lock, spin_unlock, up_read } from '../hw/locks.ts';
 import {
-  mmWord, MM_PT_LOCK, PAGE_SIZE, PMD_SIZE, PUD_SIZE, TASK_SIZE, VMA_END, VMA_FLAGS, ST_MOVE_PTE, ST_MOVE_PMD, ST_MOVE_PUD, ST_REALIGN,
+  mmWord, MM_PT_LOCK, PAGE_SIZE, PMD_SIZE, PUD_SIZE, TASK_SIZE, VMA_END, VMA_FLAGS, VMA_ANON, VMA_ANON_FORKED, ST_MOVE_PTE, ST_MOVE_PMD, ST_MOVE_PUD, ST_REALIGN,
 } from '../hw/layout.ts';
 import { pte_none, pte_present, _PAGE_PRESENT, _PAGE_PSE } from '../hw/pte.ts';
 import { SYS, EV } from '../hw/trace.ts';
@@ -36,9 +36,10 @@ import {
 import { lazy_mmu_mode_enable_with_ptes, lazy_mmu_mode_disable } from './lazy_mmu.ts';
 import { move_huge_pmd, move_huge_pud, split_huge_pmd } from './huge_memory.ts';
 import {
-  type Vma, find_vma, find_vma_intersection, vma_lookup, vma_read, vma_insert, vma_count, vma_set_field, vma_merge_neighbours,
+  type Vma, find_vma, find_vma_intersection, vma_lookup, vma_read, vma_insert, vma_count, vma_set_field, vma_merge_neighbours, vma_rec,
 } from './vma.ts';
 import { file_get } from './shmem.ts';
+import { vma_start_write } from './mmap_lock.ts';
 import { PAGE_ALIGN, do_vmi_munmap, get_unmapped_area, mmap_write_lock, mmap_write_unlock, lockOf } from './mmap.ts';
 import { VM_MAYSHARE, VM_SHARED, VM_DONTEXPAND, VM_UFFD_MISSING, VM_SEALED, VM_LOCKED } from './vm_flags.ts';
 import { EINVAL, ENOMEM, EFAULT, EPERM } from './errno.ts';
@@ -392,24 +393,49 @@ function check_mremap_params(vrm: vma_remap_struct): number {
   if (vrm.addr % PAGE_SIZE !== 0) return -EINVAL;
   if (flags & (MREMAP_FIXED | MREMAP_DONTUNMAP) && !(flags & MREMAP_MAYMOVE)) return -EINVAL;
   if (vrm.new_len === 0) return -EINVAL; // also what a length that overflows rounds to
-  if (vrm.new_len > TASK_SIZE) return -EINVAL;
+  // (the kernel checks new_addr against TASK_SIZE whatever the flags; strace prints new_addr only with FIXED)
+  if (vrm.new_len > TASK_SIZE || vrm.new_addr > TASK_SIZE - vrm.new_len) return -EINVAL;
   if (!vrm_implies_new_addr(vrm)) return 0;
-  if (vrm.new_addr > TASK_SIZE - vrm.new_len) return -EINVAL;
   if (vrm.new_addr % PAGE_SIZE !== 0) return -EINVAL;
   if (flags & MREMAP_DONTUNMAP && vrm.old_len !== vrm.new_len) return -EINVAL;
-  if (flags & MREMAP_FIXED && vrm_overlaps(vrm)) return -EINVAL;
+  // the target must not overlap the source, also where new_addr is only
+  // DONTUNMAP's hint (mm/mremap.c check_mremap_params: vrm_overlaps under
+  // vrm_implies_new_addr; Linux 6.18 answers EINVAL, found by difftest)
+  if (vrm_overlaps(vrm)) return -EINVAL;
   return 0;
 }
 
 /** The map-count limit (sysctl_max_map_count in the kernel): our VMA table's size. */
 const max_map_count = (): number => current.V.L.shape.maxVmas;
 
-/** check_prep_vma: the checks that need the VMA (under the mmap_lock). */
+/**
+ * vrm_will_map_new: will the call map a new range of address space (an
+ * expansion, or a move to new_addr because of FIXED or DONTUNMAP)?
+ */
+const vrm_will_map_new = (vrm: vma_remap_struct): boolean => vrm.remap_type === 'expand' || vrm_implies_new_addr(vrm);
+
+/**
+ * check_prep_vma: the checks that need the VMA (under the mmap_lock).
+ * mm/mremap.c check_prep_vma (Linux 6.17+, Lorenzo Stoakes' vrm rework):
+ * after the seal check it returns 0 unless vrm_will_map_new, and only then
+ * runs remap_is_valid (the old_len-past-the-VMA EFAULT and the rest). So a
+ * shrink or a same-size call without FIXED/DONTUNMAP succeeds even when
+ * old_len (or, for a shrink, new_len) reaches past the VMA's end: shrink_vma
+ * just unmaps [addr + new_len, addr + old_len), whatever is there. Checked on
+ * Linux 6.18: test/fixtures/mremap-past-vma-end.
+ */
 function check_prep_vma(vrm: vma_remap_struct): number {
   const vma = vrm.vma;
   if (!vma) return -EFAULT;
   if (vma.flags & VM_SEALED) return -EPERM;
   vrm_set_delta(vrm);
+  if (!vrm_will_map_new(vrm)) return 0;
+  return remap_is_valid(vrm);
+}
+
+/** remap_is_valid: may the VMA be moved or resized to new_len at addr? (only for calls that map new space) */
+function remap_is_valid(vrm: vma_remap_struct): number {
+  const vma = vrm.vma!;
   // old_len 0 duplicates a shared mapping; a private one cannot be (the kernel warns once)
   if (vrm.old_len === 0 && !(vma.flags & (VM_SHARED | VM_MAYSHARE))) return -EINVAL;
   if (vrm.flags & MREMAP_DONTUNMAP && vma.flags & VM_DONTEXPAND) return -EINVAL;
@@ -456,7 +482,10 @@ function move_vma(vrm: vma_remap_struct): number {
   const old_len = vrm.old_len;
   const new_addr = vrm.new_addr;
   const new_len = vrm.new_len;
-  // (vma_start_write: per-VMA-lock faults are not modelled; faults take the mmap_lock for read, which we hold for write)
+  // vma_start_write(vma): per-VMA-lock faults on the source wait (fall back to the
+  // mmap_lock, which we hold for write) from here on; faults on every other VMA
+  // of the mm go on. copy_vma write-locks the new VMA (vma_link) or the one it merges into.
+  vma_start_write(mm, vma_rec(V, mm, vma_lookup(V, mm, old_addr)));
   const new_pgoff = vma.pgoff + (old_addr - vma.start) / PAGE_SIZE;
   const copied = copy_vma(mm, vma, new_addr, new_len, new_pgoff);
   if (!copied) return -ENOMEM;
@@ -486,9 +515,21 @@ function move_vma(vrm: vma_remap_struct): number {
     unmap_len = new_len;
   }
   if (!err && vrm.flags & MREMAP_DONTUNMAP) {
-    // dontunmap_complete: the old VMA stays, empty; its locked pages moved away
+    // dontunmap_complete: the old VMA stays, empty; its locked pages moved
+    // away (VM_LOCKED cleared; VM_ACCOUNT kept since "mm/mremap: correctly
+    // account old mapping after MREMAP_DONTUNMAP remap", stable); and if the
+    // whole VMA moved, unlink_anon_vmas: it has no anon_vma any more, so it
+    // merges again like a fresh one (found by difftest: a later brk merged
+    // with it on Linux 6.18).
     const s = vma_lookup(V, mm, old_addr);
-    if (s >= 0) vma_set_field(V, mm, s, VMA_FLAGS, vma_read(V, mm, s).flags & ~VM_LOCKED);
+    if (s >= 0) {
+      const ov = vma_read(V, mm, s);
+      vma_set_field(V, mm, s, VMA_FLAGS, ov.flags & ~VM_LOCKED);
+      if (ov.start === old_addr && ov.end === old_addr + old_len && copied.nv.start !== ov.start) {
+        vma_set_field(V, mm, s, VMA_ANON, -1);
+        vma_set_field(V, mm, s, VMA_ANON_FORKED, 0);
+      }
+    }
   } else if (unmap_len > 0) {
     // unmap_source_vma: the contents moved, so this finds no PTEs and frees the old tables
     const r = do_vmi_munmap(mm, unmap_addr, unmap_addr + unmap_len, false);
@@ -502,7 +543,8 @@ function move_vma(vrm: vma_remap_struct): number {
 /** vrm_set_new_addr: where the move goes: the fixed address, or one get_unmapped_area finds. */
 function vrm_set_new_addr(vrm: vma_remap_struct): number {
   if (vrm.flags & MREMAP_FIXED) return 0; // the target was unmapped already
-  const hint = vrm_implies_new_addr(vrm) ? vrm.new_addr : vrm.placeAt;
+  // where the kernel put it (replay), else DONTUNMAP's new_addr hint, else anywhere
+  const hint = vrm.placeAt ? vrm.placeAt : vrm_implies_new_addr(vrm) ? vrm.new_addr : 0;
   const res = get_unmapped_area(vrm.mm, hint, vrm.new_len);
   if (res < 0) return res;
   vrm.new_addr = res;

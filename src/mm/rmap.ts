@@ -9,7 +9,7 @@
 import { current } from '../hw/cpu.ts';
 import { down_read, up_read, down_write, up_write } from '../hw/locks.ts';
 import {
-  type Layout, type Views, fileWord, anonVmaLock, iMmapF, mmWord, vmaF, FILE_I_MMAP, FILE_IN_USE, MM_IN_USE, MM_NVMAS,
+  type Layout, type Views, fileWord, anonVmaLock, iMmapF, mmWord, vmaF, vmaIdx, FILE_I_MMAP, FILE_IN_USE, MM_IN_USE, MM_NVMAS,
   VMA_START, VMA_END, VMA_PGOFF, VMA_FILE, IM_MM, IM_START, IM_END, IM_PGOFF, IM_F64, PAGE_SIZE,
 } from '../hw/layout.ts';
 import type { Vma } from './vma.ts';
@@ -216,7 +216,7 @@ export function i_mmap_check(V: Views): string[] {
     if (I[mmWord(L, mm, MM_IN_USE)] === 0) continue;
     const n = I[mmWord(L, mm, MM_NVMAS)];
     for (let s = 0; s < n; s++) {
-      const b = vmaF(L, mm, s, 0);
+      const b = vmaF(L, mm, I[vmaIdx(L, mm, s)], 0); // the record at address-order slot s
       const file = F[b + VMA_FILE];
       if (file < 0) continue;
       const key = `${file}:${mm}:${F[b + VMA_START]}:${F[b + VMA_END]}:${F[b + VMA_PGOFF]}`;

@@ -27,6 +27,7 @@ export function summary(r: RunResult): string {
     out.push(`  mremap        moved ${fmt(s.movedPtes)} PTEs, ${fmt(s.movedPmds)} PTE tables (NORMAL_PMD), ${fmt(s.movedPuds)} PMD tables (NORMAL_PUD), ${fmt(s.movedHugePmds)} huge PMDs, ${fmt(s.movedHugePuds)} huge PUDs; ${fmt(s.realigned)} realigned starts`);
   }
   if (s.rmapUnmaps || s.truncatedPages) out.push(`  rmap walkers  PTEs cleared through i_mmap ${fmt(s.rmapUnmaps)}; page-cache pages truncated or reclaimed ${fmt(s.truncatedPages)}`);
+  out.push(`  per-VMA locks ${fmt(s.vmaLockFaults)} faults under a VMA lock (${fmt(s.vmaLockRaced)} while another CPU held the mmap_lock for write); fell back to the mmap_lock ${fmt(s.vmaLockAborts + s.vmaLockRetries)} (no VMA lock to be had ${fmt(s.vmaLockAborts)}, VM_FAULT_RETRY ${fmt(s.vmaLockRetries)})`);
   out.push(`  memory        pages freed ${fmt(s.pagesFreed)}, page tables freed ${fmt(s.tablesFreed)}; contended locks ${fmt(s.lockContended)}; delays injected ${fmt(s.delays)}`);
   out.push(`  content       ${fmt(r.readsChecked)} reads checked (${fmt(r.readsExcused)} excused by a concurrent unmap)`);
   if (s.forkPtes || s.cowCopies || s.cowReuses || s.gupFastFallbacks || r.cowChecked) {

@@ -4,7 +4,10 @@
 // the same way.
 
 import { readFile, writeFile } from 'node:fs/promises';
-import { parseScenario, ScenarioError, type Scenario } from '../../engine/scenario.ts';
+import { z } from 'zod';
+import { parseScenario, ScenarioError, formatIssues, type Scenario } from '../../engine/scenario.ts';
+import { ARCH_NAMES } from '../../arch/index.ts';
+import { KNOB_NAMES } from '../../inject/knobs.ts';
 import { runVerdict, type RunOptions, type RunResult } from '../../engine/machine.ts';
 
 export const REPRO_VERSION = 1;
@@ -40,6 +43,39 @@ export async function writeRepro(path: string, repro: Repro): Promise<void> {
   await writeFile(path, JSON.stringify(repro, null, 2) + '\n');
 }
 
+const pow2 = (max: number) => z.number().int().min(1).max(max).refine((n) => (n & (n - 1)) === 0, { message: 'a power of two' });
+
+/** What a repro file's run options may be: the ranges of the run/stress flags they come from. */
+const optionsSchema = z.object({
+  cpus: z.number().int().min(1).max(256),
+  arch: z.string().refine((a) => ARCH_NAMES.includes(a), { message: `one of: ${ARCH_NAMES.join(', ')}` }),
+  seed: z.number().int().min(0).max(2 ** 31 - 1),
+  ops: z.number().int().min(1).max(1e12),
+  durationMs: z.number().int().min(1).max(1e9),
+  threads: z.number().int().min(1).max(256),
+  delay: z.number().min(0).max(1),
+  tlbEntries: pow2(65536),
+  knobs: z.array(z.string().refine((k) => (KNOB_NAMES as string[]).includes(k), { message: 'a bug knob (mmsim knobs lists them)' })),
+  keepGoing: z.boolean(),
+  hangTimeoutMs: z.number().int().min(100).max(1e9),
+  mode: z.enum(['free', 'deterministic']),
+  preemptions: z.number().int().min(1).max(64),
+  lazyContract: z.enum(['strict', 'hint']),
+  trace: z.boolean(),
+  traceEvents: pow2(1 << 24),
+  cpuProfDir: z.string(),
+}).partial().strict();
+
+const reproSchema = z.object({
+  version: z.literal(REPRO_VERSION),
+  scenario: z.unknown(),
+  scenarioFile: z.string().optional(),
+  options: optionsSchema,
+  schedule: z.array(z.number().int().min(-(2 ** 31)).max(2 ** 31 - 1)).optional(), // (step, cpu) pairs of the deterministic scheduler
+  violation: z.object({ kind: z.string(), message: z.string() }).nullable(),
+  made: z.object({ by: z.string(), at: z.string() }).optional(),
+}).strict();
+
 export async function readRepro(path: string): Promise<Repro> {
   let raw: unknown;
   try {
@@ -49,8 +85,10 @@ export async function readRepro(path: string): Promise<Repro> {
     throw new ScenarioError(code === 'ENOENT' ? `${path}: no such repro file` : `${path}: not a repro file: ${(e as Error).message}`);
   }
   const r = raw as Partial<Repro>;
-  if (typeof r !== 'object' || r === null || r.version !== REPRO_VERSION || typeof r.options !== 'object') {
+  if (typeof r !== 'object' || r === null || Array.isArray(r) || r.version !== REPRO_VERSION) {
     throw new ScenarioError(`${path}: not a version-${REPRO_VERSION} mmsim repro file`);
   }
+  const v = reproSchema.safeParse(r);
+  if (!v.success) throw new ScenarioError(formatIssues(path, v.error));
   return { ...(r as Repro), scenario: parseScenario(r.scenario, `${path}: scenario`) };
 }

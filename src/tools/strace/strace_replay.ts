@@ -227,7 +227,8 @@ function shapeFor(log: StraceLog): MachineShape {
     if (/^(open|openat|openat2|creat|memfd_create|mprotect|madvise|mremap|touch)$/.test(e.name)) files++;
     if (e.name === 'mmap' && /MAP_SHARED/.test(e.args[3] ?? '')) files++;
     if (/^(clone|clone3|fork|vfork|execve|execveat)$/.test(e.name)) forks++;
-    if (e.name === 'touch' || (e.name === 'mmap' && /MAP_POPULATE|MAP_LOCKED/.test(e.args[3] ?? ''))) {
+    if (e.name === 'touch' || (e.name === 'mmap' && /MAP_POPULATE|MAP_LOCKED/.test(e.args[3] ?? '')) ||
+      (e.name === 'madvise' && /MADV_POPULATE/.test(e.args[2] ?? ''))) {
       try {
         const len = parseNum(e.args[1] ?? '0');
         pagesTouched += Math.ceil(len / PAGE_SIZE) + 1;
