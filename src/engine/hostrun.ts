@@ -12,6 +12,7 @@ import { do_user_addr_fault } from '../mm/memory.ts';
 import { context_switch } from '../mm/mmu_context.ts';
 import { task_free } from '../mm/mm.ts';
 import { setKnobs } from '../inject/knobs.ts';
+import { makePromiseHook, makeStaleUseCheck, CHANGE } from '../oracles/stale_tlb.ts';
 import { makeViolationSink, makeDiscardHook, kickAll, ContentOracle, type ViolationRecord } from '../oracles/oracles.ts';
 import { makeForkHook, makeCopyPageHook } from '../oracles/cow.ts';
 import { TaskRunner, type TaskPlan } from './program.ts';
@@ -60,14 +61,25 @@ export interface HostResult {
 }
 
 /** Everything a thread needs to run kernel code on a machine (also used at boot and by tests). */
+/** Every discard (munmap, mremap, madvise, truncation, exit) is also a change with a promise point for the stale-TLB oracle. */
+function withPromise(discard: Hooks['discard'], promise: NonNullable<Hooks['promise']>): Hooks['discard'] {
+  return (mm, start, end, done) => {
+    discard(mm, start, end, done);
+    promise(mm, start, end, done, CHANGE.unmap);
+  };
+}
+
 export function makeHost(V: Views, hostId: number, archName: string, violations: ViolationRecord[], stopOnViolation: boolean): Host {
   const arch = getArch(archName);
   set_arch(arch);
+  const promise = makePromiseHook(V);
   const hooks: Hooks = {
     fault: do_user_addr_fault,
     ipi: new Array(IPI_TYPES),
     violation: makeViolationSink(V, violations, stopOnViolation),
-    discard: makeDiscardHook(V),
+    discard: withPromise(makeDiscardHook(V), promise),
+    promise,
+    stale_use: makeStaleUseCheck(V),
     forked: makeForkHook(V),
     copy_page: makeCopyPageHook(V),
   };

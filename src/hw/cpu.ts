@@ -11,7 +11,7 @@ import {
   type Views, cpuCtl, hostWord, statWord, frameWord, dataWord, mmWord,
   CC_IPI_PENDING, CC_IPI_MASK, CC_ACK, CC_BC_PENDING, CC_BC_MASK, CC_BC_ACK, CC_BC_ASID, CC_BC_START_F, CC_BC_END_F,
   ST_BCAST_SENT, ST_BCAST_RECV, CC_ONLINE, ST_SHOOTDOWNS, CC_INFO_TYPE, CC_INFO_MM, FM_OWNER, CC_IRQS_OFF, CC_LOADED_MM, CC_IS_LAZY, CC_HOST,
-  HB_WAKE, HB_SLEEPING, HB_WAITING_ON, HB_HEARTBEAT, CPUMASK_WORDS, FM_GEN, FM_FLAGS, PG_FREE,
+  HB_WAKE, HB_SLEEPING, HB_WAITING_ON, HB_HEARTBEAT, CPUMASK_WORDS, FM_GEN, FM_FLAGS, PG_FREE, MM_PR_MAX,
   ST_TLB_HITS, ST_TLB_MISSES, ST_READS, ST_WRITES, ST_IPI_RECV, ST_IPI_SENT, ST_FAULTS, ST_SEGV, ST_DELAYS,
   WORD_SHIFT, WORDS_PER_PAGE, MM_ASID, H_STOP,
   PAGE_SIZE,
@@ -55,6 +55,15 @@ export interface Hooks {
   forked?: (parent: number, child: number) => void;
   /** kernel code copied data frame src into dst (copy_user_highpage): the COW oracle's shadow follows */
   copy_page?: (dst: number, src: number) => void;
+  /**
+   * stale-TLB oracle (src/oracles/stale_tlb.ts): a page-table change of [start, end)
+   * of mm that narrows translations begins (done false), or has reached its promise
+   * point (done true): from then on no CPU may use a translation of the range older
+   * than the change that the page tables no longer allow. `what` names the change.
+   */
+  promise?: (mm: number, start: number, end: number, done: boolean, what: number) => void;
+  /** stale-TLB oracle: judge a use of TLB slot s, older than the mm's last promise (slow path) */
+  stale_use?: (cpu: Cpu, slot: number, va: number, write: boolean) => void;
 }
 
 /** Xorshift128+-style PRNG on 32-bit ints: fast, seedable, reproducible. */
@@ -526,6 +535,12 @@ export class Cpu {
       this.lastPfn = pfn;
       const gen = I[frameWord(this.V.L, pfn, FM_GEN)];
       if (gen !== tlb.gen[s]) this.staleTlbAccess(va, pfn, s, gen, write);
+      // stale-TLB oracle hook: an entry filled before the mm's last promised change
+      // (and not judged since) is checked against the page tables, off the fast path
+      else if (this.loadedMm >= 0) {
+        const pm = I[mmWord(this.V.L, this.loadedMm, MM_PR_MAX)];
+        if (tlb.stamp[s] < pm && tlb.chk[s] !== pm && this.host.hooks.stale_use !== undefined) this.host.hooks.stale_use(this, s, va, write);
+      }
       const at = dataWord(this.V.L, pfn, word);
       if (write) {
         Atomics.store(I, at, value);

@@ -290,6 +290,10 @@ export const MM_MT_SEQ = MM_VMA_WRITER_WAITERS + 1;
 /** where the next VMA record allocation starts looking (records are reused round-robin) */
 export const MM_VMA_CURSOR = MM_MT_SEQ + 1;
 // -- end per-VMA locks
+// the stale-TLB oracle (src/oracles/stale_tlb.ts): the mm's promise number (above every
+// change id handed out before its last promise), and the next slot of its promise log
+export const MM_PR_MAX = MM_VMA_CURSOR + 1;
+export const MM_PR_SLOT = MM_PR_MAX + 1;
 // mm->start_brk and mm->brk (src/mm/brk.ts): Float64 slots, word indexes (use fIndex)
 export const MM_START_BRK_F = 3 * LINE;
 export const MM_BRK_F = 3 * LINE + 2;
@@ -327,6 +331,11 @@ export const VMA_LOCK_SEQ_W = 15;
 // [start, end, seq] per entry, ring per mm
 export const UNMAP_LOG_ENTRIES = 256;
 export const UNMAP_LOG_F64 = 4; // start, end, beginSeq, endSeq (0 while in progress)
+
+// promise log for the stale-TLB oracle: a ring per mm of page-table changes, in flight
+// or promised: [state, id, kind, cpu, mm ctx id, pad, start F, end F, begin time F, promise time F]
+export const PR_ENTRIES = 64;
+export const PR_WORDS = 16;
 
 // ---- files (shmem / page-cache objects): a 2-level radix of table frames maps pgoff -> pfn
 export const FILE_WORDS = LINE;
@@ -375,6 +384,8 @@ export const H_NEXT_FILE = 10;
 export const H_RUNNING = 11; // hosts still executing operations (the rest only service IPIs)
 export const H_QUIESCE_LOCK = 12; // s390: the machine-wide quiesce of a global IPTE/IDTE (+ waiters word)
 export const H_QUIESCE_WAITERS = 13;
+/** stale-TLB oracle (src/oracles/stale_tlb.ts): the last page-table change id handed out; TLB fills are stamped with it */
+export const H_PROMISE_SEQ = 14;
 export const HEADER_WORDS = 2 * LINE;
 export const MAGIC = 0x6d6d7331; // 'mms1'
 
@@ -460,6 +471,7 @@ export interface Layout {
   vmaIdx: number; // per mm, maxVmas record numbers in address order (per-VMA locks)
   /** lockdep's region (src/hw/lockdep.ts); -1 when the shape turns lockdep off */
   lockdep: number;
+  promiseLog: number; // stale-TLB oracle: per mm PR_ENTRIES records of PR_WORDS
 }
 
 /** COW oracle shadow record of one data word: [lock, tag, writer's MM_CTX_ID, epoch | COW_SHARED] */
@@ -523,6 +535,7 @@ export function computeLayout(shape: MachineShape): Layout {
   const anonLocks = take(ANON_VMA_LOCKS * ANON_VMA_LOCK_WORDS);
   const iMmapF = take(shape.maxFiles * (iMmapMax(shape) + 1) * IM_F64 * 2) / 2;
   const vmaIdx = take(shape.maxMms * shape.maxVmas);
+  const promiseLog = take(shape.maxMms * PR_ENTRIES * PR_WORDS);
   const det = take(DET_HDR);
   const detChanges = take(DET_MAX_CHANGES);
   const detCpus = take(shape.cpus * DET_CPU_WORDS);
@@ -533,7 +546,7 @@ export function computeLayout(shape: MachineShape): Layout {
   return {
     shape, bytes, header, cpuCtl, hostBlk, stats, frameMeta, tableMem, dataStart, nframes,
     dataMem, tableAlloc, tableStack, dataAlloc, dataStack, mms, vmasF, unmapLogF, tasks, files, eventsF,
-    det, detChanges, detCpus, detDecisions, anonLocks, cowShadow, iMmapF, iMmapMax: iMmapMax(shape), vmaIdx, lockdep,
+    det, detChanges, detCpus, detDecisions, anonLocks, cowShadow, iMmapF, iMmapMax: iMmapMax(shape), vmaIdx, lockdep, promiseLog,
   };
 }
 
@@ -572,6 +585,8 @@ export const vmaWord = (L: Layout, mm: number, rec: number, w: number): number =
 export const vmaIdx = (L: Layout, mm: number, slot: number): number => L.vmaIdx + mm * L.shape.maxVmas + slot;
 export const unmapLogF = (L: Layout, mm: number, entry: number, field: number): number =>
   L.unmapLogF + (mm * UNMAP_LOG_ENTRIES + entry) * UNMAP_LOG_F64 + field;
+/** word index of promise-log entry `e` of mm */
+export const promiseWord = (L: Layout, mm: number, e: number): number => L.promiseLog + (mm * PR_ENTRIES + e) * PR_WORDS;
 export const fileWord = (L: Layout, file: number, field: number): number => L.files + file * FILE_WORDS + field;
 /** Float64 index of file f's i_mmap record count (rec = -1) or of field `field` of record rec */
 export const iMmapF = (L: Layout, file: number, rec: number, field: number): number =>

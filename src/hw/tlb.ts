@@ -5,6 +5,8 @@
 export const TLB_W = 1; // writable
 export const TLB_D = 2; // dirty already set in the PTE: writes need no walk
 export const TLB_VALID = 4;
+/** filled from a huge (PMD/PUD) leaf: the stale-TLB oracle tells a huge translation from a 4 KiB one */
+export const TLB_HUGE = 8;
 
 export class Tlb {
   readonly size: number;
@@ -15,6 +17,10 @@ export class Tlb {
   readonly flags: Int32Array;
   readonly gen: Int32Array;
   readonly va: Float64Array; // page base, for reports
+  /** stale-TLB oracle: H_PROMISE_SEQ when the walk that filled the entry began */
+  readonly stamp: Int32Array;
+  /** stale-TLB oracle: the mm's MM_PR_MAX when this entry was last judged fine (-1: never) */
+  readonly chk: Int32Array;
   constructor(entries: number) {
     if (entries < 1 || entries & (entries - 1)) throw new RangeError('TLB entries must be a power of two');
     this.size = entries;
@@ -25,6 +31,8 @@ export class Tlb {
     this.flags = new Int32Array(entries);
     this.gen = new Int32Array(entries);
     this.va = new Float64Array(entries);
+    this.stamp = new Int32Array(entries);
+    this.chk = new Int32Array(entries).fill(-1);
   }
 
   slot(asid: number, vpn: number): number {
@@ -44,6 +52,7 @@ export class Tlb {
     this.pfn[s] = pfn;
     this.flags[s] = flags | TLB_VALID;
     this.gen[s] = gen;
+    this.chk[s] = -1;
     return s;
   }
 

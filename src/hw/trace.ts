@@ -37,6 +37,8 @@ export const EV = {
   VMA_LOCK_ABORT: 30, // a = fault address: lock_vma_under_rcu failed; the fault takes the mmap_lock
   VMA_WRITE_LOCK: 31, // a = VMA start, b = VMA end: vma_start_write locked it for this mmap_lock write hold
   VMA_LOCK_RETRY: 32, // a = fault address: VM_FAULT_RETRY under the VMA lock; the fault takes the mmap_lock
+  CHANGE_BEGIN: 33, // stale-TLB oracle: a = start, b = end + change kind (end page-aligned; kind = b % 4096, src/oracles/stale_tlb.ts CHANGE): a narrowing page-table change begins
+  PROMISE: 34, // stale-TLB oracle: a = start, b = change kind: the change reached its promise point
 } as const;
 /** begin -> end pairs, for duration events in traces */
 export const EV_SPANS: [number, number][] = [
@@ -50,6 +52,9 @@ export const SYS = {
   ftruncate: 20, fallocate: 21, reclaim: 22, // reclaim: not a syscall; the kernel's page reclaim run from a program step
 } as const;
 export const SYS_NAMES: Record<number, string> = Object.fromEntries(Object.entries(SYS).map(([k, v]) => [v, k]));
+
+/** short names of the stale-TLB oracle's change kinds (src/oracles/stale_tlb.ts CHANGE) */
+export const CHANGE_LABELS: Record<number, string> = { 1: 'unmap', 2: 'mprotect', 3: 'THP split', 4: 'COW', 5: 'fork', 6: 'reclaim', 7: 'PUD split' };
 
 export class EventRing {
   /** events logged so far (the next event's sequence number - 1) */
@@ -131,6 +136,10 @@ export function formatEvent(e: EventRecord): string {
       return `#${e.seq} switch_mm ${e.a} -> ${e.b}`;
     case 'MOVE_PGTABLES':
       return `#${e.seq} move_page_tables ${hex(e.a)} -> ${hex(e.b)}`;
+    case 'CHANGE_BEGIN':
+      return `#${e.seq} page-table change (${CHANGE_LABELS[e.b % 4096] ?? e.b % 4096}) of ${hex(e.a)}-${hex(e.b - (e.b % 4096))} begins`;
+    case 'PROMISE':
+      return `#${e.seq} ${CHANGE_LABELS[e.b] ?? e.b} of ${hex(e.a)}: promise point (old translations must be gone)`;
     case 'MOVE_PGTABLES_END':
       return `#${e.seq} move_page_tables moved ${hex(e.b)} bytes`;
     case 'VMA_LOCKED':

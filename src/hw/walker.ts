@@ -4,12 +4,12 @@
 
 import {
   frameWord, mmWord, tableEntry, FM_GEN, FM_FLAGS, FM_OWNER, PG_FREE, PG_TABLE, MM_PGD, ST_WALKS,
-  PTRS_PER_TABLE,
+  PTRS_PER_TABLE, H_PROMISE_SEQ,
 } from './layout.ts';
 import {
   _PAGE_PRESENT, _PAGE_RW, _PAGE_USER, _PAGE_ACCESSED, _PAGE_DIRTY, _PAGE_PSE, PFN_SHIFT,
 } from './pte.ts';
-import { TLB_W, TLB_D } from './tlb.ts';
+import { TLB_W, TLB_D, TLB_HUGE } from './tlb.ts';
 import type { Cpu } from './cpu.ts';
 import { EV } from './trace.ts';
 
@@ -34,6 +34,8 @@ export function walk(cpu: Cpu, mm: number, va: number, vpn: number, write: boole
   const L = cpu.V.L;
   cpu.I[cpu.st + ST_WALKS]++;
   if (mm < 0) return WALK_NO_MM;
+  // stale-TLB oracle hook: the change id in force before this walk reads any entry
+  const stamp = Atomics.load(I, L.header + H_PROMISE_SEQ);
   let table = I[mmWord(L, mm, MM_PGD)];
   for (let level = 0; level < 4; level++) {
     const shift = LEVEL_SHIFTS[level];
@@ -82,9 +84,11 @@ export function walk(cpu: Cpu, mm: number, va: number, vpn: number, write: boole
       });
     }
     const gen = Atomics.load(I, frameWord(L, pfn, FM_GEN));
-    const flags = ((e & _PAGE_RW) !== 0 ? TLB_W : 0) | ((e & _PAGE_DIRTY) !== 0 ? TLB_D : 0);
+    const flags = ((e & _PAGE_RW) !== 0 ? TLB_W : 0) | ((e & _PAGE_DIRTY) !== 0 ? TLB_D : 0) | (level < 3 ? TLB_HUGE : 0);
     cpu.ring.log(EV.TLB_FILL, va, pfn);
-    return cpu.tlb.fill(cpu.asid, vpn, pfn, flags, gen);
+    const s = cpu.tlb.fill(cpu.asid, vpn, pfn, flags, gen);
+    cpu.tlb.stamp[s] = stamp; // stale-TLB oracle hook
+    return s;
   }
   return WALK_NOT_PRESENT;
 }

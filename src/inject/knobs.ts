@@ -115,6 +115,16 @@ export const KNOBS = {
     what: 'drop the huge page\'s reference as soon as its PMD is cleared, not through the mmu_gather: the 2 MiB page is freed while other CPUs still cache 4 KiB pieces of it',
     source: 'mm/huge_memory.c zap_huge_pmd(): tlb_remove_page_size(), freed after the flush',
   },
+  'thp.split_no_flush': {
+    where: 'src/mm/huge_memory.ts __split_huge_pmd_locked',
+    what: 'invalidate the huge PMD without flushing it (pmdp_invalidate without flush_pmd_tlb_range): other CPUs keep using the huge translation after the PTE table replaced it',
+    source: 'mm/huge_memory.c __split_huge_pmd_locked(): pmdp_invalidate() flushes before pmd_populate(), under the PMD lock (AMD erratum 383, arm64 break-before-make); constructed',
+  },
+  'mprotect.skip_flush': {
+    where: 'src/mm/mprotect.ts change_pte_range',
+    what: 'change a PTE\'s protection without adding it to the mmu_gather\'s flush range: after mprotect(PROT_READ) returns, other CPUs still write through their old writable entries',
+    source: 'mm/mprotect.c change_pte_range(): tlb_flush_pte_range() for every changed PTE, flushed by tlb_finish_mmu() before mprotect returns; constructed',
+  },
   'thp.split_no_ref': {
     where: 'src/mm/huge_memory.ts __split_huge_pmd_locked',
     what: 'split a huge PMD into 512 PTEs without taking the 511 extra folio references the new PTEs hold',

@@ -35,7 +35,7 @@
 import { current } from '../hw/cpu.ts';
 import { spin_lock_nested, spin_unlock, spin_is_contended, raw_write_seqcount_begin, raw_write_seqcount_end } from '../hw/locks.ts';
 import {
-  mmWord, frameWord, MM_RSS, MM_USERS, MM_WP_SEQ, FM_FLAGS, PG_ANON, PG_ANON_EXCLUSIVE, PG_HEAD, PG_TAIL, PAGE_SIZE, PMD_SIZE, PUD_SIZE, PGDIR_SIZE,
+  mmWord, frameWord, MM_RSS, MM_USERS, MM_WP_SEQ, FM_FLAGS, PG_ANON, PG_ANON_EXCLUSIVE, PG_HEAD, PG_TAIL, PAGE_SIZE, PMD_SIZE, PUD_SIZE, PGDIR_SIZE, TASK_SIZE,
   ST_FORK_PTES, H_NEXT_ANON,
 } from '../hw/layout.ts';
 import {
@@ -265,6 +265,8 @@ export function dup_mmap(oldmm: number): number {
     return -ENOMEM;
   }
   mmap_write_lock_nested(mm, SINGLE_DEPTH_NESTING); // nobody can see the child yet (kernel/fork.c dup_mmap)
+  const promise = cpu.host.hooks.promise; // stale-TLB oracle hook: the parent's write-protect, promised before its mmap_lock is released
+  promise?.(oldmm, 0, TASK_SIZE, false, 5);
   let err = 0;
   const noVmaLock = knobs['fork.no_vma_write_lock'];
   for (let s = 0; s < vma_count(V, oldmm); s++) {
@@ -308,6 +310,7 @@ export function dup_mmap(oldmm: number): number {
   } else {
     cpu.host.hooks.forked?.(oldmm, mm); // fork is complete: the COW oracle's epoch
   }
+  promise?.(oldmm, 0, TASK_SIZE, true, 5);
   mmap_write_unlock(oldmm);
   if (late) arch.flush_tlb_mm(oldmm);
   return err < 0 ? err : mm;

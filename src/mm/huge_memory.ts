@@ -251,6 +251,10 @@ function do_huge_pmd_wp_page(mm: number, vma: Vma, pmdp: number, lock: number, h
 
 // ---- split -------------------------------------------------------------------------
 
+/** the stale-TLB oracle's change kinds (src/oracles/stale_tlb.ts CHANGE) */
+const CHANGE_THP_SPLIT = 3;
+const CHANGE_PUD_SPLIT = 7;
+
 /**
  * __split_huge_pmd_locked (PMD lock held, v the present huge entry), in the
  * kernel's order: invalidate the huge PMD (pmdp_invalidate: it stays a leaf,
@@ -264,7 +268,8 @@ function __split_huge_pmd_locked(mm: number, pmdp: number, haddr: number, v: num
   const L = cpu.V.L;
   const head = pte_pfn(v);
   const old = pmdp_huge_xchg(mm, haddr, pmdp, PMD_SIZE, v & ~_PAGE_PRESENT);
-  flush_pmd_tlb_range(mm, haddr, haddr + PMD_SIZE);
+  // BUG (injected) when on: pmdp_invalidate without its flush: CPUs keep the huge translation after the PTE table is installed
+  if (!knobs['thp.split_no_flush']) flush_pmd_tlb_range(mm, haddr, haddr + PMD_SIZE);
   const pgtable = pgtable_trans_huge_withdraw(pmdp);
   if (pgtable === 0) {
     no_huge_deposit(mm, haddr);
@@ -286,10 +291,17 @@ function __split_huge_pmd_locked(mm: number, pmdp: number, haddr: number, v: num
 /** __split_huge_pmd: split the huge PMD at pmdp (for addr) if it is still one. */
 export function __split_huge_pmd(mm: number, pmdp: number, addr: number): void {
   const lock = pmd_lockptr(pmdp);
+  const haddr = Math.floor(addr / PMD_SIZE) * PMD_SIZE;
+  const promise = current.host.hooks.promise; // stale-TLB oracle hook: promise point = PMD lock dropped
   spin_lock(lock);
   const v = Atomics.load(current.I, pmdp);
-  if (leaf_present(v)) __split_huge_pmd_locked(mm, pmdp, Math.floor(addr / PMD_SIZE) * PMD_SIZE, v);
+  const split = leaf_present(v);
+  if (split) {
+    promise?.(mm, haddr, haddr + PMD_SIZE, false, CHANGE_THP_SPLIT);
+    __split_huge_pmd_locked(mm, pmdp, haddr, v);
+  }
   spin_unlock(lock);
+  if (split) promise?.(mm, haddr, haddr + PMD_SIZE, true, CHANGE_THP_SPLIT);
 }
 
 /** The mm a page-table entry belongs to (its table frame's owner): vma->vm_mm, which our Vma does not carry. */
@@ -318,12 +330,14 @@ export function __split_huge_pud(mm: number, pudp: number, addr: number): boolea
     return false;
   }
   const haddr = Math.floor(addr / PUD_SIZE) * PUD_SIZE;
+  cpu.host.hooks.promise?.(mm, haddr, haddr + PUD_SIZE, false, CHANGE_PUD_SPLIT); // stale-TLB oracle hook
   const old = pudp_huge_get_and_clear(mm, haddr, pudp);
   flush_pud_tlb_range(mm, haddr, haddr + PUD_SIZE);
   const head = compound_head(cpu.V, pte_pfn(old));
   folio_entire_mapcount_add(head, -1);
   add_rss(mm, -HPAGE_PUD_NR);
   spin_unlock(lock);
+  cpu.host.hooks.promise?.(mm, haddr, haddr + PUD_SIZE, true, CHANGE_PUD_SPLIT);
   put_page(head, haddr);
   return true;
 }

@@ -494,6 +494,8 @@ function wp_page_copy(mm: number, vmf: vm_fault, vma: Vma, pmdp: number, addr: n
   SetPageAnonExclusive(npfn);
   page_mapcount_inc(npfn); // folio_add_new_anon_rmap
   const installFirst = knobs['cow.install_before_flush'];
+  // stale-TLB oracle hook: the old translation must be gone once the new entry is in (wp_page_copy: ptep_clear_flush, then set_pte_at)
+  cpu.host.hooks.promise?.(mm, addr, addr + PAGE_SIZE, false, 4);
   if (installFirst) {
     // BUG (injected; the order before "[patch] mm: fix a race condition under SMC + COW"
     // <20060927151507.A12423@unix-os.sc.intel.com> and "[patch] mm: fix race in COW logic"
@@ -512,6 +514,7 @@ function wp_page_copy(mm: number, vmf: vm_fault, vma: Vma, pmdp: number, addr: n
     set_pte_at(mm, addr, ptep, entry);
     if (!special) page_mapcount_dec(oldPfn); // the rmap goes only after the switch
   }
+  cpu.host.hooks.promise?.(mm, addr, addr + PAGE_SIZE, true, 4);
   if (special) Atomics.add(I, mmWord(L, mm, MM_RSS), 1);
   pte_unmap_unlock(lock);
   if (!special && !installFirst) put_page(oldPfn, addr);

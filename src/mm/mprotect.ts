@@ -8,6 +8,10 @@ import {
   pte_present, pte_pfn, _PAGE_RW, _PAGE_USER,
 } from '../hw/pte.ts';
 import { SYS } from '../hw/trace.ts';
+import { knobs } from '../inject/knobs.ts';
+
+/** the stale-TLB oracle's change kinds (src/oracles/stale_tlb.ts CHANGE) */
+const CHANGE_MPROTECT = 2;
 import { syscall } from './syscall.ts';
 import { find_vma, vma_read, vma_count, split_vma, vma_merge_neighbours, vma_set_field } from './vma.ts';
 import { VMA_FLAGS } from '../hw/layout.ts';
@@ -47,7 +51,8 @@ function change_pte_range(tlb: mmu_gather, mm: number, vmFlags: number, pmdp: nu
         page_ref(V, pfn) === 1 && page_mapcount(V, pfn) === 1) n |= _PAGE_RW;
     }
     ptep_modify_prot_commit(mm, a, ptep, old, n);
-    if (n !== old) tlb_flush_pte_range(tlb, a, PAGE_SIZE);
+    // BUG (injected) when on: the changed PTE is not added to the gather's flush range
+    if (n !== old && !knobs['mprotect.skip_flush']) tlb_flush_pte_range(tlb, a, PAGE_SIZE);
   }
   lazy_mmu_mode_disable();
   pte_unmap_unlock(lock);
@@ -98,7 +103,16 @@ export function mprotect_account(v: { flags: number; file: number; anon: number 
 
 /** mprotect(2): 0 or -errno. */
 export function do_mprotect(mm: number, start: number, len: number, prot: number): number {
-  return syscall(SYS.mprotect, start, () => __do_mprotect(mm, start, len, prot));
+  return syscall(SYS.mprotect, start, () => {
+    // stale-TLB oracle hook: the change and its promise point, once the syscall's
+    // work (tlb_finish_mmu, mmap_write_unlock) is done (src/oracles/stale_tlb.ts)
+    const promise = current.host.hooks.promise;
+    const end = start + PAGE_ALIGN(len);
+    promise?.(mm, start, end, false, CHANGE_MPROTECT);
+    const r = __do_mprotect(mm, start, len, prot);
+    promise?.(mm, start, end, true, CHANGE_MPROTECT);
+    return r;
+  });
 }
 
 function __do_mprotect(mm: number, start: number, len: number, prot: number): number {

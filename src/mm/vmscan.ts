@@ -80,7 +80,9 @@ export function page_vma_mapped_walk(rec: MappingRec, pgoff: number, pfn: number
  */
 export function try_to_unmap_one_locked(mm: number, pfn: number, w: pvmw_result): void {
   const cpu = current;
+  cpu.host.hooks.promise?.(mm, w.addr, w.addr + PAGE_SIZE, false, 6); // stale-TLB oracle hook: promised once flushed, before the page can be freed
   const old = ptep_clear_flush(mm, w.addr, w.ptep);
+  cpu.host.hooks.promise?.(mm, w.addr, w.addr + PAGE_SIZE, true, 6);
   if (old & _PAGE_DIRTY) Atomics.or(cpu.I, frameWord(cpu.V.L, pfn, FM_FLAGS), PG_DIRTY);
   page_mapcount_dec(pfn);
   Atomics.sub(cpu.I, mmWord(cpu.V.L, mm, MM_RSS), 1);

@@ -7,6 +7,7 @@ import type { RunResult, TraceEvent } from '../engine/machine.ts';
 import { summary } from './summary.ts';
 import { buildTraceModel, instantName, hex, type TraceModel, type Span, type ViolationMark } from './trace_export.ts';
 import { SYS_NAMES } from '../hw/trace.ts';
+import { chooseRace, raceHtml } from './race.ts';
 import { getArch } from '../arch/index.ts';
 import { ERRNO_NAMES } from '../mm/errno.ts';
 import { PAGE_SIZE } from '../hw/layout.ts';
@@ -490,6 +491,25 @@ ${to < rows.length ? `<tr class="quiet"><td></td><td colspan="${cpus.length}" cl
 </tbody></table>`;
 }
 
+/**
+ * The first violation's race, chosen by causality (src/report/race.ts): the fill
+ * of the entry used, the change on the other CPU (page-table update, free of the
+ * frame), the flushes or their absence, and the stale use, on one screen at the top.
+ */
+function raceSection(r: RunResult, m: TraceModel | null): string {
+  const mk = m?.violations[0];
+  if (!m || !mk || !r.violations.length) return '';
+  const v0 = r.violations[0];
+  const byCpu: Record<number, TraceEvent[]> = {};
+  m.cpus.forEach((w, c) => {
+    if (w) byCpu[c] = w.events;
+  });
+  const race = chooseRace(byCpu, v0, mk.tsNs !== undefined ? mk.tsNs / 1000 : undefined);
+  if (race.rows.length < 2) return '';
+  return `<section id="race"><h2>The race</h2><p class="muted">The events that make the first violation, however far apart in time: the fill of the TLB entry used, the change on the other CPU (its page-table update, the free of the frame), the flushes (or their absence) and the stale use. Rows are in time order; long gaps are marked. The full timeline is under <a href="#violations">Violations</a>.</p>
+${raceHtml(race, m.deterministic)}</section>`;
+}
+
 function violationsSection(r: RunResult, m: TraceModel | null): string {
   if (!r.violations.length) {
     if (r.violationCount > 0) return `<section id="violations"><h2>Violations</h2><p>${fmt(r.violationCount)} counted, none kept with details.</p></section>`;
@@ -546,7 +566,7 @@ function violationsSection(r: RunResult, m: TraceModel | null): string {
         if (last) earlier.push(`cpu ${c} #${last.seq} ${ladderText(last, det)}, ${dur(tv - Math.round(last.ts * 1000), det)} before the violation`);
       }
     }
-    timeline = `<p class="muted">CPUs ${cpus.join(', ')} from ${dur(tv - t0, det)} before the violation to ${dur(t1 - tv, det)} after it (time 0: ${esc(mk.located)}).
+    timeline = `<h3>Around the violation</h3><p class="muted">CPUs ${cpus.join(', ')} from ${dur(tv - t0, det)} before the violation to ${dur(t1 - tv, det)} after it (time 0: ${esc(mk.located)}).
 Bars are spans (syscalls, faults, shootdowns, IPI handlers, lock waits, lazy MMU sections; hover for details); ticks are single events, red ones concern
 ${focus.pfn !== undefined ? `pfn ${focus.pfn}` : ''}${focus.pfn !== undefined && focus.va !== undefined ? ' or ' : ''}${focus.va !== undefined ? `the page of ${hex(focus.va)}` : ''}.</p>
 <div class="scroll">${timelineSvg(m, mk, cpus, t0, t1, focus)}</div>
@@ -602,6 +622,15 @@ table.ladder th:first-child { width: 110px; }
 table.ladder td { padding: 1px 6px; border-bottom: 1px solid #eef1f5; vertical-align: top; overflow-wrap: anywhere; }
 table.ladder tr.key td { background: #fff4d6; } table.ladder tr.vrow td { background: #fde3e3; color: #8a1111; }
 table.ladder tr.quiet td { color: var(--muted); }
+table.race { width: 100%; table-layout: fixed; margin: 6px 0 14px; border-collapse: collapse; }
+table.race th { text-align: left; background: var(--panel); border-bottom: 1px solid var(--line); padding: 4px 6px; }
+table.race th:first-child { width: 110px; }
+table.race td { padding: 3px 6px; border-bottom: 1px solid #eef1f5; vertical-align: top; overflow-wrap: anywhere; font-family: ui-monospace, "DejaVu Sans Mono", Menlo, Consolas, monospace; font-size: 12.5px; }
+table.race tr.gap td { color: var(--muted); text-align: center; font-style: italic; background: #fafbfc; }
+table.race .role { display: inline-block; min-width: 64px; font-size: 11px; color: #555; text-transform: uppercase; }
+table.race tr.race-use td, table.race tr.race-no-flush td { background: #fde3e3; color: #8a1111; }
+table.race tr.race-fill td, table.race tr.race-free td, table.race tr.race-zap td, table.race tr.race-change td { background: #fff4d6; }
+table.race tr.race-flush-late td { background: #eef4ff; }
 .seq { color: var(--muted); }
 svg text { font-family: system-ui, "DejaVu Sans", sans-serif; }
 svg .grid { stroke: #e6e9ef; } svg .axis { stroke: #555; }
@@ -630,6 +659,7 @@ export function htmlReport(r: RunResult): string {
 <title>${esc(title)}</title><style>${CSS}</style></head>
 <body>
 <header><h1>mmsim: ${esc(r.scenario)}</h1><span class="badge ${v.cls}">${esc(v.text)}</span><div class="sub">${esc(sub)}</div></header>
+${raceSection(r, m)}
 ${summarySection(r, det)}
 ${violationsSection(r, m)}
 ${latencySection(r, det)}

@@ -1,6 +1,7 @@
 // Formatting a run's result for people (the summary) and machines (JSON).
 
-import { runVerdict, type RunResult } from '../engine/machine.ts';
+import { runVerdict, type RunResult, type TraceEvent } from '../engine/machine.ts';
+import { chooseRace, raceText } from './race.ts';
 
 const fmt = (n: number): string => n.toLocaleString('en-US');
 const us = (ns: number): string => (ns / 1000).toFixed(ns < 10000 ? 1 : 0) + ' us';
@@ -38,6 +39,17 @@ export function summary(r: RunResult): string {
   out.push(`  audit         ${r.audit.ok ? 'refcounts and mapcounts consistent' : 'FAILED'}; after exit of every mm: ${r.teardownAudit.ok ? 'every frame free' : 'FAILED'}`);
   for (const p of [...r.audit.problems, ...r.teardownAudit.problems].slice(0, 10)) out.push(`    - ${p}`);
   out.push(`  violations    ${r.violationCount}`);
+  // with a trace: the first violation's race, chosen by causality (src/report/race.ts)
+  if (r.trace && r.violations.length) {
+    const byCpu: Record<number, TraceEvent[]> = {};
+    for (const e of r.trace.events) (byCpu[e.cpu] ??= []).push(e);
+    for (const k of Object.keys(byCpu)) byCpu[Number(k)].sort((a, b) => a.seq - b.seq);
+    const race = chooseRace(byCpu, r.violations[0]);
+    if (race.rows.length > 1) {
+      out.push('  the race (first violation; fill, change, free, flushes, stale use):');
+      for (const l of raceText(race, r.mode === 'deterministic', 44)) out.push(`    ${l}`);
+    }
+  }
   for (const v of r.violations.slice(0, 5)) {
     out.push(`  [${v.kind}] ${v.message}`);
     for (const [cpu, evs] of Object.entries(v.events)) {

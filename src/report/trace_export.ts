@@ -20,7 +20,7 @@
 // shown as 1 us.
 
 import type { RunResult, TraceEvent } from '../engine/machine.ts';
-import { EV_SPANS, EV_NAMES, SYS_NAMES } from '../hw/trace.ts';
+import { EV_SPANS, EV_NAMES, SYS_NAMES, CHANGE_LABELS } from '../hw/trace.ts';
 import { ERRNO_NAMES } from '../mm/errno.ts';
 import { PAGE_SIZE } from '../hw/layout.ts';
 
@@ -128,6 +128,10 @@ export function instantName(e: { type: string; a: number; b: number }): string {
       return `nested lazy MMU range ignored ${hex(a)}-${hex(b)}`;
     case 'VIOLATION':
       return 'VIOLATION';
+    case 'CHANGE_BEGIN':
+      return `${CHANGE_LABELS[b % 4096] ?? b % 4096} ${hex(a)}-${hex(b - (b % 4096))}: page tables change`;
+    case 'PROMISE':
+      return `${CHANGE_LABELS[b] ?? b} ${hex(a)}: promise point`;
     default:
       return `${e.type} ${hex(a)} ${b}`;
   }
@@ -204,7 +208,7 @@ function instantOrSpanName(e: TraceEvent): string {
 }
 const INSTANT_TYPES = {
   READ: 1, WRITE: 1, TLB_FILL: 1, SEGV: 1, FLUSH_LOCAL: 1, FREE_PAGE: 1, FREE_TABLE: 1, ZAP: 1, CTX_SWITCH: 1, OP: 1, LAZY_TLB: 1,
-  LAZY_RANGE: 1, LAZY_RANGE_IGNORED: 1,
+  LAZY_RANGE: 1, LAZY_RANGE_IGNORED: 1, CHANGE_BEGIN: 1, PROMISE: 1,
 };
 
 const beginOf = new Map<number, number>(EV_SPANS.map(([b, e]) => [e, b]));
