@@ -6,6 +6,7 @@
 
 import type { TraceEvent } from '../engine/machine.ts';
 import { SYS_NAMES, CHANGE_LABELS } from '../hw/trace.ts';
+import type { ViolationInfo } from '../hw/cpu.ts';
 
 const PAGE = 4096;
 const samePage = (a: number, b: number): boolean => Math.floor(a / PAGE) === Math.floor(b / PAGE);
@@ -27,14 +28,8 @@ export interface Race {
   rows: RaceRow[];
 }
 
-export interface RaceViolation {
-  kind: string;
-  message: string;
-  cpu: number;
-  va?: number;
-  pfn?: number;
-  cpus?: number[];
-}
+/** The violation a race is drawn for: what the oracle reported (src/hw/cpu.ts). */
+export type RaceViolation = ViolationInfo;
 
 function describe(e: TraceEvent): string {
   switch (e.type) {
