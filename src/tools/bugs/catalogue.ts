@@ -37,7 +37,7 @@ export interface BugEntry {
   scenario?: string;
   knob?: string;
   /** run options the entry needs besides the hunting strategy's (arch, lazy contract, CPUs) */
-  run?: { arch?: string; lazyContract?: 'strict' | 'hint'; cpus?: number };
+  run?: { arch?: string; lazyContract?: 'strict' | 'hint'; cpus?: number; preempt?: 'none' | 'full' | 'rt' };
   /** the oracle(s) that report it: violation kinds */
   oracle?: string;
   status: BugStatus;
@@ -446,12 +446,57 @@ export const CATALOGUE: BugEntry[] = [
     source: src('fork.no_vma_write_lock'),
   },
   {
-    id: 'CVE-2025-37964', aliases: [],
-    title: 'x86 switch_mm missing barrier between the cpumask update and the tlb_gen read',
-    versions: 'x86 lazy-TLB rework kernels before the fix (2025)',
-    path: 'arch/x86/mm/tlb.c switch_mm_irqs_off / should_flush_tlb',
-    race: 'a CPU sets itself in mm_cpumask and reads tlb_gen without a full barrier; a flusher reads the cpumask (without the CPU) and bumps tlb_gen; the CPU runs with stale entries.',
-    status: 'pending', why: 'needs store-buffer (weak memory) modelling of the cpumask and tlb_gen accesses', source: NOT_VERIFIED,
+    id: 'CVE-2025-37964', aliases: ['83b0177a6c48', 'x86.switch_mm_no_smp_mb'],
+    title: 'x86 switch_mm_irqs_off: the cpumask/loaded_mm stores may pass the tlb_gen load (missing smp_mb)',
+    versions: 'x86 lazy-TLB rework kernels until fea4e317f9e7 and its follow-up 83b0177a6c48 (2025)',
+    path: 'arch/x86/mm/tlb.c switch_mm_irqs_off / flush_tlb_mm_range (should_flush_tlb)',
+    race: 'a CPU switching to an mm stores itself into mm_cpumask and loaded_mm, then loads tlb_gen while its stores still sit in its store buffer; a flusher bumps tlb_gen, reads the cpumask without the CPU and sends it no IPI; the CPU runs with the stale entries of a freed page.',
+    scenario: 'switch-mm-munmap', knob: 'x86.switch_mm_no_smp_mb', oracle: 'uaf-stale-tlb',
+    status: 'caught', budget: 20,
+    measured: 'not measured with the swarm yet (store buffers landed at the end of this work); 2/10 with --mode deterministic, 10/10 with --threads 4, 0/10 without the knob (docs/concurrency.md)',
+    source: src('x86.switch_mm_no_smp_mb'),
+  },
+  {
+    id: 'knob:xenpv.ctxsw_task_lazy_state', aliases: ['291b3abed657', 'xenpv.ctxsw_task_lazy_state'],
+    title: 'Xen PV: a task preempted inside a lazy MMU section re-enters lazy mode from the task state at switch-in',
+    versions: 'kernels with 291b3abed657 ("x86/xen: use lazy_mmu_state when context-switching") under PREEMPT_RT (the May 2026 regression)',
+    path: 'arch/x86/xen/enlighten_pv.c xen_start_context_switch / xen_end_context_switch; include/linux/pgtable.h lazy_mmu_mode_enable',
+    race: 'a task is preempted between lazy_mmu_mode_enable()\'s enable count and arch_enter_lazy_mmu_mode(); at switch-in Xen re-enters lazy mode from the task state, then the task\'s own arch_enter finds the mode already on (Xen BUG).',
+    scenario: 'munmap-vs-access', knob: 'xenpv.ctxsw_task_lazy_state', oracle: 'lazy-mmu-contract', run: { arch: 'x86-xenpv', preempt: 'rt' },
+    status: 'caught', budget: 20,
+    measured: 'not measured with the swarm yet; 6/10 with --mode deterministic --preempt rt, 0/10 without the knob (docs/concurrency.md)',
+    source: src('xenpv.ctxsw_task_lazy_state'),
+  },
+  {
+    id: 'knob:fault.i_mmap_before_folio_lock', aliases: ['fault.i_mmap_before_folio_lock'],
+    title: 'a file fault takes i_mmap_rwsem before the folio lock (the order hugetlb_fault had after c0d0381ade79)',
+    versions: 'constructed on the file fault path after the hugetlb inversion of c0d0381ade79',
+    path: 'mm/memory.c __do_fault / finish_fault; mm/rmap.c (reclaim takes the folio lock, then i_mmap_rwsem)',
+    race: 'a fault takes i_mmap_rwsem then the folio lock while reclaim holds the folio lock and wants i_mmap_rwsem: lockdep reports the inverted order on its first run, before any deadlock.',
+    scenario: 'mremap-pmd-vs-reclaim', knob: 'fault.i_mmap_before_folio_lock', oracle: 'lockdep',
+    status: 'caught', budget: 20,
+    measured: 'not measured with the swarm yet; first run of seeds 1-3 in deterministic mode (test/lockdep.test.ts)',
+    source: src('fault.i_mmap_before_folio_lock'),
+  },
+  {
+    id: 'knob:mprotect.skip_flush', aliases: ['mprotect.skip_flush'],
+    title: 'mprotect(PROT_READ) returns without flushing the TLBs that hold the page writable',
+    versions: 'constructed (mm/mprotect.c change_protection: the gather\'s flush before the syscall returns)',
+    path: 'mm/mprotect.c change_protection / tlb_finish_mmu',
+    race: 'mprotect write-protects the PTEs and returns without a flush; another CPU keeps writing through its old writable entry to a page that stays alive (no use-after-free: only the stale-TLB oracle sees it).',
+    scenario: 'madvise-vs-access', knob: 'mprotect.skip_flush', oracle: 'stale-tlb',
+    status: 'caught', budget: 20, measured: '10/10 seeds, 0/10 false positives (stale-TLB oracle only)',
+    source: src('mprotect.skip_flush'),
+  },
+  {
+    id: 'knob:thp.split_no_flush', aliases: ['thp.split_no_flush'],
+    title: 'a THP split installs the PTE table without flushing the huge translation',
+    versions: 'constructed (mm/huge_memory.c __split_huge_pmd_locked: the flush before the PMD lock is dropped)',
+    path: 'mm/huge_memory.c __split_huge_pmd / __split_huge_pmd_locked',
+    race: 'a huge PMD is split into a PTE table without a flush; another CPU keeps using its huge translation where small and huge entries must never coexist.',
+    scenario: 'thp-split-vs-access', knob: 'thp.split_no_flush', oracle: 'stale-tlb',
+    status: 'caught', budget: 20, measured: '6/10 seeds, 0/10 false positives (stale-TLB oracle only)',
+    source: src('thp.split_no_flush'),
   },
 ];
 

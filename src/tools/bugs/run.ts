@@ -53,6 +53,7 @@ export function entryOptions(e: BugEntry, fixed: boolean): TaskOptions {
   if (e.run?.arch) o.arch = e.run.arch;
   if (e.run?.lazyContract) o.lazyContract = e.run.lazyContract;
   if (e.run?.cpus) o.cpus = e.run.cpus;
+  if (e.run?.preempt) o.preempt = e.run.preempt;
   return o;
 }
 
