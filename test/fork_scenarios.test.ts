@@ -51,8 +51,8 @@ interface KnobCase {
 // race run on different host threads; the scenarios inject delays at
 // scheduling points where the window is a few instructions wide.
 const CASES: KnobCase[] = [
-  { knob: 'fork.no_parent_flush', scenario: 'fork-vs-writers', opts: { cpus: 4, threads: 4, ops: 2000 }, kinds: ['cow'] },
-  { knob: 'fork.flush_after_unlock', scenario: 'fork-vs-writers', opts: { cpus: 4, threads: 4, ops: 2000 }, kinds: ['cow', 'content'] },
+  { knob: 'fork.no_parent_flush', scenario: 'fork-vs-writers', opts: { cpus: 4, threads: 4, ops: 2000 }, kinds: ['cow', 'stale-tlb'] },
+  { knob: 'fork.flush_after_unlock', scenario: 'fork-vs-writers', opts: { cpus: 4, threads: 4, ops: 2000 }, kinds: ['cow', 'content', 'stale-tlb'] },
   { knob: 'cow.install_before_flush', scenario: 'cow-vs-readers', opts: { threads: 4 }, kinds: ['cow', 'uaf-stale-tlb', 'content'] },
   { knob: 'cow.reuse_by_mapcount', scenario: 'cow-vmsplice', opts: {}, kinds: ['cow'] },
   { knob: 'gup.dirty_cow', scenario: 'dirty-cow', opts: {}, kinds: ['cow'] },
@@ -89,7 +89,7 @@ describe('the parent flush across flush models', () => {
     let caught = 0;
     for (let seed = 1; seed <= 4 && caught === 0; seed++) {
       const r = await runScenario(lib['fork-vs-writers'], { ...opts, arch: 'arm64', seed });
-      if (r.violations.some((v) => v.kind === 'cow')) caught++;
+      if (r.violations.some((v) => v.kind === 'cow' || v.kind === 'stale-tlb')) caught++; // the stale-TLB oracle may meet the missing flush first
     }
     expect(caught).toBe(1);
     expectClean(await runScenario(lib['fork-vs-writers'], { ...opts, arch: 's390', seed: 1 }));
