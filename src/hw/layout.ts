@@ -191,6 +191,13 @@ export const MM_ASID = MM_LOCK_OWNER + 1;
 /** unique for the life of the machine: a CPU whose cached ASID context differs flushes it */
 export const MM_CTX_ID = MM_ASID + 1;
 export const MM_UNMAP_SLOT = MM_CTX_ID + 1; // content oracle: unmap-log entries written
+// s390 mm->context (arch/s390/include/asm/mmu.h): cpu_attach_mask (the CPUs that
+// have the mm's ASCE loaded now; mm_cpumask is MM_CPUMASK), flush_mm, flush_count
+// and the context lock __tlb_flush_mm_lazy takes (a spinlock word and its waiters)
+export const MM_S390_ATTACH_MASK = 2 * LINE; // CPUMASK_WORDS words
+export const MM_S390_FLUSH_MM = 2 * LINE + CPUMASK_WORDS;
+export const MM_S390_FLUSH_COUNT = MM_S390_FLUSH_MM + 1;
+export const MM_S390_CTX_LOCK = MM_S390_FLUSH_MM + 2;
 // mm->start_brk and mm->brk (src/mm/brk.ts): Float64 slots, word indexes (use fIndex)
 export const MM_START_BRK_F = 3 * LINE;
 export const MM_BRK_F = 3 * LINE + 2;

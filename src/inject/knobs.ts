@@ -70,6 +70,11 @@ export const KNOBS = {
     what: 'leave a fast-range section without applying the IPTE batch: memory keeps the old valid entries',
     source: 'spec 1.4 (s390 with Gordeev\'s series), 2.6',
   },
+  's390.wrprotect_no_ipte': {
+    where: 'src/arch/s390/index.ts ptep_set_wrprotect',
+    what: 'write-protect a valid PTE by a plain store, without IPTE (the x86 way): other CPUs keep writable translations; breaks the rule quoted in arch/s390/include/asm/tlb.h',
+    source: 'constructed (s390 rule oracle sensitivity), after arch/s390/include/asm/pgtable.h ptep_set_wrprotect',
+  },
   'mremap.flush_after_unlock': {
     where: 'src/mm/mremap.ts move_ptes',
     what: 'flush the old range after the PTLs are dropped, once at the end of move_page_tables as before 4.19, not per extent under both PTLs (truncation can free the page through the new mapping while another CPU still translates the old address)',

@@ -1,8 +1,22 @@
 // mmu_gather (mm/mmu_gather.c, include/asm-generic/tlb.h), per spec 5.5: the
 // order unhook -> flush TLBs -> free, for pages and page-table pages alike.
+//
+// Two arch variations, as the kernel has them:
+//  - MMU_GATHER_NO_GATHER (s390, arch.mmu_gather_no_gather): __tlb_remove_page
+//    frees the page at once (arch/s390/include/asm/tlb.h __tlb_remove_page_size
+//    and __tlb_remove_folio_pages: "s390 doesn't delay rmap removal"): the arch
+//    promises ptep_get_and_clear already invalidated the entry (IPTE, or the
+//    invalid bit with the mm attached to this CPU only). THE FREE-AT-ONCE PATH IS
+//    __tlb_remove_page BELOW; a lazy MMU backend that caches a clear instead of
+//    doing it breaks that promise, and the page is freed while still mapped.
+//  - MMU_GATHER_RCU_TABLE_FREE (arch.rcu_table_free): unhooked page tables are
+//    freed only after a grace period (tlb_remove_table -> call_rcu); here the
+//    freeing CPU waits until every CPU that had interrupts off has turned them on
+//    (tlb_remove_table_sync: what a sched-RCU grace period guarantees GUP-fast,
+//    which walks with interrupts off; mm/gup.c).
 
 import { current } from '../hw/cpu.ts';
-import { mmWord, MM_FLUSH_PENDING, PAGE_SHIFT } from '../hw/layout.ts';
+import { mmWord, cpuCtl, MM_FLUSH_PENDING, PAGE_SHIFT, CC_IRQS_OFF, CC_ONLINE } from '../hw/layout.ts';
 import { knobs } from '../inject/knobs.ts';
 import { arch } from './pgtable.ts';
 import { put_page, free_pt_page } from './page_alloc.ts';
@@ -40,8 +54,15 @@ export function tlb_flush_pte_range(tlb: mmu_gather, addr: number, size: number)
   if (addr + size > tlb.end) tlb.end = addr + size;
 }
 
-/** Queue a page whose PTE was cleared; true when the batch is full and the caller must flush. */
+/**
+ * Queue a page whose PTE was cleared; true when the batch is full and the caller
+ * must flush. MMU_GATHER_NO_GATHER (s390): free it now and never ask for a flush.
+ */
 export function __tlb_remove_page(tlb: mmu_gather, pfn: number, va: number): boolean {
+  if (arch.mmu_gather_no_gather) {
+    put_page(pfn, va); // free_folio_and_swap_cache
+    return false;
+  }
   tlb.pages[tlb.npages] = pfn;
   tlb.vas[tlb.npages] = va;
   tlb.npages++;
@@ -50,6 +71,7 @@ export function __tlb_remove_page(tlb: mmu_gather, pfn: number, va: number): boo
 
 /** Queue a page-table page that was unhooked; freed only after the flush. */
 export function tlb_remove_table(tlb: mmu_gather, pfn: number, addr: number, size: number): void {
+  arch.pte_free_tlb?.(tlb.mm);
   tlb.tables.push(pfn);
   tlb.freed_tables = true;
   tlb_flush_pte_range(tlb, addr, size);
@@ -68,8 +90,32 @@ function tlb_flush_mmu_free(tlb: mmu_gather): void {
   for (let i = 0; i < tlb.npages; i++) put_page(tlb.pages[i], tlb.vas[i]);
   if (knobs['munmap.double_put']) for (let i = 0; i < tlb.npages; i++) put_page(tlb.pages[i], tlb.vas[i]); // BUG (injected)
   tlb.npages = 0;
+  if (tlb.tables.length > 0 && arch.rcu_table_free) tlb_remove_table_sync();
   for (const t of tlb.tables) free_pt_page(t);
   tlb.tables.length = 0;
+}
+
+/**
+ * The grace period of MMU_GATHER_RCU_TABLE_FREE, at its shortest: wait until
+ * every other CPU that has interrupts off now has turned them on once. A walker
+ * that could still hold a pointer into an unhooked table (GUP-fast) disabled
+ * interrupts before it read the entry pointing to it; a sched-RCU grace period
+ * (call_rcu in tlb_remove_table) ends no sooner than that.
+ */
+export function tlb_remove_table_sync(): void {
+  const cpu = current;
+  const I = cpu.I;
+  const L = cpu.V.L;
+  for (let t = 0; t < L.shape.cpus; t++) {
+    if (t === cpu.id || Atomics.load(I, cpuCtl(L, t, CC_ONLINE)) === 0) continue;
+    const w = cpuCtl(L, t, CC_IRQS_OFF);
+    const ready = (): boolean => Atomics.load(I, w) === 0;
+    for (let spin = 0; !ready(); spin++) {
+      if (cpu.irqOff === 0) cpu.host.pollIpis();
+      if (spin < 32 && cpu.host.sched === null) Atomics.pause();
+      else cpu.host.block(-1, ready);
+    }
+  }
 }
 
 export function tlb_flush_mmu(tlb: mmu_gather): void {

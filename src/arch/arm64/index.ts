@@ -280,6 +280,7 @@ function arch_leave_lazy_mmu_mode(): void {
 export const arm64: Arch = {
   name: 'arm64',
   supports_page_table_move: true,
+  rcu_table_free: true, // select MMU_GATHER_RCU_TABLE_FREE (arch Kconfig)
   defers: 'the DSB that publishes PTE stores to other walkers: stores wait in a per-CPU store buffer (read back locally) until leave, a TLB flush or a context switch',
   invalidation: 'broadcast TLBI by VA+ASID (the whole ASID from 512 pages) between DSB ISHST and DSB ISH: no IPIs, every CPU purges at its next instruction boundary',
   initHost(host: Host): void {

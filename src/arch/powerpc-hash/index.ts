@@ -132,6 +132,7 @@ export const powerpchash: Arch = {
   ...x86, // the native accessors, x86's switch_mm (ASID reuse check) and local page flush
   name: 'powerpc-hash',
   supports_page_table_move: false,
+  rcu_table_free: true, // select MMU_GATHER_RCU_TABLE_FREE (arch Kconfig)
   defers: 'HPTE/TLB invalidations of changed PTEs (PTE stores are immediate): queued in a per-CPU 192-entry ppc64_tlb_batch, flushed when full, on another mm, at leave and at flush',
   invalidation: 'tlbie hardware broadcast at each PTE change (flush_hash_page), or one per batch (flush_hash_range); no IPIs; flush_tlb_mm_range only flushes a pending batch, plus one broadcast when page tables are freed or the whole mm is flushed',
   // Every store goes to memory at once; a present old entry needs its hash entry gone.

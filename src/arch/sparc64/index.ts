@@ -178,6 +178,7 @@ export const sparc64: Arch = {
   ...x86, // the native accessors, x86's switch_mm (mask join, ASID reuse check) and local page flush
   name: 'sparc64',
   supports_page_table_move: false,
+  rcu_table_free: true, // select MMU_GATHER_RCU_TABLE_FREE (arch Kconfig)
   defers: 'TSB/TLB invalidations of changed PTEs (PTE stores are immediate): queued in a per-CPU 192-address tlb_batch, flushed when full, on another mm, at leave and at flush',
   invalidation: 'at each PTE change a global single-page flush (broadcast), or per batch one cross-call smp_flush_tlb_pending to mm_cpumask (acknowledged IPIs); flush_tlb_mm_range only flushes a pending batch, plus one cross-call when page tables are freed or the whole mm is flushed',
   initHost(host: Host): void {
