@@ -393,6 +393,15 @@ function ptep_get_and_clear_full(mm: number, addr: number, ptep: number, full: b
 /** ptep_set_wrprotect: if the entry is writable, ptep_xchg_lazy to its write-protected value. */
 function ptep_set_wrprotect(mm: number, addr: number, ptep: number): void {
   const cpu = current;
+  if (knobs['s390.wrprotect_no_ipte']) {
+    // BUG (injected): the write-protected value is stored over the valid entry
+    // in memory without IPTE (and past any batch), as on x86 where the flush
+    // that follows is enough; other CPUs keep writable translations
+    cpu.sched_point();
+    const v = Atomics.load(cpu.I, ptep);
+    if (v & _PAGE_RW) s390_pte_store(cpu, mm, ptep, v & ~_PAGE_RW, 'ptep_set_wrprotect (s390.wrprotect_no_ipte)');
+    return;
+  }
   const i = batch_slot(cpu, ptep);
   if (i >= 0) {
     cpu.sched_point();
@@ -402,13 +411,6 @@ function ptep_set_wrprotect(mm: number, addr: number, ptep: number): void {
   cpu.sched_point();
   const pte = Atomics.load(cpu.I, ptep);
   if ((pte & _PAGE_RW) === 0) return;
-  if (knobs['s390.wrprotect_no_ipte']) {
-    // BUG (injected): the write-protected value is stored over the valid entry
-    // without IPTE, as on x86 (where the flush that follows is enough); other
-    // CPUs keep writable translations and the entry changed under them
-    s390_pte_store(cpu, mm, ptep, pte & ~_PAGE_RW, 'ptep_set_wrprotect (s390.wrprotect_no_ipte)');
-    return;
-  }
   ptep_xchg_lazy(cpu, mm, addr, ptep, WRPROTECT, 'ptep_set_wrprotect (ptep_xchg_lazy)');
 }
 
