@@ -521,6 +521,6 @@ function free_level(tlb: mmu_gather, mm: number, table: number, level: number, b
     }
     Atomics.store(I, ep, 0); // unhook first
     Atomics.sub(I, mmWord(L, mm, MM_PT_PAGES), 1);
-    tlb_remove_table(tlb, childTable, lo, PAGE_SIZE); // freed after the flush
+    tlb_remove_table(tlb, childTable, lo, PAGE_SIZE, level === 2 ? 'pmd' : level === 1 ? 'pud' : 'p4d'); // freed after the flush
   }
 }

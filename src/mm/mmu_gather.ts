@@ -16,7 +16,7 @@
 //    which walks with interrupts off; mm/gup.c).
 
 import { current } from '../hw/cpu.ts';
-import { mmWord, cpuCtl, MM_FLUSH_PENDING, PAGE_SHIFT, CC_IRQS_OFF, CC_ONLINE } from '../hw/layout.ts';
+import { mmWord, cpuCtl, MM_FLUSH_PENDING, PAGE_SHIFT, PMD_SHIFT, PUD_SHIFT, PGDIR_SHIFT, CC_IRQS_OFF, CC_ONLINE } from '../hw/layout.ts';
 import { knobs } from '../inject/knobs.ts';
 import { arch } from './pgtable.ts';
 import { put_page, free_pt_page } from './page_alloc.ts';
@@ -30,6 +30,11 @@ export class mmu_gather {
   start = Infinity;
   end = 0;
   freed_tables = false;
+  /** which levels had entries cleared (include/asm-generic/tlb.h): they set the flush stride */
+  cleared_ptes = false;
+  cleared_pmds = false;
+  cleared_puds = false;
+  cleared_p4ds = false;
   npages = 0;
   readonly pages = new Int32Array(MMU_GATHER_BATCH);
   readonly vas = new Float64Array(MMU_GATHER_BATCH);
@@ -47,11 +52,40 @@ function __tlb_reset_range(tlb: mmu_gather): void {
   tlb.start = Infinity;
   tlb.end = 0;
   tlb.freed_tables = false;
+  tlb.cleared_ptes = tlb.cleared_pmds = tlb.cleared_puds = tlb.cleared_p4ds = false;
+}
+
+function __tlb_adjust_range(tlb: mmu_gather, addr: number, size: number): void {
+  if (addr < tlb.start) tlb.start = addr;
+  if (addr + size > tlb.end) tlb.end = addr + size;
 }
 
 export function tlb_flush_pte_range(tlb: mmu_gather, addr: number, size: number): void {
-  if (addr < tlb.start) tlb.start = addr;
-  if (addr + size > tlb.end) tlb.end = addr + size;
+  __tlb_adjust_range(tlb, addr, size);
+  tlb.cleared_ptes = true;
+}
+/** a huge PMD leaf cleared (tlb_remove_pmd_tlb_entry), or a PTE table freed (pte_free_tlb) */
+export function tlb_flush_pmd_range(tlb: mmu_gather, addr: number, size: number): void {
+  __tlb_adjust_range(tlb, addr, size);
+  tlb.cleared_pmds = true;
+}
+/** a huge PUD leaf cleared, or a PMD table freed */
+export function tlb_flush_pud_range(tlb: mmu_gather, addr: number, size: number): void {
+  __tlb_adjust_range(tlb, addr, size);
+  tlb.cleared_puds = true;
+}
+
+/**
+ * tlb_get_unmap_shift (include/asm-generic/tlb.h): the smallest level cleared
+ * sets the stride of the flush: PAGE_SHIFT if any PTE, else PMD_SHIFT (a zap
+ * of huge PMDs only), else PUD_SHIFT ...
+ */
+export function tlb_get_unmap_shift(tlb: mmu_gather): number {
+  if (tlb.cleared_ptes) return PAGE_SHIFT;
+  if (tlb.cleared_pmds) return PMD_SHIFT;
+  if (tlb.cleared_puds) return PUD_SHIFT;
+  if (tlb.cleared_p4ds) return PGDIR_SHIFT; // P4D folded into the PGD here
+  return PAGE_SHIFT;
 }
 
 /**
@@ -69,19 +103,28 @@ export function __tlb_remove_page(tlb: mmu_gather, pfn: number, va: number): boo
   return tlb.npages === MMU_GATHER_BATCH;
 }
 
-/** Queue a page-table page that was unhooked; freed only after the flush. */
-export function tlb_remove_table(tlb: mmu_gather, pfn: number, addr: number, size: number): void {
+/**
+ * Queue a page-table page that was unhooked (pte_free_tlb, pmd_free_tlb,
+ * pud_free_tlb: `level` is the level of the entry that pointed to it); freed
+ * only after the flush.
+ */
+export function tlb_remove_table(tlb: mmu_gather, pfn: number, addr: number, size: number, level: 'pmd' | 'pud' | 'p4d' = 'pmd'): void {
   arch.pte_free_tlb?.(tlb.mm);
   tlb.tables.push(pfn);
   tlb.freed_tables = true;
-  tlb_flush_pte_range(tlb, addr, size);
+  __tlb_adjust_range(tlb, addr, size);
+  if (level === 'pmd') tlb.cleared_pmds = true;
+  else if (level === 'pud') tlb.cleared_puds = true;
+  else tlb.cleared_p4ds = true;
 }
 
 export function tlb_flush_mmu_tlbonly(tlb: mmu_gather): void {
   if (!(tlb.end > tlb.start || tlb.freed_tables)) return;
   if (!knobs['munmap.skip_flush']) {
-    if (tlb.fullmm) arch.flush_tlb_mm_range(tlb.mm, 0, -1, PAGE_SHIFT, true);
-    else arch.flush_tlb_mm_range(tlb.mm, tlb.start, tlb.end, PAGE_SHIFT, tlb.freed_tables);
+    // tlb_flush (arch/x86/include/asm/tlb.h; arm64 likewise): the stride from tlb_get_unmap_shift
+    const stride = tlb_get_unmap_shift(tlb);
+    if (tlb.fullmm) arch.flush_tlb_mm_range(tlb.mm, 0, -1, stride, tlb.freed_tables);
+    else arch.flush_tlb_mm_range(tlb.mm, tlb.start, tlb.end, stride, tlb.freed_tables);
   }
   __tlb_reset_range(tlb);
 }
