@@ -52,7 +52,7 @@ export const KNOBS = {
   },
   'arm64.lazy_no_dsb': {
     where: 'src/arch/arm64/index.ts arch_leave_lazy_mmu_mode',
-    what: 'drop the DSB deferred to the end of a lazy section: other walkers keep seeing the old entries',
+    what: 'drop the DSB deferred to the end of a lazy section (queue_pte_barriers: valid kernel PTE stores only): other walkers keep seeing the old entries',
     source: 'spec 1.4 (arm64), 5.2',
   },
   'powerpc.leave_without_flush': {
