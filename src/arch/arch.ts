@@ -93,4 +93,5 @@ export interface Arch {
 /** IPI handler types (the CC_INFO_TYPE word of the sender). */
 export const IPI_FLUSH_TLB = 0;
 export const IPI_FLUSH_TLB_PENDING = 1; // sparc64 smp_flush_tlb_pending: a list of vaddrs
-export const IPI_TYPES = 2;
+export const IPI_TLB_REMOVE_TABLE_SYNC = 2; // mm/mmu_gather.c tlb_remove_table_smp_sync: "simply deliver the interrupt"
+export const IPI_TYPES = 3;

@@ -197,7 +197,8 @@ export const MM_UNMAP_SLOT = MM_CTX_ID + 1; // content oracle: unmap-log entries
 export const MM_S390_ATTACH_MASK = 2 * LINE; // CPUMASK_WORDS words
 export const MM_S390_FLUSH_MM = 2 * LINE + CPUMASK_WORDS;
 export const MM_S390_FLUSH_COUNT = MM_S390_FLUSH_MM + 1;
-export const MM_S390_CTX_LOCK = MM_S390_FLUSH_MM + 2;
+export const MM_S390_CTX_LOCK = MM_S390_FLUSH_MM + 2; // and its waiter count at + 3
+export const MM_S390_FC_WAITERS = MM_S390_FLUSH_MM + 4; // CPUs waiting in finish_arch_post_lock_switch for flush_count 0
 // mm->start_brk and mm->brk (src/mm/brk.ts): Float64 slots, word indexes (use fIndex)
 export const MM_START_BRK_F = 3 * LINE;
 export const MM_BRK_F = 3 * LINE + 2;

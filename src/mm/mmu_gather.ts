@@ -19,6 +19,7 @@ import { current } from '../hw/cpu.ts';
 import { mmWord, cpuCtl, MM_FLUSH_PENDING, PAGE_SHIFT, PMD_SHIFT, PUD_SHIFT, PGDIR_SHIFT, CC_IRQS_OFF, CC_ONLINE } from '../hw/layout.ts';
 import { knobs } from '../inject/knobs.ts';
 import { arch } from './pgtable.ts';
+import { IPI_TLB_REMOVE_TABLE_SYNC } from '../arch/arch.ts';
 import { put_page, free_pt_page } from './page_alloc.ts';
 
 /** Pages a gather holds before it must flush (the kernel's batches hold ~10k; small here to exercise the forced flush). */
@@ -149,17 +150,17 @@ export function tlb_remove_table_sync(): void {
   const cpu = current;
   const I = cpu.I;
   const L = cpu.V.L;
+  // tlb_remove_table_sync_one's IPI (smp_call_function, wait), sent only to the
+  // CPUs that have interrupts off now: the others have nothing in flight, and
+  // would answer at once. A target answers when it turns interrupts on.
+  let n = 0;
   for (let t = 0; t < L.shape.cpus; t++) {
     if (t === cpu.id || Atomics.load(I, cpuCtl(L, t, CC_ONLINE)) === 0) continue;
-    const w = cpuCtl(L, t, CC_IRQS_OFF);
-    const ready = (): boolean => Atomics.load(I, w) === 0;
-    for (let spin = 0; !ready(); spin++) {
-      if (cpu.irqOff === 0) cpu.host.pollIpis();
-      if (spin < 32 && cpu.host.sched === null) Atomics.pause();
-      else cpu.host.block(-1, ready);
-    }
+    if (Atomics.load(I, cpuCtl(L, t, CC_IRQS_OFF)) !== 0) syncTargets[n++] = t;
   }
+  if (n > 0) cpu.send_ipis_and_wait(syncTargets, n, IPI_TLB_REMOVE_TABLE_SYNC);
 }
+const syncTargets = new Int32Array(256);
 
 export function tlb_flush_mmu(tlb: mmu_gather): void {
   if (knobs['munmap.free_before_flush']) {

@@ -27,7 +27,7 @@ import { EV } from '../../hw/trace.ts';
 import { knobs } from '../../inject/knobs.ts';
 import { is_lazy_mmu_mode_active } from '../../mm/lazy_mmu.ts';
 import type { Arch } from '../arch.ts';
-import { native } from '../generic.ts';
+import { native, initHostCommon } from '../generic.ts';
 
 /** __flush_tlb_range: from this many pages (PTRS_PER_PTE with 4K pages) on, invalidate the whole ASID. */
 export const MAX_DVM_OPS = 512;
@@ -286,7 +286,7 @@ export const arm64: Arch = {
   defers: 'the DSB ISHST; ISB after a valid kernel PTE store (queue_pte_barriers): such stores wait in a per-CPU store buffer (read back locally) until leave, a TLB flush or a context switch; user PTE stores: nothing (they have no barrier of their own)',
   invalidation: 'broadcast TLBI by VA+ASID (the whole ASID from 512 pages) between DSB ISHST and DSB ISH: no IPIs, every CPU purges at its next instruction boundary',
   initHost(host: Host): void {
-    void host; // no IPI handlers: invalidation is by hardware broadcast
+    initHostCommon(host); // invalidation is by hardware broadcast; the only IPI is tlb_remove_table_sync's
   },
   ptep_get,
   set_pte_at,

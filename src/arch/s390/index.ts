@@ -27,7 +27,7 @@ import { type Cpu, type Host, current } from '../../hw/cpu.ts';
 import { spin_lock, spin_unlock } from '../../hw/locks.ts';
 import {
   mmWord, MM_CPUMASK, MM_CTX_ID, CPUMASK_WORDS, PTRS_PER_TABLE, PAGE_SIZE, CC_IS_LAZY,
-  MM_S390_ATTACH_MASK, MM_S390_FLUSH_MM, MM_S390_FLUSH_COUNT, MM_S390_CTX_LOCK,
+  MM_S390_ATTACH_MASK, MM_S390_FLUSH_MM, MM_S390_FLUSH_COUNT, MM_S390_CTX_LOCK, MM_S390_FC_WAITERS, CC_ONLINE, cpuCtl,
   H_QUIESCE_LOCK, ST_BATCHED, ST_BATCH_FLUSHES, ST_QUIESCE, ST_LOCAL_CLEAR, ST_FLUSH_FULL, ST_SWITCH_FLUSH,
 } from '../../hw/layout.ts';
 import { _PAGE_PRESENT, _PAGE_RW } from '../../hw/pte.ts';
@@ -35,7 +35,7 @@ import { EV } from '../../hw/trace.ts';
 import { knobs } from '../../inject/knobs.ts';
 import { is_lazy_mmu_mode_active } from '../../mm/lazy_mmu.ts';
 import type { Arch } from '../arch.ts';
-import { native } from '../generic.ts';
+import { native, initHostCommon } from '../generic.ts';
 import { s390_pte_store } from '../../oracles/s390_rule.ts';
 
 /** IPTE-range (facility 13) invalidates at most this many entries of one page table per instruction. */
@@ -106,6 +106,19 @@ export function attach_mask_only_here(cpu: Cpu, mm: number): boolean {
   return mask_is_only(cpu, mmWord(cpu.V.L, mm, MM_S390_ATTACH_MASK));
 }
 
+/**
+ * atomic_dec(&mm->context.flush_count): a CPU waiting in
+ * finish_arch_post_lock_switch for it to reach zero is woken (the simulator's
+ * schedulers need the kick; the kernel's waiter spins).
+ */
+function flush_count_dec(cpu: Cpu, mm: number): void {
+  const I = cpu.I;
+  const L = cpu.V.L;
+  if (Atomics.sub(I, mmWord(L, mm, MM_S390_FLUSH_COUNT), 1) - 1 !== 0) return;
+  if (Atomics.load(I, mmWord(L, mm, MM_S390_FC_WAITERS)) === 0) return;
+  for (let t = 0; t < L.shape.cpus; t++) if (t !== cpu.id && Atomics.load(I, cpuCtl(L, t, CC_ONLINE)) !== 0) cpu.host.kick(t);
+}
+
 /** A global invalidation: serialised machine-wide, completes when every CPU has purged. */
 function global_purge(cpu: Cpu, mm: number, v0: number, v1: number, invalidate: () => void): void {
   const q = cpu.V.L.header + QUIESCE_LOCK_WORD;
@@ -157,7 +170,7 @@ export function ptep_flush_direct(cpu: Cpu, mm: number, addr: number, ptep: numb
   const fc = mmWord(cpu.V.L, mm, MM_S390_FLUSH_COUNT);
   Atomics.add(I, fc, 1);
   const r = __ptep_ipte_range(cpu, mm, addr, ptep, 1, mm_cpumask_only_here(cpu, mm));
-  Atomics.sub(I, fc, 1);
+  flush_count_dec(cpu, mm);
   return r;
 }
 
@@ -181,7 +194,7 @@ export function ptep_flush_lazy(cpu: Cpu, mm: number, addr: number, ptep: number
   } else {
     r = __ptep_ipte_range(cpu, mm, addr, ptep, 1, false);
   }
-  Atomics.sub(I, fc, 1);
+  flush_count_dec(cpu, mm);
   return r;
 }
 
@@ -199,7 +212,7 @@ export function __tlb_flush_mm(cpu: Cpu, mm: number): void {
   const attach = mmWord(L, mm, MM_S390_ATTACH_MASK);
   for (let w = 0; w < CPUMASK_WORDS; w++) Atomics.store(I, mask + w, Atomics.load(I, attach + w));
   global_purge(cpu, mm, 0, -1, () => {});
-  Atomics.sub(I, fc, 1);
+  flush_count_dec(cpu, mm);
   cpu.stat(ST_FLUSH_FULL);
   cpu.ring.log(EV.FLUSH_LOCAL, 0, -1);
 }
@@ -290,7 +303,7 @@ function ipte_batch_apply(cpu: Cpu, b: IpteBatch): void {
       const fc = mmWord(cpu.V.L, b.mm, MM_S390_FLUSH_COUNT);
       Atomics.add(I, fc, 1);
       __ptep_ipte_range(cpu, b.mm, b.addr + k * PAGE_SIZE, b.ptep + k, e - k, mm_cpumask_only_here(cpu, b.mm));
-      Atomics.sub(I, fc, 1);
+      flush_count_dec(cpu, b.mm);
       k = e;
     }
     for (let k = i; k < j; k++) {
@@ -520,10 +533,15 @@ function switch_mm_irqs_off(cpu: Cpu, prev: number, next: number): void {
   set_cpu(I, mmWord(L, next, MM_S390_ATTACH_MASK), cpu.id);
   // finish_arch_post_lock_switch
   const fc = mmWord(L, next, MM_S390_FLUSH_COUNT);
-  for (let spin = 0; Atomics.load(I, fc) !== 0; spin++) {
-    if (cpu.irqOff === 0) cpu.host.pollIpis();
-    if (spin < 32 && cpu.host.sched === null) Atomics.pause();
-    else cpu.host.block(-1, () => Atomics.load(I, fc) === 0);
+  if (Atomics.load(I, fc) !== 0) {
+    const waiters = mmWord(L, next, MM_S390_FC_WAITERS);
+    Atomics.add(I, waiters, 1);
+    for (let spin = 0; Atomics.load(I, fc) !== 0; spin++) {
+      if (cpu.irqOff === 0) cpu.host.pollIpis();
+      if (spin < 32 && cpu.host.sched === null) Atomics.pause();
+      else cpu.host.block(-1, () => Atomics.load(I, fc) === 0);
+    }
+    Atomics.sub(I, waiters, 1);
   }
   set_cpu(I, mmWord(L, next, MM_CPUMASK), cpu.id);
   __tlb_flush_mm_lazy(cpu, next);
@@ -572,7 +590,7 @@ function pmdp_huge_xchg(mm: number, addr: number, pmdp: number, size: number, va
     } else {
       global_purge(cpu, mm, v0, v1, invalidate);
     }
-    Atomics.sub(I, fc, 1);
+    flush_count_dec(cpu, mm);
     cpu.ring.log(EV.FLUSH_LOCAL, addr, size / PAGE_SIZE);
   }
   s390_pte_store(cpu, mm, pmdp, val, 'pmdp_xchg_direct');
@@ -585,7 +603,7 @@ export const s390: Arch = {
   defers: 'with a fast range only: every update of a PTE in the range (cached per CPU, memory keeps the old valid entry) and its IPTE, done at leave as one IPTE-range per run of valid entries; plain sections and PTEs outside the range: nothing',
   invalidation: 'IPTE per PTE when it changes (global with a machine-wide quiesce, local when the mm is attached here only), IPTE-range at leave; flush_tlb_* purges by ASCE (IDTE) only after a lazy exchange (flush_mm) or freed tables; no IPIs',
   initHost(host: Host): void {
-    void host; // no IPI handlers: invalidation is by hardware broadcast
+    initHostCommon(host); // invalidation is by hardware broadcast; the only IPI is tlb_remove_table_sync's
   },
   ptep_get,
   set_pte_at,

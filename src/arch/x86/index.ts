@@ -15,7 +15,7 @@ import {
 import { EV } from '../../hw/trace.ts';
 import { knobs } from '../../inject/knobs.ts';
 import { type Arch, IPI_FLUSH_TLB } from '../arch.ts';
-import { native, clear_then_flush, mm_cpumask_cpus } from '../generic.ts';
+import { native, clear_then_flush, mm_cpumask_cpus, initHostCommon } from '../generic.ts';
 
 /** tlb_single_page_flush_ceiling: more strides than this become a full flush. */
 export const TLB_SINGLE_PAGE_FLUSH_CEILING = 33;
@@ -187,6 +187,7 @@ export const x86: Arch = {
   defers: 'nothing: PTE stores go to memory at once; TLBs are flushed by the caller',
   invalidation: 'IPIs to the CPUs of mm_cpumask running the mm (lazy-TLB ones skipped unless tables are freed); the sender waits for every acknowledgement',
   initHost(host: Host): void {
+    initHostCommon(host);
     host.hooks.ipi[IPI_FLUSH_TLB] = flush_tlb_func;
   },
   ptep_clear_flush(mm, addr, ptep) {
