@@ -176,25 +176,14 @@ export const powerpchash: Arch = {
   },
 
   /**
-   * On hash the leaf invalidations were done at each PTE change (or by the batch
-   * flush at leave, which comes before the mmu_gather's flush), so for a user
-   * range this only flushes a pending batch, as hash__tlb_flush does. Two cases
-   * still broadcast once, for safety of the simulated machine:
-   *  - freedTables: page-table pages are about to be freed. The kernel frees
-   *    them after an RCU/IPI grace period (tlb_remove_table) so that no hash
-   *    fault handler is still walking them; here one broadcast over the range
-   *    stands for it: it completes only when every CPU has reached an
-   *    instruction boundary, so no page walk that could still see an unhooked
-   *    table is in flight (and it purges the range, which costs nothing more);
-   *  - a full flush (end = TLB_FLUSH_ALL: exit_mmap, nested gathers,
-   *    flush_tlb_mm): purge the whole ASID, so nothing of the mm survives in
-   *    any TLB whatever was or was not invalidated before.
+   * hash__tlb_flush (arch/powerpc/mm/book3s64/hash_tlb.c) only flushes a pending
+   * batch: the leaf invalidations were done at each PTE change, or by the batch.
+   * hash__flush_tlb_mm and hash__flush_tlb_range are empty
+   * (asm/book3s/64/tlbflush-hash.h). Freed page tables wait for the RCU grace
+   * period of MMU_GATHER_RCU_TABLE_FREE in src/mm/mmu_gather.ts, as in the kernel.
    */
-  flush_tlb_mm_range(mm, start, end, _strideShift, freedTables) {
-    const cpu = current;
-    flush_tlb_pending(cpu);
-    if (end === TLB_FLUSH_ALL) tlbie(cpu, mm, 0, -1);
-    else if (freedTables) tlbie(cpu, mm, Math.floor(start / 4096), Math.ceil(end / 4096));
+  flush_tlb_mm_range(_mm, _start, _end, _strideShift, _freedTables) {
+    flush_tlb_pending(current);
   },
   flush_tlb_mm(mm) {
     powerpchash.flush_tlb_mm_range(mm, 0, TLB_FLUSH_ALL, PAGE_SHIFT, false);
