@@ -16,7 +16,7 @@
 //    which walks with interrupts off; mm/gup.c).
 
 import { current } from '../hw/cpu.ts';
-import { mmWord, cpuCtl, MM_FLUSH_PENDING, PAGE_SHIFT, PMD_SHIFT, PUD_SHIFT, PGDIR_SHIFT, CC_IRQS_OFF, CC_ONLINE } from '../hw/layout.ts';
+import { mmWord, cpuCtl, ST_IPI_SENT, MM_FLUSH_PENDING, PAGE_SHIFT, PMD_SHIFT, PUD_SHIFT, PGDIR_SHIFT, CC_IRQS_OFF, CC_ONLINE } from '../hw/layout.ts';
 import { knobs } from '../inject/knobs.ts';
 import { arch } from './pgtable.ts';
 import { IPI_TLB_REMOVE_TABLE_SYNC } from '../arch/arch.ts';
@@ -158,7 +158,9 @@ export function tlb_remove_table_sync(): void {
     if (t === cpu.id || Atomics.load(I, cpuCtl(L, t, CC_ONLINE)) === 0) continue;
     if (Atomics.load(I, cpuCtl(L, t, CC_IRQS_OFF)) !== 0) syncTargets[n++] = t;
   }
-  if (n > 0) cpu.send_ipis_and_wait(syncTargets, n, IPI_TLB_REMOVE_TABLE_SYNC);
+  if (n === 0) return;
+  cpu.send_ipis_and_wait(syncTargets, n, IPI_TLB_REMOVE_TABLE_SYNC);
+  cpu.I[cpu.st + ST_IPI_SENT] -= n; // a grace period, not an interrupt, in the kernel (call_rcu): not counted as IPIs
 }
 const syncTargets = new Int32Array(256);
 
