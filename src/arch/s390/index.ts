@@ -1,27 +1,36 @@
-// s390 TLB model (arch/s390/mm/pgtable.c, asm/tlbflush.h) with Alexander
-// Gordeev's range-aware lazy MMU series (2026), per spec 1.4, 1.5, 2.2-2.7, 5.3.
+// s390 TLB model as Linux 6.18 has it (arch/s390/mm/pgtable.c, asm/pgtable.h,
+// asm/tlbflush.h, asm/tlb.h, asm/mmu_context.h), with Alexander Gordeev's
+// range-aware lazy MMU batch (v1) on top. Every primitive is compared with the
+// kernel in docs/fidelity.md.
 //
 // No IPIs. A PTE is invalidated by IPTE: the instruction sets the entry invalid
 // in memory (our encoding: _PAGE_PRESENT cleared) and purges the translations
 // built from it, on every CPU (global: a machine-wide quiesce, serialised) or
-// only here (local clearing, when the mm is attached to this CPU only); it
-// completes only when the purge is done: cpu.broadcast_invalidate(). IDTE purges
-// a whole address space (by ASCE). A valid entry is never overwritten in place:
-// invalidate first, then store (ptep_xchg_direct).
+// only here (IPTE_LOCAL); it completes only when the purge is done:
+// cpu.broadcast_invalidate(). IDTE purges a whole address space (by ASCE).
 //
-//  - ptep_xchg_direct (ptep_clear_flush, ptep_set_access_flags, set_pte_at over a
-//    valid entry): IPTE, then store.
-//  - ptep_xchg_lazy (ptep_get_and_clear, ptep_set_wrprotect, ptep_modify_prot_start):
-//    mm attached here only: set the invalid bit in memory, mark flush_mm and let
-//    the next flush_tlb_mm_range purge; otherwise a global IPTE at once. Then store.
-//  - flush_tlb_mm_range: does work only if flush_mm was marked, or tables were
-//    freed: IDTE for the whole ASID (local or global).
+//  - set_pte_at (set_ptes): a plain store. Over a valid entry of an attached mm
+//    that is the caller's bug; the s390 rule oracle (src/oracles/s390_rule.ts),
+//    through which every store here goes, reports it.
+//  - ptep_xchg_direct (ptep_clear_flush, ptep_set_access_flags): ptep_flush_direct
+//    (IPTE, local when mm_cpumask is this CPU only), then store.
+//  - ptep_xchg_lazy (ptep_get_and_clear, ptep_set_wrprotect; ptep_modify_prot_start
+//    is ptep_flush_lazy alone): cpu_attach_mask this CPU only: set the invalid bit
+//    and mm->context.flush_mm; otherwise a global IPTE. Then store.
+//  - flush_tlb_mm / flush_tlb_range / tlb_flush: __tlb_flush_mm_lazy, an IDTE
+//    (always global, resetting mm_cpumask to cpu_attach_mask) only if flush_mm is
+//    set (a lazy exchange, or pte_free_tlb); flush_tlb_page: nothing. A CPU that
+//    switches the mm in runs __tlb_flush_mm_lazy too (finish_arch_post_lock_switch).
+//  - pages are freed at __tlb_remove_page (MMU_GATHER_NO_GATHER), in
+//    src/mm/mmu_gather.ts: the clear must have been done by then.
 //  - Gordeev's batch: with a fast range (arch_enter_lazy_mmu_mode_fast_pte_range)
 //    a per-CPU ipte_batch caches one value per PTE slot of the range; accessors on
 //    a PTE inside the range read and write the cache (memory keeps the old value,
 //    no IPTE); leave invalidates each run of slots whose memory entry is valid
 //    with one IPTE-range (<= 256 entries), then stores the cached values. A plain
 //    lazy_mmu_mode_enable() is the "no range" state: every update is immediate.
+//    A cached clear is not an invalidation: a page zap_pte_range hands to
+//    __tlb_remove_page inside such a section is freed while still mapped.
 
 import { type Cpu, type Host, current } from '../../hw/cpu.ts';
 import { spin_lock, spin_unlock } from '../../hw/locks.ts';
