@@ -30,11 +30,12 @@
 // interrupt check (an interrupt on this CPU would hit the cache too).
 
 import { type Cpu, current } from '../../hw/cpu.ts';
-import { PTRS_PER_TABLE, PAGE_SIZE, ST_BATCHED, ST_BATCH_FLUSHES } from '../../hw/layout.ts';
+import { PTRS_PER_TABLE, PAGE_SIZE, ST_BATCHED, ST_BATCH_FLUSHES, mmWord, MM_S390_FLUSH_COUNT } from '../../hw/layout.ts';
 import { _PAGE_PRESENT, _PAGE_RW } from '../../hw/pte.ts';
 import { knobs } from '../../inject/knobs.ts';
 import { is_lazy_mmu_mode_active, lazy_series, series_has_lazy_mmu_c } from '../../mm/lazy_mmu.ts';
-import { S390Cpu, s390_state, __ptep_ipte_range, IPTE_RANGE_MAX } from './index.ts';
+import { S390Cpu, s390_state, __ptep_ipte_range, IPTE_RANGE_MAX, mm_cpumask_only_here, flush_count_dec } from './index.ts';
+import { s390_pte_store } from '../../oracles/s390_rule.ts';
 
 /**
  * "Not cached": every bit set, i.e. _PAGE_PSE in a last-level entry and pfn
@@ -202,9 +203,16 @@ function set_pte_range(cpu: Cpu, b: IpteBatch, i: number, j: number): void {
     const valid = (Atomics.load(I, b.ptep + k) & _PAGE_PRESENT) !== 0;
     let e = k + 1;
     while (e < j && e - k < IPTE_RANGE_MAX && ((Atomics.load(I, b.ptep + e) & _PAGE_PRESENT) !== 0) === valid) e++;
-    if (valid) __ptep_ipte_range(cpu, b.mm, b.addr + k * PAGE_SIZE, b.ptep + k, e - k);
+    if (valid) {
+      // as ptep_flush_direct: under mm->context.flush_count, IPTE local when
+      // mm_cpumask is this CPU only, global otherwise (arch/s390/mm/pgtable.c)
+      Atomics.add(I, mmWord(cpu.V.L, b.mm, MM_S390_FLUSH_COUNT), 1);
+      __ptep_ipte_range(cpu, b.mm, b.addr + k * PAGE_SIZE, b.ptep + k, e - k, mm_cpumask_only_here(cpu, b.mm));
+      flush_count_dec(cpu, b.mm);
+    }
     for (let q = k; q < e; q++) {
-      Atomics.store(I, b.ptep + q, c[q]);
+      // every s390 PTE store goes through the rule oracle (src/oracles/s390_rule.ts)
+      s390_pte_store(cpu, b.mm, b.ptep + q, c[q], 'set_pte_range (leave_ipte_range)');
       c[q] = PTE_POISON;
     }
     k = e;
