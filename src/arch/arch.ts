@@ -57,6 +57,13 @@ export interface Arch {
    */
   readonly mmu_gather_no_gather?: boolean;
   /**
+   * With mmu_gather_no_gather: the lazy MMU backend may take a page
+   * __tlb_remove_page would free at once, to free it after its batch is applied
+   * (true: taken). Only the suggested fix of docs/findings/s390-lazy-zap-uaf.md
+   * (--lazy-series v6-fixed) takes any.
+   */
+  tlb_remove_page_lazy?(pfn: number, va: number): boolean;
+  /**
    * CONFIG_MMU_GATHER_RCU_TABLE_FREE: page tables an mmu_gather unhooks are freed
    * only after a grace period (mm/mmu_gather.c tlb_remove_table), so a lockless
    * walker with interrupts off (GUP-fast) never reads a freed table. Without it

@@ -96,6 +96,9 @@ export function tlb_get_unmap_shift(tlb: mmu_gather): number {
  */
 export function __tlb_remove_page(tlb: mmu_gather, pfn: number, va: number): boolean {
   if (arch.mmu_gather_no_gather) {
+    // the suggested fix of docs/findings/s390-lazy-zap-uaf.md (--lazy-series v6-fixed):
+    // a page whose clear may still be cached in the lazy MMU batch is freed by the batch
+    if (arch.tlb_remove_page_lazy?.(pfn, va)) return false;
     put_page(pfn, va); // free_folio_and_swap_cache
     return false;
   }

@@ -50,6 +50,7 @@ import {
   IpteBatch, PTE_POISON, lazy_mmu_ptep_get, lazy_mmu_set_pte, lazy_mmu_ptep_get_and_clear, lazy_mmu_ptep_set_wrprotect,
   lazy_mmu_ptep_set_access_flags, lazy_mmu_before_clear_flush, lazy_mmu_after_clear_flush, lazy_mmu_pte_memory_stale, lazy_mmu_pte_kasan_poisoned,
   arch_enter_lazy_mmu_mode, arch_enter_lazy_mmu_mode_with_ptes, arch_leave_lazy_mmu_mode, arch_flush_lazy_mmu_mode,
+  lazy_mmu_tlb_remove_page,
 } from './lazy_mmu.ts';
 import type { Arch } from '../arch.ts';
 import { native, initHostCommon } from '../generic.ts';
@@ -495,6 +496,7 @@ export const s390: Arch = {
   },
   pte_free_tlb,
   mmu_gather_no_gather: true,
+  tlb_remove_page_lazy: lazy_mmu_tlb_remove_page,
   rcu_table_free: true,
   flush_tlb_local_page: native.flush_tlb_local_page,
   switch_mm_irqs_off,
