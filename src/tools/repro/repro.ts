@@ -8,6 +8,7 @@ import { z } from 'zod';
 import { parseScenario, ScenarioError, formatIssues, type Scenario } from '../../engine/scenario.ts';
 import { ARCH_NAMES } from '../../arch/index.ts';
 import { KNOB_NAMES } from '../../inject/knobs.ts';
+import { resolve_lazy_series } from '../../mm/lazy_mmu.ts';
 import { runVerdict, type RunOptions, type RunResult } from '../../engine/machine.ts';
 
 export const REPRO_VERSION = 1;
@@ -61,6 +62,9 @@ const optionsSchema = z.object({
   mode: z.enum(['free', 'deterministic']),
   preemptions: z.number().int().min(1).max(64),
   lazyContract: z.enum(['strict', 'hint']),
+  // written by every deterministic repro of the swarm (det-hot) and by every run since --lazy-series
+  hotPreempt: z.number().min(0).max(1),
+  lazySeries: z.string().refine((v) => resolve_lazy_series(v) !== null, { message: 'a version of the lazy MMU series (mmsim list-series)' }),
   trace: z.boolean(),
   traceEvents: pow2(1 << 24),
   cpuProfDir: z.string(),
