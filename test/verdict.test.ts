@@ -11,6 +11,8 @@ import { describe, it, expect } from 'vitest';
 import { loadScenario } from '../src/engine/scenario.ts';
 import { runScenario, type RunOptions } from '../src/engine/machine.ts';
 import type { LazySeries } from '../src/mm/lazy_mmu.ts';
+import { readRepro } from '../src/tools/repro/repro.ts';
+import { replay } from '../src/tools/repro/shrink.ts';
 
 const s = await loadScenario('scenarios/munmap-vs-access.ts');
 const SEEDS = [1, 2, 3];
@@ -39,5 +41,16 @@ describe('verdict: s390 zap_pte_range batch frees pages still mapped', () => {
         else expect(r.stats.batched).toBe(0);
       }
     }
+  }, 120_000);
+
+  it('docs/findings/s390-lazy-zap-uaf.repro.json replays the use-after-free exactly; the same run under v6-fixed is clean', async () => {
+    const repro = await readRepro('docs/findings/s390-lazy-zap-uaf.repro.json');
+    expect(repro.options.lazySeries).toBe('v6');
+    const out = await replay(repro);
+    expect(out.reproduced).toBe(true);
+    expect(out.samePath).toBe(true);
+    expect(out.result.violations[0].kind).toBe('uaf-stale-tlb');
+    const fixed = await runScenario(repro.scenario, { ...repro.options, lazySeries: 'v6-fixed' });
+    expect(fixed.violations).toEqual([]);
   }, 120_000);
 });
