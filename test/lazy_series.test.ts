@@ -159,7 +159,7 @@ describe('CLI', () => {
     const r = await cli(['run', 'munmap-vs-access', '--lazy-series', 'v9']);
     expect(r.code).toBe(2);
     expect(r.stderr.trim().split('\n')).toHaveLength(1);
-    expect(r.stderr).toMatch(/--lazy-series must be one of none, v1, seed, v2, v3, v4, v5, v6 or latest, got 'v9'/);
+    expect(r.stderr).toMatch(/--lazy-series must be one of none, v1, seed, v2, v3, v4, v5, v6, v6-fixed or latest, got 'v9'/);
   });
 
   it('run --lazy-series none on s390: the summary names the series and nothing is batched', async () => {
