@@ -26,6 +26,11 @@ export interface Arch {
   ptep_get(ptep: number): number;
   set_pte_at(mm: number, addr: number, ptep: number, pte: number): void;
   ptep_get_and_clear(mm: number, addr: number, ptep: number): number;
+  /**
+   * ptep_get_and_clear_full: `full` is set when the whole mm is being torn down
+   * (exit_mmap, no user left). Absent: ptep_get_and_clear (include/linux/pgtable.h).
+   */
+  ptep_get_and_clear_full?(mm: number, addr: number, ptep: number, full: boolean): number;
   ptep_set_wrprotect(mm: number, addr: number, ptep: number): void;
   /** make an entry more permissive (young, dirty, writable) without a flush; x86: a plain store */
   ptep_set_access_flags(mm: number, addr: number, ptep: number, pte: number): void;
@@ -41,6 +46,30 @@ export interface Arch {
   // TLB maintenance (asm/tlbflush.h)
   flush_tlb_mm_range(mm: number, start: number, end: number, strideShift: number, freedTables: boolean): void;
   flush_tlb_mm(mm: number): void;
+  /** flush_tlb_page; absent: flush_tlb_mm_range of the one page. s390: a no-op. */
+  flush_tlb_page?(mm: number, addr: number): void;
+  /** the arch part of pte_free_tlb/pmd_free_tlb/pud_free_tlb (s390: mm->context.flush_mm = 1) */
+  pte_free_tlb?(mm: number): void;
+  /**
+   * CONFIG_MMU_GATHER_NO_GATHER (s390): __tlb_remove_page frees the page at once
+   * (arch/s390/include/asm/tlb.h __tlb_remove_page_size: "s390 doesn't delay rmap
+   * removal"), trusting that ptep_get_and_clear already invalidated it.
+   */
+  readonly mmu_gather_no_gather?: boolean;
+  /**
+   * With mmu_gather_no_gather: the lazy MMU backend may take a page
+   * __tlb_remove_page would free at once, to free it after its batch is applied
+   * (true: taken). Only the suggested fix of docs/findings/s390-lazy-zap-uaf.md
+   * (--lazy-series v6-fixed) takes any.
+   */
+  tlb_remove_page_lazy?(pfn: number, va: number): boolean;
+  /**
+   * CONFIG_MMU_GATHER_RCU_TABLE_FREE: page tables an mmu_gather unhooks are freed
+   * only after a grace period (mm/mmu_gather.c tlb_remove_table), so a lockless
+   * walker with interrupts off (GUP-fast) never reads a freed table. Without it
+   * (x86 bare metal) the flush IPI, which waits for interrupts on, gives the same.
+   */
+  readonly rcu_table_free?: boolean;
   /** flush one page on this CPU only (spurious-fault fix-up) */
   flush_tlb_local_page(cpu: Cpu, va: number): void;
 
@@ -73,4 +102,5 @@ export interface Arch {
 /** IPI handler types (the CC_INFO_TYPE word of the sender). */
 export const IPI_FLUSH_TLB = 0;
 export const IPI_FLUSH_TLB_PENDING = 1; // sparc64 smp_flush_tlb_pending: a list of vaddrs
-export const IPI_TYPES = 2;
+export const IPI_TLB_REMOVE_TABLE_SYNC = 2; // mm/mmu_gather.c tlb_remove_table_smp_sync: "simply deliver the interrupt"
+export const IPI_TYPES = 3;

@@ -3,8 +3,20 @@
 
 import { type Cpu, current } from '../hw/cpu.ts';
 import { _PAGE_PRESENT, _PAGE_RW } from '../hw/pte.ts';
-import { PAGE_SHIFT, PAGE_SIZE, CPUMASK_WORDS } from '../hw/layout.ts';
-import type { Arch } from './arch.ts';
+import { PAGE_SHIFT, PAGE_SIZE, CPUMASK_WORDS, ST_IPI_RECV } from '../hw/layout.ts';
+import { type Arch, IPI_TLB_REMOVE_TABLE_SYNC } from './arch.ts';
+import type { Host } from '../hw/cpu.ts';
+
+/**
+ * IPI handlers every arch has (initHost calls this): tlb_remove_table_smp_sync
+ * does nothing, its delivery is the point. It stands for an RCU grace period
+ * (call_rcu in the kernel, no interrupt), so it is not counted as an IPI.
+ */
+export function initHostCommon(host: Host): void {
+  host.hooks.ipi[IPI_TLB_REMOVE_TABLE_SYNC] = (cpu) => {
+    cpu.I[cpu.st + ST_IPI_RECV]--;
+  };
+}
 
 export const native = {
   ptep_get(ptep: number): number {

@@ -294,6 +294,15 @@ export const MM_VMA_CURSOR = MM_MT_SEQ + 1;
 // change id handed out before its last promise), and the next slot of its promise log
 export const MM_PR_MAX = MM_VMA_CURSOR + 1;
 export const MM_PR_SLOT = MM_PR_MAX + 1;
+// s390 mm->context (arch/s390/include/asm/mmu.h): cpu_attach_mask (the CPUs that
+// have the mm's ASCE loaded now; mm_cpumask is MM_CPUMASK), flush_mm, flush_count
+// and the context lock __tlb_flush_mm_lazy takes (a spinlock word and its waiters)
+export const MM_S390_ATTACH_MASK = MM_PR_SLOT + 1; // CPUMASK_WORDS words (after the per-VMA lock and stale-TLB words)
+export const MM_S390_FLUSH_MM = MM_S390_ATTACH_MASK + CPUMASK_WORDS;
+export const MM_S390_FLUSH_COUNT = MM_S390_FLUSH_MM + 1;
+export const MM_S390_CTX_LOCK = MM_S390_FLUSH_MM + 2; // and its waiter count at + 3
+export const MM_S390_FC_WAITERS = MM_S390_FLUSH_MM + 4; // CPUs waiting in finish_arch_post_lock_switch for flush_count 0
+if (MM_S390_FC_WAITERS >= 3 * LINE) throw new Error('layout: the s390 mm->context words overlap MM_START_BRK_F');
 // mm->start_brk and mm->brk (src/mm/brk.ts): Float64 slots, word indexes (use fIndex)
 export const MM_START_BRK_F = 3 * LINE;
 export const MM_BRK_F = 3 * LINE + 2;

@@ -62,7 +62,7 @@ export const KNOBS = {
   },
   'arm64.lazy_no_dsb': {
     where: 'src/arch/arm64/index.ts arch_leave_lazy_mmu_mode',
-    what: 'drop the DSB deferred to the end of a lazy section: other walkers keep seeing the old entries',
+    what: 'drop the DSB deferred to the end of a lazy section (queue_pte_barriers: valid kernel PTE stores only): other walkers keep seeing the old entries',
     source: 'arch/arm64/include/asm/pgtable.h arch_leave_lazy_mmu_mode() -> emit_pte_barriers()',
   },
   'powerpc.leave_without_flush': {
@@ -84,6 +84,11 @@ export const KNOBS = {
     where: 'src/mm/lazy_mmu.ts lazy_mmu_mode_disable',
     what: 'a nested lazy_mmu_mode_disable() leaves the mode as the outermost one does (no nesting count): the outer section loses its batching half-way and its own disable is unbalanced',
     source: 'the behaviour before Kevin Brodsky\'s nesting series ("mm: enable lazy_mmu sections to nest", 7.0); mm/tests/lazy_mmu_mode_kunit.c lazy_mmu_mode_active catches it',
+  },
+  's390.wrprotect_no_ipte': {
+    where: 'src/arch/s390/index.ts ptep_set_wrprotect',
+    what: 'write-protect a valid PTE by a plain store, without IPTE (the x86 way): other CPUs keep writable translations; breaks the rule quoted in arch/s390/include/asm/tlb.h',
+    source: 'constructed (s390 rule oracle sensitivity), after arch/s390/include/asm/pgtable.h ptep_set_wrprotect',
   },
   'mremap.flush_after_unlock': {
     where: 'src/mm/mremap.ts move_ptes',

@@ -24,7 +24,7 @@
 import { current } from '../hw/cpu.ts';
 import { down_read, up_read, raw_read_seqcount, read_seqcount_retry, spin_lock, spin_unlock } from '../hw/locks.ts';
 import {
-  type Views, mmWord, frameWord, tableEntry, dataWord, MM_PGD, MM_WP_SEQ, FM_REF, FM_FLAGS, FM_OWNER, PG_FREE, PG_TABLE, PG_ANON,
+  type Views, mmWord, frameWord, tableEntry, dataWord, MM_PGD, MM_WP_SEQ, FM_REF, FM_FLAGS, PG_ANON,
   PG_ANON_EXCLUSIVE, PAGE_SHIFT, PMD_SHIFT, PUD_SHIFT, PGDIR_SHIFT, WORD_SHIFT, WORDS_PER_PAGE, ST_GUP_FAST_FALLBACK,
   PAGE_SIZE, PTRS_PER_TABLE,
 } from '../hw/layout.ts';
@@ -92,21 +92,31 @@ export function unpin_user_page(pfn: number): void {
 
 // ---- GUP-fast ---------------------------------------------------------------------
 
-/** The lockless walk with interrupts off: the grabbed page, or 0 (take the slow path). */
+/**
+ * The lockless walk with interrupts off (gup_fast_pgd_range .. gup_fast_pte_range):
+ * the grabbed page, or 0 (take the slow path). It looks only at what the kernel
+ * can see, the entries: a table unhooked meanwhile cannot be freed while
+ * interrupts are off here (MMU_GATHER_RCU_TABLE_FREE's grace period, or the x86
+ * flush IPI; src/mm/mmu_gather.ts), so reading it is safe, and after taking the
+ * page the PMD and the PTE are read again: if either changed, undo.
+ */
 function gup_fast_pte(mm: number, va: number, flags: number): number {
   const cpu = current;
   const { I, L } = cpu.V;
   let table = Atomics.load(I, mmWord(L, mm, MM_PGD));
+  let pmdp = -1;
+  let pmd = 0;
   for (const shift of [PGDIR_SHIFT, PUD_SHIFT, PMD_SHIFT]) {
     cpu.hw_point();
-    const e = Atomics.load(I, tableEntry(L, table, pgtIndex(va, shift)));
+    const p = tableEntry(L, table, pgtIndex(va, shift));
+    const e = Atomics.load(I, p);
     // INTEGRATION (THP): a huge PMD leaf would be gup_fast_pmd_leaf; the slow path handles it meanwhile
     if ((e & _PAGE_PRESENT) === 0 || (e & _PAGE_PSE) !== 0) return 0;
-    const next = pte_pfn(e);
-    // a table freed under us (no RCU table freeing on broadcast arches here): give up
-    const fl = Atomics.load(I, frameWord(L, next, FM_FLAGS));
-    if ((fl & PG_TABLE) === 0 || (fl & PG_FREE) !== 0 || Atomics.load(I, frameWord(L, next, FM_OWNER)) !== mm + 1) return 0;
-    table = next;
+    if (shift === PMD_SHIFT) {
+      pmdp = p;
+      pmd = e;
+    }
+    table = pte_pfn(e);
   }
   const ptep = tableEntry(L, table, pgtIndex(va, PAGE_SHIFT));
   cpu.hw_point();
@@ -117,7 +127,8 @@ function gup_fast_pte(mm: number, va: number, flags: number): number {
   if (pfn === zero_pfn(cpu.V)) return 0;
   if (!try_grab_page(cpu.V, pfn, flags)) return 0;
   cpu.hw_point();
-  if (Atomics.load(I, ptep) !== pte) { // the entry changed while we grabbed: undo
+  // gup_fast_pte_range: pmd_val(pmd) != pmd_val(*pmdp) || pte_val(pte) != pte_val(ptep_get(ptep))
+  if (Atomics.load(I, pmdp) !== pmd || Atomics.load(I, ptep) !== pte) { // changed while we grabbed: undo
     gup_put_page(pfn, flags);
     return 0;
   }

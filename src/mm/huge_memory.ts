@@ -37,7 +37,7 @@ import {
   alloc_compound_page, alloc_pt_page, free_pt_page, get_page, put_page, page_mapcount_inc, page_ref, compound_head,
   folio_ref_add, folio_entire_mapcount, folio_entire_mapcount_add,
 } from './page_alloc.ts';
-import { type mmu_gather, __tlb_remove_page, tlb_flush_pte_range, tlb_flush_mmu } from './mmu_gather.ts';
+import { type mmu_gather, __tlb_remove_page, tlb_flush_pmd_range, tlb_flush_pud_range, tlb_flush_mmu } from './mmu_gather.ts';
 import type { Vma } from './vma.ts';
 import { type vm_fault, vmf_anon_prepare, vm_page_prot } from './memory.ts';
 import { shmem_file_setup } from './shmem.ts';
@@ -364,7 +364,7 @@ export function zap_huge_pmd(tlb: mmu_gather, mm: number, pmdp: number, haddr: n
     return false;
   }
   const orig = pmdp_huge_get_and_clear(mm, haddr, pmdp);
-  tlb_flush_pte_range(tlb, haddr, PMD_SIZE); // tlb_remove_pmd_tlb_entry
+  tlb_flush_pmd_range(tlb, haddr, PMD_SIZE); // tlb_remove_pmd_tlb_entry
   const pgtable = pgtable_trans_huge_withdraw(pmdp); // zap_deposited_table
   if (pgtable !== 0) {
     free_pt_page(pgtable);
@@ -410,7 +410,7 @@ export function zap_huge_pud(tlb: mmu_gather, mm: number, pudp: number, haddr: n
     return false;
   }
   const orig = pudp_huge_get_and_clear(mm, haddr, pudp);
-  tlb_flush_pte_range(tlb, haddr, PUD_SIZE); // tlb_remove_pud_tlb_entry
+  tlb_flush_pud_range(tlb, haddr, PUD_SIZE); // tlb_remove_pud_tlb_entry
   let force = false;
   if (orig & _PAGE_PRESENT) {
     const head = compound_head(cpu.V, pte_pfn(orig));
@@ -466,7 +466,7 @@ function change_huge_pmd(tlb: mmu_gather, mm: number, vmFlags: number, pmdp: num
   if (huge_modify(cpu.V, v, vmFlags) !== v) {
     const old = pmdp_huge_xchg(mm, haddr, pmdp, PMD_SIZE, v & ~_PAGE_PRESENT);
     set_huge_at(pmdp, huge_modify(cpu.V, old, vmFlags));
-    tlb_flush_pte_range(tlb, haddr, PMD_SIZE); // tlb_flush_pmd_range
+    tlb_flush_pmd_range(tlb, haddr, PMD_SIZE); // tlb_flush_pmd_range
   }
   spin_unlock(lock);
   return true;
@@ -504,7 +504,7 @@ export function change_huge_pud_range(tlb: mmu_gather, mm: number, vmFlags: numb
   if (huge_modify(cpu.V, v, vmFlags) !== v) {
     const old = pmdp_huge_xchg(mm, haddr, pudp, PUD_SIZE, v & ~_PAGE_PRESENT);
     set_huge_at(pudp, huge_modify(cpu.V, old, vmFlags));
-    tlb_flush_pte_range(tlb, haddr, PUD_SIZE);
+    tlb_flush_pud_range(tlb, haddr, PUD_SIZE);
   }
   spin_unlock(lock);
   return true;

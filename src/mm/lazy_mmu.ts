@@ -52,7 +52,7 @@ export function set_lazy_contract(c: LazyContract): void {
 
 // ---- the series versions ------------------------------------------------------------
 
-export type LazySeries = 'none' | 'v1' | 'seed' | 'v2' | 'v3' | 'v4' | 'v5' | 'v6';
+export type LazySeries = 'none' | 'v1' | 'seed' | 'v2' | 'v3' | 'v4' | 'v5' | 'v6' | 'v6-fixed';
 /** the newest version whose text could be read (v7 and v8 were posted, see docs/lazy-mmu-series.md) */
 export const LAZY_SERIES_LATEST: LazySeries = 'v6';
 
@@ -114,6 +114,10 @@ export const LAZY_SERIES: Record<LazySeries, LazySeriesInfo> = {
     date: '2026-07-15', cover: 'cover.1784121418.git.agordeev@linux.ibm.com', api: 'lazy_mmu_mode_enable_with_ptes()', s390: 'arch/s390/mm/lazy_mmu.c',
     changes: 'not applied to secure (protected-virtualization) guests; kasan helpers exported; no change to what is batched or when it is flushed',
   },
+  'v6-fixed': {
+    date: '', cover: '', api: 'lazy_mmu_mode_enable_with_ptes()', s390: 'arch/s390/mm/lazy_mmu.c + the fix in docs/findings/s390-lazy-zap-uaf.md',
+    changes: 'not posted: v6 with mmsim\'s suggested fix for the zap use-after-free (docs/findings/s390-lazy-zap-uaf.md): while the ipte_range holds cached entries, s390\'s __tlb_remove_page hands the page to the range, which frees it after its IPTE-range at leave/flush',
+  },
 };
 
 export let lazy_series: LazySeries = LAZY_SERIES_LATEST;
@@ -127,7 +131,16 @@ export function resolve_lazy_series(name: string): LazySeries | null {
 }
 /** v3 and later: arch/s390/mm/lazy_mmu.c (lowcore count, KASAN sanitizer) */
 export function series_has_lazy_mmu_c(v: LazySeries = lazy_series): boolean {
-  return v === 'v3' || v === 'v4' || v === 'v5' || v === 'v6';
+  return v === 'v3' || v === 'v4' || v === 'v5' || v === 'v6' || v === 'v6-fixed';
+}
+/**
+ * The suggested fix of docs/findings/s390-lazy-zap-uaf.md ('v6-fixed'): s390's
+ * __tlb_remove_page defers the free of a page to the lazy MMU batch while the
+ * batch holds cached entries (src/arch/s390/lazy_mmu.ts lazy_mmu_tlb_remove_page,
+ * the one place this is consulted).
+ */
+export function series_zap_free_fixed(v: LazySeries = lazy_series): boolean {
+  return v === 'v6-fixed';
 }
 
 /** The range in force on a CPU: set by the outermost fast-range enable, cleared when the mode is left. */

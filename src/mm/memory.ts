@@ -16,7 +16,7 @@ import { spin_lock, spin_unlock } from '../hw/locks.ts';
 import { EV } from '../hw/trace.ts';
 import {
   arch, pgd_offset, pud_alloc, pmd_alloc, __pte_alloc, pte_offset_map_lock, pte_unmap_unlock, ptep_lockptr, ptep_get,
-  set_pte_at, ptep_get_and_clear, ptep_clear_flush, ptep_set_access_flags, pte_deref, flush_tlb_page,
+  set_pte_at, ptep_get_and_clear_full, ptep_clear_flush, ptep_set_access_flags, pte_deref, flush_tlb_page,
 } from './pgtable.ts';
 import { knobs } from '../inject/knobs.ts';
 import { alloc_page, get_page, put_page, page_mapcount_inc, page_mapcount_dec, zero_pfn, page_ref, page_mapcount } from './page_alloc.ts';
@@ -559,7 +559,7 @@ function zap_pte_range(tlb: mmu_gather, mm: number, pmdp: number, addr: number, 
     const e = ptep_get(ptep);
     if (pte_none(e)) continue;
     if (details !== undefined && pte_present(e) && zap_skip(details, pte_pfn(e))) continue;
-    const old = ptep_get_and_clear(mm, a, ptep);
+    const old = ptep_get_and_clear_full(mm, a, ptep, tlb.fullmm);
     // BUG (injected, docs/kernel-rules.md#direct-deref): "did the clear take?" asked by direct dereference;
     // where memory still holds the old entry the page is skipped (and leaked)
     if (deref && !pte_none(pte_deref(ptep))) continue;
@@ -661,6 +661,6 @@ function free_level(tlb: mmu_gather, mm: number, table: number, level: number, b
     }
     Atomics.store(I, ep, 0); // unhook first
     Atomics.sub(I, mmWord(L, mm, MM_PT_PAGES), 1);
-    tlb_remove_table(tlb, childTable, lo, PAGE_SIZE); // freed after the flush
+    tlb_remove_table(tlb, childTable, lo, PAGE_SIZE, level === 2 ? 'pmd' : level === 1 ? 'pud' : 'p4d'); // freed after the flush
   }
 }

@@ -143,6 +143,11 @@ export function ptep_get_and_clear(mm: number, addr: number, ptep: number): numb
   updating(ptep);
   return arch.ptep_get_and_clear(mm, addr, ptep);
 }
+/** ptep_get_and_clear_full: `full` while exit_mmap tears the whole mm down (tlb->fullmm). */
+export function ptep_get_and_clear_full(mm: number, addr: number, ptep: number, full: boolean): number {
+  updating(ptep);
+  return arch.ptep_get_and_clear_full ? arch.ptep_get_and_clear_full(mm, addr, ptep, full) : arch.ptep_get_and_clear(mm, addr, ptep);
+}
 export function ptep_set_wrprotect(mm: number, addr: number, ptep: number): void {
   updating(ptep);
   arch.ptep_set_wrprotect(mm, addr, ptep);
@@ -191,5 +196,6 @@ export function flush_tlb_range(mm: number, start: number, end: number): void {
   arch.flush_tlb_mm_range(mm, start, end, PAGE_SHIFT, false);
 }
 export function flush_tlb_page(mm: number, addr: number): void {
-  arch.flush_tlb_mm_range(mm, addr, addr + PAGE_SIZE, PAGE_SHIFT, false);
+  if (arch.flush_tlb_page) arch.flush_tlb_page(mm, addr);
+  else arch.flush_tlb_mm_range(mm, addr, addr + PAGE_SIZE, PAGE_SHIFT, false);
 }

@@ -5,26 +5,29 @@
 // completes only when every CPU has purged: cpu.broadcast_invalidate() is the
 // TLBI sequence and its return is the DSB ISH.
 //
-// Lazy MMU mode defers the barrier that makes PTE stores visible to other
-// walkers. We model that store-to-walker visibility explicitly: inside a lazy
-// section (is_lazy_mmu_mode_active()) a PTE store goes into this CPU's store
-// buffer (cpu.arch), which ptep_get on this CPU forwards from, and which a DSB
-// drains to memory: the deferred one at arch_leave/arch_flush_lazy_mmu_mode, the
-// DSB ISHST a TLB flush starts with, the DSB ISH of a context switch. Outside a
-// section stores go to memory at once (the kernel relies on the DSB in the TLBI
-// path for user PTEs: __set_pte_complete() queues barriers for valid kernel entries only).
+// Lazy MMU mode defers the barriers (DSB ISHST; ISB) that __set_pte_complete
+// emits after storing a *valid kernel* PTE (arch/arm64/include/asm/pgtable.h:
+// pte_valid_not_user -> queue_pte_barriers: in lazy mode only TIF_LAZY_MMU_PENDING
+// is set, and arch_leave/arch_flush_lazy_mmu_mode emit them). User PTE stores get
+// no barrier in or out of lazy mode: the DSB ISHST at the start of the TLBI
+// sequence orders them (flush_tlb_*), so lazy mode changes nothing for them and
+// they go to memory at once here. For valid kernel PTEs stored inside a section
+// we model the deferred visibility: the store waits in this CPU's store buffer
+// (cpu.arch), which ptep_get on this CPU forwards from, and which a DSB drains:
+// the deferred one at leave/flush, the DSB ISHST of a TLB flush, the DSB ISH of a
+// context switch.
 
 import { type Cpu, type Host, current } from '../../hw/cpu.ts';
 import {
   mmWord, MM_CPUMASK, MM_CTX_ID, CPUMASK_WORDS, ST_FLUSH_SINGLE, ST_FLUSH_RANGE, ST_FLUSH_FULL, ST_BATCHED,
   ST_BATCH_FLUSHES, ST_SWITCH_FLUSH, CC_IS_LAZY, PAGE_SHIFT, PAGE_SIZE,
 } from '../../hw/layout.ts';
-import { _PAGE_PRESENT, _PAGE_RW } from '../../hw/pte.ts';
+import { _PAGE_PRESENT, _PAGE_RW, _PAGE_USER } from '../../hw/pte.ts';
 import { EV } from '../../hw/trace.ts';
 import { knobs } from '../../inject/knobs.ts';
 import { is_lazy_mmu_mode_active } from '../../mm/lazy_mmu.ts';
 import type { Arch } from '../arch.ts';
-import { native } from '../generic.ts';
+import { native, initHostCommon } from '../generic.ts';
 
 /** __flush_tlb_range: from this many pages (PTRS_PER_PTE with 4K pages) on, invalidate the whole ASID. */
 export const MAX_DVM_OPS = 512;
@@ -82,8 +85,12 @@ function pte_read(cpu: Cpu, ptep: number): number {
   return Atomics.load(cpu.I, ptep);
 }
 
-/** Inside a lazy section: hold the store in the store buffer (the barrier is deferred). */
-function buffered(cpu: Cpu): Arm64Cpu | null {
+/**
+ * queue_pte_barriers: only a valid kernel entry (pte_valid_not_user) stored inside
+ * a lazy section has its barrier deferred; hold it in the store buffer.
+ */
+function buffered(cpu: Cpu, pte: number): Arm64Cpu | null {
+  if ((pte & _PAGE_PRESENT) === 0 || (pte & _PAGE_USER) !== 0) return null;
   if (!is_lazy_mmu_mode_active()) return null;
   return arm64_state(cpu);
 }
@@ -109,7 +116,7 @@ function ptep_get(ptep: number): number {
 function set_pte_at(_mm: number, _addr: number, ptep: number, pte: number): void {
   const cpu = current;
   cpu.sched_point();
-  const a = buffered(cpu);
+  const a = buffered(cpu, pte);
   if (a) buffer_store(cpu, a, ptep, pte);
   else store_now(cpu, ptep, pte);
 }
@@ -117,12 +124,6 @@ function set_pte_at(_mm: number, _addr: number, ptep: number, pte: number): void
 function ptep_get_and_clear(_mm: number, _addr: number, ptep: number): number {
   const cpu = current;
   cpu.sched_point();
-  const a = buffered(cpu);
-  if (a) {
-    const old = pte_read(cpu, ptep);
-    buffer_store(cpu, a, ptep, 0);
-    return old;
-  }
   const p = cpu.arch;
   if (p instanceof Arm64Cpu && p.sb.size !== 0 && p.sb.has(ptep)) {
     const old = p.sb.get(ptep)!;
@@ -135,8 +136,9 @@ function ptep_get_and_clear(_mm: number, _addr: number, ptep: number): number {
 function ptep_set_wrprotect(_mm: number, _addr: number, ptep: number): void {
   const cpu = current;
   cpu.sched_point();
-  const a = buffered(cpu);
-  if (a) buffer_store(cpu, a, ptep, pte_read(cpu, ptep) & ~_PAGE_RW);
+  const v = pte_read(cpu, ptep) & ~_PAGE_RW;
+  const a = buffered(cpu, v);
+  if (a) buffer_store(cpu, a, ptep, v);
   else {
     const p = cpu.arch;
     if (p instanceof Arm64Cpu && p.sb.size !== 0 && p.sb.has(ptep)) store_now(cpu, ptep, p.sb.get(ptep)! & ~_PAGE_RW);
@@ -280,10 +282,11 @@ function arch_leave_lazy_mmu_mode(): void {
 export const arm64: Arch = {
   name: 'arm64',
   supports_page_table_move: true,
-  defers: 'the DSB that publishes PTE stores to other walkers: stores wait in a per-CPU store buffer (read back locally) until leave, a TLB flush or a context switch',
+  rcu_table_free: true, // select MMU_GATHER_RCU_TABLE_FREE (arch Kconfig)
+  defers: 'the DSB ISHST; ISB after a valid kernel PTE store (queue_pte_barriers): such stores wait in a per-CPU store buffer (read back locally) until leave, a TLB flush or a context switch; user PTE stores: nothing (they have no barrier of their own)',
   invalidation: 'broadcast TLBI by VA+ASID (the whole ASID from 512 pages) between DSB ISHST and DSB ISH: no IPIs, every CPU purges at its next instruction boundary',
   initHost(host: Host): void {
-    void host; // no IPI handlers: invalidation is by hardware broadcast
+    initHostCommon(host); // invalidation is by hardware broadcast; the only IPI is tlb_remove_table_sync's
   },
   ptep_get,
   set_pte_at,

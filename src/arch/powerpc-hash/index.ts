@@ -134,6 +134,7 @@ export const powerpchash: Arch = {
   ...x86, // the native accessors, x86's switch_mm (ASID reuse check) and local page flush
   name: 'powerpc-hash',
   supports_page_table_move: false,
+  rcu_table_free: true, // select MMU_GATHER_RCU_TABLE_FREE (arch Kconfig)
   defers: 'HPTE/TLB invalidations of changed PTEs (PTE stores are immediate): queued in a per-CPU 192-entry ppc64_tlb_batch, flushed when full, on another mm, at leave and at flush',
   invalidation: 'tlbie hardware broadcast at each PTE change (flush_hash_page), or one per batch (flush_hash_range); no IPIs; flush_tlb_mm_range only flushes a pending batch, plus one broadcast when page tables are freed or the whole mm is flushed',
   // Every store goes to memory at once; a present old entry needs its hash entry gone.
@@ -177,25 +178,14 @@ export const powerpchash: Arch = {
   },
 
   /**
-   * On hash the leaf invalidations were done at each PTE change (or by the batch
-   * flush at leave, which comes before the mmu_gather's flush), so for a user
-   * range this only flushes a pending batch, as hash__tlb_flush does. Two cases
-   * still broadcast once, for safety of the simulated machine:
-   *  - freedTables: page-table pages are about to be freed. The kernel frees
-   *    them after an RCU/IPI grace period (tlb_remove_table) so that no hash
-   *    fault handler is still walking them; here one broadcast over the range
-   *    stands for it: it completes only when every CPU has reached an
-   *    instruction boundary, so no page walk that could still see an unhooked
-   *    table is in flight (and it purges the range, which costs nothing more);
-   *  - a full flush (end = TLB_FLUSH_ALL: exit_mmap, nested gathers,
-   *    flush_tlb_mm): purge the whole ASID, so nothing of the mm survives in
-   *    any TLB whatever was or was not invalidated before.
+   * hash__tlb_flush (arch/powerpc/mm/book3s64/hash_tlb.c) only flushes a pending
+   * batch: the leaf invalidations were done at each PTE change, or by the batch.
+   * hash__flush_tlb_mm and hash__flush_tlb_range are empty
+   * (asm/book3s/64/tlbflush-hash.h). Freed page tables wait for the RCU grace
+   * period of MMU_GATHER_RCU_TABLE_FREE in src/mm/mmu_gather.ts, as in the kernel.
    */
-  flush_tlb_mm_range(mm, start, end, _strideShift, freedTables) {
-    const cpu = current;
-    flush_tlb_pending(cpu);
-    if (end === TLB_FLUSH_ALL) tlbie(cpu, mm, 0, -1);
-    else if (freedTables) tlbie(cpu, mm, Math.floor(start / PAGE_SIZE), Math.ceil(end / PAGE_SIZE));
+  flush_tlb_mm_range(_mm, _start, _end, _strideShift, _freedTables) {
+    flush_tlb_pending(current);
   },
   flush_tlb_mm(mm) {
     powerpchash.flush_tlb_mm_range(mm, 0, TLB_FLUSH_ALL, PAGE_SHIFT, false);

@@ -30,11 +30,13 @@
 // interrupt check (an interrupt on this CPU would hit the cache too).
 
 import { type Cpu, current } from '../../hw/cpu.ts';
-import { PTRS_PER_TABLE, PAGE_SIZE, ST_BATCHED, ST_BATCH_FLUSHES } from '../../hw/layout.ts';
+import { PTRS_PER_TABLE, PAGE_SIZE, ST_BATCHED, ST_BATCH_FLUSHES, mmWord, MM_S390_FLUSH_COUNT } from '../../hw/layout.ts';
 import { _PAGE_PRESENT, _PAGE_RW } from '../../hw/pte.ts';
 import { knobs } from '../../inject/knobs.ts';
-import { is_lazy_mmu_mode_active, lazy_series, series_has_lazy_mmu_c } from '../../mm/lazy_mmu.ts';
-import { S390Cpu, s390_state, __ptep_ipte_range, IPTE_RANGE_MAX } from './index.ts';
+import { is_lazy_mmu_mode_active, lazy_series, series_has_lazy_mmu_c, series_zap_free_fixed } from '../../mm/lazy_mmu.ts';
+import { put_page } from '../../mm/page_alloc.ts';
+import { S390Cpu, s390_state, __ptep_ipte_range, IPTE_RANGE_MAX, mm_cpumask_only_here, flush_count_dec } from './index.ts';
+import { s390_pte_store } from '../../oracles/s390_rule.ts';
 
 /**
  * "Not cached": every bit set, i.e. _PAGE_PSE in a last-level entry and pfn
@@ -60,6 +62,8 @@ export class IpteBatch {
   lo = PTRS_PER_TABLE;
   hi = -1;
   readonly cache = new Int32Array(PTRS_PER_TABLE).fill(PTE_POISON);
+  /** v6-fixed only: pages __tlb_remove_page handed over (pfn, va pairs), freed after the IPTE-range */
+  readonly pendingFree: number[] = [];
 }
 
 function batch_of(cpu: Cpu): IpteBatch | null {
@@ -190,6 +194,30 @@ export function lazy_mmu_pte_kasan_poisoned(ptep: number): boolean {
   return i >= 0 && i < b.nptes;
 }
 
+/**
+ * The suggested fix (docs/findings/s390-lazy-zap-uaf.md; --lazy-series v6-fixed,
+ * the one place series_zap_free_fixed is consulted). s390's __tlb_remove_page
+ * frees at once (asm/tlb.h: "s390 doesn't delay rmap removal"), trusting that
+ * ptep_get_and_clear has done the IPTE. Inside a range with cached entries the
+ * clear has not been done: memory keeps the valid entry and TLBs keep their
+ * translations until leave_ipte_range. The fix hands such a page to the range,
+ * which frees it after its IPTE-range (one per run, as before: the batching is
+ * kept). Posted versions free at once.
+ */
+export function lazy_mmu_tlb_remove_page(pfn: number, va: number): boolean {
+  if (!series_zap_free_fixed()) return false;
+  const b = batch_of(current);
+  if (b === null || !b.active || b.hi < b.lo) return false;
+  b.pendingFree.push(pfn, va);
+  return true;
+}
+
+function free_pending(b: IpteBatch): void {
+  const p = b.pendingFree;
+  for (let k = 0; k < p.length; k += 2) put_page(p[k], p[k + 1]);
+  p.length = 0;
+}
+
 // ---- apply (leave_ipte_range, set_pte_range, invalidate_pte_range) ---------------------
 
 /** set_pte_range over cached slots [i, j): IPTE-range each sub-run of valid memory entries, then store. */
@@ -202,9 +230,16 @@ function set_pte_range(cpu: Cpu, b: IpteBatch, i: number, j: number): void {
     const valid = (Atomics.load(I, b.ptep + k) & _PAGE_PRESENT) !== 0;
     let e = k + 1;
     while (e < j && e - k < IPTE_RANGE_MAX && ((Atomics.load(I, b.ptep + e) & _PAGE_PRESENT) !== 0) === valid) e++;
-    if (valid) __ptep_ipte_range(cpu, b.mm, b.addr + k * PAGE_SIZE, b.ptep + k, e - k);
+    if (valid) {
+      // as ptep_flush_direct: under mm->context.flush_count, IPTE local when
+      // mm_cpumask is this CPU only, global otherwise (arch/s390/mm/pgtable.c)
+      Atomics.add(I, mmWord(cpu.V.L, b.mm, MM_S390_FLUSH_COUNT), 1);
+      __ptep_ipte_range(cpu, b.mm, b.addr + k * PAGE_SIZE, b.ptep + k, e - k, mm_cpumask_only_here(cpu, b.mm));
+      flush_count_dec(cpu, b.mm);
+    }
     for (let q = k; q < e; q++) {
-      Atomics.store(I, b.ptep + q, c[q]);
+      // every s390 PTE store goes through the rule oracle (src/oracles/s390_rule.ts)
+      s390_pte_store(cpu, b.mm, b.ptep + q, c[q], 'set_pte_range (leave_ipte_range)');
       c[q] = PTE_POISON;
     }
     k = e;
@@ -233,6 +268,7 @@ function leave_ipte_range(cpu: Cpu, b: IpteBatch): void {
     b.cache.fill(PTE_POISON, b.lo, b.hi + 1);
     cpu.stat(ST_BATCH_FLUSHES);
   }
+  free_pending(b); // v6-fixed: the pages whose clears were just applied
   b.lo = PTRS_PER_TABLE;
   b.hi = -1;
   b.mm = -1;

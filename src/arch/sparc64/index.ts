@@ -179,6 +179,7 @@ export const sparc64: Arch = {
   ...x86, // the native accessors, x86's switch_mm (mask join, ASID reuse check) and local page flush
   name: 'sparc64',
   supports_page_table_move: false,
+  rcu_table_free: true, // select MMU_GATHER_RCU_TABLE_FREE (arch Kconfig)
   defers: 'TSB/TLB invalidations of changed PTEs (PTE stores are immediate): queued in a per-CPU 192-address tlb_batch, flushed when full, on another mm, at leave and at flush',
   invalidation: 'at each PTE change a global single-page flush (broadcast), or per batch one cross-call smp_flush_tlb_pending to mm_cpumask (acknowledged IPIs); flush_tlb_mm_range only flushes a pending batch, plus one cross-call when page tables are freed or the whole mm is flushed',
   initHost(host: Host): void {
@@ -232,24 +233,13 @@ export const sparc64: Arch = {
   },
 
   /**
-   * Empty for a user range on sparc64 (tlb_flush of the mmu_gather only flushes
-   * a pending batch: flush_tlb_pending), since every changed PTE was flushed at
-   * once or by the batch at leave, before the gather's flush. For safety of the
-   * simulated machine, one cross-call to mm_cpumask (acknowledged: no target is
-   * mid-walk when it answers) when page tables are about to be freed (standing
-   * for the grace period tlb_remove_table waits for) and for a full flush
-   * (the whole context purged: exit_mmap, nested gathers, flush_tlb_mm).
+   * asm/tlbflush_64.h: flush_tlb_mm/range/page are empty; the mmu_gather's
+   * tlb_flush is flush_tlb_pending. Every changed PTE was flushed at once or by
+   * the batch. Freed page tables wait for the RCU grace period of
+   * MMU_GATHER_RCU_TABLE_FREE in src/mm/mmu_gather.ts, as in the kernel.
    */
-  flush_tlb_mm_range(mm, start, end, _strideShift, freedTables) {
-    const cpu = current;
-    flush_tlb_pending(cpu);
-    if (end === TLB_FLUSH_ALL) {
-      cpu.tlb.flushAsid(cpu.asidOf(mm));
-      xcall_mm_cpumask(cpu, mm, 0, TLB_FLUSH_ALL);
-    } else if (freedTables) {
-      cpu.tlb.flushRange(cpu.asidOf(mm), Math.floor(start / PAGE_SIZE), Math.ceil(end / PAGE_SIZE));
-      xcall_mm_cpumask(cpu, mm, start, end);
-    }
+  flush_tlb_mm_range(_mm, _start, _end, _strideShift, _freedTables) {
+    flush_tlb_pending(current);
   },
   flush_tlb_mm(mm) {
     sparc64.flush_tlb_mm_range(mm, 0, TLB_FLUSH_ALL, PAGE_SHIFT, false);

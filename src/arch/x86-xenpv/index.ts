@@ -202,6 +202,7 @@ export const x86xenpv: Arch = {
   ...x86,
   name: 'x86-xenpv',
   supports_page_table_move: true,
+  rcu_table_free: true, // select MMU_GATHER_RCU_TABLE_FREE (arch Kconfig)
   defers: 'PTE stores (set_pte_at, clears, protection changes) queued in a per-CPU 32-entry multicall buffer, issued as one hypercall when full, at leave and at flush: memory keeps the old PTEs meanwhile',
   invalidation: 'as x86: IPIs to the CPUs of mm_cpumask running the mm; the queued updates are issued before any TLB flush (a Xen flush is a multicall queued behind them)',
   ptep_get(ptep) {

@@ -17,7 +17,7 @@ import { EV } from '../../hw/trace.ts';
 import { knobs } from '../../inject/knobs.ts';
 import { sb_store, sb_load, sb_drain, smp_mb } from '../../hw/store_buffer.ts';
 import { type Arch, IPI_FLUSH_TLB } from '../arch.ts';
-import { native, clear_then_flush, mm_cpumask_cpus } from '../generic.ts';
+import { native, clear_then_flush, mm_cpumask_cpus, initHostCommon } from '../generic.ts';
 
 /** tlb_single_page_flush_ceiling: more strides than this become a full flush. */
 export const TLB_SINGLE_PAGE_FLUSH_CEILING = 33;
@@ -76,7 +76,16 @@ export function flush_tlb_mm_range(mm: number, start: number, end: number, strid
   if (n > 0) cpu.shootdown(mm, targets, n, IPI_FLUSH_TLB);
 }
 
-/** The flush handler (runs on the target in interrupt context, or locally). */
+/**
+ * The flush handler (runs on the target in interrupt context, or locally), in
+ * the order of arch/x86/mm/tlb.c flush_tlb_func (Linux 6.18): a CPU that no
+ * longer has f->mm loaded leaves its mm_cpumask and returns (commit "x86/mm: Fix
+ * flush_tlb_func() ... trim for a not currently loaded mm", Rik van Riel, Dec
+ * 2024: before the init_mm check); init_mm: nothing; lazy: switch to init_mm;
+ * f->new_tlb_gen <= local_tlb_gen: already up to date for this request, return
+ * without reading mm's tlb_gen; local == mm's: nothing (two flushes raced);
+ * then a partial flush if f->new_tlb_gen == local + 1 == mm's, else a full one.
+ */
 export function flush_tlb_func(cpu: Cpu, sender: number): void {
   const I = cpu.I;
   const F = cpu.V.F;
@@ -84,25 +93,29 @@ export function flush_tlb_func(cpu: Cpu, sender: number): void {
   const info = cpuCtl(L, sender, 0);
   const mm = Atomics.load(I, info + CC_INFO_MM);
   const loaded = cpu.loadedMm;
+  if (mm !== loaded) {
+    // The CPU was left in the mm_cpumask of the target mm: clear it.
+    Atomics.and(I, mmWord(L, mm, MM_CPUMASK) + (cpu.id >> 5), ~(1 << (cpu.id & 31)));
+    return;
+  }
   if (loaded < 0) return; // init_mm: no user translations in use
   if (cpu.I[cpu.ctl + CC_IS_LAZY] !== 0) {
     // A lazy CPU asked to flush stops using the user tables altogether.
     switch_to_init_mm(cpu);
     return;
   }
-  if (mm !== loaded) {
-    // Trim: this CPU no longer runs the mm; leave its mask.
-    Atomics.and(I, mmWord(L, mm, MM_CPUMASK) + (cpu.id >> 5), ~(1 << (cpu.id & 31)));
-    return;
-  }
   const asid = cpu.asid;
   const localGen = cpu.ctxGen[asid];
+  const reqGen = Atomics.load(I, info + CC_INFO_GEN);
+  if (reqGen <= localGen) {
+    cpu.stat(ST_FLUSH_SKIPPED);
+    return;
+  }
   const mmGen = Atomics.load(I, mmWord(L, mm, MM_TLB_GEN));
   if (localGen === mmGen) {
     cpu.stat(ST_FLUSH_SKIPPED);
     return;
   }
-  const reqGen = Atomics.load(I, info + CC_INFO_GEN);
   const end = F[fIndex(info + CC_INFO_END_F)];
   if (end !== TLB_FLUSH_ALL && reqGen === localGen + 1 && reqGen === mmGen) {
     const start = F[fIndex(info + CC_INFO_START_F)];
@@ -197,6 +210,7 @@ export const x86: Arch = {
   defers: 'nothing: PTE stores go to memory at once; TLBs are flushed by the caller',
   invalidation: 'IPIs to the CPUs of mm_cpumask running the mm (lazy-TLB ones skipped unless tables are freed); the sender waits for every acknowledgement',
   initHost(host: Host): void {
+    initHostCommon(host);
     host.hooks.ipi[IPI_FLUSH_TLB] = flush_tlb_func;
   },
   ptep_clear_flush(mm, addr, ptep) {

@@ -479,6 +479,16 @@ export const CATALOGUE: BugEntry[] = [
     source: src('fault.i_mmap_before_folio_lock'),
   },
   {
+    id: 'knob:s390.wrprotect_no_ipte', aliases: ['s390.wrprotect_no_ipte'],
+    title: 's390: fork write-protects a valid attached PTE with a plain store instead of IPTE',
+    versions: 'constructed (the rule quoted in arch/s390/include/asm/tlb.h: a valid entry of an attached mm changes only by IPTE/IDTE/CSP)',
+    path: 'arch/s390/include/asm/pgtable.h ptep_set_wrprotect / ptep_xchg_lazy; mm/memory.c copy_present_ptes',
+    race: 'fork write-protects the parent\'s PTEs with a plain store while other CPUs have the mm attached: the hardware may keep using the writable translation and the parent\'s write lands in the page the child shares.',
+    scenario: 'fork-vs-writers', knob: 's390.wrprotect_no_ipte', oracle: 's390-valid-entry-changed', run: { arch: 's390' },
+    status: 'caught', budget: 20, measured: '5/5 seeds with --jobs 2, 0/5 without the knob (docs/fidelity.md)',
+    source: src('s390.wrprotect_no_ipte'),
+  },
+  {
     id: 'knob:mprotect.skip_flush', aliases: ['mprotect.skip_flush'],
     title: 'mprotect(PROT_READ) returns without flushing the TLBs that hold the page writable',
     versions: 'constructed (mm/mprotect.c change_protection: the gather\'s flush before the syscall returns)',

@@ -8,7 +8,7 @@ import { z } from 'zod';
 import { parseScenario, ScenarioError, formatIssues, type Scenario } from '../../engine/scenario.ts';
 import { ARCH_NAMES } from '../../arch/index.ts';
 import { KNOB_NAMES } from '../../inject/knobs.ts';
-import { LAZY_SERIES, type LazySeries } from '../../mm/lazy_mmu.ts';
+import { resolve_lazy_series } from '../../mm/lazy_mmu.ts';
 import { PREEMPT_MODELS, type PreemptModel } from '../../hw/preempt.ts';
 import { runVerdict, type RunOptions, type RunResult } from '../../engine/machine.ts';
 
@@ -63,7 +63,7 @@ const optionsSchema = z.object({
   mode: z.enum(['free', 'deterministic']),
   preemptions: z.number().int().min(1).max(64),
   lazyContract: z.enum(['strict', 'hint']),
-  lazySeries: z.enum(Object.keys(LAZY_SERIES) as [LazySeries, ...LazySeries[]]),
+  lazySeries: z.string().refine((v) => resolve_lazy_series(v) !== null, { message: 'a version of the lazy MMU series (mmsim list-series)' }),
   hotPreempt: z.number().min(0).max(1),
   preempt: z.enum(PREEMPT_MODELS as [PreemptModel, ...PreemptModel[]]),
   trace: z.boolean(),
