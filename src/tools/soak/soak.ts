@@ -30,6 +30,8 @@ export interface SoakResult {
   syscalls: number;
   forkPtes: number;
   violations: number;
+  /** the kinds of the violations (content, uaf-stale-tlb, ...) */
+  violationKinds: string[];
   leakedFrames: number;
   leakedTables: number;
   auditProblems: string[];
@@ -63,7 +65,7 @@ export async function soak(minutes: number, cpus: number, seed: number, log: (s:
   const out: SoakResult = {
     minutes, cpus, seed, samples,
     ops: r.stats.ops, syscalls: r.stats.syscalls, forkPtes: r.stats.forkPtes,
-    violations: r.violations.length,
+    violations: r.violations.length, violationKinds: [...new Set(r.violations.map((v) => v.kind))],
     leakedFrames: after.usedData, leakedTables: after.usedTables,
     auditProblems: [...r.audit.problems, ...after.problems],
     hang: r.hang, crash: r.crash, exit: exitCode(r),
