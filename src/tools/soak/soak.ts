@@ -60,7 +60,9 @@ export async function soak(minutes: number, cpus: number, seed: number, log: (s:
   let minute = 0;
   const timer = setInterval(() => sample(Math.round((++minute * everyMs) / 60_000 * 100) / 100), everyMs);
   log(`mmsim soak: ${s.name} on ${cpus} CPUs, seed ${seed}, ${minutes} minute(s)`);
+  const t0 = performance.now();
   const r = await runScenario(s, { cpus, seed, durationMs: minutes * 60_000, hangTimeoutMs: 120_000 }).finally(() => clearInterval(timer));
+  if (samples.length === 0) sample(Math.round((performance.now() - t0) / 600) / 100); // a run that stopped before the first tick (a violation) is sampled once at its end
   const after = r.teardownAudit;
   const out: SoakResult = {
     minutes, cpus, seed, samples,
