@@ -47,17 +47,22 @@ export interface HostPlan {
   tasks: TaskPlan[];
 }
 
-export interface HostResult {
+/** What a run counts besides its statistics words: per host thread, and summed for the whole run. */
+export interface RunCounts {
+  syscallErrors: number;
+  lastSyscallError: string;
+  /** content oracle: reads checked, and those excused by a concurrent unmap */
+  readsChecked: number;
+  readsExcused: number;
+  /** COW oracle (scenarios with fork, pins or /proc/pid/mem writes): reads whose provenance was checked, and those it could not judge */
+  cowChecked: number;
+  cowUnjudged: number;
+}
+
+export interface HostResult extends RunCounts {
   hostId: number;
   violations: ViolationRecord[];
   latencies: number[];
-  syscallErrors: number;
-  lastSyscallError: string;
-  readsChecked: number;
-  readsExcused: number;
-  /** COW oracle: reads whose provenance was checked, and those it could not judge */
-  cowChecked: number;
-  cowUnjudged: number;
 }
 
 /** Everything a thread needs to run kernel code on a machine (also used at boot and by tests). */

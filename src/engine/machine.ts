@@ -24,7 +24,7 @@ import { do_madvise_advice, MADV_HUGEPAGE } from '../mm/madvise.ts';
 import { shmem_file_setup, file_put } from '../mm/shmem.ts';
 import { setKnobs } from '../inject/knobs.ts';
 import { type Scenario, placeThreads, ScenarioError, usesCowOracle } from './scenario.ts';
-import { makeHost, runHost, type HostPlan, type HostResult } from './hostrun.ts';
+import { makeHost, runHost, type HostPlan, type HostResult, type RunCounts } from './hostrun.ts';
 import { initDet, detDecisions, detStep, detDeadlocked } from './det.ts';
 import { detBudget, freeBudget } from './budget.ts';
 import { set_lazy_contract, set_lazy_series, resolve_lazy_series, LAZY_SERIES_LATEST, type LazySeries } from '../mm/lazy_mmu.ts';
@@ -84,7 +84,7 @@ export interface TraceEvent extends EventRecord {
   cpu: number;
 }
 
-export interface RunResult {
+export interface RunResult extends RunCounts {
   scenario: string;
   arch: string;
   cpus: number;
@@ -113,13 +113,6 @@ export interface RunResult {
   teardownAudit: AuditReport;
   hang?: string;
   crash?: string;
-  syscallErrors: number;
-  lastSyscallError: string;
-  readsChecked: number;
-  readsExcused: number;
-  /** COW oracle (scenarios with fork, pins or /proc/pid/mem writes): reads whose provenance was checked, and those it could not judge */
-  cowChecked: number;
-  cowUnjudged: number;
 }
 
 /**
