@@ -28,6 +28,24 @@ afterAll(() => rmSync(dir, { recursive: true, force: true }));
 /** One line, no stack trace. */
 const oneLine = (m: string): boolean => !/[\n\r]/.test(m.trimEnd()) && !/\n\s+at /.test(m);
 
+/** Each text written to `file` is either read by `load` or refused with one ScenarioError line starting with the file; most are refused. */
+async function fuzzFile(file: string, text: fc.Arbitrary<string>, load: (f: string) => Promise<unknown>): Promise<void> {
+  let rejected = 0;
+  await fc.assert(fc.asyncProperty(text, async (t) => {
+    writeFileSync(file, t);
+    try {
+      await load(file);
+    } catch (e) {
+      expect(e).toBeInstanceOf(ScenarioError);
+      const m = (e as Error).message;
+      expect(oneLine(m), m).toBe(true);
+      expect(m.startsWith(`${file}: `)).toBe(true);
+      rejected++;
+    }
+  }), { numRuns: RUNS, seed: SEED });
+  expect(rejected).toBeGreaterThan(RUNS / 2);
+}
+
 // ---- arbitraries ----------------------------------------------------------------
 
 const bases = [forkVsMremap, mremapVsTruncate].map((s) => JSON.parse(JSON.stringify(s)) as Record<string, unknown>);
@@ -149,20 +167,7 @@ describe('fuzzing the edges (fast-check, 1,000 cases each)', () => {
       fc.string({ maxLength: 60 }),
       fc.string({ unit: 'binary', maxLength: 60 }),
     );
-    let rejected = 0;
-    await fc.assert(fc.asyncProperty(text, async (t) => {
-      writeFileSync(file, t);
-      try {
-        await loadScenario(file);
-      } catch (e) {
-        expect(e).toBeInstanceOf(ScenarioError);
-        const m = (e as Error).message;
-        expect(oneLine(m), m).toBe(true);
-        expect(m.startsWith(`${file}: `)).toBe(true);
-        rejected++;
-      }
-    }), { numRuns: RUNS, seed: SEED });
-    expect(rejected).toBeGreaterThan(RUNS / 2);
+    await fuzzFile(file, text, loadScenario);
   });
 
   it('strace lines: replayStrace replays or throws one StraceParseError line naming file:line', () => {
@@ -218,20 +223,7 @@ describe('fuzzing the edges (fast-check, 1,000 cases each)', () => {
       { weight: 4, arbitrary: mutation.map((m) => JSON.stringify(mutate(good, m)) ?? '') },
       { weight: 1, arbitrary: fc.oneof(fc.string({ maxLength: 40 }), fc.json(), fc.nat(400).map((n) => JSON.stringify(good).slice(0, n))) },
     );
-    let rejected = 0;
-    await fc.assert(fc.asyncProperty(text, async (t) => {
-      writeFileSync(file, t);
-      try {
-        await readRepro(file);
-      } catch (e) {
-        expect(e).toBeInstanceOf(ScenarioError);
-        const m = (e as Error).message;
-        expect(oneLine(m), m).toBe(true);
-        expect(m.startsWith(`${file}: `)).toBe(true);
-        rejected++;
-      }
-    }), { numRuns: RUNS, seed: SEED });
-    expect(rejected).toBeGreaterThan(RUNS / 2);
+    await fuzzFile(file, text, readRepro);
   });
 });
 

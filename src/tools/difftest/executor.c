@@ -72,6 +72,18 @@ static void out(const char *fmt, ...) {
   if (n > 0) olen += (size_t)n;
 }
 
+/* this process's /proc/self/maps between #MAPS pid and #ENDMAPS lines (the final maps compared) */
+static void dump_maps(void) {
+  out("#MAPS %d\n", getpid());
+  flush_out();
+  int mf = open("/proc/self/maps", O_RDONLY);
+  char buf[4096];
+  ssize_t k;
+  while ((k = read(mf, buf, sizeof buf)) > 0) if (write(1, buf, (size_t)k) != k) _exit(3);
+  close(mf);
+  out("#ENDMAPS\n");
+}
+
 /* ---- names as strace prints them ---- */
 static const char *errname(int e) {
   switch (e) {
@@ -258,13 +270,7 @@ static void do_op(int i, int *skip) {
       if (read(go[0], &b, 1) != 1) _exit(5);
       close(go[0]);
       run(i + 1, i + 1 + n);
-      out("#MAPS %d\n", getpid());
-      flush_out();
-      int mf = open("/proc/self/maps", O_RDONLY);
-      char buf[4096];
-      ssize_t k;
-      while ((k = read(mf, buf, sizeof buf)) > 0) if (write(1, buf, (size_t)k) != k) _exit(3);
-      out("#ENDMAPS\n");
+      dump_maps();
       flush_out();
       _exit(0);
     }
@@ -303,13 +309,8 @@ static void sequence(long n) {
     out("%d memfd_create(\"difftest\", 0) = %d\n", getpid(), memfd);
     out("%d brk(NULL) = %#lx\n", getpid(), brk0);
     run(0, nops);
-    out("#MAPS %d\n", getpid());
-    flush_out();
-    int mf = open("/proc/self/maps", O_RDONLY);
-    char buf[4096];
-    ssize_t k;
-    while ((k = read(mf, buf, sizeof buf)) > 0) if (write(1, buf, (size_t)k) != k) _exit(3);
-    out("#ENDMAPS\n#ENDSEQ\n");
+    dump_maps();
+    out("#ENDSEQ\n");
     flush_out();
     _exit(0);
   }
