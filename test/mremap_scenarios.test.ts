@@ -14,8 +14,11 @@ describe('mremap-vs-fault', () => {
         const r = await runScenario(fault, { arch, seed, ops: 1500, hangTimeoutMs: 30000 });
         if (arch === 's390') {
           // s390 frees pages at __tlb_remove_page (arch/s390/include/asm/tlb.h) while v1's
-          // fast range in zap_pte_range still holds the clear: docs/fidelity.md
-          expect(r.violations.every((v) => ['pte-maps-free-frame', 'uaf-stale-tlb'].includes(v.kind)), `seed ${seed}`).toBe(true);
+          // fast range in zap_pte_range still holds the clear: docs/fidelity.md. Free-running threads
+          // meet that one finding through whichever oracle sees it first: the freed page still mapped,
+          // its stale translation used (UAF or stale-TLB), or the content read back from its next owner
+          // (docs/findings/s390-lazy-zap-uaf.md)
+          expect(r.violations.map((v) => v.kind).filter((k) => !['pte-maps-free-frame', 'uaf-stale-tlb', 'stale-tlb', 'content'].includes(k)), `seed ${seed}`).toEqual([]);
         } else {
           expect(r.violations, `seed ${seed}`).toEqual([]);
           expect(r.audit.ok && r.teardownAudit.ok).toBe(true);
