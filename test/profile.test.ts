@@ -1,4 +1,4 @@
-// `npm run profile`: clinic flame on a tiny inline run of seed-move-ptes writes an
+// `npm run profile`: clinic flame on a short inline run of seed-move-ptes writes an
 // HTML flame graph in which the simulated kernel's functions (move_ptes, the mremap
 // path) are application frames, not hidden as "V8 runtime" (which is what they are
 // without src/tools/profile/js_names.ts: clinic takes only *.js URLs for app code).
@@ -17,15 +17,18 @@ beforeAll(() => {
 
 describe('npm run profile', () => {
   it('flame on a tiny inline run: an HTML report whose app frames include move_ptes of src/mm/mremap.ts', async () => {
+    // 20,000 ops is ~0.7 s of simulated kernel: clinic flame samples the stack about once
+    // a millisecond, and a 150-op run (~30 ms) once had no move_ptes sample at all on a
+    // loaded CI machine (stop 17).
     // through npm, as a user types it (npm puts the pinned Node first on PATH; the driver must not need it)
     const r = await new Promise<{ code: number; stdout: string; stderr: string }>((res) => {
-      execFile('npm', ['run', '-s', 'profile', '--', '--dest', dest, 'flame', 'seed-move-ptes', '--cpus', '2', '--ops', '150'],
+      execFile('npm', ['run', '-s', 'profile', '--', '--dest', dest, 'flame', 'seed-move-ptes', '--cpus', '2', '--ops', '20000'],
         { cwd: ROOT, timeout: 150_000, env: { ...process.env, PATH: `/usr/bin:/bin:${process.env.PATH}` } }, (err, stdout, stderr) => {
           res({ code: err ? (typeof err.code === 'number' ? err.code : -1) : 0, stdout, stderr });
         });
     });
     expect(r.stdout).not.toMatch(/insight|usage statistics/i); // no prompt
-    expect(r.stdout).toMatch(/^ {2}mmsim run seed-move-ptes --cpus 2 --ops 150 --threads 1$/m); // inline by default
+    expect(r.stdout).toMatch(/^ {2}mmsim run seed-move-ptes --cpus 2 --ops 20000 --threads 1$/m); // inline by default
     const m = /^mmsim profile: report (\S+\.clinic-flame\.html) \(open it in a browser\)$/m.exec(r.stdout);
     expect(m, r.stdout + r.stderr).not.toBeNull();
     expect(r.code).toBe(0);
