@@ -98,6 +98,30 @@ describe('content model', () => {
   });
 });
 
+describe('content oracle and shared memory', () => {
+  it('unit: a CPU\'s newer tag in a shared word, written through another mm (a forked child, another process mapping the file), is not stale content; in private memory it is', () => {
+    const m = testMachine({ cpus: 1 });
+    const a = m.process([0]).mm;
+    const b = m.process([0]).mm;
+    const o = new ContentOracle(m.V, m.host, 0);
+    const va = 0x10000000;
+    const vb = 0x20000000; // b maps the same file page elsewhere
+    const off = 3 * 512;
+    const check = (share: string | undefined) => m.on(0, () => {
+      const t1 = o.tag(off);
+      o.wrote(a, va, t1, o.snapshot(a), share);
+      const t2 = o.tag(off);
+      o.wrote(b, vb, t2, o.snapshot(b), share);
+      o.read(a, va, t2, off); // a sees what this CPU wrote through b
+      o.read(b, vb, t2, off);
+    });
+    check('f1:3');
+    expect(m.violations).toEqual([]);
+    check(undefined); // the same in private memory: a's page cannot hold b's write
+    expect(m.violations.map((v) => v.message)).toEqual([expect.stringMatching(/cpu 0 read this CPU's older tag .* \(stale content\)/)]);
+  });
+});
+
 describe('refcount audit and double free', () => {
   it('the audit finds pages leaked by fault.leak_ref, live and after every mm exits', async () => {
     const r = await run(munmap, ['fault.leak_ref']);

@@ -214,7 +214,10 @@ export function boot(s: Scenario, cpus: number, hosts: number, arch: string, tlb
           if (faultin_page(mm, va, (protBits(r.prot) & PROT_WRITE) !== 0) !== VM_FAULT_OK) throw new ScenarioError(`${where}: populate: fault at 0x${va.toString(16)} failed (out of memory? raise machine.memoryMiB)`);
         }
       }
-      return { name: r.name, base, pages: r.pages, shared: r.shared, prot: r.prot, thp };
+      const share = !r.shared ? undefined
+        : r.file !== undefined && r.thp !== 'pud' ? { key: `f${files.get(r.file)}`, at: r.offset * PAGE_SIZE }
+          : { key: `p${pi}r${ri}`, at: 0 };
+      return { name: r.name, base, pages: r.pages, shared: r.shared, share, prot: r.prot, thp };
     });
     p.threads.forEach((t, ti) => {
       for (const c of placement[pi][ti]) {

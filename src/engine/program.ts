@@ -23,6 +23,12 @@ export interface RegionInfo {
   base: number;
   pages: number;
   shared: boolean;
+  /**
+   * a MAP_SHARED region: what names its memory in every mm that maps it, for the
+   * content oracle (`f<file id>@<byte offset of the region's start>`, or
+   * `p<process>r<region>@0` for shared anonymous memory, which fork shares)
+   */
+  share?: { key: string; at: number };
   prot: string;
   /** MADV_HUGEPAGE again after an mmap step re-maps part of it (src/mm/huge_memory.ts) */
   thp?: boolean;
@@ -61,7 +67,13 @@ interface Pin {
   off: number; // offset in its region (the content oracle's `where`)
   word: number;
   shared: boolean;
+  share?: string; // the content oracle's name of the word when shared (RegionInfo.share)
   left: number; // accesses through it still to do
+}
+
+/** The content oracle's name of a shared region's word at offset `off` (RegionInfo.share), undefined when private. */
+function shareOf(r: RegionInfo, off: number): string | undefined {
+  return r.share && `${r.share.key}:${Math.floor((r.share.at + off) / 512)}`;
 }
 
 interface Frame {
@@ -198,7 +210,7 @@ export class TaskRunner {
         const snap = oracle.snapshot(mm);
         oracle.cow.stamp(mm);
         if (cpu.write(va, tag)) {
-          oracle.wrote(mm, va, tag, snap);
+          oracle.wrote(mm, va, tag, snap, shareOf(r, off));
           oracle.cow.wrote(cpu.lastPfn, word, tag, r.shared);
         }
       } else if (cpu.read(va)) {
@@ -303,7 +315,7 @@ export class TaskRunner {
       return 1;
     }
     if (s.save) this.saved.set(s.save, { region: r.name, page, pages: 1 });
-    const p: Pin = { pfn, flags, va: r.base + off, off, word, shared: r.shared, left: s.hold };
+    const p: Pin = { pfn, flags, va: r.base + off, off, word, shared: r.shared, share: shareOf(r, off), left: s.hold };
     this.through(cpu, oracle, p);
     if (p.left > 0) this.pins.push(p);
     else gup_put_page(pfn, flags);
@@ -323,7 +335,7 @@ export class TaskRunner {
     if (pfn < 0) this.check(pfn, 'procmem-write');
     else {
       oracle.cow.wrote(pfn, word, tag, r.shared);
-      oracle.wrote(mm, r.base + off, tag, snap);
+      oracle.wrote(mm, r.base + off, tag, snap, shareOf(r, off));
     }
     return 1;
   }
@@ -370,7 +382,7 @@ export class TaskRunner {
       oracle.cow.stamp(mm);
       Atomics.store(cpu.I, at, tag);
       oracle.cow.wrote(p.pfn, p.word, tag, p.shared);
-      oracle.wrote(mm, p.va, tag, snap);
+      oracle.wrote(mm, p.va, tag, snap, p.share);
       // the program reads the result: the pinned page must still be what va maps
       if (cpu.read(p.va)) {
         oracle.read(mm, p.va, cpu.value, p.off);

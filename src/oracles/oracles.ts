@@ -11,6 +11,17 @@
 // that tag, unless a zap (munmap, exit) of that address began or ended since
 // the write: those legitimately discard contents. Zaps are logged in shared
 // memory by the kernel's discard hook.
+//
+// "This CPU wrote the word last" is known per (mm, address) for private memory
+// only. A word of a MAP_SHARED mapping (a page-cache page, or shmem shared across
+// fork) is one word in every mm that maps it: a forked child, or another process
+// mapping the same file, that runs on this CPU and writes it makes this CPU's
+// newer tag appear at the parent's address, and that is the page cache doing its
+// job, not a stale read. So a write to a shared word drops this CPU's expectations
+// for that word in every other mm (the `share` key names the word: file and
+// offset, or the shared anonymous region and offset). Before this, soak-mix at 8
+// CPUs reported "stale content" on about half of its 3-second runs: a child wrote
+// the shared file page on the CPU its parent ran on, and the parent read it.
 
 import type { Host, ViolationInfo } from '../hw/cpu.ts';
 import {
@@ -84,6 +95,7 @@ interface OwnWrite {
   seq: number; // MM_UNMAP_SEQ before the write
   slot: number; // MM_UNMAP_SLOT before the write
   uid: number; // MM_CTX_ID of the mm written: an entry of an earlier mm in the same slot is void
+  share?: string; // a word of a shared mapping: the same word in every mm that maps it
 }
 
 export const TAG_CPU_SHIFT = 24;
@@ -104,6 +116,8 @@ export function tagCpu(tag: number): number {
 export class ContentOracle {
   private seq = 0;
   private readonly own = new Map<number, OwnWrite>();
+  /** a shared word -> the (mm, address) keys of `own` that hold an expectation of it */
+  private readonly shared = new Map<string, Set<number>>();
   private readonly V: Views;
   private readonly cpu: number;
   private readonly host: Host;
@@ -137,15 +151,26 @@ export class ContentOracle {
     };
   }
 
-  wrote(mm: number, va: number, tag: number, snap: OwnWrite): void {
+  /** `share`: the word is of a shared mapping (see the top of this file), named file and offset or region and offset. */
+  wrote(mm: number, va: number, tag: number, snap: OwnWrite, share?: string): void {
     const k = this.key(mm, va);
+    if (share !== undefined) {
+      // this write is what every other mm mapping the word will read: no other expectation of it holds
+      const keys = this.shared.get(share);
+      if (keys) {
+        for (const x of keys) if (x !== k) this.own.delete(x);
+        keys.clear();
+        keys.add(k);
+      } else this.shared.set(share, new Set([k]));
+    }
     const o = this.own.get(k);
     if (o) {
       o.tag = tag;
       o.seq = snap.seq;
       o.slot = snap.slot;
       o.uid = snap.uid;
-    } else this.own.set(k, { tag, seq: snap.seq, slot: snap.slot, uid: snap.uid });
+      o.share = share;
+    } else this.own.set(k, { tag, seq: snap.seq, slot: snap.slot, uid: snap.uid, share });
   }
 
   /**
@@ -163,9 +188,12 @@ export class ContentOracle {
       if (k < lo || k >= lo + 2 ** 40 || o.uid !== puid) continue;
       const va = (k - lo) * 512;
       if (this.discardedSince(parent, va, o)) continue;
-      add.push([this.key(child, va), { tag: o.tag, seq: snap.seq, slot: snap.slot, uid: snap.uid }]);
+      add.push([this.key(child, va), { tag: o.tag, seq: snap.seq, slot: snap.slot, uid: snap.uid, share: o.share }]);
     }
-    for (const [k, o] of add) this.own.set(k, o);
+    for (const [k, o] of add) {
+      this.own.set(k, o);
+      if (o.share !== undefined) this.shared.get(o.share)?.add(k);
+    }
   }
 
   /** Was va's content possibly discarded since the snapshot? */
