@@ -14,11 +14,21 @@ function shard(v: string): string {
   return v;
 }
 
+/** --arch: one TLB-flush model, a comma-separated list, or 'all' */
+function arches(v: string): string[] {
+  const list = v === 'all' ? [...ARCH_NAMES] : v.split(',').map((x) => x.trim());
+  for (const a of list) {
+    if (!(ARCH_NAMES as readonly string[]).includes(a)) throw new InvalidArgumentError(`unknown arch '${a}'; one or more of ${ARCH_NAMES.join(', ')} (comma-separated), or all`);
+  }
+  if (new Set(list).size !== list.length) throw new InvalidArgumentError(`an arch is given twice in '${v}'`);
+  return list;
+}
+
 export function registerStress(program: Command): void {
   const stress = program
     .command('stress')
     .description('run many seeds of scenarios in parallel: JSON lines, repro files for failures, a table (exit 0 all clean, 1 a seed failed, 2 bad input)')
-    .argument('<scenario...>', 'scenario files (.ts or .json) or names from the library (mmsim list)')
+    .argument('<scenario...>', "scenario files (.ts or .json) or names from the library (mmsim list); 'all': every library scenario")
     .option('--seeds <n>', 'seeds per scenario', int('--seeds', 1, 1e9), 100)
     .option('--seed-base <n>', 'first seed: the campaign runs seeds base .. base+n-1', int('--seed-base', 0, 2 ** 31 - 1), 1)
     .option('--jobs <j>', 'seeds run in parallel (default: available cores)', int('--jobs', 1, 1024))
@@ -28,7 +38,7 @@ export function registerStress(program: Command): void {
     .option('--no-progress', 'no progress bar (there is none either when stderr is not a terminal)')
     .option('--task-timeout <ms>', 'a seed running longer than this fails as a timeout (default 10 min + --duration)', int('--task-timeout', 100, 1e10))
     .option('--cpus <n>', 'simulated CPUs (1-256)', int('--cpus', 1, 256))
-    .addOption(new Option('--arch <arch>', 'TLB-flush model').choices(ARCH_NAMES))
+    .option('--arch <arch>', `TLB-flush model, or several (comma-separated, or 'all': ${ARCH_NAMES.join(', ')}): every scenario runs on each, rows named <scenario>@<arch>`, arches)
     .option('--ops <n>', 'operations per CPU', int('--ops', 1, 1e12))
     .option('--duration <ms>', 'run each seed for this long instead of a fixed number of operations', int('--duration', 1, 1e9))
     .option('--threads <t>', 'host threads per seed (default 1: inline, every CPU on the task thread; deterministic: one per CPU)', int('--threads', 1, 256))
@@ -45,7 +55,7 @@ export function registerStress(program: Command): void {
     .action(async (scenarios: string[], opts) => {
       if (opts.tlb !== undefined && opts.tlb & (opts.tlb - 1)) throw new InvalidArgumentError('--tlb must be a power of two');
       const run: TaskOptions = {
-        cpus: opts.cpus, arch: opts.arch, ops: opts.ops, durationMs: opts.duration, threads: opts.threads, delay: opts.delay,
+        cpus: opts.cpus, arch: opts.arch?.length === 1 ? opts.arch[0] : undefined, ops: opts.ops, durationMs: opts.duration, threads: opts.threads, delay: opts.delay,
         tlbEntries: opts.tlb, knobs: opts.knob.length ? opts.knob : undefined, hangTimeoutMs: opts.hangTimeout,
         mode: opts.mode, preemptions: opts.preemptions, hotPreempt: opts.hotPreempt, lazyContract: opts.lazyContract, lazySeries: opts.lazySeries, preempt: opts.preempt,
       };
@@ -55,7 +65,7 @@ export function registerStress(program: Command): void {
       process.once('SIGINT', onSigint);
       try {
         const sum = await runCampaign({
-          scenarios, seeds: opts.seeds, seedBase: opts.seedBase, jobs: opts.jobs, shard: opts.shard, out: opts.out,
+          scenarios, arches: opts.arch?.length > 1 ? opts.arch : undefined, seeds: opts.seeds, seedBase: opts.seedBase, jobs: opts.jobs, shard: opts.shard, out: opts.out,
           reproDir: opts.reproDir, progress: opts.progress, run, taskTimeoutMs: opts.taskTimeout, signal: stop.signal,
         });
         process.exitCode = sum.exitCode;

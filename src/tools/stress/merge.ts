@@ -85,7 +85,9 @@ function findRepro(path: string, reproDir: string | undefined, file: string): st
 
 /** The re-run line of a failure without a repro file: what the line tells (the other run flags are the campaign's). */
 function rerunFromLine(r: SeedResult): string {
-  const a = ['mmsim', 'run', r.scenario, '--seed', String(r.seed), '--cpus', String(r.cpus), '--threads', String(r.threads)];
+  // `<scenario>@<arch>`: a row of a campaign over several arches
+  const [name, arch] = r.scenario.split('@');
+  const a = ['mmsim', 'run', name, ...(arch ? ['--arch', arch] : []), '--seed', String(r.seed), '--cpus', String(r.cpus), '--threads', String(r.threads)];
   if (r.mode === 'deterministic') a.push('--mode', 'deterministic');
   for (const k of r.knobs) a.push('--knob', k);
   return `${a.join(' ')} (plus the campaign's other run flags)`;

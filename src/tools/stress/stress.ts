@@ -8,9 +8,10 @@
 import { Piscina } from 'piscina';
 import cliProgress from 'cli-progress';
 import { closeSync, mkdirSync, openSync, writeSync } from 'node:fs';
+import { readdir } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
 import { join, resolve } from 'node:path';
-import { loadScenario, resolveScenario, placeThreads, ScenarioError, type Scenario } from '../../engine/scenario.ts';
+import { loadScenario, resolveScenario, placeThreads, ScenarioError, SCENARIO_DIR, type Scenario } from '../../engine/scenario.ts';
 import { KNOB_NAMES } from '../../inject/knobs.ts';
 import { makeRepro, reproFileName, writeRepro, type Repro } from '../repro/repro.ts';
 import { resolveRunOptions, withScenarioKnobs, type RunOptions, type RunResult } from '../../engine/machine.ts';
@@ -72,8 +73,13 @@ export interface Shard {
 }
 
 export interface CampaignOptions {
-  /** scenario files or library names, resolved like `mmsim run` */
+  /** scenario files or library names, resolved like `mmsim run`; 'all': every scenario of the library */
   scenarios: string[];
+  /**
+   * run every scenario on each of these TLB-flush models (a campaign over arches); with more than one, each
+   * row, result line and repro file is named `<scenario>@<arch>`. Default: the run options' arch (or the scenario's)
+   */
+  arches?: string[];
   seeds: number;
   /** first seed (default 1): the campaign runs seeds seedBase + 0 .. seeds-1 */
   seedBase?: number;
@@ -246,6 +252,8 @@ export function formatTable(sum: CampaignSummary): string {
 interface Plan {
   /** as given on the command line (for the re-run line) */
   arg: string;
+  /** the row's name: the scenario's, or `<scenario>@<arch>` in a campaign over several arches */
+  label: string;
   file: string;
   scenario: Scenario;
   options: TaskOptions;
@@ -265,7 +273,7 @@ function reproWithoutResult(p: Plan, seed: number, kind: string, message: string
 function failedResult(p: Plan, seed: number, kind: string, message: string, wallMs: number): TaskResult {
   const r = resolveRunOptions(p.scenario, p.options);
   return {
-    scenario: p.scenario.name, seed, ok: false, exit: kind === 'crash' ? 3 : 1, kind, message, wallMs: Math.round(wallMs * 10) / 10,
+    scenario: p.label, seed, ok: false, exit: kind === 'crash' ? 3 : 1, kind, message, wallMs: Math.round(wallMs * 10) / 10,
     ops: 0, shootdowns: 0, p50Ns: 0, p99Ns: 0, cpus: r.cpus, threads: r.threads,
     exec: null, mode: r.deterministic ? 'deterministic' : 'free', knobs: r.knobs, repro: reproWithoutResult(p, seed, kind, message),
   };
@@ -313,7 +321,7 @@ async function prepareCampaign(o: CampaignOptions): Promise<Campaign> {
   for (const k of run.knobs ?? []) {
     if (!(KNOB_NAMES as string[]).includes(k)) throw new CampaignError(`unknown bug knob '${k}' (mmsim knobs lists them)`);
   }
-  const plans = await planScenarios(o.scenarios, run);
+  const plans = await planScenarios(o.scenarios, run, o.arches);
   const outName = o.out ?? 'stress-results.jsonl';
   const toStdout = outName === '-';
   const reproDir = resolve(o.reproDir ?? '.');
@@ -338,21 +346,33 @@ async function prepareCampaign(o: CampaignOptions): Promise<Campaign> {
   return { o, seedBase, jobs, shard, run, hunt, plans, outName, toStdout, reproDir, taskTimeoutMs, fd, print, planned };
 }
 
-/** Load every scenario, check its threads fit the CPUs, and give it the campaign's options. */
-async function planScenarios(args: string[], run: TaskOptions): Promise<Plan[]> {
+/** Load every scenario ('all': the library), check its threads fit the CPUs, and give it the campaign's options (per arch). */
+async function planScenarios(args: string[], run: TaskOptions, arches?: string[]): Promise<Plan[]> {
   const plans: Plan[] = [];
+  const expanded: string[] = [];
   for (const arg of args) {
+    if (arg === 'all') {
+      const lib = (await readdir(SCENARIO_DIR)).filter((f) => f.endsWith('.ts') || f.endsWith('.json')).sort();
+      expanded.push(...lib.map((f) => join(SCENARIO_DIR, f)));
+    } else expanded.push(arg);
+  }
+  const each = arches && arches.length > 0 ? arches : [run.arch];
+  for (const arg of expanded) {
     const file = await resolveScenario(arg);
     const scenario = await loadScenario(file);
-    if (plans.some((p) => p.scenario.name === scenario.name)) throw new CampaignError(`${arg}: a second scenario named '${scenario.name}' (repro files are named after the scenario)`);
-    try {
-      placeThreads(scenario, resolveRunOptions(scenario, run).cpus);
-    } catch (e) {
-      throw new CampaignError(`${file}: ${errorMessage(e)}`);
+    for (const arch of each) {
+      const label = each.length > 1 ? `${scenario.name}@${arch}` : scenario.name;
+      if (plans.some((p) => p.label === label)) throw new CampaignError(`${arg}: a second scenario named '${scenario.name}' (repro files are named after the scenario)`);
+      const opts = clean({ ...run, arch });
+      try {
+        placeThreads(scenario, resolveRunOptions(scenario, opts).cpus);
+      } catch (e) {
+        throw new CampaignError(`${file}: ${errorMessage(e)}`);
+      }
+      // like `mmsim run --knob`: the scenario's own knobs plus the ones asked for
+      const knobs = withScenarioKnobs(scenario, run.knobs);
+      plans.push({ arg, label, file: resolve(file), scenario, options: clean({ ...opts, knobs }) });
     }
-    // like `mmsim run --knob`: the scenario's own knobs plus the ones asked for
-    const knobs = withScenarioKnobs(scenario, run.knobs);
-    plans.push({ arg, file: resolve(file), scenario, options: clean({ ...run, knobs }) });
   }
   return plans;
 }
@@ -360,7 +380,7 @@ async function planScenarios(args: string[], run: TaskOptions): Promise<Plan[]> 
 function campaignHeader(c: Campaign): string {
   const { o, seedBase, shard, jobs, run, hunt, plans, planned } = c;
   const last = seedBase + o.seeds - 1;
-  return `mmsim stress: ${plans.map((p) => p.scenario.name).join(', ')} x seeds ${seedBase}..${last}`
+  return `mmsim stress: ${plans.map((p) => p.label).join(', ')} x seeds ${seedBase}..${last}`
     + `${shard ? `, shard ${shard.index}/${shard.count}` : ''}: ${fmtInt(planned)} runs on ${jobs} job${jobs > 1 ? 's' : ''}`
     + `, ${hunt ? describeSwarm() : run.mode === 'deterministic' ? `deterministic${run.preemptions ? ` (${run.preemptions} preemptions)` : ''}`
       : run.threads === 1 ? 'inline (1 host thread per run)' : `${run.threads} host threads per run`}`
@@ -489,6 +509,7 @@ async function runSeed(c: Campaign, g: Progress, pool: Piscina<StressTask, TaskR
     return;
   }
   if (drawn.family) t.family = drawn.family;
+  t.scenario = p0.label; // `<scenario>@<arch>` in a campaign over arches: its line, its repro file
   await recordSeed(c, g, ai, t);
 }
 
@@ -543,7 +564,7 @@ async function runSeeds(c: Campaign, g: Progress): Promise<void> {
 function summarise(c: Campaign, g: Progress): CampaignSummary {
   const wallMs = performance.now() - g.t0;
   const scenarios: ScenarioSummary[] = g.agg.map((a) => ({
-    scenario: a.p.scenario.name, file: a.p.file, seeds: a.seeds, failed: a.failed, kinds: a.kinds,
+    scenario: a.p.label, file: a.p.file, seeds: a.seeds, failed: a.failed, kinds: a.kinds,
     opsPerSec: a.wallMs > 0 ? a.ops / (a.wallMs / 1000) : 0,
     p50Ns: median(a.p50), p99Ns: median(a.p99), worstP99Ns: a.p99.reduce((m, x) => Math.max(m, x), 0),
     firstFailure: a.first, rerun: a.rerun,
