@@ -57,7 +57,7 @@ export function buildProgram(): Command {
     .option('--tlb <entries>', 'TLB entries per CPU (power of two)', int('--tlb', 1, 65536))
     .option('--knob <name>', 'turn on a bug-injection knob (repeatable)', knob, [] as string[])
     .option('--keep-going', 'do not stop at the first violation')
-    .option('--hang-timeout <ms>', 'declare a hang after this long without progress', int('--hang-timeout', 100, 1e9))
+    .option('--hang-timeout <ms>', 'declare a hang after this long without progress (up to 4x longer when the host is loaded: its load average per core)', int('--hang-timeout', 100, 1e9))
     .option('--json <file>', 'also write the result as JSON')
     .option('--cpu-prof <dir>', 'write a V8 CPU profile per host thread (host-<n>.cpuprofile; open in Chrome DevTools)')
     .option('--repro-dir <dir>', 'where a failing run writes its repro file', '.')

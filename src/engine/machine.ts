@@ -4,7 +4,7 @@
 // then audit and summarise.
 
 import { Worker } from 'node:worker_threads';
-import { availableParallelism } from 'node:os';
+import { availableParallelism, loadavg } from 'node:os';
 import * as Comlink from 'comlink';
 import nodeEndpoint from 'comlink/dist/esm/node-adapter.mjs';
 import {
@@ -388,6 +388,17 @@ interface Supervised {
 }
 
 /** Progress of the whole machine: operations, syscalls and IPIs received by every CPU, and finished hosts. */
+/**
+ * How many times longer than --hang-timeout to wait before calling a run hung: the host's 1-minute
+ * load average per core, between 1 and 4. A host thread that is runnable but not running for
+ * seconds is the OS's doing, not the simulated kernel's; a real hang (a lost wake-up, a deadlock)
+ * is still reported, at most 4 times later on a loaded machine. Deterministic deadlocks are found
+ * exactly, without a timeout.
+ */
+function loadFactor(): number {
+  return Math.min(4, Math.max(1, loadavg()[0] / availableParallelism()));
+}
+
 function progress(V: Views, cpus: number): number {
   const { I, L } = V;
   let p = 0;
@@ -440,11 +451,16 @@ async function superviseWorkers(V: Views, r: ResolvedRunOptions, hosts: number, 
         setTimeout(() => requestStop(V), r.durationMs).unref();
       }
       const p = progress(V, r.cpus);
-      if (p !== last || !startedAt) {
+      // every CPU has finished its program: what is left is the hosts handing their results back (a crash
+      // there is the worker's 'error'/'exit'), not a hang. Seen: 256 worker threads at load average ~100
+      // all done, their results still in transit after 60 s, reported as a hang.
+      const allDone = Atomics.load(I, L.header + H_DONE) >= r.cpus;
+      if (p !== last || !startedAt || allDone) {
         last = p;
         lastChange = performance.now();
-      } else if (performance.now() - lastChange > hangMs) {
-        res(`no CPU made progress for ${(hangMs / 1000).toFixed(0)} s\n${describeHang(V)}`);
+      } else if (performance.now() - lastChange > hangMs * loadFactor()) {
+        const f = loadFactor();
+        res(`no CPU made progress for ${(hangMs * f / 1000).toFixed(0)} s${f > 1 ? ` (--hang-timeout ${(hangMs / 1000).toFixed(0)} s x ${f.toFixed(1)}, the host's load average per core)` : ''}\n${describeHang(V)}`);
       }
     }, 50);
   });

@@ -10,6 +10,7 @@ import cliProgress from 'cli-progress';
 import { closeSync, mkdirSync, openSync, writeSync } from 'node:fs';
 import { readdir } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
+import type { Worker } from 'node:worker_threads';
 import { join, resolve } from 'node:path';
 import { loadScenario, resolveScenario, placeThreads, ScenarioError, SCENARIO_DIR, type Scenario } from '../../engine/scenario.ts';
 import { KNOB_NAMES } from '../../inject/knobs.ts';
@@ -414,6 +415,8 @@ interface Progress {
   t0: number;
   multi: cliProgress.MultiBar | null;
   bar: cliProgress.SingleBar | undefined;
+  /** every pool thread seen running a seed: all have exited when the campaign returns */
+  threads: Set<Worker>;
 }
 
 function startProgress(c: Campaign): Progress {
@@ -426,7 +429,7 @@ function startProgress(c: Campaign): Progress {
     : null;
   return {
     agg: c.plans.map((p) => ({ p, seeds: 0, failed: 0, kinds: {}, ops: 0, wallMs: 0, p50: [], p99: [], rerun: undefined, first: undefined })),
-    failures: [], reproFiles: [], done: 0, failed: 0, failLogged: 0, badInput: undefined, interrupted: false,
+    failures: [], reproFiles: [], done: 0, failed: 0, failLogged: 0, badInput: undefined, interrupted: false, threads: new Set(),
     t0: performance.now(), multi, bar: multi?.create(c.planned, 0, { failed: 0, rate: '0.0' }),
   };
 }
@@ -478,15 +481,19 @@ async function recordSeed(c: Campaign, g: Progress, ai: number, t: TaskResult): 
 }
 
 /** Run one seed on the pool, with its timeout; a task that throws or times out becomes a failed seed. */
-async function runSeed(c: Campaign, g: Progress, pool: Piscina<StressTask, TaskResult | TaskBadInput>, inflight: Set<AbortController>, ai: number, seed: number): Promise<void> {
+async function runSeed(c: Campaign, g: Progress, pool: Piscina<StressTask, TaskResult | TaskBadInput>, inflight: Map<AbortController, () => void>, ai: number, seed: number): Promise<void> {
   const p0 = c.plans[ai];
   const drawn = c.hunt ? seedOptions(seed, p0.scenario, p0.options) : { options: p0.options, family: undefined };
   const p: Plan = { ...p0, options: drawn.options };
   const ac = new AbortController();
-  inflight.add(ac);
+  const noteThreads = (): void => {
+    for (const w of pool.threads) g.threads.add(w);
+  };
+  inflight.set(ac, noteThreads);
   let timedOut = false;
   const timer = setTimeout(() => {
     timedOut = true;
+    noteThreads(); // piscina drops the thread from pool.threads as it terminates it
     ac.abort();
   }, c.taskTimeoutMs);
   const started = performance.now();
@@ -525,10 +532,13 @@ async function runSeeds(c: Campaign, g: Progress): Promise<void> {
   });
   // a worker that dies between tasks: its next task is rejected (a 'crash' seed); nothing else to do
   pool.on('error', () => {});
-  const inflight = new Set<AbortController>();
+  const inflight = new Map<AbortController, () => void>();
   const onAbort = (): void => {
     g.interrupted = true;
-    for (const ac of inflight) ac.abort();
+    for (const [ac, noteThreads] of inflight) {
+      noteThreads();
+      ac.abort();
+    }
   };
   if (o.signal?.aborted) g.interrupted = true;
   o.signal?.addEventListener('abort', onAbort, { once: true });
@@ -557,8 +567,31 @@ async function runSeeds(c: Campaign, g: Progress): Promise<void> {
     g.bar?.update(g.done, { failed: g.failed, rate: (g.done / Math.max((performance.now() - g.t0) / 1000, 1e-3)).toFixed(1) });
     g.multi?.stop();
     if (!c.toStdout) closeSync(c.fd);
+    for (const w of pool.threads) g.threads.add(w);
     await pool.destroy();
+    await threadsGone(g.threads);
   }
+}
+
+/**
+ * Wait until every thread the pool ran has exited. pool.destroy() resolves before a thread that an
+ * abort (a timeout, Ctrl-C) terminated has finished exiting; on a loaded machine such threads were
+ * still alive when runCampaign returned (seen: 2 of them, load average ~50). Bounded: a thread that
+ * never exits is left to the process's exit, with a line saying so.
+ */
+async function threadsGone(threads: Set<Worker>): Promise<void> {
+  const alive = [...threads].filter((w) => w.threadId !== -1);
+  if (alive.length === 0) return;
+  let timer: NodeJS.Timeout | undefined;
+  const exited = Promise.all(alive.map((w) => new Promise<void>((res) => {
+    if (w.threadId === -1) res();
+    else w.once('exit', () => res());
+  })));
+  const late = await Promise.race([exited.then(() => false), new Promise<boolean>((res) => {
+    timer = setTimeout(() => res(true), 30_000);
+  })]);
+  clearTimeout(timer);
+  if (late) process.stderr.write(`mmsim stress: ${alive.filter((w) => w.threadId !== -1).length} pool threads still exiting 30 s after the campaign ended\n`);
 }
 
 function summarise(c: Campaign, g: Progress): CampaignSummary {
