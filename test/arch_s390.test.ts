@@ -17,6 +17,8 @@ import { lazy_mmu_mode_enable, lazy_mmu_mode_disable, lazy_mmu_mode_enable_fast_
 import { mmu_gather, tlb_gather_mmu, tlb_finish_mmu } from '../src/mm/mmu_gather.ts';
 import { unmap_page_range } from '../src/mm/memory.ts';
 import { s390, IPTE_RANGE_MAX } from '../src/arch/s390/index.ts';
+import { s390_pte_store } from '../src/oracles/s390_rule.ts';
+import { mmWord, cpuCtl, MM_S390_ATTACH_MASK, CC_LOADED_MM } from '../src/hw/layout.ts';
 
 const stat = (m: TestMachine, cpu: number, f: number): number => m.V.I[statWord(m.V.L, cpu, f)];
 const pteOf = (m: TestMachine, mm: number, va: number): number =>
@@ -174,6 +176,23 @@ describe('s390 outside a batch: IPTE at the change, flush_tlb_* only after a laz
     expect(cached(m, 1, va)).toBe(true);
     expect(mem(m, ptep0)).toBe(e & ~_PAGE_RW);
     expect(m.violations.map((v) => v.kind)).toEqual(['s390-valid-entry-changed']);
+  });
+
+  it('the rule oracle and ptep_flush_lazy: a CPU that joined cpu_attach_mask after the check but has not loaded the ASCE is no reason to report; one that translates through the mm is', () => {
+    const { m, mm, ptep0 } = setup(2, { cpus: [0] });
+    const e = mem(m, ptep0);
+    const attach = mmWord(m.V.L, mm, MM_S390_ATTACH_MASK);
+    const loaded = cpuCtl(m.V.L, 1, CC_LOADED_MM);
+    // cpu 1 is in switch_mm_irqs_off: its bit is set, CR7 still holds the invalid ASCE (it waits for flush_count)
+    Atomics.or(m.V.I, attach, 1 << 1);
+    Atomics.store(m.V.I, loaded, -1);
+    m.on(0, (cpu) => s390_pte_store(cpu, mm, ptep0, e & ~_PAGE_PRESENT, 'ptep_flush_lazy', 'lazy-invalidate'));
+    expect(m.violations).toEqual([]);
+    // cpu 1 has the mm loaded: the same store breaks the rule
+    Atomics.store(m.V.I, ptep0 + 1, e);
+    Atomics.store(m.V.I, loaded, mm);
+    m.on(0, (cpu) => s390_pte_store(cpu, mm, ptep0 + 1, e & ~_PAGE_PRESENT, 'ptep_flush_lazy', 'lazy-invalidate'));
+    expect(m.violations.map((v) => v.message)).toEqual([expect.stringMatching(/cpu 0: ptep_flush_lazy changed a valid PTE of mm \d+ attached to cpu 0,1 without IPTE/)]);
   });
 
   it('mprotect to read-only: one quiesce for the run, no stale writable translation', () => {
