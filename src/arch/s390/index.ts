@@ -207,12 +207,14 @@ export function __tlb_flush_mm(cpu: Cpu, mm: number): void {
   const I = cpu.I;
   const L = cpu.V.L;
   const fc = mmWord(L, mm, MM_S390_FLUSH_COUNT);
+  s390_preempt_disable(cpu);
   Atomics.add(I, fc, 1);
   const mask = mmWord(L, mm, MM_CPUMASK);
   const attach = mmWord(L, mm, MM_S390_ATTACH_MASK);
   for (let w = 0; w < CPUMASK_WORDS; w++) Atomics.store(I, mask + w, Atomics.load(I, attach + w));
   global_purge(cpu, mm, 0, -1, () => {});
   flush_count_dec(cpu, mm);
+  s390_preempt_enable(cpu);
   cpu.stat(ST_FLUSH_FULL);
   cpu.stat(ST_IDTE);
   cpu.ring.log(EV.FLUSH_LOCAL, 0, -1);
@@ -231,19 +233,38 @@ export function __tlb_flush_mm_lazy(cpu: Cpu, mm: number): void {
   spin_unlock(lock);
 }
 
-/** ptep_xchg_direct: ptep_flush_direct, then store the new value (ptep_xchg_commit). */
+// preempt_disable() / preempt_enable() around every flush_count section, as
+// arch/s390/mm/pgtable.c has them in ptep_xchg_direct, ptep_xchg_lazy,
+// ptep_modify_prot_start and pmdp_xchg_direct, and asm/tlbflush.h in __tlb_flush_mm:
+// a task must not be preempted with mm->context.flush_count raised, or a task that
+// switches the mm in on the same CPU spins in finish_arch_post_lock_switch (with
+// preemption off) for ever. It matters under PREEMPT_RT, where the PTL those paths
+// hold no longer disables preemption (without it, mremap-vs-fault --arch s390
+// --preempt rt hung on every seed).
+function s390_preempt_disable(cpu: Cpu): void {
+  cpu.preemptOff++;
+}
+function s390_preempt_enable(cpu: Cpu): void {
+  cpu.preemptOff--;
+}
+
+/** ptep_xchg_direct: ptep_flush_direct, then store the new value (ptep_xchg_commit); preemption off. */
 function ptep_xchg_direct(cpu: Cpu, mm: number, addr: number, ptep: number, mk: (old: number) => number, prim: string): number {
   cpu.sched_point();
+  s390_preempt_disable(cpu);
   const old = ptep_flush_direct(cpu, mm, addr, ptep);
   s390_pte_store(cpu, mm, ptep, mk(old), prim);
+  s390_preempt_enable(cpu);
   return old;
 }
 
-/** ptep_xchg_lazy: ptep_flush_lazy, then store the new value. */
+/** ptep_xchg_lazy: ptep_flush_lazy, then store the new value; preemption off. */
 function ptep_xchg_lazy(cpu: Cpu, mm: number, addr: number, ptep: number, mk: (old: number) => number, prim: string): number {
   cpu.sched_point();
+  s390_preempt_disable(cpu);
   const old = ptep_flush_lazy(cpu, mm, addr, ptep);
   s390_pte_store(cpu, mm, ptep, mk(old), prim);
+  s390_preempt_enable(cpu);
   return old;
 }
 
@@ -337,7 +358,12 @@ function ptep_modify_prot_start(mm: number, addr: number, ptep: number): number 
   if (old !== PTE_POISON) return old;
   const cpu = current;
   cpu.sched_point();
-  return ptep_flush_lazy(cpu, mm, addr, ptep);
+  // the kernel keeps preemption off from here to ptep_modify_prot_commit; the model only across
+  // the flush_count section (a little more preemption than the kernel allows, never less)
+  s390_preempt_disable(cpu);
+  const prev = ptep_flush_lazy(cpu, mm, addr, ptep);
+  s390_preempt_enable(cpu);
+  return prev;
 }
 
 /** ptep_modify_prot_commit: a plain store (start left the entry invalid); the cache inside a range. */
@@ -454,6 +480,7 @@ function pmdp_huge_xchg(mm: number, addr: number, pmdp: number, size: number, va
       old = Atomics.and(I, pmdp, ~_PAGE_PRESENT);
     };
     const fc = mmWord(cpu.V.L, mm, MM_S390_FLUSH_COUNT);
+    s390_preempt_disable(cpu);
     Atomics.add(I, fc, 1);
     if (mm_cpumask_only_here(cpu, mm)) {
       invalidate();
@@ -463,6 +490,7 @@ function pmdp_huge_xchg(mm: number, addr: number, pmdp: number, size: number, va
       global_purge(cpu, mm, v0, v1, invalidate);
     }
     flush_count_dec(cpu, mm);
+    s390_preempt_enable(cpu);
     cpu.stat(ST_IDTE);
     cpu.ring.log(EV.FLUSH_LOCAL, addr, size / PAGE_SIZE);
   }
