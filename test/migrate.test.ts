@@ -8,6 +8,8 @@ import { lazy_mmu_mode_enable, lazy_mmu_mode_disable } from '../src/mm/lazy_mmu.
 import { do_mmap, do_munmap, MAP_ANONYMOUS, MAP_PRIVATE, PROT_READ, PROT_WRITE } from '../src/mm/mmap.ts';
 import { context_switch } from '../src/mm/mmu_context.ts';
 import { xen_cpu, XEN_LAZY_NONE, XEN_LAZY_MMU } from '../src/arch/x86-xenpv/index.ts';
+import { loadScenario } from '../src/engine/scenario.ts';
+import { runScenario } from '../src/engine/machine.ts';
 
 type M = ReturnType<typeof testMachine>;
 const stat = (m: M, cpu: number, f: number): number => m.V.I[statWord(m.V.L, cpu, f)];
@@ -123,4 +125,17 @@ describe('migration of a preempted task', () => {
     expect(stat(m, 0, ST_PREEMPTIONS)).toBe(1);
     expect(stat(m, 0, ST_MIGRATIONS)).toBe(0);
   });
+});
+
+describe('a run with migrations replays exactly', () => {
+  it('cow-vmsplice inline (one host thread), cow.reuse_by_mapcount, seed 2: the same migrations, the same violation, twice', async () => {
+    const sc = await loadScenario('scenarios/cow-vmsplice.ts');
+    const o = { threads: 1, seed: 2, knobs: ['cow.reuse_by_mapcount'], preempt: 'full' as const, hangTimeoutMs: 60000 };
+    const a = await runScenario(sc, o);
+    const b = await runScenario(sc, o);
+    expect(a.stats.migrations).toBeGreaterThan(0);
+    expect(a.violations.length).toBeGreaterThan(0);
+    expect(b.stats).toEqual(a.stats);
+    expect(b.violations.map((v) => v.message)).toEqual(a.violations.map((v) => v.message));
+  }, 120000);
 });
