@@ -111,3 +111,20 @@ describe('do_anonymous_page on arm64: __folio_mark_uptodate orders the zeroes be
     expect(r.seen).toBe(0); // read at the hot point after x86's set_pte_at: the zeroes were stored first
   });
 });
+
+describe('munmap-vs-access on arm64, deterministic, fault.uptodate_no_smp_wmb', async () => {
+  const { loadScenario } = await import('../src/engine/scenario.ts');
+  const { runScenario } = await import('../src/engine/machine.ts');
+  const s = await loadScenario('scenarios/munmap-vs-access.ts');
+  const opts = (knobs: string[]) => ({ mode: 'deterministic' as const, arch: 'arm64', seed: 1, hotPreempt: 0.3, ops: 1500, knobs, hangTimeoutMs: 120000 });
+  it('caught by the content oracle, the same failure on the same schedule on replay; clean with the barrier', async () => {
+    const a = await runScenario(s, opts(['fault.uptodate_no_smp_wmb']));
+    expect(a.violations.map((v) => v.kind)).toContain('content');
+    expect(a.stats.sbStores).toBeGreaterThan(0);
+    const b = await runScenario(s, opts(['fault.uptodate_no_smp_wmb']));
+    expect(b.deterministic).toEqual(a.deterministic);
+    expect(b.violations.map((v) => v.message)).toEqual(a.violations.map((v) => v.message));
+    const c = await runScenario(s, opts([]));
+    expect(c.violations).toEqual([]);
+  }, 900_000);
+});
