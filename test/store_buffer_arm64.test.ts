@@ -17,8 +17,10 @@ afterEach(() => set_store_order('tso'));
 const MARK = 0x5a5a5a5a;
 
 describe('arm64 store order', () => {
-  it('the arm64 machine runs with the weak order, x86 with TSO', () => {
+  it('the arm64 and powerpc machines run with the weak order, x86 with TSO', () => {
     testMachine({ arch: 'arm64' });
+    expect(store_order()).toBe('weak');
+    testMachine({ arch: 'powerpc-hash' });
     expect(store_order()).toBe('weak');
     testMachine({ arch: 'x86' });
     expect(store_order()).toBe('tso');
