@@ -63,15 +63,16 @@ describe('a preemption inside a lazy MMU section (x86-xenpv mprotect)', () => {
   }
   it('PREEMPT_RT: the PTL sleeps, the section is preempted (the multicall queue is issued at switch-out, the mode re-entered at switch-in), no BUG', () => {
     const { m, va } = run('rt');
-    expect(stat(m, 0, ST_PREEMPT_IN_LAZY)).toBeGreaterThan(0);
+    // the task may have migrated outside the section (issue #11): count on both CPUs
+    expect(stat(m, 0, ST_PREEMPT_IN_LAZY) + stat(m, 1, ST_PREEMPT_IN_LAZY)).toBeGreaterThan(0);
     expect(m.violations).toEqual([]);
-    expect(xen_cpu(m.cpus[0]).xen_lazy_mode).toBe(XEN_LAZY_NONE);
+    for (const c of m.cpus) expect(xen_cpu(c).xen_lazy_mode).toBe(XEN_LAZY_NONE);
     m.on(1, (cpu) => expect(cpu.write(va, 1)).toBe(false)); // read-only everywhere after mprotect returned
   });
   it('CONFIG_PREEMPT: the PTL disables preemption: never inside the section', () => {
     const { m } = run('full');
-    expect(stat(m, 0, ST_PREEMPTIONS)).toBeGreaterThan(0);
-    expect(stat(m, 0, ST_PREEMPT_IN_LAZY)).toBe(0);
+    expect(stat(m, 0, ST_PREEMPTIONS) + stat(m, 1, ST_PREEMPTIONS)).toBeGreaterThan(0);
+    expect(stat(m, 0, ST_PREEMPT_IN_LAZY) + stat(m, 1, ST_PREEMPT_IN_LAZY)).toBe(0);
     expect(m.violations).toEqual([]);
   });
 });

@@ -59,10 +59,10 @@ describe('store buffer litmus tests', () => {
   it('MP: under TSO stores drain in order; under the weak order they may not, unless smp_wmb() orders them', () => {
     // message passing: X = data, Y = flag. Drain one entry at a time and look.
     for (const order of ['tso', 'weak'] as const) {
-      set_store_order(order);
       let seenFlagBeforeData = false;
       for (let seed = 1; seed <= 40 && !seenFlagBeforeData; seed++) {
         const m = testMachine({ cpus: 2 });
+        set_store_order(order); // after makeHost, which sets the arch's order
         const [X, Y] = words(m);
         const c = m.cpus[0];
         for (let k = 0; k < seed; k++) c.rng.u32(); // a different drain choice per try
@@ -74,9 +74,9 @@ describe('store buffer litmus tests', () => {
       }
       expect(seenFlagBeforeData).toBe(order === 'weak');
     }
-    set_store_order('weak');
     for (let seed = 1; seed <= 40; seed++) {
       const m = testMachine({ cpus: 2 });
+      set_store_order('weak');
       const [X, Y] = words(m);
       const c = m.cpus[0];
       m.on(0, () => (sb_store(c, X, 1), smp_wmb(c), sb_store(c, Y, 1)));

@@ -18,6 +18,12 @@ export interface Arch {
    * and arm64; powerpc book3s64 only with the radix MMU; not sparc64 or s390.
    */
   readonly supports_page_table_move: boolean;
+  /**
+   * The order in which a CPU's buffered stores reach other CPUs (src/hw/store_buffer.ts):
+   * 'tso' (absent) for x86, s390, sparc64; 'weak' for arm64, whose stores to different
+   * words may become visible in any order unless a barrier or a release orders them.
+   */
+  readonly store_order?: 'tso' | 'weak';
   /** register IPI handlers, per-CPU arch state, etc. on a host (every thread that runs CPUs) */
   initHost(host: Host): void;
 

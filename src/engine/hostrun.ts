@@ -20,6 +20,7 @@ import { EV } from '../hw/trace.ts';
 import { DetScheduler } from './det.ts';
 import { set_lazy_contract, set_lazy_series, LAZY_SERIES_LATEST, type LazyContract, type LazySeries } from '../mm/lazy_mmu.ts';
 import { set_preempt_model, type PreemptModel } from '../hw/preempt.ts';
+import { set_store_order } from '../hw/store_buffer.ts';
 
 export interface HostPlan {
   sab: SharedArrayBuffer;
@@ -77,6 +78,7 @@ function withPromise(discard: Hooks['discard'], promise: NonNullable<Hooks['prom
 export function makeHost(V: Views, hostId: number, archName: string, violations: ViolationRecord[], stopOnViolation: boolean): Host {
   const arch = getArch(archName);
   set_arch(arch);
+  set_store_order(arch.store_order ?? 'tso'); // issue #11: arm64 may reorder stores with stores
   const promise = makePromiseHook(V);
   const hooks: Hooks = {
     fault: do_user_addr_fault,

@@ -499,8 +499,8 @@ export class Cpu {
     if (I[this.ctl + CC_IPI_PENDING] !== 0 && this.irqOff === 0) this.handleIpis();
     this.segv = false;
     const vpn = Math.floor(va / PAGE_SIZE);
-    const asid = this.asid;
-    const tlb = this.tlb;
+    let asid = this.asid;
+    let tlb = this.tlb;
     const word = (va >>> WORD_SHIFT) & (WORDS_PER_PAGE - 1);
     // A real CPU retries the access until it completes; the kernel guarantees
     // progress only eventually (a fork on another CPU may write-protect the
@@ -525,6 +525,10 @@ export class Cpu {
             this.segv = true;
             return false;
           }
+          // the task may have migrated inside the fault handler (src/hw/preempt.ts
+          // migrate_swap): the access is retried on the CPU it runs on now
+          asid = this.asid;
+          tlb = this.tlb;
           continue;
         }
       }

@@ -191,6 +191,7 @@ export const STAT_NAMES = [
   // preemption (src/hw/preempt.ts)
   'preemptions', // tasks preempted inside kernel code
   'preemptInLazy', // ... with their lazy MMU enable count non-zero
+  'migrations', // preempted tasks that resumed on another CPU
 ] as const;
 export type StatName = (typeof STAT_NAMES)[number];
 const st = (name: StatName): number => STAT_NAMES.indexOf(name);
@@ -253,6 +254,7 @@ export const ST_SB_FORWARDED = st('sbForwarded');
 export const ST_SMP_MB = st('smpMb');
 export const ST_PREEMPTIONS = st('preemptions');
 export const ST_PREEMPT_IN_LAZY = st('preemptInLazy');
+export const ST_MIGRATIONS = st('migrations');
 export const STAT_WORDS = 4 * LINE;
 if (STAT_NAMES.length > STAT_WORDS) throw new Error(`layout: ${STAT_NAMES.length} statistics do not fit in STAT_WORDS (${STAT_WORDS})`);
 

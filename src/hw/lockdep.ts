@@ -337,3 +337,14 @@ export function lockdep_dependencies(L: Layout, I: Int32Array): string[] {
   for (let a = 0; a < N; a++) for (let b = 0; b < N; b++) if (I[L.lockdep + LINE + a * N + b] !== 0) out.push(`${keyName(a)} -> ${keyName(b)}`);
   return out;
 }
+
+/**
+ * A migration swapped the tasks of CPUs a and b (src/hw/preempt.ts migrate_swap): the locks
+ * each task holds go with it (lockdep's held-lock stack is the task's, kernel/locking/lockdep.c
+ * current->held_locks; here it is indexed by CPU id, so the two stacks trade places).
+ */
+export function lockdep_swap_cpus(a: number, b: number): void {
+  const t = held[a];
+  held[a] = held[b];
+  held[b] = t;
+}

@@ -7,7 +7,7 @@
 // spinning starves on 2 cores with dozens of threads; this does not.
 
 import { current } from './cpu.ts';
-import { sb_drain, sb_load, sb_store } from './store_buffer.ts';
+import { sb_acquire, sb_drain, sb_load, sb_store, smp_wmb } from './store_buffer.ts';
 import { ST_LOCK_CONTENDED } from './layout.ts';
 import { EV } from './trace.ts';
 import { lock_acquire, lock_release } from './lockdep.ts';
@@ -23,7 +23,7 @@ export const spinlock_holder = (value: number): number => (value > 0 ? value - 1
  * (src/hw/lockdep.ts) that this nesting of two locks of one class is ordered.
  */
 export function spin_lock(idx: number, subclass = 0): void {
-  if (current.sbN !== 0) sb_drain(current); // locked RMW / release order (src/hw/store_buffer.ts)
+  if (current.sbN !== 0) sb_acquire(current); // acquire: a locked RMW on x86, acquire-only on arm64 (src/hw/store_buffer.ts)
   const cpu = current;
   const I = cpu.I;
   cpu.sched_point();
@@ -52,7 +52,7 @@ export function spin_lock(idx: number, subclass = 0): void {
 export const spin_lock_nested = (idx: number, subclass: number): void => spin_lock(idx, subclass);
 
 export function spin_trylock(idx: number): boolean {
-  if (current.sbN !== 0) sb_drain(current); // locked RMW / release order (src/hw/store_buffer.ts)
+  if (current.sbN !== 0) sb_acquire(current); // acquire: a locked RMW on x86, acquire-only on arm64 (src/hw/store_buffer.ts)
   const cpu = current;
   cpu.sched_point();
   if (Atomics.compareExchange(cpu.I, idx, 0, cpu.id + 1) !== 0) return false;
@@ -87,7 +87,7 @@ export function spin_is_locked_by_me(idx: number): boolean {
 export const RWSEM_WRITER = -1;
 
 export function down_read(idx: number, subclass = 0): void {
-  if (current.sbN !== 0) sb_drain(current); // locked RMW / release order (src/hw/store_buffer.ts)
+  if (current.sbN !== 0) sb_acquire(current); // acquire: a locked RMW on x86, acquire-only on arm64 (src/hw/store_buffer.ts)
   const cpu = current;
   const I = cpu.I;
   cpu.sched_point();
@@ -143,7 +143,7 @@ export function up_read(idx: number): void {
 }
 
 export function down_write(idx: number, ownerIdx = -1, subclass = 0): void {
-  if (current.sbN !== 0) sb_drain(current); // locked RMW / release order (src/hw/store_buffer.ts)
+  if (current.sbN !== 0) sb_acquire(current); // acquire: a locked RMW on x86, acquire-only on arm64 (src/hw/store_buffer.ts)
   const cpu = current;
   const I = cpu.I;
   cpu.sched_point();
@@ -207,9 +207,11 @@ export function rwsem_is_write_locked(I: Int32Array, idx: number): boolean {
 export function raw_write_seqcount_begin(idx: number): void {
   const cpu = current;
   sb_store(cpu, idx, sb_load(cpu, idx) + 1);
+  smp_wmb(cpu); // do_raw_write_seqcount_begin: the increment before the section's stores (arm64: drains)
 }
 export function raw_write_seqcount_end(idx: number): void {
   const cpu = current;
+  smp_wmb(cpu); // do_raw_write_seqcount_end: the section's stores before the increment
   sb_store(cpu, idx, sb_load(cpu, idx) + 1);
 }
 /** Returns an even sequence, waiting out a writer. */

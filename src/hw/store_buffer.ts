@@ -39,6 +39,20 @@ let order: StoreOrder = 'tso';
 export function set_store_order(o: StoreOrder): void {
   order = o;
 }
+/** The order in force on this thread's CPUs. */
+export function store_order(): StoreOrder {
+  return order;
+}
+/**
+ * Lock acquire: on x86 (TSO) a LOCK-prefixed RMW, a full barrier: the buffer drains. On
+ * arm64 an acquire (LDAXR/CASA in queued_spin_lock, atomic_long_add_return_acquire in
+ * down_read) orders only what comes after it: earlier plain stores may still be in the
+ * buffer after it (Documentation/memory-barriers.txt, "ACQUIRE operations"), and drain at
+ * the release (STLR: every earlier access is observed first) or a barrier.
+ */
+export function sb_acquire(cpu: Cpu): void {
+  if (order === 'tso') sb_drain(cpu);
+}
 /** false: stores go straight to memory (the model before store buffers; used by tests to compare). */
 let enabled = true;
 export function set_store_buffers(on: boolean): void {
@@ -100,8 +114,23 @@ function drain_one(cpu: Cpu, k: number): void {
   cpu.sbN--;
 }
 
-/** At a scheduling point of cpu with a non-empty buffer: maybe one entry drains (the oldest under TSO, any under weak). */
+/**
+ * At a scheduling point of cpu with a non-empty buffer: maybe one entry drains (the oldest
+ * under TSO; under weak any entry, except that stores to one word stay in program order:
+ * coherence, which every architecture keeps).
+ */
 export function sb_tick(cpu: Cpu): void {
   if ((cpu.rng.u32() & 3) !== 0) return;
-  drain_one(cpu, order === 'tso' ? 0 : cpu.rng.u32() % cpu.sbN);
+  if (order === 'tso') {
+    drain_one(cpu, 0);
+    return;
+  }
+  let k = cpu.rng.u32() % cpu.sbN;
+  for (let j = 0; j < k; j++) {
+    if (cpu.sbIdx[j] === cpu.sbIdx[k]) {
+      k = j; // an older store to the same word goes first
+      break;
+    }
+  }
+  drain_one(cpu, k);
 }

@@ -35,6 +35,11 @@ export const KNOBS = {
     what: 'at switch-in re-enter Xen lazy MMU mode from the generic task state (enable_count) instead of the TIF flag saved at switch-out: a task preempted between its enable_count increment and arch_enter_lazy_mmu_mode() enters twice (Xen BUG)',
     source: 'commit 291b3abed657 (context-switch change of the lazy MMU nesting series), regression reported May 2026 ("x86/xen: Tolerate nested XEN_LAZY_MMU entering/leaving", Juergen Gross)',
   },
+  'fault.uptodate_no_smp_wmb': {
+    where: 'src/mm/memory.ts do_anonymous_page',
+    what: 'no smp_wmb() in __folio_mark_uptodate between zeroing a new anonymous page and set_pte_at: on a weakly ordered CPU (arm64) the new entry may become visible before the zeroes, and a thread on another CPU reads what the frame held before (another address\'s data)',
+    source: 'include/linux/page-flags.h __folio_mark_uptodate() (smp_wmb before PG_uptodate), relied on by mm/memory.c do_anonymous_page ("The memory barrier inside __folio_mark_uptodate makes sure that preceding stores to the page contents become visible before the set_pte_at() write"); constructed: the barrier removed',
+  },
   'zap.off_by_one': {
     where: 'src/mm/memory.ts zap_pte_range',
     what: 'zap one PTE past the end of the range: a page of a VMA that stays mapped loses its contents',

@@ -13,6 +13,7 @@ import {
   pte_none, pte_present, pte_write, pte_pfn, pfn_pte, _PAGE_PRESENT, _PAGE_RW, _PAGE_USER, _PAGE_ACCESSED, _PAGE_DIRTY, _PAGE_SPECIAL, _PAGE_PSE,
 } from '../hw/pte.ts';
 import { spin_lock, spin_unlock } from '../hw/locks.ts';
+import { sb_store, smp_wmb, store_order } from '../hw/store_buffer.ts';
 import { EV } from '../hw/trace.ts';
 import {
   arch, pgd_offset, pud_alloc, pmd_alloc, __pte_alloc, pte_offset_map_lock, pte_unmap_unlock, ptep_lockptr, ptep_get,
@@ -264,8 +265,21 @@ function do_anonymous_page(mm: number, vmf: vm_fault, vma: Vma, pmdp: number, ad
   } else {
     const ret = vmf_anon_prepare(vmf);
     if (ret) return ret;
-    pfn = alloc_page(true);
+    const weak = store_order() === 'weak';
+    pfn = alloc_page(true, !weak);
     if (pfn === 0) return VM_FAULT_OOM;
+    if (weak) {
+      // issue #11, arm64: alloc_anon_folio -> vma_alloc_zeroed_movable_folio zeroes the page
+      // with plain stores (clear_user_highpage), which may become visible after later stores;
+      // __folio_mark_uptodate's smp_wmb() orders them before set_pte_at (mm/memory.c:
+      // "The memory barrier inside __folio_mark_uptodate makes sure that preceding stores to
+      // the page contents become visible before the set_pte_at() write";
+      // include/linux/page-flags.h __folio_mark_uptodate). A thread on another CPU walks the
+      // new entry without a lock and reads the page: without the barrier it may read what the
+      // frame held before (another address's or another process's data).
+      clear_user_highpage(cpu, pfn);
+      if (!knobs['fault.uptodate_no_smp_wmb']) smp_wmb(cpu);
+    }
     entry = pfn_pte(pfn, vm_page_prot(vma) | _PAGE_ACCESSED);
     if (vma.flags & VM_WRITE) entry |= _PAGE_RW | _PAGE_DIRTY;
   }
@@ -288,6 +302,13 @@ function do_anonymous_page(mm: number, vmf: vm_fault, vma: Vma, pmdp: number, ad
     Atomics.add(cpu.I, mmWord(cpu.V.L, mm, MM_RSS), 1);
   }
   set_pte_at(mm, addr, ptep, entry);
+  if (pfn && store_order() === 'weak') {
+    // issue #11 (weak store order only: the zeroes may still be buffered): update_mmu_cache_range, then the
+    // unlock's release; the CPU may be delayed or interrupted between the entry store and the
+    // release, and other CPUs walk the new entry meanwhile (a hot point for det.ts)
+    cpu.hotHint = 1;
+    cpu.sched_point();
+  }
   pte_unmap_unlock(lock);
   return VM_FAULT_OK;
 }
@@ -353,6 +374,12 @@ export function copy_user_highpage(dst: number, src: number): void {
     Atomics.store(I, dataWord(L, dst, w), Atomics.load(I, dataWord(L, src, w)));
   }
   cpu.host.hooks.copy_page?.(dst, src);
+}
+
+/** clear_user_highpage: zero a data frame with this CPU's plain stores (through its store buffer). */
+function clear_user_highpage(cpu: Cpu, pfn: number): void {
+  const L = cpu.V.L;
+  for (let w = 0; w < WORDS_PER_PAGE; w++) sb_store(cpu, dataWord(L, pfn, w), 0);
 }
 
 /** maybe_mkwrite: writable only if the VMA is (a FOLL_FORCE write on a read-only mapping stays read-only). */

@@ -71,14 +71,18 @@ function claim(pfn: number, flags: number): void {
 /** The shared zero page (read faults on anonymous memory map it read-only). */
 export const zero_pfn = (V: Views): number => V.L.dataStart;
 
-/** A zeroed data frame with refcount 1, or 0 when out of memory. */
-export function alloc_page(anon: boolean): number {
+/**
+ * A zeroed data frame with refcount 1, or 0 when out of memory. zero false: the
+ * caller zeroes it itself with kernel stores (do_anonymous_page under a weak store
+ * order: clear_user_highpage, src/mm/memory.ts); until then it holds its last contents.
+ */
+export function alloc_page(anon: boolean, zero = true): number {
   const cpu = current;
   const { I, L } = cpu.V;
   const pfn = pop(L.dataAlloc, L.dataStack);
   if (pfn === 0) return 0;
   claim(pfn, anon ? PG_ANON : 0);
-  for (let w = 0; w < WORDS_PER_PAGE; w++) Atomics.store(I, dataWord(L, pfn, w), 0);
+  if (zero) for (let w = 0; w < WORDS_PER_PAGE; w++) Atomics.store(I, dataWord(L, pfn, w), 0);
   return pfn;
 }
 

@@ -30,7 +30,7 @@ export function summary(r: RunResult): string {
   out.push(`  per-VMA locks ${fmt(s.vmaLockFaults)} faults under a VMA lock (${fmt(s.vmaLockRaced)} while another CPU held the mmap_lock for write); fell back to the mmap_lock ${fmt(s.vmaLockAborts + s.vmaLockRetries)} (no VMA lock to be had ${fmt(s.vmaLockAborts)}, VM_FAULT_RETRY ${fmt(s.vmaLockRetries)})`);
   out.push(`  memory        pages freed ${fmt(s.pagesFreed)}, page tables freed ${fmt(s.tablesFreed)}; contended locks ${fmt(s.lockContended)}; delays injected ${fmt(s.delays)}`);
   // issue #11 (docs/concurrency.md): preemption inside kernel code and store buffers
-  out.push(`  concurrency   preemptions ${fmt(s.preemptions)} (${fmt(s.preemptInLazy)} inside lazy MMU sections); store buffers: ${fmt(s.sbStores)} stores buffered, ${fmt(s.sbLoadsPassed)} loads passed one, ${fmt(s.sbForwarded)} forwarded, ${fmt(s.smpMb)} drained by smp_mb()`);
+  out.push(`  concurrency   preemptions ${fmt(s.preemptions)} (${fmt(s.preemptInLazy)} inside lazy MMU sections, ${fmt(s.migrations)} resumed on another CPU); store buffers: ${fmt(s.sbStores)} stores buffered, ${fmt(s.sbLoadsPassed)} loads passed one, ${fmt(s.sbForwarded)} forwarded, ${fmt(s.smpMb)} drained by smp_mb()`);
   out.push(`  content       ${fmt(r.readsChecked)} reads checked (${fmt(r.readsExcused)} excused by a concurrent unmap)`);
   if (s.forkPtes || s.cowCopies || s.cowReuses || s.gupFastFallbacks || r.cowChecked) {
     out.push(`  fork/COW      PTEs copied by fork ${fmt(s.forkPtes)}; COW faults: copied ${fmt(s.cowCopies)}, reused ${fmt(s.cowReuses)}; GUP-fast fallbacks ${fmt(s.gupFastFallbacks)}`);

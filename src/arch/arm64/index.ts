@@ -28,6 +28,7 @@ import { knobs } from '../../inject/knobs.ts';
 import { is_lazy_mmu_mode_active } from '../../mm/lazy_mmu.ts';
 import type { Arch } from '../arch.ts';
 import { native, initHostCommon } from '../generic.ts';
+import { sb_drain } from '../../hw/store_buffer.ts';
 
 /** __flush_tlb_range: from this many pages (PTRS_PER_PTE with 4K pages) on, invalidate the whole ASID. */
 export const MAX_DVM_OPS = 512;
@@ -61,6 +62,7 @@ function drain(cpu: Cpu, a: Arm64Cpu): void {
 
 /** DSB ISHST: every PTE store of this CPU is visible to every walker before anything after it. */
 export function dsb_ishst(cpu: Cpu): void {
+  if (cpu.sbN !== 0) sb_drain(cpu); // every earlier store completes, the lockless words' too
   const a = arm64_state(cpu);
   if (a.sb.size === 0 || a.unordered) return;
   drain(cpu, a);
@@ -68,6 +70,7 @@ export function dsb_ishst(cpu: Cpu): void {
 
 /** DSB ISH: full completion barrier (after a TLBI, at a context switch). */
 export function dsb_ish(cpu: Cpu): void {
+  if (cpu.sbN !== 0) sb_drain(cpu); // a full completion barrier: the store buffer drains too
   const a = arm64_state(cpu);
   if (a.sb.size !== 0) drain(cpu, a);
   a.unordered = false;
@@ -281,6 +284,7 @@ function arch_leave_lazy_mmu_mode(): void {
 
 export const arm64: Arch = {
   name: 'arm64',
+  store_order: 'weak', // issue #11: stores to different words may pass each other (src/hw/store_buffer.ts)
   supports_page_table_move: true,
   rcu_table_free: true, // select MMU_GATHER_RCU_TABLE_FREE (arch Kconfig)
   defers: 'the DSB ISHST; ISB after a valid kernel PTE store (queue_pte_barriers): such stores wait in a per-CPU store buffer (read back locally) until leave, a TLB flush or a context switch; user PTE stores: nothing (they have no barrier of their own)',

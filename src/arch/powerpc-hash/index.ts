@@ -19,6 +19,7 @@ import { _PAGE_PRESENT, _PAGE_RW } from '../../hw/pte.ts';
 import { EV } from '../../hw/trace.ts';
 import { lazy_mmu_preempt_disable, lazy_mmu_preempt_enable } from '../../hw/preempt.ts';
 import { knobs } from '../../inject/knobs.ts';
+import { sb_drain } from '../../hw/store_buffer.ts';
 import { is_lazy_mmu_mode_active } from '../../mm/lazy_mmu.ts';
 import type { Arch } from '../arch.ts';
 import { x86, TLB_FLUSH_ALL } from '../x86/index.ts';
@@ -59,6 +60,7 @@ export function mm_is_local(cpu: Cpu, mm: number): boolean {
 
 /** tlbie over [v0, v1) of mm (v1 = -1: the whole ASID) on every CPU, or tlbiel on this one when the mm is local. */
 function tlbie(cpu: Cpu, mm: number, v0: number, v1: number): void {
+  if (cpu.sbN !== 0) sb_drain(cpu); // the ptesync before the invalidation orders every earlier store
   const asid = cpu.asidOf(mm);
   if (mm_is_local(cpu, mm)) {
     if (v1 < 0) cpu.tlb.flushAsid(asid);
@@ -133,6 +135,7 @@ export function hpte_need_flush(mm: number, addr: number): void {
 export const powerpchash: Arch = {
   ...x86, // the native accessors, x86's switch_mm (ASID reuse check) and local page flush
   name: 'powerpc-hash',
+  store_order: 'weak', // issue #11: Power may reorder stores to different words (src/hw/store_buffer.ts)
   supports_page_table_move: false,
   rcu_table_free: true, // select MMU_GATHER_RCU_TABLE_FREE (arch Kconfig)
   defers: 'HPTE/TLB invalidations of changed PTEs (PTE stores are immediate): queued in a per-CPU 192-entry ppc64_tlb_batch, flushed when full, on another mm, at leave and at flush',

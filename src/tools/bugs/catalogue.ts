@@ -468,6 +468,17 @@ export const CATALOGUE: BugEntry[] = [
     source: src('xenpv.ctxsw_task_lazy_state'),
   },
   {
+    id: 'knob:fault.uptodate_no_smp_wmb', aliases: ['fault.uptodate_no_smp_wmb'],
+    title: 'arm64: a new anonymous page published before its zeroes (no smp_wmb in __folio_mark_uptodate)',
+    versions: 'constructed: the barrier has been there since the anonymous fault path was made lockless against other CPUs\' walkers; it matters on weakly ordered CPUs (arm64, powerpc)',
+    path: 'mm/memory.c do_anonymous_page (alloc_anon_folio, __folio_mark_uptodate, set_pte_at); include/linux/page-flags.h __folio_mark_uptodate',
+    race: 'CPU0 write-faults a fresh anonymous page: it zeroes the frame with plain stores and stores the new PTE; on arm64 without the barrier the PTE becomes visible first, and a thread on CPU1 walks it and reads what the frame held before (another address\'s data), or its write is overwritten by a late zero.',
+    scenario: 'munmap-vs-access', knob: 'fault.uptodate_no_smp_wmb', oracle: 'content', run: { arch: 'arm64' },
+    status: 'caught', budget: 20,
+    measured: '8/20 seeds with the default swarm (`mmsim stress munmap-vs-access --arch arm64 --knob fault.uptodate_no_smp_wmb --seeds 20 --jobs 2`), 0/20 without the knob; on --arch powerpc-hash 3/20 and 0/20 (6 Dec 2026, load average 30-85 on 2 cores)',
+    source: src('fault.uptodate_no_smp_wmb'),
+  },
+  {
     id: 'knob:fault.i_mmap_before_folio_lock', aliases: ['fault.i_mmap_before_folio_lock'],
     title: 'a file fault takes i_mmap_rwsem before the folio lock (the order hugetlb_fault had after c0d0381ade79)',
     versions: 'constructed on the file fault path after the hugetlb inversion of c0d0381ade79',
