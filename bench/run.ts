@@ -144,6 +144,7 @@ function benchMachine(): { cpu: Cpu; mm: number; vas: Float64Array; vpns: Float6
 function benchAccess(m: ReturnType<typeof benchMachine>): void {
   const { cpu, vas } = m;
   const n = CFG.accessIters;
+  cpu.publishStats();
   const missesBefore = cpu.I[statWord(cpu.V.L, cpu.id, ST_TLB_MISSES)];
 
   const sim = (): number => {
@@ -198,6 +199,7 @@ function benchAccess(m: ReturnType<typeof benchMachine>): void {
   };
 
   const r = interleaved(CFG.trials, sim, raw);
+  cpu.publishStats(); // the access path counts in private fields until an operation boundary
   const misses = cpu.I[statWord(cpu.V.L, cpu.id, ST_TLB_MISSES)] - missesBefore;
   if (misses !== 0) log(`warning: ${misses} TLB misses during the TLB-hit benchmark`);
   if (rawMisses !== 0) log(`warning: ${rawMisses} misses in the baseline TLB`);
@@ -210,6 +212,7 @@ function benchAccess(m: ReturnType<typeof benchMachine>): void {
 function benchWalk(m: ReturnType<typeof benchMachine>): void {
   const { cpu, mm, vas, vpns } = m;
   const n = CFG.walkIters;
+  cpu.publishStats();
   const walksBefore = cpu.I[statWord(cpu.V.L, cpu.id, ST_WALKS)];
   let failed = 0;
 
@@ -263,6 +266,7 @@ function benchWalk(m: ReturnType<typeof benchMachine>): void {
   };
 
   const r = interleaved(CFG.trials, sim, raw);
+  cpu.publishStats();
   const walks = cpu.I[statWord(cpu.V.L, cpu.id, ST_WALKS)] - walksBefore;
   if (failed !== 0) log(`warning: ${failed} simulated walks failed`);
   if (rawFailed !== 0) log(`warning: ${rawFailed} baseline walks failed`);
