@@ -27,6 +27,7 @@ import { type Scenario, placeThreads, ScenarioError, usesCowOracle } from './sce
 import { makeHost, runHost, type HostPlan, type HostResult, type RunCounts } from './hostrun.ts';
 import { initDet, detDecisions, detStep, detDeadlocked } from './det.ts';
 import { detBudget, freeBudget } from './budget.ts';
+import { prestrippedWorker, PRESTRIPPED_PROLOGUE } from './prestrip.ts';
 import { set_lazy_contract, set_lazy_series, resolve_lazy_series, LAZY_SERIES_LATEST, type LazySeries } from '../mm/lazy_mmu.ts';
 import { set_preempt_model, type PreemptModel } from '../hw/preempt.ts';
 import { protBits, type TaskPlan, type RegionInfo, type FileInfo } from './program.ts';
@@ -405,12 +406,14 @@ async function superviseWorkers(V: Views, r: ResolvedRunOptions, hosts: number, 
   let startedAt = 0;
   const workers: Worker[] = [];
   const url = new URL('../../workers/cpu.ts', import.meta.url);
+  // every host thread starts from sources stripped once (src/engine/prestrip.ts), not its own TypeScript stripper
+  const start = prestrippedWorker(url);
   let failed: (why: string) => void = () => {};
   const failure = new Promise<string>((res) => (failed = res));
   for (let h = 0; h < hosts; h++) {
     const execArgv = cpuProfDir ? ['--cpu-prof', `--cpu-prof-dir=${cpuProfDir}`, `--cpu-prof-name=host-${h}.cpuprofile`] : undefined;
-    const w = new Worker(url, {
-      name: `mmsim-host-${h}`, stdout: false, stderr: false, execArgv,
+    const w = new Worker(PRESTRIPPED_PROLOGUE, {
+      ...start, name: `mmsim-host-${h}`, stdout: false, stderr: false, execArgv,
       // under `npm run profile` (MMSIM_PROFILER set) clinic's preloads come in NODE_OPTIONS, which a
       // worker would run too, each thread writing the same data file: the CPU threads start without them
       ...(process.env.MMSIM_PROFILER ? { env: { ...process.env, NODE_OPTIONS: '' } } : {}),
