@@ -99,6 +99,8 @@ export interface RunResult extends RunCounts {
   wallMs: number;
   /** starting the host threads */
   bootMs: number;
+  /** booting the simulated machine before that: shared memory, processes, regions, tasks (main thread) */
+  setupMs: number;
   /** deterministic mode: PCT depth, scheduling points passed, and the handoffs [step, cpu, step, cpu, ...] */
   deterministic?: { preemptions: number; hotPreempt: number; steps: number; schedule: number[] };
   stats: Record<StatName, number>;
@@ -526,6 +528,7 @@ export async function runScenario(s: Scenario, o: RunOptions = {}): Promise<RunR
   checkRunOptions(r);
   const signal = o.signal ?? runDefaults.signal;
   signal?.throwIfAborted();
+  const tSetup = performance.now();
   const { V, files, tasks, hosts, hostOf } = boot(s, cpus, threads, arch, tlbEntries, r.traceEvents, deterministic);
   if (deterministic) initDet(V, { seed, preemptions, expectedSteps: ops * cpus * STEPS_PER_OP });
   const traceEpochMs = o.trace ? performance.timeOrigin + performance.now() : undefined;
@@ -536,6 +539,7 @@ export async function runScenario(s: Scenario, o: RunOptions = {}): Promise<RunR
     tasks: tasks.filter((t) => hostOf[t.cpu] === h), traceEpochMs, deterministic, lazyContract, lazySeries, hotPreempt: r.hotPreempt, preempt: r.preempt,
   });
   const t0 = performance.now();
+  const setupMs = t0 - tSetup;
   const run: Supervised = threads === 1 ? { results: [runHost(plan(0))], startedAt: 0 } : await superviseWorkers(V, r, hosts, plan, o.cpuProfDir, signal);
   const { results, hang, crash, startedAt } = run;
   const end = performance.now();
@@ -547,7 +551,7 @@ export async function runScenario(s: Scenario, o: RunOptions = {}): Promise<RunR
   return {
     scenario: s.name, arch, cpus, threads,
     mode: deterministic ? 'deterministic' : threads === 1 ? 'inline' : threads === cpus ? 'worker-per-cpu' : 'hosted',
-    seed, knobs, lazyContract, lazySeries, wallMs: end - (startedAt || t0), bootMs: startedAt ? startedAt - t0 : 0, stats: figures.stats, perCpuOps: figures.perCpuOps,
+    seed, knobs, lazyContract, lazySeries, wallMs: end - (startedAt || t0), bootMs: startedAt ? startedAt - t0 : 0, setupMs, stats: figures.stats, perCpuOps: figures.perCpuOps,
     deterministic: deterministic ? { preemptions, hotPreempt: r.hotPreempt, steps: detStep(V), schedule: detDecisions(V) } : undefined,
     latencyNs: figures.latencyNs, latencySamplesNs: figures.latencySamplesNs,
     trace,
