@@ -24,6 +24,8 @@ export function pgtIndex(va: number, shift: number): number {
 }
 
 const LEVEL_SHIFTS = [39, 30, 21, 12];
+/** 2^shift of each level: the divisor of pgtIndex for shifts past 23, computed once */
+const LEVEL_SIZES = new Float64Array(LEVEL_SHIFTS.map((s) => 2 ** s));
 
 /**
  * Walk mm's tables for va. On success the translation is in the TLB and the slot
@@ -37,9 +39,12 @@ export function walk(cpu: Cpu, mm: number, va: number, vpn: number, write: boole
   // stale-TLB oracle hook: the change id in force before this walk reads any entry
   const stamp = Atomics.load(I, L.header + H_PROMISE_SEQ);
   let table = I[mmWord(L, mm, MM_PGD)];
+  const entries = tableEntry(L, 0, 0);
   for (let level = 0; level < 4; level++) {
     const shift = LEVEL_SHIFTS[level];
-    const idx = tableEntry(L, table, pgtIndex(va, shift));
+    // pgtIndex(va, shift), inline: the upper levels' index bits lie above bit 31
+    const i = level >= 2 ? (va >>> shift) & (PTRS_PER_TABLE - 1) : Math.floor(va / LEVEL_SIZES[level]) & (PTRS_PER_TABLE - 1);
+    const idx = entries + table * PTRS_PER_TABLE + i;
     cpu.hw_point();
     let e = Atomics.load(I, idx);
     if ((e & _PAGE_PRESENT) === 0) return WALK_NOT_PRESENT;
