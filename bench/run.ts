@@ -64,6 +64,7 @@ const { values: args } = parseArgs({
     quick: { type: 'boolean', default: false },
     out: { type: 'string' },
     'rss-workers': { type: 'string' },
+    'child-run': { type: 'string' },
     only: { type: 'string' },
     help: { type: 'boolean', short: 'h', default: false },
   },
@@ -612,34 +613,63 @@ async function scenarioRun(o: { cpus: number; threads?: number; ops?: number; du
   }
 }
 
+interface ChildRun {
+  setupMs: number;
+  bootMs: number;
+  wallMs: number;
+  rss0: number;
+  peak: number;
+  opsPerSec: number;
+  ops: number;
+  latencyNs: RunResult['latencyNs'];
+  targets: number;
+}
+
+/**
+ * A scenarioRun in a fresh process (this file with --child-run), so that its RSS
+ * is the simulator's alone and not what the benchmarks before it left behind.
+ */
+function childRun(o: Parameters<typeof scenarioRun>[0]): ChildRun {
+  const p = spawnSync(process.execPath, [fileURLToPath(import.meta.url), '--child-run', JSON.stringify(o)], { encoding: 'utf8', maxBuffer: 1 << 24 });
+  if (p.status !== 0) throw new Error(`bench: child run ${JSON.stringify(o)} failed (${p.status}): ${p.stderr.trim().split('\n').slice(-3).join(' | ')}`);
+  if (p.stderr.trim()) log(p.stderr.trim());
+  return JSON.parse(p.stdout.trim().split('\n').pop()!) as ChildRun;
+}
+
+async function childMain(json: string): Promise<void> {
+  const x = await scenarioRun(JSON.parse(json) as Parameters<typeof scenarioRun>[0]);
+  const out: ChildRun = {
+    setupMs: x.r.setupMs ?? 0, bootMs: x.r.bootMs, wallMs: x.r.wallMs, rss0: x.rss0, peak: x.peak, opsPerSec: x.opsPerSec, ops: x.r.stats.ops,
+    latencyNs: x.r.latencyNs, targets: x.r.stats.shootdowns ? x.r.stats.ipiSent / x.r.stats.shootdowns : 0,
+  };
+  console.log(JSON.stringify(out));
+}
+
 async function benchScale(): Promise<void> {
   const d: Record<string, unknown> = {};
   details.scale = d;
-  // 256 CPUs on 2 host threads; ops per CPU kept small (256 CPUs share 2 cores)
+  // 256 CPUs on 2 host threads; ops per CPU kept small (256 CPUs share 2 cores). Each run in its own process (RSS).
   const hostedOps = quick ? 40 : 150;
-  const h = await scenarioRun({ cpus: 256, threads: 2, ops: hostedOps });
-  const startup = (h.r.setupMs ?? 0) + h.r.bootMs;
-  const perCpu = h.peak / MiB / 256;
-  const targets = h.r.stats.shootdowns ? h.r.stats.ipiSent / h.r.stats.shootdowns : 0;
-  rows.push({ name: 'shootdown 256 CPUs hosted(2 thr) p50', sim: h.r.latencyNs.p50 / 1000, raw: NaN, unit: 'µs', ratio: NaN });
-  notes.set('shootdown 256 CPUs hosted(2 thr) p50', `${h.r.latencyNs.samples} samples, ${targets.toFixed(1)} targets/shootdown`);
-  goals.push({ goal: '256 CPUs hosted on 2 threads: shootdown p50', measured: h.r.latencyNs.p50 / 1000, target: 50, unit: 'µs', kind: 'max', note: `${targets.toFixed(0)} targets/shootdown, p99 ${(h.r.latencyNs.p99 / 1000).toFixed(0)} µs` });
-  goals.push({ goal: '256 CPUs hosted: start-up (boot + threads ready)', measured: startup / 1000, target: 2, unit: 's', kind: 'max', note: `machine boot ${((h.r.setupMs ?? 0) / 1000).toFixed(2)} s + host threads ${(h.r.bootMs / 1000).toFixed(2)} s` });
-  goals.push({ goal: '256 CPUs hosted: RSS per simulated CPU', measured: perCpu, target: 10, unit: 'MiB', kind: 'max', note: `process peak ${(h.peak / MiB).toFixed(0)} MiB / 256 (${((h.peak - h.rss0) / MiB / 256).toFixed(2)} MiB above the bench's own ${(h.rss0 / MiB).toFixed(0)} MiB)` });
+  const h = childRun({ cpus: 256, threads: 2, ops: hostedOps });
+  const startup = h.setupMs + h.bootMs;
+  rows.push({ name: 'shootdown 256 CPUs hosted(2 thr) p50', sim: h.latencyNs.p50 / 1000, raw: NaN, unit: 'µs', ratio: NaN });
+  notes.set('shootdown 256 CPUs hosted(2 thr) p50', `${h.latencyNs.samples} samples, ${h.targets.toFixed(1)} targets/shootdown`);
+  goals.push({ goal: '256 CPUs hosted on 2 threads: shootdown p50', measured: h.latencyNs.p50 / 1000, target: 50, unit: 'µs', kind: 'max', note: `${h.targets.toFixed(0)} targets/shootdown, p99 ${(h.latencyNs.p99 / 1000).toFixed(0)} µs` });
+  goals.push({ goal: '256 CPUs hosted: start-up (boot + threads ready)', measured: startup / 1000, target: 2, unit: 's', kind: 'max', note: `machine boot ${(h.setupMs / 1000).toFixed(2)} s + host threads ${(h.bootMs / 1000).toFixed(2)} s` });
+  goals.push({ goal: '256 CPUs hosted: RSS per simulated CPU', measured: h.peak / MiB / 256, target: 10, unit: 'MiB', kind: 'max', note: `peak RSS of the run's process ${(h.peak / MiB).toFixed(0)} MiB / 256 (${((h.peak - h.rss0) / MiB / 256).toFixed(2)} MiB/CPU above its ${(h.rss0 / MiB).toFixed(0)} MiB before the run)` });
   // the same scenario at 2 CPUs (one worker each: the same 2 host threads)
-  const two = await scenarioRun({ cpus: 2, ops: quick ? 2000 : 10_000 });
+  const two = childRun({ cpus: 2, ops: quick ? 2000 : 10_000 });
   rows.push({ name: 'munmap-vs-access 256 CPUs hosted, ops/s', sim: h.opsPerSec, raw: two.opsPerSec, unit: 'ops/s', ratio: two.opsPerSec / h.opsPerSec });
   notes.set('munmap-vs-access 256 CPUs hosted, ops/s', 'raw = the same scenario at 2 CPUs (2 workers)');
   goals.push({ goal: 'munmap-vs-access ops/s, 256 hosted / 2 CPUs', measured: (100 * h.opsPerSec) / two.opsPerSec, target: 50, unit: '%', kind: 'min', note: `${fmt(h.opsPerSec)} vs ${fmt(two.opsPerSec)} ops/s` });
-  d.hosted256 = { opsPerCpu: hostedOps, wallMs: h.r.wallMs, setupMs: h.r.setupMs, bootMs: h.r.bootMs, rssPeakMiB: h.peak / MiB, rssBeforeMiB: h.rss0 / MiB, ops: h.r.stats.ops, opsPerSec: h.opsPerSec, latencyNs: h.r.latencyNs, targetsPerShootdown: targets };
-  d.cpus2 = { wallMs: two.r.wallMs, ops: two.r.stats.ops, opsPerSec: two.opsPerSec };
+  d.hosted256 = { opsPerCpu: hostedOps, ...h, rssPeakMiB: h.peak / MiB, rssBeforeMiB: h.rss0 / MiB };
+  d.cpus2 = two;
   // one worker per CPU, capped: start-up and RSS per CPU
   const n = rssWorkers;
-  const w = await scenarioRun({ cpus: n, threads: n, ops: quick ? 20 : 50 });
-  const wPer = w.peak / MiB / n;
-  goals.push({ goal: `${n} CPUs one worker each: RSS per simulated CPU`, measured: wPer, target: 10, unit: 'MiB', kind: 'max', note: `process peak ${(w.peak / MiB).toFixed(0)} MiB / ${n}, ${((w.peak - w.rss0) / MiB / n).toFixed(1)} MiB above the bench's own${n < 256 ? ` (capped at ${n} workers: --rss-workers)` : ''}` });
-  goals.push({ goal: `${n} CPUs one worker each: start-up`, measured: ((w.r.setupMs ?? 0) + w.r.bootMs) / 1000, target: NaN, unit: 's', kind: 'max', note: `machine boot ${((w.r.setupMs ?? 0) / 1000).toFixed(2)} s + ${n} host threads ${(w.r.bootMs / 1000).toFixed(2)} s` });
-  d.workers = { cpus: n, setupMs: w.r.setupMs, bootMs: w.r.bootMs, rssPeakMiB: w.peak / MiB, rssBeforeMiB: w.rss0 / MiB };
+  const w = childRun({ cpus: n, threads: n, ops: quick ? 20 : 50 });
+  goals.push({ goal: `${n} CPUs one worker each: RSS per simulated CPU`, measured: w.peak / MiB / n, target: 10, unit: 'MiB', kind: 'max', note: `peak RSS ${(w.peak / MiB).toFixed(0)} MiB / ${n}, ${((w.peak - w.rss0) / MiB / n).toFixed(1)} MiB/CPU above the process before the run${n < 256 ? ` (capped at ${n} workers: --rss-workers)` : ''}` });
+  goals.push({ goal: `${n} CPUs one worker each: start-up`, measured: (w.setupMs + w.bootMs) / 1000, target: NaN, unit: 's', kind: 'max', note: `machine boot ${(w.setupMs / 1000).toFixed(2)} s + ${n} host threads ${(w.bootMs / 1000).toFixed(2)} s` });
+  d.workers = { cpus: n, ...w, rssPeakMiB: w.peak / MiB, rssBeforeMiB: w.rss0 / MiB };
 }
 
 // ---- 6. deterministic mode against free mode ---------------------------------------------
@@ -801,4 +831,5 @@ async function main(): Promise<void> {
   log(`total ${totalS.toFixed(1)} s; wrote ${outFile}${sink === 42 ? ' ' : ''}`);
 }
 
-await main();
+if (args['child-run'] !== undefined) await childMain(args['child-run']);
+else await main();
