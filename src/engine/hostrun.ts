@@ -111,6 +111,7 @@ export function runHost(plan: HostPlan): HostResult {
   for (const id of plan.cpus) {
     const c = new Cpu(host, id, plan.tlbEntries, plan.seed);
     c.delay = { p: plan.delay, maxSpins: plan.delaySpins };
+    c.logAccesses = plan.traceEpochMs !== undefined; // a traced run keeps every read and write in the ring
     if (plan.deterministic) {
       const stepIdx = L.det + DET_STEP;
       c.ring.clock = () => I[stepIdx]; // the deterministic clock: scheduling points so far
@@ -174,6 +175,7 @@ export function runHost(plan: HostPlan): HostResult {
     const c = t.step(cpu, oracles[i]);
     ops[i] += c;
     I[cpu.st + ST_OPS] += c;
+    cpu.publishStats();
     if (t.exited) {
       reap(cpu, ts, t);
       rr[i] = idx; // the next task slid into its place
@@ -199,6 +201,7 @@ export function runHost(plan: HostPlan): HostResult {
 }
 
 function result(plan: HostPlan, cpus: Cpu[], tasks: TaskRunner[], oracles: ContentOracle[], violations: ViolationRecord[]): HostResult {
+  for (const c of cpus) c.publishStats(); // what the last operations and the IPI service since counted
   const latencies: number[] = [];
   for (const c of cpus) for (let k = 0; k < c.nlat; k++) latencies.push(c.lat[k]);
   return {
@@ -238,6 +241,7 @@ function runDeterministic(plan: HostPlan, V: Views, host: Host, cpu: Cpu, tasks:
     const c = t.step(cpu, oracle);
     ops += c;
     I[cpu.st + ST_OPS] += c;
+    cpu.publishStats();
     if (t.exited) reap(cpu, tasks, t);
     else k++;
     cpu.sched_point(); // the operation boundary is a scheduling point too

@@ -27,6 +27,7 @@ import { type Scenario, placeThreads, ScenarioError, usesCowOracle } from './sce
 import { makeHost, runHost, type HostPlan, type HostResult, type RunCounts } from './hostrun.ts';
 import { initDet, detDecisions, detStep, detDeadlocked } from './det.ts';
 import { detBudget, freeBudget } from './budget.ts';
+import { prestrippedWorker, PRESTRIPPED_PROLOGUE } from './prestrip.ts';
 import { set_lazy_contract, set_lazy_series, resolve_lazy_series, LAZY_SERIES_LATEST, type LazySeries } from '../mm/lazy_mmu.ts';
 import { set_preempt_model, type PreemptModel } from '../hw/preempt.ts';
 import { protBits, type TaskPlan, type RegionInfo, type FileInfo } from './program.ts';
@@ -98,6 +99,8 @@ export interface RunResult extends RunCounts {
   wallMs: number;
   /** starting the host threads */
   bootMs: number;
+  /** booting the simulated machine before that: shared memory, processes, regions, tasks (main thread) */
+  setupMs: number;
   /** deterministic mode: PCT depth, scheduling points passed, and the handoffs [step, cpu, step, cpu, ...] */
   deterministic?: { preemptions: number; hotPreempt: number; steps: number; schedule: number[] };
   stats: Record<StatName, number>;
@@ -416,12 +419,14 @@ async function superviseWorkers(V: Views, r: ResolvedRunOptions, hosts: number, 
   let startedAt = 0;
   const workers: Worker[] = [];
   const url = new URL('../../workers/cpu.ts', import.meta.url);
+  // every host thread starts from sources stripped once (src/engine/prestrip.ts), not its own TypeScript stripper
+  const start = prestrippedWorker(url);
   let failed: (why: string) => void = () => {};
   const failure = new Promise<string>((res) => (failed = res));
   for (let h = 0; h < hosts; h++) {
     const execArgv = cpuProfDir ? ['--cpu-prof', `--cpu-prof-dir=${cpuProfDir}`, `--cpu-prof-name=host-${h}.cpuprofile`] : undefined;
-    const w = new Worker(url, {
-      name: `mmsim-host-${h}`, stdout: false, stderr: false, execArgv,
+    const w = new Worker(PRESTRIPPED_PROLOGUE, {
+      ...start, name: `mmsim-host-${h}`, stdout: false, stderr: false, execArgv,
       // under `npm run profile` (MMSIM_PROFILER set) clinic's preloads come in NODE_OPTIONS, which a
       // worker would run too, each thread writing the same data file: the CPU threads start without them
       ...(process.env.MMSIM_PROFILER ? { env: { ...process.env, NODE_OPTIONS: '' } } : {}),
@@ -539,6 +544,7 @@ export async function runScenario(s: Scenario, o: RunOptions = {}): Promise<RunR
   checkRunOptions(r);
   const signal = o.signal ?? runDefaults.signal;
   signal?.throwIfAborted();
+  const tSetup = performance.now();
   const { V, files, tasks, hosts, hostOf } = boot(s, cpus, threads, arch, tlbEntries, r.traceEvents, deterministic);
   if (deterministic) initDet(V, { seed, preemptions, expectedSteps: ops * cpus * STEPS_PER_OP });
   const traceEpochMs = o.trace ? performance.timeOrigin + performance.now() : undefined;
@@ -549,6 +555,7 @@ export async function runScenario(s: Scenario, o: RunOptions = {}): Promise<RunR
     tasks: tasks.filter((t) => hostOf[t.cpu] === h), traceEpochMs, deterministic, lazyContract, lazySeries, hotPreempt: r.hotPreempt, preempt: r.preempt,
   });
   const t0 = performance.now();
+  const setupMs = t0 - tSetup;
   const run: Supervised = threads === 1 ? { results: [runHost(plan(0))], startedAt: 0 } : await superviseWorkers(V, r, hosts, plan, o.cpuProfDir, signal);
   const { results, hang, crash, startedAt } = run;
   const end = performance.now();
@@ -560,7 +567,7 @@ export async function runScenario(s: Scenario, o: RunOptions = {}): Promise<RunR
   return {
     scenario: s.name, arch, cpus, threads,
     mode: deterministic ? 'deterministic' : threads === 1 ? 'inline' : threads === cpus ? 'worker-per-cpu' : 'hosted',
-    seed, knobs, lazyContract, lazySeries, wallMs: end - (startedAt || t0), bootMs: startedAt ? startedAt - t0 : 0, stats: figures.stats, perCpuOps: figures.perCpuOps,
+    seed, knobs, lazyContract, lazySeries, wallMs: end - (startedAt || t0), bootMs: startedAt ? startedAt - t0 : 0, setupMs, stats: figures.stats, perCpuOps: figures.perCpuOps,
     deterministic: deterministic ? { preemptions, hotPreempt: r.hotPreempt, steps: detStep(V), schedule: detDecisions(V) } : undefined,
     latencyNs: figures.latencyNs, latencySamplesNs: figures.latencySamplesNs,
     trace,

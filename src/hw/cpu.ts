@@ -13,7 +13,7 @@ import {
   ST_BCAST_SENT, ST_BCAST_RECV, CC_ONLINE, ST_SHOOTDOWNS, CC_INFO_TYPE, CC_INFO_MM, FM_OWNER, CC_IRQS_OFF, CC_LOADED_MM, CC_IS_LAZY, CC_HOST,
   HB_WAKE, HB_SLEEPING, HB_WAITING_ON, HB_HEARTBEAT, CPUMASK_WORDS, FM_GEN, FM_FLAGS, PG_FREE, MM_PR_MAX,
   ST_TLB_HITS, ST_TLB_MISSES, ST_READS, ST_WRITES, ST_IPI_RECV, ST_IPI_SENT, ST_FAULTS, ST_SEGV, ST_DELAYS,
-  WORD_SHIFT, WORDS_PER_PAGE, MM_ASID, H_STOP,
+  WORD_SHIFT, WORDS_PER_PAGE, MM_ASID, H_STOP, FRAME_META_WORDS, MM_WORDS, ST_WALKS,
   PAGE_SIZE,
 } from './layout.ts';
 import { Tlb, TLB_W, TLB_D } from './tlb.ts';
@@ -276,6 +276,26 @@ export class Cpu {
   segv = false;
   /** the frame the last successful read()/write() reached (for the COW oracle's shadow) */
   lastPfn = 0;
+  /**
+   * Log every read and write in the event ring (READ/WRITE events). Only a traced
+   * run needs them (its access counters and the accesses shown just before a
+   * violation, src/report/trace_export.ts); an untraced run's ring keeps the
+   * kernel's events (the last ones a violation report shows). Set by runHost.
+   */
+  logAccesses = false;
+  // Hot counters of the access path (tlbHits, tlbMisses, reads, writes, walks),
+  // kept in this thread's own fields and added to the shared statistics words by
+  // publishStats() at operation boundaries and when the host finishes: a TLB hit
+  // then stores nothing to shared memory but the data word it writes.
+  hits = 0;
+  misses = 0;
+  reads = 0;
+  writes = 0;
+  walks = 0;
+  // word indices of the layout, computed once (the access path adds a pfn or an mm to them)
+  private readonly genBase: number;
+  private readonly dataBase: number;
+  private readonly prMaxBase: number;
 
   constructor(host: Host, id: number, tlbEntries: number, seed: number) {
     this.id = id;
@@ -289,6 +309,10 @@ export class Cpu {
     this.rng = new Rng(seed, id);
     this.ctxGen = new Int32Array(host.V.L.shape.maxMms);
     this.ctxId = new Int32Array(host.V.L.shape.maxMms);
+    const L = host.V.L;
+    this.genBase = frameWord(L, 0, FM_GEN);
+    this.dataBase = dataWord(L, 0, 0);
+    this.prMaxBase = mmWord(L, 0, MM_PR_MAX);
     Atomics.store(this.I, this.ctl + CC_ONLINE, 1);
   }
 
@@ -302,6 +326,18 @@ export class Cpu {
 
   stat(field: number, n = 1): void {
     this.I[this.st + field] += n;
+  }
+
+  /** Add the access path's private counters to this CPU's shared statistics words (an operation boundary, the end of a run). */
+  publishStats(): void {
+    const I = this.I;
+    const st = this.st;
+    if (this.hits !== 0) I[st + ST_TLB_HITS] += this.hits;
+    if (this.misses !== 0) I[st + ST_TLB_MISSES] += this.misses;
+    if (this.reads !== 0) I[st + ST_READS] += this.reads;
+    if (this.writes !== 0) I[st + ST_WRITES] += this.writes;
+    if (this.walks !== 0) I[st + ST_WALKS] += this.walks;
+    this.hits = this.misses = this.reads = this.writes = this.walks = 0;
   }
 
   // ---- scheduling points and delay injection ---------------------------------
@@ -485,12 +521,53 @@ export class Cpu {
   // ---- memory access: TLB -> walk -> fault -----------------------------------
   /** Read the word at va. Returns false on SIGSEGV; the value is in this.value. */
   read(va: number): boolean {
-    return this.access(va, false, 0);
+    const at = this.hitWord(va, false);
+    if (at < 0) return this.access(va, false, 0);
+    // A plain load, as the CPU's MOV is (V8 compiles it to one; Atomics.load is a
+    // call that cost as much as the rest of the TLB hit): the simulated program's
+    // load, in program order after the generation check, which is a plain load too.
+    this.value = this.I[at];
+    this.reads++;
+    return true;
   }
 
   /** Write value at va. Returns false on SIGSEGV. */
   write(va: number, value: number): boolean {
-    return this.access(va, true, value);
+    const at = this.hitWord(va, true);
+    if (at < 0) return this.access(va, true, value);
+    Atomics.store(this.I, at, value);
+    this.writes++;
+    return true;
+  }
+
+  /**
+   * The TLB hit of access(), small enough for V8 to inline into the caller's
+   * loop: the data word's index when the access is a plain hit, or -1 when
+   * anything else is in play (an IPI or broadcast pending, tracing, a
+   * scheduler or delay at hw_point, a miss, a write needing a walk, a frame
+   * generation that differs (the UAF oracle reports it on the full path), an
+   * entry the stale-TLB oracle must judge): then access() does it all from the
+   * start. It checks everything access() checks on a hit, in the same order,
+   * and changes nothing before it commits.
+   */
+  private hitWord(va: number, write: boolean): number {
+    const I = this.I;
+    if (I[this.ctl + CC_BC_PENDING] !== 0 || I[this.ctl + CC_IPI_PENDING] !== 0) return -1;
+    if (this.logAccesses || this.host.sched !== null || this.delay.p > 0) return -1;
+    const tlb = this.tlb;
+    const s = tlb.lookup(this.asid, Math.floor(va / PAGE_SIZE));
+    if (s < 0 || (write && (tlb.flags[s] & (TLB_W | TLB_D)) !== (TLB_W | TLB_D))) return -1;
+    const pfn = tlb.pfn[s];
+    if (I[this.genBase + pfn * FRAME_META_WORDS] !== tlb.gen[s]) return -1;
+    const mm = this.loadedMm;
+    if (mm >= 0) {
+      const pm = I[this.prMaxBase + mm * MM_WORDS];
+      if (tlb.stamp[s] < pm && tlb.chk[s] !== pm && this.host.hooks.stale_use !== undefined) return -1;
+    }
+    this.segv = false;
+    this.hits++;
+    this.lastPfn = pfn;
+    return this.dataBase + pfn * WORDS_PER_PAGE + ((va >>> WORD_SHIFT) & (WORDS_PER_PAGE - 1));
   }
 
   access(va: number, write: boolean, value: number): boolean {
@@ -510,9 +587,9 @@ export class Cpu {
     for (let attempt = 0; attempt < MAX_FAULT_RETRIES; attempt++) {
       let s = tlb.lookup(asid, vpn);
       if (s >= 0 && (!write || (tlb.flags[s] & (TLB_W | TLB_D)) === (TLB_W | TLB_D))) {
-        I[this.st + ST_TLB_HITS]++;
+        this.hits++;
       } else {
-        if (s < 0) I[this.st + ST_TLB_MISSES]++;
+        if (s < 0) this.misses++;
         s = walk(this, this.loadedMm, va, vpn, write);
         if (s < 0) {
           I[this.st + ST_FAULTS]++;
@@ -537,23 +614,24 @@ export class Cpu {
       this.hw_point();
       const pfn = tlb.pfn[s];
       this.lastPfn = pfn;
-      const gen = I[frameWord(this.V.L, pfn, FM_GEN)];
+      // the UAF oracle, on every access: the frame's generation now against the one the entry was filled with
+      const gen = I[this.genBase + pfn * FRAME_META_WORDS];
       if (gen !== tlb.gen[s]) this.staleTlbAccess(va, pfn, s, gen, write);
       // stale-TLB oracle hook: an entry filled before the mm's last promised change
       // (and not judged since) is checked against the page tables, off the fast path
       else if (this.loadedMm >= 0) {
-        const pm = I[mmWord(this.V.L, this.loadedMm, MM_PR_MAX)];
+        const pm = I[this.prMaxBase + this.loadedMm * MM_WORDS];
         if (tlb.stamp[s] < pm && tlb.chk[s] !== pm && this.host.hooks.stale_use !== undefined) this.host.hooks.stale_use(this, s, va, write);
       }
-      const at = dataWord(this.V.L, pfn, word);
+      const at = this.dataBase + pfn * WORDS_PER_PAGE + word;
       if (write) {
         Atomics.store(I, at, value);
-        I[this.st + ST_WRITES]++;
-        this.ring.log(EV.WRITE, va, value);
+        this.writes++;
+        if (this.logAccesses) this.ring.log(EV.WRITE, va, value);
       } else {
-        this.value = Atomics.load(I, at);
-        I[this.st + ST_READS]++;
-        this.ring.log(EV.READ, va, this.value);
+        this.value = I[at]; // a plain load, as in read()
+        this.reads++;
+        if (this.logAccesses) this.ring.log(EV.READ, va, this.value);
       }
       return true;
     }

@@ -3,7 +3,7 @@
 // lock: it races with the kernel exactly as a real MMU does.
 
 import {
-  frameWord, mmWord, tableEntry, FM_GEN, FM_FLAGS, FM_OWNER, PG_FREE, PG_TABLE, MM_PGD, ST_WALKS,
+  frameWord, mmWord, tableEntry, FM_GEN, FM_FLAGS, FM_OWNER, PG_FREE, PG_TABLE, MM_PGD,
   PTRS_PER_TABLE, H_PROMISE_SEQ,
 } from './layout.ts';
 import {
@@ -24,6 +24,8 @@ export function pgtIndex(va: number, shift: number): number {
 }
 
 const LEVEL_SHIFTS = [39, 30, 21, 12];
+/** 2^shift of each level: the divisor of pgtIndex for shifts past 23, computed once */
+const LEVEL_SIZES = new Float64Array(LEVEL_SHIFTS.map((s) => 2 ** s));
 
 /**
  * Walk mm's tables for va. On success the translation is in the TLB and the slot
@@ -32,22 +34,28 @@ const LEVEL_SHIFTS = [39, 30, 21, 12];
 export function walk(cpu: Cpu, mm: number, va: number, vpn: number, write: boolean): number {
   const I = cpu.I;
   const L = cpu.V.L;
-  cpu.I[cpu.st + ST_WALKS]++;
+  cpu.walks++; // published to ST_WALKS at the next operation boundary (Cpu.publishStats)
   if (mm < 0) return WALK_NO_MM;
   // stale-TLB oracle hook: the change id in force before this walk reads any entry
   const stamp = Atomics.load(I, L.header + H_PROMISE_SEQ);
   let table = I[mmWord(L, mm, MM_PGD)];
+  const entries = tableEntry(L, 0, 0);
   for (let level = 0; level < 4; level++) {
     const shift = LEVEL_SHIFTS[level];
-    const idx = tableEntry(L, table, pgtIndex(va, shift));
+    // pgtIndex(va, shift), inline: the upper levels' index bits lie above bit 31
+    const i = level >= 2 ? (va >>> shift) & (PTRS_PER_TABLE - 1) : Math.floor(va / LEVEL_SIZES[level]) & (PTRS_PER_TABLE - 1);
+    const idx = entries + table * PTRS_PER_TABLE + i;
     cpu.hw_point();
     let e = Atomics.load(I, idx);
     if ((e & _PAGE_PRESENT) === 0) return WALK_NOT_PRESENT;
     const leaf = level === 3 || (e & _PAGE_PSE) !== 0;
     if (!leaf) {
       const next = e >>> PFN_SHIFT;
-      const fl = Atomics.load(I, frameWord(L, next, FM_FLAGS));
-      if ((fl & PG_TABLE) === 0 || (fl & PG_FREE) !== 0 || Atomics.load(I, frameWord(L, next, FM_OWNER)) !== mm + 1) {
+      // The walk-freed-table oracle. Its metadata loads are plain loads (MOVs), as the
+      // UAF check of a TLB hit is: after the entry's Atomics.load in program order,
+      // and a third of the cost of a walk when they were Atomics calls.
+      const fl = I[frameWord(L, next, FM_FLAGS)];
+      if ((fl & PG_TABLE) === 0 || (fl & PG_FREE) !== 0 || I[frameWord(L, next, FM_OWNER)] !== mm + 1) {
         cpu.host.hooks.violation({
           kind: 'walk-freed-table', cpu: cpu.id, va, pfn: next,
           message: `cpu ${cpu.id}'s page walk for 0x${va.toString(16)} reached level-${level + 1} table pfn ${next}, which is ${(fl & PG_FREE) !== 0 ? 'free' : (fl & PG_TABLE) === 0 ? 'not a page table' : 'a table of another mm'} (page table freed before the walkers were flushed)`,
@@ -75,7 +83,7 @@ export function walk(cpu: Cpu, mm: number, va: number, vpn: number, write: boole
     // A huge leaf maps 2^(shift-12) pages; this TLB caches the 4 KiB piece.
     const sub = level === 3 ? 0 : (vpn % 2 ** (shift - 12));
     const pfn = (e >>> PFN_SHIFT) + sub;
-    const fl = Atomics.load(I, frameWord(L, pfn, FM_FLAGS));
+    const fl = I[frameWord(L, pfn, FM_FLAGS)]; // oracle metadata: a plain load (above)
     if ((fl & PG_FREE) !== 0) {
       cpu.host.hooks.violation({
         kind: 'pte-maps-free-frame', cpu: cpu.id, va, pfn,
@@ -83,7 +91,7 @@ export function walk(cpu: Cpu, mm: number, va: number, vpn: number, write: boole
         message: `cpu ${cpu.id}'s page walk for 0x${va.toString(16)} found a present PTE for pfn ${pfn}, which is free (freed before it was unmapped)`,
       });
     }
-    const gen = Atomics.load(I, frameWord(L, pfn, FM_GEN));
+    const gen = I[frameWord(L, pfn, FM_GEN)]; // read after the leaf entry, in program order
     const flags = ((e & _PAGE_RW) !== 0 ? TLB_W : 0) | ((e & _PAGE_DIRTY) !== 0 ? TLB_D : 0) | (level < 3 ? TLB_HUGE : 0);
     cpu.ring.log(EV.TLB_FILL, va, pfn);
     const s = cpu.tlb.fill(cpu.asid, vpn, pfn, flags, gen);

@@ -1,0 +1,113 @@
+// Host threads that start from TypeScript stripped once.
+//
+// Node runs .ts files by stripping their types with a WebAssembly build of a
+// TypeScript parser (amaro), instantiated in every thread that loads a .ts
+// module. Measured on the 2-core machine of docs/performance.md: an empty worker
+// thread is ~12 MiB resident, ~23 MiB once it has instantiated the stripper
+// (and 8.6 GiB of virtual reservations), ~28 MiB once it has loaded the CPU
+// worker's module graph. So the main thread strips every module of that graph
+// once (module.stripTypeScriptTypes, the same stripper, whitespace in place of
+// the types so line numbers stay), and each host thread starts from a small
+// JavaScript prologue that registers a synchronous load hook serving those
+// sources as plain ES modules: the thread never instantiates the stripper. A
+// module the walk did not find (a scenario file imported at run time) still
+// loads the ordinary way. Nothing is written to disk and there is no build
+// step: a changed source is stripped again by the next process.
+
+import { createHash } from 'node:crypto';
+import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { stripTypeScriptTypes } from 'node:module';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+/** file: URL -> stripped source, for each module of a graph (this process strips each file once) */
+const cache = new Map<string, string>();
+/**
+ * Stripping the ~50 modules of the CPU worker takes a few hundred ms on this
+ * machine; later processes read the result from a cache directory keyed by the
+ * hash of the source and the Node version (a changed file has another key).
+ */
+const DISK = join(tmpdir(), 'mmsim-stripped', process.version);
+
+function strip(text: string, url: string): string {
+  const key = createHash('sha256').update(url).update('\0').update(text).digest('hex').slice(0, 32);
+  const file = join(DISK, `${key}.js`);
+  try {
+    return readFileSync(file, 'utf8');
+  } catch {
+    // not cached yet
+  }
+  // the API is marked experimental and says so on stderr at its first call: not the user's concern here
+  const emit = process.emitWarning;
+  process.emitWarning = ((w: string | Error, ...rest: unknown[]) => {
+    const t = typeof rest[0] === 'string' ? rest[0] : (rest[0] as { type?: string } | undefined)?.type;
+    if (t === 'ExperimentalWarning' && String(w).includes('stripTypeScriptTypes')) return;
+    (emit as (...a: unknown[]) => void).call(process, w, ...rest);
+  }) as typeof process.emitWarning;
+  let src: string;
+  try {
+    src = stripTypeScriptTypes(text, { mode: 'strip', sourceUrl: url });
+  } finally {
+    process.emitWarning = emit;
+  }
+  try {
+    mkdirSync(DISK, { recursive: true });
+    const tmp = `${file}.${process.pid}.${Math.random().toString(36).slice(2)}`;
+    writeFileSync(tmp, src);
+    renameSync(tmp, file); // whole or not at all, whoever races us
+  } catch {
+    // a read-only or full temporary directory: strip again next time
+  }
+  return src;
+}
+
+// static imports and re-exports of relative .ts modules, in stripped source (type-only imports are gone)
+const IMPORT_RE = /(?:^|[;\s])(?:import|export)\s*(?:[\w*{}\s,$]*?\sfrom\s*)?['"](\.{1,2}\/[^'"]+\.ts)['"]/g;
+
+/** Every relative .ts module reachable from `entry` by static imports, stripped: file: URL -> source. */
+export function strippedGraph(entry: URL): Record<string, string> {
+  const out: Record<string, string> = {};
+  const todo = [entry.href];
+  while (todo.length) {
+    const url = todo.pop()!;
+    if (url in out) continue;
+    let src = cache.get(url);
+    if (src === undefined) {
+      let text: string;
+      try {
+        text = readFileSync(fileURLToPath(url), 'utf8');
+      } catch {
+        continue; // not a file here: the thread's loader reports it as it would have
+      }
+      src = strip(text, url);
+      cache.set(url, src);
+    }
+    out[url] = src;
+    for (const m of src.matchAll(IMPORT_RE)) todo.push(new URL(m[1], url).href);
+  }
+  return out;
+}
+
+/**
+ * The JavaScript a host thread starts with (a Worker with eval: true; it is a
+ * CommonJS script): register the load hook over workerData.stripped, then import
+ * workerData.entry.
+ */
+export const PRESTRIPPED_PROLOGUE = `
+const { registerHooks } = require('node:module');
+const { workerData } = require('node:worker_threads');
+const stripped = workerData.stripped;
+registerHooks({
+  load(url, context, nextLoad) {
+    const source = stripped[url];
+    return source === undefined ? nextLoad(url, context) : { format: 'module', source, shortCircuit: true };
+  },
+});
+import(workerData.entry).catch((e) => { process.nextTick(() => { throw e; }); });
+`;
+
+/** Worker options for a thread that runs `entry` (a .ts module) from stripped sources; pass to new Worker(PRESTRIPPED_PROLOGUE, ...). */
+export function prestrippedWorker(entry: URL): { eval: true; workerData: { entry: string; stripped: Record<string, string> } } {
+  return { eval: true, workerData: { entry: entry.href, stripped: strippedGraph(entry) } };
+}
