@@ -191,9 +191,10 @@ describe('a traced run of munmap-vs-access', () => {
     // the sender's wait as a span agrees with the latency it measured itself
     const agree = shoot.filter((x) => typeof x.args?.latency_us === 'number' && Math.abs(x.dur! - (x.args.latency_us as number)) < 50);
     expect(agree.length).toBeGreaterThanOrEqual(0.8 * shoot.length);
-    // most begins have their end: truncation is only at the edges of each CPU's window
+    // most begins have their end: truncation is only at the edges of each CPU's window, and where a
+    // preempted task resumed on another CPU (a migration splits its open spans between two tracks)
     const truncated = xs.filter((x) => x.args?.truncated !== undefined);
-    expect(truncated.length).toBeLessThanOrEqual(4 * 3);
+    expect(truncated.length).toBeLessThanOrEqual(4 * 3 + 4 * clean.stats.migrations);
     expect(back.metadata).toMatchObject({ scenario: 'munmap-vs-access', arch: 'x86', cpus: 4, seed: 1, knobs: [] });
   });
 

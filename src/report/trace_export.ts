@@ -5,7 +5,9 @@
 // awaited, a fault inside a syscall. The rings drop their oldest events, so an
 // end whose begin was overwritten becomes a slice from the start of that CPU's
 // window, and a begin still open when the run stopped lasts to the end of the
-// trace; both say so in their args ("truncated").
+// trace; both say so in their args ("truncated"). A task preempted inside a span
+// and resumed on another CPU (a migration, src/hw/preempt.ts) leaves the span's
+// begin on one track and its end on the other: both halves show as truncated.
 //
 // Memory accesses (READ, WRITE, and OP, the start of each program step) are most
 // of the events and say little one by one: by default they become per-CPU rate
