@@ -2,7 +2,8 @@
 // strategy. Per entry: the seeds and wall seconds to the first catch (seeds
 // from 1, two at a time, stopping at the first failing seed), and the clean
 // rate over the same seeds without the knob. JSON in
-// bench/results/hunt-<date>.json, a table on stdout.
+// bench/results/hunt-<date>.json, a table on stdout. Entries that hunt in the
+// same scenario with the same options share one clean run.
 //
 //   node bench/hunt.ts [--seeds N] [--jobs J] [--only id,id] [--no-clean]
 //
@@ -13,7 +14,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { availableParallelism, loadavg } from 'node:os';
 import { caughtEntries, findBug, type BugEntry } from '../src/tools/bugs/catalogue.ts';
-import { huntEntry } from '../src/tools/bugs/run.ts';
+import { huntEntry, entryOptions, type HuntOutcome } from '../src/tools/bugs/run.ts';
 
 interface Row {
   id: string;
@@ -29,6 +30,8 @@ interface Row {
   cleanSeeds: number;
   falsePositives: number;
   cleanSeconds: number;
+  /** the clean run was another entry's (same scenario, options and seeds) */
+  cleanShared: boolean;
   falseKinds: string[];
 }
 
@@ -51,23 +54,28 @@ const entries: BugEntry[] = only ? only.map((id) => {
 }) : caughtEntries();
 
 const rows: Row[] = [];
+const cleanRuns = new Map<string, HuntOutcome>();
 const t0 = performance.now();
 for (const e of entries) {
   const seeds = seedsArg ? Number(seedsArg) : (e.budget ?? 20);
   const hit = await huntEntry(e, { seeds, jobs });
-  const clean = noClean ? null : await huntEntry(e, { seeds, jobs, fixed: true });
+  // without the knob, entries that hunt in the same scenario with the same options run the same seeds: once
+  const key = JSON.stringify([e.scenario, entryOptions(e, true), seeds]);
+  let clean = noClean ? null : (cleanRuns.get(key) ?? null);
+  const shared = clean !== null;
+  if (!noClean && !clean) cleanRuns.set(key, (clean = await huntEntry(e, { seeds, jobs, fixed: true })));
   const row: Row = {
     id: e.id, knob: e.knob ?? '', scenario: e.scenario ?? '', arch: e.run?.arch ?? 'x86', budget: seeds,
     caught: Boolean(hit.first), seedsToFirst: hit.seedsToFirst ?? null,
     secondsToFirst: hit.firstAfterMs !== undefined ? Math.round(hit.firstAfterMs / 100) / 10 : null,
     kind: hit.first?.kind ?? null, family: hit.first?.family ?? null,
     cleanSeeds: clean?.seedsRun ?? 0, falsePositives: clean?.failures.length ?? 0,
-    cleanSeconds: clean ? Math.round(clean.wallMs / 100) / 10 : 0,
+    cleanSeconds: clean ? Math.round(clean.wallMs / 100) / 10 : 0, cleanShared: shared,
     falseKinds: clean?.failures.map((f) => `seed ${f.seed} ${f.kind}`) ?? [],
   };
   rows.push(row);
   process.stderr.write(`${row.id}: ${row.caught ? `caught at seed ${row.seedsToFirst} in ${row.secondsToFirst} s (${row.family}, ${row.kind})` : `NOT caught in ${seeds} seeds`}`
-    + `${clean ? `; without the knob ${row.cleanSeeds - row.falsePositives}/${row.cleanSeeds} clean in ${row.cleanSeconds} s` : ''}\n`);
+    + `${clean ? `; without the knob ${row.cleanSeeds - row.falsePositives}/${row.cleanSeeds} clean in ${row.cleanSeconds} s${shared ? ' (shared)' : ''}` : ''}\n`);
 }
 
 const caught = rows.filter((r) => r.caught);

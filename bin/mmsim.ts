@@ -1,6 +1,10 @@
 #!/usr/bin/env node
 // mmsim under Node >= 24 (bin/mmsim.js, the package's bin entry, starts this file with the pinned Node).
-import { main } from '../src/cli/main.ts';
+import module from 'node:module';
+
+// V8's on-disk compile cache (workers/cpu.ts says why): before the CLI's module graph is imported
+module.enableCompileCache?.();
+const { main } = await import('../src/cli/main.ts');
 
 // process.exitCode, not process.exit(): exit() skips 'beforeExit', where clinic doctor,
 // bubbleprof and heapprofiler write their data. Every command releases its threads and

@@ -31,7 +31,7 @@ export default defineScenario({
   name: 'mremap-pmd-vs-reclaim',
   description: 'whole-PMD mremap without the rmap locks vs reclaim (fixed by commit 97113eb39fa7): whole-PMD mremap of a shared file mapping back and forth, reclaim of its pages through the rmap on another CPU, accessors on the rest',
   machine: { cpus: 4, arch: 'x86', tlbEntries: 64, memoryMiB: 64 },
-  run: { opsPerCpu: 1000, seed: 1, delay: 0.1 },
+  run: { opsPerCpu: 3000, seed: 1, delay: 0.1 },
   files: [{ name: 'f', pages: 512 }],
   processes: [{
     name: 'app',

@@ -7,7 +7,7 @@ import { describe, it, expect } from 'vitest';
 import { execFile } from 'node:child_process';
 import { CATALOGUE, findBug, caughtEntries } from '../src/tools/bugs/catalogue.ts';
 import { KNOB_NAMES } from '../src/inject/knobs.ts';
-import { drawConfig, seedOptions, huntsByDefault, PATTERN, MAX_HUNT_THREADS } from '../src/tools/stress/strategy.ts';
+import { drawConfig, seedOptions, huntsByDefault, PATTERN, MAX_HUNT_THREADS, DET_OVERTIME } from '../src/tools/stress/strategy.ts';
 import { loadScenario } from '../src/engine/scenario.ts';
 import { runScenario } from '../src/engine/machine.ts';
 import { exitCode } from '../src/report/summary.ts';
@@ -65,7 +65,7 @@ describe('the hunting strategy', () => {
     expect(new Set(fams)).toEqual(new Set(['det-hot', 'free-delay', 'free', 'inline']));
     for (let k = 1; k <= 20; k++) {
       const d = drawConfig(k, s);
-      if (d.family === 'det-hot') expect(d.options).toMatchObject({ mode: 'deterministic', hotPreempt: expect.any(Number) });
+      if (d.family === 'det-hot') expect(d.options).toMatchObject({ mode: 'deterministic', hotPreempt: expect.any(Number), overtime: DET_OVERTIME });
       else expect(d.options.mode).toBe('free');
       // never a smaller TLB than the scenario's
       expect(d.options.tlbEntries!).toBeGreaterThanOrEqual(s.machine.tlbEntries);

@@ -70,6 +70,23 @@ describe('deterministic mode', () => {
     expect(a.violations).toEqual([]);
   });
 
+  it('overtime: a CPU past its budget keeps running while another has not, never past k times it, and the run still replays', async () => {
+    const o = det({ seed: 3, ops: 300, hotPreempt: 0.3, overtime: 4 });
+    const a = await runScenario(s, o);
+    const b = await runScenario(s, o);
+    expect(b.deterministic).toEqual(a.deterministic);
+    expect(b.perCpuOps).toEqual(a.perCpuOps);
+    expect(a.deterministic!.overtime).toBe(4);
+    // the accessors' cheap operations outrun the munmapper's: they go on past 300 while it has not finished
+    expect(Math.max(...a.perCpuOps)).toBeGreaterThan(300);
+    expect(Math.max(...a.perCpuOps)).toBeLessThanOrEqual(4 * 300);
+    expect(Math.min(...a.perCpuOps)).toBeGreaterThanOrEqual(300);
+    expect(a.violations).toEqual([]);
+    // without it (the default, and every repro written before it existed) each CPU stops at its budget
+    const exact = await runScenario(s, det({ seed: 3, ops: 300, hotPreempt: 0.3 }));
+    expect(exact.perCpuOps).toEqual([300, 300, 300, 300]);
+  });
+
   it('a repro file replays its violation 10 times out of 10, on the same path', async () => {
     const { repro } = await failingSeed();
     const dir = await mkdtemp(join(tmpdir(), 'mmsim-det-'));

@@ -1,9 +1,15 @@
 // Piscina task module of `mmsim stress`: one seed of one scenario on a machine
 // of its own. Returns a compact result (and a Repro when the seed failed); the
 // campaign on the main thread writes the JSON line and the repro file.
-import { loadScenario, ScenarioError, type Scenario } from '../src/engine/scenario.ts';
-import { runScenario, runVerdict, type RunResult } from '../src/engine/machine.ts';
-import { makeRepro } from '../src/tools/repro/repro.ts';
+import module from 'node:module';
+import type { Scenario } from '../src/engine/scenario.ts';
+import type { RunResult } from '../src/engine/machine.ts';
+
+// V8's on-disk compile cache (workers/cpu.ts says why): before the simulator's module graph is imported
+module.enableCompileCache?.();
+const [{ loadScenario, ScenarioError }, { runScenario, runVerdict }, { makeRepro }] = await Promise.all([
+  import('../src/engine/scenario.ts'), import('../src/engine/machine.ts'), import('../src/tools/repro/repro.ts'),
+]);
 import type { StressTask, TaskResult, TaskBadInput } from '../src/tools/stress/stress.ts';
 
 const scenarios = new Map<string, Promise<Scenario>>();

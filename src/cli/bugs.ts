@@ -38,7 +38,7 @@ export function formatEntry(b: BugEntry): string {
     `${ind}path:     ${wrap(b.path, 100, ind + '          ')}`,
     `${ind}race:     ${wrap(b.race, 100, ind + '          ')}`,
   ];
-  if (b.scenario || b.knob) lines.push(`${ind}hunt:     ${b.scenario ? `scenario ${b.scenario}` : 'no scenario'}${b.knob ? `, knob ${b.knob}` : ''}${b.run?.arch ? `, --arch ${b.run.arch}` : ''}${b.run?.lazyContract ? `, --lazy-contract ${b.run.lazyContract}` : ''}${b.oracle ? `; oracle ${b.oracle}` : ''}`);
+  if (b.scenario || b.knob) lines.push(`${ind}hunt:     ${b.scenario ? `scenario ${b.scenario}` : 'no scenario'}${b.knob ? `, knob ${b.knob}` : ''}${b.run?.arch ? `, --arch ${b.run.arch}` : ''}${b.run?.lazyContract ? `, --lazy-contract ${b.run.lazyContract}` : ''}${b.run?.lazySeries ? `, --lazy-series ${b.run.lazySeries}` : ''}${b.oracle ? `; oracle ${b.oracle}` : ''}`);
   if (b.why) lines.push(`${ind}why:      ${wrap(b.why, 100, ind + '          ')}`);
   if (b.measured) lines.push(`${ind}measured: ${wrap(b.measured, 100, ind + '          ')}`);
   lines.push(`${ind}source:   ${wrap(b.source, 100, ind + '          ')}`);
@@ -68,7 +68,7 @@ export function catalogueMarkdown(): string {
   const head = ['id', 'versions', 'path', 'the race', 'scenario', 'knob', 'oracle', 'status'];
   const rows = CATALOGUE.map((b) => [
     `${b.id}${b.aliases.filter((a) => a !== b.knob).length ? ` (${b.aliases.filter((a) => a !== b.knob).join(', ')})` : ''}`,
-    b.versions, b.path, b.race, b.scenario ? `${b.scenario}${b.run?.arch ? ` (${b.run.arch})` : ''}` : '-', b.knob ?? '-', b.oracle ?? '-',
+    b.versions, b.path, b.race, b.scenario ? `${b.scenario}${b.run?.arch ? ` (${b.run.arch}${b.run.lazySeries ? `, --lazy-series ${b.run.lazySeries}` : ''})` : ''}` : '-', b.knob ?? '-', b.oracle ?? '-',
     b.status === 'caught' ? `caught within ${b.budget} seeds${b.measured ? ` (measured: ${b.measured})` : ''}` : `${b.status}: ${b.why}`,
   ].map(cell));
   return [`| ${head.join(' | ')} |`, `|${head.map(() => '---').join('|')}|`, ...rows.map((r) => `| ${r.join(' | ')} |`)].join('\n') + '\n';
@@ -154,7 +154,7 @@ export function registerBugs(program: Command): void {
         throw new CampaignError(`${b.id} cannot be run: ${b.status}${b.why ? ` (${b.why})` : ''}`);
       }
       const seeds = opts.seeds ?? b.budget ?? 20;
-      console.log(`mmsim bugs run ${b.id}${opts.fixed ? ' --fixed' : ''}: ${b.scenario}${opts.fixed ? ' without' : ' with'} knob ${b.knob}${b.run?.arch ? ` (--arch ${b.run.arch})` : ''}, seeds 1..${seeds}, hunting swarm, ${opts.jobs} jobs`);
+      console.log(`mmsim bugs run ${b.id}${opts.fixed ? ' --fixed' : ''}: ${b.scenario}${opts.fixed ? ' without' : ' with'} knob ${b.knob}${b.run?.arch ? ` (--arch ${b.run.arch}${b.run.lazySeries ? ` --lazy-series ${b.run.lazySeries}` : ''})` : ''}, seeds 1..${seeds}, hunting swarm, ${opts.jobs} jobs`);
       const h = await huntEntry(b, {
         seeds, fixed: Boolean(opts.fixed), jobs: opts.jobs,
         onSeed: (t) => process.stderr.write(`  seed ${t.seed}: ${t.ok ? 'clean' : `[${t.kind}]`} (${t.family ?? t.mode})\n`),

@@ -50,6 +50,7 @@ export function buildProgram(): Command {
     .addOption(new Option('--mode <mode>', 'free: CPUs race on the OS scheduler; deterministic: one at a time, a seeded scheduler picks').choices(['free', 'deterministic']))
     .option('--preemptions <d>', 'deterministic mode: PCT preemption bound (default 3)', int('--preemptions', 1, 64))
     .option('--hot-preempt <p>', 'deterministic mode: probability of a preemption right after a hot event (PTE write, free, flush, unlock, TLB fill; default 0)', prob)
+    .option('--overtime <k>', 'deterministic mode: a CPU that has done its operations keeps running while another has not, up to k times its budget (default 1)', int('--overtime', 1, 64))
     .addOption(new Option('--lazy-contract <c>', 'reading of the range-aware lazy_mmu_mode_enable_with_ptes(): strict (no update outside the range) or hint').choices(['strict', 'hint']))
     .option('--lazy-series <v>', `version of Gordeev's range-aware lazy MMU series: ${Object.keys(LAZY_SERIES).join(', ')} or latest (= ${LAZY_SERIES_LATEST}, the default); mmsim list-series`, lazySeries)
     .addOption(new Option('--preempt <model>', 'preemption inside kernel code: none, full (default) or rt (PREEMPT_RT: spinlocks sleep)').choices(['none', 'full', 'rt']))
@@ -71,7 +72,7 @@ export function buildProgram(): Command {
       if (opts.tlb !== undefined && opts.tlb & (opts.tlb - 1)) throw new InvalidArgumentError('--tlb must be a power of two');
       const asked: RunOptions = {
         cpus: opts.cpus, arch: opts.arch, seed: opts.seed, ops: opts.ops, durationMs: opts.duration,
-        threads: opts.threads, delay: opts.delay, tlbEntries: opts.tlb, mode: opts.mode, preemptions: opts.preemptions, hotPreempt: opts.hotPreempt,
+        threads: opts.threads, delay: opts.delay, tlbEntries: opts.tlb, mode: opts.mode, preemptions: opts.preemptions, hotPreempt: opts.hotPreempt, overtime: opts.overtime,
         lazyContract: opts.lazyContract, lazySeries: opts.lazySeries,
         preempt: opts.preempt,
         knobs: withScenarioKnobs(s, opts.knob),

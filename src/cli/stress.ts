@@ -48,6 +48,7 @@ export function registerStress(program: Command): void {
     .addOption(new Option('--mode <mode>', 'free: CPUs race on the OS scheduler; deterministic: one at a time, a seeded scheduler picks').choices(['free', 'deterministic']))
     .option('--preemptions <d>', 'deterministic mode: PCT preemption bound (default 3)', int('--preemptions', 1, 64))
     .option('--hot-preempt <p>', 'deterministic mode: probability of a preemption right after a hot event (PTE write, free, flush, unlock, TLB fill; default 0)', prob)
+    .option('--overtime <k>', 'deterministic mode: a CPU that has done its operations keeps running while another has not, up to k times its budget (default 1)', int('--overtime', 1, 64))
     .addOption(new Option('--lazy-contract <c>', 'reading of the range-aware lazy_mmu_mode_enable_with_ptes(): strict or hint').choices(['strict', 'hint']))
     .option('--lazy-series <v>', 'version of Gordeev\'s lazy MMU series (mmsim list-series; default latest)', lazySeries)
     .addOption(new Option('--preempt <model>', 'preemption inside kernel code: none, full (default) or rt (PREEMPT_RT: spinlocks sleep)').choices(['none', 'full', 'rt']))
@@ -57,7 +58,7 @@ export function registerStress(program: Command): void {
       const run: TaskOptions = {
         cpus: opts.cpus, arch: opts.arch?.length === 1 ? opts.arch[0] : undefined, ops: opts.ops, durationMs: opts.duration, threads: opts.threads, delay: opts.delay,
         tlbEntries: opts.tlb, knobs: opts.knob.length ? opts.knob : undefined, hangTimeoutMs: opts.hangTimeout,
-        mode: opts.mode, preemptions: opts.preemptions, hotPreempt: opts.hotPreempt, lazyContract: opts.lazyContract, lazySeries: opts.lazySeries, preempt: opts.preempt,
+        mode: opts.mode, preemptions: opts.preemptions, hotPreempt: opts.hotPreempt, overtime: opts.overtime, lazyContract: opts.lazyContract, lazySeries: opts.lazySeries, preempt: opts.preempt,
       };
       // Ctrl-C: stop, abandon the running seeds, still print the table of the finished ones
       const stop = new AbortController();

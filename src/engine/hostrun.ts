@@ -42,6 +42,8 @@ export interface HostPlan {
   lazyContract?: LazyContract;
   /** deterministic mode: hot preemption probability (src/engine/det.ts) */
   hotPreempt?: number;
+  /** deterministic mode: a CPU past its budget keeps going, up to this many times it, while another CPU has not finished */
+  overtime?: number;
   lazySeries?: LazySeries;
   /** preemption inside kernel code (src/hw/preempt.ts) */
   preempt?: PreemptModel;
@@ -219,9 +221,15 @@ function result(plan: HostPlan, cpus: Cpu[], tasks: TaskRunner[], oracles: Conte
 
 /**
  * Deterministic mode: this host carries exactly one CPU, which runs only while
- * it holds the token. It stops at exactly its op budget (another CPU cannot run
- * meanwhile, so "keep going until all are done" would never end), then only
- * takes IPIs until every CPU is done.
+ * it holds the token. By default it stops at exactly its op budget, then only
+ * takes IPIs until every CPU is done. With plan.overtime k > 1 it keeps running
+ * its program past the budget while another CPU has not reached its own, as
+ * free mode does (a CPU of cheap operations would otherwise go idle early, and
+ * the slow CPU's later operations would race with nobody: fork-vs-writers'
+ * writers finished their 2,000 accesses before the forker's fourth fork), but
+ * never beyond k times the budget: the CPU holding the token may be the only
+ * one PCT lets run, so "until all are done" alone could never end. Only the
+ * token holder reads or writes the count, so the run stays a function of the seed.
  */
 function runDeterministic(plan: HostPlan, V: Views, host: Host, cpu: Cpu, tasks: TaskRunner[], oracle: ContentOracle, violations: ViolationRecord[]): HostResult {
   const I = V.I;
@@ -232,9 +240,21 @@ function runDeterministic(plan: HostPlan, V: Views, host: Host, cpu: Cpu, tasks:
   Atomics.add(I, L.header + H_STARTED, 1);
   sched.start(cpu);
   const stop = L.header + H_STOP;
+  const doneWord = L.header + H_DONE; // CPUs that reached their budget (or have nothing left to run)
+  const totalCpus = L.shape.cpus;
+  const cap = plan.opsPerCpu * Math.max(1, plan.overtime ?? 1);
+  let reached = false;
+  const reach = (): void => {
+    if (!reached) Atomics.add(I, doneWord, 1);
+    reached = true;
+  };
   let ops = 0;
   let k = 0;
-  while (tasks.length > 0 && ops < plan.opsPerCpu && Atomics.load(I, stop) === 0) {
+  while (tasks.length > 0 && Atomics.load(I, stop) === 0) {
+    if (ops >= plan.opsPerCpu) {
+      reach();
+      if (ops >= cap || Atomics.load(I, doneWord) >= totalCpus) break;
+    }
     const t = tasks[k];
     context_switch(cpu, t.plan.id);
     cpu.ring.log(EV.OP, t.plan.id, ops);
@@ -249,7 +269,7 @@ function runDeterministic(plan: HostPlan, V: Views, host: Host, cpu: Cpu, tasks:
   }
   for (const t of tasks) t.release(); // pins a task still holds
   context_switch(cpu, -1);
-  Atomics.add(I, L.header + H_DONE, 1);
+  reach();
   sched.done(cpu);
   return result(plan, [cpu], tasks, [oracle], violations);
 }

@@ -57,6 +57,13 @@ export interface RunOptions {
   preemptions?: number;
   /** deterministic mode: probability of a preemption after a hot event (a PTE write, a free, a flush, a lock, a reference change, a TLB fill; src/engine/det.ts); default 0 */
   hotPreempt?: number;
+  /**
+   * deterministic mode: a CPU that has done its operations keeps running its
+   * program while another CPU has not, up to this many times its budget
+   * (default 1: it stops at its budget). Free mode always keeps going
+   * (hostrun.ts); the cap is what keeps a deterministic run finite.
+   */
+  overtime?: number;
   /** the reading of the range-aware lazy MMU enable in force (default hint) */
   lazyContract?: 'strict' | 'hint';
   /** the version of Gordeev's range-aware lazy MMU series in force (default the latest modelled; 'none': mainline) */
@@ -102,7 +109,7 @@ export interface RunResult extends RunCounts {
   /** booting the simulated machine before that: shared memory, processes, regions, tasks (main thread) */
   setupMs: number;
   /** deterministic mode: PCT depth, scheduling points passed, and the handoffs [step, cpu, step, cpu, ...] */
-  deterministic?: { preemptions: number; hotPreempt: number; steps: number; schedule: number[] };
+  deterministic?: { preemptions: number; hotPreempt: number; overtime: number; steps: number; schedule: number[] };
   stats: Record<StatName, number>;
   perCpuOps: number[];
   latencyNs: { samples: number; p50: number; p99: number; max: number };
@@ -313,6 +320,8 @@ export interface ResolvedRunOptions {
   preemptions: number;
   /** deterministic mode: hot preemption probability (0: plain PCT) */
   hotPreempt: number;
+  /** deterministic mode: a done CPU keeps going up to this many times its budget while another CPU has not finished */
+  overtime: number;
   traceEvents: number;
   hangTimeoutMs: number;
 }
@@ -338,6 +347,7 @@ export function resolveRunOptions(s: Scenario, o: RunOptions = {}): ResolvedRunO
     lazySeries: o.lazySeries ?? LAZY_SERIES_LATEST, preempt: o.preempt ?? 'full',
     preemptions: o.preemptions ?? 3,
     hotPreempt: o.hotPreempt ?? 0,
+    overtime: o.overtime ?? 1,
     traceEvents: o.trace ? (o.traceEvents ?? 1 << 15) : 64,
     hangTimeoutMs: o.hangTimeoutMs ?? 30000,
   };
@@ -552,7 +562,7 @@ export async function runScenario(s: Scenario, o: RunOptions = {}): Promise<RunR
   const plan = (h: number): HostPlan => ({
     sab: V.sab, layout: L, hostId: h, cpus: [...Array(cpus).keys()].filter((c) => hostOf[c] === h), arch, knobs,
     tlbEntries, seed, delay, delaySpins: s.run.delaySpins, opsPerCpu: ops, stopOnViolation: !o.keepGoing,
-    tasks: tasks.filter((t) => hostOf[t.cpu] === h), traceEpochMs, deterministic, lazyContract, lazySeries, hotPreempt: r.hotPreempt, preempt: r.preempt,
+    tasks: tasks.filter((t) => hostOf[t.cpu] === h), traceEpochMs, deterministic, lazyContract, lazySeries, hotPreempt: r.hotPreempt, overtime: r.overtime, preempt: r.preempt,
   });
   const t0 = performance.now();
   const setupMs = t0 - tSetup;
@@ -568,7 +578,7 @@ export async function runScenario(s: Scenario, o: RunOptions = {}): Promise<RunR
     scenario: s.name, arch, cpus, threads,
     mode: deterministic ? 'deterministic' : threads === 1 ? 'inline' : threads === cpus ? 'worker-per-cpu' : 'hosted',
     seed, knobs, lazyContract, lazySeries, wallMs: end - (startedAt || t0), bootMs: startedAt ? startedAt - t0 : 0, setupMs, stats: figures.stats, perCpuOps: figures.perCpuOps,
-    deterministic: deterministic ? { preemptions, hotPreempt: r.hotPreempt, steps: detStep(V), schedule: detDecisions(V) } : undefined,
+    deterministic: deterministic ? { preemptions, hotPreempt: r.hotPreempt, overtime: r.overtime, steps: detStep(V), schedule: detDecisions(V) } : undefined,
     latencyNs: figures.latencyNs, latencySamplesNs: figures.latencySamplesNs,
     trace,
     violations, violationCount: Atomics.load(I, L.header + H_VIOLATIONS), audit: audits.audit, teardownAudit: audits.teardownAudit, hang, crash,

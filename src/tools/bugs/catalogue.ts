@@ -37,7 +37,12 @@ export interface BugEntry {
   scenario?: string;
   knob?: string;
   /** run options the entry needs besides the hunting strategy's (arch, lazy contract, CPUs) */
-  run?: { arch?: string; lazyContract?: 'strict' | 'hint'; cpus?: number; preempt?: 'none' | 'full' | 'rt' };
+  /**
+   * lazySeries: the version of Gordeev's lazy MMU series the entry runs under. The default (latest,
+   * v6) has the s390 zap use-after-free this project found (README), which fails s390 scenarios with
+   * or without a knob; s390 entries run 'v6-fixed' so that what is measured is the knob.
+   */
+  run?: { arch?: string; lazyContract?: 'strict' | 'hint'; lazySeries?: LazySeries; cpus?: number; preempt?: 'none' | 'full' | 'rt' };
   /** the oracle(s) that report it: violation kinds */
   oracle?: string;
   status: BugStatus;
@@ -52,6 +57,7 @@ export interface BugEntry {
 }
 
 import { KNOBS, type KnobName } from '../../inject/knobs.ts';
+import type { LazySeries } from '../../mm/lazy_mmu.ts';
 
 /** the knob registry's kernel source for a knob-based entry */
 const src = (k: KnobName, extra = ''): string => KNOBS[k].source + extra;
@@ -67,7 +73,7 @@ export const CATALOGUE: BugEntry[] = [
     path: 'mm/mremap.c move_ptes / move_page_tables',
     race: 'CPU1 caches old_va; CPU0 mremap moves the PTE and drops both PTLs without flushing; CPU2 ftruncate/punch clears the new PTE, flushes new_va and frees the page; CPU1 uses old_va through its stale entry.',
     scenario: 'mremap-vs-truncate', knob: 'mremap.flush_after_unlock', oracle: 'uaf-stale-tlb',
-    status: 'caught', budget: 20, measured: '8/10 seeds, 0/10 false positives (Dec 2026, load average ~100 on 2 cores)',
+    status: 'caught', budget: 20, measured: '7/10 seeds with the default swarm (seeds 1-10); bench:hunt: first catch at seed 2 in 6.3 s (free-delay), 0/20 false positives over seeds 1-20 (Dec 2026, 2 cores, load average 40-190)',
     source: src('mremap.flush_after_unlock', '; NVD CVE-2018-18281'),
   },
   {
@@ -77,7 +83,7 @@ export const CATALOGUE: BugEntry[] = [
     path: 'mm/mremap.c move_normal_pmd / move_pgt_entry; mm/rmap.c try_to_unmap_one',
     race: 'reclaim resolves old_addr and takes the PTE table\'s lock; mremap moves the whole table to new_addr under the PMD locks only; a sibling fills new_addr from the moved table; reclaim clears the PTE, flushes old_addr (not new_addr) and frees the page; the sibling uses its stale entry.',
     scenario: 'mremap-pmd-vs-reclaim', knob: 'mremap.normal_pmd_no_rmap_locks', oracle: 'uaf-stale-tlb',
-    status: 'caught', budget: 20, measured: '0/10 seeds in the swarm; 2/10 with --mode deterministic --hot-preempt 0.3 (and 0.5); 0/10 false positives: weak',
+    status: 'caught', budget: 20, measured: '3/10 seeds with the default swarm (seeds 1-10); bench:hunt: first catch at seed 3 in 14.7 s (det-hot), 0/20 false positives over seeds 1-20 (Dec 2026, 2 cores, load average 40-190)',
     source: src('mremap.normal_pmd_no_rmap_locks'),
   },
   {
@@ -87,7 +93,7 @@ export const CATALOGUE: BugEntry[] = [
     path: 'mm/gup.c __get_user_pages / follow_page_pte; mm/madvise.c MADV_DONTNEED',
     race: 'T1 writes a read-only private file page through /proc/self/mem: the write fault installs a private copy and GUP retries without write intent; T2 zaps the copy with MADV_DONTNEED; the retry maps the page-cache page and T1 writes the file.',
     scenario: 'dirty-cow', knob: 'gup.dirty_cow', oracle: 'content / cow',
-    status: 'caught', budget: 20, measured: '7/10 seeds, 0/10 false positives',
+    status: 'caught', budget: 20, measured: '7/10 seeds with the default swarm (seeds 1-10); bench:hunt: first catch at seed 1 in 3.6 s (det-hot), 0/20 false positives over seeds 1-20 (Dec 2026, 2 cores, load average 40-190)',
     source: src('gup.dirty_cow', '; NVD CVE-2016-5195'),
   },
   {
@@ -97,7 +103,7 @@ export const CATALOGUE: BugEntry[] = [
     path: 'mm/memory.c do_wp_page; mm/gup.c',
     race: 'after fork the child pins a shared anon page read-only (vmsplice) and unmaps it; the parent\'s write fault sees mapcount 1 and reuses the page in place; the child reads the parent\'s post-fork data through the pin.',
     scenario: 'cow-vmsplice', knob: 'cow.reuse_by_mapcount', oracle: 'cow',
-    status: 'caught', budget: 20, measured: '9/10 seeds, 0/10 false positives',
+    status: 'caught', budget: 20, measured: '10/10 seeds with the default swarm (seeds 1-10); bench:hunt: first catch at seed 1 in 4 s (det-hot), 0/20 false positives over seeds 1-20 (Dec 2026, 2 cores, load average 40-190)',
     source: src('cow.reuse_by_mapcount', '; NVD CVE-2020-29374'),
   },
   {
@@ -107,7 +113,7 @@ export const CATALOGUE: BugEntry[] = [
     path: 'mm/gup.c gup_fast / lockless_pages_from_mm; mm/memory.c copy_present_pte',
     race: 'thread A starts pin_user_pages_fast on a writable entry; thread B forks, finds the page not pinned, shares it with the child and write-protects the parent\'s entry; A completes the pin; the parent\'s next write copies the page, and DMA through the pin now lands in the child\'s page.',
     scenario: 'fork-vs-pin', knob: 'gup.fast_no_seqcount', oracle: 'cow / content',
-    status: 'caught', budget: 20, measured: '2/10 seeds, 0/10 false positives: weak',
+    status: 'caught', budget: 20, measured: '2/10 seeds with the default swarm (seeds 1-10); bench:hunt: first catch at seed 3 in 28.2 s (det-hot), 0/20 false positives over seeds 1-20 (Dec 2026, 2 cores, load average 40-190)',
     source: src('gup.fast_no_seqcount'),
   },
   {
@@ -117,7 +123,7 @@ export const CATALOGUE: BugEntry[] = [
     path: 'mm/memory.c wp_page_copy',
     race: 'the COW fault installs the new page and drops the old page\'s rmap and reference before the flush; a sibling still translating the address to the old page reads or writes it while its other owner reuses it in place (or it is freed).',
     scenario: 'cow-vs-readers', knob: 'cow.install_before_flush', oracle: 'cow / uaf-stale-tlb',
-    status: 'caught', budget: 20, measured: '6/10 seeds, 0/10 false positives',
+    status: 'caught', budget: 20, measured: '8/10 seeds with the default swarm (seeds 1-10); bench:hunt: first catch at seed 1 in 4.6 s (det-hot), 0/20 false positives over seeds 1-20 (Dec 2026, 2 cores, load average 40-190)',
     source: src('cow.install_before_flush'),
   },
   // ---- constructed knobs (the rules the kernel keeps)
@@ -128,7 +134,7 @@ export const CATALOGUE: BugEntry[] = [
     path: 'mm/mmu_gather.c tlb_flush_mmu',
     race: 'CPU0 munmap clears the PTEs and frees the pages before its shootdown; CPU1 keeps writing through its TLB entry to a freed frame.',
     scenario: 'munmap-vs-access', knob: 'munmap.free_before_flush', oracle: 'uaf-stale-tlb',
-    status: 'caught', budget: 20, measured: '9/10 seeds (every non-inline seed), 0/10 false positives',
+    status: 'caught', budget: 20, measured: '9/10 seeds with the default swarm (seeds 1-10); bench:hunt: first catch at seed 1 in 9.3 s (det-hot), 0/20 false positives over seeds 1-20 (Dec 2026, 2 cores, load average 40-190)',
     source: src('munmap.free_before_flush'),
   },
   {
@@ -138,7 +144,7 @@ export const CATALOGUE: BugEntry[] = [
     path: 'mm/mmu_gather.c tlb_flush_mmu_tlbonly',
     race: 'CPU0 munmap clears the PTEs and frees the pages with no flush at all; CPU1 keeps using its entries.',
     scenario: 'munmap-vs-access', knob: 'munmap.skip_flush', oracle: 'uaf-stale-tlb',
-    status: 'caught', budget: 20, measured: '10/10 seeds',
+    status: 'caught', budget: 20, measured: '10/10 seeds with the default swarm (seeds 1-10); bench:hunt: first catch at seed 1 in 3.9 s (det-hot), 0/20 false positives over seeds 1-20 (Dec 2026, 2 cores, load average 40-190)',
     source: src('munmap.skip_flush'),
   },
   {
@@ -148,7 +154,7 @@ export const CATALOGUE: BugEntry[] = [
     path: 'arch/x86/mm/tlb.c switch_mm_irqs_off',
     race: 'CPU1 runs process B while A\'s munmap shootdown skips it; CPU1 switches back to A without comparing tlb_gen and uses A\'s stale ASID-tagged entries to freed pages.',
     scenario: 'switch-mm-munmap', knob: 'x86.switch_mm_no_gen_check', oracle: 'uaf-stale-tlb',
-    status: 'caught', budget: 20, measured: '9/10 seeds, 0/10 false positives',
+    status: 'caught', budget: 20, measured: '10/10 seeds with the default swarm (seeds 1-10); bench:hunt: first catch at seed 1 in 8 s (det-hot), 0/20 false positives over seeds 1-20 (Dec 2026, 2 cores, load average 40-190)',
     source: src('x86.switch_mm_no_gen_check'),
   },
   {
@@ -158,7 +164,7 @@ export const CATALOGUE: BugEntry[] = [
     path: 'mm/memory.c zap_pte_range',
     race: 'munmap zaps a page of a VMA that stays mapped; the next read of that page sees zeroes instead of what was written.',
     scenario: 'munmap-vs-access', knob: 'zap.off_by_one', oracle: 'content',
-    status: 'caught', budget: 20, measured: '10/10 seeds',
+    status: 'caught', budget: 20, measured: '10/10 seeds with the default swarm (seeds 1-10); bench:hunt: first catch at seed 1 in 13.8 s (det-hot), 0/20 false positives over seeds 1-20 (Dec 2026, 2 cores, load average 40-190)',
     source: 'constructed (the knob registry, src/inject/knobs.ts)',
   },
   {
@@ -168,7 +174,7 @@ export const CATALOGUE: BugEntry[] = [
     path: 'mm/huge_memory.c zap_huge_pmd',
     race: 'CPU0 clears a huge PMD and drops the 2 MiB page at once; CPU1 still caches 4 KiB pieces of it and writes to the freed frames.',
     scenario: 'thp-vs-access', knob: 'thp.free_before_flush', oracle: 'uaf-stale-tlb',
-    status: 'caught', budget: 20, measured: '3/10 seeds, 0/10 false positives',
+    status: 'caught', budget: 20, measured: '6/10 seeds with the default swarm (seeds 1-10); bench:hunt: first catch at seed 1 in 22.4 s (det-hot), 0/20 false positives over seeds 1-20 (Dec 2026, 2 cores, load average 40-190)',
     source: src('thp.free_before_flush'),
   },
   {
@@ -178,7 +184,7 @@ export const CATALOGUE: BugEntry[] = [
     path: 'mm/mremap.c move_normal_pmd',
     race: 'mremap moves a whole PTE table without flushing old addresses; a CPU keeps translating the old address to a page that now lives at the new one, which MADV_DONTNEED or a later move frees.',
     scenario: 'mremap-vs-fault', knob: 'mremap.normal_pmd_no_flush', oracle: 'uaf-stale-tlb',
-    status: 'caught', budget: 20, measured: '1/10 seeds (the inline family), 0/10 false positives: weak until the translation oracle (issue #14 item 3)',
+    status: 'caught', budget: 20, measured: '10/10 seeds with the default swarm (seeds 1-10); bench:hunt: first catch at seed 1 in 6 s (det-hot), 0/20 false positives over seeds 1-20 (Dec 2026, 2 cores, load average 40-190)',
     source: src('mremap.normal_pmd_no_flush'),
   },
   {
@@ -188,7 +194,7 @@ export const CATALOGUE: BugEntry[] = [
     path: 'kernel/fork.c dup_mmap',
     race: 'fork write-protects the parent\'s entries and shares the pages with the child without flushing; a sibling writes through its stale writable entry after fork returned, and the child reads the write.',
     scenario: 'fork-vs-writers', knob: 'fork.no_parent_flush', oracle: 'cow',
-    status: 'caught', budget: 20, measured: '10/10 seeds, 0/10 false positives',
+    status: 'caught', budget: 20, measured: '10/10 seeds with the default swarm (seeds 1-10); bench:hunt: first catch at seed 1 in 10.6 s (det-hot), 0/20 false positives over seeds 1-20 (Dec 2026, 2 cores, load average 40-190)',
     source: src('fork.no_parent_flush'),
   },
   {
@@ -198,7 +204,7 @@ export const CATALOGUE: BugEntry[] = [
     path: 'kernel/fork.c dup_mmap',
     race: 'fork drops the parent\'s mmap_lock before flushing; a COW fault copies a shared page while a sibling still writes the original through a stale writable entry, and the write ends up in the child\'s page.',
     scenario: 'fork-vs-writers', knob: 'fork.flush_after_unlock', oracle: 'cow',
-    status: 'caught', budget: 20, measured: '1/10 seeds in the swarm (8/10 with --threads 8 --delay 0.05 at a lower load), 0/10 false positives: weak',
+    status: 'caught', budget: 20, measured: '9/10 seeds with the default swarm (seeds 1-10); bench:hunt: first catch at seed 1 in 19.7 s (det-hot), 0/20 false positives over seeds 1-20 (Dec 2026, 2 cores, load average 40-190)',
     source: src('fork.flush_after_unlock'),
   },
   {
@@ -208,7 +214,9 @@ export const CATALOGUE: BugEntry[] = [
     path: 'arch/arm64/include/asm/pgtable.h arch_leave_lazy_mmu_mode',
     race: 'a munmap\'s lazy section clears PTEs whose publication waits for the DSB the leave drops; another CPU refills a translation from the old entry after the TLBI and uses it after the page is freed.',
     scenario: 'munmap-vs-access', knob: 'arm64.lazy_no_dsb', run: { arch: 'arm64' }, oracle: 'uaf-stale-tlb',
-    status: 'caught', budget: 20, measured: '9/10 seeds, 0/10 false positives',
+    status: 'not-expressible',
+    why: 'since the arm64 model defers the barrier only where the kernel does (arch/arm64/include/asm/pgtable.h __set_pte_complete: queue_pte_barriers only for pte_valid_not_user, commit 0a5e5af here), a lazy section of user PTE updates has no deferred DSB for the knob to drop, and no library scenario stores kernel PTEs (vmalloc/vmap): 0/10 in munmap-vs-access on arm64 with the default swarm (Dec 2026), where it was 9/10 before that model change',
+    measured: '0/10 seeds (the knob has nothing to drop on user PTEs)',
     source: src('arm64.lazy_no_dsb'),
   },
   {
@@ -218,7 +226,7 @@ export const CATALOGUE: BugEntry[] = [
     path: 'arch/x86/xen/mmu_pv.c xen_leave_lazy_mmu',
     race: 'munmap\'s PTE clears stay queued when the section ends; the page tables keep the old entries and other CPUs keep reaching the freed pages.',
     scenario: 'munmap-vs-access', knob: 'xenpv.leave_without_flush', run: { arch: 'x86-xenpv' }, oracle: 'audit / uaf-stale-tlb',
-    status: 'caught', budget: 20, measured: '10/10 seeds, 0/10 false positives',
+    status: 'caught', budget: 20, measured: '10/10 seeds with the default swarm (seeds 1-10); bench:hunt: first catch at seed 1 in 4.7 s (det-hot), 0/20 false positives over seeds 1-20 (Dec 2026, 2 cores, load average 40-190)',
     source: src('xenpv.leave_without_flush'),
   },
   {
@@ -228,7 +236,7 @@ export const CATALOGUE: BugEntry[] = [
     path: 'arch/powerpc/include/asm/book3s/64/tlbflush-hash.h arch_leave_lazy_mmu_mode',
     race: 'the hash and TLB invalidations of a munmap stay batched; other CPUs keep their translations of the freed pages.',
     scenario: 'munmap-vs-access', knob: 'powerpc.leave_without_flush', run: { arch: 'powerpc-hash' }, oracle: 'uaf-stale-tlb',
-    status: 'caught', budget: 20, measured: '10/10 seeds',
+    status: 'caught', budget: 20, measured: '10/10 seeds with the default swarm (seeds 1-10); bench:hunt: first catch at seed 1 in 4.3 s (det-hot), 0/20 false positives over seeds 1-20 (Dec 2026, 2 cores, load average 40-190)',
     source: src('powerpc.leave_without_flush'),
   },
   {
@@ -238,7 +246,7 @@ export const CATALOGUE: BugEntry[] = [
     path: 'arch/sparc/mm/tlb.c arch_leave_lazy_mmu_mode',
     race: 'the TSB and TLB invalidations of a munmap stay batched; other CPUs keep their translations of the freed pages.',
     scenario: 'munmap-vs-access', knob: 'sparc64.leave_without_flush', run: { arch: 'sparc64' }, oracle: 'uaf-stale-tlb',
-    status: 'caught', budget: 20, measured: '10/10 seeds',
+    status: 'caught', budget: 20, measured: '10/10 seeds with the default swarm (seeds 1-10); bench:hunt: first catch at seed 1 in 5.4 s (det-hot), 0/20 false positives over seeds 1-20 (Dec 2026, 2 cores, load average 40-190)',
     source: src('sparc64.leave_without_flush'),
   },
   {
@@ -247,8 +255,8 @@ export const CATALOGUE: BugEntry[] = [
     versions: 'constructed (the proposed s390 lazy MMU batch)',
     path: 'arch/s390 arch_leave_lazy_mmu_mode (proposed series)',
     race: 'memory keeps the old valid entries of the pages a munmap freed; walkers and TLBs keep reaching them.',
-    scenario: 'munmap-vs-access', knob: 's390.leave_without_apply', run: { arch: 's390' }, oracle: 'uaf-stale-tlb / walker',
-    status: 'caught', budget: 20, measured: '10/10 seeds, 0/10 false positives',
+    scenario: 'munmap-vs-access', knob: 's390.leave_without_apply', run: { arch: 's390', lazySeries: 'v6-fixed' }, oracle: 'uaf-stale-tlb / walker',
+    status: 'caught', budget: 20, measured: '10/10 seeds with the default swarm and --lazy-series v6-fixed (seeds 1-10; 0/10 without the knob; under the default series v6 the series\' own zap use-after-free fails 18 of 20 seeds without any knob); bench:hunt: first catch at seed 1 in 2.4 s (det-hot), 0/20 false positives over seeds 1-20 (Dec 2026, 2 cores, load average 40-190)',
     source: src('s390.leave_without_apply'),
   },
   {
@@ -331,12 +339,12 @@ export const CATALOGUE: BugEntry[] = [
   {
     id: '2ff6ddf19c0e', aliases: [],
     title: 'lazy-TLB CPUs walk page tables freed without an IPI to them',
-    versions: 'fixed in 4.19 (' + '2ff6ddf19c0e' + ')',
+    versions: '4.19 merge window only: 2ff6ddf19c0e ("x86/mm/tlb: Leave lazy TLB mode at page table free time") was the page-table-free half of Rik van Riel\'s lazier lazy-TLB series (95b0e6357d3e, 64482aafe55f, ac0315896970, 61d0beb5796a), which stopped sending shootdown IPIs to lazy CPUs; the whole series was reverted before 4.19 ("x86/mm/tlb: Revert the recent lazy TLB patches", Peter Zijlstra, Aug 2018). Mainline today IPIs lazy CPUs whenever tables are freed (arch/x86/mm/tlb.c native_flush_tlb_multi: info->freed_tables)',
     path: 'arch/x86/mm/tlb.c; mm/mmu_gather.c tlb_remove_table',
     race: 'a CPU in lazy TLB mode still has the mm loaded; munmap frees page-table pages and skips the lazy CPU\'s IPI; the lazy CPU\'s speculative walker reads the freed (reused) table.',
     status: 'not-expressible',
     why: 'the walker runs only for an access of the task on the CPU: there is no speculative walk by a lazy CPU and no paging-structure cache, so a lazy CPU never touches a freed table',
-    source: NOT_VERIFIED,
+    source: 'checked: the revert <20180822154046.717610121@infradead.org> ("[PATCH 1/4] x86/mm/tlb: Revert the recent lazy TLB patches") lists 2ff6ddf19c0e with that subject',
   },
   {
     id: 'CVE-2022-39188', aliases: ['b67fbebd4cf9'],
@@ -361,32 +369,32 @@ export const CATALOGUE: BugEntry[] = [
   {
     id: '61f67c230a5e', aliases: [],
     title: 'anon_vma use-after-free on an MREMAP_DONTUNMAP faulted/unfaulted merge',
-    versions: 'fixed Jan 2026 (stable 6.18)',
+    versions: 'from 879bca0a2c4f ("mm/vma: fix incorrectly disallowed anonymous VMA merges") until 61f67c230a5e (Jan 2026, stable 6.18; CVE-2026-23077)',
     path: 'mm/vma.c vma_merge / anon_vma handling; mm/mremap.c MREMAP_DONTUNMAP',
     race: 'MREMAP_DONTUNMAP moves a faulted VMA next to an unfaulted one; the merge keeps a VMA pointing at an anon_vma whose last reference goes away, and a later rmap walk uses it.',
     status: 'not-expressible',
     why: 'MREMAP_DONTUNMAP and anon_vma object lifetimes are not modelled (rmap.ts keeps per-page reverse maps without anon_vma reference counts)',
-    source: NOT_VERIFIED,
+    source: 'checked: commit 61f67c230a5e "mm/vma: fix anon_vma UAF on mremap() faulted, unfaulted merge" (Lorenzo Stoakes; its message names MREMAP_DONTUNMAP as the most direct trigger: vma_expand() skipped dup_anon_vma() for the copied-from VMA, unlink_anon_vmas() then freed an anon_vma folios still point to)',
   },
   {
     id: '772e5b4a5e83', aliases: [],
-    title: 'move_normal_pmd during the move-back of a failed mremap meets existing tables',
-    versions: 'fixed Aug 2025',
+    title: 'move_normal_pmd during the move-back of a failed mremap meets existing tables (a WARN, not a corruption)',
+    versions: 'from 0cef0bb836e3 ("mm: clear uffd-wp PTE/PMD state on mremap()") until 772e5b4a5e83 (Aug 2025, stable)',
     path: 'mm/mremap.c move_page_tables (the undo after a failed move) / move_normal_pmd',
-    race: 'an mremap fails half-way and moves the moved part back; move_normal_pmd finds a PMD that already has a table at the destination and overwrites it.',
+    race: 'a uffd-wp VMA with remap events disabled is mremap()ed: the forward move recurses into PTEs (no whole-table moves) and fails on a table allocation; the move back, with the VMAs swapped, checks only the (now uffd-less) source and tries move_normal_pmd, which finds the destination PMD populated and hits WARN_ON_ONCE(!pmd_none(*new_pmd)); it then falls back and the result is right.',
     status: 'not-expressible',
     why: 'no failure injection inside move_page_tables: a move in the model either completes or fails before it starts',
-    source: NOT_VERIFIED,
+    source: 'checked: commit 772e5b4a5e83 "mm/mremap: fix WARN with uffd that has remap events disabled" (David Hildenbrand, syzbot; "The code ends up doing the right thing ... but triggering that WARN is unpleasant")',
   },
   {
     id: 'e3ba51ab24fd', aliases: [],
     title: 'arm64 range TLBI encoding leaves part of a 0x200000-page range unflushed',
-    versions: 'fixed in 6.9',
+    versions: 'from 117940aa6e5f ("KVM: arm64: Define kvm_tlb_flush_vmid_range()", 6.6) until e3ba51ab24fd (6.9-rc, stable 6.6+)',
     path: 'arch/arm64/include/asm/tlbflush.h __flush_tlb_range_op',
-    race: 'a flush of exactly 0x200000 pages is encoded with a range scale that does not cover it; the tail stays in other CPUs\' TLBs after munmap frees the pages.',
+    race: 'KVM write-protects a guest\'s stage-2 entries for dirty logging and flushes MAX_TLBI_RANGE_PAGES (0x200000) pages at once; __TLBI_RANGE_NUM cannot encode SCALE 3 / NUM 31, the scale underflows and a bogus operand is issued; CPUs keep writable stage-2 entries and dirty pages are missed.',
     status: 'not-expressible',
-    why: 'the arm64 model flushes ranges as address sets, without the TLBI range (scale, num) encoding, and no scenario maps 8 GiB',
-    source: NOT_VERIFIED,
+    why: 'no KVM stage-2 tables in the model, and its arm64 flushes ranges as address sets, without the TLBI range (scale, num) encoding',
+    source: 'checked: commit e3ba51ab24fd "arm64: tlb: Fix TLBI RANGE operand" (Gavin Shan, 2024-04-10; Fixes: 117940aa6e5f)',
   },
   {
     id: '5d1904204c99', aliases: [],
@@ -442,7 +450,7 @@ export const CATALOGUE: BugEntry[] = [
     race: 'fork write-protects a page for the child while a sibling\'s per-VMA-lock write fault (no mmap_lock) breaks COW on it; other CPUs still cache the page writable and their writes land in the page the child keeps.',
     scenario: 'fork-vs-vma-faults', knob: 'fork.no_vma_write_lock', oracle: 'cow',
     status: 'caught', budget: 20,
-    measured: 'not measured with the swarm yet (the per-VMA lock model landed at the end of this work); test/vma_lock_scenarios.test.ts catches it with --threads 3',
+    measured: 'bench:hunt: first catch at seed 2 in 2.8 s (free-delay), 0/20 false positives over seeds 1-20 (Dec 2026, 2 cores, load average 40-190)',
     source: src('fork.no_vma_write_lock'),
   },
   {
@@ -453,7 +461,7 @@ export const CATALOGUE: BugEntry[] = [
     race: 'a CPU switching to an mm stores itself into mm_cpumask and loaded_mm, then loads tlb_gen while its stores still sit in its store buffer; a flusher bumps tlb_gen, reads the cpumask without the CPU and sends it no IPI; the CPU runs with the stale entries of a freed page.',
     scenario: 'switch-mm-munmap', knob: 'x86.switch_mm_no_smp_mb', oracle: 'uaf-stale-tlb',
     status: 'caught', budget: 20,
-    measured: 'not measured with the swarm yet (store buffers landed at the end of this work); 2/10 with --mode deterministic, 10/10 with --threads 4, 0/10 without the knob (docs/concurrency.md)',
+    measured: 'bench:hunt: first catch at seed 1 in 5.7 s (det-hot), 0/20 false positives over seeds 1-20 (Dec 2026, 2 cores, load average 40-190)',
     source: src('x86.switch_mm_no_smp_mb'),
   },
   {
@@ -464,7 +472,7 @@ export const CATALOGUE: BugEntry[] = [
     race: 'a task is preempted between lazy_mmu_mode_enable()\'s enable count and arch_enter_lazy_mmu_mode(); at switch-in Xen re-enters lazy mode from the task state, then the task\'s own arch_enter finds the mode already on (Xen BUG).',
     scenario: 'munmap-vs-access', knob: 'xenpv.ctxsw_task_lazy_state', oracle: 'lazy-mmu-contract', run: { arch: 'x86-xenpv', preempt: 'rt' },
     status: 'caught', budget: 20,
-    measured: 'not measured with the swarm yet; 6/10 with --mode deterministic --preempt rt, 0/10 without the knob (docs/concurrency.md)',
+    measured: 'bench:hunt: first catch at seed 2 in 7.7 s (free-delay), 0/20 false positives over seeds 1-20 (Dec 2026, 2 cores, load average 40-190)',
     source: src('xenpv.ctxsw_task_lazy_state'),
   },
   {
@@ -486,7 +494,7 @@ export const CATALOGUE: BugEntry[] = [
     race: 'a fault takes i_mmap_rwsem then the folio lock while reclaim holds the folio lock and wants i_mmap_rwsem: lockdep reports the inverted order on its first run, before any deadlock.',
     scenario: 'mremap-pmd-vs-reclaim', knob: 'fault.i_mmap_before_folio_lock', oracle: 'lockdep',
     status: 'caught', budget: 20,
-    measured: 'not measured with the swarm yet; first run of seeds 1-3 in deterministic mode (test/lockdep.test.ts)',
+    measured: 'bench:hunt: first catch at seed 1 in 2.5 s (det-hot), 0/20 false positives over seeds 1-20 (Dec 2026, 2 cores, load average 40-190)',
     source: src('fault.i_mmap_before_folio_lock'),
   },
   {
@@ -495,8 +503,8 @@ export const CATALOGUE: BugEntry[] = [
     versions: 'constructed (the rule quoted in arch/s390/include/asm/tlb.h: a valid entry of an attached mm changes only by IPTE/IDTE/CSP)',
     path: 'arch/s390/include/asm/pgtable.h ptep_set_wrprotect / ptep_xchg_lazy; mm/memory.c copy_present_ptes',
     race: 'fork write-protects the parent\'s PTEs with a plain store while other CPUs have the mm attached: the hardware may keep using the writable translation and the parent\'s write lands in the page the child shares.',
-    scenario: 'fork-vs-writers', knob: 's390.wrprotect_no_ipte', oracle: 's390-valid-entry-changed', run: { arch: 's390' },
-    status: 'caught', budget: 20, measured: '5/5 seeds with --jobs 2, 0/5 without the knob (docs/fidelity.md)',
+    scenario: 'fork-vs-writers', knob: 's390.wrprotect_no_ipte', oracle: 's390-valid-entry-changed', run: { arch: 's390', lazySeries: 'v6-fixed' },
+    status: 'caught', budget: 20, measured: 'bench:hunt: first catch at seed 1 in 6 s (det-hot), 0/20 false positives over seeds 1-20 (Dec 2026, 2 cores, load average 40-190)',
     source: src('s390.wrprotect_no_ipte'),
   },
   {
@@ -506,7 +514,7 @@ export const CATALOGUE: BugEntry[] = [
     path: 'mm/mprotect.c change_protection / tlb_finish_mmu',
     race: 'mprotect write-protects the PTEs and returns without a flush; another CPU keeps writing through its old writable entry to a page that stays alive (no use-after-free: only the stale-TLB oracle sees it).',
     scenario: 'madvise-vs-access', knob: 'mprotect.skip_flush', oracle: 'stale-tlb',
-    status: 'caught', budget: 20, measured: '10/10 seeds, 0/10 false positives (stale-TLB oracle only)',
+    status: 'caught', budget: 20, measured: 'bench:hunt: first catch at seed 1 in 3 s (det-hot), 0/20 false positives over seeds 1-20 (Dec 2026, 2 cores, load average 40-190)',
     source: src('mprotect.skip_flush'),
   },
   {
@@ -516,7 +524,7 @@ export const CATALOGUE: BugEntry[] = [
     path: 'mm/huge_memory.c __split_huge_pmd / __split_huge_pmd_locked',
     race: 'a huge PMD is split into a PTE table without a flush; another CPU keeps using its huge translation where small and huge entries must never coexist.',
     scenario: 'thp-split-vs-access', knob: 'thp.split_no_flush', oracle: 'stale-tlb',
-    status: 'caught', budget: 20, measured: '6/10 seeds, 0/10 false positives (stale-TLB oracle only)',
+    status: 'caught', budget: 20, measured: 'bench:hunt: first catch at seed 1 in 1.6 s (det-hot), 0/20 false positives over seeds 1-20 (Dec 2026, 2 cores, load average 40-190)',
     source: src('thp.split_no_flush'),
   },
 ];

@@ -52,6 +52,7 @@ export function entryOptions(e: BugEntry, fixed: boolean): TaskOptions {
   const o: TaskOptions = { knobs: fixed || !e.knob ? [] : [e.knob] };
   if (e.run?.arch) o.arch = e.run.arch;
   if (e.run?.lazyContract) o.lazyContract = e.run.lazyContract;
+  if (e.run?.lazySeries) o.lazySeries = e.run.lazySeries;
   if (e.run?.cpus) o.cpus = e.run.cpus;
   if (e.run?.preempt) o.preempt = e.run.preempt;
   return o;

@@ -65,6 +65,7 @@ const optionsSchema = z.object({
   lazyContract: z.enum(['strict', 'hint']),
   lazySeries: z.string().refine((v) => resolve_lazy_series(v) !== null, { message: 'a version of the lazy MMU series (mmsim list-series)' }),
   hotPreempt: z.number().min(0).max(1),
+  overtime: z.number().int().min(1).max(64),
   preempt: z.enum(PREEMPT_MODELS as [PreemptModel, ...PreemptModel[]]),
   trace: z.boolean(),
   traceEvents: pow2(1 << 24),

@@ -56,6 +56,14 @@ export const SWARM: { family: Family; weight: number }[] = (['det-hot', 'free-de
 
 /** det-hot: the hot preemption probabilities drawn from (0.1 catches the munmap-style races in 1-2 seeds, 0.3 the mremap/rmap ones) */
 export const HOT_PREEMPT = [0.1, 0.3, 0.3, 0.5] as const;
+/**
+ * det-hot: a CPU that has done its operations keeps running, up to this many times its budget, while
+ * another has not (RunOptions.overtime). Without it the CPUs of cheap operations (accesses) finish early and
+ * the expensive ones (fork, mremap) race with nobody for the rest of the run: fork.flush_after_unlock went from
+ * 1/10 to 10/10 seeds (--mode deterministic --hot-preempt 0.3), the whole-PMD mremap vs reclaim race from
+ * 2/20 to 9/20 (docs/hunting.md).
+ */
+export const DET_OVERTIME = 4;
 /** free-delay: the delay probabilities drawn from, plus the scenario's own (0.05 caught CVE-2018-18281 10/10) */
 export const DELAYS = [0.02, 0.05, 0.05] as const;
 
@@ -86,7 +94,7 @@ export function drawConfig(seed: number, s: Scenario, base: Partial<TaskOptions>
   const tlbEntries = pick(rng, [tlb, tlb, tlb * 4]);
   switch (family) {
     case 'det-hot':
-      return { family, options: { mode: 'deterministic', preemptions: pick(rng, [3, 3, 10]), hotPreempt: pick(rng, HOT_PREEMPT), tlbEntries } };
+      return { family, options: { mode: 'deterministic', preemptions: pick(rng, [3, 3, 10]), hotPreempt: pick(rng, HOT_PREEMPT), overtime: DET_OVERTIME, tlbEntries } };
     case 'free-delay':
       // the scenario's own delay (its author's tuning) is one of the choices
       return { family, options: { mode: 'free', threads, delay: pick(rng, [...DELAYS, s.run.delay > 0 ? s.run.delay : 0.1]), tlbEntries } };
@@ -103,7 +111,11 @@ export function seedOptions(seed: number, s: Scenario, o: TaskOptions): { option
   if (!huntsByDefault(o)) return { options: o };
   const d = drawConfig(seed, s, o);
   // the user's explicit non-mode options (--tlb, --cpus) win over the draw
-  const options = { ...o, ...d.options, ...(o.tlbEntries !== undefined ? { tlbEntries: o.tlbEntries } : {}) } as TaskOptions;
+  const options = {
+    ...o, ...d.options,
+    ...(o.tlbEntries !== undefined ? { tlbEntries: o.tlbEntries } : {}),
+    ...(o.overtime !== undefined && d.family === 'det-hot' ? { overtime: o.overtime } : {}),
+  } as TaskOptions;
   return { options, family: d.family };
 }
 

@@ -191,6 +191,7 @@ export function rerunCommand(file: string, seed: number, o: TaskOptions): string
   if (o.mode && o.mode !== 'free') add('--mode', o.mode);
   add('--preemptions', o.preemptions);
   add('--hot-preempt', o.hotPreempt);
+  if ((o.overtime ?? 1) > 1) add('--overtime', o.overtime);
   add('--lazy-contract', o.lazyContract);
   add('--lazy-series', o.lazySeries);
   add('--preempt', o.preempt);
