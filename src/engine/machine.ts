@@ -533,6 +533,17 @@ function runStatistics(V: Views, cpus: number, results: HostResult[]): Pick<RunR
  * Quiescent: audit the live state, then tear every mm down and audit again
  * (leaks). Skipped when the run did not finish (its state is mid-operation).
  */
+/** The mmap_locks still held after every CPU finished its program (a leaked lock), as a hang report, or undefined. */
+function leakedLocks(V: Views): string | undefined {
+  const lines: string[] = [];
+  for (let mm = 0; mm < V.L.shape.maxMms; mm++) {
+    if (!mm_in_use(V, mm)) continue;
+    const st = mmap_lock_state(V, mm);
+    if (st.value !== 0) lines.push(`mm ${mm} mmap_lock: ${st.value < 0 ? `write-held by cpu ${st.owner}` : `${st.value} readers`} after every CPU finished (a leaked lock)`);
+  }
+  return lines.length ? `every CPU finished, but a lock is still held: nobody will release it\n${lines.join('\n')}` : undefined;
+}
+
 function finalAudit(V: Views, r: ResolvedRunOptions, finished: boolean, violations: ViolationRecord[], files: number[]): { audit: AuditReport; teardownAudit: AuditReport } {
   if (!finished) {
     const skipped: AuditReport = { ok: true, problems: ['skipped: the run did not finish'], usedData: 0, usedTables: 0, freeData: 0, freeTables: 0, mappedPages: 0 };
@@ -567,7 +578,11 @@ export async function runScenario(s: Scenario, o: RunOptions = {}): Promise<RunR
   const t0 = performance.now();
   const setupMs = t0 - tSetup;
   const run: Supervised = threads === 1 ? { results: [runHost(plan(0))], startedAt: 0 } : await superviseWorkers(V, r, hosts, plan, o.cpuProfDir, signal);
-  const { results, hang, crash, startedAt } = run;
+  const { results, crash, startedAt } = run;
+  // Every CPU finished but a lock is still held: nobody will release it, and the teardown below
+  // (exit_mmap on this thread) would wait for it for ever. Seen: munmap.leak_mmap_lock in
+  // deterministic mode, where the leak came on a CPU's last operation; the run then slept.
+  const hang = run.hang ?? (crash ? undefined : leakedLocks(V));
   const end = performance.now();
   const violations = results.flatMap((h) => h.violations);
   const figures = runStatistics(V, cpus, results);
