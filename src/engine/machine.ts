@@ -271,6 +271,11 @@ function percentile(sorted: Float64Array, p: number): number {
 }
 
 /** A description of who holds what and who waits, for a hang report. */
+/** Who holds an mmap_lock, as the hang reports say it. */
+function mmapLockHolders(st: { value: number; owner: number }): string {
+  return st.value < 0 ? `write-held by cpu ${st.owner}` : `${st.value} readers`;
+}
+
 export function describeHang(V: Views): string {
   const { I, L } = V;
   const lines: string[] = [];
@@ -278,7 +283,7 @@ export function describeHang(V: Views): string {
     if (!mm_in_use(V, mm)) continue;
     const st = mmap_lock_state(V, mm);
     if (st.value !== 0 || st.waiters) {
-      lines.push(`mm ${mm} mmap_lock: ${st.value < 0 ? `write-held by cpu ${st.owner}` : `${st.value} readers`}, ${st.waiters} waiting (${st.writersWaiting} writers)`);
+      lines.push(`mm ${mm} mmap_lock: ${mmapLockHolders(st)}, ${st.waiters} waiting (${st.writersWaiting} writers)`);
     }
   }
   for (let h = 0; h < L.shape.hosts; h++) {
@@ -474,7 +479,7 @@ async function superviseWorkers(V: Views, r: ResolvedRunOptions, hosts: number, 
         last = p;
         lastChange = performance.now();
       } else if (performance.now() - lastChange > hangMs * loadFactor()) {
-        const f = loadFactor();
+        const f = loadFactor(); // the factor the comparison just used (the load average changes slowly)
         res(`no CPU made progress for ${(hangMs * f / 1000).toFixed(0)} s${f > 1 ? ` (--hang-timeout ${(hangMs / 1000).toFixed(0)} s x ${f.toFixed(1)}, the host's load average per core)` : ''}\n${describeHang(V)}`);
       }
     }, 50);
@@ -539,7 +544,7 @@ function leakedLocks(V: Views): string | undefined {
   for (let mm = 0; mm < V.L.shape.maxMms; mm++) {
     if (!mm_in_use(V, mm)) continue;
     const st = mmap_lock_state(V, mm);
-    if (st.value !== 0) lines.push(`mm ${mm} mmap_lock: ${st.value < 0 ? `write-held by cpu ${st.owner}` : `${st.value} readers`} after every CPU finished (a leaked lock)`);
+    if (st.value !== 0) lines.push(`mm ${mm} mmap_lock: ${mmapLockHolders(st)} after every CPU finished (a leaked lock)`);
   }
   return lines.length ? `every CPU finished, but a lock is still held: nobody will release it\n${lines.join('\n')}` : undefined;
 }
