@@ -233,9 +233,12 @@ function set_pte_range(cpu: Cpu, b: IpteBatch, i: number, j: number): void {
     if (valid) {
       // as ptep_flush_direct: under mm->context.flush_count, IPTE local when
       // mm_cpumask is this CPU only, global otherwise (arch/s390/mm/pgtable.c)
+      // (with preemption off, as every flush_count section of arch/s390 runs: src/arch/s390/index.ts)
+      cpu.preemptOff++;
       Atomics.add(I, mmWord(cpu.V.L, b.mm, MM_S390_FLUSH_COUNT), 1);
       __ptep_ipte_range(cpu, b.mm, b.addr + k * PAGE_SIZE, b.ptep + k, e - k, mm_cpumask_only_here(cpu, b.mm));
       flush_count_dec(cpu, b.mm);
+      cpu.preemptOff--;
     }
     for (let q = k; q < e; q++) {
       // every s390 PTE store goes through the rule oracle (src/oracles/s390_rule.ts)
