@@ -273,7 +273,8 @@ describe('s390 on munmap-vs-access', () => {
     // seen in 1 of 4 clean-clone CI runs), so the run keeps going until the stale-TLB use shows as well
     const r = await runScenario(munmap, { arch: 's390', cpus: 4, threads: 4, ops: 5000, delay: 0.05, seed: 1, hangTimeoutMs: 20000, keepGoing: true });
     expect(kinds(r)).toContain('uaf-stale-tlb');
-    expect(kinds(r).every((k) => ['pte-maps-free-frame', 'uaf-stale-tlb'].includes(k))).toBe(true);
+    // after the first report the freed pages are reused: what a reader then meets there is the same bug
+    expect(kinds(r).every((k) => ['pte-maps-free-frame', 'uaf-stale-tlb', 'stale-tlb', 'content'].includes(k)), kinds(r).join()).toBe(true);
   }, 30000);
 
   it('s390.leave_without_apply: memory keeps the old valid entries of freed pages (walker or UAF oracle)', async () => {
