@@ -2,25 +2,17 @@
 // fork scenarios clean at 8 and 64 CPUs under the x86, arm64 and s390 flush
 // models (64 CPUs hosted on 2 threads), and every fork/COW/GUP knob caught by an
 // oracle in its scenario, which runs clean without it.
+import { expectClean as expectCleanRun } from './helpers.ts';
 import { describe, it, expect } from 'vitest';
 import { loadScenario, type Scenario } from '../src/engine/scenario.ts';
 import { runScenario, type RunOptions, type RunResult } from '../src/engine/machine.ts';
-import { summary } from '../src/report/summary.ts';
 
 const lib: Record<string, Scenario> = {};
 for (const n of ['fork-vs-writers', 'fork-storm', 'fork-vs-mremap', 'cow-vs-readers', 'cow-vmsplice', 'dirty-cow', 'fork-vs-pin']) {
   lib[n] = await loadScenario(`scenarios/${n}.ts`);
 }
 
-function expectClean(r: RunResult): void {
-  const why = summary(r);
-  expect(r.hang, why).toBeUndefined();
-  expect(r.crash, why).toBeUndefined();
-  expect(r.violations.map((v) => v.message), why).toEqual([]);
-  expect(r.audit.problems, why).toEqual([]);
-  expect(r.teardownAudit.problems, why).toEqual([]);
-  expect(r.syscallErrors, why).toBe(0);
-}
+const expectClean = (r: RunResult): void => expectCleanRun(r, { noSyscallErrors: true });
 
 describe('fork scenarios run clean', () => {
   for (const arch of ['x86', 'arm64', 's390']) {

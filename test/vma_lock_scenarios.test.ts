@@ -3,23 +3,15 @@
 // another CPU's mremap, and knob fork.no_vma_write_lock (the bug fb49c455323f
 // fixed) is caught by the content oracle in fork-vs-vma-faults, which runs
 // clean without it.
+import { expectClean } from './helpers.ts';
 import { describe, it, expect } from 'vitest';
 import { loadScenario } from '../src/engine/scenario.ts';
-import { runScenario, type RunResult, type TraceEvent } from '../src/engine/machine.ts';
+import { runScenario, type TraceEvent } from '../src/engine/machine.ts';
 import { summary } from '../src/report/summary.ts';
 import { SYS } from '../src/hw/trace.ts';
 
 const mremapVsFault = await loadScenario('scenarios/mremap-vs-fault.ts');
 const forkVsVmaFaults = await loadScenario('scenarios/fork-vs-vma-faults.ts');
-
-function expectClean(r: RunResult): void {
-  const why = summary(r);
-  expect(r.hang, why).toBeUndefined();
-  expect(r.crash, why).toBeUndefined();
-  expect(r.violations.map((v) => v.message), why).toEqual([]);
-  expect(r.audit.problems, why).toEqual([]);
-  expect(r.teardownAudit.problems, why).toEqual([]);
-}
 
 /** [cpu, start ts, end ts] of every mremap syscall in the trace */
 function mremapSpans(events: TraceEvent[]): [number, number, number][] {
