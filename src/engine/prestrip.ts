@@ -20,9 +20,17 @@ import { stripTypeScriptTypes } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { workerData } from 'node:worker_threads';
 
 /** file: URL -> stripped source, for each module of a graph (this process strips each file once) */
 const cache = new Map<string, string>();
+// a thread started by prestrippedPool() below received the sources it may need (the CPU worker's
+// graph among them, for runs that start host threads of their own): seed the cache, so that
+// strippedGraph() in that thread never calls the stripper either
+{
+  const given = (workerData as { stripped?: unknown } | null | undefined)?.stripped;
+  if (given && typeof given === 'object') for (const [u, src] of Object.entries(given)) if (typeof src === 'string') cache.set(u, src);
+}
 /**
  * Stripping the ~50 modules of the CPU worker takes a few hundred ms on this
  * machine; later processes read the result from a cache directory keyed by the
@@ -62,8 +70,9 @@ function strip(text: string, url: string): string {
   return src;
 }
 
-// static imports and re-exports of relative .ts modules, in stripped source (type-only imports are gone)
-const IMPORT_RE = /(?:^|[;\s])(?:import|export)\s*(?:[\w*{}\s,$]*?\sfrom\s*)?['"](\.{1,2}\/[^'"]+\.ts)['"]/g;
+// static imports and re-exports of relative .ts modules, and dynamic imports of a literal one, in
+// stripped source (type-only imports are gone)
+const IMPORT_RE = /(?:^|[;\s(,=])(?:import|export)\s*(?:\(\s*|[\w*{}\s,$]*?\sfrom\s*)?['"](\.{1,2}\/[^'"]+\.ts)['"]/g;
 
 /** Every relative .ts module reachable from `entry` by static imports, stripped: file: URL -> source. */
 export function strippedGraph(entry: URL): Record<string, string> {
@@ -110,4 +119,21 @@ import(workerData.entry).catch((e) => { process.nextTick(() => { throw e; }); })
 /** Worker options for a thread that runs `entry` (a .ts module) from stripped sources; pass to new Worker(PRESTRIPPED_PROLOGUE, ...). */
 export function prestrippedWorker(entry: URL): { eval: true; workerData: { entry: string; stripped: Record<string, string> } } {
   return { eval: true, workerData: { entry: entry.href, stripped: strippedGraph(entry) } };
+}
+
+/** The piscina entry of prestrippedPool(): plain JavaScript, so the pool thread never needs the stripper to start. */
+const POOL_ENTRY = new URL('../../workers/prestripped-pool.mjs', import.meta.url);
+
+/**
+ * Piscina options for a pool whose threads run the task module `entry` (.ts) from
+ * sources stripped once here. `also` are modules the tasks import at run time
+ * (the CPU worker of a run with host threads of its own, the scenario files of a
+ * campaign): their graphs travel too, so that a pool thread loads no .ts file
+ * through Node's stripper (a module missing from the map still loads the
+ * ordinary way).
+ */
+export function prestrippedPool(entry: URL, also: URL[] = []): { filename: string; workerData: { entry: string; stripped: Record<string, string> } } {
+  const stripped: Record<string, string> = {};
+  for (const u of [entry, ...also]) Object.assign(stripped, strippedGraph(u));
+  return { filename: fileURLToPath(POOL_ENTRY), workerData: { entry: entry.href, stripped } };
 }

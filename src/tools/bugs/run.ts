@@ -10,10 +10,9 @@ import { Piscina } from 'piscina';
 import { loadScenario, resolveScenario, type Scenario } from '../../engine/scenario.ts';
 import { seedOptions, type Family } from '../stress/strategy.ts';
 import type { StressTask, TaskResult, TaskBadInput, TaskOptions } from '../stress/stress.ts';
-import { CampaignError } from '../stress/stress.ts';
+import { CampaignError, stressPoolOptions } from '../stress/stress.ts';
 import type { BugEntry } from './catalogue.ts';
 
-const WORKER_URL = new URL('../../../workers/stress.ts', import.meta.url).href;
 
 export interface HuntOptions {
   /** seeds 1..seeds (default: the entry's budget, or 20) */
@@ -71,7 +70,7 @@ export async function huntEntry(e: BugEntry, o: HuntOptions = {}): Promise<HuntO
   // the scenario's own knobs stay (like --knob); fixed drops only the entry's
   const knobs = [...new Set([...scenario.knobs, ...(user.knobs ?? [])])].filter((k) => !(fixed && k === e.knob));
   const pool = new Piscina<StressTask, TaskResult | TaskBadInput>({
-    filename: WORKER_URL, minThreads: jobs, maxThreads: jobs, concurrentTasksPerWorker: 1, idleTimeout: 10_000,
+    ...stressPoolOptions([scenarioFile]), minThreads: 0, maxThreads: jobs, concurrentTasksPerWorker: 1, idleTimeout: 10_000,
   });
   pool.on('error', () => {});
   const t0 = performance.now();

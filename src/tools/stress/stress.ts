@@ -12,6 +12,8 @@ import { readdir } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
 import type { Worker } from 'node:worker_threads';
 import { join, resolve } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { prestrippedPool } from '../../engine/prestrip.ts';
 import { loadScenario, resolveScenario, placeThreads, ScenarioError, SCENARIO_DIR, type Scenario } from '../../engine/scenario.ts';
 import { KNOB_NAMES } from '../../inject/knobs.ts';
 import { makeRepro, reproFileName, writeRepro, type Repro } from '../repro/repro.ts';
@@ -146,7 +148,19 @@ export interface CampaignSummary {
   exitCode: number;
 }
 
-const WORKER_URL = new URL('../../../workers/stress.ts', import.meta.url).href;
+const WORKER_URL = new URL('../../../workers/stress.ts', import.meta.url);
+// a seed run with host threads of its own (deterministic mode, --threads N) starts CPU workers from inside the pool thread
+const CPU_WORKER_URL = new URL('../../../workers/cpu.ts', import.meta.url);
+
+/**
+ * Piscina options of a stress pool: the threads run workers/stress.ts, its module
+ * graph, the CPU worker's and the scenario files' stripped once on this thread
+ * (src/engine/prestrip.ts), so that no pool thread instantiates Node's
+ * TypeScript stripper (issue #15).
+ */
+export function stressPoolOptions(scenarioFiles: string[]): { filename: string; workerData: { entry: string; stripped: Record<string, string> } } {
+  return prestrippedPool(WORKER_URL, [CPU_WORKER_URL, ...[...new Set(scenarioFiles)].map((f) => pathToFileURL(f))]);
+}
 const DEFAULT_TASK_TIMEOUT_MS = 10 * 60_000;
 const MAX_FAILURES_KEPT = 1000;
 const MAX_FAILURES_LOGGED = 20;
@@ -528,8 +542,10 @@ async function runSeed(c: Campaign, g: Progress, pool: Piscina<StressTask, TaskR
  */
 async function runSeeds(c: Campaign, g: Progress): Promise<void> {
   const { o, jobs } = c;
+  // minThreads 0: a thread terminated by a task's timeout is not replaced by one that starts only to be
+  // destroyed when the campaign ends (such a thread's ports outlived runCampaign by up to 2 s)
   const pool = new Piscina<StressTask, TaskResult | TaskBadInput>({
-    filename: WORKER_URL, minThreads: jobs, maxThreads: jobs, concurrentTasksPerWorker: 1, idleTimeout: 60_000,
+    ...stressPoolOptions(c.plans.map((p) => p.file)), minThreads: 0, maxThreads: jobs, concurrentTasksPerWorker: 1, idleTimeout: 60_000,
   });
   // a worker that dies between tasks: its next task is rejected (a 'crash' seed); nothing else to do
   pool.on('error', () => {});

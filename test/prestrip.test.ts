@@ -1,0 +1,45 @@
+// Pool threads start from sources stripped once on the main thread (issue #15,
+// src/engine/prestrip.ts): the map covers every module a stress task loads, and
+// a pool thread is served from the map, not from Node's TypeScript stripper.
+import { describe, it, expect } from 'vitest';
+import { Piscina } from 'piscina';
+import { pathToFileURL } from 'node:url';
+import { prestrippedPool, strippedGraph } from '../src/engine/prestrip.ts';
+import { stressPoolOptions } from '../src/tools/stress/stress.ts';
+import { resolveScenario } from '../src/engine/scenario.ts';
+
+const u = (p: string): string => new URL(`../${p}`, import.meta.url).href;
+
+describe('prestripped pool threads', () => {
+  it('the stress pool map holds the task module, its dynamic imports, the CPU worker and the scenario files', async () => {
+    const scenario = await resolveScenario('munmap-vs-access');
+    const { workerData } = stressPoolOptions([scenario]);
+    const keys = Object.keys(workerData.stripped);
+    for (const p of ['workers/stress.ts', 'src/engine/scenario.ts', 'src/engine/machine.ts', 'src/tools/repro/repro.ts',
+      'workers/cpu.ts', 'src/hw/cpu.ts', 'src/mm/memory.ts']) expect(keys).toContain(u(p));
+    expect(keys).toContain(pathToFileURL(scenario).href);
+    // stripped, not raw: no type annotation survives, line count unchanged
+    const raw = strippedGraph(new URL(u('src/hw/cpu.ts')))[u('src/hw/cpu.ts')];
+    expect(raw).not.toMatch(/\breadonly tlb: Tlb/);
+  });
+
+  it('a pool thread loads its task from the map', async () => {
+    const entry = new URL(u('test/fixtures/prestrip/task.ts'));
+    const opts = prestrippedPool(entry);
+    expect(Object.keys(opts.workerData.stripped)).toContain(entry.href);
+    const pool = new Piscina({ ...opts, minThreads: 1, maxThreads: 1 });
+    try {
+      expect(await pool.run(null)).toBe('node'); // the map holds what the stripper makes of the file
+      await pool.destroy();
+      opts.workerData.stripped[entry.href] = "export default function task() { return 'map'; }";
+      const pool2 = new Piscina({ ...opts, minThreads: 1, maxThreads: 1 });
+      try {
+        expect(await pool2.run(null)).toBe('map');
+      } finally {
+        await pool2.destroy();
+      }
+    } finally {
+      await pool.destroy();
+    }
+  }, 30_000);
+});
