@@ -102,4 +102,23 @@ describe('the race, chosen by causality', () => {
     expect(html).toContain('<section id="race">');
     expect(html.indexOf('id="race"')).toBeLessThan(html.indexOf('id="violations"'));
   }, 300_000);
+
+  it('a content violation (no frame named, the writer named): the free of the entry\'s frame on another CPU, even before the fill', () => {
+    // s390.leave_without_apply-like: cpu 1 zaps in a lazy section whose cached clear is never
+    // applied and frees pfn 50; cpu 2 reuses the frame; cpu 0 walks the still-valid memory PTE,
+    // fills pfn 50 and reads cpu 2's tag. The oracle names cpu 2 (the writer) and no frame.
+    const ev = (cpu: number, seq: number, ts: number, type: string, a: number, b: number): TraceEvent => ({ cpu, seq, ts, type, a, b });
+    const va = 0x7000_1000;
+    const byCpu: Record<number, TraceEvent[]> = {
+      0: [ev(0, 1, 5, 'SYSCALL', 0, 0), ev(0, 2, 40, 'TLB_FILL', va, 50), ev(0, 3, 41, 'VIOLATION', va, 50)],
+      1: [ev(1, 1, 10, 'SYSCALL', 11, va), ev(1, 2, 11, 'ZAP', va, va + 4096), ev(1, 3, 12, 'FREE_PAGE', 50, va), ev(1, 4, 13, 'SYSCALL_END', 11, 0)],
+      2: [ev(2, 1, 20, 'TLB_FILL', 0x9000_0000, 50)],
+    };
+    const race = chooseRace(byCpu, { kind: 'content', cpu: 0, va, cpus: [2], message: 'stale use: cpu 0 read a tag written to another address (by cpu 2)' });
+    const roles = race.rows.map((x) => `${x.cpu}:${x.role}`);
+    expect(roles).toEqual(expect.arrayContaining(['0:fill', '1:syscall', '1:zap', '1:free', '0:use']));
+    expect(race.cpus).toEqual([0, 1]);
+    // before the fix the window began at the fill and only cpu 2 (no key events) was looked at: one column
+    expect(race.rows.findIndex((x) => x.role === 'free')).toBeLessThan(race.rows.findIndex((x) => x.role === 'fill'));
+  });
 });

@@ -7,7 +7,7 @@ import type { RunResult, TraceEvent } from '../engine/machine.ts';
 import { summary } from './summary.ts';
 import { buildTraceModel, instantName, hex, type TraceModel, type Span, type ViolationMark } from './trace_export.ts';
 import { SYS_NAMES } from '../hw/trace.ts';
-import { chooseRace, raceHtml } from './race.ts';
+import { chooseRace, raceHtml, FINDING_KINDS } from './race.ts';
 import { getArch } from '../arch/index.ts';
 import { ERRNO_NAMES } from '../mm/errno.ts';
 import { PAGE_SIZE } from '../hw/layout.ts';
@@ -500,6 +500,7 @@ function raceSection(r: RunResult, m: TraceModel | null): string {
   const mk = m?.violations[0];
   if (!m || !mk || !r.violations.length) return '';
   const v0 = r.violations[0];
+  if (FINDING_KINDS.test(v0.kind)) return '';
   const byCpu: Record<number, TraceEvent[]> = {};
   m.cpus.forEach((w, c) => {
     if (w) byCpu[c] = w.events;
@@ -508,6 +509,18 @@ function raceSection(r: RunResult, m: TraceModel | null): string {
   if (race.rows.length < 2) return '';
   return `<section id="race"><h2>The race</h2><p class="muted">The events that make the first violation, however far apart in time: the fill of the TLB entry used, the change on the other CPU (its page-table update, the free of the frame), the flushes (or their absence) and the stale use. Rows are in time order; long gaps are marked. The full timeline is under <a href="#violations">Violations</a>.</p>
 ${raceHtml(race, m.deterministic)}</section>`;
+}
+
+/**
+ * A first violation that is not a stale use (a lock-order report, an architecture rule broken by
+ * one store, a lazy MMU contract): there is no fill, change and use to draw, so the top of the
+ * report shows what the oracle said, in full (lockdep's two acquisition chains are in it).
+ */
+function findingSection(r: RunResult): string {
+  const v0 = r.violations[0];
+  if (!v0) return '';
+  return `<section id="finding"><h2>The finding</h2><p class="muted">Not a stale translation used after a page-table change, so no race table: the first violation as the oracle reported it${r.violations.length > 1 ? ` (${fmt(r.violations.length)} kept, all under <a href="#violations">Violations</a>)` : ''}.</p>
+<pre class="text"><span class="kind">[${esc(v0.kind)}]</span> cpu ${v0.cpu}: ${esc(v0.message)}</pre></section>`;
 }
 
 function violationsSection(r: RunResult, m: TraceModel | null): string {
@@ -659,7 +672,7 @@ export function htmlReport(r: RunResult): string {
 <title>${esc(title)}</title><style>${CSS}</style></head>
 <body>
 <header><h1>mmsim: ${esc(r.scenario)}</h1><span class="badge ${v.cls}">${esc(v.text)}</span><div class="sub">${esc(sub)}</div></header>
-${raceSection(r, m)}
+${raceSection(r, m) || findingSection(r)}
 ${summarySection(r, det)}
 ${violationsSection(r, m)}
 ${latencySection(r, det)}

@@ -12,6 +12,14 @@ const PAGE = 4096;
 const samePage = (a: number, b: number): boolean => Math.floor(a / PAGE) === Math.floor(b / PAGE);
 const hex = (x: number): string => (x < 0 ? String(x) : '0x' + x.toString(16));
 
+/**
+ * Violation kinds that are not a stale use of a translation after a page-table change: a lock-order
+ * report (lockdep), an architecture rule broken by one store (s390-*), the lazy MMU contract, a page
+ * freed while still mapped (free-mapped: a refcount bug, found at the free), the end-of-run audit.
+ * The report shows what the oracle said instead of a race table.
+ */
+export const FINDING_KINDS = /^(lockdep|s390-|lazy-mmu-contract|free-mapped|audit)/;
+
 export type RaceRole = 'fill' | 'syscall' | 'change' | 'zap' | 'free' | 'flush' | 'flush-late' | 'promise' | 'syscall-end' | 'use' | 'no-flush';
 
 export interface RaceRow {
@@ -88,15 +96,30 @@ export function chooseRace(byCpu: Record<number, TraceEvent[]>, v: RaceViolation
   const before = mine.filter((e) => e.seq < uSeq);
   const fill = [...before].reverse().find((e) => e.type === 'TLB_FILL' && v.va !== undefined && samePage(e.a, v.va) && (v.pfn === undefined || e.b === v.pfn));
   if (fill) row(fill, 'fill', `${describe(fill)} (the entry used)`);
-  const from = fill?.ts ?? -Infinity;
-  // the other side: the CPUs the oracle named, else every other CPU that touched the page or frame
-  let others = (v.cpus ?? []).filter((c) => c !== c0);
+  // the frame: the oracle's, else the one the used entry was filled with (a content violation names none)
+  const pfn = v.pfn ?? fill?.b;
   const concerns = (e: TraceEvent): boolean =>
-    (e.type === 'FREE_PAGE' && v.pfn !== undefined && e.a === v.pfn) ||
+    (e.type === 'FREE_PAGE' && pfn !== undefined && e.a === pfn) ||
     (e.type === 'ZAP' && v.va !== undefined && v.va >= e.a && v.va < e.b) ||
     (e.type === 'CHANGE_BEGIN' && v.va !== undefined && e.a <= v.va && v.va < changeEnd(e));
-  if (others.length === 0) {
-    others = Object.keys(byCpu).map(Number).filter((c) => c !== c0 && (byCpu[c] ?? []).some((e) => e.ts >= from && e.ts <= uTs && concerns(e)));
+  // the other side's events lie between the fill and the use, unless the entry was filled from a
+  // page table that was already wrong (a lost PTE update: the walker read the old PTE after the frame
+  // was freed): then the last change of the page or frame before the use, however early
+  // (then only the CPU whose change was the most recent: the page may have been changed many times)
+  const lastKeyTs = (c: number, lo: number): number =>
+    Math.max(-Infinity, ...(byCpu[c] ?? []).filter((e) => e.ts >= lo && e.ts <= uTs && concerns(e)).map((e) => e.ts));
+  const touching = (lo: number): number[] => {
+    const cs = Object.keys(byCpu).map(Number).filter((c) => c !== c0 && lastKeyTs(c, lo) > -Infinity);
+    return lo === -Infinity ? cs.sort((a, b) => lastKeyTs(b, lo) - lastKeyTs(a, lo)).slice(0, 1) : cs;
+  };
+  const filled = fill?.ts ?? -Infinity;
+  const from = touching(filled).length === 0 && touching(-Infinity).length > 0 ? -Infinity : filled;
+  // the other side: the CPUs the oracle named, and every other CPU that touched the page or frame
+  // (the oracle may name a CPU that only wrote the reused frame, not the one that freed it)
+  const named = (v.cpus ?? []).filter((c) => c !== c0);
+  let others = named;
+  if (!named.some((c) => (byCpu[c] ?? []).some((e) => e.ts >= from && e.ts <= uTs && concerns(e)))) {
+    others = [...named, ...touching(from).filter((c) => !named.includes(c))];
   }
   // a flush that can have removed the entry: a local flush covering the page, or a flush IPI from the other side
   const covers = (e: TraceEvent): boolean =>
@@ -111,7 +134,8 @@ export function chooseRace(byCpu: Record<number, TraceEvent[]>, v: RaceViolation
     const lastKey = keys[keys.length - 1];
     if (!lastKey) continue;
     const sys = [...inRace].reverse().find((e) => e.type === 'SYSCALL' && e.seq <= lastKey.seq);
-    const lo = sys ? sys.seq : keys[0].seq;
+    // no syscall (a fault's change): from the first key, or, looking back past the fill, the last one only
+    const lo = sys ? sys.seq : from === -Infinity ? lastKey.seq : keys[0].seq;
     const chosenKeys = keys.filter((e) => e.seq >= lo);
     if (sys) row(sys, 'syscall');
     for (const e of chosenKeys) row(e, e.type === 'FREE_PAGE' ? 'free' : e.type === 'ZAP' ? 'zap' : 'change');
