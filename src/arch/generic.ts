@@ -4,7 +4,7 @@
 import { type Cpu, current } from '../hw/cpu.ts';
 import { _PAGE_PRESENT, _PAGE_RW } from '../hw/pte.ts';
 import {
-  PAGE_SHIFT, PAGE_SIZE, CPUMASK_WORDS, ST_IPI_RECV, KERNEL_ASID, CC_ONLINE, CC_INFO_START_F, CC_INFO_END_F, cpuCtl, fIndex,
+  PAGE_SHIFT, PAGE_SIZE, CPUMASK_WORDS, ST_IPI_RECV, KERNEL_ASID, CC_INFO_START_F, CC_INFO_END_F, cpuCtl, fIndex,
 } from '../hw/layout.ts';
 import { type Arch, IPI_TLB_REMOVE_TABLE_SYNC, IPI_FLUSH_TLB_KERNEL } from './arch.ts';
 import type { Host } from '../hw/cpu.ts';
@@ -38,12 +38,12 @@ const kernelTargets = new Int32Array(256);
  */
 export function flush_tlb_kernel_range_ipi(start: number, end: number): void {
   const cpu = current;
-  const { I, F, L } = cpu.V;
+  const { F, L } = cpu.V;
   F[fIndex(cpu.ctl + CC_INFO_START_F)] = start;
   F[fIndex(cpu.ctl + CC_INFO_END_F)] = end;
   do_kernel_range_flush(cpu, cpu.id);
   let n = 0;
-  for (let t = 0; t < L.shape.cpus; t++) if (t !== cpu.id && Atomics.load(I, cpuCtl(L, t, CC_ONLINE)) !== 0) kernelTargets[n++] = t;
+  for (let t = 0; t < L.shape.cpus; t++) if (t !== cpu.id && cpu.exists(t)) kernelTargets[n++] = t;
   if (n > 0) cpu.shootdown(-1, kernelTargets, n, IPI_FLUSH_TLB_KERNEL);
 }
 

@@ -484,12 +484,12 @@ export class Cpu {
     F[(this.ctl + CC_BC_END_F) >> 1] = endVpn;
     // every CPU that exists (at boot and teardown only the main thread's does)
     let targets = 0;
-    for (let t = 0; t < n; t++) if (t !== this.id && Atomics.load(I, cpuCtl(L, t, CC_ONLINE)) !== 0) targets++;
+    for (let t = 0; t < n; t++) if (t !== this.id && this.exists(t)) targets++;
     Atomics.store(I, this.ctl + CC_BC_ACK, targets);
     const word = this.id >> 5;
     const bit = 1 << (this.id & 31);
     for (let t = 0; t < n; t++) {
-      if (t === this.id || Atomics.load(I, cpuCtl(L, t, CC_ONLINE)) === 0) continue;
+      if (t === this.id || !this.exists(t)) continue;
       Atomics.or(I, cpuCtl(L, t, CC_BC_MASK + word), bit);
       Atomics.add(I, cpuCtl(L, t, CC_BC_PENDING), 1);
       this.host.kick(t);
@@ -502,6 +502,18 @@ export class Cpu {
       if (spin < 32 && this.host.sched === null) Atomics.pause();
       else this.host.block(-1, () => Atomics.load(I, ack) === 0);
     }
+  }
+
+  /**
+   * CPU t exists (a Cpu object carries it on some running host): hardware
+   * broadcasts and kernel-wide IPIs reach it. In deterministic mode every CPU of
+   * the machine does from the start: its thread may not have built it yet when
+   * an early flush_tlb_kernel_range is issued, and the number of targets must
+   * not depend on thread start-up times (the schedule would not replay); the
+   * scheduler runs it, and it takes the request at its first boundary.
+   */
+  exists(t: number): boolean {
+    return this.host.sched !== null || Atomics.load(this.I, cpuCtl(this.V.L, t, CC_ONLINE)) !== 0;
   }
 
   /** Purge what other CPUs' broadcasts ask for (at an instruction boundary). */
