@@ -82,6 +82,7 @@ import { arch, pgd_offset, pud_alloc, pmd_alloc, __pte_alloc, pte_offset, set_pt
 import { flush_tlb_kernel_range_ipi } from '../arch/generic.ts';
 import { alloc_page, alloc_pt_page, free_pt_page, put_page } from './page_alloc.ts';
 import { lazy_mmu_mode_enable, lazy_mmu_mode_disable } from './lazy_mmu.ts';
+import { knobs } from '../inject/knobs.ts';
 
 /** PAGE_KERNEL: present, writable, young, dirty; no _PAGE_USER (pte_valid_not_user on arm64) */
 export const PAGE_KERNEL = _PAGE_PRESENT | _PAGE_RW | _PAGE_ACCESSED | _PAGE_DIRTY;
@@ -91,10 +92,12 @@ export const THREAD_SIZE_PAGES = 4;
 export const STACK_END_MAGIC = 0x57ac6e9d;
 /**
  * lazy_max_pages(): the kernel lets fls(num_online_cpus()) * 32 MiB of vfree'd
- * address space wait for a purge; the model's vmalloc area is 16 MiB, so a
- * quarter of it waits (the purge then comes often enough to reuse addresses).
+ * address space wait for a purge; the model's vmalloc area is 16 MiB and a run
+ * is short, so 64 pages (16 kernel stacks) wait: purges, and the reuse of
+ * addresses after them, come often. Purging sooner than the kernel flushes no
+ * less and frees nothing later.
  */
-export const LAZY_MAX_PAGES = (VMAP_SLOTS * VMAP_SLOT_PAGES) / 4;
+export const LAZY_MAX_PAGES = 64;
 
 /** init_mm's mm index */
 export const init_mm = (): number => current.V.L.initMm;
@@ -282,7 +285,8 @@ export function purge_vmap_area_lazy(): void {
   }
   spin_unlock(L.vmap + VMAP_LOCK);
   if (lo >= 0) {
-    flush_tlb_kernel_range(slot_addr(lo), slot_addr(hi + 1));
+    // BUG (injected): the addresses become reusable while CPUs may still cache translations to the freed pages
+    if (!knobs['vmalloc.purge_no_flush']) flush_tlb_kernel_range(slot_addr(lo), slot_addr(hi + 1));
     spin_lock(L.vmap + VMAP_LOCK);
     for (let s = lo; s <= hi; s++) if (I[vmapSlot(L, s)] === VS_PURGING) I[vmapSlot(L, s)] = VS_FREE;
     Atomics.sub(I, L.vmap + VMAP_LAZY_NR, pages);
