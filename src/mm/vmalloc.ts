@@ -353,13 +353,17 @@ export function vfree(addr: number): void {
   }
   const pages = I[w + 1];
   const end = addr + pages * PAGE_SIZE;
+  // remove_vm_area hands back the vm_struct with its pages[]: they are ours to free
+  // even after the address went back to the allocator (which reuses the slot's words)
+  const pfns: number[] = [];
+  for (let i = 0; i < pages; i++) pfns.push(I[w + 2 + i]);
   vunmap_range_noflush(addr, end); // free_unmap_vmap_area
   if (debugPagealloc) flush_tlb_kernel_range(addr, end);
   spin_lock(L.vmap + VMAP_LOCK); // free_vmap_area_noflush
   I[w] = VS_LAZY;
   const lazy = Atomics.add(I, L.vmap + VMAP_LAZY_NR, pages) + pages;
   spin_unlock(L.vmap + VMAP_LOCK);
-  for (let i = 0; i < pages; i++) put_page(I[w + 2 + i], addr + i * PAGE_SIZE); // vfree: __free_page of vm->pages[]
+  for (let i = 0; i < pages; i++) put_page(pfns[i], addr + i * PAGE_SIZE); // vfree: __free_page of vm->pages[]
   cpu.stat(ST_VFREES);
   if (lazy > LAZY_MAX_PAGES) purge_vmap_area_lazy(); // the kernel schedules drain_vmap_work; the model purges now
   drain_deferred(cpu);
