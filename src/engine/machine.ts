@@ -72,6 +72,8 @@ export interface RunOptions {
   lazySeries?: LazySeries;
   /** preemption inside kernel code: none, full (CONFIG_PREEMPT, the default) or rt (PREEMPT_RT: spinlocks sleep) */
   preempt?: PreemptModel;
+  /** device interrupts at 1 in N scheduling points (src/hw/irq.ts); 0 off; default: the scenario's machine.irq */
+  irq?: number;
   /** keep a long event history with timestamps, returned as RunResult.trace */
   trace?: boolean;
   /** events kept per CPU when tracing (power of two) */
@@ -325,6 +327,8 @@ export interface ResolvedRunOptions {
   /** the version of Gordeev's range-aware lazy MMU series (mmsim list-series) */
   lazySeries: LazySeries;
   preempt: PreemptModel;
+  /** device interrupts: 1 in irq scheduling points, 0 none (the scenario's machine.irq unless asked) */
+  irq: number;
   preemptions: number;
   /** deterministic mode: hot preemption probability (0: plain PCT) */
   hotPreempt: number;
@@ -353,6 +357,7 @@ export function resolveRunOptions(s: Scenario, o: RunOptions = {}): ResolvedRunO
     deterministic,
     lazyContract: o.lazyContract ?? 'hint',
     lazySeries: o.lazySeries ?? LAZY_SERIES_LATEST, preempt: o.preempt ?? 'full',
+    irq: o.irq ?? s.machine.irq,
     preemptions: o.preemptions ?? 3,
     hotPreempt: o.hotPreempt ?? 0,
     overtime: o.overtime ?? 1,
@@ -582,7 +587,7 @@ export async function runScenario(s: Scenario, o: RunOptions = {}): Promise<RunR
     sab: V.sab, layout: L, hostId: h, cpus: [...Array(cpus).keys()].filter((c) => hostOf[c] === h), arch, knobs,
     tlbEntries, seed, delay, delaySpins: s.run.delaySpins, opsPerCpu: ops, stopOnViolation: !o.keepGoing,
     tasks: tasks.filter((t) => hostOf[t.cpu] === h), traceEpochMs, deterministic, lazyContract, lazySeries, hotPreempt: r.hotPreempt, overtime: r.overtime, preempt: r.preempt,
-    irq: s.machine.irq,
+    irq: r.irq,
   });
   const t0 = performance.now();
   const setupMs = t0 - tSetup;
