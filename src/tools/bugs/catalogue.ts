@@ -215,7 +215,7 @@ export const CATALOGUE: BugEntry[] = [
     race: 'vmalloc (or fork\'s vmap\'d stack) stores valid kernel PTEs in a lazy section whose leave drops the DSB; the caller writes the new area at once (set_task_stack_end_magic), the walker does not see the PTE, and is_spurious_el1_translation_fault\'s AT does not either: an oops on a valid mapping.',
     scenario: 'vmalloc-vs-irq', knob: 'arm64.lazy_no_dsb', run: { arch: 'arm64' }, oracle: 'kernel-paging-request',
     status: 'caught', budget: 10,
-    measured: '10/10 seeds with the default swarm (seeds 1-10), 0/10 without the knob (Dec 2026, 2 jobs, load average 6-9); deterministic seed 1 caught (test/vmalloc_irq.test.ts). Before init_mm existed it was not expressible: user PTE stores carry no deferred barrier (__set_pte_complete: pte_valid_not_user only)',
+    measured: '10/10 seeds with the default swarm (seeds 1-10), 0/10 without the knob (6 Dec 2026, 2 jobs, load average 7-37); 4/4 in fork-vs-writers and fork-storm on arm64 (the stack end magic); deterministic seed 1 caught (test/vmalloc_irq.test.ts). Before init_mm existed it was not expressible: user PTE stores carry no deferred barrier (__set_pte_complete: pte_valid_not_user only)',
     source: src('arm64.lazy_no_dsb', '; arch/arm64/include/asm/pgtable.h __set_pte_complete/queue_pte_barriers/emit_pte_barriers ("The dsb makes the store visible to the table walker"); arch/arm64/mm/fault.c is_spurious_el1_translation_fault'),
   },
   {
@@ -226,7 +226,7 @@ export const CATALOGUE: BugEntry[] = [
     race: 'a task is inside a lazy MMU section (zap_pte_range, vmap_pages_pte_range); an interrupt handler allocates a page and DEBUG_PAGEALLOC makes it valid in the linear map (no TLBI for invalid-to-valid); its barrier is queued for the task\'s leave; the handler writes the page and takes an unresolvable translation fault.',
     scenario: 'vmalloc-vs-irq', knob: 'lazy_mmu.active_in_irq', run: { arch: 'arm64' }, oracle: 'kernel-paging-request',
     status: 'caught', budget: 10,
-    measured: '10/10 seeds with the default swarm (seeds 1-10), 0/10 without the knob (Dec 2026, 2 jobs, load average 6-9); deterministic: caught on the first seeds, replays exactly (test/vmalloc_irq.test.ts)',
+    measured: '10/10 seeds with the default swarm (seeds 1-10), 0/10 without the knob (6 Dec 2026, 2 jobs, load average 7-37); deterministic: caught on the first seeds, replays exactly (test/vmalloc_irq.test.ts)',
     source: src('lazy_mmu.active_in_irq', '; lore <20250512102242.4156463-1-ryan.roberts@arm.com>; verified: b81c688426a9 in a merge log and the patch text on lore (search tool), 5fdd05efa1cd by its Fixes tag'),
   },
   {
@@ -237,7 +237,7 @@ export const CATALOGUE: BugEntry[] = [
     race: 'a task\'s vmap\'d stack is vfree\'d at exit (pages freed, no flush: nobody may use the address); the purge hands the address out again without flush_tlb_kernel_range; a CPU that cached the old translation writes the new stack\'s end magic into the freed (reused) page.',
     scenario: 'fork-storm', knob: 'vmalloc.purge_no_flush', run: { cpus: 8 }, oracle: 'uaf-stale-tlb',
     status: 'caught', budget: 6,
-    measured: '6/6 seeds with the default swarm on 8 CPUs; 4/4 on the scenario\'s 64 CPUs, x86 and arm64 (Dec 2026, 2 jobs)',
+    measured: '6/6 seeds with the default swarm on 8 CPUs, 0/6 without the knob; 4/4 on the scenario\'s 64 CPUs, x86 and arm64 (6 Dec 2026, 2 jobs, load average 7-37)',
     source: src('vmalloc.purge_no_flush'),
   },
   {
