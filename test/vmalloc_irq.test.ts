@@ -165,3 +165,27 @@ describe('vmalloc-vs-irq, deterministic mode (load-independent)', async () => {
     expect(r.violations[0]?.kind).toBe('kernel-paging-request');
   }, 300_000);
 });
+
+describe('vmap\'d kernel stacks in the fork scenarios, and --irq on any scenario', async () => {
+  it('fork-vs-writers on arm64, deterministic seed 1: forks map stacks (vmalloc, vfree at exit), clean; arm64.lazy_no_dsb: the end magic write oopses', async () => {
+    const fw = await loadScenario('scenarios/fork-vs-writers.ts');
+    const o = { arch: 'arm64', mode: 'deterministic' as const, seed: 1, hangTimeoutMs: 60000 };
+    const clean = await runScenario(fw, { ...o, knobs: [] });
+    expect(clean.violations).toEqual([]);
+    expect(clean.teardownAudit.problems).toEqual([]);
+    expect(clean.stats.vmallocs).toBeGreaterThan(0);
+    const bad = await runScenario(fw, { ...o, knobs: ['arm64.lazy_no_dsb'] });
+    expect(bad.violations[0]?.kind).toBe('kernel-paging-request');
+  }, 300_000);
+
+  it('munmap-vs-access with irq 32 (the run option, no interrupt source of its own): interrupts delivered, each handler maps and unmaps its page; clean on x86 and arm64', async () => {
+    const mv = await loadScenario('scenarios/munmap-vs-access.ts');
+    for (const arch of ['x86', 'arm64']) {
+      const r = await runScenario(mv, { arch, mode: 'deterministic', seed: 2, irq: 32, ops: 1500, hangTimeoutMs: 60000 });
+      expect(r.violations, arch).toEqual([]);
+      expect(r.audit.problems, arch).toEqual([]);
+      expect(r.stats.irqs, arch).toBeGreaterThan(0);
+      expect(r.stats.irqKernelMaps, arch).toBe(2 * r.stats.irqs);
+    }
+  }, 300_000);
+});
