@@ -123,7 +123,9 @@ function init_mm_pgd(cpu: Cpu): boolean {
   const pgd = alloc_pt_page(L.initMm, 4);
   if (pgd === 0) return false;
   if (Atomics.compareExchange(I, w, 0, pgd) !== 0) free_pt_page(pgd);
-  Atomics.store(I, mmWord(L, L.initMm, MM_IN_USE), 0); // not a user mm: mm_alloc, the audit and teardown's exit_mmap skip it
+  // init_mm is not a user mm: its MM_IN_USE stays 0, so the audit's user-mm walk and
+  // teardown's exit_mmap skip it (mm_alloc never reaches its index anyway)
+  Atomics.store(I, mmWord(L, L.initMm, MM_IN_USE), 0);
   return true;
 }
 
@@ -448,7 +450,9 @@ export function __kernel_map_pages(pfn: number, enable: boolean): void {
   if (cpu.in_interrupt()) cpu.stat(ST_IRQ_KERNEL_MAPS);
   cpu.ring.log(EV.KERNEL_MAP, va, enable ? 1 : 0);
   if (arch.kernel_map_pages_flush === 'local') {
-    cpu.tlb.flushAsid(KERNEL_ASID); // x86: __flush_tlb_all() on this CPU
+    // x86: __flush_tlb_all() on this CPU. It drops the user entries too; the model drops
+    // the kernel ones only: no kernel path relies on this debug flush for user entries
+    cpu.tlb.flushAsid(KERNEL_ASID);
   } else if (!enable) {
     flush_tlb_kernel_range(va, va + PAGE_SIZE); // arm64 __change_memory_common: bits other than PTE_VALID... or PTE_VALID cleared
   }
