@@ -103,10 +103,38 @@ export interface Arch {
   pmdp_huge_xchg?(mm: number, addr: number, pmdp: number, size: number, val: number): number;
   /** has_transparent_hugepage(): false where the MMU has no huge leaves for us (Xen PV: no PSE) */
   readonly has_transparent_hugepage?: boolean;
+
+  // Kernel page tables (init_mm; src/mm/vmalloc.ts)
+  /**
+   * flush_tlb_kernel_range: every CPU drops its global entries of [start, end)
+   * and the call returns when they have. Absent: x86's on_each_cpu IPI
+   * (src/arch/generic.ts flush_tlb_kernel_range_ipi).
+   */
+  flush_tlb_kernel_range?(start: number, end: number): void;
+  /**
+   * set_pte_at(&init_mm, ...) / ptep_get_and_clear(&init_mm, ...) of a kernel PTE.
+   * Absent: a plain store / exchange (x86 native; the lazy MMU batching other
+   * arches do for kernel PTEs, Xen PV's multicalls, is not modelled for init_mm).
+   */
+  set_pte_kernel?(ptep: number, pte: number): void;
+  ptep_get_and_clear_kernel?(ptep: number): number;
+  /**
+   * A kernel translation fault the arch treats as spurious: it retries the
+   * access (arm64 is_spurious_el1_translation_fault: an AT S1E1R that now
+   * succeeds). Absent: every such fault is an oops.
+   */
+  is_spurious_kernel_fault?(cpu: Cpu, va: number, write: boolean): boolean;
+  /**
+   * How DEBUG_PAGEALLOC's __kernel_map_pages flushes: 'local' (x86: __flush_tlb_all
+   * on this CPU only, for mapping and unmapping), or absent: arm64's
+   * set_memory_valid (flush_tlb_kernel_range when invalidating only).
+   */
+  readonly kernel_map_pages_flush?: 'local';
 }
 
 /** IPI handler types (the CC_INFO_TYPE word of the sender). */
 export const IPI_FLUSH_TLB = 0;
 export const IPI_FLUSH_TLB_PENDING = 1; // sparc64 smp_flush_tlb_pending: a list of vaddrs
 export const IPI_TLB_REMOVE_TABLE_SYNC = 2; // mm/mmu_gather.c tlb_remove_table_smp_sync: "simply deliver the interrupt"
-export const IPI_TYPES = 3;
+export const IPI_FLUSH_TLB_KERNEL = 3; // x86 flush_tlb_kernel_range: on_each_cpu(do_kernel_range_flush)
+export const IPI_TYPES = 4;

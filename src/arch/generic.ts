@@ -3,8 +3,10 @@
 
 import { type Cpu, current } from '../hw/cpu.ts';
 import { _PAGE_PRESENT, _PAGE_RW } from '../hw/pte.ts';
-import { PAGE_SHIFT, PAGE_SIZE, CPUMASK_WORDS, ST_IPI_RECV } from '../hw/layout.ts';
-import { type Arch, IPI_TLB_REMOVE_TABLE_SYNC } from './arch.ts';
+import {
+  PAGE_SHIFT, PAGE_SIZE, CPUMASK_WORDS, ST_IPI_RECV, KERNEL_ASID, CC_INFO_START_F, CC_INFO_END_F, cpuCtl, fIndex,
+} from '../hw/layout.ts';
+import { type Arch, IPI_TLB_REMOVE_TABLE_SYNC, IPI_FLUSH_TLB_KERNEL } from './arch.ts';
 import type { Host } from '../hw/cpu.ts';
 
 /**
@@ -16,6 +18,42 @@ export function initHostCommon(host: Host): void {
   host.hooks.ipi[IPI_TLB_REMOVE_TABLE_SYNC] = (cpu) => {
     cpu.I[cpu.st + ST_IPI_RECV]--;
   };
+  host.hooks.ipi[IPI_FLUSH_TLB_KERNEL] = do_kernel_range_flush;
+}
+
+/** do_kernel_range_flush (arch/x86/mm/tlb.c), on the target: drop this CPU's global entries of the sender's range. */
+function do_kernel_range_flush(cpu: Cpu, sender: number): void {
+  const F = cpu.V.F;
+  const info = cpuCtl(cpu.V.L, sender, 0);
+  const start = F[fIndex(info + CC_INFO_START_F)];
+  const end = F[fIndex(info + CC_INFO_END_F)];
+  cpu.tlb.flushRange(KERNEL_ASID, Math.floor(start / PAGE_SIZE), Math.ceil(end / PAGE_SIZE));
+}
+
+const kernelTargets = new Int32Array(256);
+/**
+ * flush_tlb_kernel_range, x86 (arch/x86/mm/tlb.c): on_each_cpu(do_kernel_range_flush
+ * or do_flush_tlb_all): this CPU, then an IPI to every other online CPU, lazy
+ * ones included (kernel mappings are global), and wait for all of them.
+ */
+export function flush_tlb_kernel_range_ipi(start: number, end: number): void {
+  const cpu = current;
+  const { F, L } = cpu.V;
+  F[fIndex(cpu.ctl + CC_INFO_START_F)] = start;
+  F[fIndex(cpu.ctl + CC_INFO_END_F)] = end;
+  do_kernel_range_flush(cpu, cpu.id);
+  let n = 0;
+  for (let t = 0; t < L.shape.cpus; t++) if (t !== cpu.id && cpu.exists(t)) kernelTargets[n++] = t;
+  if (n > 0) cpu.shootdown(-1, kernelTargets, n, IPI_FLUSH_TLB_KERNEL);
+}
+
+/**
+ * flush_tlb_kernel_range by a broadcast invalidation (powerpc tlbie, s390
+ * __tlb_flush_global): every CPU purges at its next instruction boundary,
+ * whatever its interrupt state.
+ */
+export function flush_tlb_kernel_range_broadcast(start: number, end: number): void {
+  current.broadcast_invalidate(KERNEL_ASID, Math.floor(start / PAGE_SIZE), Math.ceil(end / PAGE_SIZE));
 }
 
 export const native = {

@@ -52,13 +52,14 @@ export function registerStress(program: Command): void {
     .addOption(new Option('--lazy-contract <c>', 'reading of the range-aware lazy_mmu_mode_enable_with_ptes(): strict or hint').choices(['strict', 'hint']))
     .option('--lazy-series <v>', 'version of Gordeev\'s lazy MMU series (mmsim list-series; default latest)', lazySeries)
     .addOption(new Option('--preempt <model>', 'preemption inside kernel code: none, full (default) or rt (PREEMPT_RT: spinlocks sleep)').choices(['none', 'full', 'rt']))
+    .option('--irq <n>', 'device interrupts at 1 in N scheduling points of kernel code, 0 none (default: the scenario\'s machine.irq); the handler maps, uses and unmaps a linear-map page (DEBUG_PAGEALLOC)', int('--irq', 0, 1 << 20))
     .option('--hang-timeout <ms>', 'declare a hang after this long without progress (up to 4x longer when the host is loaded: its load average per core)', int('--hang-timeout', 100, 1e9))
     .action(async (scenarios: string[], opts) => {
       if (opts.tlb !== undefined && opts.tlb & (opts.tlb - 1)) throw new InvalidArgumentError('--tlb must be a power of two');
       const run: TaskOptions = {
         cpus: opts.cpus, arch: opts.arch?.length === 1 ? opts.arch[0] : undefined, ops: opts.ops, durationMs: opts.duration, threads: opts.threads, delay: opts.delay,
         tlbEntries: opts.tlb, knobs: opts.knob.length ? opts.knob : undefined, hangTimeoutMs: opts.hangTimeout,
-        mode: opts.mode, preemptions: opts.preemptions, hotPreempt: opts.hotPreempt, overtime: opts.overtime, lazyContract: opts.lazyContract, lazySeries: opts.lazySeries, preempt: opts.preempt,
+        mode: opts.mode, preemptions: opts.preemptions, hotPreempt: opts.hotPreempt, overtime: opts.overtime, lazyContract: opts.lazyContract, lazySeries: opts.lazySeries, preempt: opts.preempt, irq: opts.irq,
       };
       // Ctrl-C: stop, abandon the running seeds, still print the table of the finished ones
       const stop = new AbortController();

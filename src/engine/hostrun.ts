@@ -21,6 +21,8 @@ import { DetScheduler } from './det.ts';
 import { set_lazy_contract, set_lazy_series, LAZY_SERIES_LATEST, type LazyContract, type LazySeries } from '../mm/lazy_mmu.ts';
 import { set_preempt_model, type PreemptModel } from '../hw/preempt.ts';
 import { set_store_order } from '../hw/store_buffer.ts';
+import { set_irq_odds } from '../hw/irq.ts';
+import { do_kern_addr_fault, set_debug_pagealloc } from '../mm/vmalloc.ts';
 
 export interface HostPlan {
   sab: SharedArrayBuffer;
@@ -47,6 +49,8 @@ export interface HostPlan {
   lazySeries?: LazySeries;
   /** preemption inside kernel code (src/hw/preempt.ts) */
   preempt?: PreemptModel;
+  /** device interrupts (src/hw/irq.ts): 1 in irq scheduling points, 0 off; on means DEBUG_PAGEALLOC too (src/mm/vmalloc.ts) */
+  irq?: number;
   tasks: TaskPlan[];
 }
 
@@ -84,6 +88,7 @@ export function makeHost(V: Views, hostId: number, archName: string, violations:
   const promise = makePromiseHook(V);
   const hooks: Hooks = {
     fault: do_user_addr_fault,
+    kernel_fault: do_kern_addr_fault,
     ipi: new Array(IPI_TYPES),
     violation: makeViolationSink(V, violations, stopOnViolation),
     discard: withPromise(makeDiscardHook(V), promise),
@@ -105,6 +110,8 @@ export function runHost(plan: HostPlan): HostResult {
   set_lazy_contract(plan.lazyContract ?? 'hint');
   set_lazy_series(plan.lazySeries ?? LAZY_SERIES_LATEST);
   set_preempt_model(plan.preempt ?? 'none');
+  set_irq_odds(plan.irq ?? 0);
+  set_debug_pagealloc((plan.irq ?? 0) > 0);
   const violations: ViolationRecord[] = [];
   const host = makeHost(V, plan.hostId, plan.arch, violations, plan.stopOnViolation);
   const cpus: Cpu[] = [];

@@ -17,6 +17,8 @@ import { spinlock_holder } from '../hw/locks.ts';
 import { readRing, type EventRecord } from '../hw/trace.ts';
 import { createMachine } from './inline.ts';
 import { mm_alloc, task_create, exit_mmap, mm_in_use, mmap_lock_state } from '../mm/mm.ts';
+import { kernel_page_tables_init, vmalloc_teardown, set_debug_pagealloc } from '../mm/vmalloc.ts';
+import { set_irq_odds } from '../hw/irq.ts';
 import { do_mmap, do_munmap, MAP_ANONYMOUS, MAP_PRIVATE, MAP_SHARED, MAP_FIXED_NOREPLACE, PROT_NONE, PROT_WRITE } from '../mm/mmap.ts';
 import { faultin_page } from '../mm/memory.ts';
 import { dax_device_create } from '../mm/huge_memory.ts';
@@ -70,6 +72,8 @@ export interface RunOptions {
   lazySeries?: LazySeries;
   /** preemption inside kernel code: none, full (CONFIG_PREEMPT, the default) or rt (PREEMPT_RT: spinlocks sleep) */
   preempt?: PreemptModel;
+  /** device interrupts at 1 in N scheduling points (src/hw/irq.ts); 0 off; default: the scenario's machine.irq */
+  irq?: number;
   /** keep a long event history with timestamps, returned as RunResult.trace */
   trace?: boolean;
   /** events kept per CPU when tracing (power of two) */
@@ -192,6 +196,7 @@ export function boot(s: Scenario, cpus: number, hosts: number, arch: string, tlb
   const host = makeHost(V, 0, arch, bootViolations, false);
   const cpu0 = new Cpu(host, 0, tlbEntries, 0);
   set_current(cpu0);
+  kernel_page_tables_init(); // init_mm: the linear map's tables (src/mm/vmalloc.ts)
   const placement = placeThreads(s, cpus);
   const tasks: TaskPlan[] = [];
   const files = new Map<string, number>();
@@ -322,6 +327,8 @@ export interface ResolvedRunOptions {
   /** the version of Gordeev's range-aware lazy MMU series (mmsim list-series) */
   lazySeries: LazySeries;
   preempt: PreemptModel;
+  /** device interrupts: 1 in irq scheduling points, 0 none (the scenario's machine.irq unless asked) */
+  irq: number;
   preemptions: number;
   /** deterministic mode: hot preemption probability (0: plain PCT) */
   hotPreempt: number;
@@ -350,6 +357,7 @@ export function resolveRunOptions(s: Scenario, o: RunOptions = {}): ResolvedRunO
     deterministic,
     lazyContract: o.lazyContract ?? 'hint',
     lazySeries: o.lazySeries ?? LAZY_SERIES_LATEST, preempt: o.preempt ?? 'full',
+    irq: o.irq ?? s.machine.irq,
     preemptions: o.preemptions ?? 3,
     hotPreempt: o.hotPreempt ?? 0,
     overtime: o.overtime ?? 1,
@@ -579,11 +587,14 @@ export async function runScenario(s: Scenario, o: RunOptions = {}): Promise<RunR
     sab: V.sab, layout: L, hostId: h, cpus: [...Array(cpus).keys()].filter((c) => hostOf[c] === h), arch, knobs,
     tlbEntries, seed, delay, delaySpins: s.run.delaySpins, opsPerCpu: ops, stopOnViolation: !o.keepGoing,
     tasks: tasks.filter((t) => hostOf[t.cpu] === h), traceEpochMs, deterministic, lazyContract, lazySeries, hotPreempt: r.hotPreempt, overtime: r.overtime, preempt: r.preempt,
+    irq: r.irq,
   });
   const t0 = performance.now();
   const setupMs = t0 - tSetup;
   const run: Supervised = threads === 1 ? { results: [runHost(plan(0))], startedAt: 0 } : await superviseWorkers(V, r, hosts, plan, o.cpuProfDir, signal);
   const { results, crash, startedAt } = run;
+  set_irq_odds(0); // the inline run set it on this thread: the teardown and later runs take no interrupts
+  set_debug_pagealloc(false);
   // Every CPU finished but a lock is still held: nobody will release it, and the teardown below
   // (exit_mmap on this thread) would wait for it for ever. Seen: munmap.leak_mmap_lock in
   // deterministic mode, where the leak came on a CPU's last operation; the run then slept.
@@ -622,6 +633,7 @@ function teardownAndAudit(V: Views, arch: string, tlbEntries: number, violations
   set_current(new Cpu(host, 0, tlbEntries, 0));
   for (let mm = 0; mm < L.shape.maxMms; mm++) if (mm_in_use(V, mm)) exit_mmap(mm);
   for (const f of files) file_put(f); // the files' own references (boot)
+  vmalloc_teardown(); // kernel stacks and vmalloc areas still allocated, then init_mm's tables
   const r = audit(V);
   if (r.usedData > 0 || r.usedTables > 0) {
     r.ok = false;

@@ -11,6 +11,7 @@ import { do_mremap, MREMAP_MAYMOVE, MREMAP_FIXED } from '../mm/mremap.ts';
 import { do_fork, do_exit_mm } from '../mm/fork.ts';
 import { task_create } from '../mm/mm.ts';
 import { lazy_mmu_nest_test } from '../mm/lazy_mmu_nest.ts';
+import { vmalloc, vfree, alloc_thread_stack_node, free_thread_stack, check_stack_end, THREAD_SIZE_PAGES } from '../mm/vmalloc.ts';
 import { do_ftruncate, shmem_punch_hole } from '../mm/truncate.ts';
 import { reclaim_file_range } from '../mm/vmscan.ts';
 import { get_user_pages_fast, gup_put_page, access_remote_vm_write, FOLL_PIN, FOLL_WRITE, FOLL_GET } from '../mm/gup.ts';
@@ -53,6 +54,8 @@ export interface TaskPlan {
   opsLeft?: number;
   /** the scenario's files (truncate, punch, reclaim steps name them) */
   files?: FileInfo[];
+  /** a forked task's vmap'd kernel stack (its lowest address; src/mm/vmalloc.ts), 0 or absent: none modelled */
+  stack?: number;
 }
 
 export function protBits(p: string): number {
@@ -103,6 +106,8 @@ export class TaskRunner {
 
   private steps = 0;
   private stopped = false;
+  /** vmalloc areas held by 'vmalloc' steps, oldest first, with the tag written to each page */
+  private readonly areas: { addr: number; pages: number; tag: number }[] = [];
 
   /** Run the next leaf operation; returns the number of ops it counts as. */
   step(cpu: Cpu, oracle: ContentOracle): number {
@@ -110,6 +115,13 @@ export class TaskRunner {
     if (this.plan.opsLeft !== undefined && this.plan.opsLeft-- <= 0) {
       this.exit(); // a forked child exits when its operations are done, stopped or not
       return 1;
+    }
+    const stack = this.plan.stack ?? 0;
+    if (stack !== 0) {
+      // the task runs on its vmap'd stack: its first run writes its frame at the top
+      // (ret_from_fork), every schedule() checks the end magic (schedule_debug)
+      if (this.steps === 1) cpu.kwrite(stack + THREAD_SIZE_PAGES * PAGE_SIZE - 8, this.plan.id);
+      check_stack_end(stack);
     }
     if (this.stopped) return 1; // idle: the program ended with 'stop'
     for (let i = 0; i < this.pins.length; i++) {
@@ -180,6 +192,8 @@ export class TaskRunner {
         return 1;
       case 'lazy-nest':
         return this.op_lazy_nest(s);
+      case 'vmalloc':
+        return this.op_vmalloc(cpu, s);
       case 'yield':
         return 1;
       case 'stop':
@@ -271,18 +285,58 @@ export class TaskRunner {
     return 1;
   }
 
-  /** fork(2): the child runs its own program on this CPU */
+  /** fork(2): the child runs its own program on this CPU, on a vmap'd kernel stack */
   private op_fork(cpu: Cpu, oracle: ContentOracle, s: Extract<Step, { op: 'fork' }>): number {
     const mm = this.plan.mm;
+    // copy_process -> dup_task_struct -> alloc_thread_stack_node comes before copy_mm
+    const stack = alloc_thread_stack_node();
+    if (stack === 0) {
+      this.check(-12, 'fork (kernel stack)');
+      return 1;
+    }
     const child = do_fork(mm);
     if (child < 0) {
+      free_thread_stack(stack);
       this.check(child, 'fork');
       return 1;
     }
     oracle.inherit(mm, child);
     const id = task_create(cpu.V, child, cpu.id, -1);
-    this.spawn({ ...this.plan, id, mm: child, thread: `${this.plan.thread}/child`, program: s.child, opsLeft: s.childOps });
+    this.spawn({ ...this.plan, id, mm: child, thread: `${this.plan.thread}/child`, program: s.child, opsLeft: s.childOps, stack });
     return 1;
+  }
+
+  /** vmalloc an area, write then read a tag in every page through the kernel mapping, vfree the area taken `hold` steps ago */
+  private op_vmalloc(cpu: Cpu, s: Extract<Step, { op: 'vmalloc' }>): number {
+    for (const a of this.areas) this.check_area(cpu, a); // the areas still held: their translations are used again
+    const pages = this.pages(cpu, s.pages);
+    const addr = vmalloc(pages);
+    if (addr === 0) {
+      this.check(-12, 'vmalloc');
+    } else {
+      const tag = (0x2b000000 | ((cpu.id & 0xff) << 16) | (cpu.rng.u32() & 0xffff)) | 0;
+      const a = { addr, pages, tag };
+      let ok = true;
+      for (let i = 0; i < pages && ok; i++) ok = cpu.kwrite(addr + i * PAGE_SIZE, tag + i);
+      if (ok) this.check_area(cpu, a);
+      this.areas.push(a);
+    }
+    while (this.areas.length > s.hold) vfree(this.areas.shift()!.addr);
+    return 1;
+  }
+
+  private check_area(cpu: Cpu, a: { addr: number; pages: number; tag: number }): void {
+    for (let i = 0; i < a.pages; i++) {
+      const va = a.addr + i * PAGE_SIZE;
+      if (!cpu.kread(va)) return;
+      if (cpu.value !== a.tag + i) {
+        cpu.host.hooks.violation({
+          kind: 'content', cpu: cpu.id, va,
+          message: `cpu ${cpu.id} task ${this.plan.id}: read 0x${(cpu.value >>> 0).toString(16)} from its vmalloc area at 0x${va.toString(16)}, which it wrote 0x${((a.tag + i) >>> 0).toString(16)}`,
+        });
+        return;
+      }
+    }
   }
 
   /** The pages a munmap, mprotect or madvise step covers (`pages` drawn, then `at`), or null when none. */
@@ -398,16 +452,20 @@ export class TaskRunner {
     }
   }
 
-  /** Release every page held through GUP (the task exits, or the run ends). */
+  /** Release every page held through GUP, and the vmalloc areas (the task exits, or the run ends). */
   release(): void {
     for (const p of this.pins) gup_put_page(p.pfn, p.flags);
     this.pins.length = 0;
+    for (const a of this.areas) vfree(a.addr);
+    this.areas.length = 0;
   }
 
   /** The task exits: its pins go, then its reference on the mm (the last one tears it down). */
   private exit(): void {
     this.release();
     do_exit_mm(this.plan.mm);
+    if (this.plan.stack) free_thread_stack(this.plan.stack); // free_thread_stack (the kernel: after an RCU grace period)
+    this.plan.stack = 0;
     this.exited = true;
   }
 

@@ -33,6 +33,7 @@ export type Step =
   | { op: 'pin'; region: string; at: number | string; access: 'write' | 'read'; hold: number; save?: string }
   | { op: 'procmem-write'; region: string; at: number | string }
   | { op: 'exit' }
+  | { op: 'vmalloc'; pages: number | [number, number]; hold: number }
   | { op: 'yield' }
   | { op: 'stop' }
   | { op: 'truncate'; file: string; pages: number | [number, number] }
@@ -76,6 +77,10 @@ const step: z.ZodType<Step> = z.lazy(() =>
     z.object({ op: z.literal('procmem-write'), region: z.string(), at }).strict()
       .describe('a write of one word through /proc/self/mem: GUP with FOLL_FORCE | FOLL_WRITE, which may write to a read-only private mapping'),
     z.object({ op: z.literal('exit') }).strict().describe('the forked child exits now (only in a fork\'s child program)'),
+    z.object({
+      op: z.literal('vmalloc'), pages: z.union([z.number().int().min(1).max(7), z.tuple([z.number().int().min(1).max(7), z.number().int().min(1).max(7)])]).default(2),
+      hold: z.number().int().nonnegative().default(2),
+    }).strict().describe('vmalloc an area (1-7 pages), write and read every page through the kernel mapping, keep it for `hold` more vmalloc steps, then vfree it (src/mm/vmalloc.ts)'),
     z.object({ op: z.literal('yield') }).strict(),
     z.object({ op: z.literal('stop') }).strict().describe('the thread is done: it idles from here on (its CPU still takes IPIs)'),
     z.object({ op: z.literal('truncate'), file: z.string(), pages: size }).strict()
@@ -103,7 +108,9 @@ export const scenarioSchema = z.object({
     tlbEntries: z.number().int().min(1).max(1 << 16).refine((n) => (n & (n - 1)) === 0, { message: 'a power of two' }).default(64),
     memoryMiB: z.number().int().min(1).max(16384).default(64),
     tableFrames: z.number().int().min(16).optional(),
-  }).strict().default({ cpus: 4, arch: 'x86', tlbEntries: 64, memoryMiB: 64 }),
+    irq: z.number().int().min(0).max(1 << 20).default(0)
+      .describe('device interrupts: one at 1 in N scheduling points of kernel code with interrupts on (0: none); the handler allocates, maps (DEBUG_PAGEALLOC, which is then on), uses and frees a page (src/mm/vmalloc.ts)'),
+  }).strict().default({ cpus: 4, arch: 'x86', tlbEntries: 64, memoryMiB: 64, irq: 0 }),
   run: z.object({
     opsPerCpu: z.number().int().positive().default(20000),
     durationMs: z.number().int().positive().optional(),

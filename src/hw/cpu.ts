@@ -14,11 +14,12 @@ import {
   HB_WAKE, HB_SLEEPING, HB_WAITING_ON, HB_HEARTBEAT, CPUMASK_WORDS, FM_GEN, FM_FLAGS, PG_FREE, MM_PR_MAX,
   ST_TLB_HITS, ST_TLB_MISSES, ST_READS, ST_WRITES, ST_IPI_RECV, ST_IPI_SENT, ST_FAULTS, ST_SEGV, ST_DELAYS,
   WORD_SHIFT, WORDS_PER_PAGE, MM_ASID, H_STOP, FRAME_META_WORDS, MM_WORDS, ST_WALKS,
-  PAGE_SIZE,
+  PAGE_SIZE, KERNEL_ASID,
 } from './layout.ts';
-import { Tlb, TLB_W, TLB_D } from './tlb.ts';
+import { Tlb, TLB_W, TLB_D, TLB_LINEAR } from './tlb.ts';
 import { EventRing, EV } from './trace.ts';
-import { walk } from './walker.ts';
+import { walk, walk_kernel } from './walker.ts';
+import { irqOdds, maybe_irq } from './irq.ts';
 import { SB_ENTRIES, sb_drain, sb_tick } from './store_buffer.ts';
 import { preemptLevel, maybe_preempt } from './preempt.ts';
 
@@ -64,6 +65,12 @@ export interface Hooks {
   promise?: (mm: number, start: number, end: number, done: boolean, what: number) => void;
   /** stale-TLB oracle: judge a use of TLB slot s, older than the mm's last promise (slow path) */
   stale_use?: (cpu: Cpu, slot: number, va: number, write: boolean) => void;
+  /**
+   * A kernel access to a kernel address found no translation (src/mm/vmalloc.ts
+   * do_kern_addr_fault): true when the arch judged the fault spurious and the
+   * access is retried; false after the oops was reported.
+   */
+  kernel_fault?: (cpu: Cpu, va: number, write: boolean) => boolean;
 }
 
 /** Xorshift128+-style PRNG on 32-bit ints: fast, seedable, reproducible. */
@@ -351,6 +358,7 @@ export class Cpu {
     else if (this.delay.p > 0 && this.rng.next() < this.delay.p) this.injectDelay();
     if (this.sbN !== 0) sb_tick(this); // issue #11: the store buffer drains when it will
     if (preemptLevel !== 0) maybe_preempt(this); // issue #11: preemption inside kernel code
+    if (irqOdds !== 0 && this.irqOff === 0) maybe_irq(this); // issue #11: a device interrupt (src/hw/irq.ts)
     if (this.I[this.ctl + CC_BC_PENDING] !== 0) this.handleBroadcasts();
     if (this.irqOff === 0 && this.I[this.ctl + CC_IPI_PENDING] !== 0) this.handleIpis();
   }
@@ -476,12 +484,12 @@ export class Cpu {
     F[(this.ctl + CC_BC_END_F) >> 1] = endVpn;
     // every CPU that exists (at boot and teardown only the main thread's does)
     let targets = 0;
-    for (let t = 0; t < n; t++) if (t !== this.id && Atomics.load(I, cpuCtl(L, t, CC_ONLINE)) !== 0) targets++;
+    for (let t = 0; t < n; t++) if (t !== this.id && this.exists(t)) targets++;
     Atomics.store(I, this.ctl + CC_BC_ACK, targets);
     const word = this.id >> 5;
     const bit = 1 << (this.id & 31);
     for (let t = 0; t < n; t++) {
-      if (t === this.id || Atomics.load(I, cpuCtl(L, t, CC_ONLINE)) === 0) continue;
+      if (t === this.id || !this.exists(t)) continue;
       Atomics.or(I, cpuCtl(L, t, CC_BC_MASK + word), bit);
       Atomics.add(I, cpuCtl(L, t, CC_BC_PENDING), 1);
       this.host.kick(t);
@@ -494,6 +502,18 @@ export class Cpu {
       if (spin < 32 && this.host.sched === null) Atomics.pause();
       else this.host.block(-1, () => Atomics.load(I, ack) === 0);
     }
+  }
+
+  /**
+   * CPU t exists (a Cpu object carries it on some running host): hardware
+   * broadcasts and kernel-wide IPIs reach it. In deterministic mode every CPU of
+   * the machine does from the start: its thread may not have built it yet when
+   * an early flush_tlb_kernel_range is issued, and the number of targets must
+   * not depend on thread start-up times (the schedule would not replay); the
+   * scheduler runs it, and it takes the request at its first boundary.
+   */
+  exists(t: number): boolean {
+    return this.host.sched !== null || Atomics.load(this.I, cpuCtl(this.V.L, t, CC_ONLINE)) !== 0;
   }
 
   /** Purge what other CPUs' broadcasts ask for (at an instruction boundary). */
@@ -636,6 +656,53 @@ export class Cpu {
       return true;
     }
     throw new Error(`cpu ${this.id}: access to 0x${va.toString(16)} faulted ${MAX_FAULT_RETRIES} times without progress (livelock)`);
+  }
+
+  // ---- kernel accesses to kernel addresses (vmalloc, kernel stacks, the linear map) ----
+  /**
+   * A load by kernel code from a kernel address (src/mm/vmalloc.ts): the TLB's
+   * global entries, else a walk of init_mm (walk_kernel), else a kernel
+   * translation fault (hooks.kernel_fault: the arch may call it spurious and
+   * retry, else it is the oops "unable to handle kernel paging request").
+   * Returns false after an oops; the value is in this.value. Separate from
+   * read()/write(): the user TLB-hit path is unchanged.
+   */
+  kread(va: number): boolean {
+    return this.kaccess(va, false, 0);
+  }
+  kwrite(va: number, value: number): boolean {
+    return this.kaccess(va, true, value);
+  }
+  private kaccess(va: number, write: boolean, value: number): boolean {
+    const I = this.I;
+    this.sched_point();
+    const vpn = Math.floor(va / PAGE_SIZE);
+    const word = (va >>> WORD_SHIFT) & (WORDS_PER_PAGE - 1);
+    for (let attempt = 0; attempt < MAX_FAULT_RETRIES; attempt++) {
+      let s = this.tlb.lookup(KERNEL_ASID, vpn);
+      if (s < 0) {
+        s = walk_kernel(this, va, vpn, write);
+        if (s < 0) {
+          I[this.st + ST_FAULTS]++;
+          this.ring.log(EV.FAULT, va, write ? 1 : 0);
+          const retry = this.host.hooks.kernel_fault?.(this, va, write) ?? false;
+          this.ring.log(EV.FAULT_END, va, retry ? 0 : 1);
+          if (!retry) return false;
+          continue;
+        }
+      }
+      this.hw_point();
+      const pfn = this.tlb.pfn[s];
+      // the UAF oracle: a vmalloc entry filled before its frame was freed (a linear-map
+      // entry always names the same frame: a stale one is still the right translation)
+      const gen = I[this.genBase + pfn * FRAME_META_WORDS];
+      if (gen !== this.tlb.gen[s] && (this.tlb.flags[s] & TLB_LINEAR) === 0) this.staleTlbAccess(va, pfn, s, gen, write);
+      const at = this.dataBase + pfn * WORDS_PER_PAGE + word;
+      if (write) Atomics.store(I, at, value);
+      else this.value = Atomics.load(I, at);
+      return true;
+    }
+    throw new Error(`cpu ${this.id}: kernel access to 0x${va.toString(16)} faulted ${MAX_FAULT_RETRIES} times without progress (livelock)`);
   }
 
   private staleTlbAccess(va: number, pfn: number, slot: number, gen: number, write: boolean): void {

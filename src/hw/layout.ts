@@ -18,6 +18,31 @@ export const PGDIR_SIZE = 2 ** PGDIR_SHIFT;
 export const TASK_SIZE = 2 ** 47 - PAGE_SIZE;
 export const MMAP_MIN_ADDR = 0x10000;
 
+// ---- the kernel half (init_mm, src/mm/vmalloc.ts) ----------------------------------
+// x86-64 puts the kernel at the top of the sign-extended address space
+// (0xffff8880... the direct map, 0xffffc900... vmalloc); those numbers are past
+// 2^53 and not exact in a JavaScript number, so the model's kernel half is
+// [2^47, 2^48): PGD entries 256..511, as on x86-64 and arm64's TTBR1 half. Every
+// CPU walks init_mm's tables for it (arm64: TTBR1_EL1; x86-64: the kernel PGD
+// entries every pgd_alloc copies, preallocated for vmalloc so that no sync is
+// needed, arch/x86/mm/init_64.c preallocate_vmalloc_pages).
+/** the first kernel address (PGD entry 256) */
+export const KERNEL_VA_START = 2 ** 47;
+/** VMALLOC_START (PGD entry 257): the vmalloc area, kernel stacks included */
+export const VMALLOC_START = KERNEL_VA_START + PGDIR_SIZE;
+/** pages in the model's vmalloc area: VMAP_SLOTS slots of VMAP_SLOT_PAGES (src/mm/vmalloc.ts) */
+export const VMAP_SLOTS = 512;
+export const VMAP_SLOT_PAGES = 8;
+export const VMALLOC_END = VMALLOC_START + VMAP_SLOTS * VMAP_SLOT_PAGES * PAGE_SIZE;
+/** PAGE_OFFSET (PGD entry 258): the linear map of every frame (pfn p at PAGE_OFFSET + p * PAGE_SIZE) */
+export const PAGE_OFFSET = KERNEL_VA_START + 2 * PGDIR_SIZE;
+/**
+ * The TLB tag of kernel (global) entries: not an ASID, so no ASID flush or
+ * switch-in flush of a user mm touches them; flush_tlb_kernel_range (and a
+ * full flush) does. Larger than every mm index.
+ */
+export const KERNEL_ASID = 0x40000;
+
 /** Content words per simulated page: enough for unique write tags, not 4 KiB. */
 export const WORDS_PER_PAGE = 8;
 export const WORD_SHIFT = PAGE_SHIFT - 3; // 8 words per page: offset bits 9..11 pick the word
@@ -192,6 +217,15 @@ export const STAT_NAMES = [
   'preemptions', // tasks preempted inside kernel code
   'preemptInLazy', // ... with their lazy MMU enable count non-zero
   'migrations', // preempted tasks that resumed on another CPU
+  // kernel page tables and interrupts (src/mm/vmalloc.ts, src/hw/irq.ts)
+  'irqs', // device interrupts delivered (src/hw/irq.ts)
+  'irqInLazy', // ... that landed while the interrupted task was inside a lazy MMU section
+  'irqKernelMaps', // kernel (linear map) PTEs changed by interrupt handlers (DEBUG_PAGEALLOC __kernel_map_pages)
+  'vmallocs', // vmalloc / vmap areas mapped (kernel stacks included)
+  'vfrees', // vfree / vunmap areas unmapped
+  'vmapPurges', // purge_vmap_area_lazy runs (flush_tlb_kernel_range, then the lazily freed addresses are reusable)
+  'kernelTlbFlushes', // flush_tlb_kernel_range calls
+  'kernelSpuriousFaults', // kernel translation faults the arch judged spurious and retried (arm64 is_spurious_el1_translation_fault)
 ] as const;
 export type StatName = (typeof STAT_NAMES)[number];
 const st = (name: StatName): number => STAT_NAMES.indexOf(name);
@@ -255,7 +289,15 @@ export const ST_SMP_MB = st('smpMb');
 export const ST_PREEMPTIONS = st('preemptions');
 export const ST_PREEMPT_IN_LAZY = st('preemptInLazy');
 export const ST_MIGRATIONS = st('migrations');
-export const STAT_WORDS = 4 * LINE;
+export const ST_IRQS = st('irqs');
+export const ST_IRQ_IN_LAZY = st('irqInLazy');
+export const ST_IRQ_KERNEL_MAPS = st('irqKernelMaps');
+export const ST_VMALLOCS = st('vmallocs');
+export const ST_VFREES = st('vfrees');
+export const ST_VMAP_PURGES = st('vmapPurges');
+export const ST_KERNEL_TLB_FLUSHES = st('kernelTlbFlushes');
+export const ST_KERNEL_SPURIOUS = st('kernelSpuriousFaults');
+export const STAT_WORDS = 5 * LINE;
 if (STAT_NAMES.length > STAT_WORDS) throw new Error(`layout: ${STAT_NAMES.length} statistics do not fit in STAT_WORDS (${STAT_WORDS})`);
 
 // ---- per-mm (mm_struct) -----------------------------------------------------------
@@ -483,7 +525,25 @@ export interface Layout {
   /** lockdep's region (src/hw/lockdep.ts); -1 when the shape turns lockdep off */
   lockdep: number;
   promiseLog: number; // stale-TLB oracle: per mm PR_ENTRIES records of PR_WORDS
+  /** init_mm's mm record index (one past the user mms: mm_alloc never hands it out) */
+  initMm: number;
+  /** the vmalloc allocator (src/mm/vmalloc.ts): VMAP_HDR words, then per slot its state and VMAP_SLOT_PAGES pfns */
+  vmap: number;
 }
+
+// ---- the vmalloc allocator (src/mm/vmalloc.ts) ----------------------------------------
+export const VMAP_LOCK = 0; // vmap_area_lock (+ waiters at 1)
+export const VMAP_PURGE_LOCK = 2; // vmap_purge_lock (+ waiters at 3)
+export const VMAP_LAZY_NR = 4; // vmap_lazy_nr: pages of lazily freed areas not purged yet
+export const VMAP_HDR = LINE;
+/** per slot: state (VS_*), number of pages, then VMAP_SLOT_PAGES pfns (vm->pages) */
+export const VMAP_SLOT_WORDS = 2 + VMAP_SLOT_PAGES;
+export const VS_FREE = 0;
+export const VS_BUSY = 1;
+/** vfree'd: unmapped and its pages freed, the address not reusable until purge_vmap_area_lazy has flushed it */
+export const VS_LAZY = 2;
+export const VS_PURGING = 3;
+export const vmapSlot = (L: Layout, slot: number): number => L.vmap + VMAP_HDR + slot * VMAP_SLOT_WORDS;
 
 /** COW oracle shadow record of one data word: [lock, tag, writer's MM_CTX_ID, epoch | COW_SHARED] */
 export const COW_SHADOW_WORDS = 4;
@@ -537,7 +597,8 @@ export function computeLayout(shape: MachineShape): Layout {
   const tableStack = take(shape.tableFrames);
   const dataAlloc = take(LINE);
   const dataStack = take(shape.dataFrames);
-  const mms = take(shape.maxMms * MM_WORDS);
+  const mms = take((shape.maxMms + 1) * MM_WORDS); // + init_mm
+  const vmap = take(VMAP_HDR + VMAP_SLOTS * VMAP_SLOT_WORDS);
   const tasks = take(shape.maxTasks * TASK_WORDS);
   const files = take(shape.maxFiles * FILE_WORDS);
   const vmasF = take(shape.maxMms * shape.maxVmas * VMA_F64 * 2) / 2;
@@ -558,6 +619,7 @@ export function computeLayout(shape: MachineShape): Layout {
     shape, bytes, header, cpuCtl, hostBlk, stats, frameMeta, tableMem, dataStart, nframes,
     dataMem, tableAlloc, tableStack, dataAlloc, dataStack, mms, vmasF, unmapLogF, tasks, files, eventsF,
     det, detChanges, detCpus, detDecisions, anonLocks, cowShadow, iMmapF, iMmapMax: iMmapMax(shape), vmaIdx, lockdep, promiseLog,
+    initMm: shape.maxMms, vmap,
   };
 }
 

@@ -7,6 +7,8 @@ export const TLB_D = 2; // dirty already set in the PTE: writes need no walk
 export const TLB_VALID = 4;
 /** filled from a huge (PMD/PUD) leaf: the stale-TLB oracle tells a huge translation from a 4 KiB one */
 export const TLB_HUGE = 8;
+/** a kernel linear-map entry (src/mm/vmalloc.ts): it translates an address to the one frame the linear map always gives it */
+export const TLB_LINEAR = 16;
 
 export class Tlb {
   readonly size: number;

@@ -39,11 +39,17 @@ export const EV = {
   VMA_LOCK_RETRY: 32, // a = fault address: VM_FAULT_RETRY under the VMA lock; the fault takes the mmap_lock
   CHANGE_BEGIN: 33, // stale-TLB oracle: a = start, b = end + change kind (end page-aligned; kind = b % 4096, src/oracles/stale_tlb.ts CHANGE): a narrowing page-table change begins
   PROMISE: 34, // stale-TLB oracle: a = start, b = change kind: the change reached its promise point
+  IRQ: 35, // a = interrupted task: a device interrupt handler begins (src/hw/irq.ts)
+  IRQ_DONE: 36, // ends IRQ
+  VMAP: 37, // a = start, b = pages: vmap_pages_range mapped a vmalloc area (src/mm/vmalloc.ts)
+  VUNMAP: 38, // a = start, b = pages: vunmap_range_noflush unmapped one
+  KERNEL_MAP: 39, // a = linear-map address, b = 1 valid / 0 invalid: __kernel_map_pages (DEBUG_PAGEALLOC)
+  FLUSH_KERNEL: 40, // a = start, b = end: flush_tlb_kernel_range
 } as const;
 /** begin -> end pairs, for duration events in traces */
 export const EV_SPANS: [number, number][] = [
   [EV.SYSCALL, EV.SYSCALL_END], [EV.FAULT, EV.FAULT_END], [EV.IPI_SEND, EV.SHOOTDOWN_DONE],
-  [EV.IPI_HANDLE, EV.IPI_DONE], [EV.LOCK_WAIT, EV.LOCK_ACQUIRED], [EV.LAZY_ENTER, EV.LAZY_LEAVE], [EV.MOVE_PGTABLES, EV.MOVE_PGTABLES_END],
+  [EV.IPI_HANDLE, EV.IPI_DONE], [EV.IRQ, EV.IRQ_DONE], [EV.LOCK_WAIT, EV.LOCK_ACQUIRED], [EV.LAZY_ENTER, EV.LAZY_LEAVE], [EV.MOVE_PGTABLES, EV.MOVE_PGTABLES_END],
 ];
 export const EV_NAMES: Record<number, string> = Object.fromEntries(Object.entries(EV).map(([k, v]) => [v, k]));
 

@@ -4,12 +4,12 @@
 
 import {
   frameWord, mmWord, tableEntry, FM_GEN, FM_FLAGS, FM_OWNER, PG_FREE, PG_TABLE, MM_PGD,
-  PTRS_PER_TABLE, H_PROMISE_SEQ,
+  PTRS_PER_TABLE, H_PROMISE_SEQ, KERNEL_ASID, PAGE_OFFSET,
 } from './layout.ts';
 import {
   _PAGE_PRESENT, _PAGE_RW, _PAGE_USER, _PAGE_ACCESSED, _PAGE_DIRTY, _PAGE_PSE, PFN_SHIFT,
 } from './pte.ts';
-import { TLB_W, TLB_D, TLB_HUGE } from './tlb.ts';
+import { TLB_W, TLB_D, TLB_HUGE, TLB_LINEAR } from './tlb.ts';
 import type { Cpu } from './cpu.ts';
 import { EV } from './trace.ts';
 
@@ -101,3 +101,57 @@ export function walk(cpu: Cpu, mm: number, va: number, vpn: number, write: boole
   return WALK_NOT_PRESENT;
 }
 
+
+/**
+ * The walk of a kernel address (the kernel half, src/hw/layout.ts): init_mm's
+ * tables (arm64 TTBR1_EL1; x86-64 the kernel PGD entries shared by every pgd),
+ * whatever user mm the CPU has loaded. Kernel leaves carry no _PAGE_USER; the
+ * entry is global (tagged KERNEL_ASID, src/hw/tlb.ts). A separate function so
+ * that the user walk above does no more work than before (issue #11: the page
+ * walk must not get slower). Returns the TLB slot, or WALK_NOT_PRESENT (a
+ * kernel translation fault).
+ */
+export function walk_kernel(cpu: Cpu, va: number, vpn: number, write: boolean): number {
+  const I = cpu.I;
+  const L = cpu.V.L;
+  const initMm = L.initMm;
+  let table = I[mmWord(L, initMm, MM_PGD)];
+  if (table === 0) return WALK_NOT_PRESENT;
+  const entries = tableEntry(L, 0, 0);
+  for (let level = 0; level < 4; level++) {
+    const shift = LEVEL_SHIFTS[level];
+    const i = level >= 2 ? (va >>> shift) & (PTRS_PER_TABLE - 1) : Math.floor(va / LEVEL_SIZES[level]) & (PTRS_PER_TABLE - 1);
+    const idx = entries + table * PTRS_PER_TABLE + i;
+    cpu.hw_point();
+    const e = Atomics.load(I, idx);
+    if ((e & _PAGE_PRESENT) === 0) return WALK_NOT_PRESENT;
+    if (level < 3) {
+      const next = e >>> PFN_SHIFT;
+      const fl = I[frameWord(L, next, FM_FLAGS)];
+      if ((fl & PG_TABLE) === 0 || (fl & PG_FREE) !== 0 || I[frameWord(L, next, FM_OWNER)] !== initMm + 1) {
+        cpu.host.hooks.violation({
+          kind: 'walk-freed-table', cpu: cpu.id, va, pfn: next,
+          message: `cpu ${cpu.id}'s page walk for kernel address 0x${va.toString(16)} reached level-${level + 1} table pfn ${next}, which is ${(fl & PG_FREE) !== 0 ? 'free' : (fl & PG_TABLE) === 0 ? 'not a page table' : 'not a table of init_mm'}`,
+        });
+        return WALK_NOT_PRESENT;
+      }
+      table = next;
+      continue;
+    }
+    if (write && (e & _PAGE_RW) === 0) return WALK_PROT;
+    const pfn = e >>> PFN_SHIFT;
+    const fl = I[frameWord(L, pfn, FM_FLAGS)];
+    const linear = va >= PAGE_OFFSET;
+    if ((fl & PG_FREE) !== 0) {
+      cpu.host.hooks.violation({
+        kind: 'pte-maps-free-frame', cpu: cpu.id, va, pfn,
+        cpus: [Atomics.load(I, frameWord(L, pfn, FM_OWNER)) - 1].filter((c) => c >= 0 && c !== cpu.id),
+        message: `cpu ${cpu.id}'s page walk for kernel address 0x${va.toString(16)} found a present ${linear ? 'linear-map' : 'vmalloc'} PTE for pfn ${pfn}, which is free (freed before it was unmapped)`,
+      });
+    }
+    const gen = I[frameWord(L, pfn, FM_GEN)];
+    cpu.ring.log(EV.TLB_FILL, va, pfn);
+    return cpu.tlb.fill(KERNEL_ASID, vpn, pfn, TLB_W | TLB_D | (linear ? TLB_LINEAR : 0), gen);
+  }
+  return WALK_NOT_PRESENT;
+}

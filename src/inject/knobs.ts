@@ -70,6 +70,16 @@ export const KNOBS = {
     what: 'drop the DSB deferred to the end of a lazy section (queue_pte_barriers: valid kernel PTE stores only): other walkers keep seeing the old entries',
     source: 'arch/arm64/include/asm/pgtable.h arch_leave_lazy_mmu_mode() -> emit_pte_barriers()',
   },
+  'lazy_mmu.active_in_irq': {
+    where: 'src/mm/lazy_mmu.ts is_lazy_mmu_mode_active',
+    what: 'is_lazy_mmu_mode_active() without its in_interrupt() check: an interrupt handler\'s kernel PTE store sees the interrupted task\'s lazy section as its own (its own lazy_mmu_mode_enable/disable are no-ops in interrupt context), so arm64 defers the handler\'s barrier to the task\'s leave and the handler uses the new mapping before the walker can see it',
+    source: 'commit b81c688426a9 "arm64/mm: Disable barrier batching in interrupt contexts" (Ryan Roberts, May 2025; Fixes: 5fdd05efa1cd "arm64/mm: Batch barriers when updating kernel mappings"), whose message names the hazard ("the task context may have already been in lazy mmu mode, the updates would be deferred"); kept by Brodsky\'s generic layer (include/linux/pgtable.h: in interrupt context the lazy MMU mode is never active)',
+  },
+  'vmalloc.purge_no_flush': {
+    where: 'src/mm/vmalloc.ts purge_vmap_area_lazy',
+    what: 'make lazily freed vmalloc addresses reusable without flush_tlb_kernel_range: a CPU that cached a translation of a vfree\'d area (its pages already freed) uses it when the address is handed out again (a new kernel stack)',
+    source: 'constructed: mm/vmalloc.c __purge_vmap_area_lazy() flushes the purged span (flush_tlb_kernel_range) before the areas go back to the free tree; vfree() frees the pages without a flush (free_unmap_vmap_area: only under DEBUG_PAGEALLOC)',
+  },
   'powerpc.leave_without_flush': {
     where: 'src/arch/powerpc-hash/index.ts arch_leave_lazy_mmu_mode',
     what: 'leave lazy MMU mode without flushing the ppc64_tlb_batch: hash entries and TLBs stay valid',

@@ -323,6 +323,12 @@ export function lazy_mmu_mode_resume(): void {
 }
 
 export function is_lazy_mmu_mode_active(): boolean {
+  const cpu = current;
+  if (knobs['lazy_mmu.active_in_irq'] && cpu.in_interrupt() && cpu.curTask >= 0) {
+    // BUG (injected, before b81c688426a9): in interrupt context the interrupted task's section counts
+    const L = cpu.V.L;
+    return cpu.I[taskWord(L, cpu.curTask, T_LAZY_ENABLE)] > 0 && cpu.I[taskWord(L, cpu.curTask, T_LAZY_PAUSE)] === 0;
+  }
   const c = counts();
   if (!c) return false;
   return current.I[c.en] > 0 && current.I[c.pa] === 0;

@@ -139,6 +139,34 @@ export function set_pte_at(mm: number, addr: number, ptep: number, pte: number):
   updating(ptep);
   arch.set_pte_at(mm, addr, ptep, pte);
 }
+/**
+ * set_pte_at(&init_mm, ...) of a kernel PTE (vmalloc, the linear map): the
+ * arch's kernel accessor (arm64: __set_pte_complete's barrier, deferred inside a
+ * lazy section), else a plain store (x86 native_set_pte).
+ */
+export function set_pte_kernel(mm: number, addr: number, ptep: number, pte: number): void {
+  updating(ptep);
+  if (arch.set_pte_kernel) arch.set_pte_kernel(ptep, pte);
+  else {
+    const cpu = current;
+    cpu.sched_point();
+    cpu.hotHint = 1;
+    Atomics.store(cpu.I, ptep, pte);
+  }
+  void mm;
+  void addr;
+}
+/** ptep_get_and_clear(&init_mm, ...) (vunmap_pte_range): the arch's kernel accessor, else an exchange. */
+export function ptep_get_and_clear_kernel(mm: number, addr: number, ptep: number): number {
+  updating(ptep);
+  if (arch.ptep_get_and_clear_kernel) return arch.ptep_get_and_clear_kernel(ptep);
+  const cpu = current;
+  cpu.sched_point();
+  cpu.hotHint = 1;
+  void mm;
+  void addr;
+  return Atomics.exchange(cpu.I, ptep, 0);
+}
 export function ptep_get_and_clear(mm: number, addr: number, ptep: number): number {
   updating(ptep);
   return arch.ptep_get_and_clear(mm, addr, ptep);

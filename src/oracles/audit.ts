@@ -13,6 +13,7 @@ import { _PAGE_PRESENT, _PAGE_PSE, PFN_SHIFT } from '../hw/pte.ts';
 import { file_pages, file_nodes } from '../mm/shmem.ts';
 import { deposited_tables } from '../mm/huge_memory.ts';
 import { i_mmap_check } from '../mm/rmap.ts';
+import { init_mm_references } from '../mm/vmalloc.ts';
 
 export interface AuditReport {
   ok: boolean;
@@ -115,6 +116,8 @@ function count_references(x: Expected): void {
     x.tabRef[pgd]++;
     walk_table(x, pgd, 0, mm);
   }
+  // init_mm (src/mm/vmalloc.ts): its tables, and one reference per vmalloc'd page (vm->pages)
+  init_mm_references(x.V, (t) => x.tabRef[t]++, (pfn) => x.expRef[pfn]++, x.problem);
   for (let f = 0; f < L.shape.maxFiles; f++) {
     if (I[fileWord(L, f, FILE_IN_USE)] === 0) continue;
     for (const t of file_nodes(I, L, f)) x.tabRef[t]++;

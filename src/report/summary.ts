@@ -31,6 +31,10 @@ export function summary(r: RunResult): string {
   out.push(`  memory        pages freed ${fmt(s.pagesFreed)}, page tables freed ${fmt(s.tablesFreed)}; contended locks ${fmt(s.lockContended)}; delays injected ${fmt(s.delays)}`);
   // issue #11 (docs/concurrency.md): preemption inside kernel code and store buffers
   out.push(`  concurrency   preemptions ${fmt(s.preemptions)} (${fmt(s.preemptInLazy)} inside lazy MMU sections, ${fmt(s.migrations)} resumed on another CPU); store buffers: ${fmt(s.sbStores)} stores buffered, ${fmt(s.sbLoadsPassed)} loads passed one, ${fmt(s.sbForwarded)} forwarded, ${fmt(s.smpMb)} drained by smp_mb()`);
+  // issue #11 item 2 (docs/concurrency.md): kernel page tables and device interrupts
+  if (s.irqs || s.vmallocs || s.vfrees) {
+    out.push(`  kernel        interrupts ${fmt(s.irqs)} (${fmt(s.irqInLazy)} inside a task's lazy MMU section; ${fmt(s.irqKernelMaps)} linear-map PTE changes in interrupt context); vmalloc ${fmt(s.vmallocs)}, vfree ${fmt(s.vfrees)}, lazy purges ${fmt(s.vmapPurges)}; flush_tlb_kernel_range ${fmt(s.kernelTlbFlushes)}; spurious kernel faults ${fmt(s.kernelSpuriousFaults)}`);
+  }
   out.push(`  content       ${fmt(r.readsChecked)} reads checked (${fmt(r.readsExcused)} excused by a concurrent unmap)`);
   if (s.forkPtes || s.cowCopies || s.cowReuses || s.gupFastFallbacks || r.cowChecked) {
     out.push(`  fork/COW      PTEs copied by fork ${fmt(s.forkPtes)}; COW faults: copied ${fmt(s.cowCopies)}, reused ${fmt(s.cowReuses)}; GUP-fast fallbacks ${fmt(s.gupFastFallbacks)}`);

@@ -134,6 +134,14 @@ export function instantName(e: { type: string; a: number; b: number }): string {
       return `${CHANGE_LABELS[b % 4096] ?? b % 4096} ${hex(a)}-${hex(b - (b % 4096))}: page tables change`;
     case 'PROMISE':
       return `${CHANGE_LABELS[b] ?? b} ${hex(a)}: promise point`;
+    case 'VMAP':
+      return `vmap ${hex(a)} +${b} page${b === 1 ? '' : 's'}`;
+    case 'VUNMAP':
+      return `vunmap ${hex(a)} +${b} page${b === 1 ? '' : 's'}`;
+    case 'KERNEL_MAP':
+      return `__kernel_map_pages ${hex(a)} ${b ? 'valid' : 'invalid'}`;
+    case 'FLUSH_KERNEL':
+      return `flush_tlb_kernel_range ${hex(a)}-${hex(b)}`;
     default:
       return `${e.type} ${hex(a)} ${b}`;
   }
@@ -148,7 +156,12 @@ function instantCat(type: string): string {
     case 'TLB_FILL':
       return 'tlb_fill';
     case 'FLUSH_LOCAL':
+    case 'FLUSH_KERNEL':
       return 'tlb';
+    case 'VMAP':
+    case 'VUNMAP':
+    case 'KERNEL_MAP':
+      return 'mm';
     case 'SEGV':
       return 'fault';
     case 'FREE_PAGE':
@@ -204,13 +217,15 @@ function instantOrSpanName(e: TraceEvent): string {
       return `shootdown -> ${e.b} cpus`;
     case 'IPI_HANDLE':
       return `IPI from cpu ${e.a}`;
+    case 'IRQ':
+      return `interrupt (task ${e.a})`;
     default:
       return e.type.includes('_') && !(e.type in INSTANT_TYPES) ? e.type.toLowerCase() : instantName(e);
   }
 }
 const INSTANT_TYPES = {
   READ: 1, WRITE: 1, TLB_FILL: 1, SEGV: 1, FLUSH_LOCAL: 1, FREE_PAGE: 1, FREE_TABLE: 1, ZAP: 1, CTX_SWITCH: 1, OP: 1, LAZY_TLB: 1,
-  LAZY_RANGE: 1, LAZY_RANGE_IGNORED: 1, CHANGE_BEGIN: 1, PROMISE: 1,
+  LAZY_RANGE: 1, LAZY_RANGE_IGNORED: 1, CHANGE_BEGIN: 1, PROMISE: 1, VMAP: 1, VUNMAP: 1, KERNEL_MAP: 1, FLUSH_KERNEL: 1,
 };
 
 const beginOf = new Map<number, number>(EV_SPANS.map(([b, e]) => [e, b]));

@@ -20,8 +20,9 @@
 import { type Cpu, type Host, current } from '../../hw/cpu.ts';
 import {
   mmWord, MM_CPUMASK, MM_CTX_ID, CPUMASK_WORDS, ST_FLUSH_SINGLE, ST_FLUSH_RANGE, ST_FLUSH_FULL, ST_BATCHED,
-  ST_BATCH_FLUSHES, ST_SWITCH_FLUSH, CC_IS_LAZY, PAGE_SHIFT, PAGE_SIZE,
+  ST_BATCH_FLUSHES, ST_SWITCH_FLUSH, CC_IS_LAZY, PAGE_SHIFT, PAGE_SIZE, KERNEL_ASID,
 } from '../../hw/layout.ts';
+import { walk_kernel } from '../../hw/walker.ts';
 import { _PAGE_PRESENT, _PAGE_RW, _PAGE_USER } from '../../hw/pte.ts';
 import { EV } from '../../hw/trace.ts';
 import { knobs } from '../../inject/knobs.ts';
@@ -282,6 +283,38 @@ function arch_leave_lazy_mmu_mode(): void {
   cpu.stat(ST_BATCH_FLUSHES);
 }
 
+// ---- kernel page tables (init_mm) ---------------------------------------------------
+
+/**
+ * flush_tlb_kernel_range (arch/arm64/include/asm/tlbflush.h): DSB ISHST; TLBI
+ * VAALE1IS per page (all ASIDs: kernel entries are global; TLBI VMALLE1IS from
+ * MAX_DVM_OPS pages on, flush_tlb_all); DSB ISH; ISB. A broadcast: no IPIs.
+ */
+function flush_tlb_kernel_range(start: number, end: number): void {
+  const cpu = current;
+  dsb_ishst(cpu);
+  const t0 = cpu.now();
+  cpu.broadcast_invalidate(KERNEL_ASID, Math.floor(start / PAGE_SIZE), Math.ceil(end / PAGE_SIZE));
+  cpu.recordLatency(cpu.now() - t0);
+  dsb_ish(cpu);
+  cpu.stat(ST_FLUSH_RANGE);
+  cpu.ring.log(EV.FLUSH_LOCAL, start, Math.ceil((end - start) / PAGE_SIZE));
+}
+
+/**
+ * is_spurious_el1_translation_fault (arch/arm64/mm/fault.c): for a translation
+ * fault taken from EL1, AT S1E1R the address (with interrupts off) and, if the
+ * walk now succeeds, call the fault spurious: the access is retried. The AT is a
+ * walk of the tables in memory: this CPU's own PTE store still waiting for its
+ * DSB (the pending store of queue_pte_barriers, held in Arm64Cpu.sb) is not
+ * visible to it, as it was not to the access. Written for the case of a mapping
+ * made by another CPU (commit 42f91093b043 "arm64: mm: Ignore spurious
+ * translation faults taken from the kernel").
+ */
+function is_spurious_kernel_fault(cpu: Cpu, va: number, _write: boolean): boolean {
+  return walk_kernel(cpu, va, Math.floor(va / PAGE_SIZE), false) >= 0;
+}
+
 export const arm64: Arch = {
   name: 'arm64',
   store_order: 'weak', // issue #11: stores to different words may pass each other (src/hw/store_buffer.ts)
@@ -311,4 +344,8 @@ export const arm64: Arch = {
   arch_enter_lazy_mmu_mode_fast_pte_range() {}, // no range-specific behaviour on arm64
   arch_leave_lazy_mmu_mode,
   arch_flush_lazy_mmu_mode: arch_leave_lazy_mmu_mode, // emit the pending barrier, stay in the mode
+  flush_tlb_kernel_range,
+  set_pte_kernel: (ptep: number, pte: number) => set_pte_at(-1, 0, ptep, pte), // __set_pte_complete: queue_pte_barriers for a valid kernel PTE
+  ptep_get_and_clear_kernel: (ptep: number) => ptep_get_and_clear(-1, 0, ptep),
+  is_spurious_kernel_fault,
 };

@@ -23,6 +23,7 @@ import { sb_drain } from '../../hw/store_buffer.ts';
 import { is_lazy_mmu_mode_active } from '../../mm/lazy_mmu.ts';
 import type { Arch } from '../arch.ts';
 import { x86, TLB_FLUSH_ALL } from '../x86/index.ts';
+import { flush_tlb_kernel_range_broadcast } from '../generic.ts';
 
 export const PPC64_TLB_BATCH_NR = 192;
 
@@ -135,6 +136,8 @@ export function hpte_need_flush(mm: number, addr: number): void {
 export const powerpchash: Arch = {
   ...x86, // the native accessors, x86's switch_mm (ASID reuse check) and local page flush
   name: 'powerpc-hash',
+  kernel_map_pages_flush: undefined, // hash__kernel_map_pages: the HPTE invalidation is a tlbie (broadcast)
+  flush_tlb_kernel_range: flush_tlb_kernel_range_broadcast, // tlbie of the kernel range (broadcast), no IPI
   store_order: 'weak', // issue #11: Power may reorder stores to different words (src/hw/store_buffer.ts)
   supports_page_table_move: false,
   rcu_table_free: true, // select MMU_GATHER_RCU_TABLE_FREE (arch Kconfig)

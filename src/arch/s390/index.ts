@@ -53,7 +53,7 @@ import {
   lazy_mmu_tlb_remove_page,
 } from './lazy_mmu.ts';
 import type { Arch } from '../arch.ts';
-import { native, initHostCommon } from '../generic.ts';
+import { native, initHostCommon, flush_tlb_kernel_range_broadcast } from '../generic.ts';
 import { s390_pte_store } from '../../oracles/s390_rule.ts';
 
 /** IPTE-range (facility 13) invalidates at most this many entries of one page table per instruction. */
@@ -500,6 +500,7 @@ function pmdp_huge_xchg(mm: number, addr: number, pmdp: number, size: number, va
 
 export const s390: Arch = {
   name: 's390',
+  flush_tlb_kernel_range: flush_tlb_kernel_range_broadcast, // __tlb_flush_kernel -> __tlb_flush_global (CSP/IDTE: every CPU)
   supports_page_table_move: false,
   defers: 'with a fast range only: every update of a PTE in the range (cached per CPU, memory keeps the old valid entry) and its IPTE, done at leave as one IPTE-range per run of valid entries; plain sections and PTEs outside the range: nothing',
   invalidation: 'IPTE per PTE when it changes (global with a machine-wide quiesce, local when the mm is attached here only), IPTE-range at leave; flush_tlb_* purges by ASCE (IDTE) only after a lazy exchange (flush_mm) or freed tables; no IPIs',

@@ -206,6 +206,7 @@ export function enter_lazy_tlb(cpu: Cpu): void {
 export const x86: Arch = {
   ...native,
   name: 'x86',
+  kernel_map_pages_flush: 'local', // arch/x86/mm/pat/set_memory.c __kernel_map_pages: __flush_tlb_all() on this CPU only
   supports_page_table_move: true,
   defers: 'nothing: PTE stores go to memory at once; TLBs are flushed by the caller',
   invalidation: 'IPIs to the CPUs of mm_cpumask running the mm (lazy-TLB ones skipped unless tables are freed); the sender waits for every acknowledgement',

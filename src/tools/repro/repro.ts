@@ -67,6 +67,7 @@ const optionsSchema = z.object({
   hotPreempt: z.number().min(0).max(1),
   overtime: z.number().int().min(1).max(64),
   preempt: z.enum(PREEMPT_MODELS as [PreemptModel, ...PreemptModel[]]),
+  irq: z.number().int().min(0).max(1 << 20),
   trace: z.boolean(),
   traceEvents: pow2(1 << 24),
   cpuProfDir: z.string(),

@@ -209,6 +209,7 @@ export function rerunCommand(file: string, seed: number, o: TaskOptions): string
   add('--lazy-contract', o.lazyContract);
   add('--lazy-series', o.lazySeries);
   add('--preempt', o.preempt);
+  add('--irq', o.irq);
   return a.join(' ');
 }
 
