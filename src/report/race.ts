@@ -15,10 +15,12 @@ const hex = (x: number): string => (x < 0 ? String(x) : '0x' + x.toString(16));
 /**
  * Violation kinds that are not a stale use of a translation after a page-table change: a lock-order
  * report (lockdep), an architecture rule broken by one store (s390-*), the lazy MMU contract, a page
- * freed while still mapped (free-mapped: a refcount bug, found at the free), the end-of-run audit.
- * The report shows what the oracle said instead of a race table.
+ * freed while still mapped (free-mapped: a refcount bug, found at the free), a kernel access that
+ * found no translation for a mapping the kernel made (kernel-paging-request: a missing barrier, no
+ * TLB entry to draw), the end-of-run audit. The report shows what the oracle said instead of a race
+ * table.
  */
-export const FINDING_KINDS = /^(lockdep|s390-|lazy-mmu-contract|free-mapped|audit)/;
+export const FINDING_KINDS = /^(lockdep|s390-|lazy-mmu-contract|free-mapped|kernel-paging-request|audit)/;
 
 export type RaceRole = 'fill' | 'syscall' | 'change' | 'zap' | 'free' | 'flush' | 'flush-late' | 'promise' | 'syscall-end' | 'use' | 'no-flush';
 
