@@ -512,14 +512,17 @@ ${raceHtml(race, m.deterministic)}</section>`;
 }
 
 /**
- * A first violation that is not a stale use (a lock-order report, an architecture rule broken by
- * one store, a lazy MMU contract): there is no fill, change and use to draw, so the top of the
- * report shows what the oracle said, in full (lockdep's two acquisition chains are in it).
+ * The top of the report when there is no race to draw: a first violation that is not a stale use
+ * (FINDING_KINDS: a lock-order report, an architecture rule broken by one store, ...), or a run
+ * without a trace: what the oracle said, in full (lockdep's two acquisition chains are in it).
  */
-function findingSection(r: RunResult): string {
+function findingSection(r: RunResult, m: TraceModel | null): string {
   const v0 = r.violations[0];
   if (!v0) return '';
-  return `<section id="finding"><h2>The finding</h2><p class="muted">Not a stale translation used after a page-table change, so no race table: the first violation as the oracle reported it${r.violations.length > 1 ? ` (${fmt(r.violations.length)} kept, all under <a href="#violations">Violations</a>)` : ''}.</p>
+  const why = FINDING_KINDS.test(v0.kind) ? 'Not a stale translation used after a page-table change, so no race table'
+    : m ? 'No race could be drawn from the trace (the events that make it were overwritten or are missing)'
+      : 'Not traced: run with --report or --trace to see the race';
+  return `<section id="finding"><h2>The finding</h2><p class="muted">${why}: the first violation as the oracle reported it${r.violations.length > 1 ? ` (${fmt(r.violations.length)} kept, all under <a href="#violations">Violations</a>)` : ''}.</p>
 <pre class="text"><span class="kind">[${esc(v0.kind)}]</span> cpu ${v0.cpu}: ${esc(v0.message)}</pre></section>`;
 }
 
@@ -672,7 +675,7 @@ export function htmlReport(r: RunResult): string {
 <title>${esc(title)}</title><style>${CSS}</style></head>
 <body>
 <header><h1>mmsim: ${esc(r.scenario)}</h1><span class="badge ${v.cls}">${esc(v.text)}</span><div class="sub">${esc(sub)}</div></header>
-${raceSection(r, m) || findingSection(r)}
+${raceSection(r, m) || findingSection(r, m)}
 ${summarySection(r, det)}
 ${violationsSection(r, m)}
 ${latencySection(r, det)}

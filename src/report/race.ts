@@ -108,11 +108,15 @@ export function chooseRace(byCpu: Record<number, TraceEvent[]>, v: RaceViolation
   // page table that was already wrong (a lost PTE update: the walker read the old PTE after the frame
   // was freed): then the last change of the page or frame before the use, however early
   // (then only the CPU whose change was the most recent: the page may have been changed many times)
-  const lastKeyTs = (c: number, lo: number): number =>
-    Math.max(-Infinity, ...(byCpu[c] ?? []).filter((e) => e.ts >= lo && e.ts <= uTs && concerns(e)).map((e) => e.ts));
+  const lastKeyTs = (c: number, lo: number): number => {
+    let t = -Infinity;
+    for (const e of byCpu[c] ?? []) if (e.ts >= lo && e.ts <= uTs && e.ts > t && concerns(e)) t = e.ts;
+    return t;
+  };
   const touching = (lo: number): number[] => {
-    const cs = Object.keys(byCpu).map(Number).filter((c) => c !== c0 && lastKeyTs(c, lo) > -Infinity);
-    return lo === -Infinity ? cs.sort((a, b) => lastKeyTs(b, lo) - lastKeyTs(a, lo)).slice(0, 1) : cs;
+    const last = Object.keys(byCpu).map(Number).filter((c) => c !== c0).map((c) => ({ c, t: lastKeyTs(c, lo) })).filter((x) => x.t > -Infinity);
+    if (lo === -Infinity) last.sort((a, b) => b.t - a.t).splice(1);
+    return last.map((x) => x.c);
   };
   const filled = fill?.ts ?? -Infinity;
   const from = touching(filled).length === 0 && touching(-Infinity).length > 0 ? -Infinity : filled;
