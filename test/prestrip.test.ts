@@ -42,4 +42,18 @@ describe('prestripped pool threads', () => {
       await pool.destroy();
     }
   }, 30_000);
+
+  it('a JSON scenario file is not handed to the stripper (it is read, not imported)', async () => {
+    const { mkdtempSync, writeFileSync } = await import('node:fs');
+    const { tmpdir } = await import('node:os');
+    const { join } = await import('node:path');
+    const f = join(mkdtempSync(join(tmpdir(), 'mmsim-prestrip-')), 's.json');
+    writeFileSync(f, '{ "name": "j", "machine": { "cpus": 2 } }');
+    const { workerData } = stressPoolOptions([f]);
+    expect(Object.keys(workerData.stripped)).not.toContain(pathToFileURL(f).href);
+    // and a module the stripper rejects is left to the thread's own loader, not a crash here
+    const bad = join(mkdtempSync(join(tmpdir(), 'mmsim-prestrip-')), 'bad.ts');
+    writeFileSync(bad, '{ "a": 1 }');
+    expect(strippedGraph(pathToFileURL(bad))).toEqual({});
+  });
 });

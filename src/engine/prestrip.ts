@@ -89,7 +89,11 @@ export function strippedGraph(entry: URL): Record<string, string> {
       } catch {
         continue; // not a file here: the thread's loader reports it as it would have
       }
-      src = strip(text, url);
+      try {
+        src = strip(text, url);
+      } catch {
+        continue; // not TypeScript the stripper accepts: the thread's loader reports it as it would have
+      }
       cache.set(url, src);
     }
     out[url] = src;

@@ -159,7 +159,9 @@ const CPU_WORKER_URL = new URL('../../../workers/cpu.ts', import.meta.url);
  * TypeScript stripper (issue #15).
  */
 export function stressPoolOptions(scenarioFiles: string[]): { filename: string; workerData: { entry: string; stripped: Record<string, string> } } {
-  return prestrippedPool(WORKER_URL, [CPU_WORKER_URL, ...[...new Set(scenarioFiles)].map((f) => pathToFileURL(f))]);
+  // only TypeScript modules: a .json scenario is read, not imported, and a .js one needs no stripping
+  const ts = [...new Set(scenarioFiles)].filter((f) => f.endsWith('.ts')).map((f) => pathToFileURL(f));
+  return prestrippedPool(WORKER_URL, [CPU_WORKER_URL, ...ts]);
 }
 const DEFAULT_TASK_TIMEOUT_MS = 10 * 60_000;
 const MAX_FAILURES_KEPT = 1000;
