@@ -458,7 +458,13 @@ async function recordFailure(c: Campaign, g: Progress, a: Aggregate, t: TaskResu
   a.failed++;
   const kind = t.kind ?? 'violation';
   a.kinds[kind] = (a.kinds[kind] ?? 0) + 1;
-  a.rerun ??= rerunCommand(a.p.arg, t.seed, t.repro?.options ?? a.p.options);
+  // the first failure and its rerun command are taken together, before the await below: taken on
+  // either side of it, two failures finishing together (2 jobs) could give the first failure of one
+  // seed and the rerun command of the other (seen in a suite run: seed 1 and seed 2)
+  if (a.first === undefined) {
+    a.first = line;
+    a.rerun = rerunCommand(a.p.arg, t.seed, t.repro?.options ?? a.p.options);
+  }
   if (t.repro) {
     const path = join(c.reproDir, reproFileName(t.scenario, t.seed));
     try {
@@ -470,7 +476,6 @@ async function recordFailure(c: Campaign, g: Progress, a: Aggregate, t: TaskResu
       g.multi?.log(`mmsim stress: cannot write ${path}: ${errorMessage(e)}\n`);
     }
   }
-  a.first ??= line;
   if (g.failures.length < MAX_FAILURES_KEPT) g.failures.push(line);
   // above the bar: the first failures, then only the first of each new kind (the rest are in the results)
   if (g.multi && (g.failLogged < MAX_FAILURES_LOGGED || a.kinds[kind] === 1)) {
