@@ -20,7 +20,10 @@ describe('the seed RFC\'s cases', () => {
   it(`under hint all three run clean on every arch (${ARCH_NAMES.join(', ')})`, async () => {
     for (const arch of ARCH_NAMES) {
       for (const name of cases) {
-        const r = await runScenario(await load(name), { arch, lazyContract: 'hint', ops: 400, seed: 2, cpus: 4 });
+        // s390 on the fixed series: under the default (v6) zap_pte_range can free a page whose PTE is
+        // still valid, this project's finding on the series (docs/findings/s390-lazy-zap-uaf.md), a true
+        // positive that this free-running run met once in a suite run; this test is about the hint contract
+        const r = await runScenario(await load(name), { arch, lazyContract: 'hint', ops: 400, seed: 2, cpus: 4, ...(arch === 's390' ? { lazySeries: 'v6-fixed' as const } : {}) });
         expect({ arch, name, v: r.violations.map((v) => v.message), audit: r.audit.problems, teardown: r.teardownAudit.problems })
           .toEqual({ arch, name, v: [], audit: [], teardown: [] });
       }
