@@ -119,13 +119,15 @@ export function chooseRace(byCpu: Record<number, TraceEvent[]>, v: RaceViolation
     return last.map((x) => x.c);
   };
   const filled = fill?.ts ?? -Infinity;
-  const from = touching(filled).length === 0 && touching(-Infinity).length > 0 ? -Infinity : filled;
+  const near = touching(filled);
+  const early = near.length === 0 ? touching(-Infinity) : [];
+  const from = early.length > 0 ? -Infinity : filled;
   // the other side: the CPUs the oracle named, and every other CPU that touched the page or frame
   // (the oracle may name a CPU that only wrote the reused frame, not the one that freed it)
   const named = (v.cpus ?? []).filter((c) => c !== c0);
   let others = named;
-  if (!named.some((c) => (byCpu[c] ?? []).some((e) => e.ts >= from && e.ts <= uTs && concerns(e)))) {
-    others = [...named, ...touching(from).filter((c) => !named.includes(c))];
+  if (!named.some((c) => lastKeyTs(c, from) > -Infinity)) {
+    others = [...named, ...(early.length > 0 ? early : near).filter((c) => !named.includes(c))];
   }
   // a flush that can have removed the entry: a local flush covering the page, or a flush IPI from the other side
   const covers = (e: TraceEvent): boolean =>
