@@ -1,4 +1,5 @@
 // Trace export (Chrome trace-event JSON for ui.perfetto.dev) and the HTML report.
+import { SYS_NAMES } from '../src/hw/trace.ts';
 import { describe, it, expect, beforeAll } from 'vitest';
 import { loadScenario } from '../src/engine/scenario.ts';
 import { runScenario, type RunResult, type TraceEvent } from '../src/engine/machine.ts';
@@ -180,7 +181,8 @@ describe('a traced run of munmap-vs-access', () => {
     let checked = 0;
     for (const x of xs.filter((x) => x.cat === 'syscall' && x.args?.truncated === undefined)) {
       const list = byCpu.get(x.tid - 1)!;
-      const i = list.findIndex((e) => e.type === 'SYSCALL' && ns(e.ts) === ns(x.ts));
+      // by time and by syscall: with migration two tasks' syscalls can start on one CPU in the same microsecond
+      const i = list.findIndex((e) => e.type === 'SYSCALL' && ns(e.ts) === ns(x.ts) && (SYS_NAMES[e.a] ?? `syscall ${e.a}`) === x.name);
       expect(i, `SYSCALL at ${x.ts} on cpu ${x.tid - 1}`).toBeGreaterThanOrEqual(0);
       const j = list.findIndex((e, k) => k > i && e.type === 'SYSCALL_END');
       expect(list[j].a).toBe(list[i].a);
