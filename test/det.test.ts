@@ -82,9 +82,14 @@ describe('deterministic mode', () => {
     expect(Math.max(...a.perCpuOps)).toBeLessThanOrEqual(4 * 300);
     expect(Math.min(...a.perCpuOps)).toBeGreaterThanOrEqual(300);
     expect(a.violations).toEqual([]);
-    // without it (the default, and every repro written before it existed) each CPU stops at its budget
+    // without it (the default, and every repro written before it existed) each CPU's program stops at its
+    // budget: with migrations a task's operations are counted on the CPUs it ran on, so the total is exact
     const exact = await runScenario(s, det({ seed: 3, ops: 300, hotPreempt: 0.3 }));
-    expect(exact.perCpuOps).toEqual([300, 300, 300, 300]);
+    expect(exact.stats.migrations).toBeGreaterThan(0);
+    expect(exact.perCpuOps.reduce((x, y) => x + y, 0)).toBe(4 * 300);
+    const pinned = await runScenario(s, det({ seed: 3, ops: 300, hotPreempt: 0.3, preempt: 'none' }));
+    expect(pinned.stats.migrations).toBe(0);
+    expect(pinned.perCpuOps).toEqual([300, 300, 300, 300]);
   });
 
   it('a repro file replays its violation 10 times out of 10, on the same path', async () => {

@@ -31,7 +31,20 @@ import {
   DET_TOKEN, DET_STEP, DET_DIRTY, DET_FINISHED, DET_DEADLOCK, DET_NCHANGE, DET_NEXT_CHANGE, DET_NDECISIONS,
   DET_STALLED, DET_MAX_CHANGES, DET_MAX_DECISIONS, DET_CPU_WORDS, DET_PRIO, DET_STATE, DET_BLOCKED_SEQ,
   DS_RUN, DS_BLOCKED, DS_DONE, DS_WAITING, H_STOP,
+  DET_MIGRATABLE, DET_MIG_FROM, DET_MIG_TO, DET_MIG_PHASE, DET_MIG_SLOT_WORDS, taskWord, T_CPU, ST_MIGRATIONS,
 } from '../hw/layout.ts';
+import { switch_out, switch_in, cpu_state_save, cpu_state_load, preemptLevel, preemptible } from '../hw/preempt.ts';
+import { lockdep_swap_cpus } from '../hw/lockdep.ts';
+import { XenPvCpu } from '../arch/x86-xenpv/index.ts';
+import { ppc64_tlb_batch } from '../arch/powerpc-hash/index.ts';
+import { S390Cpu } from '../arch/s390/index.ts';
+import { Arm64Cpu } from '../arch/arm64/index.ts';
+import { tlb_batch } from '../arch/sparc64/index.ts';
+
+/** The arch modules' per-CPU state classes (Cpu.arch), rebuilt on the thread a CPU migrates to. */
+const ARCH_CPU_STATE: Record<string, new () => object> = Object.fromEntries(
+  [XenPvCpu, ppc64_tlb_batch, S390Cpu, Arm64Cpu, tlb_batch].map((K) => [K.name, K]),
+);
 
 export interface DetConfig {
   seed: number;
@@ -99,8 +112,8 @@ export class DetScheduler implements Scheduler {
   private readonly n: number;
   private readonly base: number;
   private readonly cpus: number;
-  private readonly hostOf: Int32Array;
   private readonly host: Host;
+  private readonly L: Views['L'];
   /** hot preemption probability (0: plain PCT) */
   private readonly hotP: number;
   private readonly rng: Rng;
@@ -116,8 +129,12 @@ export class DetScheduler implements Scheduler {
     this.base = V.L.det;
     this.cpus = V.L.detCpus;
     this.host = host;
-    this.hostOf = new Int32Array(this.n);
-    for (let c = 0; c < this.n; c++) this.hostOf[c] = V.I[cpuCtl(V.L, c, CC_HOST)];
+    this.L = V.L;
+  }
+
+  /** the host thread carrying `cpu` now (a migration moves CPUs between threads) */
+  private hostOf(cpu: number): number {
+    return this.I[cpuCtl(this.L, cpu, CC_HOST)];
   }
 
   private word(cpu: number, f: number): number {
@@ -128,7 +145,7 @@ export class DetScheduler implements Scheduler {
     return this.I[this.base + DET_STEP];
   }
 
-  point(cpu: Cpu): void {
+  point(cpu: Cpu, kernel = false): void {
     const I = this.I;
     const b = this.base;
     const step = ++I[b + DET_STEP];
@@ -152,7 +169,14 @@ export class DetScheduler implements Scheduler {
     if (!changed && I[b + DET_DIRTY] === 0) return;
     I[b + DET_DIRTY] = 0;
     const next = this.pick();
-    if (next !== cpu.id && next >= 0) this.handoff(cpu.id, next);
+    if (next !== cpu.id && next >= 0) {
+      // waiting where its task could be preempted and moved (a preemption point of kernel code, or an
+      // operation boundary: user mode; not with migration disabled): a partner for a preempted task
+      const m = kernel && preemptLevel !== 0 && cpu.spinDepth === 0 && preemptible(cpu);
+      if (m) I[this.word(cpu.id, DET_MIGRATABLE)] = 1;
+      this.handoff(cpu, next);
+      if (m) I[this.word(cpu.id, DET_MIGRATABLE)] = 0; // cpu.id: the CPU it carries now
+    }
   }
 
   /** the hottest event since the last look (0: none) */
@@ -173,13 +197,13 @@ export class DetScheduler implements Scheduler {
     const next = this.pick();
     if (next < 0) {
       this.deadlock();
-      this.waitForTurn(cpu.id); // never returns normally: the run is being stopped
+      this.waitForTurn(cpu); // never returns normally: the run is being stopped
       return;
     }
     if (next === cpu.id) {
       // picked again: we were kicked in the meantime; the caller re-checks
       if (++I[this.base + DET_STALLED] > 1000 * this.n) this.deadlock();
-    } else this.handoff(cpu.id, next);
+    } else this.handoff(cpu, next);
     I[this.word(cpu.id, DET_STATE)] = DS_RUN;
   }
 
@@ -197,7 +221,7 @@ export class DetScheduler implements Scheduler {
       const st = I[this.word(c, DET_STATE)];
       let ok: boolean;
       if (st === DS_RUN || st === DS_WAITING) ok = true;
-      else if (st === DS_BLOCKED) ok = Atomics.load(I, hostWord(L, this.hostOf[c], HB_WAKE)) !== I[this.word(c, DET_BLOCKED_SEQ)];
+      else if (st === DS_BLOCKED) ok = Atomics.load(I, hostWord(L, this.hostOf(c), HB_WAKE)) !== I[this.word(c, DET_BLOCKED_SEQ)];
       else if (st === DS_DONE) ok = Atomics.load(I, cpuCtl(L, c, CC_IPI_PENDING)) !== 0 || Atomics.load(I, cpuCtl(L, c, CC_BC_PENDING)) !== 0;
       else ok = false;
       if (ok && I[this.word(c, DET_PRIO)] > bestPrio) {
@@ -209,7 +233,7 @@ export class DetScheduler implements Scheduler {
     return best;
   }
 
-  private handoff(from: number, to: number): void {
+  private logDecision(to: number): void {
     const I = this.I;
     const b = this.base;
     const k = I[b + DET_NDECISIONS];
@@ -218,9 +242,15 @@ export class DetScheduler implements Scheduler {
       I[this.V.L.detDecisions + 2 * k + 1] = to;
       I[b + DET_NDECISIONS] = k + 1;
     }
+  }
+
+  private handoff(cpu: Cpu, to: number): void {
+    const I = this.I;
+    const b = this.base;
+    this.logDecision(to);
     Atomics.store(I, b + DET_TOKEN, to);
-    this.wakeHost(this.hostOf[to]);
-    this.waitForTurn(from);
+    this.wakeHost(this.hostOf(to));
+    this.waitForTurn(cpu);
   }
 
   private wakeHost(h: number): void {
@@ -229,16 +259,155 @@ export class DetScheduler implements Scheduler {
     Atomics.notify(this.I, w);
   }
 
-  /** Sleep until the token is ours (or the run is over). */
-  waitForTurn(me: number): void {
+  /** Sleep until the token is ours (or the run is over); take our half of a migration asked of us on the way. */
+  waitForTurn(cpu: Cpu): void {
     const I = this.I;
+    const b = this.base;
     const w = hostWord(this.V.L, this.host.id, HB_WAKE);
     for (;;) {
       const seq = Atomics.load(I, w);
-      if (Atomics.load(I, this.base + DET_TOKEN) === me) return;
-      if (Atomics.load(I, this.base + DET_FINISHED) !== 0) return;
+      if (Atomics.load(I, b + DET_TOKEN) === cpu.id) { // cpu.id is read each time: a migration changes it
+        if (!this.migrating && I[b + DET_MIG_PHASE] === 1 && I[b + DET_MIG_TO] === cpu.id) {
+          this.takeMigration(cpu);
+          continue;
+        }
+        if (this.switchIn >= 0) {
+          // our task was moved while it waited here: it resumes on this CPU now
+          const t = this.switchIn;
+          this.switchIn = -1;
+          switch_in(cpu, t);
+          cpu.stat(ST_MIGRATIONS);
+          cpu.ring.log(EV.MIGRATE, t, this.switchInFrom);
+          cpu.preemptOff--;
+        }
+        return;
+      }
+      if (Atomics.load(I, b + DET_FINISHED) !== 0) return;
       Atomics.wait(I, w, seq, 50);
     }
+  }
+
+  // ---- migration between CPU threads (issue #11) ------------------------------------
+  //
+  // kernel/sched/core.c: a preempted task may be resumed on another CPU. The task's kernel
+  // stack is this thread's JavaScript stack, so the threads trade CPUs instead (see
+  // src/hw/preempt.ts cpu_state_save), as migrate_swap() trades two tasks: the preempted
+  // task's thread takes the identity of a CPU whose thread waits at a point where its own
+  // task could be preempted (a preemption point of kernel code, or an operation boundary:
+  // user mode), and that thread takes the identity of the CPU the task left. Only the
+  // token holder acts, so the swap is a function of the seed like every other decision:
+  //   1. A (preempted, switched out) saves its CPU into slot 0, asks (phase 1), passes the
+  //      token to B's CPU and waits like an idle CPU (it takes broadcasts and IPIs if given
+  //      the turn meanwhile: B's context switch may need them);
+  //   2. B switches its task out (it may wait for locks or acknowledgements: other CPUs run),
+  //      saves its CPU into slot 1, loads slot 0 (it is now the CPU A left), answers
+  //      (phase 2) and passes the token back; its task is switched in when B next runs;
+  //   3. A loads slot 1: it is now B's old CPU, and switches its task in there.
+  // Identities never overlap while a CPU can be given the turn: between B's load and A's
+  // both carry the same id, and the token then names B's old CPU, which only A waits for.
+  private migrating = false;
+  /** our task, switched out by a migration while it waited: switched in when we next run */
+  private switchIn = -1;
+  private switchInFrom = -1;
+
+  migrate(cpu: Cpu, _task: number): boolean {
+    const I = this.I;
+    const b = this.base;
+    const L = this.L;
+    if (L.detMigrate < 0 || I[b + DET_MIG_PHASE] !== 0) return false;
+    const cands: number[] = [];
+    for (let c = 0; c < this.n; c++) {
+      if (c !== cpu.id && I[this.word(c, DET_STATE)] === DS_RUN && I[this.word(c, DET_MIGRATABLE)] === 1) cands.push(c);
+    }
+    if (cands.length === 0) return false;
+    const to = cands[cpu.rng.u32() % cands.length];
+    const from = cpu.id;
+    if (!this.put(0, cpu_state_save(cpu))) return false; // a TLB too large for the slot: not this time
+    this.migrating = true;
+    I[b + DET_MIG_FROM] = from;
+    I[b + DET_MIG_TO] = to;
+    I[this.word(from, DET_STATE)] = DS_DONE; // until the answer: eligible only for broadcasts and IPIs
+    Atomics.store(I, b + DET_MIG_PHASE, 1);
+    Atomics.store(I, b + DET_TOKEN, to);
+    this.wakeHost(this.hostOf(to));
+    const w = hostWord(L, this.host.id, HB_WAKE);
+    for (;;) {
+      const seq = Atomics.load(I, w);
+      const tok = Atomics.load(I, b + DET_TOKEN);
+      if (tok === to && Atomics.load(I, b + DET_MIG_PHASE) === 2) break;
+      if (Atomics.load(I, b + DET_FINISHED) !== 0 || Atomics.load(I, L.header + H_STOP) !== 0) {
+        this.migrating = false;
+        return false; // the run is stopping
+      }
+      if (tok === from) {
+        // given the turn while B's half waits for something: what an idle CPU does
+        if (I[cpu.ctl + CC_BC_PENDING] !== 0) cpu.handleBroadcasts();
+        if (I[cpu.ctl + CC_IPI_PENDING] !== 0) cpu.handleIpis();
+        const next = this.pick();
+        if (next < 0) this.deadlock();
+        else if (next !== from) {
+          this.logDecision(next);
+          Atomics.store(I, b + DET_TOKEN, next);
+          this.wakeHost(this.hostOf(next));
+        }
+        continue;
+      }
+      Atomics.wait(I, w, seq, 50);
+    }
+    lockdep_swap_cpus(from, to); // the held locks stay with the task (this thread)
+    cpu_state_load(cpu, to, this.get(1), ARCH_CPU_STATE);
+    I[this.word(to, DET_STATE)] = DS_RUN;
+    I[this.word(from, DET_STATE)] = DS_RUN; // B, waiting for its turn as `from`
+    I[this.word(to, DET_MIGRATABLE)] = 0;
+    Atomics.store(I, b + DET_MIG_PHASE, 0);
+    I[b + DET_DIRTY] = 1; // the CPUs' priorities stay with the CPUs: re-pick at the next point
+    this.migrating = false;
+    return true;
+  }
+
+  /** B's half: this thread's task, waiting where it could be preempted, leaves CPU `to`; this thread becomes CPU `from`. */
+  private takeMigration(cpu: Cpu): void {
+    const I = this.I;
+    const b = this.base;
+    const L = this.L;
+    this.migrating = true;
+    const from = I[b + DET_MIG_FROM];
+    const to = cpu.id;
+    I[this.word(to, DET_MIGRATABLE)] = 0;
+    const tb = cpu.curTask;
+    cpu.preemptOff++; // __schedule runs with preemption off (until the task is back in: waitForTurn)
+    switch_out(cpu); // its task leaves CPU `to` (to idle: lazy TLB); may give the turn away and get it back
+    const hostFrom = this.hostOf(from);
+    const mine = cpu_state_save(cpu);
+    const theirs = this.get(0);
+    if (!this.put(1, mine)) throw new Error('migration: a CPU state larger than its slot after the other one fitted');
+    lockdep_swap_cpus(from, to);
+    cpu_state_load(cpu, from, theirs, ARCH_CPU_STATE);
+    I[cpuCtl(L, from, CC_HOST)] = this.host.id;
+    I[cpuCtl(L, to, CC_HOST)] = hostFrom;
+    if (tb >= 0) {
+      I[taskWord(L, tb, T_CPU)] = from;
+      this.switchIn = tb;
+      this.switchInFrom = to;
+    } else cpu.preemptOff--;
+    this.migrating = false;
+    Atomics.store(I, b + DET_MIG_PHASE, 2);
+    Atomics.store(I, b + DET_TOKEN, to); // back to the preempted task, which runs on `to` from now on
+    this.wakeHost(hostFrom);
+  }
+
+  /** Write a serialized CPU state into slot k: [length in bytes, bytes...]; false if it does not fit. */
+  private put(k: number, bytes: Uint8Array): boolean {
+    const at = this.L.detMigrate + k * DET_MIG_SLOT_WORDS;
+    if (bytes.length > (DET_MIG_SLOT_WORDS - 1) * 4) return false;
+    this.I[at] = bytes.length;
+    new Uint8Array(this.I.buffer, (at + 1) * 4, bytes.length).set(bytes);
+    return true;
+  }
+
+  private get(k: number): Uint8Array {
+    const at = this.L.detMigrate + k * DET_MIG_SLOT_WORDS;
+    return new Uint8Array(this.I.buffer, (at + 1) * 4, this.I[at]).slice();
   }
 
   /** A CPU finished its program (or the run is stopping): from now on it only takes IPIs. */
@@ -249,7 +418,7 @@ export class DetScheduler implements Scheduler {
 
   /** Wait for the first turn (at start), then run. */
   start(cpu: Cpu): void {
-    this.waitForTurn(cpu.id);
+    this.waitForTurn(cpu);
     this.I[this.word(cpu.id, DET_STATE)] = DS_RUN;
   }
 
@@ -267,10 +436,10 @@ export class DetScheduler implements Scheduler {
           this.finish();
           return;
         }
-        if (next !== cpu.id) this.handoff(cpu.id, next);
+        if (next !== cpu.id) this.handoff(cpu, next);
         continue;
       }
-      this.waitForTurn(cpu.id);
+      this.waitForTurn(cpu);
     }
   }
 

@@ -112,12 +112,17 @@ export class Rng {
  * blocking wait by handing the CPU's turn to another.
  */
 export interface Scheduler {
-  /** a scheduling point of `cpu` (it holds the token) */
-  point(cpu: Cpu): void;
+  /** a scheduling point of `cpu` (it holds the token); `kernel`: a point of kernel code (Cpu.sched_point), not inside an instruction (hw_point) */
+  point(cpu: Cpu, kernel?: boolean): void;
   /** cpu cannot proceed until its host is kicked: give the turn away, return when it comes back */
   blocked(cpu: Cpu, seq: number): void;
   /** a host's futex word was bumped: eligibility may have changed */
   kicked(): void;
+  /**
+   * Resume the preempted (switched-out) task of `cpu` on a CPU another thread carries
+   * (src/engine/det.ts): true when it moved, `cpu` then being that CPU.
+   */
+  migrate?(cpu: Cpu, task: number): boolean;
 }
 
 export interface DelayConfig {
@@ -136,7 +141,6 @@ export class Host {
   readonly hooks: Hooks;
   /** the deterministic scheduler, or null in free mode */
   sched: Scheduler | null = null;
-  private readonly hostOfCpu: Int32Array;
   private readonly nhosts: number;
   constructor(V: Views, id: number, hooks: Hooks) {
     this.V = V;
@@ -145,8 +149,6 @@ export class Host {
     this.hooks = hooks;
     this.wake = hostWord(V.L, id, HB_WAKE);
     this.nhosts = V.L.shape.hosts;
-    this.hostOfCpu = new Int32Array(V.L.shape.cpus);
-    for (let c = 0; c < V.L.shape.cpus; c++) this.hostOfCpu[c] = V.I[cpuCtl(V.L, c, CC_HOST)];
     Atomics.store(this.I, hostWord(V.L, id, HB_WAITING_ON), -1);
   }
 
@@ -196,8 +198,8 @@ export class Host {
 
   /** Get the attention of the host that carries `cpu`. */
   kick(cpu: number): void {
-    const h = this.hostOfCpu[cpu];
-    this.kickHost(h);
+    // read each time: a migration in deterministic mode moves a CPU to another host thread
+    this.kickHost(this.I[cpuCtl(this.V.L, cpu, CC_HOST)]);
   }
 
   kickHost(h: number): void {
@@ -354,7 +356,7 @@ export class Cpu {
    * a pending IPI is taken, as on a real CPU between instructions.
    */
   sched_point(): void {
-    if (this.host.sched !== null) this.host.sched.point(this);
+    if (this.host.sched !== null) this.host.sched.point(this, true);
     else if (this.delay.p > 0 && this.rng.next() < this.delay.p) this.injectDelay();
     if (this.sbN !== 0) sb_tick(this); // issue #11: the store buffer drains when it will
     if (preemptLevel !== 0) maybe_preempt(this); // issue #11: preemption inside kernel code

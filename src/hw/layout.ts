@@ -453,6 +453,13 @@ export const DET_NEXT_CHANGE = 6; // index of the next change point
 export const DET_NDECISIONS = 7;
 export const DET_STALLED = 8; // consecutive picks of blocked CPUs that blocked again
 export const DET_RR = 9; // round-robin cursor for equal choices
+// a migration between two CPU threads in progress (src/engine/det.ts migrate): the CPU the
+// preempted task leaves, the CPU it goes to, and the phase (0 none, 1 asked, 2 the target's half done)
+export const DET_MIG_FROM = 10;
+export const DET_MIG_TO = 11;
+export const DET_MIG_PHASE = 12;
+/** words of one migration slot: one CPU's thread-local state (TLB, per-ASID generations, arch state), serialized */
+export const DET_MIG_SLOT_WORDS = 1 << 16;
 export const DET_HDR = LINE;
 export const DET_MAX_CHANGES = 64;
 export const DET_MAX_DECISIONS = 1 << 18;
@@ -461,6 +468,8 @@ export const DET_CPU_WORDS = 4;
 export const DET_PRIO = 0;
 export const DET_STATE = 1;
 export const DET_BLOCKED_SEQ = 2;
+/** 1 while the CPU waits for the token at a point where its task could be preempted and moved: a migration partner */
+export const DET_MIGRATABLE = 3;
 export const DS_RUN = 0;
 export const DS_BLOCKED = 1;
 export const DS_DONE = 2; // left its program: runs only to take IPIs
@@ -516,6 +525,8 @@ export interface Layout {
   detChanges: number;
   detCpus: number;
   detDecisions: number;
+  /** two DET_MIG_SLOT_WORDS slots (deterministic mode only; -1 otherwise) */
+  detMigrate: number;
   anonLocks: number;
   /** COW oracle shadow: per data frame, WORDS_PER_PAGE records of COW_SHADOW_WORDS; -1 when not allocated */
   cowShadow: number;
@@ -612,13 +623,14 @@ export function computeLayout(shape: MachineShape): Layout {
   const detChanges = take(DET_MAX_CHANGES);
   const detCpus = take(shape.cpus * DET_CPU_WORDS);
   const detDecisions = take(shape.deterministic ? DET_MAX_DECISIONS * 2 : 0);
+  const detMigrate = shape.deterministic ? take(2 * DET_MIG_SLOT_WORDS) : -1;
   const cowShadow = shape.cowShadow ? take(shape.dataFrames * WORDS_PER_PAGE * COW_SHADOW_WORDS) : -1;
   const lockdep = shape.lockdep === false ? -1 : take(LOCKDEP_WORDS);
   const bytes = align(w, LINE) * 4;
   return {
     shape, bytes, header, cpuCtl, hostBlk, stats, frameMeta, tableMem, dataStart, nframes,
     dataMem, tableAlloc, tableStack, dataAlloc, dataStack, mms, vmasF, unmapLogF, tasks, files, eventsF,
-    det, detChanges, detCpus, detDecisions, anonLocks, cowShadow, iMmapF, iMmapMax: iMmapMax(shape), vmaIdx, lockdep, promiseLog,
+    det, detChanges, detCpus, detDecisions, detMigrate, anonLocks, cowShadow, iMmapF, iMmapMax: iMmapMax(shape), vmaIdx, lockdep, promiseLog,
     initMm: shape.maxMms, vmap,
   };
 }

@@ -27,8 +27,10 @@
 // probability 1/PREEMPT_ODDS drawn from the CPU's own rng, so deterministic
 // runs replay exactly; tests force the next one with preempt_next().
 
+import * as v8 from 'node:v8';
 import { type Cpu, set_current } from './cpu.ts';
-import { ST_PREEMPTIONS, ST_PREEMPT_IN_LAZY, ST_MIGRATIONS, taskWord, T_LAZY_ENABLE, T_CPU } from './layout.ts';
+import { EventRing, EV } from './trace.ts';
+import { ST_PREEMPTIONS, ST_PREEMPT_IN_LAZY, ST_MIGRATIONS, taskWord, T_LAZY_ENABLE, T_CPU, cpuCtl, statWord } from './layout.ts';
 import { lockdep_swap_cpus } from './lockdep.ts';
 
 export type PreemptModel = 'none' | 'full' | 'rt';
@@ -83,8 +85,16 @@ export function preempt_schedule(cpu: Cpu): void {
   if (cpu.I[taskWord(cpu.V.L, task, T_LAZY_ENABLE)] > 0) cpu.stat(ST_PREEMPT_IN_LAZY);
   cpu.preemptOff++; // __schedule runs with preemption off
   switcher(cpu, -1);
-  const other = migration_target(cpu);
-  if (other !== null) migrate_swap(cpu, other, task);
+  const from = cpu.id;
+  if (cpu.host.sched === null) {
+    const other = migration_target(cpu);
+    if (other !== null) migrate_swap(cpu, other, task);
+  } else if (cpu.host.sched.migrate !== undefined && may_migrate(cpu) && cpu.host.sched.migrate(cpu, task)) {
+    // deterministic mode: the scheduler moved the task to a CPU another thread carried (src/engine/det.ts)
+    cpu.I[taskWord(cpu.V.L, task, T_CPU)] = cpu.id;
+    cpu.stat(ST_MIGRATIONS);
+  }
+  if (cpu.id !== from) cpu.ring.log(EV.MIGRATE, task, from);
   switcher(cpu, task); // `cpu` is now the CPU the task resumes on
   cpu.preemptOff--;
 }
@@ -97,12 +107,8 @@ export function preempt_schedule(cpu: Cpu): void {
  */
 function migration_target(cpu: Cpu): Cpu | null {
   const cs = cpu.host.cpus;
-  if (cs.length < 2 || cpu.host.sched !== null) return null;
-  // PREEMPT_RT: a task holding a spinlock_t (an rt_mutex) is preemptible but pinned to its
-  // CPU: rt_spin_lock() calls migrate_disable() (kernel/locking/spinlock_rt.c)
-  if (cpu.spinDepth !== 0) return null;
-  if (forcedMigrations > 0) forcedMigrations--;
-  else if (cpu.rng.u32() % MIGRATE_ODDS !== 0) return null;
+  if (cs.length < 2) return null;
+  if (!may_migrate(cpu)) return null;
   const start = cpu.rng.u32() % cs.length;
   for (let k = 0; k < cs.length; k++) {
     const o = cs[(start + k) % cs.length];
@@ -110,6 +116,26 @@ function migration_target(cpu: Cpu): Cpu | null {
     return o;
   }
   return null;
+}
+
+/** This preemption may move the task (1 in MIGRATE_ODDS, or forced by a test) and the task has not disabled migration. */
+function may_migrate(cpu: Cpu): boolean {
+  // PREEMPT_RT: a task holding a spinlock_t (an rt_mutex) is preemptible but pinned to its
+  // CPU: rt_spin_lock() calls migrate_disable() (kernel/locking/spinlock_rt.c)
+  if (cpu.spinDepth !== 0) return false;
+  if (forcedMigrations > 0) {
+    forcedMigrations--;
+    return true;
+  }
+  return cpu.rng.u32() % MIGRATE_ODDS === 0;
+}
+
+/** The context switch to idle on `cpu`, and back to `task` (the partner's half of a cross-thread migration, src/engine/det.ts). */
+export function switch_out(cpu: Cpu): void {
+  if (switcher !== null && cpu.curTask >= 0) switcher(cpu, -1);
+}
+export function switch_in(cpu: Cpu, task: number): void {
+  if (switcher !== null) switcher(cpu, task);
 }
 
 type MutableCpu = { -readonly [K in keyof Cpu]: Cpu[K] };
@@ -181,4 +207,84 @@ export function lazy_mmu_preempt_disable(cpu: Cpu): void {
 export function lazy_mmu_preempt_enable(cpu: Cpu): void {
   if (!lazyOff.delete(cpu)) return;
   cpu.preemptOff--;
+}
+
+// ---- migration between host threads (deterministic mode) ---------------------------
+//
+// A task's kernel stack is a JavaScript stack: it cannot leave its thread. When the task
+// moves to a CPU another thread carries, the two threads trade CPUs instead, as
+// migrate_swap() above does within one thread: each thread's Cpu object (its task's
+// stack) takes the other CPU's identity. What is thread-local and belongs to the CPU
+// (the TLB, per-ASID generations, arch state, lazy range, store buffer, event ring
+// position) goes through shared memory as a structured clone; what lives in shared
+// memory (per-CPU words, mailbox, statistics, events) follows the id.
+
+/** One CPU's thread-local state, serialized (the sending half of a cross-thread migration). */
+export function cpu_state_save(c: Cpu): Uint8Array {
+  c.publishStats(); // the access path's private counters belong to the CPU being left
+  const t = c.tlb;
+  const arch = c.arch as object | undefined;
+  return v8.serialize({
+    tlb: { vpn: t.vpn, asid: t.asid, pfn: t.pfn, flags: t.flags, gen: t.gen, va: t.va, stamp: t.stamp, chk: t.chk },
+    ctxGen: c.ctxGen, ctxId: c.ctxId,
+    arch: arch === undefined ? null : { cls: arch.constructor.name, data: arch },
+    lazyRange: c.lazyRange, loadedMm: c.loadedMm, asid: c.asid, prevTask: c.prevTask,
+    sbIdx: c.sbIdx, sbVal: c.sbVal, sbN: c.sbN, ringPos: c.ring.pos,
+  });
+}
+
+/** Copy a structured clone into an object of the class it was cloned from (typed arrays and Maps in place). */
+function assign_into(target: Record<string, unknown>, src: Record<string, unknown>): void {
+  for (const k of Object.keys(src)) {
+    const v = src[k];
+    const cur = target[k];
+    if (ArrayBuffer.isView(cur) && ArrayBuffer.isView(v)) (cur as unknown as Int32Array).set(v as unknown as Int32Array);
+    else if (cur instanceof Map && v instanceof Map) {
+      cur.clear();
+      for (const [x, y] of v) cur.set(x, y);
+    } else if (cur !== null && typeof cur === 'object' && !Array.isArray(cur) && v !== null && typeof v === 'object' && !Array.isArray(v)) {
+      assign_into(cur as Record<string, unknown>, v as Record<string, unknown>);
+    } else target[k] = v;
+  }
+}
+
+/**
+ * The receiving half: `c` becomes CPU `id` with the state `bytes` saved by the thread that
+ * carried it. `classes`: the arch modules' per-CPU state classes by name (src/engine/det.ts).
+ */
+export function cpu_state_load(c: Cpu, id: number, bytes: Uint8Array, classes: Record<string, new () => object>): void {
+  const s = v8.deserialize(bytes) as {
+    tlb: Record<string, ArrayLike<number>>; ctxGen: Int32Array; ctxId: Int32Array;
+    arch: { cls: string; data: Record<string, unknown> } | null;
+    lazyRange: Cpu['lazyRange']; loadedMm: number; asid: number; prevTask: number;
+    sbIdx: Int32Array; sbVal: Int32Array; sbN: number; ringPos: number;
+  };
+  const C = c as MutableCpu;
+  const L = c.V.L;
+  C.id = id;
+  C.ctl = cpuCtl(L, id, 0);
+  C.st = statWord(L, id, 0);
+  const ring = new EventRing(c.V, id);
+  ring.pos = s.ringPos;
+  ring.clock = c.ring.clock;
+  C.ring = ring;
+  const t = c.tlb as unknown as Record<string, { set(a: ArrayLike<number>): void }>;
+  for (const k of Object.keys(s.tlb)) t[k].set(s.tlb[k]);
+  c.ctxGen.set(s.ctxGen);
+  c.ctxId.set(s.ctxId);
+  if (s.arch === null) C.arch = undefined;
+  else {
+    const K = classes[s.arch.cls];
+    if (K === undefined) throw new Error(`migration: no class ${s.arch.cls} for the arch's per-CPU state (src/engine/det.ts ARCH_CPU_STATE)`);
+    const o = new K();
+    assign_into(o as Record<string, unknown>, s.arch.data);
+    C.arch = o;
+  }
+  C.lazyRange = s.lazyRange;
+  C.loadedMm = s.loadedMm;
+  C.asid = s.asid;
+  C.prevTask = s.prevTask;
+  c.sbIdx.set(s.sbIdx);
+  c.sbVal.set(s.sbVal);
+  C.sbN = s.sbN;
 }
