@@ -31,20 +31,11 @@ import {
   DET_TOKEN, DET_STEP, DET_DIRTY, DET_FINISHED, DET_DEADLOCK, DET_NCHANGE, DET_NEXT_CHANGE, DET_NDECISIONS,
   DET_STALLED, DET_MAX_CHANGES, DET_MAX_DECISIONS, DET_CPU_WORDS, DET_PRIO, DET_STATE, DET_BLOCKED_SEQ,
   DS_RUN, DS_BLOCKED, DS_DONE, DS_WAITING, H_STOP,
-  DET_MIGRATABLE, DET_MIG_FROM, DET_MIG_TO, DET_MIG_PHASE, DET_MIG_SLOT_WORDS, taskWord, T_CPU, ST_MIGRATIONS,
+  DET_MIGRATABLE, DET_MIG_FROM, DET_MIG_TO, DET_MIG_PHASE, taskWord, T_CPU, ST_MIGRATIONS,
 } from '../hw/layout.ts';
 import { switch_out, switch_in, cpu_state_save, cpu_state_load, preemptLevel, preemptible } from '../hw/preempt.ts';
 import { lockdep_swap_cpus } from '../hw/lockdep.ts';
-import { XenPvCpu } from '../arch/x86-xenpv/index.ts';
-import { ppc64_tlb_batch } from '../arch/powerpc-hash/index.ts';
-import { S390Cpu } from '../arch/s390/index.ts';
-import { Arm64Cpu } from '../arch/arm64/index.ts';
-import { tlb_batch } from '../arch/sparc64/index.ts';
-
-/** The arch modules' per-CPU state classes (Cpu.arch), rebuilt on the thread a CPU migrates to. */
-const ARCH_CPU_STATE: Record<string, new () => object> = Object.fromEntries(
-  [XenPvCpu, ppc64_tlb_batch, S390Cpu, Arm64Cpu, tlb_batch].map((K) => [K.name, K]),
-);
+import { ARCH_CPU_STATE, put_slot, get_slot } from './migrate.ts';
 
 export interface DetConfig {
   seed: number;
@@ -287,24 +278,19 @@ export class DetScheduler implements Scheduler {
     }
   }
 
-  // ---- migration between CPU threads (issue #11) ------------------------------------
+  // ---- migration between CPU threads (issue #11; src/engine/migrate.ts) -------------
   //
-  // kernel/sched/core.c: a preempted task may be resumed on another CPU. The task's kernel
-  // stack is this thread's JavaScript stack, so the threads trade CPUs instead (see
-  // src/hw/preempt.ts cpu_state_save), as migrate_swap() trades two tasks: the preempted
-  // task's thread takes the identity of a CPU whose thread waits at a point where its own
-  // task could be preempted (a preemption point of kernel code, or an operation boundary:
-  // user mode), and that thread takes the identity of the CPU the task left. Only the
-  // token holder acts, so the swap is a function of the seed like every other decision:
-  //   1. A (preempted, switched out) saves its CPU into slot 0, asks (phase 1), passes the
-  //      token to B's CPU and waits like an idle CPU (it takes broadcasts and IPIs if given
-  //      the turn meanwhile: B's context switch may need them);
-  //   2. B switches its task out (it may wait for locks or acknowledgements: other CPUs run),
-  //      saves its CPU into slot 1, loads slot 0 (it is now the CPU A left), answers
-  //      (phase 2) and passes the token back; its task is switched in when B next runs;
-  //   3. A loads slot 1: it is now B's old CPU, and switches its task in there.
-  // Identities never overlap while a CPU can be given the turn: between B's load and A's
-  // both carry the same id, and the token then names B's old CPU, which only A waits for.
+  // Through the token, so the swap is a function of the seed like every other decision:
+  //   1. A (preempted, switched out) asks (phase 1) and passes the token to B's CPU, then
+  //      waits as an idle CPU: given the turn while B's context switch waits for something,
+  //      it takes its broadcasts and IPIs and passes the turn on;
+  //   2. B switches its task out (it may give the turn away and get it back), saves its CPU
+  //      into slot 1 and passes the token to A (phase 2);
+  //   3. A saves its CPU into slot 0 and passes the token to B (phase 3);
+  //   4. B loads slot 0: it is now the CPU A's task left; it passes the token to the CPU it
+  //      left (phase 4), which only A waits for; its task is switched in when B next runs;
+  //   5. A loads slot 1: it is now B's old CPU, and switches its task in there.
+  // Each CPU is saved only once nothing will change it before it is loaded.
   private migrating = false;
   /** our task, switched out by a migration while it waited: switched in when we next run */
   private switchIn = -1;
@@ -314,7 +300,7 @@ export class DetScheduler implements Scheduler {
     const I = this.I;
     const b = this.base;
     const L = this.L;
-    if (L.detMigrate < 0 || I[b + DET_MIG_PHASE] !== 0) return false;
+    if (L.migrate < 0 || I[b + DET_MIG_PHASE] !== 0) return false;
     const cands: number[] = [];
     for (let c = 0; c < this.n; c++) {
       if (c !== cpu.id && I[this.word(c, DET_STATE)] === DS_RUN && I[this.word(c, DET_MIGRATABLE)] === 1) cands.push(c);
@@ -322,40 +308,44 @@ export class DetScheduler implements Scheduler {
     if (cands.length === 0) return false;
     const to = cands[cpu.rng.u32() % cands.length];
     const from = cpu.id;
-    if (!this.put(0, cpu_state_save(cpu))) return false; // a TLB too large for the slot: not this time
     this.migrating = true;
     I[b + DET_MIG_FROM] = from;
     I[b + DET_MIG_TO] = to;
     I[this.word(from, DET_STATE)] = DS_DONE; // until the answer: eligible only for broadcasts and IPIs
     Atomics.store(I, b + DET_MIG_PHASE, 1);
-    Atomics.store(I, b + DET_TOKEN, to);
-    this.wakeHost(this.hostOf(to));
+    this.pass(to);
     const w = hostWord(L, this.host.id, HB_WAKE);
     for (;;) {
       const seq = Atomics.load(I, w);
       const tok = Atomics.load(I, b + DET_TOKEN);
-      if (tok === to && Atomics.load(I, b + DET_MIG_PHASE) === 2) break;
+      const ph = Atomics.load(I, b + DET_MIG_PHASE);
+      if (tok === to && ph === 4) break;
       if (Atomics.load(I, b + DET_FINISHED) !== 0 || Atomics.load(I, L.header + H_STOP) !== 0) {
         this.migrating = false;
         return false; // the run is stopping
       }
-      if (tok === from) {
-        // given the turn while B's half waits for something: what an idle CPU does
+      if (tok === from && ph === 2) {
+        if (!put_slot(this.V, 0, cpu_state_save(cpu))) throw new Error('migration: a CPU state larger than its slot');
+        Atomics.store(I, b + DET_MIG_PHASE, 3);
+        this.pass(to);
+        continue;
+      }
+      if (tok === from && ph === 1) {
+        // given the turn while B's context switch waits for something: what an idle CPU does
         if (I[cpu.ctl + CC_BC_PENDING] !== 0) cpu.handleBroadcasts();
         if (I[cpu.ctl + CC_IPI_PENDING] !== 0) cpu.handleIpis();
         const next = this.pick();
         if (next < 0) this.deadlock();
         else if (next !== from) {
           this.logDecision(next);
-          Atomics.store(I, b + DET_TOKEN, next);
-          this.wakeHost(this.hostOf(next));
+          this.pass(next);
         }
         continue;
       }
       Atomics.wait(I, w, seq, 50);
     }
     lockdep_swap_cpus(from, to); // the held locks stay with the task (this thread)
-    cpu_state_load(cpu, to, this.get(1), ARCH_CPU_STATE);
+    cpu_state_load(cpu, to, get_slot(this.V, 1), ARCH_CPU_STATE);
     I[this.word(to, DET_STATE)] = DS_RUN;
     I[this.word(from, DET_STATE)] = DS_RUN; // B, waiting for its turn as `from`
     I[this.word(to, DET_MIGRATABLE)] = 0;
@@ -363,6 +353,12 @@ export class DetScheduler implements Scheduler {
     I[b + DET_DIRTY] = 1; // the CPUs' priorities stay with the CPUs: re-pick at the next point
     this.migrating = false;
     return true;
+  }
+
+  /** Give the token to `cpu` without a decision record (the handshake's own passes). */
+  private pass(cpu: number): void {
+    Atomics.store(this.I, this.base + DET_TOKEN, cpu);
+    this.wakeHost(this.hostOf(cpu));
   }
 
   /** B's half: this thread's task, waiting where it could be preempted, leaves CPU `to`; this thread becomes CPU `from`. */
@@ -377,12 +373,22 @@ export class DetScheduler implements Scheduler {
     const tb = cpu.curTask;
     cpu.preemptOff++; // __schedule runs with preemption off (until the task is back in: waitForTurn)
     switch_out(cpu); // its task leaves CPU `to` (to idle: lazy TLB); may give the turn away and get it back
+    if (!put_slot(this.V, 1, cpu_state_save(cpu))) throw new Error('migration: a CPU state larger than its slot');
+    Atomics.store(I, b + DET_MIG_PHASE, 2);
+    this.pass(from);
+    const w = hostWord(L, this.host.id, HB_WAKE);
+    for (;;) {
+      const seq = Atomics.load(I, w);
+      if (Atomics.load(I, b + DET_TOKEN) === to && Atomics.load(I, b + DET_MIG_PHASE) === 3) break;
+      if (Atomics.load(I, b + DET_FINISHED) !== 0 || Atomics.load(I, L.header + H_STOP) !== 0) {
+        this.migrating = false;
+        return; // the run is stopping
+      }
+      Atomics.wait(I, w, seq, 50);
+    }
     const hostFrom = this.hostOf(from);
-    const mine = cpu_state_save(cpu);
-    const theirs = this.get(0);
-    if (!this.put(1, mine)) throw new Error('migration: a CPU state larger than its slot after the other one fitted');
     lockdep_swap_cpus(from, to);
-    cpu_state_load(cpu, from, theirs, ARCH_CPU_STATE);
+    cpu_state_load(cpu, from, get_slot(this.V, 0), ARCH_CPU_STATE);
     I[cpuCtl(L, from, CC_HOST)] = this.host.id;
     I[cpuCtl(L, to, CC_HOST)] = hostFrom;
     if (tb >= 0) {
@@ -391,23 +397,8 @@ export class DetScheduler implements Scheduler {
       this.switchInFrom = to;
     } else cpu.preemptOff--;
     this.migrating = false;
-    Atomics.store(I, b + DET_MIG_PHASE, 2);
-    Atomics.store(I, b + DET_TOKEN, to); // back to the preempted task, which runs on `to` from now on
-    this.wakeHost(hostFrom);
-  }
-
-  /** Write a serialized CPU state into slot k: [length in bytes, bytes...]; false if it does not fit. */
-  private put(k: number, bytes: Uint8Array): boolean {
-    const at = this.L.detMigrate + k * DET_MIG_SLOT_WORDS;
-    if (bytes.length > (DET_MIG_SLOT_WORDS - 1) * 4) return false;
-    this.I[at] = bytes.length;
-    new Uint8Array(this.I.buffer, (at + 1) * 4, bytes.length).set(bytes);
-    return true;
-  }
-
-  private get(k: number): Uint8Array {
-    const at = this.L.detMigrate + k * DET_MIG_SLOT_WORDS;
-    return new Uint8Array(this.I.buffer, (at + 1) * 4, this.I[at]).slice();
+    Atomics.store(I, b + DET_MIG_PHASE, 4);
+    this.pass(to); // back to the preempted task, which runs on `to` from now on
   }
 
   /** A CPU finished its program (or the run is stopping): from now on it only takes IPIs. */

@@ -10,6 +10,7 @@ import { IPI_TYPES } from '../arch/arch.ts';
 import { set_arch } from '../mm/pgtable.ts';
 import { do_user_addr_fault } from '../mm/memory.ts';
 import { context_switch } from '../mm/mmu_context.ts';
+import { FreeMigrator } from './migrate.ts';
 import { task_free } from '../mm/mm.ts';
 import { setKnobs } from '../inject/knobs.ts';
 import { makePromiseHook, makeStaleUseCheck, CHANGE } from '../oracles/stale_tlb.ts';
@@ -161,6 +162,8 @@ export function runHost(plan: HostPlan): HostResult {
   }
   const active = [...Array(n).keys()].filter((i) => tasks[i].length > 0);
   if (plan.deterministic) return runDeterministic(plan, V, host, cpus[0], tasks[0], oracles[0], violations);
+  // one thread per CPU: a preempted task may move to another thread's CPU (src/engine/migrate.ts)
+  if (n === 1 && L.migrate >= 0) host.migrator = new FreeMigrator(V, host);
   // Start barrier: no CPU runs before every host has booted, so that the
   // first shootdowns already see every CPU (worker start-up takes seconds at 64+).
   if (Atomics.add(I, L.header + H_STARTED, 1) + 1 === L.shape.hosts) kickAll(V);
@@ -191,6 +194,7 @@ export function runHost(plan: HostPlan): HostResult {
     }
     if (!reached[i] && ops[i] >= plan.opsPerCpu) reach(i);
     host.pollIpis();
+    if (host.migrator !== null) host.migrator.poll(cpu); // user mode: a preempted task of another CPU may move here
     if (++k === active.length) k = 0;
   }
   // Leave the op loop, but keep answering IPIs until every host has left it:

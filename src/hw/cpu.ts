@@ -125,6 +125,14 @@ export interface Scheduler {
   migrate?(cpu: Cpu, task: number): boolean;
 }
 
+/** Migration to a CPU another host thread carries, in free mode with one thread per CPU (src/engine/migrate.ts). */
+export interface Migrator {
+  /** a point where this CPU's task could be preempted: take a request addressed to this CPU */
+  poll(cpu: Cpu): void;
+  /** move the preempted (switched-out) task of `cpu`: true when it moved, `cpu` then being its new CPU */
+  migrate(cpu: Cpu, task: number): boolean;
+}
+
 export interface DelayConfig {
   /** probability of a delay at each scheduling point */
   p: number;
@@ -141,6 +149,8 @@ export class Host {
   readonly hooks: Hooks;
   /** the deterministic scheduler, or null in free mode */
   sched: Scheduler | null = null;
+  /** free mode, one thread per CPU: migration between threads (src/engine/migrate.ts), or null */
+  migrator: Migrator | null = null;
   private readonly nhosts: number;
   constructor(V: Views, id: number, hooks: Hooks) {
     this.V = V;
@@ -359,6 +369,7 @@ export class Cpu {
     if (this.host.sched !== null) this.host.sched.point(this, true);
     else if (this.delay.p > 0 && this.rng.next() < this.delay.p) this.injectDelay();
     if (this.sbN !== 0) sb_tick(this); // issue #11: the store buffer drains when it will
+    if (this.host.migrator !== null) this.host.migrator.poll(this); // issue #11: another thread's task may move here
     if (preemptLevel !== 0) maybe_preempt(this); // issue #11: preemption inside kernel code
     if (irqOdds !== 0 && this.irqOff === 0) maybe_irq(this); // issue #11: a device interrupt (src/hw/irq.ts)
     if (this.I[this.ctl + CC_BC_PENDING] !== 0) this.handleBroadcasts();

@@ -460,6 +460,11 @@ export const DET_MIG_TO = 11;
 export const DET_MIG_PHASE = 12;
 /** words of one migration slot: one CPU's thread-local state (TLB, per-ASID generations, arch state), serialized */
 export const DET_MIG_SLOT_WORDS = 1 << 16;
+// free mode (one thread per CPU): the migration handshake's words at the head of the region (src/engine/migrate.ts)
+export const MIG_HDR = LINE;
+export const MIG_PHASE = 0;
+export const MIG_FROM = 1;
+export const MIG_TO = 2;
 export const DET_HDR = LINE;
 export const DET_MAX_CHANGES = 64;
 export const DET_MAX_DECISIONS = 1 << 18;
@@ -525,8 +530,11 @@ export interface Layout {
   detChanges: number;
   detCpus: number;
   detDecisions: number;
-  /** two DET_MIG_SLOT_WORDS slots (deterministic mode only; -1 otherwise) */
-  detMigrate: number;
+  /**
+   * migration between host threads (deterministic mode, one thread per CPU): MIG_HDR words, then two
+   * DET_MIG_SLOT_WORDS slots; -1 when no CPU can move to another thread
+   */
+  migrate: number;
   anonLocks: number;
   /** COW oracle shadow: per data frame, WORDS_PER_PAGE records of COW_SHADOW_WORDS; -1 when not allocated */
   cowShadow: number;
@@ -623,14 +631,14 @@ export function computeLayout(shape: MachineShape): Layout {
   const detChanges = take(DET_MAX_CHANGES);
   const detCpus = take(shape.cpus * DET_CPU_WORDS);
   const detDecisions = take(shape.deterministic ? DET_MAX_DECISIONS * 2 : 0);
-  const detMigrate = shape.deterministic ? take(2 * DET_MIG_SLOT_WORDS) : -1;
+  const migrate = shape.deterministic || (shape.hosts === shape.cpus && shape.cpus > 1) ? take(MIG_HDR + 2 * DET_MIG_SLOT_WORDS) : -1;
   const cowShadow = shape.cowShadow ? take(shape.dataFrames * WORDS_PER_PAGE * COW_SHADOW_WORDS) : -1;
   const lockdep = shape.lockdep === false ? -1 : take(LOCKDEP_WORDS);
   const bytes = align(w, LINE) * 4;
   return {
     shape, bytes, header, cpuCtl, hostBlk, stats, frameMeta, tableMem, dataStart, nframes,
     dataMem, tableAlloc, tableStack, dataAlloc, dataStack, mms, vmasF, unmapLogF, tasks, files, eventsF,
-    det, detChanges, detCpus, detDecisions, detMigrate, anonLocks, cowShadow, iMmapF, iMmapMax: iMmapMax(shape), vmaIdx, lockdep, promiseLog,
+    det, detChanges, detCpus, detDecisions, migrate, anonLocks, cowShadow, iMmapF, iMmapMax: iMmapMax(shape), vmaIdx, lockdep, promiseLog,
     initMm: shape.maxMms, vmap,
   };
 }

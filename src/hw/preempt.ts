@@ -87,8 +87,14 @@ export function preempt_schedule(cpu: Cpu): void {
   switcher(cpu, -1);
   const from = cpu.id;
   if (cpu.host.sched === null) {
-    const other = migration_target(cpu);
-    if (other !== null) migrate_swap(cpu, other, task);
+    if (cpu.host.cpus.length > 1) {
+      const other = migration_target(cpu);
+      if (other !== null) migrate_swap(cpu, other, task);
+    } else if (cpu.host.migrator !== null && may_migrate(cpu) && cpu.host.migrator.migrate(cpu, task)) {
+      // free mode, one thread per CPU: the threads traded CPUs (src/engine/migrate.ts)
+      cpu.I[taskWord(cpu.V.L, task, T_CPU)] = cpu.id;
+      cpu.stat(ST_MIGRATIONS);
+    }
   } else if (cpu.host.sched.migrate !== undefined && may_migrate(cpu) && cpu.host.sched.migrate(cpu, task)) {
     // deterministic mode: the scheduler moved the task to a CPU another thread carried (src/engine/det.ts)
     cpu.I[taskWord(cpu.V.L, task, T_CPU)] = cpu.id;

@@ -1,0 +1,165 @@
+// Migration of a preempted task to a CPU another host thread carries (issue #11).
+//
+// kernel/sched/core.c may resume a preempted task on any CPU its affinity allows. Here a
+// task's kernel stack is its thread's JavaScript stack and cannot leave the thread, so
+// the two threads trade CPUs instead, as migrate_swap() trades two tasks: the preempted
+// task's thread (A) takes the identity of a CPU whose thread (B) is at a point where its
+// own task may be preempted (a preemption point of kernel code, or an operation
+// boundary: user mode; never with migration disabled), and B takes the identity of the
+// CPU A's task left. What is thread-local and belongs to a CPU crosses in shared memory
+// (src/hw/preempt.ts cpu_state_save / cpu_state_load); per-CPU words follow the id.
+//
+// A CPU's state is saved only once nothing will change it before the other side loads
+// it: its thread no longer takes that CPU's broadcasts or IPIs from the save until the
+// other thread has loaded it (a flush taken after the save would be lost, and a stale
+// entry come back). Senders of IPIs to either CPU wait meanwhile, a few microseconds.
+//
+// Deterministic mode runs the handshake through the token (src/engine/det.ts); free mode
+// (one thread per CPU) through the words below, one migration at a time machine-wide.
+
+import { type Cpu, type Host, type Migrator } from '../hw/cpu.ts';
+import {
+  type Views, type Layout, cpuCtl, taskWord, CC_HOST, T_CPU, H_STOP, ST_MIGRATIONS, CC_ONLINE,
+  MIG_HDR, MIG_PHASE, MIG_FROM, MIG_TO, DET_MIG_SLOT_WORDS,
+} from '../hw/layout.ts';
+import { switch_out, switch_in, cpu_state_save, cpu_state_load, preemptLevel, preemptible } from '../hw/preempt.ts';
+import { lockdep_swap_cpus } from '../hw/lockdep.ts';
+import { EV } from '../hw/trace.ts';
+import { XenPvCpu } from '../arch/x86-xenpv/index.ts';
+import { ppc64_tlb_batch } from '../arch/powerpc-hash/index.ts';
+import { S390Cpu } from '../arch/s390/index.ts';
+import { Arm64Cpu } from '../arch/arm64/index.ts';
+import { tlb_batch } from '../arch/sparc64/index.ts';
+
+/** The arch modules' per-CPU state classes (Cpu.arch), rebuilt on the thread a CPU moves to. */
+export const ARCH_CPU_STATE: Record<string, new () => object> = Object.fromEntries(
+  [XenPvCpu, ppc64_tlb_batch, S390Cpu, Arm64Cpu, tlb_batch].map((K) => [K.name, K]),
+);
+
+/** Write a serialized CPU state into slot k of the region: [length in bytes, bytes...]; false if it does not fit. */
+export function put_slot(V: Views, k: number, bytes: Uint8Array): boolean {
+  const at = V.L.migrate + MIG_HDR + k * DET_MIG_SLOT_WORDS;
+  if (bytes.length > (DET_MIG_SLOT_WORDS - 1) * 4) return false;
+  V.I[at] = bytes.length;
+  new Uint8Array(V.I.buffer, (at + 1) * 4, bytes.length).set(bytes);
+  return true;
+}
+
+export function get_slot(V: Views, k: number): Uint8Array {
+  const at = V.L.migrate + MIG_HDR + k * DET_MIG_SLOT_WORDS;
+  return new Uint8Array(V.I.buffer, (at + 1) * 4, V.I[at]).slice();
+}
+
+// free-mode phases
+const IDLE = 0;
+const CLAIMED = 1; // A owns the handshake, filling it in
+const ASKED = 2; // B may take it
+const TAKEN = 3; // B is switching its task out (A still takes its CPU's interrupts)
+const B_SAVED = 4; // B saved its CPU; A stops taking interrupts and saves its own
+const A_SAVED = 5; // B loads A's CPU
+const B_LOADED = 6; // A loads B's CPU
+
+/** How long a preempted task waits for the CPU it asked to answer before it stays where it is. */
+const ASK_MS = 2;
+
+/**
+ * Free mode with one thread per CPU. B looks for a request addressed to its CPU at its
+ * preemption points and operation boundaries (Cpu.sched_point, the op loop): two plain
+ * loads. A that is not answered within ASK_MS withdraws (its task stays).
+ */
+export class FreeMigrator implements Migrator {
+  private readonly V: Views;
+  private readonly I: Int32Array;
+  private readonly L: Layout;
+  private readonly h: number;
+  private readonly host: Host;
+  constructor(V: Views, host: Host) {
+    this.V = V;
+    this.I = V.I;
+    this.L = V.L;
+    this.h = V.L.migrate;
+    this.host = host;
+  }
+
+  /** B: called where this CPU's task could be preempted; takes a request addressed to it. */
+  poll(cpu: Cpu): void {
+    const I = this.I;
+    const h = this.h;
+    if (I[h + MIG_PHASE] !== ASKED || I[h + MIG_TO] !== cpu.id) return;
+    if (preemptLevel === 0 || cpu.spinDepth !== 0 || !preemptible(cpu)) return;
+    if (Atomics.compareExchange(I, h + MIG_PHASE, ASKED, TAKEN) !== ASKED) return; // withdrawn
+    const L = this.L;
+    const from = I[h + MIG_FROM];
+    const to = cpu.id;
+    const tb = cpu.curTask;
+    cpu.preemptOff++; // __schedule runs with preemption off
+    switch_out(cpu); // its task leaves CPU `to` (to idle: lazy TLB)
+    if (!put_slot(this.V, 1, cpu_state_save(cpu))) throw new Error('migration: a CPU state larger than its slot after the other one fitted');
+    Atomics.store(I, h + MIG_PHASE, B_SAVED);
+    this.host.kickHost(I[cpuCtl(L, from, CC_HOST)]);
+    while (Atomics.load(I, h + MIG_PHASE) === B_SAVED) {
+      // the run is stopping (A's thread may be gone): call it off unless A has answered
+      if (Atomics.load(I, L.header + H_STOP) !== 0 && Atomics.compareExchange(I, h + MIG_PHASE, B_SAVED, IDLE) === B_SAVED) break;
+      Atomics.pause();
+    }
+    const hostFrom = I[cpuCtl(L, from, CC_HOST)];
+    if (Atomics.load(I, h + MIG_PHASE) === A_SAVED) {
+      lockdep_swap_cpus(from, to);
+      cpu_state_load(cpu, from, get_slot(this.V, 0), ARCH_CPU_STATE);
+      I[cpuCtl(L, from, CC_HOST)] = this.host.id;
+      I[cpuCtl(L, to, CC_HOST)] = hostFrom;
+      if (tb >= 0) I[taskWord(L, tb, T_CPU)] = from;
+      Atomics.store(I, h + MIG_PHASE, B_LOADED);
+      this.host.kickHost(hostFrom);
+    }
+    if (tb >= 0) {
+      switch_in(cpu, tb);
+      if (cpu.id !== to) {
+        cpu.stat(ST_MIGRATIONS);
+        cpu.ring.log(EV.MIGRATE, tb, to);
+      }
+    }
+    cpu.preemptOff--;
+  }
+
+  /** A: the preempted (switched-out) task of `cpu` asks another CPU's thread to trade; true when it moved. */
+  migrate(cpu: Cpu, _task: number): boolean {
+    const I = this.I;
+    const L = this.L;
+    const h = this.h;
+    const n = L.shape.cpus;
+    if (Atomics.compareExchange(I, h + MIG_PHASE, IDLE, CLAIMED) !== IDLE) return false; // another migration is under way
+    let to = (cpu.id + 1 + (cpu.rng.u32() % (n - 1))) % n;
+    if (Atomics.load(I, cpuCtl(L, to, CC_ONLINE)) === 0) to = -1;
+    if (to < 0) {
+      Atomics.store(I, h + MIG_PHASE, IDLE);
+      return false;
+    }
+    const from = cpu.id;
+    I[h + MIG_FROM] = from;
+    I[h + MIG_TO] = to;
+    Atomics.store(I, h + MIG_PHASE, ASKED);
+    this.host.kick(to);
+    const deadline = performance.now() + ASK_MS;
+    for (let spin = 0; ; spin++) {
+      const p = Atomics.load(I, h + MIG_PHASE);
+      if (p === ASKED && (performance.now() > deadline || Atomics.load(I, L.header + H_STOP) !== 0)) {
+        if (Atomics.compareExchange(I, h + MIG_PHASE, ASKED, IDLE) === ASKED) return false; // withdrawn: not taken
+        continue;
+      }
+      if (p === B_SAVED) break;
+      // what an idle CPU does while B switches its task out (B may wait for us: a broadcast, an IPI)
+      this.host.pollIpis();
+      if (spin > 64) this.host.block(-1, () => Atomics.load(I, h + MIG_PHASE) !== p);
+      else Atomics.pause();
+    }
+    if (!put_slot(this.V, 0, cpu_state_save(cpu))) throw new Error('migration: a CPU state larger than its slot');
+    if (Atomics.compareExchange(I, h + MIG_PHASE, B_SAVED, A_SAVED) !== B_SAVED) return false; // B called it off (the run is stopping)
+    this.host.kick(to); // B waits for A_SAVED, then always loads
+    while (Atomics.load(I, h + MIG_PHASE) !== B_LOADED) Atomics.pause();
+    lockdep_swap_cpus(from, to); // the held locks stay with the task (this thread)
+    cpu_state_load(cpu, to, get_slot(this.V, 1), ARCH_CPU_STATE);
+    Atomics.store(I, h + MIG_PHASE, IDLE);
+    return true;
+  }
+}
