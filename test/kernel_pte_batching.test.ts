@@ -301,6 +301,22 @@ describe('s390: the series\' ipte_range caches init_mm PTEs of the vmalloc secti
     expect(m.violations).toEqual([]);
   }, T);
 
+  it('v6: the section runs with preemption off (get_cpu_var in enter_ipte_range, put_cpu_var at leave): a vmalloc section has no PTL to do it', () => {
+    const m = testMachine({ arch: 's390', cpus: 2 });
+    m.process([0, 1]);
+    const { addr, ptep, pfn } = freshKernelSlot(m);
+    for (const series of ['v6', 'none'] as const) {
+      set_lazy_series(series);
+      const off0 = m.on(0, (cpu) => cpu.preemptOff);
+      storeInSection(m, addr, ptep, pfn_pte(pfn, PAGE_KERNEL));
+      expect(m.on(0, (cpu) => cpu.preemptOff) - off0).toBe(series === 'v6' ? 1 : 0); // mainline s390 has no backend
+      m.on(0, () => lazy_mmu_mode_disable());
+      expect(m.on(0, (cpu) => cpu.preemptOff)).toBe(off0);
+      m.on(0, () => ptep_get_and_clear_kernel(initMm(m), addr, ptep));
+    }
+    expect(m.violations).toEqual([]);
+  }, T);
+
   for (const series of ['v6', 'none'] as const) {
     it(`${series}: vmalloc, use from both CPUs, vfree: clean, and no stale entry survives vfree`, () => {
       const m = testMachine({ arch: 's390', cpus: 2 });
