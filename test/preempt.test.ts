@@ -122,7 +122,7 @@ describe('lazy MMU sections with per-CPU batches are not preemptible, even under
 });
 
 describe('s390 under PREEMPT_RT: no task is preempted with mm->context.flush_count raised', () => {
-  it('mremap-vs-fault, deterministic, --preempt rt: sections preempted thousands of times, no deadlock; the series\' use-after-free still shows, the fixed series is clean', async () => {
+  it('mremap-vs-fault, deterministic, --preempt rt: no deadlock; sections preempted only before the arch enter (v3+ enter_ipte_range takes get_cpu_var); the series\' use-after-free still shows, the fixed series is clean', async () => {
     const { loadScenario } = await import('../src/engine/scenario.ts');
     const { runScenario } = await import('../src/engine/machine.ts');
     const s = await loadScenario('scenarios/mremap-vs-fault.ts');
@@ -132,8 +132,13 @@ describe('s390 under PREEMPT_RT: no task is preempted with mm->context.flush_cou
     const fixed = await runScenario(s, { ...opts, lazySeries: 'v6-fixed' });
     expect(fixed.hang).toBeUndefined();
     expect(fixed.violations).toEqual([]);
-    expect(fixed.stats.preemptInLazy).toBeGreaterThan(100);
-    const v6 = await runScenario(s, { ...opts, lazySeries: 'v6' });
+    // v3+ arch/s390/mm/lazy_mmu.c: get_cpu_var(ipte_range) at enter, put_cpu_var at leave: the
+    // section is not preemptible even under PREEMPT_RT; only the window between the enable_count
+    // update and arch_enter_lazy_mmu_mode() is (the model preempted whole sections before)
+    expect(fixed.stats.preemptInLazy).toBeGreaterThan(0);
+    expect(fixed.stats.preemptInLazy).toBeLessThan(100);
+    // seed 2: with the sections not preemptible seed 1's schedule no longer meets it (1 of seeds 1-6)
+    const v6 = await runScenario(s, { ...opts, seed: 2, lazySeries: 'v6' });
     expect(v6.hang).toBeUndefined();
     expect(v6.violations.map((v) => v.kind)).toContain('pte-maps-free-frame');
   }, 120_000);

@@ -112,12 +112,14 @@ export interface Arch {
    */
   flush_tlb_kernel_range?(start: number, end: number): void;
   /**
-   * set_pte_at(&init_mm, ...) / ptep_get_and_clear(&init_mm, ...) of a kernel PTE.
-   * Absent: a plain store / exchange (x86 native; the lazy MMU batching other
-   * arches do for kernel PTEs, Xen PV's multicalls, is not modelled for init_mm).
+   * set_pte_at(&init_mm, addr, ...) / ptep_get_and_clear(&init_mm, addr, ...) of a
+   * kernel PTE. Absent: a plain store / exchange (x86 native; sparc64, whose
+   * maybe_tlb_batch_add skips init_mm). Arches that defer kernel PTE work in a
+   * lazy section say how: arm64 (the barrier), Xen PV (set_pte's multicall),
+   * powerpc hash (hpte_need_flush's batch), s390 (the series' ipte_range).
    */
-  set_pte_kernel?(ptep: number, pte: number): void;
-  ptep_get_and_clear_kernel?(ptep: number): number;
+  set_pte_kernel?(ptep: number, pte: number, addr: number): void;
+  ptep_get_and_clear_kernel?(ptep: number, addr: number): number;
   /**
    * A kernel translation fault the arch treats as spurious: it retries the
    * access (arm64 is_spurious_el1_translation_fault: an AT S1E1R that now

@@ -146,7 +146,7 @@ export function set_pte_at(mm: number, addr: number, ptep: number, pte: number):
  */
 export function set_pte_kernel(mm: number, addr: number, ptep: number, pte: number): void {
   updating(ptep);
-  if (arch.set_pte_kernel) arch.set_pte_kernel(ptep, pte);
+  if (arch.set_pte_kernel) arch.set_pte_kernel(ptep, pte, addr);
   else {
     const cpu = current;
     cpu.sched_point();
@@ -159,7 +159,7 @@ export function set_pte_kernel(mm: number, addr: number, ptep: number, pte: numb
 /** ptep_get_and_clear(&init_mm, ...) (vunmap_pte_range): the arch's kernel accessor, else an exchange. */
 export function ptep_get_and_clear_kernel(mm: number, addr: number, ptep: number): number {
   updating(ptep);
-  if (arch.ptep_get_and_clear_kernel) return arch.ptep_get_and_clear_kernel(ptep);
+  if (arch.ptep_get_and_clear_kernel) return arch.ptep_get_and_clear_kernel(ptep, addr);
   const cpu = current;
   cpu.sched_point();
   cpu.hotHint = 1;

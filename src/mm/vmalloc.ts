@@ -81,7 +81,7 @@ import { register_irq_handler } from '../hw/irq.ts';
 import { arch, pgd_offset, pud_alloc, pmd_alloc, __pte_alloc, pte_offset, set_pte_kernel, ptep_get_and_clear_kernel, ptep_get } from './pgtable.ts';
 import { flush_tlb_kernel_range_ipi } from '../arch/generic.ts';
 import { alloc_page, alloc_pt_page, free_pt_page, put_page } from './page_alloc.ts';
-import { lazy_mmu_mode_enable, lazy_mmu_mode_disable } from './lazy_mmu.ts';
+import { lazy_mmu_mode_enable, lazy_mmu_mode_enable_with_ptes, lazy_mmu_mode_disable } from './lazy_mmu.ts';
 import { knobs } from '../inject/knobs.ts';
 
 /** PAGE_KERNEL: present, writable, young, dirty; no _PAGE_USER (pte_valid_not_user on arm64) */
@@ -185,12 +185,19 @@ export function flush_tlb_kernel_range(start: number, end: number): void {
 
 // ---- vmap / vunmap ------------------------------------------------------------------
 
-/** mm/vmalloc.c vmap_pages_pte_range: one PTE table's part of the area, inside a lazy MMU section. */
+/**
+ * mm/vmalloc.c vmap_pages_pte_range: one PTE table's part of the area, inside a
+ * lazy MMU section. Gordeev's series (every version, --lazy-series; 'none' is
+ * mainline's plain lazy_mmu_mode_enable()) converts this call site and
+ * vunmap_pte_range to the range-aware entry with &init_mm and the table's range:
+ * only s390 uses the range (src/arch/s390/lazy_mmu.ts), every other arch enters
+ * as for a plain enable.
+ */
 function vmap_pages_pte_range(addr: number, end: number, pfns: number[], at: number): number {
   const mm = init_mm();
   const ptep0 = kernel_pte_alloc(addr);
   if (ptep0 < 0) return -1;
-  lazy_mmu_mode_enable();
+  lazy_mmu_mode_enable_with_ptes(mm, addr, end, ptep0);
   let i = at;
   for (let a = addr, ptep = ptep0; a < end; a += PAGE_SIZE, ptep++, i++) {
     if (ptep_get(ptep) !== 0) {
@@ -224,7 +231,7 @@ export function vunmap_range_noflush(start: number, end: number): void {
     const next = Math.min(end, (Math.floor(a / 2 ** PMD_SHIFT) + 1) * 2 ** PMD_SHIFT);
     const ptep0 = kernel_pte_lookup(current.V, a);
     if (ptep0 >= 0) {
-      lazy_mmu_mode_enable();
+      lazy_mmu_mode_enable_with_ptes(mm, a, next, ptep0);
       for (let x = a, ptep = ptep0; x < next; x += PAGE_SIZE, ptep++) ptep_get_and_clear_kernel(mm, x, ptep);
       lazy_mmu_mode_disable();
     }
@@ -424,7 +431,7 @@ export function do_kern_addr_fault(cpu: Cpu, va: number, write: boolean): boolea
   cpu.host.hooks.violation({
     kind: 'kernel-paging-request', cpu: cpu.id, va,
     message: `cpu ${cpu.id}${cpu.in_interrupt() ? ' (in interrupt)' : ''}: Unable to handle kernel paging request at virtual address 0x${va.toString(16)} (${write ? 'write' : 'read'} of a ${where} address the kernel mapped): ` +
-      (pending ? 'this CPU stored the valid PTE but its barrier has not been issued: the walker does not see it (the DSB of __set_pte_complete / emit_pte_barriers is missing)'
+      (pending ? `this CPU stored the valid PTE but ${arch.name === 'arm64' ? 'its barrier has not been issued: the walker does not see it (the DSB of __set_pte_complete / emit_pte_barriers is missing)' : 'the store has not reached memory yet: the walker does not see it (the arch deferred it in a lazy MMU section)'}`
         : (inMemory & _PAGE_PRESENT) !== 0 ? 'the PTE is valid in memory' : 'the PTE is not valid in memory'),
   });
   return false;

@@ -14,7 +14,7 @@
 // Radix (where the hooks do nothing) is not modelled.
 
 import { type Cpu, current } from '../../hw/cpu.ts';
-import { mmWord, MM_CPUMASK, CPUMASK_WORDS, ST_BATCHED, ST_BATCH_FLUSHES, ST_LOCAL_CLEAR, PAGE_SHIFT, PAGE_SIZE } from '../../hw/layout.ts';
+import { mmWord, MM_CPUMASK, CPUMASK_WORDS, ST_BATCHED, ST_BATCH_FLUSHES, ST_LOCAL_CLEAR, PAGE_SHIFT, PAGE_SIZE, PAGE_OFFSET, KERNEL_ASID } from '../../hw/layout.ts';
 import { _PAGE_PRESENT, _PAGE_RW } from '../../hw/pte.ts';
 import { EV } from '../../hw/trace.ts';
 import { lazy_mmu_preempt_disable, lazy_mmu_preempt_enable } from '../../hw/preempt.ts';
@@ -23,7 +23,6 @@ import { sb_drain } from '../../hw/store_buffer.ts';
 import { is_lazy_mmu_mode_active } from '../../mm/lazy_mmu.ts';
 import type { Arch } from '../arch.ts';
 import { x86, TLB_FLUSH_ALL } from '../x86/index.ts';
-import { flush_tlb_kernel_range_broadcast } from '../generic.ts';
 
 export const PPC64_TLB_BATCH_NR = 192;
 
@@ -51,6 +50,10 @@ export function ppc64_batch(cpu: Cpu): ppc64_tlb_batch {
  * teardown, where the other CPUs' threads do not exist) counts as local too.
  */
 export function mm_is_local(cpu: Cpu, mm: number): boolean {
+  // init_mm is never thread-local: start_secondary (arch/powerpc/kernel/smp.c) puts
+  // every CPU in mm_cpumask(&init_mm) and counts it in inc_mm_active_cpus(&init_mm),
+  // so mm_is_thread_local(&init_mm) is false and a kernel HPTE goes with tlbie
+  if (mm === cpu.V.L.initMm) return false;
   const base = mmWord(cpu.V.L, mm, MM_CPUMASK);
   for (let w = 0; w < CPUMASK_WORDS; w++) {
     const mine = w === cpu.id >> 5 ? 1 << (cpu.id & 31) : 0;
@@ -62,7 +65,8 @@ export function mm_is_local(cpu: Cpu, mm: number): boolean {
 /** tlbie over [v0, v1) of mm (v1 = -1: the whole ASID) on every CPU, or tlbiel on this one when the mm is local. */
 function tlbie(cpu: Cpu, mm: number, v0: number, v1: number): void {
   if (cpu.sbN !== 0) sb_drain(cpu); // the ptesync before the invalidation orders every earlier store
-  const asid = cpu.asidOf(mm);
+  // kernel addresses: get_kernel_vsid, i.e. the global entries (KERNEL_ASID) of every CPU
+  const asid = mm === cpu.V.L.initMm ? KERNEL_ASID : cpu.asidOf(mm);
   if (mm_is_local(cpu, mm)) {
     if (v1 < 0) cpu.tlb.flushAsid(asid);
     else cpu.tlb.flushRange(asid, v0, v1);
@@ -133,11 +137,53 @@ export function hpte_need_flush(mm: number, addr: number): void {
   if (b.index >= PPC64_TLB_BATCH_NR) __flush_tlb_pending(cpu, b);
 }
 
+/**
+ * A kernel PTE store over an entry that was present (set_pte_at / ptep_get_and_clear
+ * on &init_mm): hash__pte_update calls hpte_need_flush(&init_mm, addr, ...) for
+ * an entry with H_PAGE_HASHPTE, and hpte_need_flush does not look at the mm
+ * (arch/powerpc/mm/book3s64/hash_tlb.c: the kernel vsid branch, get_kernel_vsid):
+ * inside a lazy section the invalidation goes into the per-CPU batch and is
+ * done at leave, outside it is a tlbie at once. Memory has the new entry either
+ * way; until the batch is flushed every CPU may still translate through the old
+ * HPTE/TLB entry. A none entry never had an HPTE: storing over it needs nothing
+ * (vmap_pages_pte_range). The linear map is not in Linux page tables on hash: its
+ * HPTEs are bolted and DEBUG_PAGEALLOC's hash__kernel_map_pages inserts them
+ * (kernel_map_linear_page) and invalidates them at once with a tlbie
+ * (kernel_unmap_linear_page -> mmu_hash_ops.hpte_invalidate, not local), never
+ * through hpte_need_flush: never batched.
+ */
+function kernel_pte_changed(old: number, addr: number): void {
+  if ((old & _PAGE_PRESENT) === 0) return;
+  const cpu = current;
+  const mm = cpu.V.L.initMm;
+  if (addr >= PAGE_OFFSET) flush_hash_page(cpu, mm, Math.floor(addr / PAGE_SIZE));
+  else hpte_need_flush(mm, addr);
+}
+
 export const powerpchash: Arch = {
   ...x86, // the native accessors, x86's switch_mm (ASID reuse check) and local page flush
   name: 'powerpc-hash',
   kernel_map_pages_flush: undefined, // hash__kernel_map_pages: the HPTE invalidation is a tlbie (broadcast)
-  flush_tlb_kernel_range: flush_tlb_kernel_range_broadcast, // tlbie of the kernel range (broadcast), no IPI
+  /**
+   * hash__flush_tlb_kernel_range is empty (asm/book3s/64/tlbflush-hash.h): on hash
+   * the kernel HPTEs were invalidated when their PTEs changed (kernel_pte_changed),
+   * so the purge's and DEBUG_PAGEALLOC's flushes do nothing.
+   */
+  flush_tlb_kernel_range() {},
+  set_pte_kernel(ptep, pte, addr) {
+    const cpu = current;
+    cpu.sched_point();
+    cpu.hotHint = 1;
+    kernel_pte_changed(Atomics.exchange(cpu.I, ptep, pte), addr);
+  },
+  ptep_get_and_clear_kernel(ptep, addr) {
+    const cpu = current;
+    cpu.sched_point();
+    cpu.hotHint = 1;
+    const old = Atomics.exchange(cpu.I, ptep, 0);
+    kernel_pte_changed(old, addr);
+    return old;
+  },
   store_order: 'weak', // issue #11: Power may reorder stores to different words (src/hw/store_buffer.ts)
   supports_page_table_move: false,
   rcu_table_free: true, // select MMU_GATHER_RCU_TABLE_FREE (arch Kconfig)

@@ -41,7 +41,7 @@ import { spin_lock, spin_unlock } from '../../hw/locks.ts';
 import {
   mmWord, MM_CPUMASK, MM_CTX_ID, CPUMASK_WORDS, PAGE_SIZE, CC_IS_LAZY,
   MM_S390_ATTACH_MASK, MM_S390_FLUSH_MM, MM_S390_FLUSH_COUNT, MM_S390_CTX_LOCK, MM_S390_FC_WAITERS, CC_ONLINE, cpuCtl,
-  H_QUIESCE_LOCK, ST_QUIESCE, ST_LOCAL_CLEAR, ST_FLUSH_FULL, ST_SWITCH_FLUSH, ST_IPTE, ST_IPTE_RANGE, ST_IDTE,
+  H_QUIESCE_LOCK, KERNEL_ASID, ST_QUIESCE, ST_LOCAL_CLEAR, ST_FLUSH_FULL, ST_SWITCH_FLUSH, ST_IPTE, ST_IPTE_RANGE, ST_IDTE,
 } from '../../hw/layout.ts';
 import { _PAGE_PRESENT, _PAGE_RW } from '../../hw/pte.ts';
 import { EV } from '../../hw/trace.ts';
@@ -95,14 +95,32 @@ function mask_is_only(cpu: Cpu, base: number): boolean {
   return true;
 }
 
+/**
+ * init_mm's two masks hold every CPU: pcpu_prepare_secondary (arch/s390/kernel/smp.c)
+ * sets each CPU in init_mm.context.cpu_attach_mask and in mm_cpumask(&init_mm)
+ * (the kernel ASCE is always loaded). So a kernel PTE change is a global IPTE
+ * unless the machine has one CPU. The model keeps init_mm's mask words empty
+ * (its s390 rule oracle skips init_mm), hence this test by index.
+ */
+function init_mm_only_here(cpu: Cpu): boolean {
+  return cpu.V.L.shape.cpus === 1;
+}
+
 /** cpumask_equal(mm_cpumask(mm), cpumask_of(this cpu)): ptep_flush_direct may use a local IPTE. */
 export function mm_cpumask_only_here(cpu: Cpu, mm: number): boolean {
+  if (mm === cpu.V.L.initMm) return init_mm_only_here(cpu);
   return mask_is_only(cpu, mmWord(cpu.V.L, mm, MM_CPUMASK));
 }
 
 /** cpumask_equal(&mm->context.cpu_attach_mask, cpumask_of(this cpu)): ptep_flush_lazy may defer. */
 export function attach_mask_only_here(cpu: Cpu, mm: number): boolean {
+  if (mm === cpu.V.L.initMm) return init_mm_only_here(cpu);
   return mask_is_only(cpu, mmWord(cpu.V.L, mm, MM_S390_ATTACH_MASK));
+}
+
+/** The TLB tag of mm's translations: the kernel ASCE's (global entries, KERNEL_ASID) for init_mm. */
+function asce_of(cpu: Cpu, mm: number): number {
+  return mm === cpu.V.L.initMm ? KERNEL_ASID : cpu.asidOf(mm);
 }
 
 /**
@@ -124,7 +142,7 @@ function global_purge(cpu: Cpu, mm: number, v0: number, v1: number, invalidate: 
   spin_lock(q);
   invalidate();
   const t0 = cpu.now();
-  cpu.broadcast_invalidate(cpu.asidOf(mm), v0, v1);
+  cpu.broadcast_invalidate(asce_of(cpu, mm), v0, v1);
   cpu.recordLatency(cpu.now() - t0);
   spin_unlock(q);
   cpu.stat(ST_QUIESCE);
@@ -147,7 +165,7 @@ export function __ptep_ipte_range(cpu: Cpu, mm: number, addr: number, ptep: numb
   };
   if (local) {
     invalidate();
-    cpu.tlb.flushRange(cpu.asidOf(mm), v0, v0 + n);
+    cpu.tlb.flushRange(asce_of(cpu, mm), v0, v0 + n);
     cpu.stat(ST_LOCAL_CLEAR);
   } else {
     global_purge(cpu, mm, v0, v0 + n, invalidate);
@@ -539,4 +557,20 @@ export const s390: Arch = {
   arch_leave_lazy_mmu_mode,
   arch_flush_lazy_mmu_mode,
   pmdp_huge_xchg,
+  /**
+   * set_pte_at(&init_mm, ...) / ptep_get_and_clear(&init_mm, ...): the same s390
+   * primitives as for a user mm, with init_mm. Mainline: set_ptes is a plain store
+   * (vmap: over none entries), ptep_get_and_clear is ptep_xchg_lazy, i.e. a global
+   * IPTE (init_mm is attached everywhere). With the series (v1-v6 convert the
+   * vmalloc call sites to the range-aware entry with &init_mm; v6
+   * arch/s390/mm/lazy_mmu.c enter_ipte_range refuses only mm_is_protected(mm)),
+   * both go to the ipte_range cache inside the section and leave applies them:
+   * stores, and one global IPTE-range per run of valid entries.
+   */
+  set_pte_kernel(ptep, pte, addr) {
+    set_pte_at(current.V.L.initMm, addr, ptep, pte);
+  },
+  ptep_get_and_clear_kernel(ptep, addr) {
+    return ptep_get_and_clear(current.V.L.initMm, addr, ptep);
+  },
 };

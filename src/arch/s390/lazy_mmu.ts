@@ -35,6 +35,7 @@ import { _PAGE_PRESENT, _PAGE_RW } from '../../hw/pte.ts';
 import { knobs } from '../../inject/knobs.ts';
 import { is_lazy_mmu_mode_active, lazy_series, series_has_lazy_mmu_c, series_zap_free_fixed } from '../../mm/lazy_mmu.ts';
 import { put_page } from '../../mm/page_alloc.ts';
+import { lazy_mmu_preempt_disable, lazy_mmu_preempt_enable } from '../../hw/preempt.ts';
 import { S390Cpu, s390_state, __ptep_ipte_range, IPTE_RANGE_MAX, mm_cpumask_only_here, flush_count_dec } from './index.ts';
 import { s390_pte_store } from '../../oracles/s390_rule.ts';
 
@@ -249,7 +250,21 @@ function set_pte_range(cpu: Cpu, b: IpteBatch, i: number, j: number): void {
   }
 }
 
+/**
+ * v3+ lazy_mmu.c: enter_ipte_norange and enter_ipte_range take the per-CPU range
+ * with get_cpu_var() and leave_ipte_range gives it back with put_cpu_var() (and
+ * asserts lockdep_assert_preemption_disabled()): preemption is off for the whole
+ * section. It matters for the sections without a PTL (vmap_pages_pte_range,
+ * vunmap_pte_range on init_mm): another task entering on this CPU would take over
+ * the range holding the first one's cached entries. v1/v2 (ipte_batch.c) were not
+ * read for this: not applied to them.
+ */
+function series_preempt_disable(cpu: Cpu): void {
+  if (series_has_lazy_mmu_c()) lazy_mmu_preempt_disable(cpu);
+}
+
 function leave_ipte_range(cpu: Cpu, b: IpteBatch): void {
+  lazy_mmu_preempt_enable(cpu); // put_cpu_var (a no-op unless the enter disabled it)
   if (b.count > 0) b.count--;
   if (!b.active) return; // enter_ipte_norange: nothing deferred
   b.active = false;
@@ -279,6 +294,7 @@ function leave_ipte_range(cpu: Cpu, b: IpteBatch): void {
 
 function enter_ipte_range(cpu: Cpu, mm: number, addr: number, end: number, ptep: number): void {
   const b = s390_state(cpu).batch;
+  series_preempt_disable(cpu); // get_cpu_var(ipte_range)
   b.count++;
   if (lazy_series === 'none') return;
   b.active = true;
@@ -295,6 +311,7 @@ function enter_ipte_range(cpu: Cpu, mm: number, addr: number, end: number, ptep:
 
 /** enter_ipte_norange: a plain enable only counts (v3+ lowcore count) */
 export function arch_enter_lazy_mmu_mode(): void {
+  series_preempt_disable(current); // get_cpu_var(ipte_range)
   s390_state(current).batch.count++;
 }
 

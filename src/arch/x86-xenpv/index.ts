@@ -203,7 +203,7 @@ export const x86xenpv: Arch = {
   name: 'x86-xenpv',
   supports_page_table_move: true,
   rcu_table_free: true, // select MMU_GATHER_RCU_TABLE_FREE (arch Kconfig)
-  defers: 'PTE stores (set_pte_at, clears, protection changes) queued in a per-CPU 32-entry multicall buffer, issued as one hypercall when full, at leave and at flush: memory keeps the old PTEs meanwhile',
+  defers: 'PTE stores (set_pte_at, clears, protection changes; kernel set_pte too) queued in a per-CPU 32-entry multicall buffer, issued as one hypercall when full, at leave and at flush: memory keeps the old PTEs meanwhile',
   invalidation: 'as x86: IPIs to the CPUs of mm_cpumask running the mm; the queued updates are issued before any TLB flush (a Xen flush is a multicall queued behind them)',
   ptep_get(ptep) {
     const cpu = current;
@@ -304,6 +304,32 @@ export const x86xenpv: Arch = {
     xen_start_context_switch(cpu);
     x86_enter_lazy_tlb(cpu);
     xen_end_context_switch();
+  },
+
+  /**
+   * set_pte_at(&init_mm, ...) (vmap_pages_pte_range): set_pte is a paravirt op,
+   * xen_set_pte -> __xen_set_pte -> xen_batched_set_pte (arch/x86/xen/mmu_pv.c),
+   * which queues the update whenever xen_get_lazy_mode() is XEN_LAZY_MMU, without
+   * looking at the mm: a kernel PTE stored in a lazy section is queued like a
+   * user one and reaches memory (and the walkers) at leave, at a flush, when the
+   * buffer is full or at a context switch. In interrupt context xen_get_lazy_mode()
+   * is XEN_LAZY_NONE: a handler's store is one mmu_update hypercall at once.
+   */
+  set_pte_kernel(ptep, pte) {
+    x86xenpv.set_pte_at(-1, 0, ptep, pte);
+  },
+  /**
+   * ptep_get_and_clear(&init_mm, ...) (vunmap_pte_range): x86's
+   * ptep_get_and_clear is native_ptep_get_and_clear (arch/x86/include/asm/pgtable.h),
+   * not a paravirt op: an xchg on the read-only page table, which Xen traps and
+   * emulates at once. Never queued, so modelled as the exchange it is (the user
+   * path above queues its clears: the pessimistic choice written there).
+   */
+  ptep_get_and_clear_kernel(ptep) {
+    const cpu = current;
+    cpu.sched_point();
+    cpu.hotHint = 1;
+    return Atomics.exchange(cpu.I, ptep, 0);
   },
 
   arch_enter_lazy_mmu_mode,
