@@ -137,9 +137,14 @@ describe('s390 under PREEMPT_RT: no task is preempted with mm->context.flush_cou
     // update and arch_enter_lazy_mmu_mode() is (the model preempted whole sections before)
     expect(fixed.stats.preemptInLazy).toBeGreaterThan(0);
     expect(fixed.stats.preemptInLazy).toBeLessThan(100);
-    // seed 2: with the sections not preemptible seed 1's schedule no longer meets it (1 of seeds 1-6)
-    const v6 = await runScenario(s, { ...opts, seed: 2, lazySeries: 'v6' });
-    expect(v6.hang).toBeUndefined();
-    expect(v6.violations.map((v) => v.kind)).toContain('pte-maps-free-frame');
-  }, 120_000);
+    // the series as posted: the first of seeds 1-10 whose schedule meets it (1 in 8 on 6 Dec 2026; a
+    // change of the scheduler's choices, e.g. migrations between threads, moves which seed that is)
+    let found: string[] = [];
+    for (let seed = 1; seed <= 10 && found.length === 0; seed++) {
+      const v6 = await runScenario(s, { ...opts, seed, lazySeries: 'v6' });
+      expect(v6.hang).toBeUndefined();
+      found = v6.violations.map((v) => v.kind);
+    }
+    expect(found).toContain('pte-maps-free-frame');
+  }, 180_000);
 });

@@ -254,13 +254,14 @@ function set_pte_range(cpu: Cpu, b: IpteBatch, i: number, j: number): void {
  * v3+ lazy_mmu.c: enter_ipte_norange and enter_ipte_range take the per-CPU range
  * with get_cpu_var() and leave_ipte_range gives it back with put_cpu_var() (and
  * asserts lockdep_assert_preemption_disabled()): preemption is off for the whole
- * section. It matters for the sections without a PTL (vmap_pages_pte_range,
- * vunmap_pte_range on init_mm): another task entering on this CPU would take over
- * the range holding the first one's cached entries. v1/v2 (ipte_batch.c) were not
- * read for this: not applied to them.
+ * section. v1/v2 ipte_batch.c the same for range sections: enter_ipte_batch()
+ * takes &get_cpu_var(ipte_range), leave_ipte_batch() ends with put_cpu_var(); their
+ * plain enter defers nothing and takes nothing. It matters for the sections without
+ * a PTL (vmap_pages_pte_range, vunmap_pte_range on init_mm): another task entering on
+ * this CPU would take over the range holding the first one's cached entries.
  */
-function series_preempt_disable(cpu: Cpu): void {
-  if (series_has_lazy_mmu_c()) lazy_mmu_preempt_disable(cpu);
+function series_preempt_disable(cpu: Cpu, range: boolean): void {
+  if (series_has_lazy_mmu_c() || (range && lazy_series !== 'none')) lazy_mmu_preempt_disable(cpu);
 }
 
 function leave_ipte_range(cpu: Cpu, b: IpteBatch): void {
@@ -294,7 +295,7 @@ function leave_ipte_range(cpu: Cpu, b: IpteBatch): void {
 
 function enter_ipte_range(cpu: Cpu, mm: number, addr: number, end: number, ptep: number): void {
   const b = s390_state(cpu).batch;
-  series_preempt_disable(cpu); // get_cpu_var(ipte_range)
+  series_preempt_disable(cpu, true); // get_cpu_var(ipte_range)
   b.count++;
   if (lazy_series === 'none') return;
   b.active = true;
@@ -311,7 +312,7 @@ function enter_ipte_range(cpu: Cpu, mm: number, addr: number, end: number, ptep:
 
 /** enter_ipte_norange: a plain enable only counts (v3+ lowcore count) */
 export function arch_enter_lazy_mmu_mode(): void {
-  series_preempt_disable(current); // get_cpu_var(ipte_range)
+  series_preempt_disable(current, false); // v3+ enter_ipte_norange: get_cpu_var(ipte_range)
   s390_state(current).batch.count++;
 }
 
