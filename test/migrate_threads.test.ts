@@ -123,6 +123,13 @@ describe('migration in free mode with one thread per CPU', () => {
     }
     // a preemption moves its task 1 time in 2 when the asked CPU answers in time: on a loaded machine some do not
     expect(moved).toBeGreaterThan(0);
+    // a large TLB (the swarm draws 4x the scenario's): the slots are sized from it (a 256 KiB slot once
+    // crashed thp-split-vs-access at 8,192 entries)
+    const big = await runScenario(s, { mode: 'free', cpus: 4, threads: 4, ops: 1000, seed: 1, tlbEntries: 8192 });
+    expect(big.violations).toEqual([]);
+    const bigDet = await runScenario(s, { mode: 'deterministic', cpus: 4, ops: 400, hotPreempt: 0.3, seed: 2, tlbEntries: 8192 });
+    expect(bigDet.stats.migrations).toBeGreaterThan(0);
+    expect(bigDet.violations).toEqual([]);
     const pinned = await runScenario(s, { mode: 'free', cpus: 4, threads: 4, ops: 1000, seed: 1, preempt: 'none' });
     expect(pinned.stats.migrations).toBe(0);
   }, 120_000);

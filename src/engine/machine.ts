@@ -186,7 +186,7 @@ export function boot(s: Scenario, cpus: number, hosts: number, arch: string, tlb
     cpus, hosts, dataFrames,
     tableFrames: s.machine.tableFrames ?? Math.max(1024, dataFrames >> 3),
     maxMms: 64, maxVmas: 1024, maxTasks: 4096, maxFiles: 1024, eventRing, deterministic,
-    cowShadow: usesCowOracle(s),
+    cowShadow: usesCowOracle(s), tlbEntries,
   };
   if (shape.cowShadow) shape.maxMms = Math.max(64, Math.min(512, 4 * cpus)); // forked children on every CPU
   const hostOf = [...Array(cpus).keys()].map((c) => Math.floor((c * hosts) / cpus));

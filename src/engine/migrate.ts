@@ -20,7 +20,7 @@
 import { type Cpu, type Host, type Migrator } from '../hw/cpu.ts';
 import {
   type Views, type Layout, cpuCtl, taskWord, CC_HOST, T_CPU, H_STOP, ST_MIGRATIONS, CC_ONLINE,
-  MIG_HDR, MIG_PHASE, MIG_FROM, MIG_TO, DET_MIG_SLOT_WORDS,
+  MIG_HDR, MIG_PHASE, MIG_FROM, MIG_TO, migSlotWords,
 } from '../hw/layout.ts';
 import { switch_out, switch_in, cpu_state_save, cpu_state_load, preemptLevel, preemptible } from '../hw/preempt.ts';
 import { lockdep_swap_cpus } from '../hw/lockdep.ts';
@@ -38,15 +38,16 @@ export const ARCH_CPU_STATE: Record<string, new () => object> = Object.fromEntri
 
 /** Write a serialized CPU state into slot k of the region: [length in bytes, bytes...]; false if it does not fit. */
 export function put_slot(V: Views, k: number, bytes: Uint8Array): boolean {
-  const at = V.L.migrate + MIG_HDR + k * DET_MIG_SLOT_WORDS;
-  if (bytes.length > (DET_MIG_SLOT_WORDS - 1) * 4) return false;
+  const words = migSlotWords(V.L.shape);
+  const at = V.L.migrate + MIG_HDR + k * words;
+  if (bytes.length > (words - 1) * 4) return false;
   V.I[at] = bytes.length;
   new Uint8Array(V.I.buffer, (at + 1) * 4, bytes.length).set(bytes);
   return true;
 }
 
 export function get_slot(V: Views, k: number): Uint8Array {
-  const at = V.L.migrate + MIG_HDR + k * DET_MIG_SLOT_WORDS;
+  const at = V.L.migrate + MIG_HDR + k * migSlotWords(V.L.shape);
   return new Uint8Array(V.I.buffer, (at + 1) * 4, V.I[at]).slice();
 }
 
@@ -94,7 +95,13 @@ export class FreeMigrator implements Migrator {
     const tb = cpu.curTask;
     cpu.preemptOff++; // __schedule runs with preemption off
     switch_out(cpu); // its task leaves CPU `to` (to idle: lazy TLB)
-    if (!put_slot(this.V, 1, cpu_state_save(cpu))) throw new Error('migration: a CPU state larger than its slot after the other one fitted');
+    if (!put_slot(this.V, 1, cpu_state_save(cpu))) {
+      // larger than the slot (the layout sizes it from the TLB): the task stays; A sees the handshake called off
+      Atomics.store(I, h + MIG_PHASE, IDLE);
+      if (tb >= 0) switch_in(cpu, tb);
+      cpu.preemptOff--;
+      return;
+    }
     Atomics.store(I, h + MIG_PHASE, B_SAVED);
     this.host.kickHost(I[cpuCtl(L, from, CC_HOST)]);
     while (Atomics.load(I, h + MIG_PHASE) === B_SAVED) {
@@ -148,12 +155,16 @@ export class FreeMigrator implements Migrator {
         continue;
       }
       if (p === B_SAVED) break;
+      if (p === IDLE) return false; // B called it off
       // what an idle CPU does while B switches its task out (B may wait for us: a broadcast, an IPI)
       this.host.pollIpis();
       if (spin > 64) this.host.block(-1, () => Atomics.load(I, h + MIG_PHASE) !== p);
       else Atomics.pause();
     }
-    if (!put_slot(this.V, 0, cpu_state_save(cpu))) throw new Error('migration: a CPU state larger than its slot');
+    if (!put_slot(this.V, 0, cpu_state_save(cpu))) {
+      // larger than the slot: call it off (B switches its task back in where it was)
+      if (Atomics.compareExchange(I, h + MIG_PHASE, B_SAVED, IDLE) === B_SAVED) return false;
+    }
     if (Atomics.compareExchange(I, h + MIG_PHASE, B_SAVED, A_SAVED) !== B_SAVED) return false; // B called it off (the run is stopping)
     this.host.kick(to); // B waits for A_SAVED, then always loads
     while (Atomics.load(I, h + MIG_PHASE) !== B_LOADED) Atomics.pause();

@@ -458,8 +458,12 @@ export const DET_RR = 9; // round-robin cursor for equal choices
 export const DET_MIG_FROM = 10;
 export const DET_MIG_TO = 11;
 export const DET_MIG_PHASE = 12;
-/** words of one migration slot: one CPU's thread-local state (TLB, per-ASID generations, arch state), serialized */
-export const DET_MIG_SLOT_WORDS = 1 << 16;
+/**
+ * words of one migration slot: one CPU's thread-local state, serialized (src/hw/preempt.ts
+ * cpu_state_save): its TLB (40 bytes an entry, 48 with the serializer's tags), per-ASID
+ * generations and arch state (a few KiB), with room to spare
+ */
+export const migSlotWords = (shape: MachineShape): number => Math.ceil(((shape.tlbEntries ?? 1024) * 48 + (shape.maxMms * 8) + (64 << 10)) / 4);
 // free mode (one thread per CPU): the migration handshake's words at the head of the region (src/engine/migrate.ts)
 export const MIG_HDR = LINE;
 export const MIG_PHASE = 0;
@@ -502,6 +506,8 @@ export interface MachineShape {
   lockdep?: boolean;
   /** shadow memory for the COW oracle: the provenance of every data word (src/oracles/cow.ts) */
   cowShadow?: boolean;
+  /** entries of each CPU's TLB: sizes the migration slots (a CPU's serialized state) */
+  tlbEntries?: number;
 }
 
 export interface Layout {
@@ -532,7 +538,7 @@ export interface Layout {
   detDecisions: number;
   /**
    * migration between host threads (deterministic mode, one thread per CPU): MIG_HDR words, then two
-   * DET_MIG_SLOT_WORDS slots; -1 when no CPU can move to another thread
+   * migSlotWords slots; -1 when no CPU can move to another thread
    */
   migrate: number;
   anonLocks: number;
@@ -631,7 +637,7 @@ export function computeLayout(shape: MachineShape): Layout {
   const detChanges = take(DET_MAX_CHANGES);
   const detCpus = take(shape.cpus * DET_CPU_WORDS);
   const detDecisions = take(shape.deterministic ? DET_MAX_DECISIONS * 2 : 0);
-  const migrate = shape.deterministic || (shape.hosts === shape.cpus && shape.cpus > 1) ? take(MIG_HDR + 2 * DET_MIG_SLOT_WORDS) : -1;
+  const migrate = shape.deterministic || (shape.hosts === shape.cpus && shape.cpus > 1) ? take(MIG_HDR + 2 * migSlotWords(shape)) : -1;
   const cowShadow = shape.cowShadow ? take(shape.dataFrames * WORDS_PER_PAGE * COW_SHADOW_WORDS) : -1;
   const lockdep = shape.lockdep === false ? -1 : take(LOCKDEP_WORDS);
   const bytes = align(w, LINE) * 4;
