@@ -19,7 +19,7 @@
 
 import { type Cpu, type Host, type Migrator } from '../hw/cpu.ts';
 import {
-  type Views, type Layout, cpuCtl, taskWord, CC_HOST, T_CPU, H_STOP, ST_MIGRATIONS, CC_ONLINE,
+  type Views, type Layout, cpuCtl, taskWord, hostWord, CC_HOST, T_CPU, H_STOP, ST_MIGRATIONS, CC_ONLINE, HB_SLEEPING,
   MIG_HDR, MIG_PHASE, MIG_FROM, MIG_TO, migSlotWords,
 } from '../hw/layout.ts';
 import { switch_out, switch_in, cpu_state_save, cpu_state_load, preemptLevel, preemptible } from '../hw/preempt.ts';
@@ -82,6 +82,25 @@ export class FreeMigrator implements Migrator {
     this.host = host;
   }
 
+  /**
+   * Wait for the other thread's next step without holding a core it may need (this machine
+   * runs more threads than cores): a few spins, then sleeps that its kick ends at once.
+   */
+  private sleep_until(done: () => boolean): void {
+    const I = this.I;
+    const sleeping = hostWord(this.L, this.host.id, HB_SLEEPING);
+    for (let spin = 0; !done(); spin++) {
+      if (spin < 64) {
+        Atomics.pause();
+        continue;
+      }
+      const seq = Atomics.load(I, this.host.wake);
+      Atomics.store(I, sleeping, 1);
+      if (!done()) Atomics.wait(I, this.host.wake, seq, 1);
+      Atomics.store(I, sleeping, 0);
+    }
+  }
+
   /** B: called where this CPU's task could be preempted; takes a request addressed to it. */
   poll(cpu: Cpu): void {
     const I = this.I;
@@ -104,11 +123,9 @@ export class FreeMigrator implements Migrator {
     }
     Atomics.store(I, h + MIG_PHASE, B_SAVED);
     this.host.kickHost(I[cpuCtl(L, from, CC_HOST)]);
-    while (Atomics.load(I, h + MIG_PHASE) === B_SAVED) {
-      // the run is stopping (A's thread may be gone): call it off unless A has answered
-      if (Atomics.load(I, L.header + H_STOP) !== 0 && Atomics.compareExchange(I, h + MIG_PHASE, B_SAVED, IDLE) === B_SAVED) break;
-      Atomics.pause();
-    }
+    // the run is stopping (A's thread may be gone): call it off unless A has answered
+    this.sleep_until(() => Atomics.load(I, h + MIG_PHASE) !== B_SAVED ||
+      (Atomics.load(I, L.header + H_STOP) !== 0 && Atomics.compareExchange(I, h + MIG_PHASE, B_SAVED, IDLE) === B_SAVED));
     const hostFrom = I[cpuCtl(L, from, CC_HOST)];
     if (Atomics.load(I, h + MIG_PHASE) === A_SAVED) {
       lockdep_swap_cpus(from, to);
@@ -149,6 +166,7 @@ export class FreeMigrator implements Migrator {
     this.host.kick(to);
     const deadline = performance.now() + ASK_MS;
     for (let spin = 0; ; spin++) {
+      const seq = Atomics.load(I, this.host.wake);
       const p = Atomics.load(I, h + MIG_PHASE);
       if (p === ASKED && (performance.now() > deadline || Atomics.load(I, L.header + H_STOP) !== 0)) {
         if (Atomics.compareExchange(I, h + MIG_PHASE, ASKED, IDLE) === ASKED) return false; // withdrawn: not taken
@@ -158,7 +176,8 @@ export class FreeMigrator implements Migrator {
       if (p === IDLE) return false; // B called it off
       // what an idle CPU does while B switches its task out (B may wait for us: a broadcast, an IPI)
       this.host.pollIpis();
-      if (spin > 64) this.host.block(-1, () => Atomics.load(I, h + MIG_PHASE) !== p);
+      // short sleeps: the deadline is checked each time round (host.block sleeps up to 20 ms)
+      if (spin > 64) Atomics.wait(I, this.host.wake, seq, 0.05);
       else Atomics.pause();
     }
     if (!put_slot(this.V, 0, cpu_state_save(cpu))) {
@@ -167,7 +186,7 @@ export class FreeMigrator implements Migrator {
     }
     if (Atomics.compareExchange(I, h + MIG_PHASE, B_SAVED, A_SAVED) !== B_SAVED) return false; // B called it off (the run is stopping)
     this.host.kick(to); // B waits for A_SAVED, then always loads
-    while (Atomics.load(I, h + MIG_PHASE) !== B_LOADED) Atomics.pause();
+    this.sleep_until(() => Atomics.load(I, h + MIG_PHASE) === B_LOADED);
     lockdep_swap_cpus(from, to); // the held locks stay with the task (this thread)
     cpu_state_load(cpu, to, get_slot(this.V, 1), ARCH_CPU_STATE);
     Atomics.store(I, h + MIG_PHASE, IDLE);
