@@ -15,6 +15,7 @@ import { join } from 'node:path';
 import { availableParallelism, loadavg } from 'node:os';
 import { caughtEntries, findBug, type BugEntry } from '../src/tools/bugs/catalogue.ts';
 import { huntEntry, entryOptions, type HuntOutcome } from '../src/tools/bugs/run.ts';
+import { reproFileName, writeRepro } from '../src/tools/repro/repro.ts';
 
 interface Row {
   id: string;
@@ -33,6 +34,7 @@ interface Row {
   /** the clean run was another entry's (same scenario, options and seeds) */
   cleanShared: boolean;
   falseKinds: string[];
+  falseRuns: { seed: number; kind: string | null; family: string | null; message: string | null; repro: string | null }[];
 }
 
 function arg(name: string): string | undefined {
@@ -54,6 +56,8 @@ const entries: BugEntry[] = only ? only.map((id) => {
 }) : caughtEntries();
 
 const rows: Row[] = [];
+/** repro files of the false positives (a false positive is a finding: it must replay) */
+const fpDir = join(import.meta.dirname, 'results', `hunt-false-positives-${new Date().toISOString().replace(/[:.]/g, '-')}`);
 const cleanRuns = new Map<string, HuntOutcome>();
 const t0 = performance.now();
 for (const e of entries) {
@@ -72,6 +76,16 @@ for (const e of entries) {
     cleanSeeds: clean?.seedsRun ?? 0, falsePositives: clean?.failures.length ?? 0,
     cleanSeconds: clean ? Math.round(clean.wallMs / 100) / 10 : 0, cleanShared: shared,
     falseKinds: clean?.failures.map((f) => `seed ${f.seed} ${f.kind}`) ?? [],
+    // a false positive is a finding: keep what it said and a repro file to replay it
+    falseRuns: await Promise.all((shared ? [] : clean?.failures ?? []).map(async (f) => {
+      let repro: string | null = null;
+      if (f.repro) {
+        mkdirSync(fpDir, { recursive: true });
+        repro = join(fpDir, reproFileName(f.scenario, f.seed).replace(/\.json$/, `-${e.run?.arch ?? 'x86'}.json`));
+        await writeRepro(repro, f.repro);
+      }
+      return { seed: f.seed, kind: f.kind, family: f.family ?? null, message: f.message, repro };
+    })),
   };
   rows.push(row);
   process.stderr.write(`${row.id}: ${row.caught ? `caught at seed ${row.seedsToFirst} in ${row.secondsToFirst} s (${row.family}, ${row.kind})` : `NOT caught in ${seeds} seeds`}`
@@ -105,4 +119,7 @@ console.log(line(head));
 console.log('|' + w.map((n) => '-'.repeat(n + 2)).join('|') + '|');
 for (const t of table) console.log(line(t));
 console.log(`\n${caught.length}/${rows.length} caught; median ${median ?? '-'} s to the first catch; at most ${summary.maxSeedsToFirst} seeds; ${summary.falsePositives} false positives; load average ${summary.loadavg.join(' ')} on ${summary.cores} cores; ${summary.wallSeconds} s`);
+for (const r of rows) for (const f of r.falseRuns) {
+  console.log(`false positive: ${r.id} seed ${f.seed} (${f.family}): ${f.kind}: ${(f.message ?? '').split('\n')[0]}${f.repro ? `\n  replay: mmsim repro ${f.repro}` : ''}`);
+}
 console.log(`results: ${file}`);
