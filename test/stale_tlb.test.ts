@@ -87,7 +87,8 @@ describe('the race, chosen by causality', () => {
     expect(roles).toContain(`${v.cpu}:use`);
     const free = race.rows.find((x) => x.role === 'free')!;
     expect(free).toBeDefined();
-    expect(free.cpu).not.toBe(v.cpu);
+    // the free may be on the using CPU: the munmapping task can have migrated there (seed 1 since migration
+    // between threads came to deterministic mode); the race still spans the munmap's CPU and the user's
     expect(race.cpus.length).toBeGreaterThanOrEqual(2);
     // in causal order: fill, then free, then use
     const at = (role: string): number => race.rows.findIndex((x) => x.role === role);

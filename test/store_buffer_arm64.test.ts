@@ -118,15 +118,22 @@ describe('munmap-vs-access on arm64, deterministic, fault.uptodate_no_smp_wmb', 
   const { loadScenario } = await import('../src/engine/scenario.ts');
   const { runScenario } = await import('../src/engine/machine.ts');
   const s = await loadScenario('scenarios/munmap-vs-access.ts');
-  const opts = (knobs: string[]) => ({ mode: 'deterministic' as const, arch: 'arm64', seed: 1, hotPreempt: 0.3, ops: 1500, knobs, hangTimeoutMs: 120000 });
+  const opts = (knobs: string[], seed = 1) => ({ mode: 'deterministic' as const, arch: 'arm64', seed, hotPreempt: 0.3, ops: 1500, knobs, hangTimeoutMs: 120000 });
   it('caught by the content oracle, the same failure on the same schedule on replay; clean with the barrier', async () => {
-    const a = await runScenario(s, opts(['fault.uptodate_no_smp_wmb']));
-    expect(a.violations.map((v) => v.kind)).toContain('content');
-    expect(a.stats.sbStores).toBeGreaterThan(0);
-    const b = await runScenario(s, opts(['fault.uptodate_no_smp_wmb']));
-    expect(b.deterministic).toEqual(a.deterministic);
-    expect(b.violations.map((v) => v.message)).toEqual(a.violations.map((v) => v.message));
-    const c = await runScenario(s, opts([]));
+    // the first of seeds 1-10 that catches it (seed 1 until migration between threads changed the schedules)
+    let seed = 0;
+    let a: Awaited<ReturnType<typeof runScenario>> | undefined;
+    for (let k = 1; k <= 10 && !a; k++) {
+      const r = await runScenario(s, opts(['fault.uptodate_no_smp_wmb'], k));
+      if (r.violations.some((v) => v.kind === 'content')) [seed, a] = [k, r];
+    }
+    expect(a, 'no seed in 1..10 caught the knob').toBeDefined();
+    expect(a!.violations.map((v) => v.kind)).toContain('content');
+    expect(a!.stats.sbStores).toBeGreaterThan(0);
+    const b = await runScenario(s, opts(['fault.uptodate_no_smp_wmb'], seed));
+    expect(b.deterministic).toEqual(a!.deterministic);
+    expect(b.violations.map((v) => v.message)).toEqual(a!.violations.map((v) => v.message));
+    const c = await runScenario(s, opts([], seed));
     expect(c.violations).toEqual([]);
   }, 900_000);
 });

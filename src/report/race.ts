@@ -132,8 +132,10 @@ export function chooseRace(byCpu: Record<number, TraceEvent[]>, v: RaceViolation
   // a flush that can have removed the entry: a local flush covering the page, or a flush IPI from the other side
   const covers = (e: TraceEvent): boolean =>
     e.type === 'FLUSH_LOCAL' ? e.b < 0 || v.va === undefined || (v.va >= e.a && v.va < e.a + e.b * PAGE) : e.type === 'IPI_HANDLE' ? others.includes(e.a) : e.type === 'IPI_SEND' || e.type === 'SHOOTDOWN_DONE';
-  // the using CPU may have made the change itself (its own mprotect, say): then its own change events count too
-  const sides = others.length ? others : [c0];
+  // the using CPU may have made the change itself (its own mprotect, say): then its own change events count
+  // too; so do they when another task changed the page on the using CPU after the fill (a migrated munmap)
+  const selfKeys = mine.some((e) => (fill === undefined || e.seq > fill.seq) && e.seq < uSeq && concerns(e));
+  const sides = others.length ? (selfKeys ? [...others, c0] : others) : [c0];
   for (const c of sides) {
     const evs = byCpu[c] ?? [];
     const inRace = evs.filter((e) => e.ts >= from && e.ts <= uTs && (c !== c0 || ((fill === undefined || e.seq > fill.seq) && e.seq < uSeq)));
