@@ -112,12 +112,12 @@ describe('migration in deterministic mode (one thread per CPU)', () => {
   }, 240_000);
 });
 
-describe('migration in free mode with one thread per CPU', () => {
+describe('migration in free mode with one thread per CPU (--migrate-threads)', () => {
   it('preempted tasks resume on other threads\' CPUs, and the CPUs keep their TLBs: clean runs stay clean', async () => {
     const s = await loadScenario('scenarios/munmap-vs-access.ts');
     let moved = 0;
     for (const seed of [1, 2, 3]) {
-      const r = await runScenario(s, { mode: 'free', cpus: 4, threads: 4, ops: 1000, seed });
+      const r = await runScenario(s, { mode: 'free', cpus: 4, threads: 4, ops: 1000, seed, migrateThreads: true });
       expect(r.violations, `seed ${seed}`).toEqual([]);
       moved += r.stats.migrations;
     }
@@ -125,12 +125,16 @@ describe('migration in free mode with one thread per CPU', () => {
     expect(moved).toBeGreaterThan(0);
     // a large TLB (the swarm draws 4x the scenario's): the slots are sized from it (a 256 KiB slot once
     // crashed thp-split-vs-access at 8,192 entries)
-    const big = await runScenario(s, { mode: 'free', cpus: 4, threads: 4, ops: 1000, seed: 1, tlbEntries: 8192 });
+    const big = await runScenario(s, { mode: 'free', cpus: 4, threads: 4, ops: 1000, seed: 1, tlbEntries: 8192, migrateThreads: true });
     expect(big.violations).toEqual([]);
     const bigDet = await runScenario(s, { mode: 'deterministic', cpus: 4, ops: 400, hotPreempt: 0.3, seed: 2, tlbEntries: 8192 });
     expect(bigDet.stats.migrations).toBeGreaterThan(0);
     expect(bigDet.violations).toEqual([]);
-    const pinned = await runScenario(s, { mode: 'free', cpus: 4, threads: 4, ops: 1000, seed: 1, preempt: 'none' });
+    const pinned = await runScenario(s, { mode: 'free', cpus: 4, threads: 4, ops: 1000, seed: 1, preempt: 'none', migrateThreads: true });
     expect(pinned.stats.migrations).toBe(0);
+    // off by default in free mode (docs/concurrency.md, Limits): tasks are preempted but stay
+    const off = await runScenario(s, { mode: 'free', cpus: 4, threads: 4, ops: 1000, seed: 1 });
+    expect(off.stats.preemptions).toBeGreaterThan(0);
+    expect(off.stats.migrations).toBe(0);
   }, 120_000);
 });

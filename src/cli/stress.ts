@@ -53,13 +53,14 @@ export function registerStress(program: Command): void {
     .option('--lazy-series <v>', 'version of Gordeev\'s lazy MMU series (mmsim list-series; default latest)', lazySeries)
     .addOption(new Option('--preempt <model>', 'preemption inside kernel code: none, full (default) or rt (PREEMPT_RT: spinlocks sleep)').choices(['none', 'full', 'rt']))
     .option('--irq <n>', 'device interrupts at 1 in N scheduling points of kernel code, 0 none (default: the scenario\'s machine.irq); the handler maps, uses and unmaps a linear-map page (DEBUG_PAGEALLOC)', int('--irq', 0, 1 << 20))
+    .option('--migrate-threads', 'free mode, one thread per CPU: a preempted task may also move to a CPU another thread carries (off by default; deterministic mode always migrates)')
     .option('--hang-timeout <ms>', 'declare a hang after this long without progress (up to 4x longer when the host is loaded: its load average per core)', int('--hang-timeout', 100, 1e9))
     .action(async (scenarios: string[], opts) => {
       if (opts.tlb !== undefined && opts.tlb & (opts.tlb - 1)) throw new InvalidArgumentError('--tlb must be a power of two');
       const run: TaskOptions = {
         cpus: opts.cpus, arch: opts.arch?.length === 1 ? opts.arch[0] : undefined, ops: opts.ops, durationMs: opts.duration, threads: opts.threads, delay: opts.delay,
         tlbEntries: opts.tlb, knobs: opts.knob.length ? opts.knob : undefined, hangTimeoutMs: opts.hangTimeout,
-        mode: opts.mode, preemptions: opts.preemptions, hotPreempt: opts.hotPreempt, overtime: opts.overtime, lazyContract: opts.lazyContract, lazySeries: opts.lazySeries, preempt: opts.preempt, irq: opts.irq,
+        mode: opts.mode, preemptions: opts.preemptions, hotPreempt: opts.hotPreempt, overtime: opts.overtime, lazyContract: opts.lazyContract, lazySeries: opts.lazySeries, preempt: opts.preempt, irq: opts.irq, migrateThreads: opts.migrateThreads,
       };
       // Ctrl-C: stop, abandon the running seeds, still print the table of the finished ones
       const stop = new AbortController();

@@ -52,6 +52,8 @@ export interface HostPlan {
   preempt?: PreemptModel;
   /** device interrupts (src/hw/irq.ts): 1 in irq scheduling points, 0 off; on means DEBUG_PAGEALLOC too (src/mm/vmalloc.ts) */
   irq?: number;
+  /** free mode, one thread per CPU: migration between threads (src/engine/migrate.ts); off unless true */
+  migrateThreads?: boolean;
   tasks: TaskPlan[];
 }
 
@@ -162,8 +164,9 @@ export function runHost(plan: HostPlan): HostResult {
   }
   const active = [...Array(n).keys()].filter((i) => tasks[i].length > 0);
   if (plan.deterministic) return runDeterministic(plan, V, host, cpus[0], tasks[0], oracles[0], violations);
-  // one thread per CPU: a preempted task may move to another thread's CPU (src/engine/migrate.ts)
-  if (n === 1 && L.migrate >= 0) host.migrator = new FreeMigrator(V, host);
+  // one thread per CPU, when asked (--migrate-threads): a preempted task may move to another
+  // thread's CPU (src/engine/migrate.ts; off by default in free mode: docs/concurrency.md)
+  if (n === 1 && L.migrate >= 0 && plan.migrateThreads === true) host.migrator = new FreeMigrator(V, host);
   // Start barrier: no CPU runs before every host has booted, so that the
   // first shootdowns already see every CPU (worker start-up takes seconds at 64+).
   if (Atomics.add(I, L.header + H_STARTED, 1) + 1 === L.shape.hosts) kickAll(V);

@@ -74,6 +74,12 @@ export interface RunOptions {
   preempt?: PreemptModel;
   /** device interrupts at 1 in N scheduling points (src/hw/irq.ts); 0 off; default: the scenario's machine.irq */
   irq?: number;
+  /**
+   * free mode with one thread per CPU: a preempted task may also move to a CPU another thread
+   * carries (src/engine/migrate.ts). Off by default: its first campaigns met anomalies not yet
+   * explained (docs/concurrency.md "Limits"). Deterministic mode always migrates between threads.
+   */
+  migrateThreads?: boolean;
   /** keep a long event history with timestamps, returned as RunResult.trace */
   trace?: boolean;
   /** events kept per CPU when tracing (power of two) */
@@ -329,6 +335,7 @@ export interface ResolvedRunOptions {
   preempt: PreemptModel;
   /** device interrupts: 1 in irq scheduling points, 0 none (the scenario's machine.irq unless asked) */
   irq: number;
+  migrateThreads: boolean;
   preemptions: number;
   /** deterministic mode: hot preemption probability (0: plain PCT) */
   hotPreempt: number;
@@ -358,6 +365,7 @@ export function resolveRunOptions(s: Scenario, o: RunOptions = {}): ResolvedRunO
     lazyContract: o.lazyContract ?? 'hint',
     lazySeries: o.lazySeries ?? LAZY_SERIES_LATEST, preempt: o.preempt ?? 'full',
     irq: o.irq ?? s.machine.irq,
+    migrateThreads: o.migrateThreads ?? false,
     preemptions: o.preemptions ?? 3,
     hotPreempt: o.hotPreempt ?? 0,
     overtime: o.overtime ?? 1,
@@ -587,7 +595,7 @@ export async function runScenario(s: Scenario, o: RunOptions = {}): Promise<RunR
     sab: V.sab, layout: L, hostId: h, cpus: [...Array(cpus).keys()].filter((c) => hostOf[c] === h), arch, knobs,
     tlbEntries, seed, delay, delaySpins: s.run.delaySpins, opsPerCpu: ops, stopOnViolation: !o.keepGoing,
     tasks: tasks.filter((t) => hostOf[t.cpu] === h), traceEpochMs, deterministic, lazyContract, lazySeries, hotPreempt: r.hotPreempt, overtime: r.overtime, preempt: r.preempt,
-    irq: r.irq,
+    irq: r.irq, migrateThreads: r.migrateThreads,
   });
   const t0 = performance.now();
   const setupMs = t0 - tSetup;

@@ -68,6 +68,7 @@ const optionsSchema = z.object({
   overtime: z.number().int().min(1).max(64),
   preempt: z.enum(PREEMPT_MODELS as [PreemptModel, ...PreemptModel[]]),
   irq: z.number().int().min(0).max(1 << 20),
+  migrateThreads: z.boolean(),
   trace: z.boolean(),
   traceEvents: pow2(1 << 24),
   cpuProfDir: z.string(),

@@ -212,6 +212,7 @@ export function rerunCommand(file: string, seed: number, o: TaskOptions): string
   add('--lazy-series', o.lazySeries);
   add('--preempt', o.preempt);
   add('--irq', o.irq);
+  if (o.migrateThreads) a.push('--migrate-threads');
   return a.join(' ');
 }
 
