@@ -71,8 +71,8 @@ describe('a CPU state crosses threads', () => {
   });
 });
 
-describe('migration in deterministic mode (one thread per CPU)', () => {
-  const det = (o: RunOptions = {}): RunOptions => ({ mode: 'deterministic', cpus: 4, ops: 400, hotPreempt: 0.3, ...o });
+describe('migration in deterministic mode (one thread per CPU, --migrate-threads)', () => {
+  const det = (o: RunOptions = {}): RunOptions => ({ mode: 'deterministic', cpus: 4, ops: 400, hotPreempt: 0.3, migrateThreads: true, ...o });
 
   it('preempted tasks resume on CPUs other threads carry, the oracles stay quiet, and the run replays exactly', async () => {
     const s = await loadScenario('scenarios/munmap-vs-access.ts');
@@ -93,9 +93,12 @@ describe('migration in deterministic mode (one thread per CPU)', () => {
       expect(r.stats.migrations, `seed ${seed}`).toBeGreaterThan(0);
       expect(r.violations, `seed ${seed}`).toEqual([]);
     }
-    // --preempt none: no preemption, no migration
+    // --preempt none: no preemption, no migration; and none without --migrate-threads
     const none = await runScenario(s, det({ seed: 2, preempt: 'none' }));
     expect(none.stats.migrations).toBe(0);
+    const off = await runScenario(s, det({ seed: 2, migrateThreads: false }));
+    expect(off.stats.preemptions).toBeGreaterThan(0);
+    expect(off.stats.migrations).toBe(0);
   }, 120_000);
 
   it('on every arch the moved CPUs keep their TLBs and arch state: clean runs stay clean', async () => {
@@ -127,7 +130,7 @@ describe('migration in free mode with one thread per CPU (--migrate-threads)', (
     // crashed thp-split-vs-access at 8,192 entries)
     const big = await runScenario(s, { mode: 'free', cpus: 4, threads: 4, ops: 1000, seed: 1, tlbEntries: 8192, migrateThreads: true });
     expect(big.violations).toEqual([]);
-    const bigDet = await runScenario(s, { mode: 'deterministic', cpus: 4, ops: 400, hotPreempt: 0.3, seed: 2, tlbEntries: 8192 });
+    const bigDet = await runScenario(s, { mode: 'deterministic', cpus: 4, ops: 400, hotPreempt: 0.3, seed: 2, tlbEntries: 8192, migrateThreads: true });
     expect(bigDet.stats.migrations).toBeGreaterThan(0);
     expect(bigDet.violations).toEqual([]);
     const pinned = await runScenario(s, { mode: 'free', cpus: 4, threads: 4, ops: 1000, seed: 1, preempt: 'none', migrateThreads: true });

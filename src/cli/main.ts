@@ -55,7 +55,7 @@ export function buildProgram(): Command {
     .option('--lazy-series <v>', `version of Gordeev's range-aware lazy MMU series: ${Object.keys(LAZY_SERIES).join(', ')} or latest (= ${LAZY_SERIES_LATEST}, the default); mmsim list-series`, lazySeries)
     .addOption(new Option('--preempt <model>', 'preemption inside kernel code: none, full (default) or rt (PREEMPT_RT: spinlocks sleep)').choices(['none', 'full', 'rt']))
     .option('--irq <n>', 'device interrupts at 1 in N scheduling points of kernel code, 0 none (default: the scenario\'s machine.irq); the handler maps, uses and unmaps a linear-map page (DEBUG_PAGEALLOC)', int('--irq', 0, 1 << 20))
-    .option('--migrate-threads', 'free mode, one thread per CPU: a preempted task may also move to a CPU another thread carries (off by default; deterministic mode always migrates)')
+    .option('--migrate-threads', 'deterministic mode, and free mode with one thread per CPU: a preempted task may also move to a CPU another thread carries (off by default: docs/concurrency.md)')
     .option('--delay <p>', 'probability of a random delay at each scheduling point (widens race windows)', prob)
     .option('--tlb <entries>', 'TLB entries per CPU (power of two)', int('--tlb', 1, 65536))
     .option('--knob <name>', 'turn on a bug-injection knob (repeatable)', knob, [] as string[])

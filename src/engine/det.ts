@@ -110,7 +110,9 @@ export class DetScheduler implements Scheduler {
   private readonly rng: Rng;
   /** per CPU: ring position already looked at for hot events */
   private readonly seen: Float64Array;
-  constructor(V: Views, host: Host, hotP = 0, seed = 0) {
+  constructor(V: Views, host: Host, hotP = 0, seed = 0, migrateThreads = false) {
+    // off: preempt_schedule() draws nothing for a migration, so runs and repro files from before it replay
+    if (migrateThreads) this.migrate = (cpu, task) => this.migrateNow(cpu, task);
     this.hotP = hotP;
     this.rng = new Rng(seed, 0x407 + host.id);
     this.seen = new Float64Array(V.L.shape.cpus);
@@ -296,7 +298,10 @@ export class DetScheduler implements Scheduler {
   private switchIn = -1;
   private switchInFrom = -1;
 
-  migrate(cpu: Cpu, _task: number): boolean {
+  /** the Scheduler hook, present only when migration between threads is on (RunOptions.migrateThreads) */
+  migrate?: (cpu: Cpu, task: number) => boolean;
+
+  private migrateNow(cpu: Cpu, _task: number): boolean {
     const I = this.I;
     const b = this.base;
     const L = this.L;

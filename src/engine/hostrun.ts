@@ -52,7 +52,7 @@ export interface HostPlan {
   preempt?: PreemptModel;
   /** device interrupts (src/hw/irq.ts): 1 in irq scheduling points, 0 off; on means DEBUG_PAGEALLOC too (src/mm/vmalloc.ts) */
   irq?: number;
-  /** free mode, one thread per CPU: migration between threads (src/engine/migrate.ts); off unless true */
+  /** migration between threads (src/engine/migrate.ts, det.ts): off unless true */
   migrateThreads?: boolean;
   tasks: TaskPlan[];
 }
@@ -248,7 +248,7 @@ function result(plan: HostPlan, cpus: Cpu[], tasks: TaskRunner[], oracles: Conte
 function runDeterministic(plan: HostPlan, V: Views, host: Host, cpu: Cpu, tasks: TaskRunner[], oracle: ContentOracle, violations: ViolationRecord[]): HostResult {
   const I = V.I;
   const L = V.L;
-  const sched = new DetScheduler(V, host, plan.hotPreempt ?? 0, plan.seed);
+  const sched = new DetScheduler(V, host, plan.hotPreempt ?? 0, plan.seed, plan.migrateThreads === true);
   host.sched = sched;
   set_current(cpu);
   Atomics.add(I, L.header + H_STARTED, 1);

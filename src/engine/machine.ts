@@ -75,9 +75,9 @@ export interface RunOptions {
   /** device interrupts at 1 in N scheduling points (src/hw/irq.ts); 0 off; default: the scenario's machine.irq */
   irq?: number;
   /**
-   * free mode with one thread per CPU: a preempted task may also move to a CPU another thread
-   * carries (src/engine/migrate.ts). Off by default: its first campaigns met anomalies not yet
-   * explained (docs/concurrency.md "Limits"). Deterministic mode always migrates between threads.
+   * deterministic mode and free mode with one thread per CPU: a preempted task may also move to
+   * a CPU another thread carries (src/engine/migrate.ts, src/engine/det.ts). Off by default: its
+   * first campaigns met anomalies not yet explained (docs/concurrency.md "Limits").
    */
   migrateThreads?: boolean;
   /** keep a long event history with timestamps, returned as RunResult.trace */
