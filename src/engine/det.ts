@@ -238,11 +238,8 @@ export class DetScheduler implements Scheduler {
   }
 
   private handoff(cpu: Cpu, to: number): void {
-    const I = this.I;
-    const b = this.base;
     this.logDecision(to);
-    Atomics.store(I, b + DET_TOKEN, to);
-    this.wakeHost(this.hostOf(to));
+    this.giveToken(to);
     this.waitForTurn(cpu);
   }
 
@@ -364,8 +361,21 @@ export class DetScheduler implements Scheduler {
 
   /** Give the token to `cpu` without a decision record (the handshake's own passes). */
   private pass(cpu: number): void {
+    this.giveToken(cpu);
+  }
+
+  /**
+   * Hand the token to `cpu`: its host's wake word is bumped *before* the token is published,
+   * then notified. In the other order the new holder can run, read its own wake word (a
+   * blocked() sequence) and only then see our late bump, which makes it look kicked: a
+   * scheduling decision that depended on the host's timing (a deterministic run that did not
+   * replay, 8 of 12 re-runs of mremap-vs-fault seed 1 with --preempt none).
+   */
+  private giveToken(cpu: number): void {
+    const w = hostWord(this.V.L, this.hostOf(cpu), HB_WAKE);
+    Atomics.add(this.I, w, 1);
     Atomics.store(this.I, this.base + DET_TOKEN, cpu);
-    this.wakeHost(this.hostOf(cpu));
+    Atomics.notify(this.I, w);
   }
 
   /** B's half: this thread's task, waiting where it could be preempted, leaves CPU `to`; this thread becomes CPU `from`. */
