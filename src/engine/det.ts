@@ -165,7 +165,7 @@ export class DetScheduler implements Scheduler {
     if (next !== cpu.id && next >= 0) {
       // waiting where its task could be preempted and moved (a preemption point of kernel code, or an
       // operation boundary: user mode; not with migration disabled): a partner for a preempted task
-      const m = kernel && preemptLevel !== 0 && cpu.spinDepth === 0 && preemptible(cpu);
+      const m = this.migrate !== undefined && kernel && preemptLevel !== 0 && cpu.spinDepth === 0 && preemptible(cpu);
       if (m) I[this.word(cpu.id, DET_MIGRATABLE)] = 1;
       this.handoff(cpu, next);
       if (m) I[this.word(cpu.id, DET_MIGRATABLE)] = 0; // cpu.id: the CPU it carries now
@@ -315,7 +315,7 @@ export class DetScheduler implements Scheduler {
     I[b + DET_MIG_TO] = to;
     I[this.word(from, DET_STATE)] = DS_DONE; // until the answer: eligible only for broadcasts and IPIs
     Atomics.store(I, b + DET_MIG_PHASE, 1);
-    this.pass(to);
+    this.giveToken(to);
     const w = hostWord(L, this.host.id, HB_WAKE);
     for (;;) {
       const seq = Atomics.load(I, w);
@@ -331,7 +331,7 @@ export class DetScheduler implements Scheduler {
       if (tok === from && ph === 2) {
         if (!put_slot(this.V, 0, cpu_state_save(cpu))) throw new Error('migration: a CPU state larger than its slot');
         Atomics.store(I, b + DET_MIG_PHASE, 3);
-        this.pass(to);
+        this.giveToken(to);
         continue;
       }
       if (tok === from && ph === 1) {
@@ -342,7 +342,7 @@ export class DetScheduler implements Scheduler {
         if (next < 0) this.deadlock();
         else if (next !== from) {
           this.logDecision(next);
-          this.pass(next);
+          this.giveToken(next);
         }
         continue;
       }
@@ -357,11 +357,6 @@ export class DetScheduler implements Scheduler {
     I[b + DET_DIRTY] = 1; // the CPUs' priorities stay with the CPUs: re-pick at the next point
     this.migrating = false;
     return true;
-  }
-
-  /** Give the token to `cpu` without a decision record (the handshake's own passes). */
-  private pass(cpu: number): void {
-    this.giveToken(cpu);
   }
 
   /**
@@ -392,7 +387,7 @@ export class DetScheduler implements Scheduler {
     switch_out(cpu); // its task leaves CPU `to` (to idle: lazy TLB); may give the turn away and get it back
     if (!put_slot(this.V, 1, cpu_state_save(cpu))) throw new Error('migration: a CPU state larger than its slot');
     Atomics.store(I, b + DET_MIG_PHASE, 2);
-    this.pass(from);
+    this.giveToken(from);
     const w = hostWord(L, this.host.id, HB_WAKE);
     for (;;) {
       const seq = Atomics.load(I, w);
@@ -415,7 +410,7 @@ export class DetScheduler implements Scheduler {
     } else cpu.preemptOff--;
     this.migrating = false;
     Atomics.store(I, b + DET_MIG_PHASE, 4);
-    this.pass(to); // back to the preempted task, which runs on `to` from now on
+    this.giveToken(to); // back to the preempted task, which runs on `to` from now on
   }
 
   /** A CPU finished its program (or the run is stopping): from now on it only takes IPIs. */
