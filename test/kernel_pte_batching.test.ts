@@ -66,6 +66,14 @@ function storeInSection(m: TestMachine, addr: number, ptep: number, pte: number)
 }
 
 /** A vmalloc'd page written by CPU 0 and read by CPU 1 (CPU 1 caches its global entry). */
+/** CPU 0 enters a lazy section over the page (vunmap_pte_range's range) and clears its kernel PTE, leaving the section open. */
+function clearInSection(m: TestMachine, addr: number, ptep: number): void {
+  m.on(0, () => {
+    lazy_mmu_mode_enable_with_ptes(initMm(m), addr, addr + PAGE_SIZE, ptep);
+    ptep_get_and_clear_kernel(initMm(m), addr, ptep);
+  });
+}
+
 function sharedKernelPage(m: TestMachine): { addr: number; ptep: number } {
   const addr = m.on(0, () => vmalloc(1));
   expect(m.on(0, (cpu) => cpu.kwrite(addr, 42))).toBe(true);
@@ -155,10 +163,7 @@ describe('powerpc hash: hpte_need_flush batches kernel addresses too', () => {
     const m = testMachine({ arch: 'powerpc-hash', cpus: 2 });
     m.process([0, 1]);
     const { addr, ptep } = sharedKernelPage(m);
-    m.on(0, () => {
-      lazy_mmu_mode_enable_with_ptes(initMm(m), addr, addr + PAGE_SIZE, ptep);
-      ptep_get_and_clear_kernel(initMm(m), addr, ptep);
-    });
+    clearInSection(m, addr, ptep);
     expect(Atomics.load(m.V.I, ptep)).toBe(0);
     const batch = m.on(0, (cpu) => cpu.arch as ppc64_tlb_batch);
     expect(batch.index).toBe(1);
@@ -224,10 +229,7 @@ describe('sparc64: maybe_tlb_batch_add skips init_mm (flush_tlb_kernel_range doe
     const m = testMachine({ arch: 'sparc64', cpus: 2 });
     m.process([0, 1]);
     const { addr, ptep } = sharedKernelPage(m);
-    m.on(0, () => {
-      lazy_mmu_mode_enable_with_ptes(initMm(m), addr, addr + PAGE_SIZE, ptep);
-      ptep_get_and_clear_kernel(initMm(m), addr, ptep);
-    });
+    clearInSection(m, addr, ptep);
     expect(Atomics.load(m.V.I, ptep)).toBe(0);
     expect(m.on(0, (cpu) => (cpu.arch as tlb_batch | undefined)?.tlb_nr ?? 0)).toBe(0);
     m.on(0, () => lazy_mmu_mode_disable());
@@ -291,10 +293,7 @@ describe('s390: the series\' ipte_range caches init_mm PTEs of the vmalloc secti
     m.process([0, 1]);
     set_lazy_series('none');
     const { addr, ptep } = sharedKernelPage(m);
-    m.on(0, () => {
-      lazy_mmu_mode_enable_with_ptes(initMm(m), addr, addr + PAGE_SIZE, ptep);
-      ptep_get_and_clear_kernel(initMm(m), addr, ptep);
-    });
+    clearInSection(m, addr, ptep);
     expect(Atomics.load(m.V.I, ptep)).toBe(0);
     expect(cached(m, 1, addr)).toBe(false);
     m.on(0, () => lazy_mmu_mode_disable());
