@@ -64,17 +64,25 @@ describe('mmsim stress', () => {
     const bad = lines.filter((l) => !l.ok);
     expect(bad).toHaveLength(sum.failed);
     expect((await readdir(reproDir)).sort()).toEqual(bad.map((l) => `repro-munmap-vs-access-${l.seed}.json`).sort());
+    // The knob frees the page before the shootdown; the first oracle to see the freed
+    // frame reports it. Usually a stale TLB entry is used (uaf-stale-tlb); on two host
+    // threads a walker may also read the PTE just before the munmap clears it and find
+    // the frame already free when it fills its TLB (pte-maps-free-frame, src/hw/walker.ts).
+    // Both are this bug; without the knob neither fires (the clean test above).
+    const caught = ['uaf-stale-tlb', 'pte-maps-free-frame'];
     for (const l of bad) {
-      expect(l.kind).toBe('uaf-stale-tlb');
+      expect(caught).toContain(l.kind);
       expect(l.exec).toBe('hosted');
       expect(existsSync(l.repro!)).toBe(true);
       const r = await readRepro(l.repro!);
       expect(r.scenario.name).toBe('munmap-vs-access');
       expect(r.options).toMatchObject({ seed: l.seed, mode: 'free', cpus: 4, ops: 3000, threads: 2, knobs: ['munmap.free_before_flush'] });
-      expect(r.violation?.kind).toBe('uaf-stale-tlb');
+      expect(r.violation?.kind).toBe(l.kind);
     }
-    expect(sum.scenarios[0].kinds).toEqual({ 'uaf-stale-tlb': sum.failed });
-    expect(printed).toMatch(/uaf-stale-tlb \d/);
+    const kinds = sum.scenarios[0].kinds as Record<string, number>;
+    expect(Object.keys(kinds).every((k) => caught.includes(k))).toBe(true);
+    expect(Object.values(kinds).reduce((a, b) => a + b, 0)).toBe(sum.failed);
+    expect(printed).toMatch(/(uaf-stale-tlb|pte-maps-free-frame) \d/);
     const first = sum.scenarios[0].firstFailure!;
     expect(printed).toContain(`first failure of munmap-vs-access: mmsim repro ${first.repro}; mmsim shrink ${first.repro}`);
     expect(sum.scenarios[0].rerun).toBe(`mmsim run munmap-vs-access --seed ${first.seed} --cpus 4 --ops 3000 --threads 2 --delay 0.05 --knob munmap.free_before_flush`);

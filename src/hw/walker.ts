@@ -88,7 +88,12 @@ export function walk(cpu: Cpu, mm: number, va: number, vpn: number, write: boole
       cpu.host.hooks.violation({
         kind: 'pte-maps-free-frame', cpu: cpu.id, va, pfn,
         cpus: [Atomics.load(I, frameWord(L, pfn, FM_OWNER)) - 1].filter((c) => c >= 0 && c !== cpu.id),
-        message: `cpu ${cpu.id}'s page walk for 0x${va.toString(16)} found a present PTE for pfn ${pfn}, which is free (freed before it was unmapped)`,
+        // The entry may have been cleared since this walk read it: an unmap that frees
+        // the page before its shootdown reaches this CPU (a walk is one fill, as hardware's,
+        // so no flush can land inside it; only a free without the flush gets here).
+        message: Atomics.load(I, idx) === e
+          ? `cpu ${cpu.id}'s page walk for 0x${va.toString(16)} found a present PTE for pfn ${pfn}, which is free (freed before it was unmapped)`
+          : `cpu ${cpu.id}'s page walk for 0x${va.toString(16)} read a present PTE for pfn ${pfn}, which was cleared and the page freed before this CPU's TLB was flushed (freed before the flush)`,
       });
     }
     const gen = I[frameWord(L, pfn, FM_GEN)]; // read after the leaf entry, in program order
