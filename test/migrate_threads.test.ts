@@ -12,6 +12,11 @@ import { ppc64_tlb_batch, ppc64_batch } from '../src/arch/powerpc-hash/index.ts'
 import { tlb_batch, sparc_batch } from '../src/arch/sparc64/index.ts';
 import { loadScenario } from '../src/engine/scenario.ts';
 import { runScenario, type RunOptions } from '../src/engine/machine.ts';
+import { makeRepro, readRepro, writeRepro } from '../src/tools/repro/repro.ts';
+import { rerunCommand } from '../src/tools/stress/stress.ts';
+import { mkdtemp, readFile, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 
 const CLASSES = Object.fromEntries([XenPvCpu, S390Cpu, Arm64Cpu, ppc64_tlb_batch, tlb_batch].map((K) => [K.name, K])) as Record<string, new () => object>;
 
@@ -71,7 +76,7 @@ describe('a CPU state crosses threads', () => {
   });
 });
 
-describe('migration in deterministic mode (one thread per CPU, --migrate-threads)', () => {
+describe('migration in deterministic mode (one thread per CPU; on by default)', () => {
   const det = (o: RunOptions = {}): RunOptions => ({ mode: 'deterministic', cpus: 4, ops: 400, hotPreempt: 0.3, migrateThreads: true, ...o });
 
   it('preempted tasks resume on CPUs other threads carry, the oracles stay quiet, and the run replays exactly', async () => {
@@ -140,4 +145,42 @@ describe('migration in free mode with one thread per CPU (--migrate-threads)', (
     expect(off.stats.preemptions).toBeGreaterThan(0);
     expect(off.stats.migrations).toBe(0);
   }, 120_000);
+});
+
+describe('the default: on in deterministic mode, off in free mode, and repro files keep what they ran with', () => {
+  it('a deterministic run migrates without the option; --no-migrate-threads (false) pins it; free mode does not', async () => {
+    const s = await loadScenario('scenarios/munmap-vs-access.ts');
+    const on = await runScenario(s, { mode: 'deterministic', cpus: 4, ops: 400, hotPreempt: 0.3, seed: 2 });
+    expect(on.stats.migrations).toBeGreaterThan(0);
+    expect(on.violations).toEqual([]);
+    const off = await runScenario(s, { mode: 'deterministic', cpus: 4, ops: 400, hotPreempt: 0.3, seed: 2, migrateThreads: false });
+    expect(off.stats.preemptions).toBeGreaterThan(0);
+    expect(off.stats.migrations).toBe(0);
+    expect(off.deterministic!.schedule).not.toEqual(on.deterministic!.schedule);
+
+    // a repro file records the value resolved, so it replays the same way if the default changes again
+    const dir = await mkdtemp(join(tmpdir(), 'mmsim-mig-'));
+    const file = join(dir, 'r.json');
+    await writeRepro(file, makeRepro(s, { mode: 'deterministic', seed: 2, cpus: 4, ops: 400, hotPreempt: 0.3 }, on, undefined, on.deterministic!.schedule));
+    expect(JSON.parse(await readFile(file, 'utf8')).options.migrateThreads).toBe(true);
+    expect((await readRepro(file)).options.migrateThreads).toBe(true);
+    const freeRepro = makeRepro(s, { mode: 'free', seed: 2 }, on);
+    expect(freeRepro.options.migrateThreads).toBe(false);
+    // a file written before the default changed has no field: it ran without migration between threads
+    const old = JSON.parse(await readFile(file, 'utf8'));
+    delete old.options.migrateThreads;
+    await writeFile(file, JSON.stringify(old));
+    const back = await readRepro(file);
+    expect(back.options.migrateThreads).toBe(false);
+    const again = await runScenario(back.scenario, back.options);
+    expect(again.deterministic!.schedule).toEqual(off.deterministic!.schedule);
+  }, 120_000);
+
+  it('the stress re-run command names the option only where it differs from the mode\'s default', () => {
+    expect(rerunCommand('x', 1, { mode: 'deterministic' })).not.toMatch(/migrate-threads/);
+    expect(rerunCommand('x', 1, { mode: 'deterministic', migrateThreads: true })).not.toMatch(/migrate-threads/);
+    expect(rerunCommand('x', 1, { mode: 'deterministic', migrateThreads: false })).toMatch(/ --no-migrate-threads$/);
+    expect(rerunCommand('x', 1, { mode: 'free', migrateThreads: true })).toMatch(/ --migrate-threads$/);
+    expect(rerunCommand('x', 1, { mode: 'free', migrateThreads: false })).not.toMatch(/migrate-threads/);
+  });
 });

@@ -75,9 +75,9 @@ export interface RunOptions {
   /** device interrupts at 1 in N scheduling points (src/hw/irq.ts); 0 off; default: the scenario's machine.irq */
   irq?: number;
   /**
-   * deterministic mode and free mode with one thread per CPU: a preempted task may also move to
-   * a CPU another thread carries (src/engine/migrate.ts, src/engine/det.ts). Off by default: its
-   * first campaigns met anomalies not yet explained (docs/concurrency.md "Limits").
+   * a preempted task may also move to a CPU another host thread carries (src/engine/migrate.ts,
+   * src/engine/det.ts). Default: on in deterministic mode; off in free mode, where its first
+   * campaigns met anomalies not yet explained (docs/concurrency.md "Limits").
    */
   migrateThreads?: boolean;
   /** keep a long event history with timestamps, returned as RunResult.trace */
@@ -365,7 +365,7 @@ export function resolveRunOptions(s: Scenario, o: RunOptions = {}): ResolvedRunO
     lazyContract: o.lazyContract ?? 'hint',
     lazySeries: o.lazySeries ?? LAZY_SERIES_LATEST, preempt: o.preempt ?? 'full',
     irq: o.irq ?? s.machine.irq,
-    migrateThreads: o.migrateThreads ?? false,
+    migrateThreads: o.migrateThreads ?? deterministic,
     preemptions: o.preemptions ?? 3,
     hotPreempt: o.hotPreempt ?? 0,
     overtime: o.overtime ?? 1,

@@ -35,7 +35,10 @@ export function reproFileName(scenario: string, seed: number): string {
 export function makeRepro(s: Scenario, options: Repro['options'], r: RunResult, scenarioFile?: string, schedule?: number[]): Repro {
   const v = runVerdict(r);
   return {
-    version: REPRO_VERSION, scenario: s, scenarioFile, options, schedule,
+    // migrateThreads is written resolved: its default changed (on in deterministic mode since
+    // 2026-12-06), and a file must replay the same way whatever the default becomes
+    version: REPRO_VERSION, scenario: s, scenarioFile,
+    options: { ...options, migrateThreads: options.migrateThreads ?? options.mode === 'deterministic' }, schedule,
     violation: v.kind !== null ? { kind: v.kind, message: v.message ?? '' } : null,
     made: { by: 'mmsim 0.1.0', at: new Date().toISOString() },
   };
@@ -98,5 +101,8 @@ export async function readRepro(path: string): Promise<Repro> {
   }
   const v = reproSchema.safeParse(r);
   if (!v.success) throw new ScenarioError(formatIssues(path, v.error));
-  return { ...(r as Repro), scenario: parseScenario(r.scenario, `${path}: scenario`) };
+  const rr = r as Repro;
+  // a file without migrateThreads predates its default (on in deterministic mode since
+  // 2026-12-06): it was written when migration between threads was off unless asked for
+  return { ...rr, options: { ...rr.options, migrateThreads: rr.options.migrateThreads ?? false }, scenario: parseScenario(r.scenario, `${path}: scenario`) };
 }

@@ -212,7 +212,9 @@ export function rerunCommand(file: string, seed: number, o: TaskOptions): string
   add('--lazy-series', o.lazySeries);
   add('--preempt', o.preempt);
   add('--irq', o.irq);
-  if (o.migrateThreads) a.push('--migrate-threads');
+  // the default is on in deterministic mode and off in free mode (src/engine/machine.ts)
+  if (o.migrateThreads === true && o.mode !== 'deterministic') a.push('--migrate-threads');
+  if (o.migrateThreads === false && o.mode === 'deterministic') a.push('--no-migrate-threads');
   return a.join(' ');
 }
 
