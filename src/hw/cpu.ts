@@ -152,6 +152,15 @@ export class Host {
   /** free mode, one thread per CPU: migration between threads (src/engine/migrate.ts), or null */
   migrator: Migrator | null = null;
   private readonly nhosts: number;
+  /** kickEachHost: the batch that last kicked each host thread (free mode) */
+  private readonly kickStamp: Int32Array;
+  private kickGen = 0;
+  /** acked: the pollIpis pass deferring acknowledgement kicks (0: none), and the hosts to kick at its end */
+  private ackBatch = 0;
+  private ackGen = 0;
+  private readonly ackStamp: Int32Array;
+  private readonly ackHosts: Int32Array;
+  private nAckHosts = 0;
   constructor(V: Views, id: number, hooks: Hooks) {
     this.V = V;
     this.I = V.I;
@@ -159,6 +168,9 @@ export class Host {
     this.hooks = hooks;
     this.wake = hostWord(V.L, id, HB_WAKE);
     this.nhosts = V.L.shape.hosts;
+    this.kickStamp = new Int32Array(this.nhosts);
+    this.ackStamp = new Int32Array(this.nhosts);
+    this.ackHosts = new Int32Array(this.nhosts);
     Atomics.store(this.I, hostWord(V.L, id, HB_WAITING_ON), -1);
   }
 
@@ -168,10 +180,24 @@ export class Host {
    */
   pollIpis(): void {
     const cs = this.cpus;
-    for (let i = 0; i < cs.length; i++) {
-      const c = cs[i];
-      if (this.I[c.ctl + CC_BC_PENDING] !== 0) c.handleBroadcasts();
-      if (this.I[c.ctl + CC_IPI_PENDING] !== 0 && c.irqOff === 0) c.handleIpis();
+    // free mode, several CPUs on this thread: one kick per sender thread for the pass (acked)
+    const outer = this.sched === null && cs.length > 1 && this.ackBatch === 0;
+    if (outer) this.ackBatch = ++this.ackGen;
+    try {
+      for (let i = 0; i < cs.length; i++) {
+        const c = cs[i];
+        if (this.I[c.ctl + CC_BC_PENDING] !== 0) c.handleBroadcasts();
+        if (this.I[c.ctl + CC_IPI_PENDING] !== 0 && c.irqOff === 0) c.handleIpis();
+      }
+    } finally {
+      // every pass sends what it deferred, a nested one too (a handler that waits must not
+      // hold back the kick its partner waits for); the outermost ends the deferring
+      if (this.nAckHosts > 0) {
+        for (let k = 0; k < this.nAckHosts; k++) this.kickHost(this.ackHosts[k]);
+        this.nAckHosts = 0;
+        if (!outer && this.ackBatch !== 0) this.ackBatch = ++this.ackGen;
+      }
+      if (outer) this.ackBatch = 0;
     }
   }
 
@@ -210,6 +236,55 @@ export class Host {
   kick(cpu: number): void {
     // read each time: a migration in deterministic mode moves a CPU to another host thread
     this.kickHost(this.I[cpuCtl(this.V.L, cpu, CC_HOST)]);
+  }
+
+  /**
+   * After posting work to targets[0..n) (all CPUs but `self` when targets is null):
+   * get the attention of each host thread that carries one, once. Free mode only
+   * kicks each thread once (a sleeping thread costs a futex wake per kick: 105
+   * of them for one shootdown to 256 CPUs on 2 threads); the kicks come after every
+   * target's pending bit is set, so a thread woken by the first one cannot go back
+   * to sleep before it sees the last. Deterministic mode kicks per CPU in the
+   * order it always has (each kick marks the scheduler dirty: replays stay exact).
+   */
+  kickEachHost(targets: ArrayLike<number> | null, n: number, self: number): void {
+    const L = this.V.L;
+    const I = this.I;
+    const det = this.sched !== null;
+    const batch = ++this.kickGen;
+    const m = targets === null ? L.shape.cpus : n;
+    for (let i = 0; i < m; i++) {
+      const t = targets === null ? i : targets[i];
+      if (t === self) continue;
+      if (targets === null && !det && Atomics.load(I, cpuCtl(L, t, CC_ONLINE)) === 0) continue; // Cpu.exists
+      if (det) {
+        this.kick(t);
+        continue;
+      }
+      const h = I[cpuCtl(L, t, CC_HOST)];
+      if (this.kickStamp[h] === batch) continue;
+      this.kickStamp[h] = batch;
+      this.kickHost(h);
+    }
+  }
+
+  /**
+   * An IPI or broadcast acknowledgement was posted to `sender`: get its thread's
+   * attention. Inside pollIpis in free mode the kicks are deferred to the end of the
+   * pass, one per sender thread: a thread carrying 128 CPUs acknowledges a shootdown
+   * 105 times in one pass, each a futex wake while the sender sleeps. Elsewhere (and in
+   * deterministic mode, where each kick marks the scheduler dirty) at once, as before.
+   */
+  acked(sender: number): void {
+    if (this.ackBatch === 0) {
+      this.kick(sender);
+      return;
+    }
+    const h = this.I[cpuCtl(this.V.L, sender, CC_HOST)];
+    if (this.ackStamp[h] !== this.ackBatch) {
+      this.ackStamp[h] = this.ackBatch;
+      this.ackHosts[this.nAckHosts++] = h;
+    }
   }
 
   kickHost(h: number): void {
@@ -423,7 +498,7 @@ export class Cpu {
           this.host.hooks.ipi[type](this, sender);
           this.ring.log(EV.IPI_DONE, sender, 0);
           Atomics.sub(I, cpuCtl(this.V.L, sender, CC_ACK), 1);
-          this.host.kick(sender);
+          this.host.acked(sender);
         }
       }
     }
@@ -454,8 +529,8 @@ export class Cpu {
       const t = targets[i];
       Atomics.or(I, cpuCtl(L, t, CC_IPI_MASK + word), bit);
       Atomics.add(I, cpuCtl(L, t, CC_IPI_PENDING), 1);
-      this.host.kick(t);
     }
+    this.host.kickEachHost(targets, n, this.id);
     this.I[this.st + ST_IPI_SENT] += n;
     const ack = this.ctl + CC_ACK;
     for (let spin = 0; Atomics.load(I, ack) !== 0; spin++) {
@@ -505,8 +580,8 @@ export class Cpu {
       if (t === this.id || !this.exists(t)) continue;
       Atomics.or(I, cpuCtl(L, t, CC_BC_MASK + word), bit);
       Atomics.add(I, cpuCtl(L, t, CC_BC_PENDING), 1);
-      this.host.kick(t);
     }
+    this.host.kickEachHost(null, n, this.id);
     purge(this.tlb, asid, startVpn, endVpn);
     I[this.st + ST_BCAST_SENT]++;
     const ack = this.ctl + CC_BC_ACK;
@@ -545,7 +620,7 @@ export class Cpu {
           purge(this.tlb, I[req + CC_BC_ASID], F[(req + CC_BC_START_F) >> 1], F[(req + CC_BC_END_F) >> 1]);
           I[this.st + ST_BCAST_RECV]++;
           Atomics.sub(I, req + CC_BC_ACK, 1);
-          this.host.kick(issuer);
+          this.host.acked(issuer);
         }
       }
     }

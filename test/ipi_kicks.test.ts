@@ -1,0 +1,74 @@
+// Issue #15: a shootdown wakes each host thread once, not once per target CPU
+// (src/hw/cpu.ts Host.kickEachHost, Host.acked). A thread carrying 128 CPUs
+// acknowledged a shootdown with 105 futex wakes of the sleeping sender before.
+import { describe, it, expect } from 'vitest';
+import { createMachine } from '../src/engine/inline.ts';
+import { makeHost } from '../src/engine/hostrun.ts';
+import { Cpu, set_current, type Host } from '../src/hw/cpu.ts';
+import { cpuCtl, hostWord, CC_ACK, CC_IPI_MASK, CC_IPI_PENDING, CC_INFO_TYPE, HB_WAKE, HB_SLEEPING } from '../src/hw/layout.ts';
+import { IPI_TLB_REMOVE_TABLE_SYNC } from '../src/arch/arch.ts';
+import type { ViolationRecord } from '../src/oracles/oracles.ts';
+
+/** CPU 0 on host 0, CPUs 1..n-1 on host 1: two Host objects in this thread, no workers */
+function twoHosts(n: number, deterministic = false): { hosts: Host[]; cpus: Cpu[]; I: Int32Array; wakes: () => number[] } {
+  const V = createMachine({
+    cpus: n, hosts: 2, dataFrames: 1024, tableFrames: 128, maxMms: 4, maxVmas: 16, maxTasks: 16, maxFiles: 4, eventRing: 64,
+  }, (c) => (c === 0 ? 0 : 1));
+  const violations: ViolationRecord[] = [];
+  const hosts = [makeHost(V, 0, 'x86', violations, false), makeHost(V, 1, 'x86', violations, false)];
+  const cpus: Cpu[] = [];
+  for (let c = 0; c < n; c++) {
+    const cpu = new Cpu(hosts[c === 0 ? 0 : 1], c, 64, 1);
+    hosts[c === 0 ? 0 : 1].cpus.push(cpu);
+    cpus.push(cpu);
+  }
+  if (deterministic) for (const h of hosts) h.sched = { point() {}, blocked() {}, kicked() {} } as unknown as Host['sched'];
+  const I = V.I;
+  return { hosts, cpus, I, wakes: () => [0, 1].map((h) => I[hostWord(V.L, h, HB_WAKE)]) };
+}
+
+/** what send_ipis_and_wait posts, by hand (the sender cannot wait here: its targets' thread is this one) */
+function post(I: Int32Array, cpus: Cpu[], from: number, targets: number[]): void {
+  const L = cpus[0].V.L;
+  Atomics.store(I, cpuCtl(L, from, CC_INFO_TYPE), IPI_TLB_REMOVE_TABLE_SYNC);
+  Atomics.store(I, cpuCtl(L, from, CC_ACK), targets.length);
+  for (const t of targets) {
+    Atomics.or(I, cpuCtl(L, t, CC_IPI_MASK + (from >> 5)), 1 << (from & 31));
+    Atomics.add(I, cpuCtl(L, t, CC_IPI_PENDING), 1);
+  }
+}
+
+describe('IPI kicks between host threads', () => {
+  it('a send to 100 CPUs of one thread kicks that thread once; its pass over them acknowledges all 100 with one kick back', () => {
+    const { hosts, cpus, I, wakes } = twoHosts(101);
+    const targets = Array.from({ length: 100 }, (_, i) => i + 1);
+    post(I, cpus, 0, targets);
+    const w0 = wakes();
+    set_current(cpus[0]);
+    hosts[0].kickEachHost(targets, targets.length, 0);
+    expect(wakes()[1] - w0[1]).toBe(1);
+    // the sender sleeps: each kick would be a futex wake
+    Atomics.store(I, hostWord(cpus[0].V.L, 0, HB_SLEEPING), 1);
+    const w1 = wakes();
+    hosts[1].pollIpis();
+    expect(Atomics.load(I, cpuCtl(cpus[0].V.L, 0, CC_ACK))).toBe(0);
+    expect(wakes()[0] - w1[0]).toBe(1);
+  });
+
+  it('a broadcast kicks each thread once; deterministic mode kicks per CPU and per acknowledgement, as its replays were recorded', () => {
+    const a = twoHosts(9);
+    const w = a.wakes();
+    a.hosts[0].kickEachHost(null, 9, 0); // every online CPU but the sender: 8, all on host 1
+    expect(a.wakes()[1] - w[1]).toBe(1);
+    expect(a.wakes()[0] - w[0]).toBe(0);
+    const d = twoHosts(9, true);
+    const targets = [1, 2, 3, 4, 5, 6, 7, 8];
+    post(d.I, d.cpus, 0, targets);
+    const dw = d.wakes();
+    d.hosts[0].kickEachHost(targets, 8, 0);
+    expect(d.wakes()[1] - dw[1]).toBe(8);
+    const dw1 = d.wakes();
+    d.hosts[1].pollIpis();
+    expect(d.wakes()[0] - dw1[0]).toBe(8);
+  });
+});
