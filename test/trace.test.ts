@@ -228,3 +228,35 @@ describe('a traced run of munmap-vs-access', () => {
     expect(g.some((x) => x.name.includes(v.message))).toBe(true);
   });
 });
+
+describe('spans of a task that migrates inside a syscall', () => {
+  // CPU 0: task 7 enters munmap and is preempted inside it; it resumes on CPU 1 (MIGRATE on
+  // CPU 1), and task 9, moved to CPU 0 by the same swap (MIGRATE on CPU 0), runs a munmap of its
+  // own there. Before the exporter closed spans at a MIGRATE, task 7's begin on CPU 0 was
+  // paired with task 9's end (the suite's trace test failed on such a pairing under load).
+  const ev = (cpu: number, seq: number, us: number, type: string, a: number, b = 0): TraceEvent => ({ cpu, seq, ts: us, type, a, b });
+  const MUNMAP = 2;
+  const r = {
+    scenario: 'synthetic', arch: 'x86', cpus: 2, threads: 1, mode: 'inline', seed: 1, knobs: [], wallMs: 1, violations: [], violationCount: 0,
+    trace: {
+      events: [
+        ev(0, 1, 10, 'SYSCALL', MUNMAP, 0x1000), ev(0, 2, 20, 'MIGRATE', 9, 1), ev(0, 3, 30, 'SYSCALL', MUNMAP, 0x5000), ev(0, 4, 40, 'SYSCALL_END', MUNMAP, 0),
+        ev(1, 1, 5, 'OP', 9, 0), ev(1, 2, 21, 'MIGRATE', 7, 0), ev(1, 3, 22, 'FAULT', 0x2000, 0), ev(1, 4, 24, 'FAULT_END', 0x2000, 0), ev(1, 5, 60, 'SYSCALL_END', MUNMAP, 0),
+      ],
+    },
+  } as unknown as RunResult;
+
+  it('closes the migrated task\'s span where it left, continues it from where it arrived, and pairs the other task\'s syscall with its own end', () => {
+    const m = buildTraceModel(r)!;
+    const sys = m.spans.filter((s) => s.kind === 'SYSCALL').map((s) => ({ cpu: s.cpu, start: s.startNs / 1000, end: s.endNs / 1000, truncated: s.truncated }));
+    expect(sys).toEqual([
+      { cpu: 0, start: 10, end: 20, truncated: expect.stringMatching(/left this CPU/) },
+      { cpu: 0, start: 30, end: 40, truncated: undefined },
+      { cpu: 1, start: 21, end: 60, truncated: 'began on cpu 0 before task 7 migrated here' },
+    ]);
+    // the fault taken after the arrival nests inside the continued syscall
+    const fault = m.spans.find((s) => s.kind === 'FAULT')!;
+    expect([fault.cpu, fault.startNs / 1000, fault.endNs / 1000, fault.truncated, fault.depth]).toEqual([1, 22, 24, undefined, 1]);
+    expect(() => toChromeTrace(r)).not.toThrow();
+  });
+});

@@ -196,6 +196,11 @@ export function migrate_swap(a: Cpu, b: Cpu, ta: number): void {
   if (ta >= 0) a.I[taskWord(L, ta, T_CPU)] = a.id;
   if (tb >= 0) a.I[taskWord(L, tb, T_CPU)] = b.id;
   a.stat(ST_MIGRATIONS);
+  // b's task (or idle, -1) now runs on a's old CPU: say so on that CPU's track, so a trace
+  // shows where the preempted task left it (src/report/trace_export.ts closes its open spans
+  // there). Free mode only (no deterministic run calls this), so no schedule changes.
+  if (tb >= 0) b.stat(ST_MIGRATIONS);
+  b.ring.log(EV.MIGRATE, tb, a.id);
 }
 
 /**

@@ -45,7 +45,7 @@ export const EV = {
   VUNMAP: 38, // a = start, b = pages: vunmap_range_noflush unmapped one
   KERNEL_MAP: 39, // a = linear-map address, b = 1 valid / 0 invalid: __kernel_map_pages (DEBUG_PAGEALLOC)
   FLUSH_KERNEL: 40, // a = start, b = end: flush_tlb_kernel_range
-  MIGRATE: 41, // a = task, b = the CPU it left: a preempted task resumes on this CPU (src/hw/preempt.ts)
+  MIGRATE: 41, // a = task (-1 idle), b = the CPU it left: a task resumes on this CPU, and the one that ran here has left it (src/hw/preempt.ts)
 } as const;
 /** begin -> end pairs, for duration events in traces */
 export const EV_SPANS: [number, number][] = [
@@ -142,7 +142,7 @@ export function formatEvent(e: EventRecord): string {
     case 'CTX_SWITCH':
       return `#${e.seq} switch_mm ${e.a} -> ${e.b}`;
     case 'MIGRATE':
-      return `#${e.seq} task ${e.a} migrated here from cpu ${e.b}`;
+      return e.a < 0 ? `#${e.seq} idle here: this CPU's task moved to cpu ${e.b}` : `#${e.seq} task ${e.a} migrated here from cpu ${e.b}`;
     case 'MOVE_PGTABLES':
       return `#${e.seq} move_page_tables ${hex(e.a)} -> ${hex(e.b)}`;
     case 'CHANGE_BEGIN':

@@ -315,10 +315,23 @@ export function buildTraceModel(r: RunResult): TraceModel | null {
       spans.push({ cpu: w.cpu, startNs: bNs, endNs: Math.max(bNs, eNs), ...info, kind: begin.type, depth, ...(truncated ? { truncated } : {}) });
     };
     let lastNs = w.firstNs;
+    // the last MIGRATE on this CPU: a task arrived here (its spans begun elsewhere end here)
+    let arrived: { ns: number; from: number; task: number } | null = null;
     for (const e of w.events) {
       const ns = Math.max(toNs(e.ts), lastNs); // per-CPU clock is monotonic; guard anyway
       lastNs = ns;
       const t = typeNo.get(e.type) ?? -1;
+      if (e.type === 'MIGRATE') {
+        // The task that ran here has left this CPU (preempted and resumed elsewhere, or moved
+        // with migrate_swap): whatever it had open continues on another CPU's track. Closing it
+        // here keeps another task's later end of the same kind from being paired with it.
+        while (stack.length) {
+          const o = stack.pop()!;
+          close(o.e, o.ns, null, ns, stack.length, 'its task left this CPU here (migration): continued on another CPU');
+        }
+        arrived = { ns, from: e.b, task: e.a };
+        continue;
+      }
       if (isBegin.has(t)) {
         stack.push({ e, ns });
         continue;
@@ -343,10 +356,14 @@ export function buildTraceModel(r: RunResult): TraceModel | null {
           const o = stack.pop()!;
           close(o.e, o.ns, null, ns, stack.length + 1, 'end not recorded: closed with its enclosing span');
         }
-        // the begin's a is the end's a for every pair; LOCK_ACQUIRED's b is LOCK_WAIT's b too
-        const synthetic: TraceEvent = { ...e, type: bname, seq: w.events[0].seq, ts: fromNs(w.firstNs) };
-        const why = w.dropped > 0 ? 'begin overwritten in the event ring (before this CPU\'s window)' : 'begin not recorded';
-        close(synthetic, w.firstNs, e, ns, 0, why, true);
+        // the begin's a is the end's a for every pair; LOCK_ACQUIRED's b is LOCK_WAIT's b too.
+        // After a migration here it began on the CPU the task came from: from the arrival.
+        const fromNs0 = arrived !== null ? arrived.ns : w.firstNs;
+        const synthetic: TraceEvent = { ...e, type: bname, seq: w.events[0].seq, ts: fromNs(fromNs0) };
+        const why = arrived !== null
+          ? `began on cpu ${arrived.from} before task ${arrived.task} migrated here`
+          : w.dropped > 0 ? 'begin overwritten in the event ring (before this CPU\'s window)' : 'begin not recorded';
+        close(synthetic, fromNs0, e, ns, 0, why, true);
       }
     }
     while (stack.length) {
