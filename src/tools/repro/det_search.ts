@@ -22,7 +22,9 @@ export async function searchDetRepro(free: Repro, o: { tries?: number; hotPreemp
   const tries = o.tries ?? 4;
   const hot = o.hotPreempt ?? [0.3, 0.1, 0.5];
   const seed = free.options.seed ?? free.scenario.run.seed;
-  const { threads: _t, delay: _d, durationMs: _du, ...rest } = free.options;
+  // migrateThreads is left to deterministic mode's default (on): a free-mode file records its
+  // own mode's default (off), which says nothing about the deterministic search
+  const { threads: _t, delay: _d, durationMs: _du, migrateThreads: _m, ...rest } = free.options;
   let i = 0;
   for (const s of detSeedsNear(seed, tries)) {
     const options = { ...rest, mode: 'deterministic' as const, seed: s, hotPreempt: hot[i++ % hot.length], overtime: DET_OVERTIME, hangTimeoutMs: 30000 };
