@@ -3,6 +3,7 @@ import { describe, it, expect, afterEach } from 'vitest';
 import { testMachine } from './helpers.ts';
 import { set_preempt_model, preempt_next, migrate_next } from '../src/hw/preempt.ts';
 import { spin_lock, spin_unlock } from '../src/hw/locks.ts';
+import { readRing } from '../src/hw/trace.ts';
 import { statWord, cpuCtl, taskWord, ST_MIGRATIONS, ST_PREEMPTIONS, CC_LOADED_MM, CC_IS_LAZY, T_CPU, dataWord } from '../src/hw/layout.ts';
 import { lazy_mmu_mode_enable, lazy_mmu_mode_disable } from '../src/mm/lazy_mmu.ts';
 import { do_mmap, do_munmap, MAP_ANONYMOUS, MAP_PRIVATE, PROT_READ, PROT_WRITE } from '../src/mm/mmap.ts';
@@ -34,6 +35,11 @@ describe('migration of a preempted task', () => {
     m.on(0, (cpu) => cpu.sched_point()); // task a.tasks[0], in kernel code, preempted
     expect(stat(m, 0, ST_PREEMPTIONS) + stat(m, 1, ST_PREEMPTIONS)).toBe(1);
     expect(stat(m, 1, ST_MIGRATIONS)).toBe(1); // counted on the CPU it resumed on
+    // migrate_swap moved b's task (in user mode) to CPU 0: counted there, and CPU 0's track says
+    // so, which is where a trace closes the spans a's task left open (src/report/trace_export.ts)
+    expect(stat(m, 0, ST_MIGRATIONS)).toBe(1);
+    const moves = [0, 1].map((c) => readRing(m.V, c).filter((e) => e.type === 'MIGRATE').map((e) => [e.a, e.b]));
+    expect(moves).toEqual([[[b.tasks[0], 1]], [[a.tasks[0], 0]]]);
     expect([o0.id, o1.id]).toEqual([1, 0]);
     expect(o0.tlb).toBe(tlb1);
     expect(o1.tlb).toBe(tlb0);

@@ -216,7 +216,7 @@ export const STAT_NAMES = [
   // preemption (src/hw/preempt.ts)
   'preemptions', // tasks preempted inside kernel code
   'preemptInLazy', // ... with their lazy MMU enable count non-zero
-  'migrations', // preempted tasks that resumed on another CPU
+  'migrations', // tasks moved to another CPU: the preempted one and the one it traded places with (migrate_swap; idle not counted)
   // kernel page tables and interrupts (src/mm/vmalloc.ts, src/hw/irq.ts)
   'irqs', // device interrupts delivered (src/hw/irq.ts)
   'irqInLazy', // ... that landed while the interrupted task was inside a lazy MMU section
