@@ -152,15 +152,17 @@ export class Host {
   /** free mode, one thread per CPU: migration between threads (src/engine/migrate.ts), or null */
   migrator: Migrator | null = null;
   private readonly nhosts: number;
-  /** kickEachHost: the batch that last kicked each host thread (free mode) */
+  /**
+   * Free mode: host threads to kick once each (noteKick, kickNoted), for kickEachHost and for
+   * the acknowledgements of a pollIpis pass. A host is noted at most once per batch: its
+   * stamp is the batch number, which kickNoted advances.
+   */
   private readonly kickStamp: Int32Array;
-  private kickGen = 0;
-  /** acked: the pollIpis pass deferring acknowledgement kicks (0: none), and the hosts to kick at its end */
-  private ackBatch = 0;
-  private ackGen = 0;
-  private readonly ackStamp: Int32Array;
-  private readonly ackHosts: Int32Array;
-  private nAckHosts = 0;
+  private kickBatch = 1;
+  private readonly kickHosts: Int32Array;
+  private nKickHosts = 0;
+  /** inside a pollIpis pass that defers its acknowledgement kicks to its end (acked) */
+  private deferAcks = false;
   constructor(V: Views, id: number, hooks: Hooks) {
     this.V = V;
     this.I = V.I;
@@ -169,8 +171,7 @@ export class Host {
     this.wake = hostWord(V.L, id, HB_WAKE);
     this.nhosts = V.L.shape.hosts;
     this.kickStamp = new Int32Array(this.nhosts);
-    this.ackStamp = new Int32Array(this.nhosts);
-    this.ackHosts = new Int32Array(this.nhosts);
+    this.kickHosts = new Int32Array(this.nhosts);
     Atomics.store(this.I, hostWord(V.L, id, HB_WAITING_ON), -1);
   }
 
@@ -181,8 +182,8 @@ export class Host {
   pollIpis(): void {
     const cs = this.cpus;
     // free mode, several CPUs on this thread: one kick per sender thread for the pass (acked)
-    const outer = this.sched === null && cs.length > 1 && this.ackBatch === 0;
-    if (outer) this.ackBatch = ++this.ackGen;
+    const outer = this.sched === null && cs.length > 1 && !this.deferAcks;
+    if (outer) this.deferAcks = true;
     try {
       for (let i = 0; i < cs.length; i++) {
         const c = cs[i];
@@ -192,12 +193,8 @@ export class Host {
     } finally {
       // every pass sends what it deferred, a nested one too (a handler that waits must not
       // hold back the kick its partner waits for); the outermost ends the deferring
-      if (this.nAckHosts > 0) {
-        for (let k = 0; k < this.nAckHosts; k++) this.kickHost(this.ackHosts[k]);
-        this.nAckHosts = 0;
-        if (!outer && this.ackBatch !== 0) this.ackBatch = ++this.ackGen;
-      }
-      if (outer) this.ackBatch = 0;
+      if (this.nKickHosts > 0) this.kickNoted();
+      if (outer) this.deferAcks = false;
     }
   }
 
@@ -251,21 +248,15 @@ export class Host {
     const L = this.V.L;
     const I = this.I;
     const det = this.sched !== null;
-    const batch = ++this.kickGen;
     const m = targets === null ? L.shape.cpus : n;
     for (let i = 0; i < m; i++) {
       const t = targets === null ? i : targets[i];
       if (t === self) continue;
       if (targets === null && !det && Atomics.load(I, cpuCtl(L, t, CC_ONLINE)) === 0) continue; // Cpu.exists
-      if (det) {
-        this.kick(t);
-        continue;
-      }
-      const h = I[cpuCtl(L, t, CC_HOST)];
-      if (this.kickStamp[h] === batch) continue;
-      this.kickStamp[h] = batch;
-      this.kickHost(h);
+      if (det) this.kick(t);
+      else this.noteKick(t);
     }
+    if (this.nKickHosts > 0) this.kickNoted();
   }
 
   /**
@@ -276,15 +267,23 @@ export class Host {
    * deterministic mode, where each kick marks the scheduler dirty) at once, as before.
    */
   acked(sender: number): void {
-    if (this.ackBatch === 0) {
-      this.kick(sender);
-      return;
-    }
-    const h = this.I[cpuCtl(this.V.L, sender, CC_HOST)];
-    if (this.ackStamp[h] !== this.ackBatch) {
-      this.ackStamp[h] = this.ackBatch;
-      this.ackHosts[this.nAckHosts++] = h;
-    }
+    if (this.deferAcks) this.noteKick(sender);
+    else this.kick(sender);
+  }
+
+  /** Note the host thread carrying `cpu` (read live, as kick does) for the next kickNoted, once. */
+  private noteKick(cpu: number): void {
+    const h = this.I[cpuCtl(this.V.L, cpu, CC_HOST)];
+    if (this.kickStamp[h] === this.kickBatch) return;
+    this.kickStamp[h] = this.kickBatch;
+    this.kickHosts[this.nKickHosts++] = h;
+  }
+
+  /** Kick every noted host thread, and start a new batch. */
+  private kickNoted(): void {
+    for (let k = 0; k < this.nKickHosts; k++) this.kickHost(this.kickHosts[k]);
+    this.nKickHosts = 0;
+    this.kickBatch++;
   }
 
   kickHost(h: number): void {
