@@ -346,6 +346,15 @@ export interface ResolvedRunOptions {
 }
 
 /** The one place a run's options get their defaults (runScenario, the CLI, stress campaigns, shrink). */
+/**
+ * Whether a run migrates preempted tasks between host threads when RunOptions.migrateThreads
+ * is not given: on in deterministic mode, off in free mode (docs/concurrency.md, Limits). The
+ * one place of this default: repro files and re-run commands are written against it.
+ */
+export function defaultMigrateThreads(mode: 'free' | 'deterministic' | undefined): boolean {
+  return mode === 'deterministic';
+}
+
 export function resolveRunOptions(s: Scenario, o: RunOptions = {}): ResolvedRunOptions {
   const cpus = o.cpus ?? s.machine.cpus;
   const deterministic = (o.mode ?? 'free') === 'deterministic';
@@ -365,7 +374,7 @@ export function resolveRunOptions(s: Scenario, o: RunOptions = {}): ResolvedRunO
     lazyContract: o.lazyContract ?? 'hint',
     lazySeries: o.lazySeries ?? LAZY_SERIES_LATEST, preempt: o.preempt ?? 'full',
     irq: o.irq ?? s.machine.irq,
-    migrateThreads: o.migrateThreads ?? deterministic,
+    migrateThreads: o.migrateThreads ?? defaultMigrateThreads(o.mode),
     preemptions: o.preemptions ?? 3,
     hotPreempt: o.hotPreempt ?? 0,
     overtime: o.overtime ?? 1,
