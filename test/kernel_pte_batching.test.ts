@@ -65,7 +65,6 @@ function storeInSection(m: TestMachine, addr: number, ptep: number, pte: number)
   });
 }
 
-/** A vmalloc'd page written by CPU 0 and read by CPU 1 (CPU 1 caches its global entry). */
 /** CPU 0 enters a lazy section over the page (vunmap_pte_range's range) and clears its kernel PTE, leaving the section open. */
 function clearInSection(m: TestMachine, addr: number, ptep: number): void {
   m.on(0, () => {
@@ -74,6 +73,7 @@ function clearInSection(m: TestMachine, addr: number, ptep: number): void {
   });
 }
 
+/** A vmalloc'd page written by CPU 0 and read by CPU 1 (CPU 1 caches its global entry). */
 function sharedKernelPage(m: TestMachine): { addr: number; ptep: number } {
   const addr = m.on(0, () => vmalloc(1));
   expect(m.on(0, (cpu) => cpu.kwrite(addr, 42))).toBe(true);
