@@ -1,12 +1,13 @@
 // Issue #15: a shootdown wakes each host thread once, not once per target CPU
 // (src/hw/cpu.ts Host.kickEachHost, Host.acked). A thread carrying 128 CPUs
-// acknowledged a shootdown with 105 futex wakes of the sleeping sender before.
+// acknowledged a shootdown with 105 futex wakes of the sleeping sender before,
+// and 105 decrements of the sender's CC_ACK word (Host.ipiAcked: one per pass now).
 import { describe, it, expect } from 'vitest';
 import { createMachine } from '../src/engine/inline.ts';
 import { makeHost } from '../src/engine/hostrun.ts';
 import { Cpu, set_current, type Host } from '../src/hw/cpu.ts';
 import { cpuCtl, hostWord, CC_ACK, CC_IPI_MASK, CC_IPI_PENDING, CC_INFO_TYPE, HB_WAKE, HB_SLEEPING } from '../src/hw/layout.ts';
-import { IPI_TLB_REMOVE_TABLE_SYNC } from '../src/arch/arch.ts';
+import { IPI_TLB_REMOVE_TABLE_SYNC, IPI_TYPES } from '../src/arch/arch.ts';
 import type { ViolationRecord } from '../src/oracles/oracles.ts';
 
 /** CPU 0 on host 0, CPUs 1..n-1 on host 1: two Host objects in this thread, no workers */
@@ -70,5 +71,46 @@ describe('IPI kicks between host threads', () => {
     const dw1 = d.wakes();
     d.hosts[1].pollIpis();
     expect(d.wakes()[0] - dw1[0]).toBe(8);
+  });
+
+  it('a pass posts its acknowledgements to a sender at its end, one count per handler run; outside a pass and in deterministic mode each at once', () => {
+    const { hosts, cpus, I } = twoHosts(101);
+    const L = cpus[0].V.L;
+    const ack = cpuCtl(L, 0, CC_ACK);
+    const targets = Array.from({ length: 100 }, (_, i) => i + 1);
+    post(I, cpus, 0, targets);
+    // every handler of the pass sees the sender's count untouched: no handler's decrement lands before the pass ends
+    const seen: number[] = [];
+    const ipi = hosts[1].hooks.ipi;
+    const saved = ipi[IPI_TLB_REMOVE_TABLE_SYNC];
+    ipi[IPI_TLB_REMOVE_TABLE_SYNC] = () => void seen.push(Atomics.load(I, ack));
+    try {
+      hosts[1].pollIpis();
+      expect(seen).toEqual(new Array(100).fill(100));
+      expect(Atomics.load(I, ack)).toBe(0);
+      // a handler run outside a pass (the CPU's own access path) acknowledges at once
+      seen.length = 0;
+      post(I, cpus, 0, [5, 6]);
+      set_current(cpus[5]);
+      cpus[5].handleIpis();
+      expect(seen).toEqual([2]);
+      expect(Atomics.load(I, ack)).toBe(1);
+      hosts[1].pollIpis();
+      expect(seen).toEqual([2, 1]);
+      expect(Atomics.load(I, ack)).toBe(0);
+    } finally {
+      ipi[IPI_TLB_REMOVE_TABLE_SYNC] = saved;
+    }
+    // deterministic mode: each acknowledgement at once, as its replays were recorded
+    const d = twoHosts(5, true);
+    const dack = cpuCtl(d.cpus[0].V.L, 0, CC_ACK);
+    post(d.I, d.cpus, 0, [1, 2, 3, 4]);
+    const dseen: number[] = [];
+    const dipi = d.hosts[1].hooks.ipi;
+    expect(dipi.length).toBe(IPI_TYPES);
+    dipi[IPI_TLB_REMOVE_TABLE_SYNC] = () => void dseen.push(Atomics.load(d.I, dack));
+    d.hosts[1].pollIpis();
+    expect(dseen).toEqual([4, 3, 2, 1]);
+    expect(Atomics.load(d.I, dack)).toBe(0);
   });
 });

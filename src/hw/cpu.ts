@@ -163,6 +163,14 @@ export class Host {
   private nKickHosts = 0;
   /** inside a pollIpis pass that defers its acknowledgement kicks to its end (acked) */
   private deferAcks = false;
+  /**
+   * IPI acknowledgements a pass owes each sender (ipiAcked), posted at the end of the pass
+   * with one Atomics.sub per sender: the 128 handlers of one thread's CPUs used to decrement
+   * the sender's CC_ACK word one by one, racing the other thread's 128 for its cache line.
+   */
+  private readonly ackOwed: Int32Array;
+  private readonly ackSenders: Int32Array;
+  private nAckSenders = 0;
   constructor(V: Views, id: number, hooks: Hooks) {
     this.V = V;
     this.I = V.I;
@@ -172,6 +180,8 @@ export class Host {
     this.nhosts = V.L.shape.hosts;
     this.kickStamp = new Int32Array(this.nhosts);
     this.kickHosts = new Int32Array(this.nhosts);
+    this.ackOwed = new Int32Array(V.L.shape.cpus);
+    this.ackSenders = new Int32Array(V.L.shape.cpus);
     Atomics.store(this.I, hostWord(V.L, id, HB_WAITING_ON), -1);
   }
 
@@ -192,7 +202,10 @@ export class Host {
       }
     } finally {
       // every pass sends what it deferred, a nested one too (a handler that waits must not
-      // hold back the kick its partner waits for); the outermost ends the deferring
+      // hold back the acknowledgement or kick its partner waits for); the outermost ends
+      // the deferring. No handler waits inside a pass: flush_tlb_func and the other
+      // IPI_TYPES handlers only purge, so the acknowledgements all come at its end.
+      if (this.nAckSenders > 0) this.postAcks();
       if (this.nKickHosts > 0) this.kickNoted();
       if (outer) this.deferAcks = false;
     }
@@ -254,7 +267,10 @@ export class Host {
       if (t === self) continue;
       if (targets === null && !det && Atomics.load(I, cpuCtl(L, t, CC_ONLINE)) === 0) continue; // Cpu.exists
       if (det) this.kick(t);
-      else this.noteKick(t);
+      else {
+        this.noteKick(t);
+        if (this.nKickHosts === this.nhosts) break; // every thread is noted: the rest would read CC_HOST for nothing
+      }
     }
     if (this.nKickHosts > 0) this.kickNoted();
   }
@@ -269,6 +285,34 @@ export class Host {
   acked(sender: number): void {
     if (this.deferAcks) this.noteKick(sender);
     else this.kick(sender);
+  }
+
+  /**
+   * This host's CPU ran `sender`'s IPI request: acknowledge it (the sender's CC_ACK counts
+   * down to zero, smp_call_function_many's wait). Inside a free-mode pollIpis pass the
+   * decrement waits for the end of the pass, one per sender (ackOwed); the sender waits
+   * for every target anyway, so only when its last acknowledgement lands matters, and that
+   * is the end of the pass that ran its last handler here.
+   */
+  ipiAcked(sender: number): void {
+    if (this.deferAcks) {
+      if (this.ackOwed[sender]++ === 0) this.ackSenders[this.nAckSenders++] = sender;
+      return;
+    }
+    Atomics.sub(this.I, cpuCtl(this.V.L, sender, CC_ACK), 1);
+    this.kick(sender);
+  }
+
+  private postAcks(): void {
+    const I = this.I;
+    const L = this.V.L;
+    for (let k = 0; k < this.nAckSenders; k++) {
+      const s = this.ackSenders[k];
+      Atomics.sub(I, cpuCtl(L, s, CC_ACK), this.ackOwed[s]);
+      this.ackOwed[s] = 0;
+      this.noteKick(s);
+    }
+    this.nAckSenders = 0;
   }
 
   /** Note the host thread carrying `cpu` (read live, as kick does) for the next kickNoted, once. */
@@ -389,6 +433,8 @@ export class Cpu {
   private readonly genBase: number;
   private readonly dataBase: number;
   private readonly prMaxBase: number;
+  /** the words of a CPU mask that can have a bit set: senders are CPUs of this machine */
+  private readonly maskWords: number;
 
   constructor(host: Host, id: number, tlbEntries: number, seed: number) {
     this.id = id;
@@ -406,6 +452,7 @@ export class Cpu {
     this.genBase = frameWord(L, 0, FM_GEN);
     this.dataBase = dataWord(L, 0, 0);
     this.prMaxBase = mmWord(L, 0, MM_PR_MAX);
+    this.maskWords = Math.min(CPUMASK_WORDS, Math.ceil(L.shape.cpus / 32));
     Atomics.store(this.I, this.ctl + CC_ONLINE, 1);
   }
 
@@ -485,7 +532,11 @@ export class Cpu {
     this.inIrq++;
     this.irqOff++;
     while (Atomics.exchange(I, this.ctl + CC_IPI_PENDING, 0) !== 0) {
-      for (let w = 0; w < CPUMASK_WORDS; w++) {
+      for (let w = 0; w < this.maskWords; w++) {
+        // a load first: a locked exchange of each of the 8 words cost more than the handler
+        // (a sender sets its bit before it raises PENDING, so a bit this load misses comes
+        // with a PENDING we have not consumed yet, and the outer loop comes back for it)
+        if (Atomics.load(I, this.ctl + CC_IPI_MASK + w) === 0) continue;
         let bits = Atomics.exchange(I, this.ctl + CC_IPI_MASK + w, 0);
         while (bits !== 0) {
           const b = 31 - Math.clz32(bits);
@@ -496,8 +547,7 @@ export class Cpu {
           this.ring.log(EV.IPI_HANDLE, sender, Atomics.load(I, cpuCtl(this.V.L, sender, CC_INFO_MM)));
           this.host.hooks.ipi[type](this, sender);
           this.ring.log(EV.IPI_DONE, sender, 0);
-          Atomics.sub(I, cpuCtl(this.V.L, sender, CC_ACK), 1);
-          this.host.acked(sender);
+          this.host.ipiAcked(sender);
         }
       }
     }
@@ -609,7 +659,8 @@ export class Cpu {
     const F = this.V.F;
     const L = this.V.L;
     while (Atomics.exchange(I, this.ctl + CC_BC_PENDING, 0) !== 0) {
-      for (let w = 0; w < CPUMASK_WORDS; w++) {
+      for (let w = 0; w < this.maskWords; w++) {
+        if (Atomics.load(I, this.ctl + CC_BC_MASK + w) === 0) continue; // as in handleIpis
         let bits = Atomics.exchange(I, this.ctl + CC_BC_MASK + w, 0);
         while (bits !== 0) {
           const b = 31 - Math.clz32(bits);
