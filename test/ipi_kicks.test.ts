@@ -35,7 +35,7 @@ function post(I: Int32Array, cpus: Cpu[], from: number, targets: number[]): void
   Atomics.store(I, cpuCtl(L, from, CC_ACK), targets.length);
   for (const t of targets) {
     Atomics.or(I, cpuCtl(L, t, CC_IPI_MASK + (from >> 5)), 1 << (from & 31));
-    Atomics.add(I, cpuCtl(L, t, CC_IPI_PENDING), 1);
+    Atomics.or(I, cpuCtl(L, t, CC_IPI_PENDING), 1 << (from >> 5));
   }
 }
 

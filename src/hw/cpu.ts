@@ -11,7 +11,7 @@ import {
   type Views, cpuCtl, hostWord, statWord, frameWord, dataWord, mmWord,
   CC_IPI_PENDING, CC_IPI_MASK, CC_ACK, CC_BC_PENDING, CC_BC_MASK, CC_BC_ACK, CC_BC_ASID, CC_BC_START_F, CC_BC_END_F,
   ST_BCAST_SENT, ST_BCAST_RECV, CC_ONLINE, ST_SHOOTDOWNS, CC_INFO_TYPE, CC_INFO_MM, FM_OWNER, CC_IRQS_OFF, CC_LOADED_MM, CC_IS_LAZY, CC_HOST,
-  HB_WAKE, HB_SLEEPING, HB_WAITING_ON, HB_HEARTBEAT, CPUMASK_WORDS, FM_GEN, FM_FLAGS, PG_FREE, MM_PR_MAX,
+  HB_WAKE, HB_SLEEPING, HB_WAITING_ON, HB_HEARTBEAT, FM_GEN, FM_FLAGS, PG_FREE, MM_PR_MAX,
   ST_TLB_HITS, ST_TLB_MISSES, ST_READS, ST_WRITES, ST_IPI_RECV, ST_IPI_SENT, ST_FAULTS, ST_SEGV, ST_DELAYS,
   WORD_SHIFT, WORDS_PER_PAGE, MM_ASID, H_STOP, FRAME_META_WORDS, MM_WORDS, ST_WALKS,
   PAGE_SIZE, KERNEL_ASID,
@@ -433,8 +433,6 @@ export class Cpu {
   private readonly genBase: number;
   private readonly dataBase: number;
   private readonly prMaxBase: number;
-  /** the words of a CPU mask that can have a bit set: senders are CPUs of this machine */
-  private readonly maskWords: number;
 
   constructor(host: Host, id: number, tlbEntries: number, seed: number) {
     this.id = id;
@@ -452,7 +450,6 @@ export class Cpu {
     this.genBase = frameWord(L, 0, FM_GEN);
     this.dataBase = dataWord(L, 0, 0);
     this.prMaxBase = mmWord(L, 0, MM_PR_MAX);
-    this.maskWords = Math.min(CPUMASK_WORDS, Math.ceil(L.shape.cpus / 32));
     Atomics.store(this.I, this.ctl + CC_ONLINE, 1);
   }
 
@@ -531,12 +528,15 @@ export class Cpu {
     if (this.sbN !== 0) sb_drain(this); // issue #11: interrupt entry serialises (src/hw/store_buffer.ts)
     this.inIrq++;
     this.irqOff++;
-    while (Atomics.exchange(I, this.ctl + CC_IPI_PENDING, 0) !== 0) {
-      for (let w = 0; w < this.maskWords; w++) {
-        // a load first: a locked exchange of each of the 8 words cost more than the handler
-        // (a sender sets its bit before it raises PENDING, so a bit this load misses comes
-        // with a PENDING we have not consumed yet, and the outer loop comes back for it)
-        if (Atomics.load(I, this.ctl + CC_IPI_MASK + w) === 0) continue;
+    const pend = this.ctl + CC_IPI_PENDING;
+    // CC_IPI_PENDING names the mask words in use (a sender sets its mask bit, then the word's
+    // bit here): a bit set after our exchange is seen by the next round, whose mask bits may
+    // already have been taken by this one (an empty word then). The re-check loads before it
+    // exchanges: usually nothing came meanwhile, and a locked exchange costs more than a load.
+    for (let words = Atomics.exchange(I, pend, 0); words !== 0; words = Atomics.load(I, pend) === 0 ? 0 : Atomics.exchange(I, pend, 0)) {
+      while (words !== 0) {
+        const w = 31 - Math.clz32(words & -words); // the lowest word first, as the loop over all eight went
+        words &= ~(1 << w);
         let bits = Atomics.exchange(I, this.ctl + CC_IPI_MASK + w, 0);
         while (bits !== 0) {
           const b = 31 - Math.clz32(bits);
@@ -577,7 +577,7 @@ export class Cpu {
     for (let i = 0; i < n; i++) {
       const t = targets[i];
       Atomics.or(I, cpuCtl(L, t, CC_IPI_MASK + word), bit);
-      Atomics.add(I, cpuCtl(L, t, CC_IPI_PENDING), 1);
+      Atomics.or(I, cpuCtl(L, t, CC_IPI_PENDING), 1 << word);
     }
     this.host.kickEachHost(targets, n, this.id);
     this.I[this.st + ST_IPI_SENT] += n;
@@ -628,7 +628,7 @@ export class Cpu {
     for (let t = 0; t < n; t++) {
       if (t === this.id || !this.exists(t)) continue;
       Atomics.or(I, cpuCtl(L, t, CC_BC_MASK + word), bit);
-      Atomics.add(I, cpuCtl(L, t, CC_BC_PENDING), 1);
+      Atomics.or(I, cpuCtl(L, t, CC_BC_PENDING), 1 << word);
     }
     this.host.kickEachHost(null, n, this.id);
     purge(this.tlb, asid, startVpn, endVpn);
@@ -658,9 +658,12 @@ export class Cpu {
     const I = this.I;
     const F = this.V.F;
     const L = this.V.L;
-    while (Atomics.exchange(I, this.ctl + CC_BC_PENDING, 0) !== 0) {
-      for (let w = 0; w < this.maskWords; w++) {
-        if (Atomics.load(I, this.ctl + CC_BC_MASK + w) === 0) continue; // as in handleIpis
+    const pend = this.ctl + CC_BC_PENDING;
+    // the words in use, as in handleIpis
+    for (let words = Atomics.exchange(I, pend, 0); words !== 0; words = Atomics.load(I, pend) === 0 ? 0 : Atomics.exchange(I, pend, 0)) {
+      while (words !== 0) {
+        const w = 31 - Math.clz32(words & -words); // the lowest word first, as the loop over all eight went
+        words &= ~(1 << w);
         let bits = Atomics.exchange(I, this.ctl + CC_BC_MASK + w, 0);
         while (bits !== 0) {
           const b = 31 - Math.clz32(bits);

@@ -102,6 +102,9 @@ export const FM_PG_LOCK = FM_PTL;
 
 // ---- per-CPU control block (64 words = 4 lines) --------------------------------
 // line 0: written by IPI senders
+// CC_IPI_PENDING: one bit per CC_IPI_MASK word that a sender set a bit in (a sender sets its
+// mask bit first, then this bit; the target exchanges this word, then each word it names), so
+// a target of a 256-CPU machine reads the one or two words in use, not all eight
 export const CC_IPI_PENDING = 0;
 export const CC_IPI_MASK = 1; // CPUMASK_WORDS words: which senders have a request for us
 // line 1: acknowledgements for this CPU's own requests (written by targets)
@@ -126,7 +129,7 @@ export const CC_ONLINE = 3 * LINE + 6; // a Cpu object exists for it on some run
 // line 4: hardware broadcast invalidations addressed to this CPU (arm64 TLBI, powerpc
 // tlbie, s390 IPTE/IDTE): taken at the next instruction boundary whatever the
 // interrupt state
-export const CC_BC_PENDING = 4 * LINE;
+export const CC_BC_PENDING = 4 * LINE; // one bit per CC_BC_MASK word in use, as CC_IPI_PENDING
 export const CC_BC_MASK = 4 * LINE + 1; // CPUMASK_WORDS words: which issuers
 // line 5: acknowledgements of this CPU's own broadcast
 export const CC_BC_ACK = 5 * LINE;
