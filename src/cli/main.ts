@@ -55,7 +55,7 @@ export function buildProgram(): Command {
     .option('--lazy-series <v>', `version of Gordeev's range-aware lazy MMU series: ${Object.keys(LAZY_SERIES).join(', ')} or latest (= ${LAZY_SERIES_LATEST}, the default); mmsim list-series`, lazySeries)
     .addOption(new Option('--preempt <model>', 'preemption inside kernel code: none, full (default) or rt (PREEMPT_RT: spinlocks sleep)').choices(['none', 'full', 'rt']))
     .option('--irq <n>', 'device interrupts at 1 in N scheduling points of kernel code, 0 none (default: the scenario\'s machine.irq); the handler maps, uses and unmaps a linear-map page (DEBUG_PAGEALLOC)', int('--irq', 0, 1 << 20))
-    .option('--migrate-threads', 'a preempted task may also move to a CPU another host thread carries: on by default in deterministic mode; with this flag also in free mode with one thread per CPU (docs/concurrency.md)')
+    .option('--migrate-threads', 'a preempted task may also move to a CPU another host thread carries: on by default in deterministic mode; with this flag also in free mode (one thread per CPU, or hosted: to another thread\'s CPUs as well as its own; docs/concurrency.md)')
     .option('--no-migrate-threads', 'deterministic mode: a preempted task moves only among its own thread\'s CPUs (as before 2026-12-06)')
     .option('--delay <p>', 'probability of a random delay at each scheduling point (widens race windows)', prob)
     .option('--tlb <entries>', 'TLB entries per CPU (power of two)', int('--tlb', 1, 65536))

@@ -31,7 +31,7 @@ import {
   DET_TOKEN, DET_STEP, DET_DIRTY, DET_FINISHED, DET_DEADLOCK, DET_NCHANGE, DET_NEXT_CHANGE, DET_NDECISIONS,
   DET_STALLED, DET_MAX_CHANGES, DET_MAX_DECISIONS, DET_CPU_WORDS, DET_PRIO, DET_STATE, DET_BLOCKED_SEQ,
   DS_RUN, DS_BLOCKED, DS_DONE, DS_WAITING, H_STOP,
-  DET_MIGRATABLE, DET_MIG_FROM, DET_MIG_TO, DET_MIG_PHASE, taskWord, T_CPU, ST_MIGRATIONS,
+  DET_MIGRATABLE, DET_MIG_FROM, DET_MIG_TO, DET_MIG_PHASE, taskWord, T_CPU, ST_MIGRATIONS, ST_THREAD_MIGRATIONS,
 } from '../hw/layout.ts';
 import { switch_out, switch_in, cpu_state_save, cpu_state_load, preemptLevel, preemptible } from '../hw/preempt.ts';
 import { lockdep_swap_cpus } from '../hw/lockdep.ts';
@@ -267,6 +267,7 @@ export class DetScheduler implements Scheduler {
           this.switchIn = -1;
           switch_in(cpu, t);
           cpu.stat(ST_MIGRATIONS);
+          cpu.stat(ST_THREAD_MIGRATIONS);
           cpu.ring.log(EV.MIGRATE, t, this.switchInFrom);
           cpu.preemptOff--;
         }

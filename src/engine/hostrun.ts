@@ -164,9 +164,10 @@ export function runHost(plan: HostPlan): HostResult {
   }
   const active = [...Array(n).keys()].filter((i) => tasks[i].length > 0);
   if (plan.deterministic) return runDeterministic(plan, V, host, cpus[0], tasks[0], oracles[0], violations);
-  // one thread per CPU, when asked (--migrate-threads): a preempted task may move to another
-  // thread's CPU (src/engine/migrate.ts; off by default in free mode: docs/concurrency.md)
-  if (n === 1 && L.migrate >= 0 && plan.migrateThreads === true) host.migrator = new FreeMigrator(V, host);
+  // two threads or more, when asked (--migrate-threads): a preempted task may move to a CPU
+  // another thread carries (src/engine/migrate.ts; off by default in free mode:
+  // docs/concurrency.md); hosted, it may also move among its own thread's CPUs (preempt.ts)
+  if (L.shape.hosts > 1 && L.migrate >= 0 && plan.migrateThreads === true) host.migrator = new FreeMigrator(V, host);
   // Start barrier: no CPU runs before every host has booted, so that the
   // first shootdowns already see every CPU (worker start-up takes seconds at 64+).
   if (Atomics.add(I, L.header + H_STARTED, 1) + 1 === L.shape.hosts) kickAll(V);
@@ -197,7 +198,7 @@ export function runHost(plan: HostPlan): HostResult {
     }
     if (!reached[i] && ops[i] >= plan.opsPerCpu) reach(i);
     host.pollIpis();
-    if (host.migrator !== null) host.migrator.poll(cpu); // user mode: a preempted task of another CPU may move here
+    if (host.migrator !== null) host.migrator.poll(cpu, true); // user mode: a preempted task of another thread's CPU may move to one of ours
     if (++k === active.length) k = 0;
   }
   // Leave the op loop, but keep answering IPIs until every host has left it:

@@ -15,11 +15,14 @@
 // entry come back). Senders of IPIs to either CPU wait meanwhile, a few microseconds.
 //
 // Deterministic mode runs the handshake through the token (src/engine/det.ts); free mode
-// (one thread per CPU) through the words below, one migration at a time machine-wide.
+// through the words below, one migration at a time machine-wide, with one thread per CPU or
+// hosted (several CPUs per thread: B answers for any of its CPUs at an operation boundary,
+// where every CPU of the thread but the one that just ran is in user mode or idle, and for the
+// CPU running kernel code at that CPU's preemption points).
 
-import { type Cpu, type Host, type Migrator } from '../hw/cpu.ts';
+import { type Cpu, type Host, type Migrator, set_current } from '../hw/cpu.ts';
 import {
-  type Views, type Layout, cpuCtl, taskWord, hostWord, CC_HOST, T_CPU, H_STOP, ST_MIGRATIONS, CC_ONLINE, HB_SLEEPING,
+  type Views, type Layout, cpuCtl, taskWord, hostWord, CC_HOST, T_CPU, H_STOP, ST_MIGRATIONS, ST_THREAD_MIGRATIONS, CC_ONLINE, HB_SLEEPING,
   MIG_HDR, MIG_PHASE, MIG_FROM, MIG_TO, migSlotWords,
 } from '../hw/layout.ts';
 import { switch_out, switch_in, cpu_state_save, cpu_state_load, preemptLevel, preemptible } from '../hw/preempt.ts';
@@ -117,13 +120,40 @@ export class FreeMigrator implements Migrator {
     }
   }
 
-  /** B: called where this CPU's task could be preempted; takes a request addressed to it. */
-  poll(cpu: Cpu): void {
+  /**
+   * B: called where `running`'s task could be preempted (a preemption point of kernel code), or
+   * at an operation boundary (`boundary`: its task is back in user mode); takes a request
+   * addressed to it, or at a boundary to any CPU of this thread that can give up its task
+   * there (each is between operations, as migration_target in src/hw/preempt.ts has it).
+   */
+  poll(running: Cpu, boundary = false): void {
     const I = this.I;
     const h = this.h;
-    if (I[h + MIG_PHASE] !== ASKED || I[h + MIG_TO] !== cpu.id) return;
-    if (preemptLevel === 0 || cpu.spinDepth !== 0 || !preemptible(cpu)) return;
+    if (I[h + MIG_PHASE] !== ASKED || preemptLevel === 0) return;
+    const want = I[h + MIG_TO];
+    let cpu = running;
+    if (want !== running.id) {
+      if (!boundary) return;
+      const cs = this.host.cpus;
+      let k = 0;
+      while (k < cs.length && cs[k].id !== want) k++;
+      if (k === cs.length) return;
+      cpu = cs[k];
+      if (cpu.inIrq !== 0 || cpu.irqOff !== 0 || cpu.bhOff !== 0 || cpu.preemptOff !== 0 || cpu.spinDepth !== 0) return;
+    } else if (cpu.spinDepth !== 0 || !preemptible(cpu)) return;
     if (Atomics.compareExchange(I, h + MIG_PHASE, ASKED, TAKEN) !== ASKED) return; // withdrawn
+    if (cpu !== running) set_current(cpu); // the context switches below run on the CPU that gives its task up
+    try {
+      this.take(cpu);
+    } finally {
+      if (cpu !== running) set_current(running);
+    }
+  }
+
+  /** B's half, for `cpu` (its task switched out, the identities traded, its task switched back in). */
+  private take(cpu: Cpu): void {
+    const I = this.I;
+    const h = this.h;
     const L = this.L;
     const from = I[h + MIG_FROM];
     const to = cpu.id;
@@ -156,6 +186,7 @@ export class FreeMigrator implements Migrator {
       switch_in(cpu, tb);
       if (cpu.id !== to) {
         cpu.stat(ST_MIGRATIONS);
+        cpu.stat(ST_THREAD_MIGRATIONS);
         cpu.ring.log(EV.MIGRATE, tb, to);
       }
     }
@@ -174,8 +205,14 @@ export class FreeMigrator implements Migrator {
     }
     if (cpu.rng.u32() % ASK_ODDS !== 0) return false;
     if (Atomics.compareExchange(I, h + MIG_PHASE, IDLE, CLAIMED) !== IDLE) return false; // another migration is under way
-    let to = (cpu.id + 1 + (cpu.rng.u32() % (n - 1))) % n;
-    if (Atomics.load(I, cpuCtl(L, to, CC_ONLINE)) === 0) to = -1;
+    // a CPU another thread carries (hosted: the caller chose to leave the thread; a few draws
+    // find one, as half or more of the CPUs are elsewhere)
+    let to = -1;
+    for (let k = 0; k < 8 && to < 0; k++) {
+      const t = (cpu.id + 1 + (cpu.rng.u32() % (n - 1))) % n;
+      if (I[cpuCtl(L, t, CC_HOST)] !== this.host.id) to = t;
+    }
+    if (to >= 0 && Atomics.load(I, cpuCtl(L, to, CC_ONLINE)) === 0) to = -1;
     if (to < 0) {
       Atomics.store(I, h + MIG_PHASE, IDLE);
       return false;

@@ -127,8 +127,11 @@ export interface Scheduler {
 
 /** Migration to a CPU another host thread carries, in free mode with one thread per CPU (src/engine/migrate.ts). */
 export interface Migrator {
-  /** a point where this CPU's task could be preempted: take a request addressed to this CPU */
-  poll(cpu: Cpu): void;
+  /**
+   * a point where this CPU's task could be preempted: take a request addressed to this CPU;
+   * at an operation boundary (`boundary`) also one addressed to another CPU of this thread
+   */
+  poll(cpu: Cpu, boundary?: boolean): void;
   /** move the preempted (switched-out) task of `cpu`: true when it moved, `cpu` then being its new CPU */
   migrate(cpu: Cpu, task: number): boolean;
 }

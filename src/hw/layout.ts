@@ -220,6 +220,7 @@ export const STAT_NAMES = [
   'preemptions', // tasks preempted inside kernel code
   'preemptInLazy', // ... with their lazy MMU enable count non-zero
   'migrations', // tasks moved to another CPU: the preempted one and the one it traded places with (migrate_swap; idle not counted)
+  'threadMigrations', // ... of them, moves to a CPU another host thread carried (src/engine/migrate.ts, src/engine/det.ts)
   // kernel page tables and interrupts (src/mm/vmalloc.ts, src/hw/irq.ts)
   'irqs', // device interrupts delivered (src/hw/irq.ts)
   'irqInLazy', // ... that landed while the interrupted task was inside a lazy MMU section
@@ -292,6 +293,7 @@ export const ST_SMP_MB = st('smpMb');
 export const ST_PREEMPTIONS = st('preemptions');
 export const ST_PREEMPT_IN_LAZY = st('preemptInLazy');
 export const ST_MIGRATIONS = st('migrations');
+export const ST_THREAD_MIGRATIONS = st('threadMigrations');
 export const ST_IRQS = st('irqs');
 export const ST_IRQ_IN_LAZY = st('irqInLazy');
 export const ST_IRQ_KERNEL_MAPS = st('irqKernelMaps');
@@ -640,7 +642,8 @@ export function computeLayout(shape: MachineShape): Layout {
   const detChanges = take(DET_MAX_CHANGES);
   const detCpus = take(shape.cpus * DET_CPU_WORDS);
   const detDecisions = take(shape.deterministic ? DET_MAX_DECISIONS * 2 : 0);
-  const migrate = shape.deterministic || (shape.hosts === shape.cpus && shape.cpus > 1) ? take(MIG_HDR + 2 * migSlotWords(shape)) : -1;
+  // migration between host threads: deterministic mode, and free mode with two threads or more (one CPU each, or hosted)
+  const migrate = shape.deterministic || (shape.hosts > 1 && shape.cpus > 1) ? take(MIG_HDR + 2 * migSlotWords(shape)) : -1;
   const cowShadow = shape.cowShadow ? take(shape.dataFrames * WORDS_PER_PAGE * COW_SHADOW_WORDS) : -1;
   const lockdep = shape.lockdep === false ? -1 : take(LOCKDEP_WORDS);
   const bytes = align(w, LINE) * 4;

@@ -30,7 +30,7 @@
 import * as v8 from 'node:v8';
 import { type Cpu, set_current } from './cpu.ts';
 import { EventRing, EV } from './trace.ts';
-import { ST_PREEMPTIONS, ST_PREEMPT_IN_LAZY, ST_MIGRATIONS, taskWord, T_LAZY_ENABLE, T_CPU, cpuCtl, statWord } from './layout.ts';
+import { ST_PREEMPTIONS, ST_PREEMPT_IN_LAZY, ST_MIGRATIONS, ST_THREAD_MIGRATIONS, taskWord, T_LAZY_ENABLE, T_CPU, cpuCtl, statWord } from './layout.ts';
 import { lockdep_swap_cpus } from './lockdep.ts';
 
 export type PreemptModel = 'none' | 'full' | 'rt';
@@ -87,18 +87,26 @@ export function preempt_schedule(cpu: Cpu): void {
   switcher(cpu, -1);
   const from = cpu.id;
   if (cpu.host.sched === null) {
-    if (cpu.host.cpus.length > 1) {
+    const m = cpu.host.migrator;
+    const own = cpu.host.cpus.length;
+    // with --migrate-threads, a CPU of another thread as often as there are such CPUs: a thread
+    // carrying 128 of 256 CPUs sends about half its moves to the other thread's CPUs
+    if (m !== null && (own === 1 || cpu.rng.u32() % (cpu.V.L.shape.cpus - 1) >= own - 1)) {
+      if (may_migrate(cpu) && m.migrate(cpu, task)) {
+        // free mode: the two threads traded CPUs (src/engine/migrate.ts)
+        cpu.I[taskWord(cpu.V.L, task, T_CPU)] = cpu.id;
+        cpu.stat(ST_MIGRATIONS);
+        cpu.stat(ST_THREAD_MIGRATIONS);
+      }
+    } else if (own > 1) {
       const other = migration_target(cpu);
       if (other !== null) migrate_swap(cpu, other, task);
-    } else if (cpu.host.migrator !== null && may_migrate(cpu) && cpu.host.migrator.migrate(cpu, task)) {
-      // free mode, one thread per CPU: the threads traded CPUs (src/engine/migrate.ts)
-      cpu.I[taskWord(cpu.V.L, task, T_CPU)] = cpu.id;
-      cpu.stat(ST_MIGRATIONS);
     }
   } else if (cpu.host.sched.migrate !== undefined && may_migrate(cpu) && cpu.host.sched.migrate(cpu, task)) {
     // deterministic mode: the scheduler moved the task to a CPU another thread carried (src/engine/det.ts)
     cpu.I[taskWord(cpu.V.L, task, T_CPU)] = cpu.id;
     cpu.stat(ST_MIGRATIONS);
+    cpu.stat(ST_THREAD_MIGRATIONS);
   }
   if (cpu.id !== from) cpu.ring.log(EV.MIGRATE, task, from);
   switcher(cpu, task); // `cpu` is now the CPU the task resumes on
