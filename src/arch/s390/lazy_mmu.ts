@@ -264,10 +264,21 @@ function series_preempt_disable(cpu: Cpu, range: boolean): void {
   if (series_has_lazy_mmu_c() || (range && lazy_series !== 'none')) lazy_mmu_preempt_disable(cpu);
 }
 
+/**
+ * The leave applies the cached entries and only then gives the per-CPU range back
+ * (put_cpu_var at its end, v3+ lazy_mmu.c leave_ipte_range; v1/v2 leave_ipte_batch): the
+ * apply runs with preemption off. Until the eighth session the model re-enabled preemption
+ * first, so a task in an init_mm section (vmalloc, a fork's stack) could be preempted inside
+ * set_pte_range's scheduling point and move to another thread's CPU mid-apply, leaving
+ * entries in the cache of the CPU it left for the next section there to store: a window the
+ * kernel does not have (found by reading, not by a failing run).
+ */
 function leave_ipte_range(cpu: Cpu, b: IpteBatch): void {
-  lazy_mmu_preempt_enable(cpu); // put_cpu_var (a no-op unless the enter disabled it)
   if (b.count > 0) b.count--;
-  if (!b.active) return; // enter_ipte_norange: nothing deferred
+  if (!b.active) {
+    lazy_mmu_preempt_enable(cpu); // put_cpu_var (a no-op unless the enter disabled it)
+    return; // enter_ipte_norange: nothing deferred
+  }
   b.active = false;
   if (b.hi >= b.lo) {
     // BUG (injected) when on: the cache is dropped, memory keeps the old valid entries
@@ -291,6 +302,7 @@ function leave_ipte_range(cpu: Cpu, b: IpteBatch): void {
   b.lo = PTRS_PER_TABLE;
   b.hi = -1;
   b.mm = -1;
+  lazy_mmu_preempt_enable(cpu); // put_cpu_var, at the end of the leave
 }
 
 function enter_ipte_range(cpu: Cpu, mm: number, addr: number, end: number, ptep: number): void {
