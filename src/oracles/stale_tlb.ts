@@ -78,6 +78,13 @@ const P_ID = 1;
 const P_KIND = 2;
 const P_CPU = 3;
 const P_CTX = 4;
+/**
+ * who made the promise: its task (or, outside a task, -2 - its CPU). The done call of the change
+ * matches on it, not on the CPU: a task preempted between the two (under an rwsem such as the
+ * mmap_lock, after a spin_unlock) may finish on another CPU, and a promise matched by CPU then
+ * never completed and kept its range out of judgement for the life of the mm
+ */
+const P_WHO = 5;
 const P_START_F = 6; // Float64 word pairs
 const P_END_F = 8;
 const PR_FREE = 0;
@@ -91,6 +98,7 @@ export function makePromiseHook(V: Views): (mm: number, start: number, end: numb
     if (mm < 0) return;
     const cpu = current;
     const cpuId = cpu === undefined ? -1 : cpu.id;
+    const who = cpu === undefined ? -1 : cpu.curTask >= 0 ? cpu.curTask : -2 - cpu.id;
     const ctx = Atomics.load(I, mmWord(L, mm, MM_CTX_ID));
     if (!done) {
       const id = Atomics.add(I, L.header + H_PROMISE_SEQ, 1) + 1;
@@ -104,6 +112,7 @@ export function makePromiseHook(V: Views): (mm: number, start: number, end: numb
       I[b + P_ID] = id;
       I[b + P_KIND] = what;
       I[b + P_CPU] = cpuId;
+      I[b + P_WHO] = who;
       I[b + P_CTX] = ctx;
       F[(b + P_START_F) >> 1] = start;
       F[(b + P_END_F) >> 1] = end;
@@ -113,7 +122,7 @@ export function makePromiseHook(V: Views): (mm: number, start: number, end: numb
     }
     for (let e = 0; e < PR_ENTRIES; e++) {
       const b = promiseWord(L, mm, e);
-      if (Atomics.load(I, b + P_STATE) !== PR_INFLIGHT || I[b + P_CPU] !== cpuId || I[b + P_KIND] !== what || I[b + P_CTX] !== ctx) continue;
+      if (Atomics.load(I, b + P_STATE) !== PR_INFLIGHT || I[b + P_WHO] !== who || I[b + P_KIND] !== what || I[b + P_CTX] !== ctx) continue;
       if (F[(b + P_START_F) >> 1] !== start || F[(b + P_END_F) >> 1] !== end) continue;
       Atomics.store(I, b + P_STATE, PR_DONE);
       // the promise takes a number of its own: MM_PR_MAX then exceeds every id handed out so far

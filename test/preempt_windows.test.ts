@@ -1,0 +1,76 @@
+// Issue #11: where a preempted task may move to another CPU, per-CPU state must not be carried
+// across the move. Two places did (found by reading the code for values read before a
+// preemption point and used after it, eighth session):
+// - s390's lazy MMU leave gave preemption back before applying its cached entries, so a task in
+//   an init_mm section could move mid-apply (src/arch/s390/lazy_mmu.ts leave_ipte_range);
+// - the stale-TLB oracle matched the end of a page-table change to its start by CPU, so a task
+//   that moved between the two never completed its promise, and the oracle stopped judging
+//   that range for the life of the mm (src/oracles/stale_tlb.ts makePromiseHook).
+import { describe, it, expect, afterEach } from 'vitest';
+import { testMachine } from './helpers.ts';
+import { set_preempt_model, preempt_next, migrate_next, preemptible } from '../src/hw/preempt.ts';
+import { statWord, promiseWord, PR_ENTRIES, ST_MIGRATIONS } from '../src/hw/layout.ts';
+import { s390_state } from '../src/arch/s390/index.ts';
+import { vmalloc, vfree } from '../src/mm/vmalloc.ts';
+import { do_mmap, do_munmap, MAP_ANONYMOUS, MAP_PRIVATE, PROT_READ, PROT_WRITE } from '../src/mm/mmap.ts';
+
+afterEach(() => {
+  set_preempt_model('none');
+  preempt_next(0);
+  migrate_next(0);
+});
+
+describe('no per-CPU state crosses a migration', () => {
+  it('s390: the leave of an init_mm lazy section applies its cached entries with preemption off (put_cpu_var at its end)', () => {
+    set_preempt_model('full');
+    const m = testMachine({ cpus: 2, arch: 's390' });
+    m.process([0]);
+    m.process([1]);
+    const during: boolean[] = [];
+    m.on(0, (cpu) => {
+      // every scheduling point of the apply: a leave is under way when its batch is no longer
+      // active but still holds a range of cached slots
+      const orig = cpu.sched_point.bind(cpu);
+      cpu.sched_point = () => {
+        const b = s390_state(cpu).batch;
+        if (!b.active && b.mm >= 0 && b.hi >= b.lo) during.push(preemptible(cpu));
+        orig();
+      };
+      try {
+        preempt_next(1_000);
+        migrate_next(1_000);
+        const addr = vmalloc(4); // vmap_pages_range: a range section on init_mm, no PTL
+        expect(addr).toBeGreaterThan(0);
+        vfree(addr);
+      } finally {
+        delete (cpu as { sched_point?: unknown }).sched_point;
+      }
+    });
+    expect(during.length).toBeGreaterThan(0);
+    expect(during.every((p) => !p)).toBe(true);
+    expect(m.violations).toEqual([]);
+  });
+
+  it('a munmap whose task moves to the other CPU midway completes its stale-TLB promise', () => {
+    set_preempt_model('full');
+    const m = testMachine({ cpus: 2 });
+    const a = m.process([0]);
+    m.process([1]);
+    const va = m.on(0, () => do_mmap(a.mm, 0, 16 * 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS));
+    m.on(0, (cpu) => {
+      for (let p = 0; p < 16; p++) expect(cpu.write(va + p * 4096, p)).toBe(true);
+    });
+    const moves = (): number => m.V.I[statWord(m.V.L, 0, ST_MIGRATIONS)] + m.V.I[statWord(m.V.L, 1, ST_MIGRATIONS)];
+    const before = moves();
+    preempt_next(1_000); // every preemptible point of the munmap preempts, and moves the task
+    migrate_next(1_000);
+    expect(m.on(0, () => do_munmap(a.mm, va, 16 * 4096))).toBe(0);
+    preempt_next(0);
+    migrate_next(0);
+    expect(moves() - before).toBeGreaterThan(1); // it moved, and more than once
+    const inflight = [];
+    for (let e = 0; e < PR_ENTRIES; e++) if (Atomics.load(m.V.I, promiseWord(m.V.L, a.mm, e)) === 1) inflight.push(e);
+    expect(inflight).toEqual([]); // PR_INFLIGHT: begun and never done
+    expect(m.violations).toEqual([]);
+  });
+});
