@@ -5,10 +5,12 @@
 //   an init_mm section could move mid-apply (src/arch/s390/lazy_mmu.ts leave_ipte_range);
 // - the stale-TLB oracle matched the end of a page-table change to its start by CPU, so a task
 //   that moved between the two never completed its promise, and the oracle stopped judging
-//   that range for the life of the mm (src/oracles/stale_tlb.ts makePromiseHook).
+//   that range for the life of the mm (src/oracles/stale_tlb.ts makePromiseHook);
+// - the range of a lazy MMU section (what the strict contract checks a task's updates against)
+//   moved with the CPU, not the task (src/hw/preempt.ts migrate_swap, cpu_state_save).
 import { describe, it, expect, afterEach } from 'vitest';
 import { testMachine } from './helpers.ts';
-import { set_preempt_model, preempt_next, migrate_next, preemptible } from '../src/hw/preempt.ts';
+import { set_preempt_model, preempt_next, migrate_next, preemptible, cpu_state_save, cpu_state_load } from '../src/hw/preempt.ts';
 import { statWord, promiseWord, PR_ENTRIES, ST_MIGRATIONS } from '../src/hw/layout.ts';
 import { s390_state } from '../src/arch/s390/index.ts';
 import { vmalloc, vfree } from '../src/mm/vmalloc.ts';
@@ -71,6 +73,33 @@ describe('no per-CPU state crosses a migration', () => {
     const inflight = [];
     for (let e = 0; e < PR_ENTRIES; e++) if (Atomics.load(m.V.I, promiseWord(m.V.L, a.mm, e)) === 1) inflight.push(e);
     expect(inflight).toEqual([]); // PR_INFLIGHT: begun and never done
+    expect(m.violations).toEqual([]);
+  });
+
+  it('the range of a lazy MMU section stays with its task: within a thread and between threads', () => {
+    set_preempt_model('full');
+    const m = testMachine({ cpus: 2 });
+    const a = m.process([0]);
+    m.process([1]);
+    const range = { mm: a.mm, start: 0x10000, end: 0x20000, ptep: 1234, nptes: 16 };
+    const [o0, o1] = m.cpus;
+    m.on(0, (cpu) => {
+      cpu.lazyRange = { ...range };
+      preempt_next(1);
+      migrate_next(1);
+      cpu.sched_point(); // the task moves to CPU 1, inside its section
+      expect(cpu.id).toBe(1);
+      expect(cpu.lazyRange).toEqual(range);
+      cpu.lazyRange = null;
+    });
+    expect(o1.id).toBe(0); // the other task now runs on CPU 0: no section of its own
+    expect(o1.lazyRange).toBeNull();
+    // between threads: the state that crosses does not carry it either
+    o0.lazyRange = { ...range };
+    const saved = cpu_state_save(o0);
+    o1.lazyRange = null;
+    cpu_state_load(o1, o0.id, saved, {});
+    expect(o1.lazyRange).toBeNull();
     expect(m.violations).toEqual([]);
   });
 });

@@ -160,12 +160,14 @@ type MutableCpu = { -readonly [K in keyof Cpu]: Cpu[K] };
  * `b` (whose task was in user mode) on a's. What belongs to a CPU trades places: its id
  * and per-CPU words (cpu_tlbstate, IPI mailbox, statistics, event ring), its TLB and the
  * per-ASID generations it has caught up with, the arch's per-CPU state (lazy MMU
- * batches, Xen's lazy mode, s390's ipte_range), the lazy range in force on it and its
- * store buffer (empty: the switch drained it). Neither CPU has preemption disabled (a
- * is preemptible, b is chosen so), so no arch lazy enter's preempt_disable() is in
- * force on either. What belongs to a task stays with the object: its current task,
- * the locks it holds (lockdep's held locks trade places with the ids, to stay with the
- * task), its preempt and irq counts (both zero here), its rng.
+ * batches, Xen's lazy mode, s390's ipte_range) and its store buffer (empty: the switch
+ * drained it). Neither CPU has preemption disabled (a is preemptible, b is chosen so),
+ * so no arch lazy enter's preempt_disable() is in force on either. What belongs to a
+ * task stays with the object: its current task, the locks it holds (lockdep's held
+ * locks trade places with the ids, to stay with the task), its preempt and irq counts
+ * (both zero here), its rng, and the range of its lazy MMU section (the strict
+ * contract's lazyRange: until the eighth session it moved with the CPU, so a task that
+ * later resumed on that CPU was checked against another task's range).
  */
 export function migrate_swap(a: Cpu, b: Cpu, ta: number): void {
   const A = a as MutableCpu;
@@ -191,7 +193,8 @@ export function migrate_swap(a: Cpu, b: Cpu, ta: number): void {
   swap('ctxGen');
   swap('ctxId');
   swap('arch');
-  swap('lazyRange');
+  // not lazyRange: the range of the section in force belongs to the task, as its lazy MMU
+  // enable count does (task words): the strict contract checks the task's own updates against it
   swap('loadedMm');
   swap('asid');
   swap('prevTask');
@@ -234,8 +237,8 @@ export function lazy_mmu_preempt_enable(cpu: Cpu): void {
 // moves to a CPU another thread carries, the two threads trade CPUs instead, as
 // migrate_swap() above does within one thread: each thread's Cpu object (its task's
 // stack) takes the other CPU's identity. What is thread-local and belongs to the CPU
-// (the TLB, per-ASID generations, arch state, lazy range, store buffer, event ring
-// position) goes through shared memory as a structured clone; what lives in shared
+// (the TLB, per-ASID generations, arch state, store buffer, event ring position) goes
+// through shared memory as a structured clone; what lives in shared
 // memory (per-CPU words, mailbox, statistics, events) follows the id.
 
 /** One CPU's thread-local state, serialized (the sending half of a cross-thread migration). */
@@ -247,7 +250,7 @@ export function cpu_state_save(c: Cpu): Uint8Array {
     tlb: { vpn: t.vpn, asid: t.asid, pfn: t.pfn, flags: t.flags, gen: t.gen, va: t.va, stamp: t.stamp, chk: t.chk },
     ctxGen: c.ctxGen, ctxId: c.ctxId,
     arch: arch === undefined ? null : { cls: arch.constructor.name, data: arch },
-    lazyRange: c.lazyRange, loadedMm: c.loadedMm, asid: c.asid, prevTask: c.prevTask,
+    loadedMm: c.loadedMm, asid: c.asid, prevTask: c.prevTask, // not lazyRange: the task's (migrate_swap)
     sbIdx: c.sbIdx, sbVal: c.sbVal, sbN: c.sbN, ringPos: c.ring.pos,
   });
 }
@@ -275,7 +278,7 @@ export function cpu_state_load(c: Cpu, id: number, bytes: Uint8Array, classes: R
   const s = v8.deserialize(bytes) as {
     tlb: Record<string, ArrayLike<number>>; ctxGen: Int32Array; ctxId: Int32Array;
     arch: { cls: string; data: Record<string, unknown> } | null;
-    lazyRange: Cpu['lazyRange']; loadedMm: number; asid: number; prevTask: number;
+    loadedMm: number; asid: number; prevTask: number;
     sbIdx: Int32Array; sbVal: Int32Array; sbN: number; ringPos: number;
   };
   const C = c as MutableCpu;
@@ -299,7 +302,6 @@ export function cpu_state_load(c: Cpu, id: number, bytes: Uint8Array, classes: R
     assign_into(o as Record<string, unknown>, s.arch.data);
     C.arch = o;
   }
-  C.lazyRange = s.lazyRange;
   C.loadedMm = s.loadedMm;
   C.asid = s.asid;
   C.prevTask = s.prevTask;
