@@ -1,5 +1,5 @@
 // Issue #11: where a preempted task may move to another CPU, per-CPU state must not be carried
-// across the move. Two places did (found by reading the code for values read before a
+// across the move. Three places did (found by reading the code for values read before a
 // preemption point and used after it, eighth session):
 // - s390's lazy MMU leave gave preemption back before applying its cached entries, so a task in
 //   an init_mm section could move mid-apply (src/arch/s390/lazy_mmu.ts leave_ipte_range);
