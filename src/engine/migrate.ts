@@ -25,7 +25,7 @@ import {
   type Views, type Layout, cpuCtl, taskWord, hostWord, CC_HOST, T_CPU, H_STOP, ST_MIGRATIONS, ST_THREAD_MIGRATIONS, CC_ONLINE, HB_SLEEPING,
   MIG_HDR, MIG_PHASE, MIG_FROM, MIG_TO, migSlotWords,
 } from '../hw/layout.ts';
-import { switch_out, switch_in, cpu_state_save, cpu_state_load, preemptLevel, preemptible } from '../hw/preempt.ts';
+import { switch_out, switch_in, cpu_state_save, cpu_state_load, preemptLevel, preemptible, can_trade_task } from '../hw/preempt.ts';
 import { lockdep_swap_cpus } from '../hw/lockdep.ts';
 import { EV } from '../hw/trace.ts';
 import { XenPvCpu } from '../arch/x86-xenpv/index.ts';
@@ -139,7 +139,7 @@ export class FreeMigrator implements Migrator {
       while (k < cs.length && cs[k].id !== want) k++;
       if (k === cs.length) return;
       cpu = cs[k];
-      if (cpu.inIrq !== 0 || cpu.irqOff !== 0 || cpu.bhOff !== 0 || cpu.preemptOff !== 0 || cpu.spinDepth !== 0) return;
+      if (!can_trade_task(cpu)) return;
     } else if (cpu.spinDepth !== 0 || !preemptible(cpu)) return;
     if (Atomics.compareExchange(I, h + MIG_PHASE, ASKED, TAKEN) !== ASKED) return; // withdrawn
     if (cpu !== running) set_current(cpu); // the context switches below run on the CPU that gives its task up

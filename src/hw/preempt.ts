@@ -126,10 +126,19 @@ function migration_target(cpu: Cpu): Cpu | null {
   const start = cpu.rng.u32() % cs.length;
   for (let k = 0; k < cs.length; k++) {
     const o = cs[(start + k) % cs.length];
-    if (o === cpu || o.inIrq !== 0 || o.irqOff !== 0 || o.bhOff !== 0 || o.preemptOff !== 0 || o.spinDepth !== 0) continue;
-    return o;
+    if (o !== cpu && can_trade_task(o)) return o;
   }
   return null;
+}
+
+/**
+ * A CPU of this thread, between operations, whose task (or idle) may trade places with a
+ * preempted one: not in an interrupt handler of this thread's stack, with interrupts,
+ * softirqs and preemption on and no spinlock held (migration_target; src/engine/migrate.ts
+ * FreeMigrator.poll at an operation boundary).
+ */
+export function can_trade_task(o: Cpu): boolean {
+  return o.inIrq === 0 && o.irqOff === 0 && o.bhOff === 0 && o.preemptOff === 0 && o.spinDepth === 0;
 }
 
 /** This preemption may move the task (1 in MIGRATE_ODDS, or forced by a test) and the task has not disabled migration. */
