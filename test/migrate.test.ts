@@ -1,5 +1,5 @@
 // Issue #11: a preempted task may resume on another CPU (src/hw/preempt.ts migrate_swap).
-import { describe, it, expect, afterEach } from 'vitest';
+import { describe, it, expect } from 'vitest';
 import { testMachine } from './helpers.ts';
 import { set_preempt_model, preempt_next, migrate_next } from '../src/hw/preempt.ts';
 import { spin_lock, spin_unlock } from '../src/hw/locks.ts';
@@ -15,11 +15,6 @@ import { runScenario } from '../src/engine/machine.ts';
 type M = ReturnType<typeof testMachine>;
 const stat = (m: M, cpu: number, f: number): number => m.V.I[statWord(m.V.L, cpu, f)];
 const loaded = (m: M, cpu: number): number => m.V.I[cpuCtl(m.V.L, cpu, CC_LOADED_MM)];
-afterEach(() => {
-  set_preempt_model('none');
-  preempt_next(0);
-  migrate_next(0);
-});
 
 describe('migration of a preempted task', () => {
   it('the task resumes on the other CPU: the CPUs trade ids, TLBs and per-CPU words; the old CPU keeps the mm lazily', () => {

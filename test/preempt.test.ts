@@ -1,4 +1,4 @@
-import { describe, it, expect, afterEach } from 'vitest';
+import { describe, it, expect } from 'vitest';
 import { testMachine } from './helpers.ts';
 import { set_preempt_model, preempt_next, preemptible } from '../src/hw/preempt.ts';
 import { spin_lock, spin_unlock } from '../src/hw/locks.ts';
@@ -9,11 +9,6 @@ import { do_mprotect } from '../src/mm/mprotect.ts';
 import { xen_cpu, XEN_LAZY_NONE } from '../src/arch/x86-xenpv/index.ts';
 
 const stat = (m: ReturnType<typeof testMachine>, cpu: number, f: number): number => m.V.I[statWord(m.V.L, cpu, f)];
-afterEach(() => {
-  set_preempt_model('none');
-  preempt_next(0);
-});
-
 describe('where a task may be preempted', () => {
   it('not under a spinlock (CONFIG_PREEMPT), but under PREEMPT_RT yes; never with irqs off or in an interrupt', () => {
     const m = testMachine({ cpus: 1 });

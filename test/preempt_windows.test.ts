@@ -8,7 +8,7 @@
 //   that range for the life of the mm (src/oracles/stale_tlb.ts makePromiseHook);
 // - the range of a lazy MMU section (what the strict contract checks a task's updates against)
 //   moved with the CPU, not the task (src/hw/preempt.ts migrate_swap, cpu_state_save).
-import { describe, it, expect, afterEach } from 'vitest';
+import { describe, it, expect } from 'vitest';
 import { testMachine } from './helpers.ts';
 import { set_preempt_model, preempt_next, migrate_next, preemptible, cpu_state_save, cpu_state_load } from '../src/hw/preempt.ts';
 import { statWord, promiseWord, PR_ENTRIES, ST_MIGRATIONS } from '../src/hw/layout.ts';
@@ -16,18 +16,18 @@ import { s390_state } from '../src/arch/s390/index.ts';
 import { vmalloc, vfree } from '../src/mm/vmalloc.ts';
 import { do_mmap, do_munmap, MAP_ANONYMOUS, MAP_PRIVATE, PROT_READ, PROT_WRITE } from '../src/mm/mmap.ts';
 
-afterEach(() => {
-  set_preempt_model('none');
-  preempt_next(0);
-  migrate_next(0);
-});
+/** Full preemption, two CPUs, a process on each; the one on CPU 0 is returned. */
+function twoCpus(arch?: string): { m: ReturnType<typeof testMachine>; a: ReturnType<ReturnType<typeof testMachine>['process']> } {
+  set_preempt_model('full');
+  const m = testMachine({ cpus: 2, arch });
+  const a = m.process([0]);
+  m.process([1]);
+  return { m, a };
+}
 
 describe('no per-CPU state crosses a migration', () => {
   it('s390: the leave of an init_mm lazy section applies its cached entries with preemption off (put_cpu_var at its end)', () => {
-    set_preempt_model('full');
-    const m = testMachine({ cpus: 2, arch: 's390' });
-    m.process([0]);
-    m.process([1]);
+    const { m } = twoCpus('s390');
     const during: boolean[] = [];
     m.on(0, (cpu) => {
       // every scheduling point of the apply: a leave is under way when its batch is no longer
@@ -54,10 +54,7 @@ describe('no per-CPU state crosses a migration', () => {
   });
 
   it('a munmap whose task moves to the other CPU midway completes its stale-TLB promise', () => {
-    set_preempt_model('full');
-    const m = testMachine({ cpus: 2 });
-    const a = m.process([0]);
-    m.process([1]);
+    const { m, a } = twoCpus();
     const va = m.on(0, () => do_mmap(a.mm, 0, 16 * 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS));
     m.on(0, (cpu) => {
       for (let p = 0; p < 16; p++) expect(cpu.write(va + p * 4096, p)).toBe(true);
@@ -77,10 +74,7 @@ describe('no per-CPU state crosses a migration', () => {
   });
 
   it('the range of a lazy MMU section stays with its task: within a thread and between threads', () => {
-    set_preempt_model('full');
-    const m = testMachine({ cpus: 2 });
-    const a = m.process([0]);
-    m.process([1]);
+    const { m, a } = twoCpus();
     const range = { mm: a.mm, start: 0x10000, end: 0x20000, ptep: 1234, nptes: 16 };
     const [o0, o1] = m.cpus;
     m.on(0, (cpu) => {

@@ -4,10 +4,16 @@
 // host threads are terminated instead of overlapping the next test.
 import { beforeEach, afterEach } from 'vitest';
 import { runDefaults } from '../src/engine/machine.ts';
+import { set_preempt_model, preempt_next, migrate_next } from '../src/hw/preempt.ts';
 
 beforeEach((ctx) => {
   runDefaults.signal = ctx.signal;
 });
 afterEach(() => {
   runDefaults.signal = undefined;
+  // the preemption model and the forced preemptions and migrations a test asked for are
+  // module state of this file's process: the next test starts without them
+  set_preempt_model('none');
+  preempt_next(0);
+  migrate_next(0);
 });
