@@ -8,12 +8,16 @@
 //   that range for the life of the mm (src/oracles/stale_tlb.ts makePromiseHook);
 // - the range of a lazy MMU section (what the strict contract checks a task's updates against)
 //   moved with the CPU, not the task (src/hw/preempt.ts migrate_swap, cpu_state_save).
+// And one report field (ninth session): the mmap_lock's owner word kept the CPU that took the
+// lock, so a hang report named the wrong CPU once the writer had moved (src/hw/locks.ts down_write).
 import { describe, it, expect } from 'vitest';
 import { testMachine } from './helpers.ts';
 import { set_preempt_model, preempt_next, migrate_next, preemptible, cpu_state_save, cpu_state_load } from '../src/hw/preempt.ts';
 import { statWord, promiseWord, PR_ENTRIES, ST_MIGRATIONS } from '../src/hw/layout.ts';
 import { s390_state } from '../src/arch/s390/index.ts';
 import { vmalloc, vfree } from '../src/mm/vmalloc.ts';
+import { mmap_write_lock, mmap_write_unlock } from '../src/mm/mmap_lock.ts';
+import { mmap_lock_state } from '../src/mm/mm.ts';
 import { do_mmap, do_munmap, MAP_ANONYMOUS, MAP_PRIVATE, PROT_READ, PROT_WRITE } from '../src/mm/mmap.ts';
 
 /** Full preemption, two CPUs, a process on each; the one on CPU 0 is returned. */
@@ -94,6 +98,24 @@ describe('no per-CPU state crosses a migration', () => {
     o1.lazyRange = null;
     cpu_state_load(o1, o0.id, saved, {});
     expect(o1.lazyRange).toBeNull();
+    expect(m.violations).toEqual([]);
+  });
+
+  it('the mmap_lock names the task that holds it, and the CPU that task is on now (a hang report)', () => {
+    const { m, a } = twoCpus();
+    const held = m.on(0, (cpu) => {
+      const task = cpu.curTask;
+      mmap_write_lock(a.mm);
+      preempt_next(1);
+      migrate_next(1);
+      cpu.sched_point(); // the writer moves to CPU 1 with the lock held (a sleeping lock may be held across it)
+      expect(cpu.id).toBe(1);
+      const st = mmap_lock_state(m.V, a.mm);
+      mmap_write_unlock(a.mm);
+      return { task, st };
+    });
+    expect(held.st.ownerTask).toBe(held.task);
+    expect(held.st.ownerCpu).toBe(1); // before, the word kept the CPU that took the lock: 0
     expect(m.violations).toEqual([]);
   });
 });

@@ -13,7 +13,7 @@ describe('a hung or crashed CPU thread ends the run with a report', () => {
     // the watchdog, or (when the lockdep report of the recursive mmap_lock stopped every CPU first) the
     // leaked-lock check at the end of the run: either names the lock
     expect(r.hang).toMatch(/no CPU made progress|every CPU finished, but a lock is still held/);
-    expect(r.hang).toMatch(/mm 0 mmap_lock: (1 readers|write-held by cpu \d+)(, \d+ waiting| after every CPU finished)/);
+    expect(r.hang).toMatch(/mm 0 mmap_lock: (1 readers|write-held by (task \d+ on )?cpu \d+)(, \d+ waiting| after every CPU finished)/);
     expect(exitCode(r)).toBe(1);
     expect(summary(r)).toMatch(/HUNG/);
   });
@@ -23,7 +23,7 @@ describe('a hung or crashed CPU thread ends the run with a report', () => {
     // still held by the leak; the teardown (exit_mmap on the main thread) used to wait for it for ever
     const r = await runScenario(s, { cpus: 4, knobs: ['munmap.leak_mmap_lock'], mode: 'deterministic', hotPreempt: 0.1, seed: 1, hangTimeoutMs: 5000 });
     expect(r.hang).toMatch(/every CPU finished, but a lock is still held/);
-    expect(r.hang).toMatch(/mm 0 mmap_lock: (1 readers|write-held by cpu \d+) after every CPU finished \(a leaked lock\)/);
+    expect(r.hang).toMatch(/mm 0 mmap_lock: (1 readers|write-held by (task \d+ on )?cpu \d+) after every CPU finished \(a leaked lock\)/);
     expect(exitCode(r)).toBe(1);
   }, 60_000);
 

@@ -281,12 +281,13 @@ function percentile(sorted: Float64Array, p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))];
 }
 
-/** A description of who holds what and who waits, for a hang report. */
 /** Who holds an mmap_lock, as the hang reports say it. */
-function mmapLockHolders(st: { value: number; owner: number }): string {
-  return st.value < 0 ? `write-held by cpu ${st.owner}` : `${st.value} readers`;
+function mmapLockHolders(st: { value: number; ownerTask: number; ownerCpu: number }): string {
+  if (st.value >= 0) return `${st.value} readers`;
+  return st.ownerTask >= 0 ? `write-held by task ${st.ownerTask} on cpu ${st.ownerCpu}` : `write-held by cpu ${st.ownerCpu}`;
 }
 
+/** A description of who holds what and who waits, for a hang report. */
 export function describeHang(V: Views): string {
   const { I, L } = V;
   const lines: string[] = [];

@@ -323,7 +323,9 @@ export const MM_FLUSH_COUNT = 13; // for periodic cpumask trimming
 export const MM_RSS = 14;
 export const MM_PT_PAGES = 15;
 export const MM_CPUMASK = LINE; // CPUMASK_WORDS words
-export const MM_LOCK_OWNER = LINE + CPUMASK_WORDS; // cpu+1 of the writer, for hang reports
+// the writer, for hang reports: task+1, as rwsem->owner is the task_struct (kernel/locking/rwsem.c
+// rwsem_set_owner stores current), so a task that moves keeps it; -(cpu+1) outside a task
+export const MM_LOCK_OWNER = LINE + CPUMASK_WORDS;
 export const MM_ASID = MM_LOCK_OWNER + 1;
 /** unique for the life of the machine: a CPU whose cached ASID context differs flushes it */
 export const MM_CTX_ID = MM_ASID + 1;

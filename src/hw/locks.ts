@@ -161,7 +161,8 @@ export function down_write(idx: number, ownerIdx = -1, subclass = 0): void {
     Atomics.sub(I, idx + 2, 1);
     cpu.ring.log(EV.LOCK_ACQUIRED, idx, 2);
   }
-  if (ownerIdx >= 0) Atomics.store(I, ownerIdx, cpu.id + 1);
+  // rwsem_set_owner: the task, not the CPU (a writer preempted under the lock may move)
+  if (ownerIdx >= 0) Atomics.store(I, ownerIdx, cpu.curTask >= 0 ? cpu.curTask + 1 : -(cpu.id + 1));
   lock_acquire(cpu, idx, subclass, false);
 }
 

@@ -77,11 +77,18 @@ export function mm_in_use(V: Views, mm: number): boolean {
   return Atomics.load(V.I, mmWord(V.L, mm, MM_IN_USE)) !== 0;
 }
 
-export function mmap_lock_state(V: Views, mm: number): { value: number; waiters: number; writersWaiting: number; owner: number } {
+/**
+ * The mmap_lock's state for a hang report. The writer is a task (ownerTask, -1 outside one) and
+ * the CPU it is on now (ownerCpu): the task's T_CPU word, which follows it across migrations.
+ */
+export function mmap_lock_state(V: Views, mm: number): { value: number; waiters: number; writersWaiting: number; ownerTask: number; ownerCpu: number } {
   const { I, L } = V;
+  const w = I[mmWord(L, mm, MM_LOCK_OWNER)];
+  const ownerTask = w > 0 ? w - 1 : -1;
   return {
     value: I[mmWord(L, mm, MM_LOCK)], waiters: I[mmWord(L, mm, MM_LOCK_WAITERS)],
-    writersWaiting: I[mmWord(L, mm, MM_LOCK_WWAIT)], owner: I[mmWord(L, mm, MM_LOCK_OWNER)] - 1,
+    writersWaiting: I[mmWord(L, mm, MM_LOCK_WWAIT)], ownerTask,
+    ownerCpu: ownerTask >= 0 ? I[taskWord(L, ownerTask, T_CPU)] : w < 0 ? -w - 1 : -1,
   };
 }
 
