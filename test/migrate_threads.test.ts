@@ -120,12 +120,12 @@ describe('migration in deterministic mode (one thread per CPU; on by default)', 
   }, 240_000);
 });
 
-describe('migration in free mode with one thread per CPU (--migrate-threads)', () => {
+describe('migration in free mode with one thread per CPU (the default since the ninth session)', () => {
   it('preempted tasks resume on other threads\' CPUs, and the CPUs keep their TLBs: clean runs stay clean', async () => {
     const s = await loadScenario('scenarios/munmap-vs-access.ts');
     let moved = 0;
     for (const seed of [1, 2, 3]) {
-      const r = await runScenario(s, { mode: 'free', cpus: 4, threads: 4, ops: 1000, seed, migrateThreads: true });
+      const r = await runScenario(s, { mode: 'free', cpus: 4, threads: 4, ops: 1000, seed }); // the default
       expect(r.violations, `seed ${seed}`).toEqual([]);
       moved += r.stats.migrations;
     }
@@ -140,20 +140,20 @@ describe('migration in free mode with one thread per CPU (--migrate-threads)', (
     expect(bigDet.violations).toEqual([]);
     const pinned = await runScenario(s, { mode: 'free', cpus: 4, threads: 4, ops: 1000, seed: 1, preempt: 'none', migrateThreads: true });
     expect(pinned.stats.migrations).toBe(0);
-    // off by default in free mode (docs/concurrency.md, Limits): tasks are preempted but stay
-    const off = await runScenario(s, { mode: 'free', cpus: 4, threads: 4, ops: 1000, seed: 1 });
+    // --no-migrate-threads (free mode's default until the ninth session): tasks are preempted but stay
+    const off = await runScenario(s, { mode: 'free', cpus: 4, threads: 4, ops: 1000, seed: 1, migrateThreads: false });
     expect(off.stats.preemptions).toBeGreaterThan(0);
     expect(off.stats.migrations).toBe(0);
   }, 120_000);
 });
 
-describe('migration in free mode, hosted (several CPUs per thread, --migrate-threads)', () => {
-  it('a preempted task moves to the other thread\'s CPUs as well as its own thread\'s; without the option only to its own; clean runs stay clean', async () => {
+describe('migration in free mode, hosted (several CPUs per thread; the default since the ninth session)', () => {
+  it('a preempted task moves to the other thread\'s CPUs as well as its own thread\'s; with --no-migrate-threads only to its own; clean runs stay clean', async () => {
     const s = await loadScenario('scenarios/munmap-vs-access.ts');
     let moved = 0;
     let across = 0;
     for (const seed of [1, 2, 3]) {
-      const r = await runScenario(s, { mode: 'free', cpus: 8, threads: 2, ops: 1500, seed, migrateThreads: true });
+      const r = await runScenario(s, { mode: 'free', cpus: 8, threads: 2, ops: 1500, seed }); // the default
       expect(r.violations, `seed ${seed}`).toEqual([]);
       moved += r.stats.migrations;
       across += r.stats.threadMigrations;
@@ -163,14 +163,14 @@ describe('migration in free mode, hosted (several CPUs per thread, --migrate-thr
     // keeps it off the cores for 0.5 ms: some moves cross, the rest stay within the thread
     expect(across).toBeGreaterThan(0);
     expect(moved).toBeGreaterThan(across);
-    const off = await runScenario(s, { mode: 'free', cpus: 8, threads: 2, ops: 1500, seed: 1 });
+    const off = await runScenario(s, { mode: 'free', cpus: 8, threads: 2, ops: 1500, seed: 1, migrateThreads: false });
     expect(off.stats.migrations).toBeGreaterThan(0);
     expect(off.stats.threadMigrations).toBe(0);
   }, 120_000);
 });
 
-describe('the default: on in deterministic mode, off in free mode, and repro files keep what they ran with', () => {
-  it('a deterministic run migrates without the option; --no-migrate-threads (false) pins it; free mode does not', async () => {
+describe('the default: on in both modes, and repro files keep what they ran with', () => {
+  it('a deterministic run migrates without the option; --no-migrate-threads (false) pins it; a free-mode repro records it on', async () => {
     const s = await loadScenario('scenarios/munmap-vs-access.ts');
     const on = await runScenario(s, { mode: 'deterministic', cpus: 4, ops: 400, hotPreempt: 0.3, seed: 2 });
     expect(on.stats.migrations).toBeGreaterThan(0);
@@ -187,7 +187,7 @@ describe('the default: on in deterministic mode, off in free mode, and repro fil
     expect(JSON.parse(await readFile(file, 'utf8')).options.migrateThreads).toBe(true);
     expect((await readRepro(file)).options.migrateThreads).toBe(true);
     const freeRepro = makeRepro(s, { mode: 'free', seed: 2 }, on);
-    expect(freeRepro.options.migrateThreads).toBe(false);
+    expect(freeRepro.options.migrateThreads).toBe(true); // free mode's default since the ninth session
     // a file written before the default changed has no field: it ran without migration between threads
     const old = JSON.parse(await readFile(file, 'utf8'));
     delete old.options.migrateThreads;
@@ -198,11 +198,11 @@ describe('the default: on in deterministic mode, off in free mode, and repro fil
     expect(again.deterministic!.schedule).toEqual(off.deterministic!.schedule);
   }, 120_000);
 
-  it('the stress re-run command names the option only where it differs from the mode\'s default', () => {
+  it('the stress re-run command names the option only where it differs from the default (on)', () => {
     expect(rerunCommand('x', 1, { mode: 'deterministic' })).not.toMatch(/migrate-threads/);
     expect(rerunCommand('x', 1, { mode: 'deterministic', migrateThreads: true })).not.toMatch(/migrate-threads/);
     expect(rerunCommand('x', 1, { mode: 'deterministic', migrateThreads: false })).toMatch(/ --no-migrate-threads$/);
-    expect(rerunCommand('x', 1, { mode: 'free', migrateThreads: true })).toMatch(/ --migrate-threads$/);
-    expect(rerunCommand('x', 1, { mode: 'free', migrateThreads: false })).not.toMatch(/migrate-threads/);
+    expect(rerunCommand('x', 1, { mode: 'free', migrateThreads: true })).not.toMatch(/migrate-threads/);
+    expect(rerunCommand('x', 1, { mode: 'free', migrateThreads: false })).toMatch(/ --no-migrate-threads$/);
   });
 });

@@ -53,8 +53,8 @@ export function registerStress(program: Command): void {
     .option('--lazy-series <v>', 'version of Gordeev\'s lazy MMU series (mmsim list-series; default latest)', lazySeries)
     .addOption(new Option('--preempt <model>', 'preemption inside kernel code: none, full (default) or rt (PREEMPT_RT: spinlocks sleep)').choices(['none', 'full', 'rt']))
     .option('--irq <n>', 'device interrupts at 1 in N scheduling points of kernel code, 0 none (default: the scenario\'s machine.irq); the handler maps, uses and unmaps a linear-map page (DEBUG_PAGEALLOC)', int('--irq', 0, 1 << 20))
-    .option('--migrate-threads', 'a preempted task may also move to a CPU another host thread carries: on by default in deterministic mode; with this flag also in free mode (one thread per CPU, or hosted: to another thread\'s CPUs as well as its own; docs/concurrency.md)')
-    .option('--no-migrate-threads', 'deterministic mode: a preempted task moves only among its own thread\'s CPUs (as before 2026-12-06)')
+    .option('--migrate-threads', 'a preempted task may also move to a CPU another host thread carries (the default, in both modes: one thread per CPU, or hosted: to another thread\'s CPUs as well as its own; docs/concurrency.md)')
+    .option('--no-migrate-threads', 'a preempted task moves only among its own thread\'s CPUs (free mode\'s default until the ninth session, deterministic mode\'s until 2026-12-06)')
     .option('--hang-timeout <ms>', 'declare a hang after this long without progress (up to 4x longer when the host is loaded: its load average per core)', int('--hang-timeout', 100, 1e9))
     .action(async (scenarios: string[], opts) => {
       if (opts.tlb !== undefined && opts.tlb & (opts.tlb - 1)) throw new InvalidArgumentError('--tlb must be a power of two');

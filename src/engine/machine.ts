@@ -346,16 +346,18 @@ export interface ResolvedRunOptions {
   hangTimeoutMs: number;
 }
 
-/** The one place a run's options get their defaults (runScenario, the CLI, stress campaigns, shrink). */
 /**
  * Whether a run migrates preempted tasks between host threads when RunOptions.migrateThreads
- * is not given: on in deterministic mode, off in free mode (docs/concurrency.md, Limits). The
- * one place of this default: repro files and re-run commands are written against it.
+ * is not given: on in both modes. Deterministic mode since 2026-12-06; free mode since the ninth
+ * session (before, a free-mode task moved only among its own thread's CPUs: fewer interleavings
+ * than the kernel allows, docs/concurrency.md, Limits). The one place of this default: repro
+ * files and re-run commands are written against it (a file records the value it ran with).
  */
-export function defaultMigrateThreads(mode: 'free' | 'deterministic' | undefined): boolean {
-  return mode === 'deterministic';
+export function defaultMigrateThreads(_mode: 'free' | 'deterministic' | undefined): boolean {
+  return true;
 }
 
+/** The one place a run's options get their defaults (runScenario, the CLI, stress campaigns, shrink). */
 export function resolveRunOptions(s: Scenario, o: RunOptions = {}): ResolvedRunOptions {
   const cpus = o.cpus ?? s.machine.cpus;
   const deterministic = (o.mode ?? 'free') === 'deterministic';
