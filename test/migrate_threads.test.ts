@@ -98,7 +98,7 @@ describe('migration in deterministic mode (one thread per CPU; on by default)', 
       expect(r.stats.migrations, `seed ${seed}`).toBeGreaterThan(0);
       expect(r.violations, `seed ${seed}`).toEqual([]);
     }
-    // --preempt none: no preemption, no migration; and none without --migrate-threads
+    // --preempt none: no preemption, no migration; and none with --no-migrate-threads
     const none = await runScenario(s, det({ seed: 2, preempt: 'none' }));
     expect(none.stats.migrations).toBe(0);
     const off = await runScenario(s, det({ seed: 2, migrateThreads: false }));

@@ -164,9 +164,9 @@ export function runHost(plan: HostPlan): HostResult {
   }
   const active = [...Array(n).keys()].filter((i) => tasks[i].length > 0);
   if (plan.deterministic) return runDeterministic(plan, V, host, cpus[0], tasks[0], oracles[0], violations);
-  // two threads or more, when asked (--migrate-threads): a preempted task may move to a CPU
-  // another thread carries (src/engine/migrate.ts; off by default in free mode:
-  // docs/concurrency.md); hosted, it may also move among its own thread's CPUs (preempt.ts)
+  // two threads or more, unless --no-migrate-threads: a preempted task may move to a CPU
+  // another thread carries (src/engine/migrate.ts; docs/concurrency.md); hosted, it may also
+  // move among its own thread's CPUs (preempt.ts)
   if (L.shape.hosts > 1 && L.migrate >= 0 && plan.migrateThreads === true) host.migrator = new FreeMigrator(V, host);
   // Start barrier: no CPU runs before every host has booted, so that the
   // first shootdowns already see every CPU (worker start-up takes seconds at 64+).

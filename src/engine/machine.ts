@@ -76,8 +76,8 @@ export interface RunOptions {
   irq?: number;
   /**
    * a preempted task may also move to a CPU another host thread carries (src/engine/migrate.ts,
-   * src/engine/det.ts). Default: on in deterministic mode; off in free mode, where its first
-   * campaigns met anomalies not yet explained (docs/concurrency.md "Limits").
+   * src/engine/det.ts). Default: on in both modes (DEFAULT_MIGRATE_THREADS); false keeps each
+   * task on its own thread's CPUs, fewer interleavings than the kernel (docs/concurrency.md "Limits").
    */
   migrateThreads?: boolean;
   /** keep a long event history with timestamps, returned as RunResult.trace */
@@ -348,14 +348,12 @@ export interface ResolvedRunOptions {
 
 /**
  * Whether a run migrates preempted tasks between host threads when RunOptions.migrateThreads
- * is not given: on in both modes. Deterministic mode since 2026-12-06; free mode since the ninth
+ * is not given: on, in both modes. Deterministic mode since 2026-12-06; free mode since the ninth
  * session (before, a free-mode task moved only among its own thread's CPUs: fewer interleavings
  * than the kernel allows, docs/concurrency.md, Limits). The one place of this default: repro
  * files and re-run commands are written against it (a file records the value it ran with).
  */
-export function defaultMigrateThreads(_mode: 'free' | 'deterministic' | undefined): boolean {
-  return true;
-}
+export const DEFAULT_MIGRATE_THREADS = true;
 
 /** The one place a run's options get their defaults (runScenario, the CLI, stress campaigns, shrink). */
 export function resolveRunOptions(s: Scenario, o: RunOptions = {}): ResolvedRunOptions {
@@ -377,7 +375,7 @@ export function resolveRunOptions(s: Scenario, o: RunOptions = {}): ResolvedRunO
     lazyContract: o.lazyContract ?? 'hint',
     lazySeries: o.lazySeries ?? LAZY_SERIES_LATEST, preempt: o.preempt ?? 'full',
     irq: o.irq ?? s.machine.irq,
-    migrateThreads: o.migrateThreads ?? defaultMigrateThreads(o.mode),
+    migrateThreads: o.migrateThreads ?? DEFAULT_MIGRATE_THREADS,
     preemptions: o.preemptions ?? 3,
     hotPreempt: o.hotPreempt ?? 0,
     overtime: o.overtime ?? 1,

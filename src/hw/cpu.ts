@@ -125,7 +125,7 @@ export interface Scheduler {
   migrate?(cpu: Cpu, task: number): boolean;
 }
 
-/** Migration to a CPU another host thread carries, in free mode with --migrate-threads: one thread per CPU, or hosted (src/engine/migrate.ts). */
+/** Migration to a CPU another host thread carries, in free mode (unless --no-migrate-threads): one thread per CPU, or hosted (src/engine/migrate.ts). */
 export interface Migrator {
   /**
    * a point where this CPU's task could be preempted: take a request addressed to this CPU;

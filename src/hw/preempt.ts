@@ -89,7 +89,7 @@ export function preempt_schedule(cpu: Cpu): void {
   if (cpu.host.sched === null) {
     const m = cpu.host.migrator;
     const own = cpu.host.cpus.length;
-    // with --migrate-threads, a CPU of another thread as often as there are such CPUs: a thread
+    // with migration between threads (the default), a CPU of another thread as often as there are such CPUs: a thread
     // carrying 128 of 256 CPUs sends about half its moves to the other thread's CPUs
     if (m !== null && (own === 1 || cpu.rng.u32() % (cpu.V.L.shape.cpus - 1) >= own - 1)) {
       if (may_migrate(cpu) && m.migrate(cpu, task)) {

@@ -22,8 +22,8 @@ export async function searchDetRepro(free: Repro, o: { tries?: number; hotPreemp
   const tries = o.tries ?? 4;
   const hot = o.hotPreempt ?? [0.3, 0.1, 0.5];
   const seed = free.options.seed ?? free.scenario.run.seed;
-  // migrateThreads is left to deterministic mode's default (on): a free-mode file records its
-  // own mode's default (off), which says nothing about the deterministic search
+  // migrateThreads is left to the default (on): a free-mode file records what its run had (off
+  // in files written before the ninth session), which says nothing about the deterministic search
   const { threads: _t, delay: _d, durationMs: _du, migrateThreads: _m, ...rest } = free.options;
   let i = 0;
   for (const s of detSeedsNear(seed, tries)) {

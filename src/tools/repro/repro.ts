@@ -10,7 +10,7 @@ import { ARCH_NAMES } from '../../arch/index.ts';
 import { KNOB_NAMES } from '../../inject/knobs.ts';
 import { resolve_lazy_series } from '../../mm/lazy_mmu.ts';
 import { PREEMPT_MODELS, type PreemptModel } from '../../hw/preempt.ts';
-import { runVerdict, defaultMigrateThreads, type RunOptions, type RunResult } from '../../engine/machine.ts';
+import { runVerdict, DEFAULT_MIGRATE_THREADS, type RunOptions, type RunResult } from '../../engine/machine.ts';
 
 export const REPRO_VERSION = 1;
 
@@ -36,9 +36,10 @@ export function makeRepro(s: Scenario, options: Repro['options'], r: RunResult, 
   const v = runVerdict(r);
   return {
     // migrateThreads is written resolved: its default changed (on in deterministic mode since
-    // 2026-12-06), and a file must replay the same way whatever the default becomes
+    // 2026-12-06, in free mode since the ninth session), and a file must replay the same way
+    // whatever the default becomes
     version: REPRO_VERSION, scenario: s, scenarioFile,
-    options: { ...options, migrateThreads: options.migrateThreads ?? defaultMigrateThreads(options.mode) }, schedule,
+    options: { ...options, migrateThreads: options.migrateThreads ?? DEFAULT_MIGRATE_THREADS }, schedule,
     violation: v.kind !== null ? { kind: v.kind, message: v.message ?? '' } : null,
     made: { by: 'mmsim 0.1.0', at: new Date().toISOString() },
   };

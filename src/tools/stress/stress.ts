@@ -17,7 +17,7 @@ import { prestrippedPool } from '../../engine/prestrip.ts';
 import { loadScenario, resolveScenario, placeThreads, ScenarioError, SCENARIO_DIR, type Scenario } from '../../engine/scenario.ts';
 import { KNOB_NAMES } from '../../inject/knobs.ts';
 import { makeRepro, reproFileName, writeRepro, type Repro } from '../repro/repro.ts';
-import { resolveRunOptions, defaultMigrateThreads, withScenarioKnobs, type RunOptions, type RunResult } from '../../engine/machine.ts';
+import { resolveRunOptions, DEFAULT_MIGRATE_THREADS, withScenarioKnobs, type RunOptions, type RunResult } from '../../engine/machine.ts';
 import { huntsByDefault, seedOptions, describeSwarm, type Family } from './strategy.ts';
 
 /** Bad input to a campaign (a ScenarioError, so that the CLI exits 2 with one line). */
@@ -212,8 +212,8 @@ export function rerunCommand(file: string, seed: number, o: TaskOptions): string
   add('--lazy-series', o.lazySeries);
   add('--preempt', o.preempt);
   add('--irq', o.irq);
-  // named only where it differs from the mode's default
-  if (o.migrateThreads !== undefined && o.migrateThreads !== defaultMigrateThreads(o.mode)) a.push(o.migrateThreads ? '--migrate-threads' : '--no-migrate-threads');
+  // named only where it differs from the default
+  if (o.migrateThreads !== undefined && o.migrateThreads !== DEFAULT_MIGRATE_THREADS) a.push(o.migrateThreads ? '--migrate-threads' : '--no-migrate-threads');
   return a.join(' ');
 }
 
