@@ -6,7 +6,10 @@ import { describe, it, expect } from 'vitest';
 import { createMachine } from '../src/engine/inline.ts';
 import { makeHost } from '../src/engine/hostrun.ts';
 import { Cpu, set_current, type Host } from '../src/hw/cpu.ts';
-import { cpuCtl, hostWord, CC_ACK, CC_IPI_MASK, CC_IPI_PENDING, CC_INFO_TYPE, HB_WAKE, HB_SLEEPING } from '../src/hw/layout.ts';
+import {
+  cpuCtl, hostWord, cpuHostWord, mboxHdr, mboxSlot, CC_ACK, CC_IPI_MASK, CC_IPI_PENDING, CC_INFO_TYPE, HB_WAKE, HB_SLEEPING, MB_PEND, MB_SENDERS,
+} from '../src/hw/layout.ts';
+import { describeHang } from '../src/engine/machine.ts';
 import { IPI_TLB_REMOVE_TABLE_SYNC, IPI_TYPES } from '../src/arch/arch.ts';
 import type { ViolationRecord } from '../src/oracles/oracles.ts';
 
@@ -112,5 +115,64 @@ describe('IPI kicks between host threads', () => {
     d.hosts[1].pollIpis();
     expect(dseen).toEqual([4, 3, 2, 1]);
     expect(Atomics.load(d.I, dack)).toBe(0);
+  });
+
+  it('free mode, several CPUs per thread: a send posts one mailbox slot to each other thread and touches none of its CPUs; they take it at their usual points, and a CPU traded away meanwhile is forwarded', () => {
+    // host 0: CPUs 0, 1; host 1: CPUs 2-5; host 2: CPUs 6-8
+    const hostOf = (c: number): number => (c < 2 ? 0 : c < 6 ? 1 : 2);
+    const V = createMachine({
+      cpus: 9, hosts: 3, dataFrames: 1024, tableFrames: 128, maxMms: 4, maxVmas: 16, maxTasks: 16, maxFiles: 4, eventRing: 64,
+    }, hostOf);
+    const L = V.L;
+    const I = V.I;
+    const violations: ViolationRecord[] = [];
+    const hosts = [0, 1, 2].map((h) => makeHost(V, h, 'x86', violations, false));
+    const cpus: Cpu[] = [];
+    for (let c = 0; c < 9; c++) {
+      const cpu = new Cpu(hosts[hostOf(c)], c, 64, 1);
+      hosts[hostOf(c)].cpus.push(cpu);
+      cpus.push(cpu);
+    }
+    expect(hosts.every((h) => h.usesMailboxes)).toBe(true);
+    const ran: number[] = [];
+    for (const h of hosts) h.hooks.ipi[IPI_TLB_REMOVE_TABLE_SYNC] = (target) => void ran.push(target.id);
+    const wakes = (): number[] => [0, 1, 2].map((h) => I[hostWord(L, h, HB_WAKE)]);
+    const targets = [1, 2, 3, 4, 5, 6, 7, 8];
+    Atomics.store(I, cpuCtl(L, 0, CC_INFO_TYPE), IPI_TLB_REMOVE_TABLE_SYNC);
+    Atomics.store(I, cpuCtl(L, 0, CC_ACK), targets.length);
+    const w0 = wakes();
+    set_current(cpus[0]);
+    hosts[0].postIpis(targets, targets.length, 0);
+    // the sender's own thread's CPU has its bits; the others' control lines are untouched
+    expect(I[cpuCtl(L, 1, CC_IPI_PENDING)]).toBe(1);
+    for (let t = 2; t < 9; t++) expect(I[cpuCtl(L, t, CC_IPI_PENDING)] | I[cpuCtl(L, t, CC_IPI_MASK)]).toBe(0);
+    // one slot in each other thread's mailbox, each thread kicked once, the sender's own not at all
+    expect(I[mboxHdr(L, 1) + MB_PEND]).toBe(1);
+    expect(I[mboxHdr(L, 1) + MB_SENDERS]).toBe(1);
+    expect(I[mboxSlot(L, 1, 0)]).toBe(0b111100);
+    expect(I[mboxSlot(L, 2, 0)]).toBe(0b111000000);
+    expect(wakes().map((w, h) => w - w0[h])).toEqual([0, 1, 1]);
+    expect(describeHang(V)).toMatch(/host 2's mailbox holds cpu 0's IPI for cpus 6,7,8/);
+    // CPU 3 takes it at its next scheduling point (interrupts on), as it took a direct post: no later
+    set_current(cpus[3]);
+    cpus[3].sched_point();
+    expect(ran).toEqual([3]);
+    expect(I[mboxHdr(L, 1) + MB_PEND]).toBe(0);
+    for (const t of [2, 4, 5]) expect(I[cpuCtl(L, t, CC_IPI_PENDING)]).toBe(1);
+    hosts[1].pollIpis();
+    expect(ran.slice(1).sort()).toEqual([2, 4, 5]);
+    // CPU 8 moves to host 1 before host 2 looks (a migration between threads trades CPU ids)
+    I[cpuHostWord(L, 8)] = 1;
+    const w1 = wakes();
+    hosts[2].pollIpis();
+    expect(ran.slice(4).sort()).toEqual([6, 7, 8]); // host 2 still has a Cpu object with id 8 here; the forward is what matters:
+    expect(wakes()[1] - w1[1]).toBe(1); // host 1, which carries CPU 8 now, was kicked for it
+    hosts[0].pollIpis();
+    expect(ran.length).toBe(8);
+    expect(Atomics.load(I, cpuCtl(L, 0, CC_ACK))).toBe(0);
+    expect(violations).toEqual([]);
+    // deterministic mode posts to each target, as its replays were recorded
+    for (const h of hosts) h.sched = { point() {}, blocked() {}, kicked() {} } as unknown as Host['sched'];
+    expect(hosts.some((h) => h.usesMailboxes)).toBe(false);
   });
 });

@@ -1,6 +1,6 @@
 import { describe, it, expect } from 'vitest';
 import { Worker } from 'node:worker_threads';
-import { computeLayout, makeViews, cpuCtl, hostWord, CC_HOST, HB_WAITING_ON } from '../src/hw/layout.ts';
+import { computeLayout, makeViews, hostWord, cpuHostWord, HB_WAITING_ON } from '../src/hw/layout.ts';
 
 // More threads than cores, so that lock holders get descheduled by the OS: the
 // spin-then-block path has to work, not just the fast path.
@@ -10,7 +10,7 @@ describe('locks across worker threads', () => {
     const L = computeLayout({ cpus: n, hosts: n, dataFrames: 16, tableFrames: 16, maxMms: 1, maxVmas: 1, maxTasks: 1, maxFiles: 1, eventRing: 4 });
     const V = makeViews(new SharedArrayBuffer(L.bytes + 4096), L);
     for (let c = 0; c < n; c++) {
-      V.I[cpuCtl(L, c, CC_HOST)] = c;
+      V.I[cpuHostWord(L, c)] = c;
       V.I[hostWord(L, c, HB_WAITING_ON)] = -1;
     }
     const base = L.bytes / 4; // scratch words past the machine

@@ -27,7 +27,7 @@
 import { type Cpu, type Host, type Scheduler, Rng } from '../hw/cpu.ts';
 import { EV } from '../hw/trace.ts';
 import {
-  type Views, hostWord, cpuCtl, HB_WAKE, CC_IPI_PENDING, CC_BC_PENDING, CC_HOST,
+  type Views, hostWord, cpuCtl, HB_WAKE, CC_IPI_PENDING, CC_BC_PENDING, cpuHostWord,
   DET_TOKEN, DET_STEP, DET_DIRTY, DET_FINISHED, DET_DEADLOCK, DET_NCHANGE, DET_NEXT_CHANGE, DET_NDECISIONS,
   DET_STALLED, DET_MAX_CHANGES, DET_MAX_DECISIONS, DET_CPU_WORDS, DET_PRIO, DET_STATE, DET_BLOCKED_SEQ,
   DS_RUN, DS_BLOCKED, DS_DONE, DS_WAITING, H_STOP,
@@ -127,7 +127,7 @@ export class DetScheduler implements Scheduler {
 
   /** the host thread carrying `cpu` now (a migration moves CPUs between threads) */
   private hostOf(cpu: number): number {
-    return this.I[cpuCtl(this.L, cpu, CC_HOST)];
+    return this.I[cpuHostWord(this.L, cpu)];
   }
 
   private word(cpu: number, f: number): number {
@@ -402,8 +402,8 @@ export class DetScheduler implements Scheduler {
     const hostFrom = this.hostOf(from);
     lockdep_swap_cpus(from, to);
     cpu_state_load(cpu, from, get_slot(this.V, 0), ARCH_CPU_STATE);
-    I[cpuCtl(L, from, CC_HOST)] = this.host.id;
-    I[cpuCtl(L, to, CC_HOST)] = hostFrom;
+    I[cpuHostWord(L, from)] = this.host.id;
+    I[cpuHostWord(L, to)] = hostFrom;
     if (tb >= 0) {
       I[taskWord(L, tb, T_CPU)] = from;
       this.switchIn = tb;

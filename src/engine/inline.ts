@@ -3,7 +3,7 @@
 // step by step and IPIs between its CPUs are serviced by the sender's wait loop.
 
 import {
-  type Views, type MachineShape, computeLayout, makeViews, cpuCtl, hostWord, CC_HOST, CC_LOADED_MM, HB_WAITING_ON,
+  type Views, type MachineShape, computeLayout, makeViews, cpuCtl, hostWord, cpuHostWord, CC_LOADED_MM, HB_WAITING_ON,
   H_MAGIC, H_RUNNING, MAGIC,
 } from '../hw/layout.ts';
 import { Cpu, set_current, type Host } from '../hw/cpu.ts';
@@ -22,7 +22,7 @@ export function createMachine(shape: MachineShape, hostOf: (cpu: number) => numb
   I[L.header + H_MAGIC] = MAGIC;
   I[L.header + H_RUNNING] = shape.hosts;
   for (let c = 0; c < shape.cpus; c++) {
-    I[cpuCtl(L, c, CC_HOST)] = hostOf(c);
+    I[cpuHostWord(L, c)] = hostOf(c);
     I[cpuCtl(L, c, CC_LOADED_MM)] = -1;
   }
   for (let h = 0; h < shape.hosts; h++) I[hostWord(L, h, HB_WAITING_ON)] = -1;

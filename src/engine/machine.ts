@@ -9,7 +9,7 @@ import * as Comlink from 'comlink';
 import nodeEndpoint from 'comlink/dist/esm/node-adapter.mjs';
 import {
   type Views, cpuCtl, hostWord, statWord, mmWord, eventF,
-  CC_LOADED_MM, CC_IS_LAZY, CC_ONLINE, CC_ACK, CC_IPI_PENDING, CC_IRQS_OFF, HB_WAITING_ON, H_STOP, H_DONE, H_VIOLATIONS,
+  CC_LOADED_MM, CC_IS_LAZY, MB_SENDERS, mboxHdr, mboxSlot, CC_ONLINE, CC_ACK, CC_IPI_PENDING, CC_IRQS_OFF, HB_WAITING_ON, H_STOP, H_DONE, H_VIOLATIONS,
   H_STARTED, STAT_WORDS, STAT_NAMES, ST_OPS, ST_SYSCALLS, ST_IPI_RECV, MM_CPUMASK, CPUMASK_WORDS, PAGE_SIZE, PMD_SIZE, PUD_SIZE, MM_LOCK, mmOfWord, type StatName,
 } from '../hw/layout.ts';
 import { Cpu, set_current, VM_FAULT_OK } from '../hw/cpu.ts';
@@ -312,6 +312,21 @@ export function describeHang(V: Views): string {
     if (ack > 0) lines.push(`cpu ${c} waits for ${ack} IPI acknowledgements`);
     const pend = I[cpuCtl(L, c, CC_IPI_PENDING)];
     if (pend > 0) lines.push(`cpu ${c} has IPIs pending (irqs off depth ${I[cpuCtl(L, c, CC_IRQS_OFF)]})`);
+  }
+  // requests still in a thread's mailbox (src/hw/cpu.ts Host.postIpis): its thread has not looked since
+  if (L.mbox >= 0) {
+    for (let h = 0; h < L.shape.hosts; h++) {
+      for (let w = 0; w < CPUMASK_WORDS; w++) {
+        for (let bits = I[mboxHdr(L, h) + MB_SENDERS + w]; bits !== 0; bits &= bits - 1) {
+          const sender = w * 32 + 31 - Math.clz32(bits & -bits);
+          const targets: number[] = [];
+          for (let tw = 0; tw < L.mboxMaskWords; tw++) {
+            for (let tb = I[mboxSlot(L, h, sender) + tw]; tb !== 0; tb &= tb - 1) targets.push(tw * 32 + 31 - Math.clz32(tb & -tb));
+          }
+          lines.push(`host ${h}'s mailbox holds cpu ${sender}'s IPI for cpus ${targets.join(',')} (not taken by its thread yet)`);
+        }
+      }
+    }
   }
   return lines.length ? lines.join('\n') : 'no lock held and no IPI outstanding: a host stopped making progress';
 }

@@ -22,7 +22,7 @@
 
 import { type Cpu, type Host, type Migrator, set_current } from '../hw/cpu.ts';
 import {
-  type Views, type Layout, cpuCtl, taskWord, hostWord, CC_HOST, T_CPU, H_STOP, ST_MIGRATIONS, ST_THREAD_MIGRATIONS, CC_ONLINE, HB_SLEEPING,
+  type Views, type Layout, cpuCtl, taskWord, hostWord, cpuHostWord, T_CPU, H_STOP, ST_MIGRATIONS, ST_THREAD_MIGRATIONS, CC_ONLINE, HB_SLEEPING,
   MIG_HDR, MIG_PHASE, MIG_FROM, MIG_TO, migSlotWords,
 } from '../hw/layout.ts';
 import { switch_out, switch_in, cpu_state_save, cpu_state_load, preemptLevel, preemptible, can_trade_task } from '../hw/preempt.ts';
@@ -168,16 +168,16 @@ export class FreeMigrator implements Migrator {
       return;
     }
     Atomics.store(I, h + MIG_PHASE, B_SAVED);
-    this.host.kickHost(I[cpuCtl(L, from, CC_HOST)]);
+    this.host.kickHost(I[cpuHostWord(L, from)]);
     // the run is stopping (A's thread may be gone): call it off unless A has answered
     this.sleep_until(() => Atomics.load(I, h + MIG_PHASE) !== B_SAVED ||
       (Atomics.load(I, L.header + H_STOP) !== 0 && Atomics.compareExchange(I, h + MIG_PHASE, B_SAVED, IDLE) === B_SAVED));
-    const hostFrom = I[cpuCtl(L, from, CC_HOST)];
+    const hostFrom = I[cpuHostWord(L, from)];
     if (Atomics.load(I, h + MIG_PHASE) === A_SAVED) {
       lockdep_swap_cpus(from, to);
       cpu_state_load(cpu, from, get_slot(this.V, 0), ARCH_CPU_STATE);
-      I[cpuCtl(L, from, CC_HOST)] = this.host.id;
-      I[cpuCtl(L, to, CC_HOST)] = hostFrom;
+      I[cpuHostWord(L, from)] = this.host.id;
+      I[cpuHostWord(L, to)] = hostFrom;
       if (tb >= 0) I[taskWord(L, tb, T_CPU)] = from;
       Atomics.store(I, h + MIG_PHASE, B_LOADED);
       this.host.kickHost(hostFrom);
@@ -210,7 +210,7 @@ export class FreeMigrator implements Migrator {
     let to = -1;
     for (let k = 0; k < 8 && to < 0; k++) {
       const t = (cpu.id + 1 + (cpu.rng.u32() % (n - 1))) % n;
-      if (I[cpuCtl(L, t, CC_HOST)] !== this.host.id) to = t;
+      if (I[cpuHostWord(L, t)] !== this.host.id) to = t;
     }
     if (to >= 0 && Atomics.load(I, cpuCtl(L, to, CC_ONLINE)) === 0) to = -1;
     if (to < 0) {

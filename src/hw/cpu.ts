@@ -10,11 +10,11 @@
 import {
   type Views, cpuCtl, hostWord, statWord, frameWord, dataWord, mmWord,
   CC_IPI_PENDING, CC_IPI_MASK, CC_ACK, CC_BC_PENDING, CC_BC_MASK, CC_BC_ACK, CC_BC_ASID, CC_BC_START_F, CC_BC_END_F,
-  ST_BCAST_SENT, ST_BCAST_RECV, CC_ONLINE, ST_SHOOTDOWNS, CC_INFO_TYPE, CC_INFO_MM, FM_OWNER, CC_IRQS_OFF, CC_LOADED_MM, CC_IS_LAZY, CC_HOST,
+  ST_BCAST_SENT, ST_BCAST_RECV, CC_ONLINE, ST_SHOOTDOWNS, CC_INFO_TYPE, CC_INFO_MM, FM_OWNER, CC_IRQS_OFF, CC_LOADED_MM, CC_IS_LAZY, cpuHostWord,
   HB_WAKE, HB_SLEEPING, HB_WAITING_ON, HB_HEARTBEAT, FM_GEN, FM_FLAGS, PG_FREE, MM_PR_MAX,
   ST_TLB_HITS, ST_TLB_MISSES, ST_READS, ST_WRITES, ST_IPI_RECV, ST_IPI_SENT, ST_FAULTS, ST_SEGV, ST_DELAYS,
   WORD_SHIFT, WORDS_PER_PAGE, MM_ASID, H_STOP, FRAME_META_WORDS, MM_WORDS, ST_WALKS,
-  PAGE_SIZE, KERNEL_ASID,
+  PAGE_SIZE, KERNEL_ASID, MB_PEND, MB_SENDERS, mboxHdr, mboxSlot,
 } from './layout.ts';
 import { Tlb, TLB_W, TLB_D, TLB_LINEAR } from './tlb.ts';
 import { EventRing, EV } from './trace.ts';
@@ -174,6 +174,16 @@ export class Host {
   private readonly ackOwed: Int32Array;
   private readonly ackSenders: Int32Array;
   private nAckSenders = 0;
+  /**
+   * This thread's IPI mailbox (src/hw/layout.ts MB_*): the word index of its MB_PEND, or -1
+   * when the machine has none (one CPU per thread, or one thread). Used in free mode only:
+   * deterministic mode posts to each target as it always has, so replays do not change.
+   */
+  readonly mbPend: number;
+  /** postIpis: the target bits gathered for each other thread (mboxMaskWords words per host), and which threads have some */
+  private readonly mbScratch: Int32Array;
+  private readonly mbHosts: Int32Array;
+  private readonly mbLocal: Int32Array;
   constructor(V: Views, id: number, hooks: Hooks) {
     this.V = V;
     this.I = V.I;
@@ -185,7 +195,113 @@ export class Host {
     this.kickHosts = new Int32Array(this.nhosts);
     this.ackOwed = new Int32Array(V.L.shape.cpus);
     this.ackSenders = new Int32Array(V.L.shape.cpus);
+    this.mbPend = V.L.mbox >= 0 ? mboxHdr(V.L, id) + MB_PEND : -1;
+    this.mbScratch = new Int32Array(V.L.mbox >= 0 ? this.nhosts * V.L.mboxMaskWords : 0);
+    this.mbHosts = new Int32Array(V.L.mbox >= 0 ? this.nhosts : 0);
+    this.mbLocal = new Int32Array(V.L.mbox >= 0 ? V.L.shape.cpus : 0);
     Atomics.store(this.I, hostWord(V.L, id, HB_WAITING_ON), -1);
+  }
+
+  /** Free mode with mailboxes: senders post to other threads' mailboxes (postIpis), not to each target. */
+  get usesMailboxes(): boolean {
+    return this.mbPend >= 0 && this.sched === null;
+  }
+
+  /**
+   * Post `self`'s call-function IPI to targets[0..n) (free mode, mailboxes): the targets this
+   * thread carries get their own CC_IPI_MASK / CC_IPI_PENDING bits, as before (lines this core
+   * owns); those of each other thread go into that thread's mailbox as one slot of target bits,
+   * posted and kicked first, so the other thread starts while this one posts its own. The
+   * receiver (drainMailbox) turns them into the targets' own bits. Either way each target takes
+   * the request at the same points as before: its next instruction boundary with interrupts on.
+   */
+  postIpis(targets: ArrayLike<number>, n: number, self: number): void {
+    const I = this.I;
+    const L = this.V.L;
+    const me = this.id;
+    const mw = L.mboxMaskWords;
+    const scratch = this.mbScratch;
+    const word = self >> 5;
+    const bit = 1 << (self & 31);
+    let nLocal = 0;
+    let nHosts = 0;
+    for (let i = 0; i < n; i++) {
+      const t = targets[i];
+      const h = I[L.cpuHost + t];
+      if (h === me) {
+        this.mbLocal[nLocal++] = t;
+        continue;
+      }
+      const at = h * mw + (t >> 5);
+      if (scratch[at] === 0) {
+        let first = true;
+        for (let w = h * mw; w < h * mw + mw; w++) if (scratch[w] !== 0) first = false;
+        if (first) this.mbHosts[nHosts++] = h;
+      }
+      scratch[at] |= 1 << (t & 31);
+    }
+    for (let k = 0; k < nHosts; k++) {
+      const h = this.mbHosts[k];
+      const slot = mboxSlot(L, h, self);
+      for (let w = 0; w < mw; w++) {
+        const bits = scratch[h * mw + w];
+        if (bits === 0) continue;
+        Atomics.or(I, slot + w, bits);
+        scratch[h * mw + w] = 0;
+      }
+      const hdr = mboxHdr(L, h);
+      Atomics.or(I, hdr + MB_SENDERS + word, bit);
+      Atomics.or(I, hdr + MB_PEND, 1 << word);
+      this.kickHost(h);
+    }
+    for (let i = 0; i < nLocal; i++) {
+      const t = this.mbLocal[i];
+      Atomics.or(I, cpuCtl(L, t, CC_IPI_MASK + word), bit);
+      Atomics.or(I, cpuCtl(L, t, CC_IPI_PENDING), 1 << word);
+    }
+  }
+
+  /**
+   * Take what other threads posted to this thread's mailbox (postIpis): each target's bit
+   * becomes the sender's bit in the target's own CC_IPI_MASK, and the word's bit in its
+   * CC_IPI_PENDING, where the CPU's usual checks take it. A bit for a CPU this thread no longer
+   * carries (a migration between threads traded it away after the sender read L.cpuHost) is
+   * posted the same way and its thread kicked. Called wherever a CPU of this thread looks for
+   * IPIs (Cpu.sched_point, local_irq_enable, the access path, pollIpis).
+   */
+  drainMailbox(): void {
+    if (this.mbPend < 0) return;
+    const I = this.I;
+    const L = this.V.L;
+    const pend = this.mbPend;
+    const senders = pend - MB_PEND + MB_SENDERS;
+    const mw = L.mboxMaskWords;
+    // the words in use, lowest first, as Cpu.handleIpis takes CC_IPI_PENDING
+    for (let words = Atomics.exchange(I, pend, 0); words !== 0; words = Atomics.load(I, pend) === 0 ? 0 : Atomics.exchange(I, pend, 0)) {
+      while (words !== 0) {
+        const w = 31 - Math.clz32(words & -words);
+        words &= ~(1 << w);
+        let ss = Atomics.exchange(I, senders + w, 0);
+        while (ss !== 0) {
+          const b = 31 - Math.clz32(ss & -ss);
+          ss &= ~(1 << b);
+          const slot = mboxSlot(L, this.id, w * 32 + b);
+          for (let tw = 0; tw < mw; tw++) {
+            if (Atomics.load(I, slot + tw) === 0) continue;
+            let tb = Atomics.exchange(I, slot + tw, 0);
+            while (tb !== 0) {
+              const tbit = 31 - Math.clz32(tb & -tb);
+              tb &= ~(1 << tbit);
+              const t = tw * 32 + tbit;
+              Atomics.or(I, cpuCtl(L, t, CC_IPI_MASK + w), 1 << b);
+              Atomics.or(I, cpuCtl(L, t, CC_IPI_PENDING), 1 << w);
+              if (I[L.cpuHost + t] !== this.id) this.noteKick(t);
+            }
+          }
+        }
+      }
+    }
+    if (this.nKickHosts > 0 && !this.deferAcks) this.kickNoted();
   }
 
   /**
@@ -198,6 +314,7 @@ export class Host {
     const outer = this.sched === null && cs.length > 1 && !this.deferAcks;
     if (outer) this.deferAcks = true;
     try {
+      if (this.mbPend >= 0 && this.I[this.mbPend] !== 0) this.drainMailbox();
       for (let i = 0; i < cs.length; i++) {
         const c = cs[i];
         if (this.I[c.ctl + CC_BC_PENDING] !== 0) c.handleBroadcasts();
@@ -248,7 +365,7 @@ export class Host {
   /** Get the attention of the host that carries `cpu`. */
   kick(cpu: number): void {
     // read each time: a migration in deterministic mode moves a CPU to another host thread
-    this.kickHost(this.I[cpuCtl(this.V.L, cpu, CC_HOST)]);
+    this.kickHost(this.I[cpuHostWord(this.V.L, cpu)]);
   }
 
   /**
@@ -320,7 +437,7 @@ export class Host {
 
   /** Note the host thread carrying `cpu` (read live, as kick does) for the next kickNoted, once. */
   private noteKick(cpu: number): void {
-    const h = this.I[cpuCtl(this.V.L, cpu, CC_HOST)];
+    const h = this.I[cpuHostWord(this.V.L, cpu)];
     if (this.kickStamp[h] === this.kickBatch) return;
     this.kickStamp[h] = this.kickBatch;
     this.kickHosts[this.nKickHosts++] = h;
@@ -436,6 +553,12 @@ export class Cpu {
   private readonly genBase: number;
   private readonly dataBase: number;
   private readonly prMaxBase: number;
+  /**
+   * the word the access path and the interrupt points check for IPIs posted to this thread's
+   * mailbox (Host.mbPend); without mailboxes, this CPU's own CC_IPI_PENDING, which those
+   * points check anyway (Host.drainMailbox then returns at once)
+   */
+  private readonly mbPend: number;
 
   constructor(host: Host, id: number, tlbEntries: number, seed: number) {
     this.id = id;
@@ -453,6 +576,7 @@ export class Cpu {
     this.genBase = frameWord(L, 0, FM_GEN);
     this.dataBase = dataWord(L, 0, 0);
     this.prMaxBase = mmWord(L, 0, MM_PR_MAX);
+    this.mbPend = host.mbPend >= 0 ? host.mbPend : this.ctl + CC_IPI_PENDING;
     Atomics.store(this.I, this.ctl + CC_ONLINE, 1);
   }
 
@@ -493,6 +617,7 @@ export class Cpu {
     if (this.host.migrator !== null) this.host.migrator.poll(this); // issue #11: another thread's task may move here
     if (preemptLevel !== 0) maybe_preempt(this); // issue #11: preemption inside kernel code
     if (irqOdds !== 0 && this.irqOff === 0) maybe_irq(this); // issue #11: a device interrupt (src/hw/irq.ts)
+    if (this.I[this.mbPend] !== 0) this.host.drainMailbox();
     if (this.I[this.ctl + CC_BC_PENDING] !== 0) this.handleBroadcasts();
     if (this.irqOff === 0 && this.I[this.ctl + CC_IPI_PENDING] !== 0) this.handleIpis();
   }
@@ -517,7 +642,10 @@ export class Cpu {
   local_irq_enable(): void {
     this.irqOff--;
     this.I[this.ctl + CC_IRQS_OFF] = this.irqOff;
-    if (this.irqOff === 0 && this.I[this.ctl + CC_IPI_PENDING] !== 0) this.handleIpis();
+    if (this.irqOff === 0) {
+      if (this.I[this.mbPend] !== 0) this.host.drainMailbox();
+      if (this.I[this.ctl + CC_IPI_PENDING] !== 0) this.handleIpis();
+    }
   }
   in_interrupt(): boolean {
     return this.inIrq > 0 || this.bhOff > 0;
@@ -575,14 +703,17 @@ export class Cpu {
     }
     Atomics.store(I, this.ctl + CC_INFO_TYPE, type);
     Atomics.store(I, this.ctl + CC_ACK, n);
-    const word = this.id >> 5;
-    const bit = 1 << (this.id & 31);
-    for (let i = 0; i < n; i++) {
-      const t = targets[i];
-      Atomics.or(I, cpuCtl(L, t, CC_IPI_MASK + word), bit);
-      Atomics.or(I, cpuCtl(L, t, CC_IPI_PENDING), 1 << word);
+    if (this.host.usesMailboxes) this.host.postIpis(targets, n, this.id);
+    else {
+      const word = this.id >> 5;
+      const bit = 1 << (this.id & 31);
+      for (let i = 0; i < n; i++) {
+        const t = targets[i];
+        Atomics.or(I, cpuCtl(L, t, CC_IPI_MASK + word), bit);
+        Atomics.or(I, cpuCtl(L, t, CC_IPI_PENDING), 1 << word);
+      }
+      this.host.kickEachHost(targets, n, this.id);
     }
-    this.host.kickEachHost(targets, n, this.id);
     this.I[this.st + ST_IPI_SENT] += n;
     const ack = this.ctl + CC_ACK;
     for (let spin = 0; Atomics.load(I, ack) !== 0; spin++) {
@@ -716,7 +847,7 @@ export class Cpu {
    */
   private hitWord(va: number, write: boolean): number {
     const I = this.I;
-    if (I[this.ctl + CC_BC_PENDING] !== 0 || I[this.ctl + CC_IPI_PENDING] !== 0) return -1;
+    if (I[this.ctl + CC_BC_PENDING] !== 0 || I[this.ctl + CC_IPI_PENDING] !== 0 || I[this.mbPend] !== 0) return -1;
     if (this.logAccesses || this.host.sched !== null || this.delay.p > 0) return -1;
     const tlb = this.tlb;
     const s = tlb.lookup(this.asid, Math.floor(va / PAGE_SIZE));
@@ -736,6 +867,7 @@ export class Cpu {
 
   access(va: number, write: boolean, value: number): boolean {
     const I = this.I;
+    if (I[this.mbPend] !== 0) this.host.drainMailbox();
     if (I[this.ctl + CC_BC_PENDING] !== 0) this.handleBroadcasts();
     if (I[this.ctl + CC_IPI_PENDING] !== 0 && this.irqOff === 0) this.handleIpis();
     this.segv = false;

@@ -123,7 +123,7 @@ export const CC_LOADED_MM = 3 * LINE; // -1 = init_mm
 export const CC_IS_LAZY = 3 * LINE + 1;
 export const CC_IRQS_OFF = 3 * LINE + 2;
 export const CC_CUR_TASK = 3 * LINE + 3;
-export const CC_HOST = 3 * LINE + 4;
+// 3 * LINE + 4 was CC_HOST: the CPU -> host thread map is L.cpuHost now (cpuHostWord), away from this hot line
 export const CC_DONE = 3 * LINE + 5;
 export const CC_ONLINE = 3 * LINE + 6; // a Cpu object exists for it on some running host: hardware broadcasts reach it
 // line 4: hardware broadcast invalidations addressed to this CPU (arm64 TLBI, powerpc
@@ -146,6 +146,18 @@ export const HB_WAKE = HB.WAKE;
 export const HB_SLEEPING = HB.SLEEPING;
 export const HB_WAITING_ON = HB.WAITING_ON; // lock word index this host is blocked on, or -1
 export const HB_HEARTBEAT = HB.HEARTBEAT;
+
+// ---- per-host IPI mailboxes (free mode, several CPUs per host thread) -------------
+// A sender posts a call-function IPI for the CPUs another thread carries into that thread's
+// mailbox: the targets' bits in the sender's slot (one word per 32 CPUs), then its own bit in
+// MB_SENDERS, then the word's bit in MB_PEND (as CC_IPI_PENDING names CC_IPI_MASK words). The
+// receiving thread (Host.drainMailbox) turns each target bit into the target's own CC_IPI_MASK /
+// CC_IPI_PENDING bits, on lines its own core owns, and forwards a bit for a CPU it no longer
+// carries (a migration traded it away meanwhile). Before, the sender set 2 bits in each of
+// ~128 CPUs' lines that the other core owns: 8-35 us of a 256-CPU shootdown.
+export const MB_PEND = 0;
+export const MB_SENDERS = 1; // CPUMASK_WORDS words: which senders posted
+export const MB_HDR = LINE;
 
 // ---- per-CPU statistics (hot counters, each CPU its own lines) ----------------
 // One table: a counter's index is its position in STAT_NAMES (the name the run
@@ -561,6 +573,16 @@ export interface Layout {
   initMm: number;
   /** the vmalloc allocator (src/mm/vmalloc.ts): VMAP_HDR words, then per slot its state and VMAP_SLOT_PAGES pfns */
   vmap: number;
+  /**
+   * one word per CPU: the host thread carrying it (cpuHostWord). Written at boot and by a
+   * migration between threads, read by every IPI sender: its own lines, 16 CPUs to a line,
+   * apart from the control lines the CPUs write all the time
+   */
+  cpuHost: number;
+  /** the per-host IPI mailboxes (MB_*, mboxHdr, mboxSlot): free mode with several CPUs per thread; -1 otherwise */
+  mbox: number;
+  /** words of one sender's slot in a mailbox: one per 32 CPUs */
+  mboxMaskWords: number;
 }
 
 // ---- the vmalloc allocator (src/mm/vmalloc.ts) ----------------------------------------
@@ -648,14 +670,21 @@ export function computeLayout(shape: MachineShape): Layout {
   const migrate = shape.deterministic || (shape.hosts > 1 && shape.cpus > 1) ? take(MIG_HDR + 2 * migSlotWords(shape)) : -1;
   const cowShadow = shape.cowShadow ? take(shape.dataFrames * WORDS_PER_PAGE * COW_SHADOW_WORDS) : -1;
   const lockdep = shape.lockdep === false ? -1 : take(LOCKDEP_WORDS);
+  const cpuHost = take(shape.cpus);
+  // mailboxes only where a thread carries several CPUs and there is another thread to post from (hosted)
+  const mboxMaskWords = Math.ceil(shape.cpus / 32);
+  const mbox = shape.hosts < shape.cpus && shape.hosts > 1 ? take(shape.hosts * mboxHostWords(shape)) : -1;
   const bytes = align(w, LINE) * 4;
   return {
     shape, bytes, header, cpuCtl, hostBlk, stats, frameMeta, tableMem, dataStart, nframes,
     dataMem, tableAlloc, tableStack, dataAlloc, dataStack, mms, vmasF, unmapLogF, tasks, files, eventsF,
     det, detChanges, detCpus, detDecisions, migrate, anonLocks, cowShadow, iMmapF, iMmapMax: iMmapMax(shape), vmaIdx, lockdep, promiseLog,
-    initMm: shape.maxMms, vmap,
+    initMm: shape.maxMms, vmap, cpuHost, mbox, mboxMaskWords,
   };
 }
+
+/** words of one host's mailbox: the MB_HDR line, then one slot per sender */
+const mboxHostWords = (shape: MachineShape): number => align(MB_HDR + shape.cpus * Math.ceil(shape.cpus / 32), LINE);
 
 /** The views every thread builds over one machine's SharedArrayBuffer. */
 export interface Views {
@@ -672,6 +701,12 @@ export function makeViews(sab: SharedArrayBuffer, L: Layout): Views {
 // ---- index helpers (the only place offsets are combined) -----------------------
 export const cpuCtl = (L: Layout, cpu: number, field: number): number => L.cpuCtl + cpu * CPU_CTL_WORDS + field;
 export const hostWord = (L: Layout, host: number, field: number): number => L.hostBlk + host * HOST_WORDS + field;
+/** word index of the host thread that carries `cpu` */
+export const cpuHostWord = (L: Layout, cpu: number): number => L.cpuHost + cpu;
+/** word index of host h's mailbox header (MB_PEND, MB_SENDERS); L.mbox must be >= 0 */
+export const mboxHdr = (L: Layout, host: number): number => L.mbox + host * mboxHostWords(L.shape);
+/** word index of sender's slot in host h's mailbox: L.mboxMaskWords words of target bits */
+export const mboxSlot = (L: Layout, host: number, sender: number): number => mboxHdr(L, host) + MB_HDR + sender * L.mboxMaskWords;
 export const statWord = (L: Layout, cpu: number, field: number): number => L.stats + cpu * STAT_WORDS + field;
 export const frameWord = (L: Layout, pfn: number, field: number): number => L.frameMeta + pfn * FRAME_META_WORDS + field;
 export const tableEntry = (L: Layout, pfn: number, idx: number): number => L.tableMem + pfn * PTRS_PER_TABLE + idx;
