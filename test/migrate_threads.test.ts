@@ -14,11 +14,38 @@ import { loadScenario } from '../src/engine/scenario.ts';
 import { runScenario, type RunOptions } from '../src/engine/machine.ts';
 import { makeRepro, readRepro, writeRepro } from '../src/tools/repro/repro.ts';
 import { rerunCommand } from '../src/tools/stress/stress.ts';
+import { FreeMigrator, phaseWord, ASKED } from '../src/engine/migrate.ts';
+import { createMachine } from '../src/engine/inline.ts';
+import { makeHost } from '../src/engine/hostrun.ts';
+import { MIG_PHASE } from '../src/hw/layout.ts';
 import { mkdtemp, readFile, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
 const CLASSES = Object.fromEntries([XenPvCpu, S390Cpu, Arm64Cpu, ppc64_tlb_batch, tlb_batch].map((K) => [K.name, K])) as Record<string, new () => object>;
+
+describe('the free-mode handshake', () => {
+  it('a thread claims only the request it read: not one posted after that request was withdrawn, for another CPU or for the same one', () => {
+    const V = createMachine({
+      cpus: 4, hosts: 2, dataFrames: 1024, tableFrames: 128, maxMms: 4, maxVmas: 16, maxTasks: 16, maxFiles: 4, eventRing: 64,
+    }, (c) => (c < 2 ? 0 : 1));
+    const m = new FreeMigrator(V, makeHost(V, 1, 'x86', [], false));
+    const phase = V.L.migrate + MIG_PHASE;
+    // B (host 1) reads a request of ticket 7 for its CPU 2, and is then off the core while
+    // A withdraws it and another thread asks for CPU 3 (ticket 8)
+    const seen = phaseWord(ASKED, 2, 7);
+    V.I[phase] = seen;
+    V.I[phase] = 0;
+    V.I[phase] = phaseWord(ASKED, 3, 8);
+    expect(m.claim_request(seen)).toBe(false);
+    expect(V.I[phase]).toBe(phaseWord(ASKED, 3, 8));
+    // ... or for CPU 2 again, by another thread (ticket 9): B must read it afresh (MIG_FROM is that thread's now)
+    V.I[phase] = phaseWord(ASKED, 2, 9);
+    expect(m.claim_request(seen)).toBe(false);
+    expect(m.claim_request(phaseWord(ASKED, 2, 9))).toBe(true);
+    expect(V.I[phase] & 15).not.toBe(ASKED);
+  });
+});
 
 describe('a CPU state crosses threads', () => {
   it('save on one Cpu object, load on another: the id, per-CPU words, TLB and per-ASID generations follow', () => {

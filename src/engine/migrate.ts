@@ -23,7 +23,7 @@
 import { type Cpu, type Host, type Migrator, set_current } from '../hw/cpu.ts';
 import {
   type Views, type Layout, cpuCtl, taskWord, hostWord, cpuHostWord, T_CPU, H_STOP, ST_MIGRATIONS, ST_THREAD_MIGRATIONS, CC_ONLINE, HB_SLEEPING,
-  MIG_HDR, MIG_PHASE, MIG_FROM, MIG_TO, migSlotWords,
+  MIG_HDR, MIG_PHASE, MIG_FROM, MIG_TO, MIG_TICKET, migSlotWords,
 } from '../hw/layout.ts';
 import { switch_out, switch_in, cpu_state_save, cpu_state_load, preemptLevel, preemptible, can_trade_task } from '../hw/preempt.ts';
 import { lockdep_swap_cpus } from '../hw/lockdep.ts';
@@ -57,11 +57,32 @@ export function get_slot(V: Views, k: number): Uint8Array {
 // free-mode phases
 const IDLE = 0;
 const CLAIMED = 1; // A owns the handshake, filling it in
-const ASKED = 2; // B may take it
+export const ASKED = 2; // B may take it
 const TAKEN = 3; // B is switching its task out (A still takes its CPU's interrupts)
 const B_SAVED = 4; // B saved its CPU; A stops taking interrupts and saves its own
 const A_SAVED = 5; // B loads A's CPU
 const B_LOADED = 6; // A loads B's CPU
+/** the phase in the low bits of the phase word (phaseWord) */
+const PHASE_MASK = 15;
+/** tickets run 1 .. TICKET_MAX - 1, then start again */
+const TICKET_MAX = 1 << 18;
+
+/**
+ * The phase word of handshake `ticket`, asked of CPU `to`, in `phase`: the phase in the low
+ * bits, the target CPU + 1 above them, the ticket above that (IDLE and CLAIMED carry neither).
+ * Every step of a handshake compares against the whole word of its own ticket, so no thread
+ * can act on a handshake that ended while it was off the core. When the word was the phase
+ * alone, B could read MIG_TO, lose the core, and then claim another request in its place:
+ * A withdrew (ASKED -> IDLE), another thread claimed the handshake and asked for another CPU
+ * (-> ASKED again), and B's ASKED -> TAKEN succeeded for the wrong CPU. B then saved its own
+ * CPU X while the asking thread, loading slot 1 as its MIG_TO Y, became a second CPU Y with
+ * X's TLB: Y's flushes went to the other thread that was Y, and X's translations stayed in use
+ * unflushed, a uaf-stale-tlb no kernel could cause. The same went for an A that, off the core
+ * while its handshake was called off, came back to a later handshake's B_SAVED. Found from the
+ * ring of such a report (2026-12-06, munmap-vs-access, 8 CPUs one thread each): CPU 7's events
+ * jumped from #52456 to #65097, the event ring position of another CPU's saved state.
+ */
+export const phaseWord = (phase: number, to: number, ticket: number): number => phase | ((to + 1) << 4) | (ticket << 13);
 
 /**
  * How long a preempted task waits for the CPU it asked to answer before it stays where it is,
@@ -129,8 +150,9 @@ export class FreeMigrator implements Migrator {
   poll(running: Cpu, boundary = false): void {
     const I = this.I;
     const h = this.h;
-    if (I[h + MIG_PHASE] !== ASKED || preemptLevel === 0) return;
-    const want = I[h + MIG_TO];
+    const seen = I[h + MIG_PHASE];
+    if ((seen & PHASE_MASK) !== ASKED || preemptLevel === 0) return;
+    const want = ((seen >>> 4) & 511) - 1;
     let cpu = running;
     if (want !== running.id) {
       if (!boundary) return;
@@ -141,22 +163,32 @@ export class FreeMigrator implements Migrator {
       cpu = cs[k];
       if (!can_trade_task(cpu)) return;
     } else if (cpu.spinDepth !== 0 || !preemptible(cpu)) return;
-    if (Atomics.compareExchange(I, h + MIG_PHASE, ASKED, TAKEN) !== ASKED) return; // withdrawn
+    if (!this.claim_request(seen)) return; // withdrawn, or another request since
     if (cpu !== running) set_current(cpu); // the context switches below run on the CPU that gives its task up
     try {
-      this.take(cpu);
+      this.take(cpu, seen >>> 13);
     } finally {
       if (cpu !== running) set_current(running);
     }
   }
 
+  /**
+   * B claims the request whose phase word it read (askedFor): false when that request was
+   * withdrawn, even if another, for any CPU, has been posted since. Public for its test.
+   */
+  claim_request(seen: number): boolean {
+    const taken = phaseWord(TAKEN, ((seen >>> 4) & 511) - 1, seen >>> 13);
+    return Atomics.compareExchange(this.I, this.h + MIG_PHASE, seen, taken) === seen;
+  }
+
   /** B's half, for `cpu` (its task switched out, the identities traded, its task switched back in). */
-  private take(cpu: Cpu): void {
+  private take(cpu: Cpu, ticket: number): void {
     const I = this.I;
     const h = this.h;
     const L = this.L;
     const from = I[h + MIG_FROM];
     const to = cpu.id;
+    const bSaved = phaseWord(B_SAVED, to, ticket);
     const tb = cpu.curTask;
     cpu.preemptOff++; // __schedule runs with preemption off
     switch_out(cpu); // its task leaves CPU `to` (to idle: lazy TLB)
@@ -167,19 +199,19 @@ export class FreeMigrator implements Migrator {
       cpu.preemptOff--;
       return;
     }
-    Atomics.store(I, h + MIG_PHASE, B_SAVED);
+    Atomics.store(I, h + MIG_PHASE, bSaved);
     this.host.kickHost(I[cpuHostWord(L, from)]);
     // the run is stopping (A's thread may be gone): call it off unless A has answered
-    this.sleep_until(() => Atomics.load(I, h + MIG_PHASE) !== B_SAVED ||
-      (Atomics.load(I, L.header + H_STOP) !== 0 && Atomics.compareExchange(I, h + MIG_PHASE, B_SAVED, IDLE) === B_SAVED));
+    this.sleep_until(() => Atomics.load(I, h + MIG_PHASE) !== bSaved ||
+      (Atomics.load(I, L.header + H_STOP) !== 0 && Atomics.compareExchange(I, h + MIG_PHASE, bSaved, IDLE) === bSaved));
     const hostFrom = I[cpuHostWord(L, from)];
-    if (Atomics.load(I, h + MIG_PHASE) === A_SAVED) {
+    if (Atomics.load(I, h + MIG_PHASE) === phaseWord(A_SAVED, to, ticket)) {
       lockdep_swap_cpus(from, to);
       cpu_state_load(cpu, from, get_slot(this.V, 0), ARCH_CPU_STATE);
       I[cpuHostWord(L, from)] = this.host.id;
       I[cpuHostWord(L, to)] = hostFrom;
       if (tb >= 0) I[taskWord(L, tb, T_CPU)] = from;
-      Atomics.store(I, h + MIG_PHASE, B_LOADED);
+      Atomics.store(I, h + MIG_PHASE, phaseWord(B_LOADED, to, ticket));
       this.host.kickHost(hostFrom);
     }
     if (tb >= 0) {
@@ -218,24 +250,29 @@ export class FreeMigrator implements Migrator {
       return false;
     }
     const from = cpu.id;
+    const ticket = (I[h + MIG_TICKET] % (TICKET_MAX - 1)) + 1;
+    I[h + MIG_TICKET] = ticket;
     I[h + MIG_FROM] = from;
     I[h + MIG_TO] = to;
-    Atomics.store(I, h + MIG_PHASE, ASKED);
+    const asked = phaseWord(ASKED, to, ticket);
+    const taken = phaseWord(TAKEN, to, ticket);
+    const bSaved = phaseWord(B_SAVED, to, ticket);
+    Atomics.store(I, h + MIG_PHASE, asked);
     this.host.kick(to);
     const deadline = performance.now() + ASK_MS;
     for (let spin = 0; ; spin++) {
       const seq = Atomics.load(I, this.host.wake);
       const p = Atomics.load(I, h + MIG_PHASE);
-      if (p === ASKED && (performance.now() > deadline || Atomics.load(I, L.header + H_STOP) !== 0)) {
-        if (Atomics.compareExchange(I, h + MIG_PHASE, ASKED, IDLE) === ASKED) { // withdrawn: not taken
+      if (p === asked && (performance.now() > deadline || Atomics.load(I, L.header + H_STOP) !== 0)) {
+        if (Atomics.compareExchange(I, h + MIG_PHASE, asked, IDLE) === asked) { // withdrawn: not taken
           this.backoff = Math.min(MAX_SKIP, 2 * this.backoff + 1);
           this.skip = this.backoff;
           return false;
         }
         continue;
       }
-      if (p === B_SAVED) break;
-      if (p === IDLE) return false; // B called it off
+      if (p === bSaved) break;
+      if (p !== taken && p !== asked) return false; // B called it off (IDLE), and perhaps another handshake began since
       // what an idle CPU does while B switches its task out (B may wait for us: a broadcast, an IPI)
       this.host.pollIpis();
       // short sleeps: the deadline is checked each time round (host.block sleeps up to 20 ms)
@@ -244,11 +281,12 @@ export class FreeMigrator implements Migrator {
     }
     if (!put_slot(this.V, 0, cpu_state_save(cpu))) {
       // larger than the slot: call it off (B switches its task back in where it was)
-      if (Atomics.compareExchange(I, h + MIG_PHASE, B_SAVED, IDLE) === B_SAVED) return false;
+      if (Atomics.compareExchange(I, h + MIG_PHASE, bSaved, IDLE) === bSaved) return false;
     }
-    if (Atomics.compareExchange(I, h + MIG_PHASE, B_SAVED, A_SAVED) !== B_SAVED) return false; // B called it off (the run is stopping)
+    if (Atomics.compareExchange(I, h + MIG_PHASE, bSaved, phaseWord(A_SAVED, to, ticket)) !== bSaved) return false; // B called it off (the run is stopping)
     this.host.kick(to); // B waits for A_SAVED, then always loads
-    this.sleep_until(() => Atomics.load(I, h + MIG_PHASE) === B_LOADED);
+    const bLoaded = phaseWord(B_LOADED, to, ticket);
+    this.sleep_until(() => Atomics.load(I, h + MIG_PHASE) === bLoaded);
     lockdep_swap_cpus(from, to); // the held locks stay with the task (this thread)
     cpu_state_load(cpu, to, get_slot(this.V, 1), ARCH_CPU_STATE);
     Atomics.store(I, h + MIG_PHASE, IDLE);

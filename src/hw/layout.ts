@@ -488,6 +488,8 @@ export const MIG_HDR = LINE;
 export const MIG_PHASE = 0;
 export const MIG_FROM = 1;
 export const MIG_TO = 2;
+/** free mode: the last handshake's ticket (src/engine/migrate.ts phaseWord), written by the thread that claimed it */
+export const MIG_TICKET = 3;
 export const DET_HDR = LINE;
 export const DET_MAX_CHANGES = 64;
 export const DET_MAX_DECISIONS = 1 << 18;
