@@ -27,6 +27,31 @@ const LEVEL_SHIFTS = [39, 30, 21, 12];
 /** 2^shift of each level: the divisor of pgtIndex for shifts past 23, computed once */
 const LEVEL_SIZES = new Float64Array(LEVEL_SHIFTS.map((s) => 2 ** s));
 
+// walk()'s constants, bound in this module. Optimized code folds a module's own
+// const bindings into the code; an imported binding it loads from its cell at
+// every use, with a hole (TDZ) check and a Smi check: a few dozen loads and
+// branches per walk.
+const PTRS = PTRS_PER_TABLE;
+const IDX_MASK = PTRS_PER_TABLE - 1;
+const F_GEN = FM_GEN;
+const F_FLAGS = FM_FLAGS;
+const F_OWNER = FM_OWNER;
+const G_FREE = PG_FREE;
+const G_TABLE = PG_TABLE;
+const M_PGD = MM_PGD;
+const PROMISE_SEQ = H_PROMISE_SEQ;
+const P_PRESENT = _PAGE_PRESENT;
+const P_RW = _PAGE_RW;
+const P_USER = _PAGE_USER;
+const P_ACCESSED = _PAGE_ACCESSED;
+const P_DIRTY = _PAGE_DIRTY;
+const P_PSE = _PAGE_PSE;
+const P_PFN_SHIFT = PFN_SHIFT;
+const T_W = TLB_W;
+const T_D = TLB_D;
+const T_HUGE = TLB_HUGE;
+const EV_TLB_FILL = EV.TLB_FILL;
+
 /**
  * Walk mm's tables for va. On success the translation is in the TLB and the slot
  * is returned; otherwise a negative WALK_* code (the caller takes a page fault).
@@ -37,39 +62,39 @@ export function walk(cpu: Cpu, mm: number, va: number, vpn: number, write: boole
   cpu.walks++; // published to ST_WALKS at the next operation boundary (Cpu.publishStats)
   if (mm < 0) return WALK_NO_MM;
   // stale-TLB oracle hook: the change id in force before this walk reads any entry
-  const stamp = Atomics.load(I, L.header + H_PROMISE_SEQ);
-  let table = I[mmWord(L, mm, MM_PGD)];
+  const stamp = Atomics.load(I, L.header + PROMISE_SEQ);
+  let table = I[mmWord(L, mm, M_PGD)];
   const entries = tableEntry(L, 0, 0);
   for (let level = 0; level < 4; level++) {
     const shift = LEVEL_SHIFTS[level];
     // pgtIndex(va, shift), inline: the upper levels' index bits lie above bit 31
-    const i = level >= 2 ? (va >>> shift) & (PTRS_PER_TABLE - 1) : Math.floor(va / LEVEL_SIZES[level]) & (PTRS_PER_TABLE - 1);
-    const idx = entries + table * PTRS_PER_TABLE + i;
+    const i = level >= 2 ? (va >>> shift) & IDX_MASK : Math.floor(va / LEVEL_SIZES[level]) & IDX_MASK;
+    const idx = entries + table * PTRS + i;
     cpu.hw_point();
     let e = Atomics.load(I, idx);
-    if ((e & _PAGE_PRESENT) === 0) return WALK_NOT_PRESENT;
-    const leaf = level === 3 || (e & _PAGE_PSE) !== 0;
+    if ((e & P_PRESENT) === 0) return WALK_NOT_PRESENT;
+    const leaf = level === 3 || (e & P_PSE) !== 0;
     if (!leaf) {
-      const next = e >>> PFN_SHIFT;
+      const next = e >>> P_PFN_SHIFT;
       // The walk-freed-table oracle. Its metadata loads are plain loads (MOVs), as the
       // UAF check of a TLB hit is: after the entry's Atomics.load in program order,
       // and a third of the cost of a walk when they were Atomics calls.
-      const fl = I[frameWord(L, next, FM_FLAGS)];
-      if ((fl & PG_TABLE) === 0 || (fl & PG_FREE) !== 0 || I[frameWord(L, next, FM_OWNER)] !== mm + 1) {
+      const fl = I[frameWord(L, next, F_FLAGS)];
+      if ((fl & G_TABLE) === 0 || (fl & G_FREE) !== 0 || I[frameWord(L, next, F_OWNER)] !== mm + 1) {
         cpu.host.hooks.violation({
           kind: 'walk-freed-table', cpu: cpu.id, va, pfn: next,
-          message: `cpu ${cpu.id}'s page walk for 0x${va.toString(16)} reached level-${level + 1} table pfn ${next}, which is ${(fl & PG_FREE) !== 0 ? 'free' : (fl & PG_TABLE) === 0 ? 'not a page table' : 'a table of another mm'} (page table freed before the walkers were flushed)`,
+          message: `cpu ${cpu.id}'s page walk for 0x${va.toString(16)} reached level-${level + 1} table pfn ${next}, which is ${(fl & G_FREE) !== 0 ? 'free' : (fl & G_TABLE) === 0 ? 'not a page table' : 'a table of another mm'} (page table freed before the walkers were flushed)`,
         });
         return WALK_NOT_PRESENT;
       }
       table = next;
       continue;
     }
-    if ((e & _PAGE_USER) === 0) return WALK_PROT;
-    if (write && (e & _PAGE_RW) === 0) return WALK_PROT;
+    if ((e & P_USER) === 0) return WALK_PROT;
+    if (write && (e & P_RW) === 0) return WALK_PROT;
     // Set accessed (and dirty on a write) atomically, as x86 hardware does; if the
     // entry changed under us, re-check it.
-    const want = _PAGE_ACCESSED | (write ? _PAGE_DIRTY : 0);
+    const want = P_ACCESSED | (write ? P_DIRTY : 0);
     while ((e & want) !== want) {
       const old = Atomics.compareExchange(I, idx, e, e | want);
       if (old === e) {
@@ -77,17 +102,17 @@ export function walk(cpu: Cpu, mm: number, va: number, vpn: number, write: boole
         break;
       }
       e = old;
-      if ((e & _PAGE_PRESENT) === 0) return WALK_NOT_PRESENT;
-      if (write && (e & _PAGE_RW) === 0) return WALK_PROT;
+      if ((e & P_PRESENT) === 0) return WALK_NOT_PRESENT;
+      if (write && (e & P_RW) === 0) return WALK_PROT;
     }
     // A huge leaf maps 2^(shift-12) pages; this TLB caches the 4 KiB piece.
     const sub = level === 3 ? 0 : (vpn % 2 ** (shift - 12));
-    const pfn = (e >>> PFN_SHIFT) + sub;
-    const fl = I[frameWord(L, pfn, FM_FLAGS)]; // oracle metadata: a plain load (above)
-    if ((fl & PG_FREE) !== 0) {
+    const pfn = (e >>> P_PFN_SHIFT) + sub;
+    const fl = I[frameWord(L, pfn, F_FLAGS)]; // oracle metadata: a plain load (above)
+    if ((fl & G_FREE) !== 0) {
       cpu.host.hooks.violation({
         kind: 'pte-maps-free-frame', cpu: cpu.id, va, pfn,
-        cpus: [Atomics.load(I, frameWord(L, pfn, FM_OWNER)) - 1].filter((c) => c >= 0 && c !== cpu.id),
+        cpus: [Atomics.load(I, frameWord(L, pfn, F_OWNER)) - 1].filter((c) => c >= 0 && c !== cpu.id),
         // The entry may have been cleared since this walk read it: an unmap that frees
         // the page before its shootdown reaches this CPU (a walk is one fill, as hardware's,
         // so no flush can land inside it; only a free without the flush gets here).
@@ -96,9 +121,9 @@ export function walk(cpu: Cpu, mm: number, va: number, vpn: number, write: boole
           : `cpu ${cpu.id}'s page walk for 0x${va.toString(16)} read a present PTE for pfn ${pfn}, which was cleared and the page freed before this CPU's TLB was flushed (freed before the flush)`,
       });
     }
-    const gen = I[frameWord(L, pfn, FM_GEN)]; // read after the leaf entry, in program order
-    const flags = ((e & _PAGE_RW) !== 0 ? TLB_W : 0) | ((e & _PAGE_DIRTY) !== 0 ? TLB_D : 0) | (level < 3 ? TLB_HUGE : 0);
-    cpu.ring.log(EV.TLB_FILL, va, pfn);
+    const gen = I[frameWord(L, pfn, F_GEN)]; // read after the leaf entry, in program order
+    const flags = ((e & P_RW) !== 0 ? T_W : 0) | ((e & P_DIRTY) !== 0 ? T_D : 0) | (level < 3 ? T_HUGE : 0);
+    cpu.ring.log(EV_TLB_FILL, va, pfn);
     const s = cpu.tlb.fill(cpu.asid, vpn, pfn, flags, gen);
     cpu.tlb.stamp[s] = stamp; // stale-TLB oracle hook
     return s;
