@@ -58,6 +58,19 @@ export class Tlb {
     return s;
   }
 
+  /** fill(), and the entry's stale-TLB stamp (H_PROMISE_SEQ when the walk that fills it began): the page walk's fill */
+  fillStamped(asid: number, vpn: number, pfn: number, flags: number, gen: number, stamp: number): number {
+    const s = (vpn ^ (asid * 0x9e37)) & this.mask;
+    this.vpn[s] = vpn;
+    this.asid[s] = asid;
+    this.pfn[s] = pfn;
+    this.flags[s] = flags | TLB_VALID;
+    this.gen[s] = gen;
+    this.chk[s] = -1;
+    this.stamp[s] = stamp;
+    return s;
+  }
+
   /** INVLPG: one page of one ASID. */
   flushOne(asid: number, vpn: number): void {
     const s = (vpn ^ (asid * 0x9e37)) & this.mask;
