@@ -4,7 +4,7 @@
 
 import {
   frameWord, mmWord, tableEntry, FM_GEN, FM_FLAGS, FM_OWNER, PG_FREE, PG_TABLE, MM_PGD,
-  PTRS_PER_TABLE, H_PROMISE_SEQ, KERNEL_ASID, PAGE_OFFSET, FRAME_META_WORDS, PGDIR_SIZE, PUD_SIZE,
+  PTRS_PER_TABLE, KERNEL_ASID, PAGE_OFFSET, FRAME_META_WORDS, MM_WORDS, PGDIR_SIZE, PUD_SIZE,
 } from './layout.ts';
 import {
   _PAGE_PRESENT, _PAGE_RW, _PAGE_USER, _PAGE_ACCESSED, _PAGE_DIRTY, _PAGE_PSE, PFN_SHIFT,
@@ -38,8 +38,7 @@ const IDX_MASK = PTRS_PER_TABLE - 1;
 const META = FRAME_META_WORDS;
 const G_FREE = PG_FREE;
 const G_TABLE = PG_TABLE;
-const M_PGD = MM_PGD;
-const PROMISE_SEQ = H_PROMISE_SEQ;
+const M_WORDS = MM_WORDS;
 const P_PRESENT = _PAGE_PRESENT;
 const P_RW = _PAGE_RW;
 const P_USER = _PAGE_USER;
@@ -69,14 +68,15 @@ export function walk(cpu: Cpu, mm: number, va: number, vpn: number, write: boole
   cpu.walks++; // published to ST_WALKS at the next operation boundary (Cpu.publishStats)
   if (mm < 0) return WALK_NO_MM;
   // stale-TLB oracle hook: the change id in force before this walk reads any entry
-  const stamp = Atomics.load(I, L.header + PROMISE_SEQ);
+  const stamp = Atomics.load(I, L.promiseSeq);
   const owner = mm + 1;
-  // word indices of table 0's entries and frame 0's metadata fields: a pfn * PTRS or pfn * META away from any other's
-  const entries = tableEntry(L, 0, 0);
-  const flags0 = frameWord(L, 0, FM_FLAGS);
-  const owner0 = frameWord(L, 0, FM_OWNER);
-  const gen0 = frameWord(L, 0, FM_GEN);
-  let table = I[mmWord(L, mm, M_PGD)];
+  // word indices of table 0's entries (tableEntry(L, 0, 0)) and of frame 0's metadata
+  // fields (Layout's precomputed frameWord(L, 0, field)s): pfn * PTRS or pfn * META away from any other's
+  const entries = L.tableMem;
+  const flags0 = L.frameFlags0;
+  const owner0 = L.frameOwner0;
+  const gen0 = L.frameGen0;
+  let table = I[L.mmPgd0 + mm * M_WORDS]; // mmWord(L, mm, MM_PGD)
   // level 0 (PGD); pgtIndex(va, 39), inline: the upper levels' index bits lie above bit 31
   let idx = entries + table * PTRS + (Math.floor(va / PGD_BYTES) & IDX_MASK);
   cpu.hw_point();
@@ -120,12 +120,11 @@ export function walk(cpu: Cpu, mm: number, va: number, vpn: number, write: boole
     }
   }
   // the leaf
-  const w = !!write; // one conversion to a boolean, not one per use
   if ((e & P_USER) === 0) return PROT;
-  if (w && (e & P_RW) === 0) return PROT;
+  if (write && (e & P_RW) === 0) return PROT;
   // Set accessed (and dirty on a write) atomically, as x86 hardware does; if the
   // entry changed under us, re-check it.
-  const want = P_ACCESSED | (w ? P_DIRTY : 0);
+  const want = P_ACCESSED | (write ? P_DIRTY : 0);
   while ((e & want) !== want) {
     const old = Atomics.compareExchange(I, idx, e, e | want);
     if (old === e) {
@@ -134,7 +133,7 @@ export function walk(cpu: Cpu, mm: number, va: number, vpn: number, write: boole
     }
     e = old;
     if ((e & P_PRESENT) === 0) return NOT_PRESENT;
-    if (w && (e & P_RW) === 0) return PROT;
+    if (write && (e & P_RW) === 0) return PROT;
   }
   // A huge leaf maps 2^(shift-12) pages; this TLB caches the 4 KiB piece.
   const pfn = level === 3 ? e >>> P_PFN_SHIFT : (e >>> P_PFN_SHIFT) + hugeSub(vpn, level);
