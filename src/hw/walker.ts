@@ -19,6 +19,7 @@ export const WALK_NO_MM = -3;
 // the same codes for walk()'s own returns: an exported binding is a cell that optimized code loads and hole-checks at each use
 const NOT_PRESENT = WALK_NOT_PRESENT;
 const PROT = WALK_PROT;
+const NO_MM = WALK_NO_MM;
 
 /** Index of the entry for va at a level whose entries each cover 2^shift bytes. */
 export function pgtIndex(va: number, shift: number): number {
@@ -66,7 +67,7 @@ export function walk(cpu: Cpu, mm: number, va: number, vpn: number, write: boole
   const I = cpu.I;
   const L = cpu.V.L;
   cpu.walks++; // published to ST_WALKS at the next operation boundary (Cpu.publishStats)
-  if (mm < 0) return WALK_NO_MM;
+  if (mm < 0) return NO_MM;
   // stale-TLB oracle hook: the change id in force before this walk reads any entry
   const stamp = Atomics.load(I, L.promiseSeq);
   const owner = mm + 1;
