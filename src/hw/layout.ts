@@ -585,6 +585,19 @@ export interface Layout {
   mbox: number;
   /** words of one sender's slot in a mailbox: one per 32 CPUs */
   mboxMaskWords: number;
+  // Word indices precomputed for the page walk (src/hw/walker.ts), which would otherwise
+  // call a helper (and load its constants) for each on every walk. Frame pfn's field is
+  // pfn * FRAME_META_WORDS past frame 0's; mm's MM_PGD is mm * MM_WORDS past mm 0's.
+  /** frameWord(L, 0, FM_FLAGS) */
+  frameFlags0: number;
+  /** frameWord(L, 0, FM_OWNER) */
+  frameOwner0: number;
+  /** frameWord(L, 0, FM_GEN) */
+  frameGen0: number;
+  /** mmWord(L, 0, MM_PGD) */
+  mmPgd0: number;
+  /** the header's H_PROMISE_SEQ word */
+  promiseSeq: number;
 }
 
 // ---- the vmalloc allocator (src/mm/vmalloc.ts) ----------------------------------------
@@ -682,6 +695,8 @@ export function computeLayout(shape: MachineShape): Layout {
     dataMem, tableAlloc, tableStack, dataAlloc, dataStack, mms, vmasF, unmapLogF, tasks, files, eventsF,
     det, detChanges, detCpus, detDecisions, migrate, anonLocks, cowShadow, iMmapF, iMmapMax: iMmapMax(shape), vmaIdx, lockdep, promiseLog,
     initMm: shape.maxMms, vmap, cpuHost, mbox, mboxMaskWords,
+    frameFlags0: frameMeta + FM_FLAGS, frameOwner0: frameMeta + FM_OWNER, frameGen0: frameMeta + FM_GEN,
+    mmPgd0: mms + MM_PGD, promiseSeq: header + H_PROMISE_SEQ,
   };
 }
 

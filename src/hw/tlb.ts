@@ -10,6 +10,9 @@ export const TLB_HUGE = 8;
 /** a kernel linear-map entry (src/mm/vmalloc.ts): it translates an address to the one frame the linear map always gives it */
 export const TLB_LINEAR = 16;
 
+/** TLB_VALID bound in this module for the methods below: optimized code loads an exported const from its cell, with a hole check, at each use */
+const VALID = TLB_VALID;
+
 export class Tlb {
   readonly size: number;
   private readonly mask: number;
@@ -44,7 +47,7 @@ export class Tlb {
   /** Index of a valid entry for (asid, vpn), or -1. */
   lookup(asid: number, vpn: number): number {
     const s = (vpn ^ (asid * 0x9e37)) & this.mask;
-    return this.vpn[s] === vpn && this.asid[s] === asid && this.flags[s] & TLB_VALID ? s : -1;
+    return this.vpn[s] === vpn && this.asid[s] === asid && this.flags[s] & VALID ? s : -1;
   }
 
   fill(asid: number, vpn: number, pfn: number, flags: number, gen: number): number {
@@ -52,9 +55,22 @@ export class Tlb {
     this.vpn[s] = vpn;
     this.asid[s] = asid;
     this.pfn[s] = pfn;
-    this.flags[s] = flags | TLB_VALID;
+    this.flags[s] = flags | VALID;
     this.gen[s] = gen;
     this.chk[s] = -1;
+    return s;
+  }
+
+  /** fill(), and the entry's stale-TLB stamp (H_PROMISE_SEQ when the walk that fills it began): the page walk's fill */
+  fillStamped(asid: number, vpn: number, pfn: number, flags: number, gen: number, stamp: number): number {
+    const s = (vpn ^ (asid * 0x9e37)) & this.mask;
+    this.vpn[s] = vpn;
+    this.asid[s] = asid;
+    this.pfn[s] = pfn;
+    this.flags[s] = flags | VALID;
+    this.gen[s] = gen;
+    this.chk[s] = -1;
+    this.stamp[s] = stamp;
     return s;
   }
 
@@ -87,7 +103,7 @@ export class Tlb {
   /** Number of valid entries (for tests and reports). */
   countValid(asid = -1): number {
     let n = 0;
-    for (let s = 0; s < this.size; s++) if (this.flags[s] & TLB_VALID && (asid < 0 || this.asid[s] === asid)) n++;
+    for (let s = 0; s < this.size; s++) if (this.flags[s] & VALID && (asid < 0 || this.asid[s] === asid)) n++;
     return n;
   }
 }

@@ -63,6 +63,9 @@ export const SYS_NAMES: Record<number, string> = Object.fromEntries(Object.entri
 /** short names of the stale-TLB oracle's change kinds (src/oracles/stale_tlb.ts CHANGE) */
 export const CHANGE_LABELS: Record<number, string> = { 1: 'unmap', 2: 'mprotect', 3: 'THP split', 4: 'COW', 5: 'fork', 6: 'reclaim', 7: 'PUD split' };
 
+/** EVENT_F64 bound in this module: optimized code folds a module's own const, but loads an imported one from its cell (with a hole check) at each use */
+const EV_WORDS = EVENT_F64;
+
 export class EventRing {
   /** events logged so far (the next event's sequence number - 1) */
   pos = 0;
@@ -78,12 +81,12 @@ export class EventRing {
   }
   /** the type of the event with sequence number p + 1 (p < pos; only the last eventRing ones are kept) */
   typeAt(p: number): number {
-    return this.F[this.base + (p & this.mask) * EVENT_F64 + 2];
+    return this.F[this.base + (p & this.mask) * EV_WORDS + 2];
   }
   /** time is a per-CPU event sequence number; a = address or id, b = detail. */
   log(type: number, a: number, b: number): void {
     const p = this.pos++;
-    const at = this.base + (p & this.mask) * EVENT_F64;
+    const at = this.base + (p & this.mask) * EV_WORDS;
     this.F[at] = p + 1;
     this.F[at + 1] = this.clock === null ? 0 : this.clock();
     this.F[at + 2] = type;
