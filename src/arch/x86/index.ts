@@ -7,17 +7,35 @@
 
 import { type Cpu, type Host, current } from '../../hw/cpu.ts';
 import {
-  cpuCtl, mmWord, fIndex, CC_INFO_MM, CC_INFO_GEN, CC_INFO_FREED, CC_INFO_STRIDE, CC_INFO_TRIM,
-  CC_INFO_START_F, CC_INFO_END_F, CC_IS_LAZY, CC_LOADED_MM, MM_TLB_GEN, MM_CTX_ID, MM_CPUMASK, MM_FLUSH_COUNT,
-  ST_FLUSH_SINGLE, ST_FLUSH_RANGE, ST_FLUSH_FULL, ST_FLUSH_SKIPPED,
+  cpuCtl, mmWord, fIndex, CC_INFO_MM as CC_INFO_MM_, CC_INFO_GEN as CC_INFO_GEN_, CC_INFO_FREED, CC_INFO_STRIDE as CC_INFO_STRIDE_, CC_INFO_TRIM,
+  CC_INFO_START_F as CC_INFO_START_F_, CC_INFO_END_F as CC_INFO_END_F_, CC_IS_LAZY as CC_IS_LAZY_, CC_LOADED_MM, MM_TLB_GEN as MM_TLB_GEN_, MM_CTX_ID, MM_CPUMASK as MM_CPUMASK_, MM_FLUSH_COUNT,
+  ST_FLUSH_SINGLE as ST_FLUSH_SINGLE_, ST_FLUSH_RANGE as ST_FLUSH_RANGE_, ST_FLUSH_FULL as ST_FLUSH_FULL_, ST_FLUSH_SKIPPED as ST_FLUSH_SKIPPED_,
   ST_SWITCH_FLUSH, ST_LAZY_TLB_SKIPPED, PAGE_SHIFT,
-  PAGE_SIZE,
+  PAGE_SIZE as PAGE_SIZE_,
 } from '../../hw/layout.ts';
 import { EV } from '../../hw/trace.ts';
 import { knobs } from '../../inject/knobs.ts';
 import { sb_store, sb_load, sb_drain, smp_mb } from '../../hw/store_buffer.ts';
 import { type Arch, IPI_FLUSH_TLB } from '../arch.ts';
 import { native, clear_then_flush, mm_cpumask_cpus, initHostCommon } from '../generic.ts';
+
+// Module-local copies of the constants flush_tlb_func uses (it runs once per target of every
+// shootdown): optimized code folds a module's own const, but loads an imported one from its
+// module cell at every use (src/hw/cpu.ts, src/hw/walker.ts)
+const CC_INFO_MM = CC_INFO_MM_;
+const MM_CPUMASK = MM_CPUMASK_;
+const CC_IS_LAZY = CC_IS_LAZY_;
+const CC_INFO_GEN = CC_INFO_GEN_;
+const ST_FLUSH_SKIPPED = ST_FLUSH_SKIPPED_;
+const MM_TLB_GEN = MM_TLB_GEN_;
+const CC_INFO_END_F = CC_INFO_END_F_;
+const CC_INFO_START_F = CC_INFO_START_F_;
+const CC_INFO_STRIDE = CC_INFO_STRIDE_;
+const PAGE_SIZE = PAGE_SIZE_;
+const ST_FLUSH_SINGLE = ST_FLUSH_SINGLE_;
+const ST_FLUSH_RANGE = ST_FLUSH_RANGE_;
+const ST_FLUSH_FULL = ST_FLUSH_FULL_;
+const EV_FLUSH_LOCAL = EV.FLUSH_LOCAL;
 
 /** tlb_single_page_flush_ceiling: more strides than this become a full flush. */
 export const TLB_SINGLE_PAGE_FLUSH_CEILING = 33;
@@ -130,11 +148,11 @@ export function flush_tlb_func(cpu: Cpu, sender: number): void {
     }
     cpu.stat(ST_FLUSH_SINGLE, pages);
     cpu.stat(ST_FLUSH_RANGE);
-    cpu.ring.log(EV.FLUSH_LOCAL, start, pages);
+    cpu.ring.log(EV_FLUSH_LOCAL, start, pages);
   } else {
     cpu.tlb.flushAsid(asid);
     cpu.stat(ST_FLUSH_FULL);
-    cpu.ring.log(EV.FLUSH_LOCAL, 0, -1);
+    cpu.ring.log(EV_FLUSH_LOCAL, 0, -1);
   }
   cpu.ctxGen[asid] = mmGen;
 }
