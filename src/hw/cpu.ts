@@ -14,7 +14,7 @@ import {
   HB_WAKE, HB_SLEEPING, HB_WAITING_ON, HB_HEARTBEAT, FM_GEN, FM_FLAGS, PG_FREE, MM_PR_MAX,
   ST_TLB_HITS, ST_TLB_MISSES, ST_READS, ST_WRITES, ST_IPI_RECV as ST_IPI_RECV_, ST_IPI_SENT, ST_FAULTS, ST_SEGV, ST_DELAYS,
   WORD_SHIFT as WORD_SHIFT_, WORDS_PER_PAGE as WORDS_PER_PAGE_, MM_ASID, H_STOP, FRAME_META_WORDS as FRAME_META_WORDS_, MM_WORDS as MM_WORDS_, ST_WALKS,
-  PAGE_SIZE as PAGE_SIZE_, KERNEL_ASID, MB_PEND as MB_PEND_, MB_SENDERS as MB_SENDERS_, mboxHdr, mboxSlot,
+  PAGE_SIZE as PAGE_SIZE_, KERNEL_ASID, H_ZERO, MB_PEND as MB_PEND_, MB_SENDERS as MB_SENDERS_, mboxHdr, mboxSlot,
 } from './layout.ts';
 import { Tlb, TLB_W as TLB_W_, TLB_D as TLB_D_, TLB_LINEAR } from './tlb.ts';
 import { EventRing, EV } from './trace.ts';
@@ -583,8 +583,8 @@ export class Cpu {
   private readonly prMaxBase: number;
   /**
    * the word the access path and the interrupt points check for IPIs posted to this thread's
-   * mailbox (Host.mbPend); without mailboxes, this CPU's own CC_IPI_PENDING, which those
-   * points check anyway (Host.drainMailbox then returns at once)
+   * mailbox (Host.mbPend); without mailboxes, the header's H_ZERO, always 0. (Not a per-CPU
+   * word: a migration between threads changes this Cpu's id, not its thread.)
    */
   private readonly mbPend: number;
 
@@ -604,7 +604,7 @@ export class Cpu {
     this.genBase = frameWord(L, 0, FM_GEN);
     this.dataBase = dataWord(L, 0, 0);
     this.prMaxBase = mmWord(L, 0, MM_PR_MAX);
-    this.mbPend = host.mbPend >= 0 ? host.mbPend : this.ctl + CC_IPI_PENDING;
+    this.mbPend = host.mbPend >= 0 ? host.mbPend : L.header + H_ZERO;
     Atomics.store(this.I, this.ctl + CC_ONLINE, 1);
   }
 

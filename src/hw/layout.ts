@@ -458,6 +458,8 @@ export const H_QUIESCE_LOCK = 12; // s390: the machine-wide quiesce of a global 
 export const H_QUIESCE_WAITERS = 13;
 /** stale-TLB oracle (src/oracles/stale_tlb.ts): the last page-table change id handed out; TLB fills are stamped with it */
 export const H_PROMISE_SEQ = 14;
+/** always 0: the word a CPU checks for mailbox IPIs on a machine without mailboxes (src/hw/cpu.ts Cpu.mbPend) */
+export const H_ZERO = 15;
 export const HEADER_WORDS = 2 * LINE;
 export const MAGIC = 0x6d6d7331; // 'mms1'
 
