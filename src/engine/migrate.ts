@@ -173,7 +173,7 @@ export class FreeMigrator implements Migrator {
   }
 
   /**
-   * B claims the request whose phase word it read (askedFor): false when that request was
+   * B claims the request whose phase word it read (phaseWord): false when that request was
    * withdrawn, even if another, for any CPU, has been posted since. Public for its test.
    */
   claim_request(seen: number): boolean {
