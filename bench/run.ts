@@ -675,6 +675,44 @@ async function benchScale(): Promise<void> {
   goals.push({ goal: `${n} CPUs one worker each: RSS per simulated CPU`, measured: w.peak / MiB / n, target: 10, unit: 'MiB', kind: 'max', note: `peak RSS ${(w.peak / MiB).toFixed(0)} MiB / ${n}, ${((w.peak - w.rss0) / MiB / n).toFixed(1)} MiB/CPU above the process before the run${n < 256 ? ` (capped at ${n} workers: --rss-workers)` : ''}` });
   goals.push({ goal: `${n} CPUs one worker each: start-up`, measured: (w.setupMs + w.bootMs) / 1000, target: NaN, unit: 's', kind: 'max', note: `machine boot ${(w.setupMs / 1000).toFixed(2)} s + ${n} host threads ${(w.bootMs / 1000).toFixed(2)} s` });
   d.workers = { cpus: n, ...w, rssPeakMiB: w.peak / MiB, rssBeforeMiB: w.rss0 / MiB };
+  // the floor beside it: the same number of Node workers that do nothing, in a fresh process
+  // (their RSS peaks while they start and settles ~20 s later; the peak is what compares)
+  const idle = idleWorkersRss(n);
+  rows.push({ name: `RSS per CPU, ${n} CPUs one worker each`, sim: (w.peak - w.rss0) / MiB / n, raw: idle.peakPerWorkerMiB, unit: 'MiB', ratio: (w.peak - w.rss0) / MiB / n / idle.peakPerWorkerMiB });
+  notes.set(`RSS per CPU, ${n} CPUs one worker each`, `raw = an idle Node worker (${n} at once, peak while they start); above the process before the run`);
+  d.idleWorkers = idle;
+}
+
+/**
+ * RSS per Node worker thread that does nothing: `n` of them started at once in a fresh process,
+ * each waiting for a message, the process's RSS above its own before they started, sampled
+ * every 20 ms. The floor of RSS per CPU with one worker per CPU (docs/performance.md).
+ */
+function idleWorkersRss(n: number): { workers: number; peakPerWorkerMiB: number; readyMs: number } {
+  const script = `
+    const { Worker } = require('node:worker_threads');
+    const rss0 = process.memoryUsage.rss();
+    let peak = rss0;
+    const iv = setInterval(() => (peak = Math.max(peak, process.memoryUsage.rss())), 20);
+    const t0 = Date.now();
+    const ws = [];
+    let ready = 0;
+    for (let i = 0; i < ${n}; i++) {
+      const w = new Worker("require('node:worker_threads').parentPort.postMessage(1); require('node:worker_threads').parentPort.once('message', () => process.exit(0));", { eval: true });
+      w.once('message', () => {
+        if (++ready < ${n}) return;
+        setTimeout(() => {
+          peak = Math.max(peak, process.memoryUsage.rss());
+          clearInterval(iv);
+          console.log(JSON.stringify({ workers: ${n}, peakPerWorkerMiB: (peak - rss0) / 1048576 / ${n}, readyMs: Date.now() - t0 }));
+          for (const x of ws) x.postMessage(0);
+        }, 200);
+      });
+      ws.push(w);
+    }`;
+  const p = spawnSync(process.execPath, ['-e', script], { encoding: 'utf8', maxBuffer: 1 << 20 });
+  if (p.status !== 0) throw new Error(`bench: idle workers (${n}) failed (${p.status}): ${p.stderr.trim().split('\n').slice(-2).join(' | ')}`);
+  return JSON.parse(p.stdout.trim().split('\n').pop()!) as { workers: number; peakPerWorkerMiB: number; readyMs: number };
 }
 
 // ---- 6. deterministic mode against free mode ---------------------------------------------
