@@ -282,11 +282,17 @@ export class Host {
       Atomics.or(I, hdr + MB_PEND, 1 << word);
       this.kickHost(h);
     }
-    for (let i = 0; i < nLocal; i++) {
-      const t = this.mbLocal[i];
-      Atomics.or(I, cpuCtl(L, t, CC_IPI_MASK + word), bit);
-      Atomics.or(I, cpuCtl(L, t, CC_IPI_PENDING), 1 << word);
-    }
+    for (let i = 0; i < nLocal; i++) this.postIpi(this.mbLocal[i], self);
+  }
+
+  /**
+   * Post `sender`'s call-function IPI to CPU t's own mailbox: the sender's bit in t's
+   * CC_IPI_MASK, then the word's bit in t's CC_IPI_PENDING (handleIpis takes them in that order).
+   */
+  postIpi(t: number, sender: number): void {
+    const ctl = cpuCtl(this.V.L, t, 0);
+    Atomics.or(this.I, ctl + CC_IPI_MASK + (sender >> 5), 1 << (sender & 31));
+    Atomics.or(this.I, ctl + CC_IPI_PENDING, 1 << (sender >> 5));
   }
 
   /**
@@ -321,8 +327,7 @@ export class Host {
               const tbit = 31 - Math.clz32(tb & -tb);
               tb &= ~(1 << tbit);
               const t = tw * 32 + tbit;
-              Atomics.or(I, cpuCtl(L, t, CC_IPI_MASK + w), 1 << b);
-              Atomics.or(I, cpuCtl(L, t, CC_IPI_PENDING), 1 << w);
+              this.postIpi(t, w * 32 + b);
               if (I[L.cpuHost + t] !== this.id) this.noteKick(t);
             }
           }
@@ -722,7 +727,6 @@ export class Cpu {
    */
   send_ipis_and_wait(targets: ArrayLike<number>, n: number, type: number): void {
     const I = this.I;
-    const L = this.V.L;
     if (this.irqOff > 0) {
       this.host.hooks.violation({
         kind: 'ipi-with-irqs-off', cpu: this.id,
@@ -733,13 +737,7 @@ export class Cpu {
     Atomics.store(I, this.ctl + CC_ACK, n);
     if (this.host.usesMailboxes) this.host.postIpis(targets, n, this.id);
     else {
-      const word = this.id >> 5;
-      const bit = 1 << (this.id & 31);
-      for (let i = 0; i < n; i++) {
-        const t = targets[i];
-        Atomics.or(I, cpuCtl(L, t, CC_IPI_MASK + word), bit);
-        Atomics.or(I, cpuCtl(L, t, CC_IPI_PENDING), 1 << word);
-      }
+      for (let i = 0; i < n; i++) this.host.postIpi(targets[i], this.id);
       this.host.kickEachHost(targets, n, this.id);
     }
     this.I[this.st + ST_IPI_SENT] += n;
