@@ -14,7 +14,7 @@ import {
   HB_WAKE, HB_SLEEPING, HB_WAITING_ON, HB_HEARTBEAT, FM_GEN, FM_FLAGS, PG_FREE, MM_PR_MAX,
   ST_TLB_HITS, ST_TLB_MISSES, ST_READS, ST_WRITES, ST_IPI_RECV as ST_IPI_RECV_, ST_IPI_SENT, ST_FAULTS, ST_SEGV, ST_DELAYS,
   WORD_SHIFT as WORD_SHIFT_, WORDS_PER_PAGE as WORDS_PER_PAGE_, MM_ASID, H_STOP, FRAME_META_WORDS as FRAME_META_WORDS_, MM_WORDS as MM_WORDS_, ST_WALKS,
-  PAGE_SIZE as PAGE_SIZE_, KERNEL_ASID, H_ZERO, MB_PEND as MB_PEND_, MB_SENDERS as MB_SENDERS_, mboxHdr, mboxSlot,
+  PAGE_SIZE as PAGE_SIZE_, KERNEL_ASID, H_ZERO, MB_PEND as MB_PEND_, MB_SENDERS as MB_SENDERS_, MB_SCAN as MB_SCAN_, mboxHdr, mboxSlot,
 } from './layout.ts';
 import { Tlb, TLB_W as TLB_W_, TLB_D as TLB_D_, TLB_LINEAR } from './tlb.ts';
 import { EventRing, EV } from './trace.ts';
@@ -46,6 +46,7 @@ const MM_WORDS = MM_WORDS_;
 const PAGE_SIZE = PAGE_SIZE_;
 const MB_PEND = MB_PEND_;
 const MB_SENDERS = MB_SENDERS_;
+const MB_SCAN = MB_SCAN_;
 const TLB_W = TLB_W_;
 const TLB_D = TLB_D_;
 const EV_IPI_HANDLE = EV.IPI_HANDLE;
@@ -212,6 +213,19 @@ export class Host {
   private readonly mbScratch: Int32Array;
   private readonly mbHosts: Int32Array;
   private readonly mbLocal: Int32Array;
+  /**
+   * pollIpis' summary of this thread's CPUs (free mode, several CPUs on one thread: hosted
+   * with mailboxes, or inline): false when none of them can have an IPI or a broadcast
+   * pending that pollIpis has not looked at, so it need not load the control lines of all
+   * 128 of them after every operation. Every way a request reaches those lines sets it: a
+   * post by this thread (postIpi: its own sends, and what drainMailbox turns into per-CPU
+   * bits, forwards included), a hardware broadcast from another thread (MB_SCAN in this
+   * thread's MB_PEND, seen by drainMailbox), a CPU that a migration brings here with its words
+   * (cpu_state_load, src/hw/preempt.ts). A pass that leaves a request pending (interrupts
+   * off on its CPU) sets it again. It only spares loads: each CPU takes each request at
+   * the same points as before.
+   */
+  ipiScan = true;
   constructor(V: Views, id: number, hooks: Hooks) {
     this.V = V;
     this.I = V.I;
@@ -233,6 +247,21 @@ export class Host {
   /** Free mode with mailboxes: senders post to other threads' mailboxes (postIpis), not to each target. */
   get usesMailboxes(): boolean {
     return this.mbPend >= 0 && this.sched === null;
+  }
+
+  /**
+   * The IPI words of this thread's CPUs (CC_IPI_MASK, CC_IPI_PENDING) are written by this
+   * thread alone: there is one thread (inline), or free mode has mailboxes, where a sender on
+   * another thread posts to this thread's mailbox and a forward goes to the mailbox of the
+   * CPU's new thread (drainMailbox). A migration between threads hands a CPU's words over
+   * inside the handshake (src/engine/migrate.ts: its phase words are atomics, and neither
+   * thread polls between saving and loading). Then plain loads and stores do what the locked
+   * ones did, at ~1 ns instead of ~10 (V8 calls a builtin for each Atomics operation): five
+   * per target of a shootdown. Otherwise (a thread per CPU, deterministic mode) senders on
+   * other threads OR into them directly, and the words stay atomic.
+   */
+  get plainIpiWords(): boolean {
+    return this.nhosts === 1 || (this.mbPend >= 0 && this.sched === null);
   }
 
   /**
@@ -290,17 +319,40 @@ export class Host {
    * CC_IPI_MASK, then the word's bit in t's CC_IPI_PENDING (handleIpis takes them in that order).
    */
   postIpi(t: number, sender: number): void {
+    const I = this.I;
     const ctl = cpuCtl(this.V.L, t, 0);
-    Atomics.or(this.I, ctl + CC_IPI_MASK + (sender >> 5), 1 << (sender & 31));
-    Atomics.or(this.I, ctl + CC_IPI_PENDING, 1 << (sender >> 5));
+    if (this.plainIpiWords) {
+      I[ctl + CC_IPI_MASK + (sender >> 5)] |= 1 << (sender & 31);
+      I[ctl + CC_IPI_PENDING] |= 1 << (sender >> 5);
+    } else {
+      Atomics.or(I, ctl + CC_IPI_MASK + (sender >> 5), 1 << (sender & 31));
+      Atomics.or(I, ctl + CC_IPI_PENDING, 1 << (sender >> 5));
+    }
+    this.ipiScan = true;
+  }
+
+  /**
+   * Forward `sender`'s IPI for CPU t to host h, which carries t now (a migration between
+   * threads traded it away after the sender read L.cpuHost): into h's mailbox, as the sender
+   * would have posted it, so that only h writes t's own words (plainIpiWords); h is kicked
+   * with this pass's other kicks.
+   */
+  private forwardIpi(h: number, t: number, sender: number): void {
+    const I = this.I;
+    const L = this.V.L;
+    Atomics.or(I, mboxSlot(L, h, sender) + (t >> 5), 1 << (t & 31));
+    const hdr = mboxHdr(L, h);
+    Atomics.or(I, hdr + MB_SENDERS + (sender >> 5), 1 << (sender & 31));
+    Atomics.or(I, hdr + MB_PEND, 1 << (sender >> 5));
+    this.noteKick(t);
   }
 
   /**
    * Take what other threads posted to this thread's mailbox (postIpis): each target's bit
    * becomes the sender's bit in the target's own CC_IPI_MASK, and the word's bit in its
    * CC_IPI_PENDING, where the CPU's usual checks take it. A bit for a CPU this thread no longer
-   * carries (a migration between threads traded it away after the sender read L.cpuHost) is
-   * posted the same way and its thread kicked. Called wherever a CPU of this thread looks for
+   * carries (a migration between threads traded it away after the sender read L.cpuHost) goes
+   * to the mailbox of the thread that does (forwardIpi). Called wherever a CPU of this thread looks for
    * IPIs (Cpu.sched_point, local_irq_enable, the access path, pollIpis).
    */
   drainMailbox(): void {
@@ -312,6 +364,10 @@ export class Host {
     const mw = L.mboxMaskWords;
     // the words in use, lowest first, as Cpu.handleIpis takes CC_IPI_PENDING
     for (let words = Atomics.exchange(I, pend, 0); words !== 0; words = Atomics.load(I, pend) === 0 ? 0 : Atomics.exchange(I, pend, 0)) {
+      if ((words & MB_SCAN) !== 0) {
+        this.ipiScan = true; // a broadcast sits in our CPUs' own words (Cpu.broadcast_invalidate)
+        words &= ~MB_SCAN;
+      }
       while (words !== 0) {
         const w = 31 - Math.clz32(words & -words);
         words &= ~(1 << w);
@@ -327,8 +383,9 @@ export class Host {
               const tbit = 31 - Math.clz32(tb & -tb);
               tb &= ~(1 << tbit);
               const t = tw * 32 + tbit;
-              this.postIpi(t, w * 32 + b);
-              if (I[L.cpuHost + t] !== this.id) this.noteKick(t);
+              const h = I[L.cpuHost + t];
+              if (h === this.id) this.postIpi(t, w * 32 + b);
+              else this.forwardIpi(h, t, w * 32 + b);
             }
           }
         }
@@ -348,10 +405,18 @@ export class Host {
     if (outer) this.deferAcks = true;
     try {
       if (this.mbPend >= 0 && this.I[this.mbPend] !== 0) this.drainMailbox();
-      for (let i = 0; i < cs.length; i++) {
-        const c = cs[i];
-        if (this.I[c.ctl + CC_BC_PENDING] !== 0) c.handleBroadcasts();
-        if (this.I[c.ctl + CC_IPI_PENDING] !== 0 && c.irqOff === 0) c.handleIpis();
+      // with the summary (free mode, several CPUs here, no CPU of another thread posted to
+      // directly but through MB_SCAN): nothing new since the last pass, nothing to load
+      if (this.ipiScan || this.sched !== null || cs.length === 1 || (this.mbPend < 0 && this.nhosts > 1)) {
+        this.ipiScan = false;
+        for (let i = 0; i < cs.length; i++) {
+          const c = cs[i];
+          if (this.I[c.ctl + CC_BC_PENDING] !== 0) c.handleBroadcasts();
+          if (this.I[c.ctl + CC_IPI_PENDING] !== 0) {
+            if (c.irqOff === 0) c.handleIpis();
+            else this.ipiScan = true; // held until its interrupts are on: look again next pass
+          }
+        }
       }
     } finally {
       // every pass sends what it deferred, a nested one too (a handler that waits must not
@@ -505,6 +570,14 @@ export class Host {
 
 /** The CPU whose code this thread is executing right now (the kernel's `current` CPU). */
 export let current: Cpu = undefined as unknown as Cpu;
+
+/** Read and zero word idx: a locked exchange, or a plain load and store where only this thread writes it (Host.plainIpiWords). */
+function take(I: Int32Array, idx: number, plain: boolean): number {
+  if (!plain) return Atomics.exchange(I, idx, 0);
+  const v = I[idx];
+  if (v !== 0) I[idx] = 0;
+  return v;
+}
 
 function purge(tlb: Tlb, asid: number, startVpn: number, endVpn: number): void {
   if (asid < 0) tlb.flushAll();
@@ -697,18 +770,22 @@ export class Cpu {
     // bit here): a bit set after our exchange is seen by the next round, whose mask bits may
     // already have been taken by this one (an empty word then). The re-check loads before it
     // exchanges: usually nothing came meanwhile, and a locked exchange costs more than a load.
-    for (let words = Atomics.exchange(I, pend, 0); words !== 0; words = Atomics.load(I, pend) === 0 ? 0 : Atomics.exchange(I, pend, 0)) {
+    const plain = this.host.plainIpiWords;
+    for (let words = take(I, pend, plain); words !== 0; words = (plain ? I[pend] : Atomics.load(I, pend)) === 0 ? 0 : take(I, pend, plain)) {
       while (words !== 0) {
         const w = 31 - Math.clz32(words & -words); // the lowest word first, as the loop over all eight went
         words &= ~(1 << w);
-        let bits = Atomics.exchange(I, this.ctl + CC_IPI_MASK + w, 0);
+        let bits = take(I, this.ctl + CC_IPI_MASK + w, plain);
         while (bits !== 0) {
           const b = 31 - Math.clz32(bits);
           bits &= ~(1 << b);
           const sender = w * 32 + b;
-          const type = Atomics.load(I, cpuCtl(this.V.L, sender, CC_INFO_TYPE));
-          this.I[this.st + ST_IPI_RECV]++;
-          this.ring.log(EV_IPI_HANDLE, sender, Atomics.load(I, cpuCtl(this.V.L, sender, CC_INFO_MM)));
+          // the request is read with plain loads, after our exchange of the mask word (the
+          // kernel's IPI handlers read the sender's call_single_data / flush_tlb_info so)
+          const req = cpuCtl(this.V.L, sender, 0);
+          const type = I[req + CC_INFO_TYPE];
+          I[this.st + ST_IPI_RECV]++;
+          this.ring.log(EV_IPI_HANDLE, sender, I[req + CC_INFO_MM]);
           this.host.hooks.ipi[type](this, sender);
           this.ring.log(EV_IPI_DONE, sender, 0);
           this.host.ipiAcked(sender);
@@ -790,6 +867,10 @@ export class Cpu {
       Atomics.or(I, cpuCtl(L, t, CC_BC_MASK + word), bit);
       Atomics.or(I, cpuCtl(L, t, CC_BC_PENDING), 1 << word);
     }
+    // the CPUs' own words were written directly, not through a mailbox: each thread's
+    // pollIpis must look at its CPUs again (Host.ipiScan)
+    this.host.ipiScan = true;
+    if (L.mbox >= 0) for (let h = 0; h < L.shape.hosts; h++) if (h !== this.host.id) Atomics.or(I, mboxHdr(L, h) + MB_PEND, MB_SCAN);
     this.host.kickEachHost(null, n, this.id);
     purge(this.tlb, asid, startVpn, endVpn);
     I[this.st + ST_BCAST_SENT]++;

@@ -153,9 +153,15 @@ export const HB_HEARTBEAT = HB.HEARTBEAT;
 // MB_SENDERS, then the word's bit in MB_PEND (as CC_IPI_PENDING names CC_IPI_MASK words). The
 // receiving thread (Host.drainMailbox) turns each target bit into the target's own CC_IPI_MASK /
 // CC_IPI_PENDING bits, on lines its own core owns, and forwards a bit for a CPU it no longer
-// carries (a migration traded it away meanwhile). Before, the sender set 2 bits in each of
+// carries (a migration traded it away meanwhile) to the mailbox of the thread that does. Before, the sender set 2 bits in each of
 // ~128 CPUs' lines that the other core owns: 8-35 us of a 256-CPU shootdown.
 export const MB_PEND = 0;
+/**
+ * A bit of MB_PEND above every sender word (at most CPUMASK_WORDS of them): a hardware broadcast
+ * was posted straight into the per-CPU words (CC_BC_*) of the CPUs this thread carries, so
+ * Host.pollIpis must look at every CPU again (Host.ipiScan).
+ */
+export const MB_SCAN = 1 << 30;
 export const MB_SENDERS = 1; // CPUMASK_WORDS words: which senders posted
 export const MB_HDR = LINE;
 

@@ -294,6 +294,7 @@ export function cpu_state_load(c: Cpu, id: number, bytes: Uint8Array, classes: R
   const L = c.V.L;
   C.id = id;
   C.ctl = cpuCtl(L, id, 0);
+  c.host.ipiScan = true; // CPU id's words may hold requests its last thread had not taken
   C.st = statWord(L, id, 0);
   const ring = new EventRing(c.V, id);
   ring.pos = s.ringPos;
