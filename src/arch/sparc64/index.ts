@@ -108,7 +108,7 @@ export function xcall_flush_tlb_pending(target: Cpu, sender: number): void {
   const I = target.I;
   const F = target.V.F;
   const info = cpuCtl(target.V.L, sender, 0);
-  const mm = Atomics.load(I, info + CC_INFO_MM);
+  const mm = I[info + CC_INFO_MM]; // a plain load, as the handler's of the sender's request (ordered by the IPI itself)
   const asid = target.asidOf(mm);
   const start = F[fIndex(info + CC_INFO_START_F)];
   const end = F[fIndex(info + CC_INFO_END_F)];
