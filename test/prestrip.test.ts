@@ -4,7 +4,8 @@
 import { describe, it, expect } from 'vitest';
 import { Piscina } from 'piscina';
 import { pathToFileURL } from 'node:url';
-import { prestrippedPool, strippedGraph } from '../src/engine/prestrip.ts';
+import { Worker } from 'node:worker_threads';
+import { packSources, prestrippedPool, prestrippedWorker, strippedGraph, PRESTRIPPED_PROLOGUE } from '../src/engine/prestrip.ts';
 import { stressPoolOptions } from '../src/tools/stress/stress.ts';
 import { resolveScenario } from '../src/engine/scenario.ts';
 
@@ -56,4 +57,22 @@ describe('prestripped pool threads', () => {
     writeFileSync(bad, '{ "a": 1 }');
     expect(strippedGraph(pathToFileURL(bad))).toEqual({});
   });
+
+  it('a host thread decodes each module it loads from the one shared buffer of packed sources', async () => {
+    const entry = new URL(u('test/fixtures/prestrip/entry.ts'));
+    const dep = new URL(u('test/fixtures/prestrip/task.ts'));
+    const opts = prestrippedWorker(entry);
+    expect(opts.workerData.sources.bytes).toBeInstanceOf(SharedArrayBuffer);
+    expect(Object.keys(opts.workerData.sources.index).sort()).toEqual([entry.href, dep.href].sort());
+    // served from the buffer, not from the file: a replaced module (multi-byte UTF-8 in it) is what runs
+    const graph = strippedGraph(entry);
+    graph[dep.href] = "export default function task() { return 'packed \u00b5s \u2014 \u{1f600}'; }";
+    const w = new Worker(PRESTRIPPED_PROLOGUE, { eval: true, workerData: { entry: entry.href, sources: packSources(graph) } });
+    try {
+      const got = await new Promise((res, rej) => { w.once('message', res); w.once('error', rej); });
+      expect(got).toBe('packed \u00b5s \u2014 \u{1f600}');
+    } finally {
+      await w.terminate();
+    }
+  }, 30_000);
 });

@@ -103,26 +103,60 @@ export function strippedGraph(entry: URL): Record<string, string> {
 }
 
 /**
+ * A graph's sources packed once, UTF-8, into shared memory, and where each
+ * module's bytes are: the threads of a run all read the same bytes. Before,
+ * every thread received the whole map as strings in its workerData, a
+ * structured clone per thread (~0.7 MB of source, 56 modules for
+ * workers/cpu.ts): measured, 64 threads that receive the map without loading
+ * anything are 12.6 MiB resident each against 11.3 MiB for an idle worker.
+ */
+export interface PackedSources {
+  bytes: SharedArrayBuffer;
+  /** file: URL -> [byte offset, byte length] in `bytes` */
+  index: Record<string, [number, number]>;
+}
+
+/** Pack a map of sources (file: URL -> source) into one SharedArrayBuffer. */
+export function packSources(sources: Record<string, string>): PackedSources {
+  let size = 0;
+  for (const src of Object.values(sources)) size += Buffer.byteLength(src, 'utf8');
+  const bytes = new SharedArrayBuffer(size);
+  const view = Buffer.from(bytes);
+  const index: Record<string, [number, number]> = {};
+  let at = 0;
+  for (const [url, src] of Object.entries(sources)) {
+    const n = view.write(src, at, 'utf8');
+    index[url] = [at, n];
+    at += n;
+  }
+  return { bytes, index };
+}
+
+/**
  * The JavaScript a host thread starts with (a Worker with eval: true; it is a
- * CommonJS script): register the load hook over workerData.stripped, then import
- * workerData.entry.
+ * CommonJS script): register a load hook that decodes a module of
+ * workerData.sources (packSources()) when the loader asks for it, then import
+ * workerData.entry. Only the modules the thread loads are ever decoded, each
+ * once (the loader caches the module), into the string V8 keeps as the
+ * module's source anyway.
  */
 export const PRESTRIPPED_PROLOGUE = `
 const { registerHooks } = require('node:module');
 const { workerData } = require('node:worker_threads');
-const stripped = workerData.stripped;
+const { bytes, index } = workerData.sources;
 registerHooks({
   load(url, context, nextLoad) {
-    const source = stripped[url];
-    return source === undefined ? nextLoad(url, context) : { format: 'module', source, shortCircuit: true };
+    const at = Object.hasOwn(index, url) ? index[url] : undefined;
+    if (at === undefined) return nextLoad(url, context);
+    return { format: 'module', source: Buffer.from(bytes, at[0], at[1]).toString('utf8'), shortCircuit: true };
   },
 });
 import(workerData.entry).catch((e) => { process.nextTick(() => { throw e; }); });
 `;
 
 /** Worker options for a thread that runs `entry` (a .ts module) from stripped sources; pass to new Worker(PRESTRIPPED_PROLOGUE, ...). */
-export function prestrippedWorker(entry: URL): { eval: true; workerData: { entry: string; stripped: Record<string, string> } } {
-  return { eval: true, workerData: { entry: entry.href, stripped: strippedGraph(entry) } };
+export function prestrippedWorker(entry: URL): { eval: true; workerData: { entry: string; sources: PackedSources } } {
+  return { eval: true, workerData: { entry: entry.href, sources: packSources(strippedGraph(entry)) } };
 }
 
 /** The piscina entry of prestrippedPool(): plain JavaScript, so the pool thread never needs the stripper to start. */
