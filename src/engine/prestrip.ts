@@ -14,6 +14,7 @@
 // loads the ordinary way. Nothing is written to disk and there is no build
 // step: a changed source is stripped again by the next process.
 
+import { parse } from 'acorn';
 import { createHash } from 'node:crypto';
 import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { stripTypeScriptTypes } from 'node:module';
@@ -38,8 +39,60 @@ const cache = new Map<string, string>();
  */
 const DISK = join(tmpdir(), 'mmsim-stripped', process.version);
 
+/**
+ * `src` (an ES module) without its comments, every line terminator kept: a
+ * stack trace names the same line and column as in the file. A third of the CPU
+ * worker's stripped source is comments (710,296 -> 466,049 characters), and
+ * every host thread keeps its modules' source as long as it runs. Measured, 32
+ * threads started one after another that load the graph: 17.9 -> 17.45 MiB
+ * resident each (3 runs each), a worker's heap after a full GC 7.38 -> 7.14 MB. The comments
+ * are found by a parser (acorn), not a pattern: `//` and `/*` inside strings,
+ * template literals and regular expressions are not comments. A comment
+ * followed by code on the same line leaves as many spaces as it took on that
+ * line, so the code's column stays and no two tokens are joined. Magic comments
+ * (`//# sourceURL=`, which the stripper appends) stay. Source acorn does not
+ * parse is returned unchanged (Node's loader reports its errors as it would).
+ */
+export function dropComments(src: string): string {
+  const spans: [number, number][] = [];
+  try {
+    parse(src, {
+      ecmaVersion: 'latest', sourceType: 'module', allowHashBang: true,
+      onComment: (_block, text, start, end) => {
+        if (!/^[#@]\s*source(?:URL|MappingURL)=/.test(text)) spans.push([start, end]);
+      },
+    });
+  } catch {
+    return src;
+  }
+  const out: string[] = [];
+  const nextEnd = /[\n\r\u2028\u2029]/g;
+  let at = 0;
+  for (const [start, end] of spans) {
+    const inner = src.slice(start, end);
+    const ends = inner.match(/\r\n|[\n\r\u2028\u2029]/g) ?? [];
+    nextEnd.lastIndex = end;
+    const rest = src.slice(end, nextEnd.exec(src)?.index ?? src.length); // the comment's last line, after it
+    if (/\S/.test(rest)) {
+      // code follows: the comment's part of its last line becomes spaces, so the code keeps its column
+      let last = inner.length;
+      for (const c of ['\n', '\r', '\u2028', '\u2029']) last = Math.min(last, inner.length - 1 - inner.lastIndexOf(c));
+      out.push(src.slice(at, start), ends.join(''), ' '.repeat(last));
+    } else {
+      // nothing follows on its line: the blanks before it go too (whitespace between tokens, never inside one)
+      let k = start;
+      while (k > at && (src[k - 1] === ' ' || src[k - 1] === '\t')) k--;
+      out.push(src.slice(at, k), ends.join(''));
+    }
+    at = end;
+  }
+  out.push(src.slice(at));
+  return out.join('');
+}
+
 function strip(text: string, url: string): string {
-  const key = createHash('sha256').update(url).update('\0').update(text).digest('hex').slice(0, 32);
+  // (the format's version is in the key: a cache written before comments were dropped is not read)
+  const key = createHash('sha256').update('nocomments-1\0').update(url).update('\0').update(text).digest('hex').slice(0, 32);
   const file = join(DISK, `${key}.js`);
   try {
     return readFileSync(file, 'utf8');
@@ -55,7 +108,7 @@ function strip(text: string, url: string): string {
   }) as typeof process.emitWarning;
   let src: string;
   try {
-    src = stripTypeScriptTypes(text, { mode: 'strip', sourceUrl: url });
+    src = dropComments(stripTypeScriptTypes(text, { mode: 'strip', sourceUrl: url }));
   } finally {
     process.emitWarning = emit;
   }
