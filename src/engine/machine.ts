@@ -466,6 +466,22 @@ function progress(V: Views, cpus: number): number {
 }
 
 /**
+ * A run that starts this many host threads or more caps each thread's V8 young
+ * generation at WIDE_RUN_YOUNG_MB. Left alone, V8 grows a worker's young
+ * generation to 8 MB while it loads the CPU worker's graph (~3.6 MB of it
+ * resident) and further while it runs. Measured with munmap-vs-access, one
+ * worker per CPU, peak RSS per CPU above the process before the run: 64 CPUs
+ * 23.9-26.7 -> 20.3-20.8 MiB (3 runs each, alternated), ops/s within the noise
+ * (1.9/2.8/4.3 M against 1.7/3.3/5.2 M at load average ~30); 4 CPUs 27.7-30.4 ->
+ * 21.1-24.3 MiB, but 3 of 4 runs slower by 10-50% (the workers allocate: 191
+ * scavenges in the run before, 530 with the cap). So only wide runs, whose
+ * threads outnumber the cores many times over and whose memory is what runs
+ * out (256 workers x ~3.5 MiB), take the cap.
+ */
+const WIDE_RUN_HOSTS = 32;
+const WIDE_RUN_YOUNG_MB = 2;
+
+/**
  * Start one worker per host thread, run the plans, and watch them: a crash or
  * an exit of a worker, a deadlock (deterministic mode) or no progress for
  * hangTimeoutMs ends the run. --duration is armed at the start barrier.
@@ -483,6 +499,7 @@ async function superviseWorkers(V: Views, r: ResolvedRunOptions, hosts: number, 
     const execArgv = cpuProfDir ? ['--cpu-prof', `--cpu-prof-dir=${cpuProfDir}`, `--cpu-prof-name=host-${h}.cpuprofile`] : undefined;
     const w = new Worker(PRESTRIPPED_PROLOGUE, {
       ...start, name: `mmsim-host-${h}`, stdout: false, stderr: false, execArgv,
+      ...(hosts >= WIDE_RUN_HOSTS ? { resourceLimits: { maxYoungGenerationSizeMb: WIDE_RUN_YOUNG_MB } } : {}),
       // under `npm run profile` (MMSIM_PROFILER set) clinic's preloads come in NODE_OPTIONS, which a
       // worker would run too, each thread writing the same data file: the CPU threads start without them
       ...(process.env.MMSIM_PROFILER ? { env: { ...process.env, NODE_OPTIONS: '' } } : {}),
