@@ -3,6 +3,7 @@
 // acknowledged a shootdown with 105 futex wakes of the sleeping sender before,
 // and 105 decrements of the sender's CC_ACK word (Host.ipiAcked: one per pass now).
 import { describe, it, expect } from 'vitest';
+import { availableParallelism } from 'node:os';
 import { createMachine } from '../src/engine/inline.ts';
 import { makeHost } from '../src/engine/hostrun.ts';
 import { Cpu, set_current, type Host } from '../src/hw/cpu.ts';
@@ -263,5 +264,13 @@ describe('IPI kicks between host threads', () => {
     cpu_state_load(cpus[6], 6, cpu_state_save(cpus[6]), {});
     expect(hosts[2].ipiScan).toBe(true);
     expect(violations).toEqual([]);
+  });
+  it('a waiting sender spins up to 100 us before it sleeps where a thread carries several CPUs and threads do not outnumber cores; with one CPU per thread only its first polls', () => {
+    const hosted = twoHosts(9); // mailboxes: 2 threads, 9 CPUs
+    expect(hosted.hosts[0].spinWaitMs).toBe(availableParallelism() >= 2 ? 0.1 : 0);
+    const V = createMachine({
+      cpus: 2, hosts: 2, dataFrames: 1024, tableFrames: 128, maxMms: 4, maxVmas: 16, maxTasks: 16, maxFiles: 4, eventRing: 64,
+    }, (c) => c);
+    expect(makeHost(V, 0, 'x86', [], false).spinWaitMs).toBe(0); // a thread per CPU: no mailboxes
   });
 });

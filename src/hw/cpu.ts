@@ -22,6 +22,7 @@ import { walk, walk_kernel } from './walker.ts';
 import { irqOdds, maybe_irq } from './irq.ts';
 import { SB_ENTRIES, sb_drain, sb_tick } from './store_buffer.ts';
 import { preemptLevel, maybe_preempt } from './preempt.ts';
+import { availableParallelism } from 'node:os';
 
 // Module-local copies of the constants the TLB hit and the IPI and broadcast paths use on every
 // access and every handler: optimized code folds a module's own const, but loads an imported one
@@ -226,6 +227,8 @@ export class Host {
    * the same points as before.
    */
   ipiScan = true;
+  /** How long a sender on this thread spins for its acknowledgements before it sleeps, in ms (0: only its first 32 polls; waitSpinMs) */
+  readonly spinWaitMs: number;
   constructor(V: Views, id: number, hooks: Hooks) {
     this.V = V;
     this.I = V.I;
@@ -241,6 +244,7 @@ export class Host {
     this.mbScratch = new Int32Array(V.L.mbox >= 0 ? this.nhosts * V.L.mboxMaskWords : 0);
     this.mbHosts = new Int32Array(V.L.mbox >= 0 ? this.nhosts : 0);
     this.mbLocal = new Int32Array(V.L.mbox >= 0 ? V.L.shape.cpus : 0);
+    this.spinWaitMs = waitSpinMs(V.L.mbox >= 0, this.nhosts);
     Atomics.store(this.I, hostWord(V.L, id, HB_WAITING_ON), -1);
   }
 
@@ -571,6 +575,23 @@ export class Host {
 /** The CPU whose code this thread is executing right now (the kernel's `current` CPU). */
 export let current: Cpu = undefined as unknown as Cpu;
 
+/**
+ * How long a waiting sender (an IPI's acknowledgements, a broadcast's) spins, polling, before it
+ * sleeps on its futex word, in free mode with mailboxes (several CPUs on each of 2+ threads)
+ * and no more threads than cores. The kernel's sender never sleeps (kernel/smp.c csd_lock_wait
+ * spins); ours sleeps so that threads outnumbering the cores do not burn them, and pays a futex
+ * wake-up on the last acknowledgement. Hosted, the other thread's ~128 handlers finish 15-40 us
+ * after the sender's own thread's: a sender that slept after its 32 polls paid ~20 us of
+ * wake-up in most shootdowns once the handlers got cheap (the 256-CPU hosted shootdown, 8 seeds
+ * alternated: p50 31-90 us sleeping, 24-68 us spinning up to 100 us; lower in each pair). Not
+ * with one CPU per thread: there the tenth session measured K = 1 and 4 worse with a 50 us spin
+ * when other work shared the cores (docs/performance.md).
+ */
+const WAIT_SPIN_US = 100;
+function waitSpinMs(mailboxes: boolean, hosts: number): number {
+  return mailboxes && hosts <= availableParallelism() ? WAIT_SPIN_US / 1000 : 0;
+}
+
 /** Read and zero word idx: a locked exchange, or a plain load and store where only this thread writes it (Host.plainIpiWords). */
 function take(I: Int32Array, idx: number, plain: boolean): number {
   if (!plain) return Atomics.exchange(I, idx, 0);
@@ -819,10 +840,12 @@ export class Cpu {
     }
     this.I[this.st + ST_IPI_SENT] += n;
     const ack = this.ctl + CC_ACK;
+    const host = this.host;
+    const spinUntil = host.spinWaitMs > 0 && host.sched === null ? performance.now() + host.spinWaitMs : 0;
     for (let spin = 0; Atomics.load(I, ack) !== 0; spin++) {
-      this.host.pollIpis();
-      if (spin < 32 && this.host.sched === null) Atomics.pause();
-      else this.host.block(-1, () => Atomics.load(I, ack) === 0);
+      host.pollIpis();
+      if (host.sched === null && (spin < 32 || (spinUntil !== 0 && performance.now() < spinUntil))) Atomics.pause();
+      else host.block(-1, () => Atomics.load(I, ack) === 0);
     }
   }
 
@@ -875,10 +898,12 @@ export class Cpu {
     purge(this.tlb, asid, startVpn, endVpn);
     I[this.st + ST_BCAST_SENT]++;
     const ack = this.ctl + CC_BC_ACK;
+    const host = this.host;
+    const spinUntil = host.spinWaitMs > 0 && host.sched === null ? performance.now() + host.spinWaitMs : 0;
     for (let spin = 0; Atomics.load(I, ack) !== 0; spin++) {
-      this.host.pollIpis();
-      if (spin < 32 && this.host.sched === null) Atomics.pause();
-      else this.host.block(-1, () => Atomics.load(I, ack) === 0);
+      host.pollIpis();
+      if (host.sched === null && (spin < 32 || (spinUntil !== 0 && performance.now() < spinUntil))) Atomics.pause();
+      else host.block(-1, () => Atomics.load(I, ack) === 0);
     }
   }
 
