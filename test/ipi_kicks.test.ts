@@ -265,12 +265,38 @@ describe('IPI kicks between host threads', () => {
     expect(hosts[2].ipiScan).toBe(true);
     expect(violations).toEqual([]);
   });
-  it('a waiting sender spins up to 100 us before it sleeps where a thread carries several CPUs and threads do not outnumber cores; with one CPU per thread only its first polls', () => {
-    const hosted = twoHosts(9); // mailboxes: 2 threads, 9 CPUs
-    expect(hosted.hosts[0].spinWaitMs).toBe(availableParallelism() >= 2 ? 0.1 : 0);
+  it('a waiting sender spins up to 100 us before it sleeps where a thread carries several CPUs and threads do not outnumber cores, and stops spinning for a while after a spin that ran out; with one CPU per thread only its first polls', () => {
+    const { hosts, cpus, I } = twoHosts(9); // mailboxes: 2 threads, 9 CPUs
+    const h = hosts[0];
+    expect(h.spinWaitMs).toBe(availableParallelism() >= 2 ? 0.1 : 0);
     const V = createMachine({
       cpus: 2, hosts: 2, dataFrames: 1024, tableFrames: 128, maxMms: 4, maxVmas: 16, maxTasks: 16, maxFiles: 4, eventRing: 64,
     }, (c) => c);
     expect(makeHost(V, 0, 'x86', [], false).spinWaitMs).toBe(0); // a thread per CPU: no mailboxes
+    if (h.spinWaitMs === 0) return;
+    // count the polls of each wait; the acknowledgement comes when the wait sleeps (block), or at
+    // a given poll (the other thread acknowledging while the sender spins)
+    const ack = cpuCtl(cpus[0].V.L, 0, CC_ACK);
+    let polls = 0;
+    let ackAtPoll = Infinity;
+    const poll = h.pollIpis.bind(h);
+    h.pollIpis = () => {
+      poll();
+      if (++polls >= ackAtPoll) I[ack] = 0;
+    };
+    h.block = () => void (I[ack] = 0);
+    const wait = (at = Infinity): number => {
+      polls = 0;
+      ackAtPoll = at;
+      I[ack] = 1;
+      h.waitAcks(ack);
+      return polls;
+    };
+    expect(wait()).toBeGreaterThan(33); // spun until the 100 us ran out, then slept
+    expect(wait()).toBe(33); // backoff 1: the next wait sleeps after its 32 polls
+    expect(wait()).toBeGreaterThan(33); // spins again, runs out again: backoff 3
+    expect([wait(), wait(), wait()]).toEqual([33, 33, 33]);
+    expect(wait(40)).toBe(40); // spins, and the acknowledgement comes while it does: spinning pays again
+    expect(wait(50)).toBe(50);
   });
 });

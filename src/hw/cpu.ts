@@ -229,6 +229,9 @@ export class Host {
   ipiScan = true;
   /** How long a sender on this thread spins for its acknowledgements before it sleeps, in ms (0: only its first 32 polls; waitSpinMs) */
   readonly spinWaitMs: number;
+  /** waits still to come that do not spin (spinWait), after spins that ended without the acknowledgements; and the next backoff */
+  private spinSkip = 0;
+  private spinBackoff = 0;
   constructor(V: Views, id: number, hooks: Hooks) {
     this.V = V;
     this.I = V.I;
@@ -266,6 +269,49 @@ export class Host {
    */
   get plainIpiWords(): boolean {
     return this.nhosts === 1 || (this.mbPend >= 0 && this.sched === null);
+  }
+
+  /**
+   * Wait until word `ack` (an IPI's or a broadcast's acknowledgement count) is 0, servicing
+   * this thread's CPUs' IPIs meanwhile: 32 polls, then spin up to spinWaitMs (spinWait), then
+   * sleep, woken by the acknowledging thread's kick.
+   */
+  waitAcks(ack: number): void {
+    const I = this.I;
+    const free = this.sched === null;
+    const spinUntil = free && this.spinWait() ? performance.now() + this.spinWaitMs : 0;
+    let spun = false;
+    for (let spin = 0; Atomics.load(I, ack) !== 0; spin++) {
+      this.pollIpis();
+      if (free && spin < 32) Atomics.pause();
+      else if (spinUntil !== 0 && !spun && performance.now() < spinUntil) Atomics.pause();
+      else {
+        if (spinUntil !== 0 && !spun) {
+          spun = true; // the spin ran out: back off
+          this.spinBackoff = Math.min(SPIN_MAX_BACKOFF, 2 * this.spinBackoff + 1);
+          this.spinSkip = this.spinBackoff;
+        }
+        this.block(-1, () => Atomics.load(I, ack) === 0);
+      }
+    }
+    if (spinUntil !== 0 && !spun) this.spinBackoff = 0; // the acknowledgements came while it spun
+  }
+
+  /**
+   * Whether this wait spins (before it sleeps): where spinWaitMs allows, and only while spinning
+   * pays. A spin that runs out without the acknowledgements makes the next 1, 3, 7 ... up to
+   * SPIN_MAX_BACKOFF waits sleep at once, as an adaptive mutex stops spinning on a holder that
+   * does not run: with 17 CPUs on 2 threads the other thread's half of the targets took a
+   * shootdown's IPI 104 us after the send, just when the sender's 100 us spin ran out, while
+   * their thread sat on the sender's core (a futex wake-up puts the wakee on the waker's core).
+   */
+  private spinWait(): boolean {
+    if (this.spinWaitMs === 0) return false;
+    if (this.spinSkip > 0) {
+      this.spinSkip--;
+      return false;
+    }
+    return true;
   }
 
   /**
@@ -588,6 +634,8 @@ export let current: Cpu = undefined as unknown as Cpu;
  * when other work shared the cores (docs/performance.md).
  */
 const WAIT_SPIN_US = 100;
+/** the most waits a run-out spin makes sleep at once (Host.spinWait) */
+const SPIN_MAX_BACKOFF = 63;
 function waitSpinMs(mailboxes: boolean, hosts: number): number {
   return mailboxes && hosts <= availableParallelism() ? WAIT_SPIN_US / 1000 : 0;
 }
@@ -841,12 +889,7 @@ export class Cpu {
     this.I[this.st + ST_IPI_SENT] += n;
     const ack = this.ctl + CC_ACK;
     const host = this.host;
-    const spinUntil = host.spinWaitMs > 0 && host.sched === null ? performance.now() + host.spinWaitMs : 0;
-    for (let spin = 0; Atomics.load(I, ack) !== 0; spin++) {
-      host.pollIpis();
-      if (host.sched === null && (spin < 32 || (spinUntil !== 0 && performance.now() < spinUntil))) Atomics.pause();
-      else host.block(-1, () => Atomics.load(I, ack) === 0);
-    }
+    host.waitAcks(ack);
   }
 
   /**
@@ -899,12 +942,7 @@ export class Cpu {
     I[this.st + ST_BCAST_SENT]++;
     const ack = this.ctl + CC_BC_ACK;
     const host = this.host;
-    const spinUntil = host.spinWaitMs > 0 && host.sched === null ? performance.now() + host.spinWaitMs : 0;
-    for (let spin = 0; Atomics.load(I, ack) !== 0; spin++) {
-      host.pollIpis();
-      if (host.sched === null && (spin < 32 || (spinUntil !== 0 && performance.now() < spinUntil))) Atomics.pause();
-      else host.block(-1, () => Atomics.load(I, ack) === 0);
-    }
+    host.waitAcks(ack);
   }
 
   /**
