@@ -10,7 +10,7 @@
 // 4. mremap of a populated 1 GiB region PTE-, PMD- and PUD-aligned (mremap_test.c's
 //    perf cases): the speed-up of whole-table moves over PTE moves.
 // 3. Shootdown latency with K targets: the munmap-vs-access scenario on K+1
-//    CPUs (one worker per CPU, and K=64 also hosted on 2 threads), vs a bare
+//    CPUs (one worker per CPU, the goal's; and K=4, 16, 64 also hosted on 2 threads), vs a bare
 //    "Atomics ping" from the main thread to K worker threads and back.
 //
 // 4. fork of a populated anonymous region (256 MiB; 64 MiB with --quick): time
@@ -474,7 +474,10 @@ async function benchShootdowns(): Promise<void> {
     const raw = await rawPing(k, CFG.pingRounds, CFG.pingWarmup);
     raws.set(k, raw);
     const t1 = performance.now();
-    const sim = await simShootdown(k, CFG.ops[i], undefined, CFG.minSamples, k <= 4 ? CFG.attempts : 1);
+    // one worker thread per CPU, as the goal has it: left to the default, a run of more CPUs than
+    // cores is hosted on as many threads as cores, and until the eleventh session K = 4, 16 and 64
+    // were measured hosted on 2 threads here while this table called them one worker per CPU
+    const sim = await simShootdown(k, CFG.ops[i], k + 1, CFG.minSamples, k <= 4 ? CFG.attempts : 1);
     for (const p of sim.problems) log(`warning: shootdown K=${k}: ${p}`);
     push(`shootdown K=${k}`, sim, raw);
     if (k <= 16) {
@@ -484,21 +487,23 @@ async function benchShootdowns(): Promise<void> {
     sd[`K${k}`] = { opsPerCpu: CFG.ops[i], sim, raw };
     log(`  shootdown K=${k}: raw ${((t1 - t0) / 1000).toFixed(1)} s, sim ${((performance.now() - t1) / 1000).toFixed(1)} s`);
   }
-  // K=64 with 2 host threads carrying all 65 CPUs; baseline: the same ping to 64 threads
-  const k = 64;
-  if (overBudget(`shootdown K=${k} hosted`)) return;
-  const t0 = performance.now();
-  let raw = raws.get(k);
-  if (raw === undefined) {
-    raw = await rawPing(k, CFG.pingRounds, CFG.pingWarmup);
-    raws.set(k, raw);
-    sd[`K${k}`] = { raw };
+  // the same K hosted on 2 threads (the default where CPUs outnumber cores: every run of 3 CPUs or
+  // more here), against the same ping to K threads; no goal, the goal is one worker per CPU
+  for (const k of [4, 16, 64]) {
+    if (overBudget(`shootdown K=${k} hosted`)) return;
+    const t0 = performance.now();
+    let raw = raws.get(k);
+    if (raw === undefined) {
+      raw = await rawPing(k, CFG.pingRounds, CFG.pingWarmup);
+      raws.set(k, raw);
+      sd[`K${k}`] = { raw };
+    }
+    const sim = await simShootdown(k, CFG.hostedOps, 2, CFG.minSamples, CFG.attempts);
+    for (const p of sim.problems) log(`warning: shootdown K=${k} hosted: ${p}`);
+    push(`shootdown K=${k} hosted(2 thr)`, sim, raw);
+    sd[`K${k}hosted2`] = { opsPerCpu: CFG.hostedOps, sim, raw: `same as K${k}: Atomics ping to ${k} threads` };
+    log(`  shootdown K=${k} hosted: ${((performance.now() - t0) / 1000).toFixed(1)} s`);
   }
-  const sim = await simShootdown(k, CFG.hostedOps, 2, CFG.minSamples, CFG.attempts);
-  for (const p of sim.problems) log(`warning: shootdown K=${k} hosted: ${p}`);
-  push(`shootdown K=${k} hosted(2 thr)`, sim, raw);
-  sd[`K${k}hosted2`] = { opsPerCpu: CFG.hostedOps, sim, raw: 'same as K64: Atomics ping to 64 threads' };
-  log(`  shootdown K=${k} hosted: ${((performance.now() - t0) / 1000).toFixed(1)} s`);
 }
 
 // ---- 4. fork of a populated region ------------------------------------------------------
@@ -821,8 +826,8 @@ function printTable(): void {
   console.log(widths.map((w) => '-'.repeat(w)).join('  '));
   for (const b of body) console.log(line(b).trimEnd());
   console.log('ratio = how many times slower the simulator is (raw/sim for rates, sim/raw for latencies)');
-  console.log('raw shootdown = Atomics ping from the main thread to K worker threads and back; hosted(2 thr) is compared');
-  console.log('with the ping to 64 threads although IPIs between CPUs of one host thread need no thread wake-up');
+  console.log('raw shootdown = Atomics ping from the main thread to K worker threads and back; K=n is one worker per CPU (the goal);');
+  console.log('hosted(2 thr) is compared with the same ping to K threads although IPIs between CPUs of one host thread need no thread wake-up');
   if (!goals.length) return;
   console.log('');
   const gh = ['goal (issue #15)', 'measured', 'target', 'met', 'note'];
