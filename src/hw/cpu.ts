@@ -279,22 +279,27 @@ export class Host {
   waitAcks(ack: number): void {
     const I = this.I;
     const free = this.sched === null;
-    const spinUntil = free && this.spinWait() ? performance.now() + this.spinWaitMs : 0;
-    let spun = false;
+    let spinUntil = 0; // when the spin after the first 32 polls ends (0: no spin)
+    let ranOut = false;
     for (let spin = 0; Atomics.load(I, ack) !== 0; spin++) {
       this.pollIpis();
-      if (free && spin < 32) Atomics.pause();
-      else if (spinUntil !== 0 && !spun && performance.now() < spinUntil) Atomics.pause();
-      else {
-        if (spinUntil !== 0 && !spun) {
-          spun = true; // the spin ran out: back off
-          this.spinBackoff = Math.min(SPIN_MAX_BACKOFF, 2 * this.spinBackoff + 1);
-          this.spinSkip = this.spinBackoff;
-        }
-        this.block(-1, () => Atomics.load(I, ack) === 0);
+      if (free && spin < 32) {
+        Atomics.pause();
+        continue;
       }
+      if (spin === 32 && free && this.spinWait()) spinUntil = performance.now() + this.spinWaitMs;
+      if (spinUntil !== 0 && !ranOut) {
+        if (performance.now() < spinUntil) {
+          Atomics.pause();
+          continue;
+        }
+        ranOut = true; // the spin ran out: the next waits sleep at once for a while
+        this.spinBackoff = Math.min(SPIN_MAX_BACKOFF, 2 * this.spinBackoff + 1);
+        this.spinSkip = this.spinBackoff;
+      }
+      this.block(-1, () => Atomics.load(I, ack) === 0);
     }
-    if (spinUntil !== 0 && !spun) this.spinBackoff = 0; // the acknowledgements came while it spun
+    if (spinUntil !== 0 && !ranOut) this.spinBackoff = 0; // the acknowledgements came while it spun
   }
 
   /**
@@ -629,9 +634,10 @@ export let current: Cpu = undefined as unknown as Cpu;
  * wake-up on the last acknowledgement. Hosted, the other thread's ~128 handlers finish 15-40 us
  * after the sender's own thread's: a sender that slept after its 32 polls paid ~20 us of
  * wake-up in most shootdowns once the handlers got cheap (the 256-CPU hosted shootdown, 8 seeds
- * alternated: p50 31-90 us sleeping, 24-68 us spinning up to 100 us; lower in each pair). Not
- * with one CPU per thread: there the tenth session measured K = 1 and 4 worse with a 50 us spin
- * when other work shared the cores (docs/performance.md).
+ * alternated: p50 31-90 us sleeping, 24-68 us spinning up to 100 us; lower in each pair). It
+ * backs off where it does not pay (Host.spinWait). Not with one CPU per thread: there the tenth
+ * session measured K = 1 and 4 worse with a 50 us spin when other work shared the cores
+ * (docs/performance.md).
  */
 const WAIT_SPIN_US = 100;
 /** the most waits a run-out spin makes sleep at once (Host.spinWait) */
@@ -888,8 +894,7 @@ export class Cpu {
     }
     this.I[this.st + ST_IPI_SENT] += n;
     const ack = this.ctl + CC_ACK;
-    const host = this.host;
-    host.waitAcks(ack);
+    this.host.waitAcks(ack);
   }
 
   /**
@@ -941,8 +946,7 @@ export class Cpu {
     purge(this.tlb, asid, startVpn, endVpn);
     I[this.st + ST_BCAST_SENT]++;
     const ack = this.ctl + CC_BC_ACK;
-    const host = this.host;
-    host.waitAcks(ack);
+    this.host.waitAcks(ack);
   }
 
   /**
