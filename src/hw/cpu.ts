@@ -307,8 +307,9 @@ export class Host {
    * pays. A spin that runs out without the acknowledgements makes the next 1, 3, 7 ... up to
    * SPIN_MAX_BACKOFF waits sleep at once, as an adaptive mutex stops spinning on a holder that
    * does not run: with 17 CPUs on 2 threads the other thread's half of the targets took a
-   * shootdown's IPI 104 us after the send, just when the sender's 100 us spin ran out, while
-   * their thread sat on the sender's core (a futex wake-up puts the wakee on the waker's core).
+   * shootdown's IPI 104 us after the send, just when the sender's 100 us spin ran out: their
+   * thread had taken its mailbox, was neither asleep nor waiting on a lock, and did not run
+   * (samples of the threads' cores found the two on one core).
    */
   private spinWait(): boolean {
     if (this.spinWaitMs === 0) return false;
