@@ -265,10 +265,11 @@ export class Host {
    * thread polls between saving and loading). Then plain loads and stores do what the locked
    * ones did, at ~1 ns instead of ~10 (V8 calls a builtin for each Atomics operation): five
    * per target of a shootdown. Otherwise (a thread per CPU, deterministic mode) senders on
-   * other threads OR into them directly, and the words stay atomic.
+   * other threads OR into them directly, and the words stay atomic. The same premise makes
+   * pollIpis' summary (ipiScan) sound.
    */
   get plainIpiWords(): boolean {
-    return this.nhosts === 1 || (this.mbPend >= 0 && this.sched === null);
+    return this.sched === null && (this.nhosts === 1 || this.mbPend >= 0);
   }
 
   /**
@@ -334,8 +335,6 @@ export class Host {
     const me = this.id;
     const mw = L.mboxMaskWords;
     const scratch = this.mbScratch;
-    const word = self >> 5;
-    const bit = 1 << (self & 31);
     let nLocal = 0;
     let nHosts = 0;
     for (let i = 0; i < n; i++) {
@@ -362,9 +361,7 @@ export class Host {
         Atomics.or(I, slot + w, bits);
         scratch[h * mw + w] = 0;
       }
-      const hdr = mboxHdr(L, h);
-      Atomics.or(I, hdr + MB_SENDERS + word, bit);
-      Atomics.or(I, hdr + MB_PEND, 1 << word);
+      this.postMailbox(h, self);
       this.kickHost(h);
     }
     for (let i = 0; i < nLocal; i++) this.postIpi(this.mbLocal[i], self);
@@ -397,10 +394,18 @@ export class Host {
     const I = this.I;
     const L = this.V.L;
     Atomics.or(I, mboxSlot(L, h, sender) + (t >> 5), 1 << (t & 31));
-    const hdr = mboxHdr(L, h);
-    Atomics.or(I, hdr + MB_SENDERS + (sender >> 5), 1 << (sender & 31));
-    Atomics.or(I, hdr + MB_PEND, 1 << (sender >> 5));
+    this.postMailbox(h, sender);
     this.noteKick(t);
+  }
+
+  /**
+   * Host h's mailbox holds `sender`'s slot: the sender's bit in MB_SENDERS, then its word's bit
+   * in MB_PEND, after the slot's target bits (drainMailbox takes them in the reverse order).
+   */
+  private postMailbox(h: number, sender: number): void {
+    const hdr = mboxHdr(this.V.L, h);
+    Atomics.or(this.I, hdr + MB_SENDERS + (sender >> 5), 1 << (sender & 31));
+    Atomics.or(this.I, hdr + MB_PEND, 1 << (sender >> 5));
   }
 
   /**
@@ -461,9 +466,9 @@ export class Host {
     if (outer) this.deferAcks = true;
     try {
       if (this.mbPend >= 0 && this.I[this.mbPend] !== 0) this.drainMailbox();
-      // with the summary (free mode, several CPUs here, no CPU of another thread posted to
-      // directly but through MB_SCAN): nothing new since the last pass, nothing to load
-      if (this.ipiScan || this.sched !== null || cs.length === 1 || (this.mbPend < 0 && this.nhosts > 1)) {
+      // with the summary (several CPUs here, whose words only this thread writes; broadcasts
+      // say so with MB_SCAN): nothing new since the last pass, nothing to load
+      if (this.ipiScan || cs.length === 1 || !this.plainIpiWords) {
         this.ipiScan = false;
         for (let i = 0; i < cs.length; i++) {
           const c = cs[i];
