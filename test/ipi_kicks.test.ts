@@ -33,6 +33,23 @@ function twoHosts(n: number, deterministic = false): { hosts: Host[]; cpus: Cpu[
   return { hosts, cpus, I, wakes: () => [0, 1].map((h) => I[hostWord(V.L, h, HB_WAKE)]) };
 }
 
+/** 9 CPUs on 3 threads (host 0: CPUs 0, 1; host 1: CPUs 2-5; host 2: CPUs 6-8): free mode with mailboxes, no workers */
+function threeHosts(): { V: Cpu['V']; L: Cpu['V']['L']; I: Int32Array; hosts: Host[]; cpus: Cpu[]; violations: ViolationRecord[] } {
+  const hostOf = (c: number): number => (c < 2 ? 0 : c < 6 ? 1 : 2);
+  const V = createMachine({
+    cpus: 9, hosts: 3, dataFrames: 1024, tableFrames: 128, maxMms: 4, maxVmas: 16, maxTasks: 16, maxFiles: 4, eventRing: 64,
+  }, hostOf);
+  const violations: ViolationRecord[] = [];
+  const hosts = [0, 1, 2].map((h) => makeHost(V, h, 'x86', violations, false));
+  const cpus: Cpu[] = [];
+  for (let c = 0; c < 9; c++) {
+    const cpu = new Cpu(hosts[hostOf(c)], c, 64, 1);
+    hosts[hostOf(c)].cpus.push(cpu);
+    cpus.push(cpu);
+  }
+  return { V, L: V.L, I: V.I, hosts, cpus, violations };
+}
+
 /**
  * What send_ipis_and_wait posts without mailboxes, by hand (the sender cannot wait here: its
  * targets' thread is this one): straight into each target's own words. Where the machine has
@@ -127,21 +144,7 @@ describe('IPI kicks between host threads', () => {
   });
 
   it('free mode, several CPUs per thread: a send posts one mailbox slot to each other thread and touches none of its CPUs; they take it at their usual points, and a CPU traded away meanwhile is forwarded', () => {
-    // host 0: CPUs 0, 1; host 1: CPUs 2-5; host 2: CPUs 6-8
-    const hostOf = (c: number): number => (c < 2 ? 0 : c < 6 ? 1 : 2);
-    const V = createMachine({
-      cpus: 9, hosts: 3, dataFrames: 1024, tableFrames: 128, maxMms: 4, maxVmas: 16, maxTasks: 16, maxFiles: 4, eventRing: 64,
-    }, hostOf);
-    const L = V.L;
-    const I = V.I;
-    const violations: ViolationRecord[] = [];
-    const hosts = [0, 1, 2].map((h) => makeHost(V, h, 'x86', violations, false));
-    const cpus: Cpu[] = [];
-    for (let c = 0; c < 9; c++) {
-      const cpu = new Cpu(hosts[hostOf(c)], c, 64, 1);
-      hosts[hostOf(c)].cpus.push(cpu);
-      cpus.push(cpu);
-    }
+    const { V, L, I, hosts, cpus, violations } = threeHosts();
     expect(hosts.every((h) => h.usesMailboxes)).toBe(true);
     const ran: number[] = [];
     for (const h of hosts) h.hooks.ipi[IPI_TLB_REMOVE_TABLE_SYNC] = (target) => void ran.push(target.id);
@@ -194,22 +197,9 @@ describe('IPI kicks between host threads', () => {
     for (const h of hosts) h.sched = { point() {}, blocked() {}, kicked() {} } as unknown as Host['sched'];
     expect(hosts.some((h) => h.usesMailboxes)).toBe(false);
   });
+
   it("free mode, several CPUs per thread: a thread's pass looks at its CPUs' words only when something may have come (Host.ipiScan), and misses nothing that does", () => {
-    // host 0: CPUs 0, 1; host 1: CPUs 2-5; host 2: CPUs 6-8
-    const hostOf = (c: number): number => (c < 2 ? 0 : c < 6 ? 1 : 2);
-    const V = createMachine({
-      cpus: 9, hosts: 3, dataFrames: 1024, tableFrames: 128, maxMms: 4, maxVmas: 16, maxTasks: 16, maxFiles: 4, eventRing: 64,
-    }, hostOf);
-    const L = V.L;
-    const I = V.I;
-    const violations: ViolationRecord[] = [];
-    const hosts = [0, 1, 2].map((h) => makeHost(V, h, 'x86', violations, false));
-    const cpus: Cpu[] = [];
-    for (let c = 0; c < 9; c++) {
-      const cpu = new Cpu(hosts[hostOf(c)], c, 64, 1);
-      hosts[hostOf(c)].cpus.push(cpu);
-      cpus.push(cpu);
-    }
+    const { L, I, hosts, cpus, violations } = threeHosts();
     const ran: number[] = [];
     for (const h of hosts) h.hooks.ipi[IPI_TLB_REMOVE_TABLE_SYNC] = (target) => void ran.push(target.id);
     Atomics.store(I, cpuCtl(L, 0, CC_INFO_TYPE), IPI_TLB_REMOVE_TABLE_SYNC);
